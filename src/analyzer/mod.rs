@@ -1,0 +1,279 @@
+//! The per-flow analyzer: sniffs the first bytes of each direction, then hands the
+//! stream to the TLS analyzer (direct TLS) or to a STARTTLS protocol driver.
+
+pub mod sslv2;
+pub mod starttls;
+pub mod tls;
+
+use crate::record::{Dir, Encryption, FlowRecord, Note, PerDir};
+use tls::{Start, TlsAnalyzer};
+
+/// Bytes of each direction kept while deciding what a flow speaks.
+pub const SNIFF_MAX: usize = 8 * 1024;
+
+/// Options the analyzers need.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Report user names of cleartext logins.
+    pub show_users: bool,
+}
+
+/// What the analyzer asks of the flow after a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Continue,
+    /// Content shows the endpoints' roles are the other way round.
+    SwapRoles,
+}
+
+#[derive(Debug)]
+enum State {
+    Sniff(Box<Sniff>),
+    Tls(Box<TlsAnalyzer>),
+    StartTls(Box<starttls::Driver>),
+    /// Decided: nothing more to learn from the bytes.
+    Done,
+}
+
+#[derive(Debug, Default)]
+struct Sniff {
+    buf: PerDir<Vec<u8>>,
+    /// Arrival order of the buffered bytes, to replay them interleaved as they came.
+    log: Vec<(Dir, usize)>,
+    gap: PerDir<bool>,
+}
+
+/// One flow's analysis state.
+#[derive(Debug)]
+pub struct Analyzer {
+    state: State,
+    /// Roles come from the TCP handshake and must not be swapped by content.
+    roles_fixed: bool,
+    opts: Options,
+}
+
+impl Analyzer {
+    pub fn new(roles_fixed: bool, opts: Options) -> Self {
+        Analyzer {
+            state: State::Sniff(Box::default()),
+            roles_fixed,
+            opts,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        match &self.state {
+            State::Sniff(_) => false,
+            State::Tls(t) => t.is_done(),
+            State::StartTls(d) => d.is_done(),
+            State::Done => true,
+        }
+    }
+
+    /// In-order bytes of one direction.
+    pub fn on_data(&mut self, dir: Dir, data: &[u8], rec: &mut FlowRecord) -> Signal {
+        match &mut self.state {
+            State::Sniff(s) => {
+                let room = SNIFF_MAX.saturating_sub(s.buf.get(dir).len());
+                let take = room.min(data.len());
+                s.buf.get_mut(dir).extend_from_slice(data.get(..take).unwrap_or_default());
+                s.log.push((dir, take));
+                self.decide(rec, false)
+            }
+            State::Tls(t) => {
+                t.on_data(dir, data, rec);
+                Signal::Continue
+            }
+            State::StartTls(d) => {
+                d.on_data(dir, data, rec);
+                Signal::Continue
+            }
+            State::Done => Signal::Continue,
+        }
+    }
+
+    /// A hole of `len` bytes in one direction.
+    pub fn on_gap(&mut self, dir: Dir, len: u64, rec: &mut FlowRecord) -> Signal {
+        rec.note(Note::Gap);
+        match &mut self.state {
+            State::Sniff(s) => {
+                *s.gap.get_mut(dir) = true;
+                self.decide(rec, false)
+            }
+            State::Tls(t) => {
+                t.on_gap(dir, len, rec);
+                Signal::Continue
+            }
+            State::StartTls(d) => {
+                d.on_gap(dir, len, rec);
+                Signal::Continue
+            }
+            State::Done => Signal::Continue,
+        }
+    }
+
+    /// The flow ended: settle the verdict.
+    pub fn finish(&mut self, rec: &mut FlowRecord) {
+        if let State::Sniff(_) = self.state {
+            self.decide(rec, true);
+        }
+        match &mut self.state {
+            State::Sniff(s) => {
+                // Still undecided at the end: too little was seen.
+                let both = !s.buf.client.is_empty() && !s.buf.server.is_empty();
+                let one = s.buf.client.is_empty() != s.buf.server.is_empty();
+                let text = |b: &[u8]| !b.is_empty() && looks_like_text(b);
+                rec.encryption = if both {
+                    Encryption::Plaintext
+                } else if one && (text(&s.buf.client) || text(&s.buf.server)) {
+                    rec.note(Note::OneSided);
+                    Encryption::Plaintext
+                } else {
+                    Encryption::Unknown
+                };
+            }
+            State::Tls(t) => {
+                rec.encryption = Encryption::Tls;
+                let tls = rec.tls_mut();
+                if tls.client_hello.is_none() && tls.server_hello.is_none() && !t.saw_server_hello() {
+                    rec.note(Note::TlsMidstream);
+                }
+            }
+            State::StartTls(d) => d.finish(rec),
+            State::Done => {}
+        }
+    }
+
+    /// Looks at the sniffed bytes and picks an analyzer when it can.
+    fn decide(&mut self, rec: &mut FlowRecord, at_end: bool) -> Signal {
+        let State::Sniff(s) = &mut self.state else {
+            return Signal::Continue;
+        };
+        let mut signal = Signal::Continue;
+        // Direct TLS, from either side.
+        for dir in [Dir::Client, Dir::Server] {
+            match tls::record_start(s.buf.get(dir)) {
+                Start::Tls { client_hello, .. } | Start::Sslv2 { client_hello } => {
+                    if client_hello && dir == Dir::Server && !self.roles_fixed {
+                        signal = Signal::SwapRoles;
+                    }
+                    self.start_tls(signal, rec);
+                    return signal;
+                }
+                Start::NeedMore | Start::No => {}
+            }
+        }
+        match starttls::detect(&s.buf.client, &s.buf.server, rec.server.port, at_end) {
+            starttls::Detect::Found { proto, swap } => {
+                if swap && !self.roles_fixed {
+                    signal = Signal::SwapRoles;
+                }
+                self.start_protocol(proto, signal, rec);
+                return signal;
+            }
+            starttls::Detect::NeedMore if !at_end => return Signal::Continue,
+            _ => {}
+        }
+        let s_client = s.buf.client.len();
+        let s_server = s.buf.server.len();
+        let tls_pending = |b: &[u8]| matches!(tls::record_start(b), Start::NeedMore) && !b.is_empty();
+        let undecided = tls_pending(&s.buf.client) || tls_pending(&s.buf.server);
+        let full = s_client >= SNIFF_MAX || s_server >= SNIFF_MAX;
+        if (s_client > 0 && s_server > 0 && !undecided) || full {
+            if let Some(p) = plain_protocol(&s.buf.client, &s.buf.server) {
+                rec.app_protocol = Some(p.to_string());
+            }
+            rec.encryption = if rec.app_protocol.as_deref() == Some("ssh") {
+                Encryption::Ssh
+            } else {
+                Encryption::Plaintext
+            };
+            self.state = State::Done;
+        }
+        signal
+    }
+
+    fn replay(s: &Sniff, swap: bool) -> Vec<(Dir, &[u8])> {
+        let mut pos = PerDir::<usize>::default();
+        let mut out = Vec::with_capacity(s.log.len());
+        for &(dir, len) in &s.log {
+            let p = pos.get_mut(dir);
+            if let Some(bytes) = s.buf.get(dir).get(*p..*p + len) {
+                out.push((if swap { dir.other() } else { dir }, bytes));
+            }
+            *p += len;
+        }
+        out
+    }
+
+    fn start_tls(&mut self, signal: Signal, rec: &mut FlowRecord) {
+        let State::Sniff(s) = std::mem::replace(&mut self.state, State::Done) else {
+            return;
+        };
+        let swap = signal == Signal::SwapRoles;
+        if swap {
+            rec.swap_roles();
+            rec.note(Note::RolesFromContent);
+        }
+        if rec.app_protocol.is_none() {
+            rec.app_protocol = Some("tls".to_string());
+        }
+        let mut t = Box::new(TlsAnalyzer::new());
+        for (dir, bytes) in Self::replay(&s, swap) {
+            t.on_data(dir, bytes, rec);
+        }
+        for dir in [Dir::Client, Dir::Server] {
+            let d = if swap { dir.other() } else { dir };
+            if *s.gap.get(dir) {
+                t.on_gap(d, 1, rec);
+            }
+        }
+        self.state = State::Tls(t);
+    }
+
+    fn start_protocol(&mut self, proto: starttls::Proto, signal: Signal, rec: &mut FlowRecord) {
+        let State::Sniff(s) = std::mem::replace(&mut self.state, State::Done) else {
+            return;
+        };
+        let swap = signal == Signal::SwapRoles;
+        if swap {
+            rec.swap_roles();
+            rec.note(Note::RolesFromContent);
+        }
+        let mut d = Box::new(starttls::Driver::new(proto, self.opts, rec));
+        for (dir, bytes) in Self::replay(&s, swap) {
+            d.on_data(dir, bytes, rec);
+        }
+        for dir in [Dir::Client, Dir::Server] {
+            let d2 = if swap { dir.other() } else { dir };
+            if *s.gap.get(dir) {
+                d.on_gap(d2, 1, rec);
+            }
+        }
+        self.state = State::StartTls(d);
+    }
+}
+
+/// Mostly printable ASCII (text protocols), as opposed to binary or encrypted bytes.
+pub fn looks_like_text(b: &[u8]) -> bool {
+    let sample = b.get(..b.len().min(256)).unwrap_or_default();
+    let printable = sample
+        .iter()
+        .filter(|&&c| (0x20..0x7f).contains(&c) || c == b'\r' || c == b'\n' || c == b'\t')
+        .count();
+    !sample.is_empty() && printable * 10 >= sample.len() * 9
+}
+
+/// Names a few plaintext protocols with no upgrade to follow, for the report.
+fn plain_protocol(client: &[u8], server: &[u8]) -> Option<&'static str> {
+    const METHODS: [&[u8]; 9] = [
+        b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"TRACE ", b"PROPFIND ",
+    ];
+    if METHODS.iter().any(|m| client.starts_with(m)) || server.starts_with(b"HTTP/1.") {
+        return Some("http");
+    }
+    if client.starts_with(b"SSH-") || server.starts_with(b"SSH-") {
+        return Some("ssh");
+    }
+    None
+}

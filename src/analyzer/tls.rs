@@ -1,0 +1,706 @@
+//! TLS analysis of one connection: record layer, handshake defragmentation,
+//! ClientHello/ServerHello, alerts, SSLv2 — fed per direction, bounded memory.
+
+use super::sslv2;
+use crate::record::{Alert, ClientHelloInfo, Dir, FlowRecord, Note, PerDir, ServerHelloInfo};
+use crate::version::{Version, is_grease};
+use nom::Parser;
+use nom::bytes::complete::take;
+use nom::multi::length_data;
+use nom::number::complete::{be_u8, be_u16};
+
+/// Largest TLS record body accepted (2^14 plus the 2048 bytes RFC 5246 allows for expansion).
+pub const MAX_RECORD_LEN: usize = 16384 + 2048;
+/// Largest ClientHello/ServerHello collected for parsing; bigger ones are skipped with a note.
+pub const MAX_HELLO_LEN: usize = 64 * 1024;
+/// Largest SSLv2 hello record collected.
+pub const MAX_SSLV2_HELLO: usize = 32 * 1024;
+
+const CT_CHANGE_CIPHER_SPEC: u8 = 20;
+const CT_ALERT: u8 = 21;
+const CT_HANDSHAKE: u8 = 22;
+const CT_APPLICATION_DATA: u8 = 23;
+const CT_HEARTBEAT: u8 = 24;
+
+const HS_CLIENT_HELLO: u8 = 1;
+const HS_SERVER_HELLO: u8 = 2;
+
+/// The ServerHello random that marks a HelloRetryRequest (RFC 8446 §4.1.3).
+const HRR_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+
+/// What the first bytes of a direction look like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    NeedMore,
+    /// A TLS record header (any content type).
+    Tls { handshake: bool, client_hello: bool },
+    /// An SSLv2 CLIENT-HELLO or SERVER-HELLO record.
+    Sslv2 { client_hello: bool },
+    No,
+}
+
+/// Decides whether `b` starts with a TLS or SSLv2 record. Used to find TLS on any
+/// port, and to check the first bytes after a STARTTLS go-ahead.
+pub fn record_start(b: &[u8]) -> Start {
+    let Some(&b0) = b.first() else {
+        return Start::NeedMore;
+    };
+    if (CT_CHANGE_CIPHER_SPEC..=CT_HEARTBEAT).contains(&b0) {
+        match (b.get(1), b.get(2)) {
+            (None, _) | (Some(3), None) => return Start::NeedMore,
+            (Some(3), Some(&minor)) if minor <= 4 => {
+                let Some(len) = b.get(3..5).map(|l| usize::from(l[0]) << 8 | usize::from(l[1])) else {
+                    return Start::NeedMore;
+                };
+                if len == 0 && b0 != CT_APPLICATION_DATA || len > MAX_RECORD_LEN {
+                    return Start::No;
+                }
+                let handshake = b0 == CT_HANDSHAKE;
+                return match b.get(5) {
+                    None if handshake => Start::NeedMore,
+                    first => Start::Tls {
+                        handshake,
+                        client_hello: handshake && first == Some(&HS_CLIENT_HELLO),
+                    },
+                };
+            }
+            _ => {}
+        }
+    }
+    match sslv2::record_header(b) {
+        sslv2::Parse::NeedMore => Start::NeedMore,
+        sslv2::Parse::Invalid => Start::No,
+        sslv2::Parse::Done(h) => {
+            let (Some(&msg), Some(&v0)) = (b.get(h.header_len), b.get(h.header_len + 1)) else {
+                return Start::NeedMore;
+            };
+            let plausible_version = v0 == 0 || v0 == 3;
+            match msg {
+                sslv2::MSG_CLIENT_HELLO if plausible_version && h.body_len >= 9 => {
+                    Start::Sslv2 { client_hello: true }
+                }
+                sslv2::MSG_SERVER_HELLO if h.body_len >= 11 && h.header_len == 2 => {
+                    Start::Sslv2 { client_hello: false }
+                }
+                _ => Start::No,
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    /// Expecting a record header.
+    #[default]
+    Header,
+    Tls {
+        content_type: u8,
+        remaining: usize,
+    },
+    Sslv2 {
+        remaining: usize,
+        /// Collect the body for parsing (hello and error messages).
+        collect: bool,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Handshake {
+    hdr: [u8; 4],
+    hdr_len: usize,
+    remaining: usize,
+    collecting: bool,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Side {
+    hdr: [u8; 5],
+    hdr_len: usize,
+    body: Body,
+    hs: Handshake,
+    alert: [u8; 2],
+    alert_len: usize,
+    /// Record version of the record that started the current handshake message.
+    record_version: Option<Version>,
+    /// This direction has moved past its plaintext handshake.
+    encrypted: bool,
+    records: u32,
+    /// Parsing of this direction stopped (garbage or a hole in the handshake).
+    dead: bool,
+    sslv2_buf: Vec<u8>,
+}
+
+/// Per-flow TLS state. Writes everything it learns into the flow record.
+#[derive(Debug, Default)]
+pub struct TlsAnalyzer {
+    side: PerDir<Side>,
+    server_hello: bool,
+    /// The client spoke SSLv2 first: SSLv2-format records are expected.
+    sslv2_client: bool,
+    sslv2: bool,
+    done: bool,
+}
+
+impl TlsAnalyzer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Nothing more to learn: the handshake is understood (or failed, or unreadable).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// A ServerHello (TLS or SSLv2) was seen.
+    pub fn saw_server_hello(&self) -> bool {
+        self.server_hello
+    }
+
+    /// Bytes of one direction, in stream order.
+    pub fn on_data(&mut self, dir: Dir, mut data: &[u8], rec: &mut FlowRecord) {
+        rec.tls_mut();
+        while !data.is_empty() && !self.done {
+            let side = self.side.get_mut(dir);
+            if side.dead {
+                return;
+            }
+            match side.body {
+                Body::Header => {
+                    let used = self.header_bytes(dir, data, rec);
+                    data = data.get(used..).unwrap_or_default();
+                }
+                Body::Tls {
+                    content_type,
+                    remaining,
+                } => {
+                    let n = remaining.min(data.len());
+                    let (chunk, rest) = data.split_at(n);
+                    data = rest;
+                    let remaining = remaining - n;
+                    side.body = Body::Tls {
+                        content_type,
+                        remaining,
+                    };
+                    let encrypted = side.encrypted;
+                    match content_type {
+                        CT_HANDSHAKE if !encrypted => self.handshake_bytes(dir, chunk, rec),
+                        CT_ALERT if !encrypted => {
+                            for &b in chunk {
+                                if side.alert_len < 2 {
+                                    side.alert[side.alert_len.min(1)] = b;
+                                    side.alert_len += 1;
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                    if remaining == 0 {
+                        self.record_end(dir, content_type, rec);
+                    }
+                }
+                Body::Sslv2 { remaining, collect } => {
+                    let n = remaining.min(data.len());
+                    let (chunk, rest) = data.split_at(n);
+                    data = rest;
+                    let remaining = remaining - n;
+                    side.body = Body::Sslv2 { remaining, collect };
+                    if collect {
+                        side.sslv2_buf.extend_from_slice(chunk);
+                    }
+                    if remaining == 0 {
+                        side.body = Body::Header;
+                        side.records += 1;
+                        if collect {
+                            let buf = std::mem::take(&mut side.sslv2_buf);
+                            self.sslv2_message(dir, &buf, rec);
+                        }
+                        self.check_done(rec);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A hole of `len` bytes in one direction.
+    pub fn on_gap(&mut self, dir: Dir, len: u64, rec: &mut FlowRecord) {
+        let side = self.side.get_mut(dir);
+        if side.dead || self.done {
+            return;
+        }
+        // A hole inside a record whose content is not needed leaves the record
+        // layer in step: skip it.
+        if let Body::Tls {
+            content_type,
+            remaining,
+        } = side.body
+        {
+            let skippable = side.encrypted
+                || content_type == CT_APPLICATION_DATA
+                || content_type == CT_HEARTBEAT
+                || (content_type == CT_HANDSHAKE
+                    && !side.hs.collecting
+                    && side.hs.hdr_len == 4
+                    && (side.hs.remaining as u64) >= len);
+            if skippable && (remaining as u64) >= len {
+                let len = len as usize;
+                side.body = Body::Tls {
+                    content_type,
+                    remaining: remaining - len,
+                };
+                if content_type == CT_HANDSHAKE && !side.encrypted {
+                    side.hs.remaining -= len;
+                    if side.hs.remaining == 0 {
+                        side.hs.hdr_len = 0;
+                    }
+                }
+                if remaining == len {
+                    self.record_end(dir, content_type, rec);
+                }
+                return;
+            }
+        }
+        side.dead = true;
+        if !side.encrypted {
+            rec.note(Note::HandshakeGap);
+        }
+        self.check_done(rec);
+    }
+
+    /// Reads record-header bytes; returns how many of `data` were used.
+    fn header_bytes(&mut self, dir: Dir, data: &[u8], rec: &mut FlowRecord) -> usize {
+        let side = self.side.get_mut(dir);
+        let want = 5 - side.hdr_len;
+        let n = want.min(data.len());
+        for (i, &b) in data.iter().take(n).enumerate() {
+            if let Some(slot) = side.hdr.get_mut(side.hdr_len + i) {
+                *slot = b;
+            }
+        }
+        side.hdr_len += n;
+        let hdr = side.hdr;
+        let have = side.hdr_len;
+        let first = hdr[0];
+        let is_tls = (CT_CHANGE_CIPHER_SPEC..=CT_HEARTBEAT).contains(&first)
+            && (have < 2 || hdr[1] == 3);
+        let sslv2_ok = self.sslv2_client || (dir == Dir::Client && side.records == 0);
+        if !is_tls && sslv2_ok {
+            // SSLv2 record header: 2 or 3 bytes; give back what was over-read.
+            return match sslv2::record_header(&hdr[..have]) {
+                sslv2::Parse::NeedMore => n,
+                sslv2::Parse::Invalid => {
+                    self.parse_error(dir, rec);
+                    data.len()
+                }
+                sslv2::Parse::Done(h) => {
+                    let side = self.side.get_mut(dir);
+                    let over = have - h.header_len;
+                    side.hdr_len = 0;
+                    let first_record = side.records == 0;
+                    let collect = (first_record || !self.server_hello) && h.body_len <= MAX_SSLV2_HELLO;
+                    side.sslv2_buf.clear();
+                    side.body = Body::Sslv2 {
+                        remaining: h.body_len,
+                        collect,
+                    };
+                    if dir == Dir::Client && first_record {
+                        self.sslv2_client = true;
+                    }
+                    n - over
+                }
+            };
+        }
+        if have < 5 {
+            return n;
+        }
+        let version = u16::from_be_bytes([hdr[1], hdr[2]]);
+        let len = usize::from(u16::from_be_bytes([hdr[3], hdr[4]]));
+        if !is_tls || hdr[1] != 3 || len > MAX_RECORD_LEN {
+            self.parse_error(dir, rec);
+            return data.len();
+        }
+        let side = self.side.get_mut(dir);
+        side.hdr_len = 0;
+        if first == CT_HANDSHAKE && side.hs.hdr_len == 0 {
+            side.record_version = Some(Version(version));
+        }
+        if first == CT_APPLICATION_DATA {
+            side.encrypted = true;
+        }
+        if first == CT_ALERT {
+            side.alert_len = 0;
+        }
+        side.body = Body::Tls {
+            content_type: first,
+            remaining: len,
+        };
+        if len == 0 {
+            self.record_end(dir, first, rec);
+        }
+        n
+    }
+
+    fn record_end(&mut self, dir: Dir, content_type: u8, rec: &mut FlowRecord) {
+        let side = self.side.get_mut(dir);
+        side.body = Body::Header;
+        side.records += 1;
+        match content_type {
+            CT_CHANGE_CIPHER_SPEC => side.encrypted = true,
+            CT_ALERT if !side.encrypted && side.alert_len == 2 => {
+                let [level, desc] = side.alert;
+                rec.tls_mut().alerts.push(Alert {
+                    from: dir,
+                    level: match level {
+                        1 => "warning".to_string(),
+                        2 => "fatal".to_string(),
+                        n => n.to_string(),
+                    },
+                    description: alert_name(desc),
+                });
+                if level == 2 {
+                    self.done = true;
+                }
+            }
+            _ => {}
+        }
+        self.check_done(rec);
+    }
+
+    fn handshake_bytes(&mut self, dir: Dir, mut chunk: &[u8], rec: &mut FlowRecord) {
+        loop {
+            let hs = &mut self.side.get_mut(dir).hs;
+            if hs.hdr_len < 4 {
+                if chunk.is_empty() {
+                    return;
+                }
+                let n = (4 - hs.hdr_len).min(chunk.len());
+                for (i, &b) in chunk.iter().take(n).enumerate() {
+                    if let Some(slot) = hs.hdr.get_mut(hs.hdr_len + i) {
+                        *slot = b;
+                    }
+                }
+                hs.hdr_len += n;
+                chunk = chunk.get(n..).unwrap_or_default();
+                if hs.hdr_len < 4 {
+                    return;
+                }
+                let msg_type = hs.hdr[0];
+                let len = (usize::from(hs.hdr[1]) << 16) | (usize::from(hs.hdr[2]) << 8) | usize::from(hs.hdr[3]);
+                hs.remaining = len;
+                let hello = msg_type == HS_CLIENT_HELLO || msg_type == HS_SERVER_HELLO;
+                hs.collecting = hello && len <= MAX_HELLO_LEN;
+                hs.buf.clear();
+                if hello && !hs.collecting {
+                    rec.note(Note::HandshakeTooLarge);
+                }
+            }
+            let n = hs.remaining.min(chunk.len());
+            if hs.collecting {
+                hs.buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            }
+            hs.remaining -= n;
+            chunk = chunk.get(n..).unwrap_or_default();
+            if hs.remaining > 0 {
+                return;
+            }
+            hs.hdr_len = 0;
+            if hs.collecting {
+                hs.collecting = false;
+                let msg_type = hs.hdr[0];
+                let body = std::mem::take(&mut hs.buf);
+                self.hello(dir, msg_type, &body, rec);
+                // Keep the allocation for a possible second hello (after a HelloRetryRequest).
+                self.side.get_mut(dir).hs.buf = body;
+            }
+            if chunk.is_empty() || self.done {
+                return;
+            }
+        }
+    }
+
+    fn hello(&mut self, dir: Dir, msg_type: u8, body: &[u8], rec: &mut FlowRecord) {
+        let record_version = self.side.get(dir).record_version;
+        match (msg_type, dir) {
+            (HS_CLIENT_HELLO, Dir::Client) => match client_hello(body) {
+                Some(mut ch) => {
+                    ch.record_version = record_version;
+                    rec.tls_mut().client_hello = Some(ch);
+                }
+                None => rec.note(Note::TlsParseError),
+            },
+            (HS_SERVER_HELLO, Dir::Server) => match server_hello(body) {
+                Some(sh) if sh.hrr => {
+                    rec.tls_mut().hello_retry_request = true;
+                    rec.note(Note::HelloRetryRequest);
+                }
+                Some(sh) => {
+                    self.server_hello = true;
+                    let negotiated = sh.info.selected_version.unwrap_or(sh.info.version);
+                    if negotiated.is_tls13() {
+                        // Everything after a TLS 1.3 ServerHello is encrypted.
+                        self.side.server.encrypted = true;
+                    }
+                    let tls = rec.tls_mut();
+                    tls.version = Some(negotiated);
+                    tls.server_hello = Some(sh.info);
+                    if self.sslv2_client {
+                        rec.note(Note::Sslv2ClientHello);
+                    }
+                }
+                None => rec.note(Note::TlsParseError),
+            },
+            _ => {}
+        }
+    }
+
+    fn sslv2_message(&mut self, dir: Dir, body: &[u8], rec: &mut FlowRecord) {
+        match (dir, body.first().copied()) {
+            (Dir::Client, Some(sslv2::MSG_CLIENT_HELLO)) => match sslv2::client_hello(body) {
+                Ok((_, ch)) => {
+                    rec.tls_mut().client_hello = Some(ClientHelloInfo {
+                        record_version: Some(Version::SSLV2),
+                        version: Version(ch.version),
+                        supported_versions: Vec::new(),
+                        sni: None,
+                        alpn: Vec::new(),
+                        cipher_suites: ch
+                            .cipher_specs
+                            .iter()
+                            .filter(|&&k| !(k >> 16 == 0 && is_grease(k as u16)))
+                            .map(|&k| sslv2::cipher_name(k))
+                            .collect(),
+                        sslv2_format: true,
+                    });
+                }
+                Err(_) => rec.note(Note::TlsParseError),
+            },
+            (Dir::Server, Some(sslv2::MSG_SERVER_HELLO)) => match sslv2::server_hello(body) {
+                Ok((_, sh)) => {
+                    self.server_hello = true;
+                    self.sslv2 = true;
+                    let tls = rec.tls_mut();
+                    tls.version = Some(Version(sh.version));
+                    tls.server_hello = Some(ServerHelloInfo {
+                        version: Version(sh.version),
+                        selected_version: None,
+                        cipher_suite: sh.cipher_specs.first().map(|&k| sslv2::cipher_name(k)),
+                        cipher_id: None,
+                        alpn: None,
+                    });
+                }
+                Err(_) => rec.note(Note::TlsParseError),
+            },
+            (_, Some(sslv2::MSG_ERROR)) => {
+                if let Ok((_, code)) = sslv2::error(body) {
+                    rec.tls_mut().alerts.push(Alert {
+                        from: dir,
+                        level: "fatal".to_string(),
+                        description: sslv2::error_name(code),
+                    });
+                    self.done = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn parse_error(&mut self, dir: Dir, rec: &mut FlowRecord) {
+        let side = self.side.get_mut(dir);
+        side.dead = true;
+        if !side.encrypted {
+            rec.note(Note::TlsParseError);
+        }
+        self.check_done(rec);
+    }
+
+    fn check_done(&mut self, rec: &mut FlowRecord) {
+        let (c, s) = (&self.side.client, &self.side.server);
+        let established = if self.sslv2 {
+            c.records >= 2 && s.records >= 2
+        } else {
+            self.server_hello && c.encrypted && s.encrypted
+        };
+        if established {
+            rec.tls_mut().established = true;
+            self.done = true;
+        } else if c.dead && s.dead {
+            self.done = true;
+        }
+    }
+}
+
+/// Cipher suite name (IANA), or hex for unknown values.
+pub fn cipher_name(id: u16) -> String {
+    match tls_parser::TlsCipherSuite::from_id(id) {
+        Some(cs) => cs.name.to_string(),
+        None => format!("0x{id:04x}"),
+    }
+}
+
+/// Alert description names (RFC 8446 §6, RFC 5246 §7.2).
+pub fn alert_name(d: u8) -> String {
+    let s = match d {
+        0 => "close_notify",
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        21 => "decryption_failed",
+        22 => "record_overflow",
+        30 => "decompression_failure",
+        40 => "handshake_failure",
+        41 => "no_certificate",
+        42 => "bad_certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        47 => "illegal_parameter",
+        48 => "unknown_ca",
+        49 => "access_denied",
+        50 => "decode_error",
+        51 => "decrypt_error",
+        60 => "export_restriction",
+        70 => "protocol_version",
+        71 => "insufficient_security",
+        80 => "internal_error",
+        86 => "inappropriate_fallback",
+        90 => "user_canceled",
+        100 => "no_renegotiation",
+        109 => "missing_extension",
+        110 => "unsupported_extension",
+        111 => "certificate_unobtainable",
+        112 => "unrecognized_name",
+        113 => "bad_certificate_status_response",
+        114 => "bad_certificate_hash_value",
+        115 => "unknown_psk_identity",
+        116 => "certificate_required",
+        120 => "no_application_protocol",
+        121 => "ech_required",
+        n => return format!("alert_{n}"),
+    };
+    s.to_string()
+}
+
+/// Iterates `(type, data)` over a raw extensions block; stops at the first malformed entry.
+fn extensions(mut i: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let (rest, (t, d)) = (be_u16::<&[u8], nom::error::Error<&[u8]>>, length_data(be_u16))
+            .parse(i)
+            .ok()?;
+        i = rest;
+        Some((t, d))
+    })
+}
+
+fn printable(b: &[u8]) -> String {
+    crate::record::escape_wire(b, 255)
+}
+
+/// Parses a ClientHello body (after the 4-byte handshake header).
+pub fn client_hello(body: &[u8]) -> Option<ClientHelloInfo> {
+    let (_, ch) = tls_parser::parse_tls_handshake_client_hello(body).ok()?;
+    let mut info = ClientHelloInfo {
+        version: Version(ch.version.0),
+        cipher_suites: ch
+            .ciphers
+            .iter()
+            .filter(|c| !is_grease(c.0))
+            .map(|c| cipher_name(c.0))
+            .collect(),
+        ..ClientHelloInfo::default()
+    };
+    for (t, data) in extensions(ch.ext.unwrap_or_default()) {
+        match t {
+            0 => {
+                if let Ok((_, tls_parser::TlsExtension::SNI(names))) =
+                    tls_parser::parse_tls_extension_sni_content(data)
+                {
+                    info.sni = names
+                        .iter()
+                        .find(|(t, _)| t.0 == 0)
+                        .map(|(_, name)| printable(name));
+                }
+            }
+            16 => {
+                if let Ok((_, tls_parser::TlsExtension::ALPN(protos))) =
+                    tls_parser::parse_tls_extension_alpn_content(data)
+                {
+                    info.alpn = protos.iter().map(|p| printable(p)).collect();
+                }
+            }
+            43 => {
+                if let Ok((_, list)) = length_data::<&[u8], nom::error::Error<&[u8]>, _>(be_u8).parse(data) {
+                    info.supported_versions = list
+                        .chunks_exact(2)
+                        .map(|v| u16::from_be_bytes([v[0], v[1]]))
+                        .filter(|&v| !is_grease(v))
+                        .map(Version)
+                        .collect();
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(info)
+}
+
+/// A parsed ServerHello.
+pub struct ParsedServerHello {
+    pub info: ServerHelloInfo,
+    pub hrr: bool,
+}
+
+/// Parses a ServerHello body (after the 4-byte handshake header), for every
+/// version including TLS 1.3 drafts before draft 22 (no session id or compression).
+pub fn server_hello(body: &[u8]) -> Option<ParsedServerHello> {
+    type E<'a> = nom::error::Error<&'a [u8]>;
+    let (i, (version, random)) = (be_u16::<&[u8], E<'_>>, take(32usize)).parse(body).ok()?;
+    let early_draft = (0x7f00..0x7f16).contains(&version);
+    let (i, cipher) = if early_draft {
+        be_u16::<&[u8], E<'_>>(i).ok()?
+    } else {
+        let (i, sid_len) = be_u8::<&[u8], E<'_>>(i).ok()?;
+        if sid_len > 32 {
+            return None;
+        }
+        let (i, _) = take::<usize, &[u8], E<'_>>(usize::from(sid_len))(i).ok()?;
+        let (i, cipher) = be_u16::<&[u8], E<'_>>(i).ok()?;
+        let (i, _compression) = be_u8::<&[u8], E<'_>>(i).ok()?;
+        (i, cipher)
+    };
+    let ext = if i.len() >= 2 {
+        length_data::<&[u8], E<'_>, _>(be_u16).parse(i).ok().map(|(_, e)| e)
+    } else {
+        None
+    };
+    let mut info = ServerHelloInfo {
+        version: Version(version),
+        selected_version: None,
+        cipher_suite: Some(cipher_name(cipher)),
+        cipher_id: Some(cipher),
+        alpn: None,
+    };
+    for (t, data) in extensions(ext.unwrap_or_default()) {
+        match t {
+            43 => {
+                if let [a, b] = data {
+                    info.selected_version = Some(Version(u16::from_be_bytes([*a, *b])));
+                }
+            }
+            16 => {
+                if let Ok((_, tls_parser::TlsExtension::ALPN(protos))) =
+                    tls_parser::parse_tls_extension_alpn_content(data)
+                {
+                    info.alpn = protos.first().map(|p| printable(p));
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(ParsedServerHello {
+        info,
+        hrr: random == HRR_RANDOM,
+    })
+}

@@ -1,0 +1,136 @@
+//! Command-line arguments, turned into a validated configuration.
+
+use crate::analyzer::Options;
+use crate::flow::Limits;
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Was each TCP connection encrypted, how, and with which TLS version?
+#[derive(Debug, Parser)]
+#[command(name = "tlswatch", version, about, max_term_width = 100)]
+pub struct Args {
+    /// Read packets from a pcap or pcapng file ('-' for standard input). Repeat for several files, read in order into one flow table.
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    pub read: Vec<String>,
+
+    /// Capture live from an interface (needs the `live` build feature).
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub interface: Option<String>,
+
+    /// Print one JSON document.
+    #[arg(long, conflicts_with = "ndjson")]
+    pub json: bool,
+
+    /// Print one JSON line per flow as it ends, then a summary line.
+    #[arg(long)]
+    pub ndjson: bool,
+
+    /// Also list flows that carried no payload (scans, bare handshakes).
+    #[arg(long)]
+    pub all: bool,
+
+    /// Exit with status 1 when any listed flow carries one of these finding codes (comma-separated).
+    #[arg(long = "fail-on", value_name = "CODE[,CODE...]", value_delimiter = ',')]
+    pub fail_on: Vec<String>,
+
+    /// Only analyse TCP segments to or from this port (repeatable).
+    #[arg(long = "port", value_name = "N")]
+    pub port: Vec<u16>,
+
+    /// End a flow after this many seconds of packet time without a packet.
+    #[arg(long = "idle-timeout", value_name = "SECS", default_value_t = 300)]
+    pub idle_timeout: u32,
+
+    /// Most flows held at once; past it the least recently active are ended early.
+    #[arg(long = "max-flows", value_name = "N", default_value_t = 1_000_000)]
+    pub max_flows: usize,
+
+    /// Show the user name of credentials seen in cleartext (never the password).
+    #[arg(long = "show-users")]
+    pub show_users: bool,
+
+    /// Colour in the table.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Ndjson,
+}
+
+/// A validated run configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub inputs: Vec<String>,
+    pub interface: Option<String>,
+    pub format: Format,
+    pub all: bool,
+    pub fail_on: Vec<String>,
+    pub ports: Vec<u16>,
+    pub limits: Limits,
+    pub opts: Options,
+    pub color: ColorChoice,
+}
+
+impl Args {
+    /// Checks the arguments and builds the configuration.
+    pub fn into_config(self) -> Result<Config, String> {
+        if self.read.is_empty() && self.interface.is_none() {
+            return Err("nothing to read: give -r FILE (or -i IFACE); see --help".to_string());
+        }
+        if !self.read.is_empty() && self.interface.is_some() {
+            return Err("-r and -i cannot be combined".to_string());
+        }
+        let mut fail_on = Vec::new();
+        for code in self.fail_on {
+            let code = code.trim().to_ascii_uppercase();
+            if code.is_empty() {
+                continue;
+            }
+            if !crate::assess::CODES.contains(&code.as_str()) {
+                return Err(format!(
+                    "--fail-on: unknown finding code '{code}' (known: {})",
+                    crate::assess::CODES.join(", ")
+                ));
+            }
+            fail_on.push(code);
+        }
+        if self.max_flows == 0 {
+            return Err("--max-flows must be at least 1".to_string());
+        }
+        let format = if self.json {
+            Format::Json
+        } else if self.ndjson {
+            Format::Ndjson
+        } else {
+            Format::Table
+        };
+        Ok(Config {
+            inputs: self.read,
+            interface: self.interface,
+            format,
+            all: self.all,
+            fail_on,
+            ports: self.port,
+            limits: Limits {
+                max_flows: self.max_flows,
+                idle_timeout_secs: i64::from(self.idle_timeout.max(1)),
+                ..Limits::default()
+            },
+            opts: Options {
+                show_users: self.show_users,
+            },
+            color: self.color,
+        })
+    }
+}

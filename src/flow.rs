@@ -1,0 +1,388 @@
+//! The flow table: connections keyed by their endpoints, client/server roles,
+//! per-direction reassembly into the analyzer, and the ways a flow ends.
+
+use crate::analyzer::{Analyzer, Options, Signal};
+use crate::capture::Packet;
+use crate::decode::{Decoded, Segment, decode};
+use crate::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
+use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Timestamp};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// Caps and timeouts, in one place.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most flows held at once; past it the least recently active are evicted.
+    pub max_flows: usize,
+    /// A flow with no packet for this long (packet time) is ended.
+    pub idle_timeout_secs: i64,
+    /// Per-direction reassembly caps.
+    pub stream: StreamLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_flows: 1_000_000,
+            idle_timeout_secs: 300,
+            stream: StreamLimits::default(),
+        }
+    }
+}
+
+/// Packet-level counters for the summary.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PacketStats {
+    pub total: u64,
+    pub bytes: u64,
+    pub tcp: u64,
+    pub non_tcp: u64,
+    pub ip_fragments: u64,
+    pub undecodable: u64,
+    /// Packets of link types not decoded, by LINKTYPE number.
+    pub unsupported_link_types: BTreeMap<i32, u64>,
+    /// TCP segments without payload or SYN that belong to no known flow.
+    pub stray: u64,
+    /// Packets left out by `--port`.
+    pub filtered: u64,
+}
+
+/// Canonical key: the two endpoints in sorted order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct FlowKey {
+    a: (IpAddr, u16),
+    b: (IpAddr, u16),
+}
+
+impl FlowKey {
+    fn new(x: (IpAddr, u16), y: (IpAddr, u16)) -> Self {
+        if x <= y { FlowKey { a: x, b: y } } else { FlowKey { a: y, b: x } }
+    }
+}
+
+#[derive(Debug)]
+struct Flow {
+    rec: FlowRecord,
+    streams: PerDir<Stream>,
+    analyzer: Analyzer,
+    last_seen: Timestamp,
+    fin: PerDir<bool>,
+    client_isn: Option<u32>,
+    /// The analyzer is done: only count packets.
+    bypass: bool,
+}
+
+/// Ports where a server usually listens, to guess roles when no SYN was seen.
+fn is_service_port(p: u16) -> bool {
+    p < 1024
+        || matches!(
+            p,
+            1080 | 1433 | 1521 | 2525 | 3128 | 3306 | 3389 | 4190 | 5222 | 5269 | 5432 | 6379 | 6667
+                | 6697 | 8008 | 8080 | 8443 | 8888 | 9200 | 27017
+        )
+}
+
+/// Reassembles flows from packets and hands finished flow records on.
+pub struct Engine {
+    table: FxHashMap<FlowKey, Flow>,
+    limits: Limits,
+    opts: Options,
+    ports: Vec<u16>,
+    next_id: u64,
+    now: Timestamp,
+    next_sweep: i64,
+    pub stats: PacketStats,
+    pub evicted: u64,
+}
+
+/// Receives each flow record as its flow ends.
+pub type Emit<'a> = dyn FnMut(FlowRecord) + 'a;
+
+impl Engine {
+    pub fn new(limits: Limits, opts: Options, ports: Vec<u16>) -> Self {
+        Engine {
+            table: FxHashMap::default(),
+            limits,
+            opts,
+            ports,
+            next_id: 1,
+            now: Timestamp::default(),
+            next_sweep: i64::MIN,
+            stats: PacketStats::default(),
+            evicted: 0,
+        }
+    }
+
+    /// Flows currently open.
+    pub fn open_flows(&self) -> usize {
+        self.table.len()
+    }
+
+    /// One captured packet.
+    pub fn packet(&mut self, pkt: &Packet<'_>, emit: &mut Emit<'_>) {
+        self.stats.total += 1;
+        self.stats.bytes += u64::from(pkt.orig_len);
+        if pkt.ts > self.now {
+            self.now = pkt.ts;
+        }
+        if self.now.secs >= self.next_sweep {
+            self.sweep(emit);
+            self.next_sweep = self.now.secs + (self.limits.idle_timeout_secs / 10).max(1);
+        }
+        match decode(pkt.linktype, pkt.data) {
+            Decoded::Tcp(seg) => {
+                self.stats.tcp += 1;
+                self.segment(&seg, pkt.ts, emit);
+            }
+            Decoded::NotTcp => self.stats.non_tcp += 1,
+            Decoded::Fragment => self.stats.ip_fragments += 1,
+            Decoded::Malformed => self.stats.undecodable += 1,
+            Decoded::UnsupportedLink => {
+                *self.stats.unsupported_link_types.entry(pkt.linktype).or_default() += 1;
+            }
+        }
+    }
+
+    fn segment(&mut self, seg: &Segment<'_>, ts: Timestamp, emit: &mut Emit<'_>) {
+        if !self.ports.is_empty() && !self.ports.iter().any(|&p| p == seg.sport || p == seg.dport) {
+            self.stats.filtered += 1;
+            return;
+        }
+        let src = (seg.src, seg.sport);
+        let dst = (seg.dst, seg.dport);
+        let key = FlowKey::new(src, dst);
+        let new_syn = seg.flags.syn && !seg.flags.ack;
+        if let Some(flow) = self.table.get(&key) {
+            // A fresh SYN from the client on a known 5-tuple is a new connection.
+            let is_client = flow.rec.client.ip == seg.src && flow.rec.client.port == seg.sport;
+            if new_syn && (flow.client_isn.is_some_and(|isn| isn != seg.seq) || flow.fin.client || flow.fin.server || !is_client) {
+                let reason = if flow.fin.client || flow.fin.server { EndReason::Fin } else { EndReason::PortReuse };
+                self.close(key, reason, emit);
+            }
+        }
+        if !self.table.contains_key(&key) {
+            if !seg.flags.syn && seg.payload.is_empty() {
+                self.stats.stray += 1;
+                return;
+            }
+            if self.table.len() >= self.limits.max_flows {
+                self.evict(emit);
+            }
+            let flow = self.new_flow(seg, ts);
+            self.table.insert(key, flow);
+        }
+        let Some(flow) = self.table.get_mut(&key) else {
+            return;
+        };
+        let mut dir = if flow.rec.client.ip == seg.src && flow.rec.client.port == seg.sport {
+            Dir::Client
+        } else {
+            Dir::Server
+        };
+        *flow.rec.packets.get_mut(dir) += 1;
+        *flow.rec.bytes.get_mut(dir) += seg.payload.len() as u64;
+        flow.rec.end = ts;
+        flow.last_seen = ts;
+        if seg.truncated {
+            flow.rec.note(Note::Truncated);
+        }
+        let syn_len = u32::from(seg.flags.syn);
+        let data_seq = SeqNum(seg.seq).wrapping_add(syn_len);
+        if !flow.bypass {
+            if seg.flags.syn {
+                flow.streams.get_mut(dir).on_syn(SeqNum(seg.seq));
+                if dir == Dir::Client && !seg.flags.ack {
+                    flow.client_isn = Some(seg.seq);
+                }
+            }
+            let Flow { streams, analyzer, rec, .. } = flow;
+            let mut swapped = false;
+            if !seg.payload.is_empty() {
+                let mut d = dir;
+                streams.get_mut(dir).on_segment(data_seq, seg.payload, &mut |c| {
+                    if feed(analyzer, rec, d, c) == Signal::SwapRoles {
+                        d = d.other();
+                        swapped = true;
+                    }
+                });
+            }
+            if swapped {
+                streams.swap();
+                flow.fin.swap();
+                dir = dir.other();
+                swapped = false;
+            }
+            if seg.flags.ack {
+                let Flow { streams, analyzer, rec, .. } = flow;
+                let mut d = dir.other();
+                streams.get_mut(dir.other()).on_peer_ack(SeqNum(seg.ack), &mut |c| {
+                    if feed(analyzer, rec, d, c) == Signal::SwapRoles {
+                        d = d.other();
+                        swapped = true;
+                    }
+                });
+                if swapped {
+                    streams.swap();
+                    flow.fin.swap();
+                    dir = dir.other();
+                }
+            }
+            if seg.flags.fin {
+                flow.streams
+                    .get_mut(dir)
+                    .on_fin(data_seq.wrapping_add(seg.payload.len() as u32));
+            }
+            if flow.analyzer.is_done() {
+                flow.bypass = true;
+                flow.streams.client.bypass();
+                flow.streams.server.bypass();
+            }
+        }
+        if seg.flags.fin {
+            *flow.fin.get_mut(dir) = true;
+        }
+        if seg.flags.rst {
+            self.close(key, EndReason::Rst, emit);
+        } else if flow.fin.client && flow.fin.server {
+            self.close(key, EndReason::Fin, emit);
+        }
+    }
+
+    fn new_flow(&mut self, seg: &Segment<'_>, ts: Timestamp) -> Flow {
+        let src = Endpoint { ip: seg.src, port: seg.sport };
+        let dst = Endpoint { ip: seg.dst, port: seg.dport };
+        let mut notes = Vec::new();
+        let (client, server, roles_fixed) = if seg.flags.syn && !seg.flags.ack {
+            (src, dst, true)
+        } else if seg.flags.syn {
+            (dst, src, true)
+        } else {
+            notes.push(Note::Midstream);
+            let src_service = is_service_port(seg.sport);
+            let dst_service = is_service_port(seg.dport);
+            let src_is_server = match (src_service, dst_service) {
+                (true, false) => true,
+                (false, true) => false,
+                _ => seg.sport < seg.dport,
+            };
+            notes.push(Note::RolesFromPorts);
+            if src_is_server { (dst, src, false) } else { (src, dst, false) }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut rec = FlowRecord::new(id, ts, client, server);
+        for n in notes {
+            rec.note(n);
+        }
+        Flow {
+            rec,
+            streams: PerDir {
+                client: Stream::new(self.limits.stream),
+                server: Stream::new(self.limits.stream),
+            },
+            analyzer: Analyzer::new(roles_fixed, self.opts),
+            last_seen: ts,
+            fin: PerDir::default(),
+            client_isn: None,
+            bypass: false,
+        }
+    }
+
+    fn close(&mut self, key: FlowKey, reason: EndReason, emit: &mut Emit<'_>) {
+        let Some(mut flow) = self.table.remove(&key) else {
+            return;
+        };
+        if !flow.bypass {
+            for dir in [Dir::Client, Dir::Server] {
+                let Flow { streams, analyzer, rec, .. } = &mut flow;
+                let mut d = dir;
+                let mut swapped = false;
+                streams.get_mut(dir).flush(&mut |c| {
+                    if feed(analyzer, rec, d, c) == Signal::SwapRoles {
+                        d = d.other();
+                        swapped = true;
+                    }
+                });
+                if swapped {
+                    streams.swap();
+                }
+            }
+        }
+        let Flow { mut rec, mut analyzer, streams, .. } = flow;
+        for s in [&streams.client, &streams.server] {
+            let n = s.notes();
+            if n.conflicting_overlap {
+                rec.note(Note::ConflictingOverlap);
+            }
+            if n.buffer_cap_hit {
+                rec.note(Note::ReassemblyCap);
+            }
+            if n.out_of_window {
+                rec.note(Note::OutOfWindow);
+            }
+            if n.gap {
+                rec.note(Note::Gap);
+            }
+        }
+        if rec.packets.client == 0 || rec.packets.server == 0 {
+            rec.note(Note::OneSided);
+        }
+        analyzer.finish(&mut rec);
+        rec.end_reason = reason;
+        match reason {
+            EndReason::Evicted => rec.note(Note::Evicted),
+            EndReason::CaptureStopped => rec.note(Note::CaptureStopped),
+            _ => {}
+        }
+        rec.findings = crate::assess::assess(&rec);
+        emit(rec);
+    }
+
+    /// Ends flows idle longer than the timeout.
+    fn sweep(&mut self, emit: &mut Emit<'_>) {
+        let limit = self.now.secs - self.limits.idle_timeout_secs;
+        let mut idle: Vec<(u64, FlowKey)> = self
+            .table
+            .iter()
+            .filter(|(_, f)| f.last_seen.secs < limit)
+            .map(|(k, f)| (f.rec.id, *k))
+            .collect();
+        idle.sort_unstable_by_key(|(id, _)| *id);
+        for (_, k) in idle {
+            self.close(k, EndReason::IdleTimeout, emit);
+        }
+    }
+
+    /// The table is full: end the least recently active sixty-fourth of it.
+    fn evict(&mut self, emit: &mut Emit<'_>) {
+        let mut by_age: Vec<(Timestamp, u64, FlowKey)> =
+            self.table.iter().map(|(k, f)| (f.last_seen, f.rec.id, *k)).collect();
+        let n = (by_age.len() / 64).max(1);
+        if n < by_age.len() {
+            by_age.select_nth_unstable(n);
+        }
+        let mut victims: Vec<_> = by_age.into_iter().take(n).collect();
+        victims.sort_unstable();
+        for (_, _, k) in victims {
+            self.evicted += 1;
+            self.close(k, EndReason::Evicted, emit);
+        }
+    }
+
+    /// End of input (or capture stopped): every open flow ends, in the order they began.
+    pub fn finish(&mut self, reason: EndReason, emit: &mut Emit<'_>) {
+        let mut open: Vec<(u64, FlowKey)> = self.table.iter().map(|(k, f)| (f.rec.id, *k)).collect();
+        open.sort_unstable_by_key(|(id, _)| *id);
+        for (_, k) in open {
+            self.close(k, reason, emit);
+        }
+    }
+}
+
+fn feed(analyzer: &mut Analyzer, rec: &mut FlowRecord, dir: Dir, c: Chunk<'_>) -> Signal {
+    match c {
+        Chunk::Data(b) => analyzer.on_data(dir, b, rec),
+        Chunk::Gap(n) => analyzer.on_gap(dir, n, rec),
+    }
+}

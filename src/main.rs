@@ -1,0 +1,25 @@
+//! The `tlswatch` command: parse arguments, run, exit.
+
+use clap::Parser;
+use std::process::ExitCode;
+use tlswatch::cli::Args;
+use tlswatch::run::{Exit, run};
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { Exit::Error } else { Exit::Ok };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    let cfg = match args.into_config() {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return ExitCode::from(Exit::Error as u8);
+        }
+    };
+    ExitCode::from(run(&cfg) as u8)
+}

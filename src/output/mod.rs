@@ -1,0 +1,125 @@
+//! Sinks: where finished flow records and the summary go (table, JSON, NDJSON).
+
+pub mod json;
+pub mod table;
+
+use crate::flow::PacketStats;
+use crate::record::{Encryption, FlowRecord, Timestamp};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io;
+
+/// Receives flows as they end, then the summary once.
+pub trait Sink {
+    fn flow(&mut self, rec: &FlowRecord) -> io::Result<()>;
+    fn finish(&mut self, summary: &Summary) -> io::Result<()>;
+}
+
+/// Flow counts for the summary.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FlowCounts {
+    pub total: u64,
+    /// Flows shown (those that carried payload, or all with `--all`).
+    pub listed: u64,
+    /// Flows that carried no payload either way (scans, bare handshakes).
+    pub without_payload: u64,
+    /// Flows ended early because the flow table was full.
+    pub evicted: u64,
+}
+
+/// Everything the run observed, beside the flows themselves.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub tool: String,
+    pub inputs: Vec<String>,
+    pub flows: FlowCounts,
+    /// Flows with payload, by `encryption`.
+    pub by_encryption: BTreeMap<&'static str, u64>,
+    /// TLS flows with payload, by negotiated version (`unknown` without a ServerHello).
+    pub by_version: BTreeMap<String, u64>,
+    /// Flows with payload carrying each finding code.
+    pub by_finding: BTreeMap<&'static str, u64>,
+    pub packets: PacketStats,
+    pub warnings: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+impl Summary {
+    pub fn new(inputs: Vec<String>) -> Self {
+        Summary {
+            kind: "summary",
+            tool: format!("tlswatch {}", env!("CARGO_PKG_VERSION")),
+            inputs,
+            ..Summary::default()
+        }
+    }
+
+    /// Counts one finished flow; returns whether it is listed.
+    pub fn count(&mut self, rec: &FlowRecord, all: bool) -> bool {
+        self.flows.total += 1;
+        if !rec.has_payload() {
+            self.flows.without_payload += 1;
+            if !all {
+                return false;
+            }
+        }
+        self.flows.listed += 1;
+        *self.by_encryption.entry(rec.encryption.as_str()).or_default() += 1;
+        if matches!(rec.encryption, Encryption::Tls | Encryption::Starttls | Encryption::StarttlsFailed) {
+            let v = rec
+                .tls
+                .as_ref()
+                .and_then(|t| t.version)
+                .map_or_else(|| "unknown".to_string(), |v| v.to_string());
+            *self.by_version.entry(v).or_default() += 1;
+        }
+        for f in &rec.findings {
+            *self.by_finding.entry(f.code).or_default() += 1;
+        }
+        true
+    }
+}
+
+/// RFC 3339 UTC time with microseconds (nanoseconds when the capture has them).
+pub fn rfc3339(ts: Timestamp) -> String {
+    let days = ts.secs.div_euclid(86_400);
+    let rem = ts.secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let (hh, mm, ss) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    if ts.nanos % 1000 == 0 {
+        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{:06}Z", ts.nanos / 1000)
+    } else {
+        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{:09}Z", ts.nanos)
+    }
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_instants() {
+        let t = |secs, nanos| rfc3339(Timestamp { secs, nanos });
+        assert_eq!(t(0, 0), "1970-01-01T00:00:00.000000Z");
+        // 2026-11-27T10:00:01.123456Z, checked with `date -u -d @1795773601`
+        assert_eq!(t(1_795_773_601, 123_456_000), "2026-11-27T10:00:01.123456Z");
+        assert_eq!(t(951_782_400, 1), "2000-02-29T00:00:00.000000001Z");
+        assert_eq!(t(-1, 0), "1969-12-31T23:59:59.000000Z");
+    }
+}

@@ -1,0 +1,416 @@
+//! The serde model of what was learned about one flow: the JSON contract.
+
+use crate::version::Version;
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// Which side sent the bytes. Direction is always an enum, never a bool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dir {
+    Client,
+    Server,
+}
+
+impl Dir {
+    pub fn other(self) -> Dir {
+        match self {
+            Dir::Client => Dir::Server,
+            Dir::Server => Dir::Client,
+        }
+    }
+}
+
+/// A pair of per-direction values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PerDir<T> {
+    pub client: T,
+    pub server: T,
+}
+
+impl<T> PerDir<T> {
+    pub fn get(&self, d: Dir) -> &T {
+        match d {
+            Dir::Client => &self.client,
+            Dir::Server => &self.server,
+        }
+    }
+    pub fn get_mut(&mut self, d: Dir) -> &mut T {
+        match d {
+            Dir::Client => &mut self.client,
+            Dir::Server => &mut self.server,
+        }
+    }
+    pub fn swap(&mut self) {
+        std::mem::swap(&mut self.client, &mut self.server);
+    }
+}
+
+/// Packet time: seconds and nanoseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+impl Timestamp {
+    pub fn as_secs_f64(self) -> f64 {
+        self.secs as f64 + f64::from(self.nanos) / 1e9
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&crate::output::rfc3339(*self))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+/// How a flow was protected. Stable strings; see the README.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encryption {
+    /// TLS from the first byte.
+    Tls,
+    /// A plaintext protocol upgraded in place and a TLS handshake followed.
+    Starttls,
+    /// The upgrade was asked for and the server said no.
+    StarttlsRefused,
+    /// The server said yes, but no handshake (or a failed one) followed.
+    StarttlsFailed,
+    /// Payload both ways and no TLS.
+    Plaintext,
+    /// RDP Standard Security: RC4 inside the RDP protocol itself, not TLS.
+    RdpStandard,
+    /// MSSQL with ENCRYPTION OFF on both sides: TLS protects the login packet only.
+    LoginOnly,
+    /// Encrypted by SSH, not TLS.
+    Ssh,
+    /// Too little seen to say.
+    Unknown,
+}
+
+impl Encryption {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encryption::Tls => "tls",
+            Encryption::Starttls => "starttls",
+            Encryption::StarttlsRefused => "starttls-refused",
+            Encryption::StarttlsFailed => "starttls-failed",
+            Encryption::Plaintext => "plaintext",
+            Encryption::RdpStandard => "rdp-standard",
+            Encryption::LoginOnly => "login-only",
+            Encryption::Ssh => "ssh",
+            Encryption::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why a flow's record was closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    Fin,
+    Rst,
+    IdleTimeout,
+    EndOfInput,
+    Evicted,
+    CaptureStopped,
+    /// A new connection (fresh SYN) reused the 5-tuple.
+    PortReuse,
+}
+
+/// Anomalies and facts about a flow, as stable snake_case codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Note {
+    /// No SYN was seen: the capture started after the connection did.
+    Midstream,
+    /// Client and server were told apart by content (who sent the ClientHello or banner).
+    RolesFromContent,
+    /// Client and server were guessed from the port numbers.
+    RolesFromPorts,
+    /// Bytes of the stream were never captured; the analyzer was told of a hole.
+    Gap,
+    /// A retransmission carried different bytes for the same sequence numbers.
+    ConflictingOverlap,
+    /// Out-of-order data exceeded the reassembly cap; the oldest hole was declared a gap.
+    ReassemblyCap,
+    /// A segment far outside the expected sequence window was ignored.
+    OutOfWindow,
+    /// The client offered an SSLv2-format ClientHello.
+    Sslv2ClientHello,
+    /// The server answered with a HelloRetryRequest.
+    HelloRetryRequest,
+    /// A handshake message exceeded its buffer cap and was not parsed.
+    HandshakeTooLarge,
+    /// Bytes that should have been TLS records did not parse as such.
+    TlsParseError,
+    /// A hole in the stream fell inside the TLS handshake; the rest of that direction was not analysed.
+    HandshakeGap,
+    /// Only one direction carried packets.
+    OneSided,
+    /// TLS picked up in the middle of a connection (no handshake seen).
+    TlsMidstream,
+    /// The flow table was full and this flow was evicted early.
+    Evicted,
+    /// The capture stopped while the flow was open.
+    CaptureStopped,
+    /// Packets of this flow were cut short by the capture's snap length.
+    Truncated,
+    /// A handshake on a connection that was upgraded with STARTTLS began after non-TLS bytes.
+    StarttlsAfterJunk,
+    /// The server does not offer STARTTLS (capability absent from its list).
+    StarttlsNotOffered,
+    /// The MySQL server did not advertise CLIENT_SSL.
+    MysqlNoSslCapability,
+    /// PostgreSQL GSSAPI encryption was requested.
+    GssencRequest,
+}
+
+/// Severity of a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// What an auditor must see about a flow. Codes are stable SCREAMING_SNAKE strings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub code: &'static str,
+    pub severity: Severity,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ClientHelloInfo {
+    /// Record-layer version of the record that carried the ClientHello (`SSLv2` for the 2.0 format).
+    pub record_version: Option<Version>,
+    /// Legacy `client_version` field.
+    pub version: Version,
+    /// `supported_versions` extension, GREASE left out.
+    pub supported_versions: Vec<Version>,
+    pub sni: Option<String>,
+    pub alpn: Vec<String>,
+    /// IANA names (GREASE and SCSV values left out); unknown suites as hex.
+    pub cipher_suites: Vec<String>,
+    /// The ClientHello used the SSLv2 record format.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sslv2_format: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ServerHelloInfo {
+    /// Legacy `server_version` field.
+    pub version: Version,
+    /// `supported_versions` extension of the ServerHello, if present.
+    pub selected_version: Option<Version>,
+    pub cipher_suite: Option<String>,
+    /// The selected suite's number, for policy checks.
+    #[serde(skip)]
+    pub cipher_id: Option<u16>,
+    pub alpn: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    pub from: Dir,
+    /// `warning`, `fatal`, or the number for anything else.
+    pub level: String,
+    pub description: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TlsInfo {
+    /// Negotiated version: ServerHello `supported_versions`, else its legacy version; null without a ServerHello.
+    pub version: Option<Version>,
+    pub client_hello: Option<ClientHelloInfo>,
+    pub server_hello: Option<ServerHelloInfo>,
+    pub hello_retry_request: bool,
+    /// Both sides moved past the handshake (ChangeCipherSpec or encrypted records both ways).
+    pub established: bool,
+    /// Alerts seen before encryption started.
+    pub alerts: Vec<Alert>,
+}
+
+impl TlsInfo {
+    pub fn fatal_alert(&self) -> bool {
+        self.alerts.iter().any(|a| a.level == "fatal")
+    }
+}
+
+/// The plaintext phase of an upgraded (or not upgraded) connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StartTls {
+    /// The server advertised the upgrade.
+    pub offered: bool,
+    /// The client asked for it.
+    pub requested: bool,
+    /// The server said yes.
+    pub accepted: bool,
+    /// The client's upgrade request (escaped; never carries credentials).
+    pub command: Option<String>,
+    /// The server's answer (escaped).
+    pub reply: Option<String>,
+    /// Stream offset where TLS begins in the client-to-server direction.
+    pub client_offset: Option<u64>,
+    /// Stream offset where TLS begins in the server-to-client direction.
+    pub server_offset: Option<u64>,
+    /// Evidence that the capability was masked or removed (the line seen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stripped: Option<String>,
+    /// Client plaintext after its upgrade request that was not TLS (escaped, shortened).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub injection: Option<String>,
+    /// Server plaintext after its go-ahead that was not TLS (escaped, shortened).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_injection: Option<String>,
+    /// IMAP PREAUTH greeting: no chance to upgrade before authentication.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub preauth: bool,
+}
+
+/// Credentials seen in the clear: the mechanism, and the user only on request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CleartextAuth {
+    pub mechanism: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// Everything known about one TCP connection.
+#[derive(Clone, Debug, Serialize)]
+pub struct FlowRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: u64,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub app_protocol: Option<String>,
+    pub encryption: Encryption,
+    pub starttls: Option<StartTls>,
+    pub tls: Option<TlsInfo>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cleartext_auth: Vec<CleartextAuth>,
+    pub packets: PerDir<u64>,
+    pub bytes: PerDir<u64>,
+    pub end_reason: EndReason,
+    pub findings: Vec<Finding>,
+    pub notes: Vec<Note>,
+}
+
+impl FlowRecord {
+    pub fn new(id: u64, ts: Timestamp, client: Endpoint, server: Endpoint) -> Self {
+        FlowRecord {
+            kind: "flow",
+            id,
+            start: ts,
+            end: ts,
+            client,
+            server,
+            app_protocol: None,
+            encryption: Encryption::Unknown,
+            starttls: None,
+            tls: None,
+            cleartext_auth: Vec::new(),
+            packets: PerDir::default(),
+            bytes: PerDir::default(),
+            end_reason: EndReason::EndOfInput,
+            findings: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Adds a note once.
+    pub fn note(&mut self, n: Note) {
+        if !self.notes.contains(&n) {
+            self.notes.push(n);
+        }
+    }
+
+    pub fn has_note(&self, n: Note) -> bool {
+        self.notes.contains(&n)
+    }
+
+    pub fn tls_mut(&mut self) -> &mut TlsInfo {
+        self.tls.get_or_insert_with(TlsInfo::default)
+    }
+
+    pub fn starttls_mut(&mut self) -> &mut StartTls {
+        self.starttls.get_or_insert_with(StartTls::default)
+    }
+
+    /// Payload was carried in at least one direction.
+    pub fn has_payload(&self) -> bool {
+        self.bytes.client > 0 || self.bytes.server > 0
+    }
+
+    /// Swap client and server (roles learned from content after the record was opened).
+    pub fn swap_roles(&mut self) {
+        std::mem::swap(&mut self.client, &mut self.server);
+        self.packets.swap();
+        self.bytes.swap();
+    }
+}
+
+/// Renders bytes from the wire as a safe string: printable ASCII kept, anything
+/// else (control characters, bytes >= 0x7f, backslash) as `\xNN` escapes, so no
+/// wire byte can ever reach a terminal raw. Capped at `max` input bytes.
+pub fn escape_wire(bytes: &[u8], max: usize) -> String {
+    let mut s = String::with_capacity(bytes.len().min(max));
+    for &b in bytes.iter().take(max) {
+        if (0x20..0x7f).contains(&b) && b != b'\\' {
+            s.push(char::from(b));
+        } else {
+            s.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    if bytes.len() > max {
+        s.push_str("...");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_wire_neutralises_control_bytes() {
+        assert_eq!(escape_wire(b"mail.example.com", 64), "mail.example.com");
+        assert_eq!(escape_wire(b"a\x1b[31mb", 64), "a\\x1b[31mb");
+        assert_eq!(escape_wire(b"\\\r\n\xc2\x9b", 64), "\\x5c\\x0d\\x0a\\xc2\\x9b");
+        assert_eq!(escape_wire(b"abcdef", 3), "abc...");
+    }
+
+    #[test]
+    fn encryption_spellings_are_the_contract() {
+        let all = [
+            (Encryption::Tls, "tls"),
+            (Encryption::Starttls, "starttls"),
+            (Encryption::StarttlsRefused, "starttls-refused"),
+            (Encryption::StarttlsFailed, "starttls-failed"),
+            (Encryption::Plaintext, "plaintext"),
+            (Encryption::RdpStandard, "rdp-standard"),
+            (Encryption::LoginOnly, "login-only"),
+            (Encryption::Ssh, "ssh"),
+            (Encryption::Unknown, "unknown"),
+        ];
+        for (e, s) in all {
+            assert_eq!(e.as_str(), s);
+            assert_eq!(serde_json::to_value(e).ok(), Some(serde_json::json!(s)));
+        }
+    }
+}
