@@ -69,9 +69,16 @@ struct Flow {
     last_seen: Timestamp,
     fin: PerDir<bool>,
     client_isn: Option<u32>,
+    /// ISNs seen per direction (a few), to notice a SYN that restarts the connection.
+    isn: PerDir<Vec<u32>>,
+    /// The ISN each direction's stream is based on.
+    cur_isn: PerDir<Option<u32>>,
     /// The analyzer is done: only count packets.
     bypass: bool,
 }
+
+/// ISNs remembered per direction.
+const MAX_ISNS: usize = 4;
 
 /// Ports where a server usually listens, to guess roles when no SYN was seen.
 fn is_service_port(p: u16) -> bool {
@@ -86,6 +93,9 @@ fn is_service_port(p: u16) -> bool {
 /// Reassembles flows from packets and hands finished flow records on.
 pub struct Engine {
     table: FxHashMap<FlowKey, Flow>,
+    /// Recently closed connections (for one idle timeout): stragglers after FIN/RST
+    /// are absorbed, not taken for new flows.
+    closed: FxHashMap<FlowKey, Timestamp>,
     limits: Limits,
     opts: Options,
     ports: Vec<u16>,
@@ -103,6 +113,7 @@ impl Engine {
     pub fn new(limits: Limits, opts: Options, ports: Vec<u16>) -> Self {
         Engine {
             table: FxHashMap::default(),
+            closed: FxHashMap::default(),
             limits,
             opts,
             ports,
@@ -162,6 +173,13 @@ impl Engine {
             }
         }
         if !self.table.contains_key(&key) {
+            if self.closed.contains_key(&key) {
+                if !new_syn {
+                    self.stats.stray += 1;
+                    return;
+                }
+                self.closed.remove(&key);
+            }
             if !seg.flags.syn && seg.payload.is_empty() {
                 self.stats.stray += 1;
                 return;
@@ -191,9 +209,29 @@ impl Engine {
         let data_seq = SeqNum(seg.seq).wrapping_add(syn_len);
         if !flow.bypass {
             if seg.flags.syn {
+                // A SYN with another ISN before any data restarts that direction.
+                let isns = flow.isn.get_mut(dir);
+                let cur = flow.cur_isn.get_mut(dir);
+                if cur.is_some_and(|i| i != seg.seq) && flow.streams.get(dir).delivered() == 0 {
+                    *flow.streams.get_mut(dir) = Stream::new(self.limits.stream);
+                }
+                *cur = Some(seg.seq);
+                if !isns.contains(&seg.seq) && isns.len() < MAX_ISNS {
+                    isns.push(seg.seq);
+                }
                 flow.streams.get_mut(dir).on_syn(SeqNum(seg.seq));
                 if dir == Dir::Client && !seg.flags.ack {
                     flow.client_isn = Some(seg.seq);
+                }
+            }
+            // Retransmitted SYN-ACKs may carry several ISNs; the first data names the real one.
+            if !seg.payload.is_empty() && !seg.flags.syn && flow.streams.get(dir).delivered() == 0 {
+                let isns = flow.isn.get(dir);
+                let wanted = seg.seq.wrapping_sub(1);
+                if *flow.cur_isn.get(dir) != Some(wanted) && isns.contains(&wanted) {
+                    *flow.streams.get_mut(dir) = Stream::new(self.limits.stream);
+                    flow.streams.get_mut(dir).on_syn(SeqNum(wanted));
+                    *flow.cur_isn.get_mut(dir) = Some(wanted);
                 }
             }
             let Flow { streams, analyzer, rec, .. } = flow;
@@ -242,10 +280,13 @@ impl Engine {
         if seg.flags.fin {
             *flow.fin.get_mut(dir) = true;
         }
-        if seg.flags.rst {
-            self.close(key, EndReason::Rst, emit);
-        } else if flow.fin.client && flow.fin.server {
-            self.close(key, EndReason::Fin, emit);
+        let both_fin = flow.fin.client && flow.fin.server;
+        if seg.flags.rst || both_fin {
+            self.close(key, if seg.flags.rst { EndReason::Rst } else { EndReason::Fin }, emit);
+            if self.closed.len() >= self.limits.max_flows {
+                self.closed.clear();
+            }
+            self.closed.insert(key, ts);
         }
     }
 
@@ -285,6 +326,8 @@ impl Engine {
             last_seen: ts,
             fin: PerDir::default(),
             client_isn: None,
+            isn: PerDir::default(),
+            cur_isn: PerDir::default(),
             bypass: false,
         }
     }
@@ -352,6 +395,8 @@ impl Engine {
         for (_, k) in idle {
             self.close(k, EndReason::IdleTimeout, emit);
         }
+        let linger = self.now.secs - self.limits.idle_timeout_secs;
+        self.closed.retain(|_, t| t.secs >= linger);
     }
 
     /// The table is full: end the least recently active sixty-fourth of it.

@@ -142,6 +142,7 @@ pub struct TlsAnalyzer {
     /// The client spoke SSLv2 first: SSLv2-format records are expected.
     sslv2_client: bool,
     sslv2: bool,
+    tls13: bool,
     done: bool,
 }
 
@@ -327,7 +328,9 @@ impl TlsAnalyzer {
         if first == CT_HANDSHAKE && side.hs.hdr_len == 0 {
             side.record_version = Some(Version(version));
         }
-        if first == CT_APPLICATION_DATA {
+        // Application data, or a first record that is not a handshake (picked up
+        // mid-connection): this direction is past its plaintext handshake.
+        if first == CT_APPLICATION_DATA || (side.records == 0 && first != CT_HANDSHAKE && !self.server_hello) {
             side.encrypted = true;
         }
         if first == CT_ALERT {
@@ -344,11 +347,14 @@ impl TlsAnalyzer {
     }
 
     fn record_end(&mut self, dir: Dir, content_type: u8, rec: &mut FlowRecord) {
+        // In TLS 1.3 a ChangeCipherSpec is only middlebox camouflage (and may follow
+        // a HelloRetryRequest); before 1.3 it starts encryption.
+        let ccs_encrypts = self.server_hello && !self.tls13;
         let side = self.side.get_mut(dir);
         side.body = Body::Header;
         side.records += 1;
         match content_type {
-            CT_CHANGE_CIPHER_SPEC => side.encrypted = true,
+            CT_CHANGE_CIPHER_SPEC if ccs_encrypts => side.encrypted = true,
             CT_ALERT if !side.encrypted && side.alert_len == 2 => {
                 let [level, desc] = side.alert;
                 rec.tls_mut().alerts.push(Alert {
@@ -441,6 +447,7 @@ impl TlsAnalyzer {
                     let negotiated = sh.info.selected_version.unwrap_or(sh.info.version);
                     if negotiated.is_tls13() {
                         // Everything after a TLS 1.3 ServerHello is encrypted.
+                        self.tls13 = true;
                         self.side.server.encrypted = true;
                     }
                     let tls = rec.tls_mut();
@@ -646,18 +653,12 @@ pub fn client_hello(body: &[u8]) -> Option<ClientHelloInfo> {
     Some(info)
 }
 
-/// A parsed ServerHello.
-pub struct ParsedServerHello {
-    pub info: ServerHelloInfo,
-    pub hrr: bool,
-}
+type Fields<'a> = (u16, &'a [u8], u16, Option<&'a [u8]>);
 
-/// Parses a ServerHello body (after the 4-byte handshake header), for every
-/// version including TLS 1.3 drafts before draft 22 (no session id or compression).
-pub fn server_hello(body: &[u8]) -> Option<ParsedServerHello> {
+fn server_hello_fields(body: &[u8], draft_format: bool) -> Option<Fields<'_>> {
     type E<'a> = nom::error::Error<&'a [u8]>;
     let (i, (version, random)) = (be_u16::<&[u8], E<'_>>, take(32usize)).parse(body).ok()?;
-    let early_draft = (0x7f00..0x7f16).contains(&version);
+    let early_draft = draft_format || (0x7f00..0x7f16).contains(&version);
     let (i, cipher) = if early_draft {
         be_u16::<&[u8], E<'_>>(i).ok()?
     } else {
@@ -670,10 +671,32 @@ pub fn server_hello(body: &[u8]) -> Option<ParsedServerHello> {
         let (i, _compression) = be_u8::<&[u8], E<'_>>(i).ok()?;
         (i, cipher)
     };
-    let ext = if i.len() >= 2 {
-        length_data::<&[u8], E<'_>, _>(be_u16).parse(i).ok().map(|(_, e)| e)
-    } else {
-        None
+    let ext = match i.len() {
+        0 => None,
+        _ => {
+            let (rest, e) = length_data::<&[u8], E<'_>, _>(be_u16).parse(i).ok()?;
+            if !rest.is_empty() {
+                return None;
+            }
+            Some(e)
+        }
+    };
+    Some((version, random, cipher, ext))
+}
+
+/// A parsed ServerHello.
+pub struct ParsedServerHello {
+    pub info: ServerHelloInfo,
+    pub hrr: bool,
+}
+
+/// Parses a ServerHello body (after the 4-byte handshake header), for every
+/// version including TLS 1.3 drafts before draft 22 (no session id or compression).
+pub fn server_hello(body: &[u8]) -> Option<ParsedServerHello> {
+    let (version, random, cipher, ext) = match server_hello_fields(body, false) {
+        Some(f) => f,
+        // Early TLS 1.3 drafts (some with version 0x0304) have no session id or compression.
+        None => server_hello_fields(body, true)?,
     };
     let mut info = ServerHelloInfo {
         version: Version(version),
