@@ -240,7 +240,7 @@ impl Analyzer {
             rec.swap_roles();
             rec.note(Note::RolesFromContent);
         }
-        let mut d = Box::new(starttls::Driver::new(proto, self.opts, rec));
+        let mut d = Box::new(starttls::Driver::new(proto, self.opts));
         for (dir, bytes) in Self::replay(&s, swap) {
             d.on_data(dir, bytes, rec);
         }

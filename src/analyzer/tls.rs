@@ -74,10 +74,12 @@ pub fn record_start(b: &[u8]) -> Start {
         sslv2::Parse::NeedMore => Start::NeedMore,
         sslv2::Parse::Invalid => Start::No,
         sslv2::Parse::Done(h) => {
-            let (Some(&msg), Some(&v0)) = (b.get(h.header_len), b.get(h.header_len + 1)) else {
+            let at = h.header_len;
+            let (Some(&msg), Some(&v0), Some(&v1)) = (b.get(at), b.get(at + 1), b.get(at + 2)) else {
                 return Start::NeedMore;
             };
-            let plausible_version = v0 == 0 || v0 == 3;
+            let version = u16::from_be_bytes([v0, v1]);
+            let plausible_version = version == 0x0002 || (0x0300..=0x0304).contains(&version);
             match msg {
                 sslv2::MSG_CLIENT_HELLO if plausible_version && h.body_len >= 9 => {
                     Start::Sslv2 { client_hello: true }

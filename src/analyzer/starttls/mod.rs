@@ -1,12 +1,49 @@
 //! STARTTLS: follows a plaintext protocol to its upgrade and hands the rest of each
 //! direction to the TLS analyzer at exactly the right byte.
+//!
+//! Every protocol is one file with the same three parts: `detect` (does this flow
+//! speak it?), a state machine implementing [`Protocol`], and the events it reports
+//! ([`Step`]). The [`Driver`] owns the handoff: it holds client bytes sent after an
+//! upgrade request until the server answers, checks that the first bytes after the
+//! handoff are TLS (flagging injected plaintext), and records the stream offsets.
+
+pub mod lines;
+pub mod smtp;
 
 use super::Options;
-use crate::record::{Dir, FlowRecord};
+use super::tls::{self, Start, TlsAnalyzer};
+use crate::record::{CleartextAuth, Dir, Encryption, FlowRecord, Note, PerDir, escape_wire};
+
+/// Client bytes held after an upgrade request while waiting for the server's answer.
+pub const MAX_HELD: usize = 16 * 1024;
+/// Non-TLS bytes searched through for the start of TLS after a handoff.
+pub const MAX_JUNK: usize = 16 * 1024;
+/// Longest evidence string kept for a finding.
+pub const EVIDENCE: usize = 80;
 
 /// A protocol that can upgrade in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Proto {}
+pub enum Proto {
+    Smtp,
+}
+
+impl Proto {
+    fn machine(self) -> Box<dyn Protocol> {
+        match self {
+            Proto::Smtp => Box::new(smtp::Smtp::default()),
+        }
+    }
+}
+
+/// Answer of one protocol's `detect`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// This protocol; `swap` when the bytes show the roles are reversed.
+    Yes { swap: bool },
+    /// Could be, need more bytes.
+    Maybe,
+    No,
+}
 
 /// Result of looking at the first bytes of a flow.
 #[derive(Debug)]
@@ -16,23 +53,404 @@ pub enum Detect {
     No,
 }
 
-/// Picks the protocol from the first bytes of each direction; the port is only a hint.
-pub fn detect(_client: &[u8], _server: &[u8], _server_port: u16, _at_end: bool) -> Detect {
-    Detect::No
+/// Picks the protocol from the first bytes of each direction; the port is only a
+/// hint that breaks ties between protocols whose greetings look alike.
+pub fn detect(client: &[u8], server: &[u8], server_port: u16, at_end: bool) -> Detect {
+    let candidates: [(Proto, fn(&[u8], &[u8], u16) -> Verdict); 1] = [(Proto::Smtp, smtp::detect)];
+    let mut maybe = false;
+    for (proto, f) in candidates {
+        match f(client, server, server_port) {
+            Verdict::Yes { swap } => return Detect::Found { proto, swap },
+            Verdict::Maybe => maybe = true,
+            Verdict::No => {}
+        }
+    }
+    // The same greeting seen from the other side: the roles are reversed.
+    if !maybe {
+        for (proto, f) in candidates {
+            if let Verdict::Yes { swap } = f(server, client, server_port) {
+                return Detect::Found { proto, swap: !swap };
+            }
+        }
+    }
+    if maybe && !at_end { Detect::NeedMore } else { Detect::No }
+}
+
+/// What a protocol state machine reports for the bytes it was given. `at` counts
+/// bytes of the slice passed in, up to and including the event (for example the
+/// end of the `STARTTLS\r\n` line); the driver passes the rest in a new call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// All bytes consumed; nothing happened yet.
+    Continue,
+    /// The client asked to upgrade; its bytes after `at` are TLS if the server agrees.
+    Requested { at: usize },
+    /// The server agreed; its bytes after `at` are TLS (and so are the client's after its request).
+    Accepted { at: usize },
+    /// The server said no; the dialogue goes on in plaintext.
+    Refused { at: usize },
+    /// TLS starts after `at` in this direction and at the current offset in the
+    /// other, with no answer awaited (MySQL's SSLRequest).
+    Upgrade { at: usize },
+    /// Nothing more to learn from this dialogue (for example the mail transaction began without an upgrade).
+    Stop,
+}
+
+/// Where a protocol writes what it sees.
+pub struct Cx<'a> {
+    pub rec: &'a mut FlowRecord,
+    pub opts: Options,
+    /// For protocols that carry TLS inside their own framing (TDS): feed unwrapped bytes here.
+    pub tls: &'a mut TlsAnalyzer,
+}
+
+impl Cx<'_> {
+    pub fn offered(&mut self) {
+        self.rec.starttls_mut().offered = true;
+    }
+    pub fn command(&mut self, line: &[u8]) {
+        self.rec.starttls_mut().command = Some(escape_wire(line, EVIDENCE));
+    }
+    pub fn reply(&mut self, line: &[u8]) {
+        self.rec.starttls_mut().reply = Some(escape_wire(line, EVIDENCE));
+    }
+    pub fn stripped(&mut self, evidence: &[u8]) {
+        self.rec.starttls_mut().stripped = Some(escape_wire(evidence, EVIDENCE));
+    }
+    /// Credentials in the clear: the mechanism, and the user only when asked for. Never the secret.
+    pub fn cleartext_auth(&mut self, mechanism: &str, user: Option<&[u8]>) {
+        let user = if self.opts.show_users { user.map(|u| escape_wire(u, 64)) } else { None };
+        let entry = CleartextAuth {
+            mechanism: mechanism.to_string(),
+            user,
+        };
+        if !self.rec.cleartext_auth.contains(&entry) {
+            self.rec.cleartext_auth.push(entry);
+        }
+    }
+    pub fn app(&mut self, name: &str) {
+        if self.rec.app_protocol.as_deref() != Some(name) {
+            self.rec.app_protocol = Some(name.to_string());
+        }
+    }
+}
+
+/// One plaintext protocol's state machine.
+pub trait Protocol: std::fmt::Debug + Send {
+    /// In-order bytes of one direction. Returns at the first event.
+    fn on_data(&mut self, dir: Dir, data: &[u8], cx: &mut Cx<'_>) -> Step;
+    /// A hole in one direction. Most protocols cannot resynchronise.
+    fn on_gap(&mut self, _dir: Dir, _cx: &mut Cx<'_>) -> Step {
+        Step::Stop
+    }
+}
+
+#[derive(Debug)]
+enum Side {
+    Plain,
+    /// Client bytes after its request, kept until the server answers.
+    Held(Vec<u8>),
+    /// Expecting TLS; bytes that are not (injected plaintext) are searched through.
+    Gate { junk: Vec<u8> },
+    Tls,
+    /// Nothing more is analysed.
+    Off,
 }
 
 /// Drives one protocol state machine and the TLS analyzer behind it.
 #[derive(Debug)]
-pub struct Driver {}
+pub struct Driver {
+    proto: Box<dyn Protocol>,
+    side: PerDir<Side>,
+    /// Stream offset of the next byte in each direction.
+    pos: PerDir<u64>,
+    /// Client offset right after its upgrade request.
+    request_end: u64,
+    tls: TlsAnalyzer,
+    opts: Options,
+    stopped: bool,
+    refused: bool,
+}
 
 impl Driver {
-    pub fn new(proto: Proto, _opts: Options, _rec: &mut FlowRecord) -> Self {
-        match proto {}
+    pub fn new(proto: Proto, opts: Options) -> Self {
+        Driver {
+            proto: proto.machine(),
+            side: PerDir { client: Side::Plain, server: Side::Plain },
+            pos: PerDir::default(),
+            request_end: 0,
+            tls: TlsAnalyzer::new(),
+            opts,
+            stopped: false,
+            refused: false,
+        }
     }
+
     pub fn is_done(&self) -> bool {
-        true
+        let pending = |s: &Side| matches!(s, Side::Held(_) | Side::Gate { .. });
+        let (c, s) = (&self.side.client, &self.side.server);
+        if pending(c) || pending(s) {
+            return false;
+        }
+        if matches!(c, Side::Tls) || matches!(s, Side::Tls) {
+            return self.tls.is_done();
+        }
+        self.stopped || (matches!(c, Side::Off) && matches!(s, Side::Off))
     }
-    pub fn on_data(&mut self, _dir: Dir, _data: &[u8], _rec: &mut FlowRecord) {}
-    pub fn on_gap(&mut self, _dir: Dir, _len: u64, _rec: &mut FlowRecord) {}
-    pub fn finish(&mut self, _rec: &mut FlowRecord) {}
+
+    pub fn on_data(&mut self, dir: Dir, mut data: &[u8], rec: &mut FlowRecord) {
+        while !data.is_empty() {
+            match self.side.get_mut(dir) {
+                Side::Off => return,
+                Side::Tls => {
+                    self.tls.on_data(dir, data, rec);
+                    *self.pos.get_mut(dir) += data.len() as u64;
+                    return;
+                }
+                Side::Held(buf) => {
+                    let room = MAX_HELD.saturating_sub(buf.len());
+                    buf.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
+                    *self.pos.get_mut(dir) += data.len() as u64;
+                    if data.len() > room {
+                        // The server never answered and the client kept talking: stop following.
+                        *self.side.get_mut(dir) = Side::Off;
+                        self.stopped = true;
+                    }
+                    return;
+                }
+                Side::Gate { .. } => {
+                    self.gate(dir, data, rec);
+                    return;
+                }
+                Side::Plain => {
+                    if self.stopped {
+                        *self.pos.get_mut(dir) += data.len() as u64;
+                        return;
+                    }
+                    let step = {
+                        let mut cx = Cx { rec, opts: self.opts, tls: &mut self.tls };
+                        self.proto.on_data(dir, data, &mut cx)
+                    };
+                    let at = match step {
+                        Step::Continue => data.len(),
+                        Step::Stop => {
+                            self.stopped = true;
+                            data.len()
+                        }
+                        Step::Requested { at } | Step::Accepted { at } | Step::Refused { at } | Step::Upgrade { at } => {
+                            at.min(data.len())
+                        }
+                    };
+                    *self.pos.get_mut(dir) += at as u64;
+                    data = data.get(at..).unwrap_or_default();
+                    self.event(dir, step, rec);
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, dir: Dir, step: Step, rec: &mut FlowRecord) {
+        match step {
+            Step::Requested { .. } => {
+                rec.starttls_mut().requested = true;
+                self.request_end = *self.pos.get(dir);
+                *self.side.get_mut(dir) = Side::Held(Vec::new());
+            }
+            Step::Accepted { .. } => {
+                let st = rec.starttls_mut();
+                st.requested = true;
+                st.accepted = true;
+                self.refused = false;
+                *self.side.get_mut(dir) = Side::Gate { junk: Vec::new() };
+                let other = dir.other();
+                if let Side::Held(buf) = std::mem::replace(self.side.get_mut(other), Side::Gate { junk: Vec::new() }) {
+                    *self.pos.get_mut(other) = self.request_end;
+                    self.gate(other, &buf, rec);
+                }
+            }
+            Step::Upgrade { .. } => {
+                let st = rec.starttls_mut();
+                st.requested = true;
+                st.accepted = true;
+                *self.side.get_mut(dir) = Side::Gate { junk: Vec::new() };
+                *self.side.get_mut(dir.other()) = Side::Gate { junk: Vec::new() };
+            }
+            Step::Refused { .. } => {
+                rec.starttls_mut().requested = true;
+                self.refused = true;
+                let other = dir.other();
+                if let Side::Held(buf) = std::mem::replace(self.side.get_mut(other), Side::Plain) {
+                    *self.pos.get_mut(other) = self.request_end;
+                    self.on_data(other, &buf, rec);
+                }
+            }
+            Step::Continue | Step::Stop => {}
+        }
+    }
+
+    /// The first bytes after a handoff: TLS, or plaintext that does not belong there.
+    fn gate(&mut self, dir: Dir, data: &[u8], rec: &mut FlowRecord) {
+        let Side::Gate { junk } = self.side.get_mut(dir) else {
+            return;
+        };
+        let start_pos = *self.pos.get(dir) - junk.len() as u64;
+        junk.extend_from_slice(data);
+        *self.pos.get_mut(dir) += data.len() as u64;
+        let mut i = 0;
+        let found = loop {
+            let Some(rest) = junk.get(i..) else { break None };
+            if rest.is_empty() {
+                break None;
+            }
+            match tls::record_start(rest) {
+                // Right at the handoff any record counts (an alert, say); past
+                // injected bytes only a handshake record marks the start of TLS.
+                Start::Tls { handshake, .. } if handshake || i == 0 => break Some(i),
+                Start::Sslv2 { .. } if i == 0 || rest.first().is_some_and(|b| b & 0x80 != 0) => break Some(i),
+                Start::NeedMore => break None,
+                _ => i += 1,
+            }
+        };
+        let Some(i) = found else {
+            if junk.len() > MAX_JUNK {
+                let evidence = escape_wire(junk, EVIDENCE);
+                record_injection(rec, dir, evidence);
+                *self.side.get_mut(dir) = Side::Off;
+            }
+            return;
+        };
+        let junk = std::mem::take(junk);
+        if i > 0 {
+            let evidence = escape_wire(junk.get(..i).unwrap_or_default(), EVIDENCE);
+            record_injection(rec, dir, evidence);
+            rec.note(Note::StarttlsAfterJunk);
+        }
+        let offset = start_pos + i as u64;
+        let st = rec.starttls_mut();
+        match dir {
+            Dir::Client => st.client_offset = Some(offset),
+            Dir::Server => st.server_offset = Some(offset),
+        }
+        *self.side.get_mut(dir) = Side::Tls;
+        self.tls.on_data(dir, junk.get(i..).unwrap_or_default(), rec);
+    }
+
+    pub fn on_gap(&mut self, dir: Dir, len: u64, rec: &mut FlowRecord) {
+        *self.pos.get_mut(dir) += len;
+        match self.side.get_mut(dir) {
+            Side::Tls => self.tls.on_gap(dir, len, rec),
+            Side::Plain if !self.stopped => {
+                let step = {
+                    let mut cx = Cx { rec, opts: self.opts, tls: &mut self.tls };
+                    self.proto.on_gap(dir, &mut cx)
+                };
+                if step == Step::Stop {
+                    self.stopped = true;
+                }
+            }
+            Side::Gate { .. } | Side::Held(_) => *self.side.get_mut(dir) = Side::Off,
+            _ => {}
+        }
+    }
+
+    /// End of flow: the verdict.
+    pub fn finish(&mut self, rec: &mut FlowRecord) {
+        let st = rec.starttls.clone().unwrap_or_default();
+        let tls_seen = rec.tls.as_ref().is_some_and(|t| t.server_hello.is_some() || t.client_hello.is_some());
+        let tls_ok = rec
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.server_hello.is_some() && !t.fatal_alert());
+        rec.encryption = if st.accepted {
+            if tls_ok { Encryption::Starttls } else { Encryption::StarttlsFailed }
+        } else if st.requested && self.refused {
+            Encryption::StarttlsRefused
+        } else if st.requested {
+            // Asked, and no answer was captured.
+            if tls_seen { Encryption::Starttls } else { Encryption::Unknown }
+        } else if rec.bytes.client > 0 && rec.bytes.server > 0 {
+            Encryption::Plaintext
+        } else {
+            Encryption::Unknown
+        };
+        if rec.encryption != Encryption::Starttls && rec.encryption != Encryption::StarttlsFailed && !tls_seen {
+            rec.tls = None;
+        }
+    }
+}
+
+fn record_injection(rec: &mut FlowRecord, dir: Dir, evidence: String) {
+    let st = rec.starttls_mut();
+    match dir {
+        Dir::Client => st.injection = Some(evidence),
+        Dir::Server => st.response_injection = Some(evidence),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::record::{Endpoint, Timestamp};
+
+    /// A minimal valid ClientHello record (TLS 1.2, one suite).
+    pub fn client_hello() -> Vec<u8> {
+        let mut body = vec![0x03, 0x03];
+        body.extend([0x11; 32]);
+        body.extend([0x00, 0x00, 0x02, 0xc0, 0x2f, 0x01, 0x00]);
+        hs_record(1, &body)
+    }
+
+    /// A minimal valid ServerHello record selecting TLS 1.2 and suite 0xc02f.
+    pub fn server_hello() -> Vec<u8> {
+        let mut body = vec![0x03, 0x03];
+        body.extend([0x22; 32]);
+        body.extend([0x00, 0xc0, 0x2f, 0x00]);
+        hs_record(2, &body)
+    }
+
+    fn hs_record(msg: u8, body: &[u8]) -> Vec<u8> {
+        let mut hs = vec![msg, 0, (body.len() >> 8) as u8, body.len() as u8];
+        hs.extend(body);
+        let mut rec = vec![0x16, 0x03, 0x01, (hs.len() >> 8) as u8, hs.len() as u8];
+        rec.extend(hs);
+        rec
+    }
+
+    fn new_rec() -> FlowRecord {
+        let ep = |port| Endpoint { ip: std::net::IpAddr::from([127, 0, 0, 1]), port };
+        FlowRecord::new(1, Timestamp::default(), ep(40000), ep(25))
+    }
+
+    /// Feeds a transcript through a fresh driver, each message split at `split`
+    /// (or whole when `None`), and returns the finished record.
+    pub fn run(proto: Proto, transcript: &[(Dir, Vec<u8>)], split: Option<usize>) -> FlowRecord {
+        let mut rec = new_rec();
+        let mut d = Driver::new(proto, Options::default());
+        for (dir, bytes) in transcript {
+            *rec.bytes.get_mut(*dir) += bytes.len() as u64;
+            match split {
+                Some(at) if at < bytes.len() => {
+                    let (a, b) = bytes.split_at(at);
+                    d.on_data(*dir, a, &mut rec);
+                    d.on_data(*dir, b, &mut rec);
+                }
+                _ => d.on_data(*dir, bytes, &mut rec),
+            }
+        }
+        d.finish(&mut rec);
+        rec
+    }
+
+    /// Split invariance: the transcript whole, and split at every byte offset of
+    /// every message, must give the same record.
+    pub fn run_split_invariant(proto: Proto, transcript: &[(Dir, Vec<u8>)]) -> FlowRecord {
+        let whole = run(proto, transcript, None);
+        let longest = transcript.iter().map(|(_, b)| b.len()).max().unwrap_or(0);
+        let want = serde_json::to_value(&whole).ok();
+        for at in 1..longest {
+            let got = serde_json::to_value(run(proto, transcript, Some(at))).ok();
+            assert_eq!(got, want, "split at {at}");
+        }
+        whole
+    }
 }
