@@ -1,0 +1,532 @@
+//! End-to-end tests: the `tlswatch` binary on recorded fixtures, on the shared real
+//! captures (when present), on byte-built captures, and its command-line contract.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tlswatch"))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).env("NO_COLOR", "1").output().unwrap_or_else(|e| panic!("spawn: {e}"))
+}
+
+fn json_of(path: &Path) -> Value {
+    let out = run(&["-r", path.to_str().unwrap_or_default(), "--json", "--all"]);
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(1),
+        "{}: exit {:?}: {}",
+        path.display(),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{}: bad JSON: {e}", path.display()))
+}
+
+/// One expectation row of an EXPECTED*.tsv (the format of ../shared/captures/EXPECTED.tsv).
+struct Row {
+    file: String,
+    client: (String, u16),
+    server: (String, u16),
+    encryption: String,
+    version: String,
+    flags: Vec<String>,
+    line: usize,
+}
+
+fn read_tsv(path: &Path) -> Vec<Row> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines().enumerate();
+    let header: Vec<&str> = lines.next().map(|(_, h)| h.split('\t').collect()).unwrap_or_default();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}"));
+    let (f, ci, cp, si, sp, tr, enc, ver, fl) = (
+        col("file"),
+        col("client_ip"),
+        col("client_port"),
+        col("server_ip"),
+        col("server_port"),
+        col("transport"),
+        col("encryption"),
+        col("version"),
+        col("expected_flags"),
+    );
+    let mut rows = Vec::new();
+    for (n, l) in lines {
+        let c: Vec<&str> = l.split('\t').collect();
+        let get = |i: usize| c.get(i).copied().unwrap_or("-");
+        if get(tr) != "tcp" {
+            continue;
+        }
+        let (Ok(cport), Ok(sport)) = (get(cp).parse(), get(sp).parse()) else {
+            continue;
+        };
+        rows.push(Row {
+            file: get(f).to_string(),
+            client: (get(ci).to_string(), cport),
+            server: (get(si).to_string(), sport),
+            encryption: get(enc).to_string(),
+            version: get(ver).to_string(),
+            flags: match get(fl) {
+                "-" | "" => Vec::new(),
+                s => s.split(',').map(str::to_string).collect(),
+            },
+            line: n + 1,
+        });
+    }
+    rows
+}
+
+fn norm_ip(s: &str) -> String {
+    s.parse::<std::net::IpAddr>().map(|ip| ip.to_string()).unwrap_or_else(|_| s.to_string())
+}
+
+/// Compares every row of `tsv` with what tlswatch reports; returns the mismatches.
+fn compare(tsv: &Path, base: &Path, skip: &[(String, u16)]) -> Vec<String> {
+    let rows = read_tsv(tsv);
+    assert!(!rows.is_empty(), "{}: no rows", tsv.display());
+    let mut by_file: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+    for r in rows {
+        by_file.entry(r.file.clone()).or_default().push(r);
+    }
+    let mut errors = Vec::new();
+    for (file, rows) in by_file {
+        let doc = json_of(&base.join(&file));
+        let flows = doc["flows"].as_array().cloned().unwrap_or_default();
+        for r in rows {
+            if skip.iter().any(|(f, p)| *f == r.file && *p == r.client.1) {
+                continue;
+            }
+            let want_c = (norm_ip(&r.client.0), r.client.1);
+            let want_s = (norm_ip(&r.server.0), r.server.1);
+            let ep = |v: &Value| (norm_ip(v["ip"].as_str().unwrap_or_default()), v["port"].as_u64().unwrap_or(0) as u16);
+            let Some(flow) = flows.iter().find(|f| ep(&f["client"]) == want_c && ep(&f["server"]) == want_s) else {
+                errors.push(format!("{}:{} {file} {want_c:?}->{want_s:?}: not reported with these roles", tsv.display(), r.line));
+                continue;
+            };
+            let enc = flow["encryption"].as_str().unwrap_or_default();
+            if r.encryption != "-" && enc != r.encryption {
+                errors.push(format!("{}:{} {file} {want_c:?}: encryption {enc}, want {}", tsv.display(), r.line, r.encryption));
+            }
+            let ver = flow["tls"]["version"].as_str().unwrap_or("none");
+            let ver_ok = r.version == "-" || ver == r.version || ver.starts_with(&format!("{}-draft", r.version));
+            if !ver_ok {
+                errors.push(format!("{}:{} {file} {want_c:?}: version {ver}, want {}", tsv.display(), r.line, r.version));
+            }
+            let codes: Vec<&str> = flow["findings"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|f| f["code"].as_str()).collect())
+                .unwrap_or_default();
+            for want in &r.flags {
+                if !codes.contains(&want.as_str()) {
+                    errors.push(format!("{}:{} {file} {want_c:?}: missing finding {want} (have {codes:?})", tsv.display(), r.line));
+                }
+            }
+        }
+    }
+    errors
+}
+
+/// Rows of the shared captures where the oracle is wrong, with the evidence.
+fn oracle_errors() -> Vec<(String, u16)> {
+    let text = std::fs::read_to_string(root().join("tests/oracle-errors.tsv")).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let mut c = l.split('\t');
+            Some((c.next()?.to_string(), c.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn shared_real_captures_match_the_oracles() {
+    let dir = root().join("../shared/captures");
+    let tsv = dir.join("EXPECTED.tsv");
+    if !tsv.exists() {
+        eprintln!("skipped: {} is absent", tsv.display());
+        return;
+    }
+    let errors = compare(&tsv, &dir, &oracle_errors());
+    assert!(errors.is_empty(), "{} mismatches:\n{}", errors.len(), errors.join("\n"));
+}
+
+#[test]
+fn recorded_fixtures_match_tshark_expectations() {
+    let fixtures = root().join("fixtures");
+    let mut errors = Vec::new();
+    let mut tables = 0;
+    for entry in std::fs::read_dir(&fixtures).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with("EXPECTED") && name.ends_with(".tsv") {
+            tables += 1;
+            errors.extend(compare(&entry.path(), &fixtures, &[]));
+        }
+    }
+    assert!(tables >= 1, "no fixtures/EXPECTED*.tsv");
+    assert!(errors.is_empty(), "{} mismatches:\n{}", errors.len(), errors.join("\n"));
+}
+
+// ---------------------------------------------------------------------------
+// Byte-built captures, for what no peer produces on request.
+
+/// Writes a classic little-endian microsecond pcap of raw IPv4 packets (LINKTYPE_RAW).
+struct Pcap {
+    bytes: Vec<u8>,
+    t: u32,
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const PSH: u8 = 0x08;
+const FIN: u8 = 0x01;
+
+impl Pcap {
+    fn new() -> Self {
+        let mut bytes = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+        bytes.extend([0u8; 8]);
+        bytes.extend(65535u32.to_le_bytes());
+        bytes.extend(101u32.to_le_bytes());
+        Pcap { bytes, t: 0 }
+    }
+
+    /// One TCP segment from `src` to `dst` (last octet of 10.0.0.x, port).
+    fn tcp(&mut self, src: (u8, u16), dst: (u8, u16), seq: u32, ack: u32, flags: u8, payload: &[u8]) -> &mut Self {
+        let total = 20 + 20 + payload.len();
+        let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 6, 0, 0];
+        p.extend([10, 0, 0, src.0, 10, 0, 0, dst.0]);
+        p.extend(src.1.to_be_bytes());
+        p.extend(dst.1.to_be_bytes());
+        p.extend(seq.to_be_bytes());
+        p.extend(ack.to_be_bytes());
+        p.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend(payload);
+        self.t += 1;
+        self.bytes.extend(1_700_000_000u32.to_le_bytes());
+        self.bytes.extend((self.t * 1000).to_le_bytes());
+        self.bytes.extend((p.len() as u32).to_le_bytes());
+        self.bytes.extend((p.len() as u32).to_le_bytes());
+        self.bytes.extend(p);
+        self
+    }
+
+    fn write(&self, name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tlswatch-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.join(name);
+        std::fs::write(&path, &self.bytes).unwrap_or_else(|e| panic!("{e}"));
+        path
+    }
+}
+
+fn hs_record(record_version: u16, msg: u8, body: &[u8]) -> Vec<u8> {
+    let mut hs = vec![msg, 0, (body.len() >> 8) as u8, body.len() as u8];
+    hs.extend(body);
+    let mut rec = vec![0x16];
+    rec.extend(record_version.to_be_bytes());
+    rec.extend((hs.len() as u16).to_be_bytes());
+    rec.extend(hs);
+    rec
+}
+
+/// ClientHello offering TLS 1.2 with SNI `a.example` and a GREASE suite.
+fn client_hello() -> Vec<u8> {
+    let mut b = vec![0x03, 0x03];
+    b.extend([7u8; 32]);
+    b.push(0);
+    b.extend([0x00, 0x06, 0x3a, 0x3a, 0xc0, 0x2f, 0x00, 0x2f]);
+    b.extend([0x01, 0x00]);
+    let sni = b"a.example";
+    let mut ext = vec![0x00, 0x00];
+    let list_len = sni.len() + 3;
+    ext.extend(((list_len + 2) as u16).to_be_bytes());
+    ext.extend((list_len as u16).to_be_bytes());
+    ext.push(0);
+    ext.extend((sni.len() as u16).to_be_bytes());
+    ext.extend(sni);
+    b.extend((ext.len() as u16).to_be_bytes());
+    b.extend(ext);
+    hs_record(0x0301, 1, &b)
+}
+
+fn server_hello(version: u16, cipher: u16) -> Vec<u8> {
+    let mut b = version.to_be_bytes().to_vec();
+    b.extend([9u8; 32]);
+    b.push(0);
+    b.extend(cipher.to_be_bytes());
+    b.push(0);
+    hs_record(version, 2, &b)
+}
+
+const CCS: &[u8] = &[0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+const C: (u8, u16) = (1, 40000);
+const S: (u8, u16) = (2, 8443);
+
+/// A full TLS 1.2 connection; client ISN `ci`, server ISN `si`.
+fn tls12_capture(ci: u32, si: u32) -> Pcap {
+    let ch = client_hello();
+    let sh = server_hello(0x0303, 0xc02f);
+    let mut p = Pcap::new();
+    let (c1, s1) = (ci.wrapping_add(1), si.wrapping_add(1));
+    p.tcp(C, S, ci, 0, SYN, b"")
+        .tcp(S, C, si, c1, SYN | ACK, b"")
+        .tcp(C, S, c1, s1, ACK | PSH, &ch)
+        .tcp(S, C, s1, c1.wrapping_add(ch.len() as u32), ACK | PSH, &sh)
+        .tcp(C, S, c1.wrapping_add(ch.len() as u32), s1.wrapping_add(sh.len() as u32), ACK | PSH, CCS)
+        .tcp(S, C, s1.wrapping_add(sh.len() as u32), c1.wrapping_add((ch.len() + 6) as u32), ACK | PSH, CCS);
+    p
+}
+
+fn only_flow(doc: &Value) -> Value {
+    let flows = doc["flows"].as_array().cloned().unwrap_or_default();
+    assert_eq!(flows.len(), 1, "{doc:#}");
+    flows.into_iter().next().unwrap_or_default()
+}
+
+#[test]
+fn byte_built_tls12_with_sequence_wraparound() {
+    // Both directions' sequence numbers cross 2^32 inside the handshake.
+    let path = tls12_capture(0xffff_ff00, 0xffff_ffd0).write("wrap.pcap");
+    let f = only_flow(&json_of(&path));
+    assert_eq!(f["encryption"], "tls");
+    assert_eq!(f["tls"]["version"], "TLSv1.2");
+    assert_eq!(f["tls"]["established"], true);
+    assert_eq!(f["tls"]["client_hello"]["sni"], "a.example");
+    // GREASE 0x3a3a is left out of the list.
+    assert_eq!(f["tls"]["client_hello"]["cipher_suites"], serde_json::json!(["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_RSA_WITH_AES_128_CBC_SHA"]));
+    assert_eq!(f["tls"]["server_hello"]["cipher_suite"], "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
+}
+
+#[test]
+fn byte_built_out_of_order_and_retransmitted_client_hello() {
+    let ch = client_hello();
+    let sh = server_hello(0x0302, 0x002f);
+    let (a, b) = ch.split_at(20);
+    let mut p = Pcap::new();
+    p.tcp(C, S, 100, 0, SYN, b"")
+        .tcp(S, C, 500, 101, SYN | ACK, b"")
+        .tcp(C, S, 121, 501, ACK, b)
+        .tcp(C, S, 101, 501, ACK, a)
+        .tcp(C, S, 101, 501, ACK, a)
+        .tcp(S, C, 501, 101 + ch.len() as u32, ACK, &sh);
+    let f = only_flow(&json_of(&p.write("ooo.pcap")));
+    assert_eq!(f["tls"]["version"], "TLSv1.1");
+    let codes: Vec<&str> = f["findings"].as_array().into_iter().flatten().filter_map(|x| x["code"].as_str()).collect();
+    assert!(codes.contains(&"DEPRECATED_TLS"), "{codes:?}");
+}
+
+#[test]
+fn byte_built_gap_is_reported_not_glued() {
+    // The server acknowledges client bytes the capture never saw: a gap inside the ClientHello.
+    let ch = client_hello();
+    let mut p = Pcap::new();
+    p.tcp(C, S, 100, 0, SYN, b"")
+        .tcp(S, C, 500, 101, SYN | ACK, b"")
+        .tcp(C, S, 101, 501, ACK, &ch[..10])
+        .tcp(C, S, 131, 501, ACK, &ch[30..])
+        .tcp(S, C, 501, 101 + ch.len() as u32, ACK, b"");
+    let f = only_flow(&json_of(&p.write("gap.pcap")));
+    let notes: Vec<&str> = f["notes"].as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect();
+    assert!(notes.contains(&"gap"), "{notes:?}");
+    assert!(notes.contains(&"handshake_gap"), "{notes:?}");
+    assert_eq!(f["tls"]["client_hello"], Value::Null);
+}
+
+#[test]
+fn byte_built_midstream_roles_from_content() {
+    // No SYN; the ClientHello comes from the high port to the low one, but the
+    // low-port side sends it: content, not ports, names the client.
+    let ch = client_hello();
+    let sh = server_hello(0x0303, 0xc02f);
+    let mut p = Pcap::new();
+    p.tcp((2, 443), (1, 50000), 1000, 7000, ACK, &ch).tcp((1, 50000), (2, 443), 7000, 1000 + ch.len() as u32, ACK, &sh);
+    let f = only_flow(&json_of(&p.write("roles.pcap")));
+    assert_eq!(f["client"]["port"], 443);
+    assert_eq!(f["server"]["port"], 50000);
+    assert_eq!(f["tls"]["version"], "TLSv1.2");
+    let notes: Vec<&str> = f["notes"].as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect();
+    assert!(notes.contains(&"midstream") && notes.contains(&"roles_from_content"), "{notes:?}");
+}
+
+/// SSLv2 CLIENT-HELLO (2-byte header) offering SSLv2 ciphers.
+fn sslv2_client_hello(version: u16) -> Vec<u8> {
+    let mut body = vec![1];
+    body.extend(version.to_be_bytes());
+    body.extend([0x00, 0x06, 0x00, 0x00, 0x00, 0x10]);
+    body.extend([0x01, 0x00, 0x80, 0x07, 0x00, 0xc0]);
+    body.extend([0x42; 16]);
+    let mut rec = vec![0x80 | (body.len() >> 8) as u8, body.len() as u8];
+    rec.extend(body);
+    rec
+}
+
+#[test]
+fn byte_built_sslv2_negotiated() {
+    let ch = sslv2_client_hello(0x0002);
+    let mut body = vec![4, 0, 1, 0x00, 0x02, 0x00, 0x00, 0x00, 0x03, 0x00, 0x10];
+    body.extend([0x01, 0x00, 0x80]);
+    body.extend([0x33; 16]);
+    let mut sh = vec![0x80, body.len() as u8];
+    sh.extend(body);
+    let mut p = Pcap::new();
+    p.tcp(C, S, 100, 0, SYN, b"")
+        .tcp(S, C, 500, 101, SYN | ACK, b"")
+        .tcp(C, S, 101, 501, ACK, &ch)
+        .tcp(S, C, 501, 101 + ch.len() as u32, ACK, &sh);
+    let f = only_flow(&json_of(&p.write("sslv2.pcap")));
+    assert_eq!(f["tls"]["version"], "SSLv2");
+    assert_eq!(f["tls"]["client_hello"]["record_version"], "SSLv2");
+    assert_eq!(f["tls"]["server_hello"]["cipher_suite"], "SSL_CK_RC4_128_WITH_MD5");
+    let codes: Vec<&str> = f["findings"].as_array().into_iter().flatten().filter_map(|x| x["code"].as_str()).collect();
+    assert_eq!(codes.first(), Some(&"SSLV2"), "{codes:?}");
+}
+
+#[test]
+fn byte_built_sslv2_hello_answered_by_tls() {
+    let ch = sslv2_client_hello(0x0301);
+    let sh = server_hello(0x0301, 0x002f);
+    let mut p = Pcap::new();
+    p.tcp(C, S, 100, 0, SYN, b"")
+        .tcp(S, C, 500, 101, SYN | ACK, b"")
+        .tcp(C, S, 101, 501, ACK, &ch)
+        .tcp(S, C, 501, 101 + ch.len() as u32, ACK, &sh);
+    let f = only_flow(&json_of(&p.write("sslv2-tls.pcap")));
+    assert_eq!(f["tls"]["version"], "TLSv1.0");
+    let notes: Vec<&str> = f["notes"].as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect();
+    assert!(notes.contains(&"sslv2_client_hello"), "{notes:?}");
+    let codes: Vec<&str> = f["findings"].as_array().into_iter().flatten().filter_map(|x| x["code"].as_str()).collect();
+    assert!(!codes.contains(&"SSLV2") && codes.contains(&"DEPRECATED_TLS"), "{codes:?}");
+}
+
+#[test]
+fn no_server_hello_means_no_version() {
+    let ch = client_hello();
+    let mut p = Pcap::new();
+    p.tcp(C, S, 100, 0, SYN, b"").tcp(S, C, 500, 101, SYN | ACK, b"").tcp(C, S, 101, 501, ACK | FIN, &ch);
+    let f = only_flow(&json_of(&p.write("noserverhello.pcap")));
+    assert_eq!(f["tls"]["version"], Value::Null);
+    assert_eq!(f["tls"]["client_hello"]["version"], "TLSv1.2");
+    let codes: Vec<&str> = f["findings"].as_array().into_iter().flatten().filter_map(|x| x["code"].as_str()).collect();
+    assert!(codes.contains(&"HANDSHAKE_FAILED"), "{codes:?}");
+}
+
+#[test]
+fn control_characters_from_the_wire_never_reach_the_terminal() {
+    // An SNI carrying an ANSI escape sequence.
+    let mut ch = client_hello();
+    let pos = ch.windows(9).position(|w| w == b"a.example").unwrap_or(0);
+    ch[pos] = 0x1b;
+    ch[pos + 1] = b'[';
+    let mut p = Pcap::new();
+    p.tcp(C, S, 100, 0, SYN, b"").tcp(S, C, 500, 101, SYN | ACK, b"").tcp(C, S, 101, 501, ACK, &ch);
+    let path = p.write("escape.pcap");
+    for args in [vec!["--color", "always"], vec!["--json"], vec!["--ndjson"]] {
+        let mut a = vec!["-r", path.to_str().unwrap_or_default()];
+        a.extend(args.iter().copied());
+        let out = run(&a);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let stripped = text.replace("\x1b[0m", "").replace("\x1b[1m", "").replace("\x1b[31m", "").replace("\x1b[32m", "").replace("\x1b[33m", "");
+        assert!(!stripped.contains('\x1b'), "{args:?}: {text}");
+        assert!(text.contains("\\x1b[example") || text.contains("\\\\x1b[example"), "{args:?}: {text}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Command-line contract.
+
+#[test]
+fn not_a_capture_is_exit_2_with_the_file_named() {
+    let dir = std::env::temp_dir().join(format!("tlswatch-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join("notes.txt");
+    std::fs::write(&path, "just some text, long enough to look at\n").unwrap_or_else(|e| panic!("{e}"));
+    let out = run(&["-r", path.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim(), format!("error: {}: not a pcap or pcapng file", path.display()));
+}
+
+#[test]
+fn truncated_capture_warns_with_packet_number_and_reports_flows() {
+    let mut p = tls12_capture(1, 2);
+    let full = p.bytes.len();
+    p.bytes.truncate(full - 3);
+    let path = p.write("cut.pcap");
+    let out = run(&["-r", path.to_str().unwrap_or_default(), "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cut off in the middle of packet 6"), "{err}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(doc["flows"][0]["tls"]["version"], "TLSv1.2");
+}
+
+#[test]
+fn garbage_in_the_middle_is_exit_2_with_offset_and_flows_kept() {
+    let mut p = tls12_capture(1, 2);
+    let keep = p.bytes.len();
+    p.bytes.extend([0u8; 8]);
+    p.bytes.extend(0x7fff_0000u32.to_le_bytes());
+    p.bytes.extend(0x7fff_0000u32.to_le_bytes());
+    p.bytes.extend([0xee; 100]);
+    let path = p.write("garbage.pcap");
+    let out = run(&["-r", path.to_str().unwrap_or_default(), "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("byte offset {keep}")), "{err}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(doc["flows"][0]["tls"]["version"], "TLSv1.2");
+}
+
+#[test]
+fn fail_on_sets_exit_1_and_unknown_codes_are_refused() {
+    let f = root().join("fixtures/tls/tls10.pcap");
+    let f = f.to_str().unwrap_or_default();
+    assert_eq!(run(&["-r", f, "--fail-on", "SSLV3"]).status.code(), Some(0));
+    assert_eq!(run(&["-r", f, "--fail-on", "SSLV3,DEPRECATED_TLS"]).status.code(), Some(1));
+    let out = run(&["-r", f, "--fail-on", "NOPE"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown finding code 'NOPE'"));
+}
+
+#[test]
+fn ndjson_lines_then_summary_and_multiple_inputs_share_one_table() {
+    let a = root().join("fixtures/tls/tls13.pcap");
+    let b = root().join("fixtures/tls/tls12_ipv6.pcap");
+    let out = run(&["-r", a.to_str().unwrap_or_default(), "-r", b.to_str().unwrap_or_default(), "--ndjson"]);
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_default())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["type"], "flow");
+    assert_eq!(lines[0]["tls"]["version"], "TLSv1.3");
+    assert_eq!(lines[1]["tls"]["version"], "TLSv1.2");
+    assert_eq!(lines[2]["type"], "summary");
+    assert_eq!(lines[2]["flows"]["listed"], 2);
+    assert_eq!(lines[2]["by_version"]["TLSv1.3"], 1);
+}
+
+#[test]
+fn stdin_is_read_with_dash() {
+    let f = std::fs::read(root().join("fixtures/tls/sslv3.pcap")).unwrap_or_default();
+    let mut child = bin()
+        .args(["-r", "-", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        let _ = stdin.write_all(&f);
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(doc["flows"][0]["tls"]["version"], "SSLv3");
+}
