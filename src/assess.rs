@@ -64,8 +64,12 @@ pub fn assess(rec: &FlowRecord) -> Vec<Finding> {
             )),
             _ => {}
         }
-        if let Some(sh) = &tls.server_hello {
-            if let Some(why) = sh.cipher_id.and_then(weak_cipher) {
+        if let Some((sh, why)) = tls
+            .server_hello
+            .as_ref()
+            .and_then(|sh| Some((sh, sh.cipher_id.and_then(weak_cipher)?)))
+        {
+            {
                 out.push(finding(
                     "WEAK_CIPHER",
                     Severity::High,
@@ -145,12 +149,17 @@ pub fn assess(rec: &FlowRecord) -> Vec<Finding> {
             out.push(finding(
                 "IMAP_PREAUTH",
                 Severity::High,
-                "IMAP PREAUTH greeting: the session is authenticated before any chance to upgrade".into(),
+                "IMAP PREAUTH greeting: the session is authenticated before any chance to upgrade"
+                    .into(),
             ));
         }
     }
     for a in &rec.cleartext_auth {
-        let who = a.user.as_deref().map(|u| format!(" for user {u}")).unwrap_or_default();
+        let who = a
+            .user
+            .as_deref()
+            .map(|u| format!(" for user {u}"))
+            .unwrap_or_default();
         out.push(finding(
             "CLEARTEXT_AUTH",
             Severity::High,
@@ -178,7 +187,7 @@ pub fn assess(rec: &FlowRecord) -> Vec<Finding> {
         )),
         _ => {}
     }
-    out.sort_by(|a, b| b.severity.cmp(&a.severity));
+    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
     out
 }
 

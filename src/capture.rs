@@ -265,7 +265,10 @@ fn corrupt(file: &str, offset: usize, packet: u64, what: String) -> CaptureError
 /// capture writer produces means garbage, not a file cut short.
 fn pending_record_len(data: &[u8], is_ng: bool, big_endian: bool) -> Result<(), String> {
     let at = if is_ng { 4 } else { 8 };
-    let Some(b) = data.get(at..at + 4).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
+    let Some(b) = data
+        .get(at..at + 4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+    else {
         return Ok(());
     };
     let len = if big_endian {
@@ -273,7 +276,7 @@ fn pending_record_len(data: &[u8], is_ng: bool, big_endian: bool) -> Result<(), 
     } else {
         u32::from_le_bytes(b)
     } as usize;
-    if len > MAX_RECORD || (is_ng && (len < 12 || len % 4 != 0)) {
+    if len > MAX_RECORD || (is_ng && (len < 12 || !len.is_multiple_of(4))) {
         return Err(format!("record length field {len} is not plausible"));
     }
     Ok(())
@@ -322,8 +325,20 @@ mod tests {
     use super::*;
 
     fn legacy(magic: [u8; 4], nanos_field: u32, big: bool) -> Vec<u8> {
-        let w32 = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
-        let w16 = |v: u16| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+        let w32 = |v: u32| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let w16 = |v: u16| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
         let mut f = magic.to_vec();
         f.extend(w16(2));
         f.extend(w16(4));
@@ -339,7 +354,9 @@ mod tests {
         f
     }
 
-    fn read_all(bytes: &[u8]) -> (Result<ReadOutcome, CaptureError>, Vec<(Timestamp, i32, Vec<u8>)>) {
+    type Seen = Vec<(Timestamp, i32, Vec<u8>)>;
+
+    fn read_all(bytes: &[u8]) -> (Result<ReadOutcome, CaptureError>, Seen) {
         let mut seen = Vec::new();
         let r = read_capture("t.pcap", bytes, &mut |p| {
             seen.push((p.ts, p.linktype, p.data.to_vec()))

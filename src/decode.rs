@@ -78,20 +78,16 @@ pub fn decode(linktype: i32, frame: &[u8]) -> Decoded<'_> {
     let ip = match linktype {
         ETHERNET => ethernet(frame, 0),
         RAW | RAW_OPENBSD | RAW_BSD | IPV4 | IPV6 => Link::Ip(frame),
-        NULL => match frame.get(..4) {
-            Some(h) => {
-                // Host byte order of the capturing machine: accept either.
-                let le = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-                let be = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
-                bsd_family(le.min(be), frame.get(4..).unwrap_or_default())
-            }
-            None => Link::Malformed,
-        },
-        LOOP => match frame.get(..4) {
+        NULL => match first4(frame) {
+            // Host byte order of the capturing machine: accept either.
             Some(h) => bsd_family(
-                u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
+                u32::from_le_bytes(h).min(u32::from_be_bytes(h)),
                 frame.get(4..).unwrap_or_default(),
             ),
+            None => Link::Malformed,
+        },
+        LOOP => match first4(frame) {
+            Some(h) => bsd_family(u32::from_be_bytes(h), frame.get(4..).unwrap_or_default()),
             None => Link::Malformed,
         },
         LINUX_SLL => ethertype_at(frame, 14, 16, 0),
@@ -113,6 +109,10 @@ enum Link<'a> {
     Ip(&'a [u8]),
     NotIp,
     Malformed,
+}
+
+fn first4(b: &[u8]) -> Option<[u8; 4]> {
+    b.get(..4)?.try_into().ok()
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -201,9 +201,9 @@ fn ppp_protocol(p: &[u8], _depth: usize) -> Link<'_> {
 /// type 9 carries the packet.
 fn nflog(frame: &[u8]) -> Link<'_> {
     let mut p = frame.get(4..).unwrap_or_default();
-    while p.len() >= 4 {
-        let len = usize::from(u16::from_le_bytes([p[0], p[1]]));
-        let typ = u16::from_le_bytes([p[2], p[3]]);
+    while let Some(h) = first4(p) {
+        let len = usize::from(u16::from_le_bytes([h[0], h[1]]));
+        let typ = u16::from_le_bytes([h[2], h[3]]);
         if len < 4 {
             return Link::Malformed;
         }
@@ -260,7 +260,9 @@ mod tests {
         let mut p = vec![
             0x45, 0, 0, 42, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
         ];
-        p.extend([0x04, 0xd2, 0x01, 0xbb, 0, 0, 0, 7, 0, 0, 0, 9, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend([
+            0x04, 0xd2, 0x01, 0xbb, 0, 0, 0, 7, 0, 0, 0, 9, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0,
+        ]);
         p.extend(b"hi");
         p
     }
@@ -271,7 +273,9 @@ mod tests {
         p.push(1);
         p.extend([0u8; 15]);
         p.push(2);
-        p.extend([0x04, 0xd2, 0x01, 0xbb, 0, 0, 0, 7, 0, 0, 0, 9, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend([
+            0x04, 0xd2, 0x01, 0xbb, 0, 0, 0, 7, 0, 0, 0, 9, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0,
+        ]);
         p.extend(b"hi");
         p
     }
@@ -329,7 +333,12 @@ mod tests {
         sll2.extend([0u8; 18]);
         sll2.extend(ipv6_tcp());
         assert_tcp(decode(linktype::LINUX_SLL2, &sll2));
-        for lt in [linktype::RAW, linktype::RAW_OPENBSD, linktype::RAW_BSD, linktype::IPV4] {
+        for lt in [
+            linktype::RAW,
+            linktype::RAW_OPENBSD,
+            linktype::RAW_BSD,
+            linktype::IPV4,
+        ] {
             assert_tcp(decode(lt, &ipv4_tcp()));
         }
         assert_tcp(decode(linktype::IPV6, &ipv6_tcp()));
@@ -367,13 +376,25 @@ mod tests {
         let mut frag = ipv4_tcp();
         frag[6] = 0x20; // more fragments
         assert!(matches!(decode(linktype::RAW, &frag), Decoded::Fragment));
-        assert!(matches!(decode(linktype::RAW, &[0x45, 0]), Decoded::Malformed));
-        assert!(matches!(decode(linktype::ETHERNET, &[0u8; 5]), Decoded::Malformed));
-        assert!(matches!(decode(linktype::ETHERNET, &eth(&[0x08, 0x06], &[0u8; 28])), Decoded::NotTcp));
+        assert!(matches!(
+            decode(linktype::RAW, &[0x45, 0]),
+            Decoded::Malformed
+        ));
+        assert!(matches!(
+            decode(linktype::ETHERNET, &[0u8; 5]),
+            Decoded::Malformed
+        ));
+        assert!(matches!(
+            decode(linktype::ETHERNET, &eth(&[0x08, 0x06], &[0u8; 28])),
+            Decoded::NotTcp
+        ));
         assert!(matches!(decode(147, &ipv4_tcp()), Decoded::UnsupportedLink));
         // TCP header cut short
         let ip = ipv4_tcp();
-        assert!(matches!(decode(linktype::RAW, &ip[..30]), Decoded::Malformed));
+        assert!(matches!(
+            decode(linktype::RAW, &ip[..30]),
+            Decoded::Malformed
+        ));
     }
 
     #[test]

@@ -57,7 +57,11 @@ struct FlowKey {
 
 impl FlowKey {
     fn new(x: (IpAddr, u16), y: (IpAddr, u16)) -> Self {
-        if x <= y { FlowKey { a: x, b: y } } else { FlowKey { a: y, b: x } }
+        if x <= y {
+            FlowKey { a: x, b: y }
+        } else {
+            FlowKey { a: y, b: x }
+        }
     }
 }
 
@@ -85,8 +89,25 @@ fn is_service_port(p: u16) -> bool {
     p < 1024
         || matches!(
             p,
-            1080 | 1433 | 1521 | 2525 | 3128 | 3306 | 3389 | 4190 | 5222 | 5269 | 5432 | 6379 | 6667
-                | 6697 | 8008 | 8080 | 8443 | 8888 | 9200 | 27017
+            1080 | 1433
+                | 1521
+                | 2525
+                | 3128
+                | 3306
+                | 3389
+                | 4190
+                | 5222
+                | 5269
+                | 5432
+                | 6379
+                | 6667
+                | 6697
+                | 8008
+                | 8080
+                | 8443
+                | 8888
+                | 9200
+                | 27017
         )
 }
 
@@ -150,7 +171,11 @@ impl Engine {
             Decoded::Fragment => self.stats.ip_fragments += 1,
             Decoded::Malformed => self.stats.undecodable += 1,
             Decoded::UnsupportedLink => {
-                *self.stats.unsupported_link_types.entry(pkt.linktype).or_default() += 1;
+                *self
+                    .stats
+                    .unsupported_link_types
+                    .entry(pkt.linktype)
+                    .or_default() += 1;
             }
         }
     }
@@ -167,8 +192,17 @@ impl Engine {
         if let Some(flow) = self.table.get(&key) {
             // A fresh SYN from the client on a known 5-tuple is a new connection.
             let is_client = flow.rec.client.ip == seg.src && flow.rec.client.port == seg.sport;
-            if new_syn && (flow.client_isn.is_some_and(|isn| isn != seg.seq) || flow.fin.client || flow.fin.server || !is_client) {
-                let reason = if flow.fin.client || flow.fin.server { EndReason::Fin } else { EndReason::PortReuse };
+            if new_syn
+                && (flow.client_isn.is_some_and(|isn| isn != seg.seq)
+                    || flow.fin.client
+                    || flow.fin.server
+                    || !is_client)
+            {
+                let reason = if flow.fin.client || flow.fin.server {
+                    EndReason::Fin
+                } else {
+                    EndReason::PortReuse
+                };
                 self.close(key, reason, emit);
             }
         }
@@ -234,16 +268,23 @@ impl Engine {
                     *flow.cur_isn.get_mut(dir) = Some(wanted);
                 }
             }
-            let Flow { streams, analyzer, rec, .. } = flow;
+            let Flow {
+                streams,
+                analyzer,
+                rec,
+                ..
+            } = flow;
             let mut swapped = false;
             if !seg.payload.is_empty() {
                 let mut d = dir;
-                streams.get_mut(dir).on_segment(data_seq, seg.payload, &mut |c| {
-                    if feed(analyzer, rec, d, c) == Signal::SwapRoles {
-                        d = d.other();
-                        swapped = true;
-                    }
-                });
+                streams
+                    .get_mut(dir)
+                    .on_segment(data_seq, seg.payload, &mut |c| {
+                        if feed(analyzer, rec, d, c) == Signal::SwapRoles {
+                            d = d.other();
+                            swapped = true;
+                        }
+                    });
             }
             if swapped {
                 streams.swap();
@@ -252,14 +293,21 @@ impl Engine {
                 swapped = false;
             }
             if seg.flags.ack {
-                let Flow { streams, analyzer, rec, .. } = flow;
+                let Flow {
+                    streams,
+                    analyzer,
+                    rec,
+                    ..
+                } = flow;
                 let mut d = dir.other();
-                streams.get_mut(dir.other()).on_peer_ack(SeqNum(seg.ack), &mut |c| {
-                    if feed(analyzer, rec, d, c) == Signal::SwapRoles {
-                        d = d.other();
-                        swapped = true;
-                    }
-                });
+                streams
+                    .get_mut(dir.other())
+                    .on_peer_ack(SeqNum(seg.ack), &mut |c| {
+                        if feed(analyzer, rec, d, c) == Signal::SwapRoles {
+                            d = d.other();
+                            swapped = true;
+                        }
+                    });
                 if swapped {
                     streams.swap();
                     flow.fin.swap();
@@ -282,7 +330,15 @@ impl Engine {
         }
         let both_fin = flow.fin.client && flow.fin.server;
         if seg.flags.rst || both_fin {
-            self.close(key, if seg.flags.rst { EndReason::Rst } else { EndReason::Fin }, emit);
+            self.close(
+                key,
+                if seg.flags.rst {
+                    EndReason::Rst
+                } else {
+                    EndReason::Fin
+                },
+                emit,
+            );
             if self.closed.len() >= self.limits.max_flows {
                 self.closed.clear();
             }
@@ -291,8 +347,14 @@ impl Engine {
     }
 
     fn new_flow(&mut self, seg: &Segment<'_>, ts: Timestamp) -> Flow {
-        let src = Endpoint { ip: seg.src, port: seg.sport };
-        let dst = Endpoint { ip: seg.dst, port: seg.dport };
+        let src = Endpoint {
+            ip: seg.src,
+            port: seg.sport,
+        };
+        let dst = Endpoint {
+            ip: seg.dst,
+            port: seg.dport,
+        };
         let mut notes = Vec::new();
         let (client, server, roles_fixed) = if seg.flags.syn && !seg.flags.ack {
             (src, dst, true)
@@ -308,7 +370,11 @@ impl Engine {
                 _ => seg.sport < seg.dport,
             };
             notes.push(Note::RolesFromPorts);
-            if src_is_server { (dst, src, false) } else { (src, dst, false) }
+            if src_is_server {
+                (dst, src, false)
+            } else {
+                (src, dst, false)
+            }
         };
         let id = self.next_id;
         self.next_id += 1;
@@ -338,7 +404,12 @@ impl Engine {
         };
         if !flow.bypass {
             for dir in [Dir::Client, Dir::Server] {
-                let Flow { streams, analyzer, rec, .. } = &mut flow;
+                let Flow {
+                    streams,
+                    analyzer,
+                    rec,
+                    ..
+                } = &mut flow;
                 let mut d = dir;
                 let mut swapped = false;
                 streams.get_mut(dir).flush(&mut |c| {
@@ -352,7 +423,12 @@ impl Engine {
                 }
             }
         }
-        let Flow { mut rec, mut analyzer, streams, .. } = flow;
+        let Flow {
+            mut rec,
+            mut analyzer,
+            streams,
+            ..
+        } = flow;
         for s in [&streams.client, &streams.server] {
             let n = s.notes();
             if n.conflicting_overlap {
@@ -401,8 +477,11 @@ impl Engine {
 
     /// The table is full: end the least recently active sixty-fourth of it.
     fn evict(&mut self, emit: &mut Emit<'_>) {
-        let mut by_age: Vec<(Timestamp, u64, FlowKey)> =
-            self.table.iter().map(|(k, f)| (f.last_seen, f.rec.id, *k)).collect();
+        let mut by_age: Vec<(Timestamp, u64, FlowKey)> = self
+            .table
+            .iter()
+            .map(|(k, f)| (f.last_seen, f.rec.id, *k))
+            .collect();
         let n = (by_age.len() / 64).max(1);
         if n < by_age.len() {
             by_age.select_nth_unstable(n);
@@ -417,7 +496,8 @@ impl Engine {
 
     /// End of input (or capture stopped): every open flow ends, in the order they began.
     pub fn finish(&mut self, reason: EndReason, emit: &mut Emit<'_>) {
-        let mut open: Vec<(u64, FlowKey)> = self.table.iter().map(|(k, f)| (f.rec.id, *k)).collect();
+        let mut open: Vec<(u64, FlowKey)> =
+            self.table.iter().map(|(k, f)| (f.rec.id, *k)).collect();
         open.sort_unstable_by_key(|(id, _)| *id);
         for (_, k) in open {
             self.close(k, reason, emit);

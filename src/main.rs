@@ -9,7 +9,11 @@ fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {
-            let code = if e.use_stderr() { Exit::Error } else { Exit::Ok };
+            let code = if e.use_stderr() {
+                Exit::Error
+            } else {
+                Exit::Ok
+            };
             let _ = e.print();
             return ExitCode::from(code as u8);
         }

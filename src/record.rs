@@ -391,7 +391,10 @@ mod tests {
     fn escape_wire_neutralises_control_bytes() {
         assert_eq!(escape_wire(b"mail.example.com", 64), "mail.example.com");
         assert_eq!(escape_wire(b"a\x1b[31mb", 64), "a\\x1b[31mb");
-        assert_eq!(escape_wire(b"\\\r\n\xc2\x9b", 64), "\\x5c\\x0d\\x0a\\xc2\\x9b");
+        assert_eq!(
+            escape_wire(b"\\\r\n\xc2\x9b", 64),
+            "\\x5c\\x0d\\x0a\\xc2\\x9b"
+        );
         assert_eq!(escape_wire(b"abcdef", 3), "abc...");
     }
 

@@ -39,10 +39,14 @@ pub fn run(cfg: &Config) -> Exit {
             let color = match cfg.color {
                 ColorChoice::Always => true,
                 ColorChoice::Never => false,
-                ColorChoice::Auto => tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+                ColorChoice::Auto => {
+                    tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                }
             };
             let width = if tty {
-                terminal_size::terminal_size().map(|(w, _)| usize::from(w.0)).or(Some(120))
+                terminal_size::terminal_size()
+                    .map(|(w, _)| usize::from(w.0))
+                    .or(Some(120))
             } else {
                 None
             };
@@ -76,7 +80,11 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink) -> Report {
                 return;
             }
             if summary.count(&rec, cfg.all) {
-                if rec.findings.iter().any(|f| cfg.fail_on.iter().any(|c| c == f.code)) {
+                if rec
+                    .findings
+                    .iter()
+                    .any(|f| cfg.fail_on.iter().any(|c| c == f.code))
+                {
                     hit_fail_on = true;
                 }
                 if let Err(e) = sink.flow(&rec) {
@@ -101,7 +109,10 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink) -> Report {
             for (lt, n) in &engine.stats.unsupported_link_types {
                 let was = before.get(lt).copied().unwrap_or(0);
                 if *n > was {
-                    let msg = format!("{input}: {} packets of unsupported link type {lt} skipped", n - was);
+                    let msg = format!(
+                        "{input}: {} packets of unsupported link type {lt} skipped",
+                        n - was
+                    );
                     eprintln!("warning: {msg}");
                     warnings.push(msg);
                 }
@@ -109,7 +120,9 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink) -> Report {
             match result {
                 Ok(outcome) => {
                     if let Some(n) = outcome.truncated_at_packet {
-                        let msg = format!("{input}: capture cut off in the middle of packet {n}; everything before it was read");
+                        let msg = format!(
+                            "{input}: capture cut off in the middle of packet {n}; everything before it was read"
+                        );
                         eprintln!("warning: {msg}");
                         warnings.push(msg);
                     }
@@ -140,16 +153,25 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink) -> Report {
     summary.flows.evicted = engine.evicted;
     if let Some(e) = write_err {
         if e.kind() == io::ErrorKind::BrokenPipe {
-            return Report { exit: Exit::Ok, summary };
+            return Report {
+                exit: Exit::Ok,
+                summary,
+            };
         }
         eprintln!("error: writing output: {e}");
-        return Report { exit: Exit::Error, summary };
+        return Report {
+            exit: Exit::Error,
+            summary,
+        };
     }
-    if let Err(e) = sink.finish(&summary) {
-        if e.kind() != io::ErrorKind::BrokenPipe {
-            eprintln!("error: writing output: {e}");
-            return Report { exit: Exit::Error, summary };
-        }
+    if let Err(e) = sink.finish(&summary)
+        && e.kind() != io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: writing output: {e}");
+        return Report {
+            exit: Exit::Error,
+            summary,
+        };
     }
     let _ = io::stderr().flush();
     let exit = if failed {

@@ -76,7 +76,9 @@ impl Analyzer {
             State::Sniff(s) => {
                 let room = SNIFF_MAX.saturating_sub(s.buf.get(dir).len());
                 let take = room.min(data.len());
-                s.buf.get_mut(dir).extend_from_slice(data.get(..take).unwrap_or_default());
+                s.buf
+                    .get_mut(dir)
+                    .extend_from_slice(data.get(..take).unwrap_or_default());
                 s.log.push((dir, take));
                 self.decide(rec, false)
             }
@@ -135,7 +137,8 @@ impl Analyzer {
             State::Tls(t) => {
                 rec.encryption = Encryption::Tls;
                 let tls = rec.tls_mut();
-                if tls.client_hello.is_none() && tls.server_hello.is_none() && !t.saw_server_hello() {
+                if tls.client_hello.is_none() && tls.server_hello.is_none() && !t.saw_server_hello()
+                {
                     rec.note(Note::TlsMidstream);
                 }
             }
@@ -176,7 +179,8 @@ impl Analyzer {
         }
         let s_client = s.buf.client.len();
         let s_server = s.buf.server.len();
-        let tls_pending = |b: &[u8]| matches!(tls::record_start(b), Start::NeedMore) && !b.is_empty();
+        let tls_pending =
+            |b: &[u8]| matches!(tls::record_start(b), Start::NeedMore) && !b.is_empty();
         let undecided = tls_pending(&s.buf.client) || tls_pending(&s.buf.server);
         let full = s_client >= SNIFF_MAX || s_server >= SNIFF_MAX;
         if (s_client > 0 && s_server > 0 && !undecided) || full {
@@ -267,7 +271,15 @@ pub fn looks_like_text(b: &[u8]) -> bool {
 /// Names a few plaintext protocols with no upgrade to follow, for the report.
 fn plain_protocol(client: &[u8], server: &[u8]) -> Option<&'static str> {
     const METHODS: [&[u8]; 9] = [
-        b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"TRACE ", b"PROPFIND ",
+        b"GET ",
+        b"POST ",
+        b"HEAD ",
+        b"PUT ",
+        b"DELETE ",
+        b"OPTIONS ",
+        b"PATCH ",
+        b"TRACE ",
+        b"PROPFIND ",
     ];
     if METHODS.iter().any(|m| client.starts_with(m)) || server.starts_with(b"HTTP/1.") {
         return Some("http");

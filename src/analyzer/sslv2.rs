@@ -92,7 +92,10 @@ pub fn client_hello(i: &[u8]) -> IResult<&[u8], ClientHello<'_>> {
     let (i, _) = nom::bytes::complete::tag(&[MSG_CLIENT_HELLO][..])(i)?;
     let (i, (version, cs_len, sid_len, ch_len)) = (be_u16, be_u16, be_u16, be_u16).parse(i)?;
     if cs_len % 3 != 0 || !(16..=32).contains(&ch_len) || (sid_len != 0 && sid_len != 16) {
-        return Err(nom::Err::Error(nom::error::Error::new(i, nom::error::ErrorKind::Verify)));
+        return Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::Verify,
+        )));
     }
     let (i, cs) = take(cs_len)(i)?;
     let (i, session_id) = take(sid_len)(i)?;
@@ -114,7 +117,10 @@ pub fn server_hello(i: &[u8]) -> IResult<&[u8], ServerHello> {
     let (i, (hit, cert_type, version, cert_len, cs_len, _cid_len)) =
         (be_u8, be_u8, be_u16, be_u16, be_u16, be_u16).parse(i)?;
     if cs_len % 3 != 0 {
-        return Err(nom::Err::Error(nom::error::Error::new(i, nom::error::ErrorKind::Verify)));
+        return Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::Verify,
+        )));
     }
     let (i, _cert) = take(cert_len)(i)?;
     let (i, cs) = take(cs_len)(i)?;
@@ -168,7 +174,17 @@ mod tests {
 
     /// A CLIENT-HELLO as OpenSSL 0.9.8 sent it: 2-byte header, version 2, three ciphers, 16-byte challenge.
     pub fn client_hello_bytes() -> Vec<u8> {
-        let mut body = vec![MSG_CLIENT_HELLO, 0x00, 0x02, 0x00, 0x09, 0x00, 0x00, 0x00, 0x10];
+        let mut body = vec![
+            MSG_CLIENT_HELLO,
+            0x00,
+            0x02,
+            0x00,
+            0x09,
+            0x00,
+            0x00,
+            0x00,
+            0x10,
+        ];
         body.extend([0x07, 0x00, 0xc0, 0x01, 0x00, 0x80, 0x00, 0x00, 0x2f]);
         body.extend([0xaa; 16]);
         let mut rec = vec![0x80 | (body.len() >> 8) as u8, body.len() as u8];
@@ -182,12 +198,20 @@ mod tests {
         assert_eq!(record_header(&[0x80]), Parse::NeedMore);
         assert_eq!(
             record_header(&[0x80, 0x2e]),
-            Parse::Done(RecordHeader { header_len: 2, body_len: 0x2e, padding: 0 })
+            Parse::Done(RecordHeader {
+                header_len: 2,
+                body_len: 0x2e,
+                padding: 0
+            })
         );
         assert_eq!(record_header(&[0x01, 0x00]), Parse::NeedMore);
         assert_eq!(
             record_header(&[0x01, 0x00, 0x07]),
-            Parse::Done(RecordHeader { header_len: 3, body_len: 0x100, padding: 7 })
+            Parse::Done(RecordHeader {
+                header_len: 3,
+                body_len: 0x100,
+                padding: 7
+            })
         );
         assert_eq!(record_header(&[0x40, 0x10, 0x00]), Parse::Invalid);
         assert_eq!(record_header(&[0x80, 0x00]), Parse::Invalid);
@@ -197,7 +221,9 @@ mod tests {
     #[test]
     fn client_hello_parses() {
         let rec = client_hello_bytes();
-        let (rest, ch) = client_hello(&rec[2..]).map_err(|e| e.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let (rest, ch) = client_hello(&rec[2..])
+            .map_err(|e| e.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(rest.is_empty());
         assert_eq!(ch.version, 2);
         assert_eq!(ch.cipher_specs, vec![0x07_00c0, 0x01_0080, 0x00_002f]);
@@ -219,10 +245,26 @@ mod tests {
 
     #[test]
     fn server_hello_and_error() {
-        let mut b = vec![MSG_SERVER_HELLO, 0, 1, 0x00, 0x02, 0x00, 0x02, 0x00, 0x03, 0x00, 0x10, 0xde, 0xad];
+        let mut b = vec![
+            MSG_SERVER_HELLO,
+            0,
+            1,
+            0x00,
+            0x02,
+            0x00,
+            0x02,
+            0x00,
+            0x03,
+            0x00,
+            0x10,
+            0xde,
+            0xad,
+        ];
         b.extend([0x01, 0x00, 0x80]);
         b.extend([0x55; 16]);
-        let (_, sh) = server_hello(&b).map_err(|e| e.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let (_, sh) = server_hello(&b)
+            .map_err(|e| e.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(sh.version, 2);
         assert_eq!(sh.cipher_specs, vec![0x01_0080]);
         assert!(!sh.session_id_hit);

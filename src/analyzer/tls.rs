@@ -36,9 +36,14 @@ const HRR_RANDOM: [u8; 32] = [
 pub enum Start {
     NeedMore,
     /// A TLS record header (any content type).
-    Tls { handshake: bool, client_hello: bool },
+    Tls {
+        handshake: bool,
+        client_hello: bool,
+    },
     /// An SSLv2 CLIENT-HELLO or SERVER-HELLO record.
-    Sslv2 { client_hello: bool },
+    Sslv2 {
+        client_hello: bool,
+    },
     No,
 }
 
@@ -52,9 +57,10 @@ pub fn record_start(b: &[u8]) -> Start {
         match (b.get(1), b.get(2)) {
             (None, _) | (Some(3), None) => return Start::NeedMore,
             (Some(3), Some(&minor)) if minor <= 4 => {
-                let Some(len) = b.get(3..5).map(|l| usize::from(l[0]) << 8 | usize::from(l[1])) else {
+                let (Some(&hi), Some(&lo)) = (b.get(3), b.get(4)) else {
                     return Start::NeedMore;
                 };
+                let len = usize::from(hi) << 8 | usize::from(lo);
                 if len == 0 && b0 != CT_APPLICATION_DATA || len > MAX_RECORD_LEN {
                     return Start::No;
                 }
@@ -75,7 +81,8 @@ pub fn record_start(b: &[u8]) -> Start {
         sslv2::Parse::Invalid => Start::No,
         sslv2::Parse::Done(h) => {
             let at = h.header_len;
-            let (Some(&msg), Some(&v0), Some(&v1)) = (b.get(at), b.get(at + 1), b.get(at + 2)) else {
+            let (Some(&msg), Some(&v0), Some(&v1)) = (b.get(at), b.get(at + 1), b.get(at + 2))
+            else {
                 return Start::NeedMore;
             };
             let version = u16::from_be_bytes([v0, v1]);
@@ -84,9 +91,9 @@ pub fn record_start(b: &[u8]) -> Start {
                 sslv2::MSG_CLIENT_HELLO if plausible_version && h.body_len >= 9 => {
                     Start::Sslv2 { client_hello: true }
                 }
-                sslv2::MSG_SERVER_HELLO if h.body_len >= 11 && h.header_len == 2 => {
-                    Start::Sslv2 { client_hello: false }
-                }
+                sslv2::MSG_SERVER_HELLO if h.body_len >= 11 && h.header_len == 2 => Start::Sslv2 {
+                    client_hello: false,
+                },
                 _ => Start::No,
             }
         }
@@ -193,8 +200,8 @@ impl TlsAnalyzer {
                         CT_HANDSHAKE if !encrypted => self.handshake_bytes(dir, chunk, rec),
                         CT_ALERT if !encrypted => {
                             for &b in chunk {
-                                if side.alert_len < 2 {
-                                    side.alert[side.alert_len.min(1)] = b;
+                                if let Some(slot) = side.alert.get_mut(side.alert_len) {
+                                    *slot = b;
                                     side.alert_len += 1;
                                 }
                             }
@@ -287,12 +294,12 @@ impl TlsAnalyzer {
         let hdr = side.hdr;
         let have = side.hdr_len;
         let first = hdr[0];
-        let is_tls = (CT_CHANGE_CIPHER_SPEC..=CT_HEARTBEAT).contains(&first)
-            && (have < 2 || hdr[1] == 3);
+        let is_tls =
+            (CT_CHANGE_CIPHER_SPEC..=CT_HEARTBEAT).contains(&first) && (have < 2 || hdr[1] == 3);
         let sslv2_ok = self.sslv2_client || (dir == Dir::Client && side.records == 0);
         if !is_tls && sslv2_ok {
             // SSLv2 record header: 2 or 3 bytes; give back what was over-read.
-            return match sslv2::record_header(&hdr[..have]) {
+            return match sslv2::record_header(hdr.get(..have).unwrap_or_default()) {
                 sslv2::Parse::NeedMore => n,
                 sslv2::Parse::Invalid => {
                     self.parse_error(dir, rec);
@@ -303,7 +310,8 @@ impl TlsAnalyzer {
                     let over = have - h.header_len;
                     side.hdr_len = 0;
                     let first_record = side.records == 0;
-                    let collect = (first_record || !self.server_hello) && h.body_len <= MAX_SSLV2_HELLO;
+                    let collect =
+                        (first_record || !self.server_hello) && h.body_len <= MAX_SSLV2_HELLO;
                     side.sslv2_buf.clear();
                     side.body = Body::Sslv2 {
                         remaining: h.body_len,
@@ -330,13 +338,13 @@ impl TlsAnalyzer {
         if first == CT_HANDSHAKE && side.hs.hdr_len == 0 {
             side.record_version = Some(Version(version));
         }
-        // Application data, or a first record that is not a handshake (picked up
-        // mid-connection): this direction is past its plaintext handshake.
-        if first == CT_APPLICATION_DATA || (side.records == 0 && first != CT_HANDSHAKE && !self.server_hello) {
+        if first == CT_APPLICATION_DATA {
             side.encrypted = true;
         }
         if first == CT_ALERT {
-            side.alert_len = 0;
+            // A plaintext alert is exactly two bytes; a longer one is encrypted
+            // (seen when a capture starts after the handshake) and is skipped.
+            side.alert_len = if len == 2 { 0 } else { usize::MAX };
         }
         side.body = Body::Tls {
             content_type: first,
@@ -396,7 +404,9 @@ impl TlsAnalyzer {
                     return;
                 }
                 let msg_type = hs.hdr[0];
-                let len = (usize::from(hs.hdr[1]) << 16) | (usize::from(hs.hdr[2]) << 8) | usize::from(hs.hdr[3]);
+                let len = (usize::from(hs.hdr[1]) << 16)
+                    | (usize::from(hs.hdr[2]) << 8)
+                    | usize::from(hs.hdr[3]);
                 hs.remaining = len;
                 let hello = msg_type == HS_CLIENT_HELLO || msg_type == HS_SERVER_HELLO;
                 hs.collecting = hello && len <= MAX_HELLO_LEN;
@@ -595,7 +605,10 @@ pub fn alert_name(d: u8) -> String {
 /// Iterates `(type, data)` over a raw extensions block; stops at the first malformed entry.
 fn extensions(mut i: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
-        let (rest, (t, d)) = (be_u16::<&[u8], nom::error::Error<&[u8]>>, length_data(be_u16))
+        let (rest, (t, d)) = (
+            be_u16::<&[u8], nom::error::Error<&[u8]>>,
+            length_data(be_u16),
+        )
             .parse(i)
             .ok()?;
         i = rest;
@@ -640,10 +653,12 @@ pub fn client_hello(body: &[u8]) -> Option<ClientHelloInfo> {
                 }
             }
             43 => {
-                if let Ok((_, list)) = length_data::<&[u8], nom::error::Error<&[u8]>, _>(be_u8).parse(data) {
+                if let Ok((_, list)) =
+                    length_data::<&[u8], nom::error::Error<&[u8]>, _>(be_u8).parse(data)
+                {
                     info.supported_versions = list
                         .chunks_exact(2)
-                        .map(|v| u16::from_be_bytes([v[0], v[1]]))
+                        .filter_map(|v| Some(u16::from_be_bytes(v.try_into().ok()?)))
                         .filter(|&v| !is_grease(v))
                         .map(Version)
                         .collect();
@@ -728,4 +743,238 @@ pub fn server_hello(body: &[u8]) -> Option<ParsedServerHello> {
         info,
         hrr: random == HRR_RANDOM,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Endpoint, Timestamp};
+
+    fn rec() -> FlowRecord {
+        let ep = |port| Endpoint {
+            ip: std::net::IpAddr::from([10, 0, 0, 1]),
+            port,
+        };
+        FlowRecord::new(1, Timestamp::default(), ep(40000), ep(443))
+    }
+
+    fn hs_record(version: u16, msg: u8, body: &[u8]) -> Vec<u8> {
+        let mut hs = vec![msg, 0, (body.len() >> 8) as u8, body.len() as u8];
+        hs.extend(body);
+        let mut r = vec![CT_HANDSHAKE];
+        r.extend(version.to_be_bytes());
+        r.extend((hs.len() as u16).to_be_bytes());
+        r.extend(hs);
+        r
+    }
+
+    /// ClientHello with SNI, ALPN, supported_versions (with GREASE) and a GREASE suite.
+    fn client_hello_body() -> Vec<u8> {
+        let mut b = vec![0x03, 0x03];
+        b.extend([1u8; 32]);
+        b.push(0);
+        b.extend([0x00, 0x06, 0x2a, 0x2a, 0x13, 0x01, 0xc0, 0x2f, 0x01, 0x00]);
+        let mut ext = Vec::new();
+        let sni = b"tls.example";
+        ext.extend([0x00, 0x00]);
+        ext.extend(((sni.len() + 5) as u16).to_be_bytes());
+        ext.extend(((sni.len() + 3) as u16).to_be_bytes());
+        ext.push(0);
+        ext.extend((sni.len() as u16).to_be_bytes());
+        ext.extend(sni);
+        ext.extend([0x00, 0x10, 0x00, 0x0e, 0x00, 0x0c, 0x02, b'h', b'2', 0x08]);
+        ext.extend(b"http/1.1");
+        ext.extend([
+            0x00, 0x2b, 0x00, 0x07, 0x06, 0x5a, 0x5a, 0x03, 0x04, 0x03, 0x03,
+        ]);
+        b.extend((ext.len() as u16).to_be_bytes());
+        b.extend(ext);
+        b
+    }
+
+    fn server_hello_body(random: [u8; 32], selected: Option<u16>) -> Vec<u8> {
+        let mut b = vec![0x03, 0x03];
+        b.extend(random);
+        b.push(0);
+        b.extend([0x13, 0x01, 0x00]);
+        if let Some(v) = selected {
+            b.extend([0x00, 0x06, 0x00, 0x2b, 0x00, 0x02]);
+            b.extend(v.to_be_bytes());
+        }
+        b
+    }
+
+    /// A TLS 1.3 handshake with a HelloRetryRequest, CCS camouflage and encrypted records.
+    fn transcript() -> Vec<(Dir, Vec<u8>)> {
+        let ch = hs_record(0x0301, HS_CLIENT_HELLO, &client_hello_body());
+        let hrr = hs_record(
+            0x0303,
+            HS_SERVER_HELLO,
+            &server_hello_body(HRR_RANDOM, Some(0x0304)),
+        );
+        let sh = hs_record(
+            0x0303,
+            HS_SERVER_HELLO,
+            &server_hello_body([5; 32], Some(0x0304)),
+        );
+        let ccs = vec![CT_CHANGE_CIPHER_SPEC, 3, 3, 0, 1, 1];
+        let app = vec![CT_APPLICATION_DATA, 3, 3, 0, 4, 9, 9, 9, 9];
+        let mut server1 = hrr;
+        server1.extend(&ccs);
+        let mut server2 = sh;
+        server2.extend(&app);
+        let mut client2 = ccs.clone();
+        client2.extend(hs_record(0x0303, HS_CLIENT_HELLO, &client_hello_body()));
+        let mut client3 = app.clone();
+        client3.extend(&app);
+        vec![
+            (Dir::Client, ch),
+            (Dir::Server, server1),
+            (Dir::Client, client2),
+            (Dir::Server, server2),
+            (Dir::Client, client3),
+        ]
+    }
+
+    fn run(t: &[(Dir, Vec<u8>)], split: Option<usize>) -> FlowRecord {
+        let mut r = rec();
+        let mut a = TlsAnalyzer::new();
+        for (dir, bytes) in t {
+            match split {
+                Some(at) if at < bytes.len() => {
+                    let (x, y) = bytes.split_at(at);
+                    a.on_data(*dir, x, &mut r);
+                    a.on_data(*dir, y, &mut r);
+                }
+                _ => a.on_data(*dir, bytes, &mut r),
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn hello_retry_request_then_tls13_is_split_invariant() {
+        let t = transcript();
+        let whole = run(&t, None);
+        let tls = whole.tls.clone().unwrap_or_default();
+        assert_eq!(tls.version, Some(Version::TLS13));
+        assert!(tls.hello_retry_request);
+        assert!(tls.established);
+        let ch = tls.client_hello.clone().unwrap_or_default();
+        assert_eq!(ch.sni.as_deref(), Some("tls.example"));
+        assert_eq!(ch.alpn, vec!["h2".to_string(), "http/1.1".to_string()]);
+        assert_eq!(ch.supported_versions, vec![Version::TLS13, Version::TLS12]);
+        assert_eq!(
+            ch.cipher_suites,
+            vec![
+                "TLS_AES_128_GCM_SHA256",
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+            ]
+        );
+        assert_eq!(ch.record_version, Some(Version::TLS12));
+        let want = serde_json::to_value(&whole).ok();
+        let longest = t.iter().map(|(_, b)| b.len()).max().unwrap_or(0);
+        for at in 1..longest {
+            assert_eq!(
+                serde_json::to_value(run(&t, Some(at))).ok(),
+                want,
+                "split at {at}"
+            );
+        }
+        // Byte by byte too.
+        let mut r = rec();
+        let mut a = TlsAnalyzer::new();
+        for (dir, bytes) in &t {
+            for b in bytes {
+                a.on_data(*dir, std::slice::from_ref(b), &mut r);
+            }
+        }
+        assert_eq!(serde_json::to_value(&r).ok(), want);
+    }
+
+    #[test]
+    fn record_start_need_more_invalid_done() {
+        assert_eq!(record_start(&[]), Start::NeedMore);
+        assert_eq!(record_start(&[0x16]), Start::NeedMore);
+        assert_eq!(record_start(&[0x16, 0x03, 0x01, 0x00]), Start::NeedMore);
+        assert_eq!(
+            record_start(&[0x16, 0x03, 0x01, 0x00, 0x10]),
+            Start::NeedMore
+        );
+        assert_eq!(
+            record_start(&[0x16, 0x03, 0x01, 0x00, 0x10, 0x01]),
+            Start::Tls {
+                handshake: true,
+                client_hello: true
+            }
+        );
+        assert_eq!(
+            record_start(&[0x17, 0x03, 0x03, 0x00, 0x10]),
+            Start::Tls {
+                handshake: false,
+                client_hello: false
+            }
+        );
+        assert_eq!(
+            record_start(&[0x16, 0x03, 0x01, 0xff, 0xff, 0x01]),
+            Start::No
+        );
+        assert_eq!(record_start(b"EHLO x\r\n"), Start::No);
+        assert_eq!(record_start(b"GET / HTTP/1.1\r\n"), Start::No);
+        let mut v2 = vec![0x80, 0x2e, 0x01, 0x00, 0x02];
+        v2.extend([0u8; 0x2b]);
+        assert_eq!(record_start(&v2), Start::Sslv2 { client_hello: true });
+    }
+
+    #[test]
+    fn hello_parsers_done_and_invalid() {
+        assert!(client_hello(&client_hello_body()).is_some());
+        assert!(client_hello(&client_hello_body()[..20]).is_none());
+        let sh = server_hello(&server_hello_body([5; 32], None)).map(|s| (s.info.version, s.hrr));
+        assert_eq!(sh, Some((Version::TLS12, false)));
+        let hrr = server_hello(&server_hello_body(HRR_RANDOM, Some(0x0304)))
+            .map(|s| (s.info.selected_version, s.hrr));
+        assert_eq!(hrr, Some((Some(Version::TLS13), true)));
+        assert!(server_hello(&[3, 3, 0]).is_none());
+        // Draft 18: no session id, no compression.
+        let mut d = vec![0x7f, 0x12];
+        d.extend([1; 32]);
+        d.extend([0x13, 0x01, 0x00, 0x00]);
+        assert_eq!(
+            server_hello(&d).map(|s| s.info.version),
+            Some(Version(0x7f12))
+        );
+    }
+
+    #[test]
+    fn fatal_alert_ends_the_handshake() {
+        let mut r = rec();
+        let mut a = TlsAnalyzer::new();
+        a.on_data(
+            Dir::Client,
+            &hs_record(0x0301, HS_CLIENT_HELLO, &client_hello_body()),
+            &mut r,
+        );
+        a.on_data(Dir::Server, &[CT_ALERT, 3, 3, 0, 2, 2, 70], &mut r);
+        assert!(a.is_done());
+        let tls = r.tls.unwrap_or_default();
+        assert_eq!(tls.version, None);
+        assert_eq!(
+            tls.alerts.first().map(|x| x.description.as_str()),
+            Some("protocol_version")
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_parse_error_not_a_panic() {
+        let mut r = rec();
+        let mut a = TlsAnalyzer::new();
+        a.on_data(
+            Dir::Client,
+            &[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0xff, 0xff, 0xff, 0xff],
+            &mut r,
+        );
+        a.on_data(Dir::Client, &[0x99; 64], &mut r);
+        assert!(r.has_note(Note::TlsParseError));
+    }
 }

@@ -43,7 +43,10 @@ pub struct Document<W: Write> {
 
 impl<W: Write> Document<W> {
     pub fn new(out: W) -> Self {
-        Document { out, flows: Vec::new() }
+        Document {
+            out,
+            flows: Vec::new(),
+        }
     }
 }
 

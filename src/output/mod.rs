@@ -66,8 +66,14 @@ impl Summary {
             }
         }
         self.flows.listed += 1;
-        *self.by_encryption.entry(rec.encryption.as_str()).or_default() += 1;
-        if matches!(rec.encryption, Encryption::Tls | Encryption::Starttls | Encryption::StarttlsFailed) {
+        *self
+            .by_encryption
+            .entry(rec.encryption.as_str())
+            .or_default() += 1;
+        if matches!(
+            rec.encryption,
+            Encryption::Tls | Encryption::Starttls | Encryption::StarttlsFailed
+        ) {
             let v = rec
                 .tls
                 .as_ref()
@@ -88,10 +94,16 @@ pub fn rfc3339(ts: Timestamp) -> String {
     let rem = ts.secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     let (hh, mm, ss) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    if ts.nanos % 1000 == 0 {
-        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{:06}Z", ts.nanos / 1000)
+    if ts.nanos.is_multiple_of(1000) {
+        format!(
+            "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{:06}Z",
+            ts.nanos / 1000
+        )
     } else {
-        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{:09}Z", ts.nanos)
+        format!(
+            "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{:09}Z",
+            ts.nanos
+        )
     }
 }
 

@@ -24,7 +24,13 @@ const BOLD: &str = "\x1b[1m";
 /// since wire strings are already escaped when recorded.
 pub fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() || ('\u{80}'..='\u{9f}').contains(&c) { '?' } else { c })
+        .map(|c| {
+            if c.is_control() || ('\u{80}'..='\u{9f}').contains(&c) {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -99,15 +105,27 @@ fn endpoints(rec: &FlowRecord) -> String {
         std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
         std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
     };
-    format!("{} -> {}", ep(rec.client.ip, rec.client.port), ep(rec.server.ip, rec.server.port))
+    format!(
+        "{} -> {}",
+        ep(rec.client.ip, rec.client.port),
+        ep(rec.server.ip, rec.server.port)
+    )
 }
 
 impl<W: Write> Sink for Table<W> {
     fn flow(&mut self, rec: &FlowRecord) -> io::Result<()> {
         if !self.header_done {
             self.header_done = true;
-            let h = ["ID", "CLIENT -> SERVER", "PROTOCOL", "ENCRYPTION", "VERSION", "SNI", "FINDINGS"]
-                .map(String::from);
+            let h = [
+                "ID",
+                "CLIENT -> SERVER",
+                "PROTOCOL",
+                "ENCRYPTION",
+                "VERSION",
+                "SNI",
+                "FINDINGS",
+            ]
+            .map(String::from);
             self.row(h, [BOLD; 7])?;
         }
         let version = rec
@@ -124,7 +142,11 @@ impl<W: Write> Sink for Table<W> {
         let findings = if rec.findings.is_empty() {
             "-".to_string()
         } else {
-            rec.findings.iter().map(|f| f.code).collect::<Vec<_>>().join(",")
+            rec.findings
+                .iter()
+                .map(|f| f.code)
+                .collect::<Vec<_>>()
+                .join(",")
         };
         let enc_color = match rec.encryption {
             Encryption::Tls | Encryption::Starttls => GREEN,
@@ -156,7 +178,10 @@ impl<W: Write> Sink for Table<W> {
             if m.is_empty() {
                 "-".to_string()
             } else {
-                m.into_iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+                m.into_iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         };
         writeln!(self.out)?;
@@ -168,7 +193,12 @@ impl<W: Write> Sink for Table<W> {
         writeln!(
             self.out,
             "encryption: {}",
-            join(s.by_encryption.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+            join(
+                s.by_encryption
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect()
+            )
         )?;
         writeln!(
             self.out,
@@ -178,7 +208,12 @@ impl<W: Write> Sink for Table<W> {
         writeln!(
             self.out,
             "findings: {}",
-            join(s.by_finding.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+            join(
+                s.by_finding
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect()
+            )
         )?;
         let p = &s.packets;
         writeln!(
@@ -190,7 +225,12 @@ impl<W: Write> Sink for Table<W> {
             writeln!(
                 self.out,
                 "unsupported link types: {}",
-                join(p.unsupported_link_types.iter().map(|(k, v)| (format!("LINKTYPE {k}"), *v)).collect())
+                join(
+                    p.unsupported_link_types
+                        .iter()
+                        .map(|(k, v)| (format!("LINKTYPE {k}"), *v))
+                        .collect()
+                )
             )?;
         }
         self.out.flush()

@@ -24,7 +24,8 @@ impl Lines {
         }
         let Some(nl) = data.iter().position(|&b| b == b'\n') else {
             let room = MAX_LINE.saturating_sub(self.buf.len());
-            self.buf.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
+            self.buf
+                .extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
             return None;
         };
         let head = data.get(..nl).unwrap_or_default();
@@ -32,7 +33,8 @@ impl Lines {
             head
         } else {
             let room = MAX_LINE.saturating_sub(self.buf.len());
-            self.buf.extend_from_slice(head.get(..room.min(head.len())).unwrap_or_default());
+            self.buf
+                .extend_from_slice(head.get(..room.min(head.len())).unwrap_or_default());
             self.returned = true;
             &self.buf
         };
@@ -71,7 +73,11 @@ pub fn drive<S>(
 
 /// ASCII case-insensitive prefix test.
 pub fn starts_with_ci(line: &[u8], prefix: &[u8]) -> bool {
-    line.len() >= prefix.len() && line.iter().zip(prefix).all(|(a, b)| a.eq_ignore_ascii_case(b))
+    line.len() >= prefix.len()
+        && line
+            .iter()
+            .zip(prefix)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
 }
 
 /// ASCII case-insensitive equality after trimming spaces.
@@ -82,17 +88,28 @@ pub fn eq_ci(line: &[u8], word: &[u8]) -> bool {
 /// Trims ASCII whitespace at both ends.
 pub fn trim(mut s: &[u8]) -> &[u8] {
     while let [first, rest @ ..] = s {
-        if first.is_ascii_whitespace() { s = rest } else { break }
+        if first.is_ascii_whitespace() {
+            s = rest
+        } else {
+            break;
+        }
     }
     while let [rest @ .., last] = s {
-        if last.is_ascii_whitespace() { s = rest } else { break }
+        if last.is_ascii_whitespace() {
+            s = rest
+        } else {
+            break;
+        }
     }
     s
 }
 
 /// Case-insensitive search for `needle` in `hay`.
 pub fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    !needle.is_empty()
+        && hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// The first line of `b` if it is complete.

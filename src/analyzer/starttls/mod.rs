@@ -39,11 +39,16 @@ impl Proto {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// This protocol; `swap` when the bytes show the roles are reversed.
-    Yes { swap: bool },
+    Yes {
+        swap: bool,
+    },
     /// Could be, need more bytes.
     Maybe,
     No,
 }
+
+/// A protocol's detector: first bytes of the client and server sides, and the server port.
+pub type DetectFn = fn(&[u8], &[u8], u16) -> Verdict;
 
 /// Result of looking at the first bytes of a flow.
 #[derive(Debug)]
@@ -56,9 +61,9 @@ pub enum Detect {
 /// Picks the protocol from the first bytes of each direction; the port is only a
 /// hint that breaks ties between protocols whose greetings look alike.
 pub fn detect(client: &[u8], server: &[u8], server_port: u16, at_end: bool) -> Detect {
-    let candidates: [(Proto, fn(&[u8], &[u8], u16) -> Verdict); 1] = [(Proto::Smtp, smtp::detect)];
+    let candidates: &[(Proto, DetectFn)] = &[(Proto::Smtp, smtp::detect)];
     let mut maybe = false;
-    for (proto, f) in candidates {
+    for &(proto, f) in candidates {
         match f(client, server, server_port) {
             Verdict::Yes { swap } => return Detect::Found { proto, swap },
             Verdict::Maybe => maybe = true,
@@ -67,13 +72,17 @@ pub fn detect(client: &[u8], server: &[u8], server_port: u16, at_end: bool) -> D
     }
     // The same greeting seen from the other side: the roles are reversed.
     if !maybe {
-        for (proto, f) in candidates {
+        for &(proto, f) in candidates {
             if let Verdict::Yes { swap } = f(server, client, server_port) {
                 return Detect::Found { proto, swap: !swap };
             }
         }
     }
-    if maybe && !at_end { Detect::NeedMore } else { Detect::No }
+    if maybe && !at_end {
+        Detect::NeedMore
+    } else {
+        Detect::No
+    }
 }
 
 /// What a protocol state machine reports for the bytes it was given. `at` counts
@@ -119,7 +128,11 @@ impl Cx<'_> {
     }
     /// Credentials in the clear: the mechanism, and the user only when asked for. Never the secret.
     pub fn cleartext_auth(&mut self, mechanism: &str, user: Option<&[u8]>) {
-        let user = if self.opts.show_users { user.map(|u| escape_wire(u, 64)) } else { None };
+        let user = if self.opts.show_users {
+            user.map(|u| escape_wire(u, 64))
+        } else {
+            None
+        };
         let entry = CleartextAuth {
             mechanism: mechanism.to_string(),
             user,
@@ -151,7 +164,9 @@ enum Side {
     /// Client bytes after its request, kept until the server answers.
     Held(Vec<u8>),
     /// Expecting TLS; bytes that are not (injected plaintext) are searched through.
-    Gate { junk: Vec<u8> },
+    Gate {
+        junk: Vec<u8>,
+    },
     Tls,
     /// Nothing more is analysed.
     Off,
@@ -176,7 +191,10 @@ impl Driver {
     pub fn new(proto: Proto, opts: Options) -> Self {
         Driver {
             proto: proto.machine(),
-            side: PerDir { client: Side::Plain, server: Side::Plain },
+            side: PerDir {
+                client: Side::Plain,
+                server: Side::Plain,
+            },
             pos: PerDir::default(),
             request_end: 0,
             tls: TlsAnalyzer::new(),
@@ -228,7 +246,11 @@ impl Driver {
                         return;
                     }
                     let step = {
-                        let mut cx = Cx { rec, opts: self.opts, tls: &mut self.tls };
+                        let mut cx = Cx {
+                            rec,
+                            opts: self.opts,
+                            tls: &mut self.tls,
+                        };
                         self.proto.on_data(dir, data, &mut cx)
                     };
                     let at = match step {
@@ -237,9 +259,10 @@ impl Driver {
                             self.stopped = true;
                             data.len()
                         }
-                        Step::Requested { at } | Step::Accepted { at } | Step::Refused { at } | Step::Upgrade { at } => {
-                            at.min(data.len())
-                        }
+                        Step::Requested { at }
+                        | Step::Accepted { at }
+                        | Step::Refused { at }
+                        | Step::Upgrade { at } => at.min(data.len()),
                     };
                     *self.pos.get_mut(dir) += at as u64;
                     data = data.get(at..).unwrap_or_default();
@@ -263,7 +286,9 @@ impl Driver {
                 self.refused = false;
                 *self.side.get_mut(dir) = Side::Gate { junk: Vec::new() };
                 let other = dir.other();
-                if let Side::Held(buf) = std::mem::replace(self.side.get_mut(other), Side::Gate { junk: Vec::new() }) {
+                if let Side::Held(buf) =
+                    std::mem::replace(self.side.get_mut(other), Side::Gate { junk: Vec::new() })
+                {
                     *self.pos.get_mut(other) = self.request_end;
                     self.gate(other, &buf, rec);
                 }
@@ -298,7 +323,9 @@ impl Driver {
         *self.pos.get_mut(dir) += data.len() as u64;
         let mut i = 0;
         let found = loop {
-            let Some(rest) = junk.get(i..) else { break None };
+            let Some(rest) = junk.get(i..) else {
+                break None;
+            };
             if rest.is_empty() {
                 break None;
             }
@@ -306,7 +333,9 @@ impl Driver {
                 // Right at the handoff any record counts (an alert, say); past
                 // injected bytes only a handshake record marks the start of TLS.
                 Start::Tls { handshake, .. } if handshake || i == 0 => break Some(i),
-                Start::Sslv2 { .. } if i == 0 || rest.first().is_some_and(|b| b & 0x80 != 0) => break Some(i),
+                Start::Sslv2 { .. } if i == 0 || rest.first().is_some_and(|b| b & 0x80 != 0) => {
+                    break Some(i);
+                }
                 Start::NeedMore => break None,
                 _ => i += 1,
             }
@@ -332,7 +361,8 @@ impl Driver {
             Dir::Server => st.server_offset = Some(offset),
         }
         *self.side.get_mut(dir) = Side::Tls;
-        self.tls.on_data(dir, junk.get(i..).unwrap_or_default(), rec);
+        self.tls
+            .on_data(dir, junk.get(i..).unwrap_or_default(), rec);
     }
 
     pub fn on_gap(&mut self, dir: Dir, len: u64, rec: &mut FlowRecord) {
@@ -341,7 +371,11 @@ impl Driver {
             Side::Tls => self.tls.on_gap(dir, len, rec),
             Side::Plain if !self.stopped => {
                 let step = {
-                    let mut cx = Cx { rec, opts: self.opts, tls: &mut self.tls };
+                    let mut cx = Cx {
+                        rec,
+                        opts: self.opts,
+                        tls: &mut self.tls,
+                    };
                     self.proto.on_gap(dir, &mut cx)
                 };
                 if step == Step::Stop {
@@ -356,24 +390,38 @@ impl Driver {
     /// End of flow: the verdict.
     pub fn finish(&mut self, rec: &mut FlowRecord) {
         let st = rec.starttls.clone().unwrap_or_default();
-        let tls_seen = rec.tls.as_ref().is_some_and(|t| t.server_hello.is_some() || t.client_hello.is_some());
+        let tls_seen = rec
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.server_hello.is_some() || t.client_hello.is_some());
         let tls_ok = rec
             .tls
             .as_ref()
             .is_some_and(|t| t.server_hello.is_some() && !t.fatal_alert());
         rec.encryption = if st.accepted {
-            if tls_ok { Encryption::Starttls } else { Encryption::StarttlsFailed }
+            if tls_ok {
+                Encryption::Starttls
+            } else {
+                Encryption::StarttlsFailed
+            }
         } else if st.requested && self.refused {
             Encryption::StarttlsRefused
         } else if st.requested {
             // Asked, and no answer was captured.
-            if tls_seen { Encryption::Starttls } else { Encryption::Unknown }
+            if tls_seen {
+                Encryption::Starttls
+            } else {
+                Encryption::Unknown
+            }
         } else if rec.bytes.client > 0 && rec.bytes.server > 0 {
             Encryption::Plaintext
         } else {
             Encryption::Unknown
         };
-        if rec.encryption != Encryption::Starttls && rec.encryption != Encryption::StarttlsFailed && !tls_seen {
+        if rec.encryption != Encryption::Starttls
+            && rec.encryption != Encryption::StarttlsFailed
+            && !tls_seen
+        {
             rec.tls = None;
         }
     }
@@ -417,7 +465,10 @@ pub(crate) mod tests {
     }
 
     fn new_rec() -> FlowRecord {
-        let ep = |port| Endpoint { ip: std::net::IpAddr::from([127, 0, 0, 1]), port };
+        let ep = |port| Endpoint {
+            ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            port,
+        };
         FlowRecord::new(1, Timestamp::default(), ep(40000), ep(25))
     }
 

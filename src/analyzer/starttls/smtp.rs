@@ -1,7 +1,9 @@
 //! SMTP, submission and LMTP (RFC 5321, 3207, 2033): EHLO capabilities, STARTTLS
 //! and its reply matched through the command pipeline, cleartext AUTH, stripping.
 
-use super::lines::{Lines, base64, contains_ci, drive, eq_ci, first_line, sasl_plain_user, starts_with_ci, trim};
+use super::lines::{
+    Lines, base64, contains_ci, drive, eq_ci, first_line, sasl_plain_user, starts_with_ci, trim,
+};
 use super::{Cx, Protocol, Step, Verdict};
 use crate::record::{Dir, PerDir};
 use std::collections::VecDeque;
@@ -11,13 +13,18 @@ const MAX_PENDING: usize = 64;
 
 /// Does this flow speak SMTP? `client` and `server` are the first bytes of each side.
 pub fn detect(client: &[u8], server: &[u8], port: u16) -> Verdict {
-    let hello = |l: &[u8]| starts_with_ci(l, b"EHLO ") || starts_with_ci(l, b"HELO ") || starts_with_ci(l, b"LHLO ");
+    let hello = |l: &[u8]| {
+        starts_with_ci(l, b"EHLO ") || starts_with_ci(l, b"HELO ") || starts_with_ci(l, b"LHLO ")
+    };
     if first_line(client).is_some_and(hello) {
         return Verdict::Yes { swap: false };
     }
     match first_line(server) {
         Some(l) if l.starts_with(b"220") => {
-            if contains_ci(l, b"SMTP") || contains_ci(l, b"LMTP") || matches!(port, 24 | 25 | 465 | 587 | 2525) {
+            if contains_ci(l, b"SMTP")
+                || contains_ci(l, b"LMTP")
+                || matches!(port, 24 | 25 | 465 | 587 | 2525)
+            {
                 Verdict::Yes { swap: false }
             } else if contains_ci(l, b"FTP") || client.len() >= 4 {
                 Verdict::No
@@ -27,7 +34,9 @@ pub fn detect(client: &[u8], server: &[u8], port: u16) -> Verdict {
         }
         Some(_) => Verdict::No,
         None if server.is_empty() && client.is_empty() => Verdict::Maybe,
-        None if b"220".starts_with(server.get(..3.min(server.len())).unwrap_or_default()) && client.is_empty() => {
+        None if b"220".starts_with(server.get(..3.min(server.len())).unwrap_or_default())
+            && client.is_empty() =>
+        {
             Verdict::Maybe
         }
         None => Verdict::No,
@@ -81,27 +90,38 @@ fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
         cx.app("smtp");
     }
     if st.pending.len() < MAX_PENDING {
-        st.pending.push_back(if eq_ci(l, b"STARTTLS") { Cmd::Starttls } else { Cmd::Other });
+        st.pending.push_back(if eq_ci(l, b"STARTTLS") {
+            Cmd::Starttls
+        } else {
+            Cmd::Other
+        });
     }
     if eq_ci(l, b"STARTTLS") {
         cx.command(trim(l));
         return Step::Requested { at: 0 };
     }
     if starts_with_ci(l, b"AUTH ") {
-        let mut words = trim(l).split(|&b| b == b' ').filter(|w| !w.is_empty()).skip(1);
+        let mut words = trim(l)
+            .split(|&b| b == b' ')
+            .filter(|w| !w.is_empty())
+            .skip(1);
         let mech = words.next().unwrap_or_default().to_ascii_uppercase();
         match mech.as_slice() {
             b"PLAIN" => {
-                let user = words.next().and_then(base64).and_then(|d| sasl_plain_user(&d));
+                let user = words
+                    .next()
+                    .and_then(base64)
+                    .and_then(|d| sasl_plain_user(&d));
                 cx.cleartext_auth("SMTP AUTH PLAIN", user.as_deref());
             }
             b"LOGIN" => match words.next() {
                 Some(u) => cx.cleartext_auth("SMTP AUTH LOGIN", base64(u).as_deref()),
                 None => st.login_user_next = true,
             },
-            b"XOAUTH2" | b"OAUTHBEARER" => {
-                cx.cleartext_auth(&format!("SMTP AUTH {}", String::from_utf8_lossy(&mech)), None)
-            }
+            b"XOAUTH2" | b"OAUTHBEARER" => cx.cleartext_auth(
+                &format!("SMTP AUTH {}", String::from_utf8_lossy(&mech)),
+                None,
+            ),
             _ => {}
         }
         return Step::Continue;
@@ -122,7 +142,9 @@ fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
     let text = trim(l.get(4..).unwrap_or_default());
     if code == b"250" {
         let keyword = text.split(|&b| b == b' ').next().unwrap_or_default();
-        if keyword.eq_ignore_ascii_case(b"STARTTLS") || keyword.eq_ignore_ascii_case(b"X-ANONYMOUSTLS") {
+        if keyword.eq_ignore_ascii_case(b"STARTTLS")
+            || keyword.eq_ignore_ascii_case(b"X-ANONYMOUSTLS")
+        {
             cx.offered();
         } else if masked(keyword) {
             cx.stripped(l);
@@ -151,7 +173,9 @@ fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
 fn masked(keyword: &[u8]) -> bool {
     keyword.len() == 8
         && keyword.iter().take(7).all(|&b| b == b'X' || b == b'x')
-        && keyword.get(7).is_some_and(|&b| matches!(b, b'X' | b'x' | b'A'))
+        && keyword
+            .get(7)
+            .is_some_and(|&b| matches!(b, b'X' | b'x' | b'A'))
 }
 
 #[cfg(test)]
@@ -166,7 +190,10 @@ mod tests {
         vec![
             (Dir::Server, b"220 mx.example.com ESMTP\r\n".to_vec()),
             (Dir::Client, b"EHLO client\r\n".to_vec()),
-            (Dir::Server, b"250-mx.example.com\r\n250-PIPELINING\r\n250 STARTTLS\r\n".to_vec()),
+            (
+                Dir::Server,
+                b"250-mx.example.com\r\n250-PIPELINING\r\n250 STARTTLS\r\n".to_vec(),
+            ),
             (Dir::Client, b"STARTTLS\r\n".to_vec()),
             (Dir::Server, b"220 2.0.0 Ready to start TLS\r\n".to_vec()),
             (Dir::Client, client_hello()),
@@ -176,8 +203,14 @@ mod tests {
 
     #[test]
     fn detects_by_content_not_port() {
-        assert_eq!(detect(b"", b"220 mx ESMTP Postfix\r\n", 2525), Verdict::Yes { swap: false });
-        assert_eq!(detect(b"EHLO x\r\n", b"", 8000), Verdict::Yes { swap: false });
+        assert_eq!(
+            detect(b"", b"220 mx ESMTP Postfix\r\n", 2525),
+            Verdict::Yes { swap: false }
+        );
+        assert_eq!(
+            detect(b"EHLO x\r\n", b"", 8000),
+            Verdict::Yes { swap: false }
+        );
         assert_eq!(detect(b"", b"220 ProFTPD Server\r\n", 21), Verdict::No);
         assert_eq!(detect(b"", b"220 hello\r\n", 9999), Verdict::Maybe);
         assert_eq!(detect(b"", b"SSH-2.0-x\r\n", 25), Verdict::No);
@@ -192,7 +225,10 @@ mod tests {
         assert_eq!(st.reply.as_deref(), Some("220 2.0.0 Ready to start TLS"));
         let t = accepted();
         assert_eq!(st.client_offset, Some((t[1].1.len() + t[3].1.len()) as u64));
-        assert_eq!(st.server_offset, Some((t[0].1.len() + t[2].1.len() + t[4].1.len()) as u64));
+        assert_eq!(
+            st.server_offset,
+            Some((t[0].1.len() + t[2].1.len() + t[4].1.len()) as u64)
+        );
         assert_eq!(st.server_offset, Some(106));
         assert_eq!(rec.encryption, Encryption::Starttls);
         assert_eq!(rec.app_protocol.as_deref(), Some("smtp"));
@@ -203,13 +239,22 @@ mod tests {
         let refused = vec![
             (Dir::Server, b"220 mx ESMTP\r\n".to_vec()),
             (Dir::Client, b"EHLO c\r\nSTARTTLS\r\n".to_vec()),
-            (Dir::Server, b"250-mx\r\n250 STARTTLS\r\n454 4.7.0 TLS not available\r\n".to_vec()),
+            (
+                Dir::Server,
+                b"250-mx\r\n250 STARTTLS\r\n454 4.7.0 TLS not available\r\n".to_vec(),
+            ),
             (Dir::Client, b"MAIL FROM:<a@b>\r\n".to_vec()),
             (Dir::Server, b"250 ok\r\n".to_vec()),
         ];
         let rec = run_split_invariant(super::super::Proto::Smtp, &refused);
         assert_eq!(rec.encryption, Encryption::StarttlsRefused);
-        assert_eq!(rec.starttls.as_ref().and_then(|s| s.reply.clone()).as_deref(), Some("454 4.7.0 TLS not available"));
+        assert_eq!(
+            rec.starttls
+                .as_ref()
+                .and_then(|s| s.reply.clone())
+                .as_deref(),
+            Some("454 4.7.0 TLS not available")
+        );
 
         let mut injected = accepted();
         injected[3] = (Dir::Client, b"STARTTLS\r\nNOOP\r\n".to_vec());
@@ -222,7 +267,10 @@ mod tests {
         let mut resp = accepted();
         resp[4] = (Dir::Server, b"220 go ahead\r\n250 injected\r\n".to_vec());
         let rec = run_split_invariant(super::super::Proto::Smtp, &resp);
-        assert_eq!(rec.starttls.and_then(|s| s.response_injection).as_deref(), Some("250 injected\\x0d\\x0a"));
+        assert_eq!(
+            rec.starttls.and_then(|s| s.response_injection).as_deref(),
+            Some("250 injected\\x0d\\x0a")
+        );
 
         let mut stripped = accepted();
         stripped[2] = (Dir::Server, b"250-mx\r\n250 XXXXXXXA\r\n".to_vec());
@@ -241,7 +289,10 @@ mod tests {
             (Dir::Server, b"220 mx ESMTP\r\n".to_vec()),
             (Dir::Client, b"EHLO c\r\n".to_vec()),
             (Dir::Server, b"250-mx\r\n250 AUTH PLAIN LOGIN\r\n".to_vec()),
-            (Dir::Client, b"AUTH PLAIN AGFsaWNlAFMzY3JldFBhc3N3MHJkIQ==\r\n".to_vec()),
+            (
+                Dir::Client,
+                b"AUTH PLAIN AGFsaWNlAFMzY3JldFBhc3N3MHJkIQ==\r\n".to_vec(),
+            ),
             (Dir::Server, b"235 ok\r\n".to_vec()),
         ];
         let rec = run_split_invariant(super::super::Proto::Smtp, &t);
