@@ -186,7 +186,8 @@ fn compare(tsv: &Path, base: &Path, skip: &[(String, u16)]) -> Vec<String> {
 /// Rows of the shared captures to leave out: where the oracle is wrong (with the
 /// evidence, `tests/oracle-errors.tsv`) and protocols not followed yet (`tests/pending.tsv`).
 fn skipped_rows() -> Vec<(String, u16)> {
-    let mut text = std::fs::read_to_string(root().join("tests/oracle-errors.tsv")).unwrap_or_default();
+    let mut text =
+        std::fs::read_to_string(root().join("tests/oracle-errors.tsv")).unwrap_or_default();
     text.push_str(&std::fs::read_to_string(root().join("tests/pending.tsv")).unwrap_or_default());
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
