@@ -292,8 +292,10 @@ impl Pcap {
         p.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
         p.extend(payload);
         self.t += 1;
-        self.bytes.extend(1_700_000_000u32.to_le_bytes());
-        self.bytes.extend((self.t * 1000).to_le_bytes());
+        // `t` counts milliseconds of packet time.
+        self.bytes
+            .extend((1_700_000_000 + self.t / 1000).to_le_bytes());
+        self.bytes.extend((self.t % 1000 * 1000).to_le_bytes());
         self.bytes.extend((p.len() as u32).to_le_bytes());
         self.bytes.extend((p.len() as u32).to_le_bytes());
         self.bytes.extend(p);
@@ -714,4 +716,150 @@ fn stdin_is_read_with_dash() {
     let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     assert_eq!(doc["flows"][0]["tls"]["version"], "SSLv3");
+}
+
+/// pcapng writer: sections of interfaces and packet blocks, little-endian.
+fn ng_block(kind: u32, body: &[u8]) -> Vec<u8> {
+    let mut body = body.to_vec();
+    while !body.len().is_multiple_of(4) {
+        body.push(0);
+    }
+    let len = (body.len() + 12) as u32;
+    let mut b = kind.to_le_bytes().to_vec();
+    b.extend(len.to_le_bytes());
+    b.extend(body);
+    b.extend(len.to_le_bytes());
+    b
+}
+
+fn ng_shb() -> Vec<u8> {
+    let mut body = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    body.extend(1u16.to_le_bytes());
+    body.extend(0u16.to_le_bytes());
+    body.extend((-1i64).to_le_bytes());
+    ng_block(0x0a0d_0d0a, &body)
+}
+
+fn ng_idb(linktype: u16) -> Vec<u8> {
+    let mut body = linktype.to_le_bytes().to_vec();
+    body.extend(0u16.to_le_bytes());
+    body.extend(65535u32.to_le_bytes());
+    ng_block(1, &body)
+}
+
+fn ng_epb(if_id: u32, usecs: u64, data: &[u8]) -> Vec<u8> {
+    let mut body = if_id.to_le_bytes().to_vec();
+    body.extend(((usecs >> 32) as u32).to_le_bytes());
+    body.extend((usecs as u32).to_le_bytes());
+    body.extend((data.len() as u32).to_le_bytes());
+    body.extend((data.len() as u32).to_le_bytes());
+    body.extend(data);
+    ng_block(6, &body)
+}
+
+fn ng_spb(data: &[u8]) -> Vec<u8> {
+    let mut body = (data.len() as u32).to_le_bytes().to_vec();
+    body.extend(data);
+    ng_block(3, &body)
+}
+
+fn ng_obsolete_pb(if_id: u16, usecs: u64, data: &[u8]) -> Vec<u8> {
+    let mut body = if_id.to_le_bytes().to_vec();
+    body.extend(0u16.to_le_bytes());
+    body.extend(((usecs >> 32) as u32).to_le_bytes());
+    body.extend((usecs as u32).to_le_bytes());
+    body.extend((data.len() as u32).to_le_bytes());
+    body.extend((data.len() as u32).to_le_bytes());
+    body.extend(data);
+    ng_block(2, &body)
+}
+
+/// The raw IPv4 packets of a byte-built capture (LINKTYPE_RAW records).
+fn raw_packets(p: &Pcap) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = 24;
+    while i + 16 <= p.bytes.len() {
+        let len = u32::from_le_bytes(p.bytes[i + 8..i + 12].try_into().unwrap()) as usize;
+        out.push(p.bytes[i + 16..i + 16 + len].to_vec());
+        i += 16 + len;
+    }
+    out
+}
+
+#[test]
+fn pcapng_sections_interfaces_and_every_packet_block() {
+    let pkts = raw_packets(&tls12_capture(1000, 2000));
+    let eth = |ip: &[u8]| {
+        let mut f = vec![0u8; 12];
+        f.extend([0x08, 0x00]);
+        f.extend(ip);
+        f
+    };
+    let mut f = ng_shb();
+    f.extend(ng_idb(1)); // interface 0: Ethernet
+    f.extend(ng_idb(101)); // interface 1: raw IP
+    f.extend(ng_epb(0, 1_700_000_000_000_000, &eth(&pkts[0])));
+    f.extend(ng_epb(1, 1_700_000_000_000_100, &pkts[1]));
+    f.extend(ng_spb(&eth(&pkts[2])));
+    f.extend(ng_obsolete_pb(1, 1_700_000_000_000_300, &pkts[3]));
+    // A second section with its own interface list: raw IP is now interface 0.
+    f.extend(ng_shb());
+    f.extend(ng_idb(101));
+    f.extend(ng_epb(0, 1_700_000_000_000_400, &pkts[4]));
+    f.extend(ng_epb(0, 1_700_000_000_000_500, &pkts[5]));
+    let dir = std::env::temp_dir().join(format!("tlswatch-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Named .pcap on purpose: the format comes from the magic number.
+    let path = dir.join("sections.pcap");
+    std::fs::write(&path, f).unwrap();
+    let doc = json_of(&path);
+    let flow = only_flow(&doc);
+    assert_eq!(flow["tls"]["version"], "TLSv1.2");
+    assert_eq!(flow["tls"]["established"], true);
+    assert_eq!(flow["start"], "2023-11-14T22:13:20.000000Z");
+    assert_eq!(doc["summary"]["packets"]["total"], 6);
+}
+
+#[test]
+fn idle_timeout_and_flow_cap_end_flows_visibly() {
+    let ch = client_hello();
+    let mut p = Pcap::new();
+    p.tcp((1, 40001), S, 100, 0, SYN, b"")
+        .tcp((1, 40001), S, 101, 0, ACK, &ch);
+    p.t += 400_000; // 400 s later, another connection
+    p.tcp((1, 40002), S, 100, 0, SYN, b"")
+        .tcp((1, 40002), S, 101, 0, ACK, &ch);
+    p.tcp((1, 40003), S, 100, 0, SYN, b"")
+        .tcp((1, 40003), S, 101, 0, ACK, &ch);
+    let path = p.write("idle.pcap");
+    let doc = json_of(&path);
+    let reasons: Vec<(u64, String)> = doc["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["client"]["port"].as_u64().unwrap(),
+                f["end_reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (40001, "idle_timeout".into()),
+            (40002, "end_of_input".into()),
+            (40003, "end_of_input".into())
+        ]
+    );
+    let out = run(&["-r", path.to_str().unwrap(), "--json", "--max-flows", "1"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let evicted: Vec<&str> = doc["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["end_reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(evicted, vec!["idle_timeout", "evicted", "end_of_input"]);
+    assert_eq!(doc["summary"]["flows"]["evicted"], 1);
 }
