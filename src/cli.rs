@@ -58,6 +58,59 @@ pub struct Args {
     /// Colour in the table.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+
+    /// List the interfaces live capture can use, and exit.
+    #[arg(short = 'D', long = "list-interfaces")]
+    pub list_interfaces: bool,
+
+    /// Live: stop after this many packets.
+    #[arg(short = 'c', long = "count", value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Live: stop after this many seconds.
+    #[arg(long = "duration", value_name = "SECS")]
+    pub duration: Option<u64>,
+
+    /// Live: also write the captured packets to this pcap file.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<String>,
+
+    /// Live: bytes captured per packet.
+    #[arg(long = "snaplen", value_name = "BYTES", default_value_t = 262_144)]
+    pub snaplen: u32,
+
+    /// Live: do not put the interface in promiscuous mode.
+    #[arg(long = "no-promisc")]
+    pub no_promisc: bool,
+
+    /// Live: kernel capture buffer size in MiB.
+    #[arg(long = "buffer-size", value_name = "MIB", default_value_t = 32)]
+    pub buffer_size: u32,
+
+    /// Live: after opening the interface, run as this user (default: the user who ran sudo).
+    #[arg(short = 'Z', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Live: keep running as root after opening the interface.
+    #[arg(long = "keep-root")]
+    pub keep_root: bool,
+
+    /// A capture filter as tcpdump takes it (live capture, and files in a `live` build).
+    #[arg(value_name = "FILTER", trailing_var_arg = true)]
+    pub filter: Vec<String>,
+}
+
+/// Live-capture settings.
+#[derive(Clone, Debug, Default)]
+pub struct LiveOptions {
+    pub count: Option<u64>,
+    pub duration: Option<u64>,
+    pub write: Option<String>,
+    pub snaplen: u32,
+    pub promisc: bool,
+    pub buffer_mib: u32,
+    pub user: Option<String>,
+    pub keep_root: bool,
 }
 
 /// How results are printed.
@@ -80,12 +133,18 @@ pub struct Config {
     pub limits: Limits,
     pub opts: Options,
     pub color: ColorChoice,
+    /// The BPF expression: the trailing filter and `--port`s combined; empty for none.
+    pub bpf: String,
+    /// The trailing filter expression alone.
+    pub filter_expr: String,
+    pub list_interfaces: bool,
+    pub live: LiveOptions,
 }
 
 impl Args {
     /// Checks the arguments and builds the configuration.
     pub fn into_config(self) -> Result<Config, String> {
-        if self.read.is_empty() && self.interface.is_none() {
+        if self.read.is_empty() && self.interface.is_none() && !self.list_interfaces {
             return Err("nothing to read: give -r FILE (or -i IFACE); see --help".to_string());
         }
         if !self.read.is_empty() && self.interface.is_some() {
@@ -115,7 +174,34 @@ impl Args {
         } else {
             Format::Table
         };
+        let expr = self.filter.join(" ");
+        let ports = self
+            .port
+            .iter()
+            .map(|p| format!("tcp port {p}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let expr = expr.trim().to_string();
+        let bpf = match (expr.is_empty(), ports.is_empty()) {
+            (true, true) => String::new(),
+            (false, true) => expr.clone(),
+            (true, false) => ports,
+            (false, false) => format!("({expr}) and ({ports})"),
+        };
         Ok(Config {
+            bpf,
+            filter_expr: expr,
+            list_interfaces: self.list_interfaces,
+            live: LiveOptions {
+                count: self.count,
+                duration: self.duration,
+                write: self.write,
+                snaplen: self.snaplen,
+                promisc: !self.no_promisc,
+                buffer_mib: self.buffer_size,
+                user: self.user,
+                keep_root: self.keep_root,
+            },
             inputs: self.read,
             interface: self.interface,
             format,

@@ -151,17 +151,22 @@ impl Engine {
         self.table.len()
     }
 
-    /// One captured packet.
-    pub fn packet(&mut self, pkt: &Packet<'_>, emit: &mut Emit<'_>) {
-        self.stats.total += 1;
-        self.stats.bytes += u64::from(pkt.orig_len);
-        if pkt.ts > self.now {
-            self.now = pkt.ts;
+    /// The clock moved on without a packet (live capture): flows may time out.
+    pub fn tick(&mut self, now: Timestamp, emit: &mut Emit<'_>) {
+        if now > self.now {
+            self.now = now;
         }
         if self.now.secs >= self.next_sweep {
             self.sweep(emit);
             self.next_sweep = self.now.secs + (self.limits.idle_timeout_secs / 10).max(1);
         }
+    }
+
+    /// One captured packet.
+    pub fn packet(&mut self, pkt: &Packet<'_>, emit: &mut Emit<'_>) {
+        self.stats.total += 1;
+        self.stats.bytes += u64::from(pkt.orig_len);
+        self.tick(pkt.ts, emit);
         match decode(pkt.linktype, pkt.data) {
             Decoded::Tcp(seg) => {
                 self.stats.tcp += 1;

@@ -18,6 +18,8 @@ pub mod capture;
 pub mod cli;
 pub mod decode;
 pub mod flow;
+#[cfg(feature = "live")]
+pub mod live;
 pub mod output;
 pub mod reassembly;
 pub mod record;

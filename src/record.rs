@@ -91,6 +91,8 @@ pub enum Encryption {
     LoginOnly,
     /// Encrypted by SSH, not TLS.
     Ssh,
+    /// PostgreSQL GSSAPI encryption (GSSENCRequest answered `G`), not TLS.
+    Gssapi,
     /// Too little seen to say.
     Unknown,
 }
@@ -106,6 +108,7 @@ impl Encryption {
             Encryption::RdpStandard => "rdp-standard",
             Encryption::LoginOnly => "login-only",
             Encryption::Ssh => "ssh",
+            Encryption::Gssapi => "gssapi",
             Encryption::Unknown => "unknown",
         }
     }
@@ -409,6 +412,7 @@ mod tests {
             (Encryption::RdpStandard, "rdp-standard"),
             (Encryption::LoginOnly, "login-only"),
             (Encryption::Ssh, "ssh"),
+            (Encryption::Gssapi, "gssapi"),
             (Encryption::Unknown, "unknown"),
         ];
         for (e, s) in all {

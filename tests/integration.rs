@@ -863,3 +863,189 @@ fn idle_timeout_and_flow_cap_end_flows_visibly() {
     assert_eq!(evicted, vec!["idle_timeout", "evicted", "end_of_input"]);
     assert_eq!(doc["summary"]["flows"]["evicted"], 1);
 }
+
+// ---------------------------------------------------------------------------
+// Live capture (feature `live`): real peers over loopback. Needs root, as CI runs.
+
+#[cfg(feature = "live")]
+mod live {
+    use super::*;
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    fn sh(cmd: &str) -> Option<String> {
+        let out = Command::new("sh").arg("-c").arg(cmd).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn flows_by_port(lines: &[Value], port: u16) -> Vec<Value> {
+        lines
+            .iter()
+            .filter(|l| l["type"] == "flow" && l["server"]["port"] == port)
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn live_loopback_direct_tls_and_starttls_then_sigint() {
+        if sh("id -u").as_deref() != Some("0") {
+            eprintln!("skipped: live capture on lo needs root (CI runs as root)");
+            return;
+        }
+        if sh("command -v openssl && command -v python3").is_none() {
+            eprintln!("skipped: openssl and python3 are needed as peers");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("tlswatch-live-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        sh(&format!(
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=live.test -keyout {} -out {} 2>/dev/null",
+            key.display(),
+            cert.display()
+        ))
+        .expect("openssl req");
+        let tls_port = 20000 + (std::process::id() % 20000) as u16;
+        let smtp_port = tls_port + 1;
+        let saved = dir.join("live.pcap");
+        let watcher = bin()
+            .args([
+                "-i",
+                "lo",
+                "--port",
+                &tls_port.to_string(),
+                "--port",
+                &smtp_port.to_string(),
+                "--ndjson",
+                "-Z",
+                "nobody",
+            ])
+            .arg("-w")
+            .arg(&saved)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+
+        // Direct TLS 1.3 from openssl's client to its server.
+        let mut server = Command::new("openssl")
+            .args([
+                "s_server",
+                "-quiet",
+                "-accept",
+                &tls_port.to_string(),
+                "-cert",
+            ])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        sh(&format!(
+            "echo hello | timeout 10 openssl s_client -connect 127.0.0.1:{tls_port} -tls1_3 -servername direct.test -ign_eof >/dev/null 2>&1"
+        ));
+
+        // STARTTLS: a Python SMTP server and openssl's SMTP client.
+        let mut smtp = Command::new("python3")
+            .arg(root().join("tests/peers/smtp_starttls_server.py"))
+            .arg(smtp_port.to_string())
+            .arg(&cert)
+            .arg(&key)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        sh(&format!(
+            "timeout 10 openssl s_client -connect 127.0.0.1:{smtp_port} -starttls smtp -tls1_2 </dev/null >/dev/null 2>&1"
+        ));
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = server.kill();
+        let _ = smtp.kill();
+        let _ = server.wait();
+        let _ = smtp.wait();
+        std::thread::sleep(Duration::from_millis(500));
+        sh(&format!("kill -INT {}", watcher.id())).expect("kill -INT");
+        let out = watcher.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let direct = flows_by_port(&lines, tls_port);
+        assert_eq!(direct.len(), 1, "{lines:#?}");
+        assert_eq!(direct[0]["encryption"], "tls");
+        assert_eq!(direct[0]["tls"]["version"], "TLSv1.3");
+        assert_eq!(direct[0]["tls"]["client_hello"]["sni"], "direct.test");
+        let up = flows_by_port(&lines, smtp_port);
+        assert_eq!(up.len(), 1, "{lines:#?}");
+        assert_eq!(up[0]["encryption"], "starttls");
+        assert_eq!(up[0]["tls"]["version"], "TLSv1.2");
+        // Client: "EHLO ...\r\n" then "STARTTLS\r\n"; server: the greeting, the EHLO reply and "220 2.0.0 ...".
+        let server_offset = "220 live.test ESMTP\r\n".len()
+            + "250-live.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n".len()
+            + "220 2.0.0 Ready to start TLS\r\n".len();
+        assert_eq!(up[0]["starttls"]["server_offset"], server_offset);
+        assert!(up[0]["starttls"]["client_offset"].as_u64().unwrap() > "STARTTLS\r\n".len() as u64);
+        let summary = lines.last().unwrap();
+        assert_eq!(summary["type"], "summary");
+        let seen = summary["packets"]["total"].as_u64().unwrap();
+        assert!(seen >= 10, "{summary}");
+        assert!(
+            summary["capture"]["received"].as_u64().unwrap() >= seen,
+            "{summary}"
+        );
+
+        // The -w file analyses to the same flows.
+        let doc = json_of(&saved);
+        let again: Vec<(u64, String, String)> = doc["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["server"]["port"].as_u64().unwrap(),
+                    f["encryption"].as_str().unwrap().into(),
+                    f["tls"]["version"].as_str().unwrap_or("-").into(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            again,
+            vec![
+                (u64::from(tls_port), "tls".into(), "TLSv1.3".into()),
+                (u64::from(smtp_port), "starttls".into(), "TLSv1.2".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn bpf_filter_applies_to_files_too() {
+        let f = root().join("fixtures/tls/multi.pcap");
+        let out = run(&[
+            "-r",
+            f.to_str().unwrap(),
+            "--json",
+            "tcp port 9443 and tcp port 58026",
+        ]);
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let versions: Vec<&str> = doc["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["tls"]["version"].as_str().unwrap())
+            .collect();
+        assert_eq!(versions, vec!["TLSv1.2"]);
+    }
+}

@@ -27,6 +27,14 @@ pub struct FlowCounts {
     pub evicted: u64,
 }
 
+/// libpcap's own counters for a live capture.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CaptureStats {
+    pub received: u64,
+    pub dropped_by_kernel: u64,
+    pub dropped_by_interface: u64,
+}
+
 /// Everything the run observed, beside the flows themselves.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
@@ -42,6 +50,9 @@ pub struct Summary {
     /// Flows with payload carrying each finding code.
     pub by_finding: BTreeMap<&'static str, u64>,
     pub packets: PacketStats,
+    /// libpcap's counters (live capture only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureStats>,
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
 }

@@ -12,6 +12,8 @@ pub struct Table<W: Write> {
     /// Total width to fit, or `None` for no limit (not a terminal).
     width: Option<usize>,
     header_done: bool,
+    /// Flush after each row (live capture).
+    flush_each: bool,
 }
 
 const RESET: &str = "\x1b[0m";
@@ -48,12 +50,13 @@ fn fit(s: &str, w: usize) -> String {
 }
 
 impl<W: Write> Table<W> {
-    pub fn new(out: W, color: bool, width: Option<usize>) -> Self {
+    pub fn new(out: W, color: bool, width: Option<usize>, flush_each: bool) -> Self {
         Table {
             out,
             color,
             width,
             header_done: false,
+            flush_each,
         }
     }
 
@@ -150,7 +153,7 @@ impl<W: Write> Sink for Table<W> {
         };
         let enc_color = match rec.encryption {
             Encryption::Tls | Encryption::Starttls => GREEN,
-            Encryption::Unknown | Encryption::Ssh => "",
+            Encryption::Unknown | Encryption::Ssh | Encryption::Gssapi => "",
             _ => RED,
         };
         let worst = rec.findings.iter().map(|f| f.severity).max();
@@ -170,7 +173,11 @@ impl<W: Write> Sink for Table<W> {
                 findings,
             ],
             ["", "", "", enc_color, "", "", find_color],
-        )
+        )?;
+        if self.flush_each {
+            self.out.flush()?;
+        }
+        Ok(())
     }
 
     fn finish(&mut self, s: &Summary) -> io::Result<()> {
@@ -221,6 +228,13 @@ impl<W: Write> Sink for Table<W> {
             "packets: {} ({} bytes): {} TCP, {} non-TCP, {} IP fragments, {} undecodable",
             p.total, p.bytes, p.tcp, p.non_tcp, p.ip_fragments, p.undecodable
         )?;
+        if let Some(c) = &s.capture {
+            writeln!(
+                self.out,
+                "capture: {} received, {} dropped by the kernel, {} dropped by the interface",
+                c.received, c.dropped_by_kernel, c.dropped_by_interface
+            )?;
+        }
         if !p.unsupported_link_types.is_empty() {
             writeln!(
                 self.out,
