@@ -1049,3 +1049,70 @@ mod live {
         assert_eq!(versions, vec!["TLSv1.2"]);
     }
 }
+
+/// Golden files: the whole JSON report of each recorded capture, kept beside it as
+/// `NAME.golden.json`. The fields that matter are checked independently against
+/// tshark by `recorded_fixtures_match_tshark_expectations`; the golden file pins the
+/// rest (notes, offsets, cipher lists, summary) so any change is seen and reviewed.
+/// `TLSWATCH_BLESS=1 cargo test golden` rewrites them.
+#[test]
+fn golden_reports_of_recorded_captures() {
+    let bless = std::env::var_os("TLSWATCH_BLESS").is_some();
+    let mut checked = 0;
+    let mut diffs = Vec::new();
+    for sub in ["tls", "starttls", "binary"] {
+        let dir = root().join("fixtures").join(sub);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+            .collect();
+        files.sort();
+        for f in files {
+            let rel = f
+                .strip_prefix(root())
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let out = bin()
+                .args(["-r", &rel, "--json", "--all"])
+                .current_dir(root())
+                .output()
+                .unwrap();
+            let got = String::from_utf8_lossy(&out.stdout).to_string();
+            let golden = f.with_extension("golden.json");
+            if bless {
+                std::fs::write(&golden, &got).unwrap();
+                continue;
+            }
+            let Ok(want) = std::fs::read_to_string(&golden) else {
+                continue;
+            };
+            checked += 1;
+            if want != got {
+                let line = want
+                    .lines()
+                    .zip(got.lines())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                diffs.push(format!(
+                    "{rel}: differs from {} at line {}:\n  want: {}\n  got:  {}",
+                    golden.display(),
+                    line + 1,
+                    want.lines().nth(line).unwrap_or(""),
+                    got.lines().nth(line).unwrap_or("")
+                ));
+            }
+        }
+    }
+    assert!(bless || checked > 0, "no golden files");
+    assert!(
+        diffs.is_empty(),
+        "{}\n(rerun with TLSWATCH_BLESS=1 after checking the change)",
+        diffs.join("\n")
+    );
+}
