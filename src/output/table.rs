@@ -62,7 +62,7 @@ impl<W: Write> Table<W> {
 
     /// Column widths: fixed ones first, the rest shared by endpoints, SNI and findings.
     fn widths(&self) -> [usize; 7] {
-        let (id, proto, enc, ver) = (5, 12, 16, 14);
+        let (id, proto, enc, ver) = (5, 12, 16, 16);
         match self.width {
             None => [id, 47, proto, enc, ver, 30, 60],
             Some(total) => {
