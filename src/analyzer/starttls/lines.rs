@@ -148,6 +148,35 @@ pub fn base64(s: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The space-separated words of a line.
+pub fn words(l: &[u8]) -> impl Iterator<Item = &[u8]> {
+    l.split(|&b| b == b' ' || b == b'\t')
+        .filter(|w| !w.is_empty())
+}
+
+/// A capability keyword of `len` bytes overwritten with `X` by a middlebox that
+/// strips the upgrade (Cisco-style `XXXXXXXX`; the last byte may survive as `A`).
+pub fn masked(word: &[u8], len: usize) -> bool {
+    word.len() == len
+        && len > 1
+        && word.iter().take(len - 1).all(|&b| b == b'X' || b == b'x')
+        && word
+            .last()
+            .is_some_and(|&b| matches!(b, b'X' | b'x' | b'A'))
+}
+
+/// The length of a `{n}` or `{n+}` literal announced at the end of a line (IMAP, ManageSieve).
+pub fn literal_len(l: &[u8]) -> Option<u64> {
+    let body = l.strip_suffix(b"}")?;
+    let open = body.iter().rposition(|&b| b == b'{')?;
+    let digits = body.get(open + 1..)?;
+    let digits = digits.strip_suffix(b"+").unwrap_or(digits);
+    if digits.is_empty() || digits.len() > 12 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
 /// The authentication identity of a SASL PLAIN message (`authzid NUL authcid NUL passwd`).
 /// Only the user name is returned; the password is never looked at.
 pub fn sasl_plain_user(decoded: &[u8]) -> Option<Vec<u8>> {
@@ -194,5 +223,12 @@ mod tests {
         assert!(contains_ci(b"220 x ESMTP", b"esmtp"));
         assert_eq!(first_line(b"a\r\nb"), Some(&b"a"[..]));
         assert_eq!(first_line(b"a"), None);
+        assert_eq!(words(b" a  b\tc ").collect::<Vec<_>>(), [b"a", b"b", b"c"]);
+        assert!(masked(b"XXXXXXXA", 8) && masked(b"xxxx", 4));
+        assert!(!masked(b"STARTTLS", 8) && !masked(b"XXXX", 8));
+        assert_eq!(literal_len(b"a LOGIN {5}"), Some(5));
+        assert_eq!(literal_len(b"a LOGIN {12+}"), Some(12));
+        assert_eq!(literal_len(b"a LOGIN {}"), None);
+        assert_eq!(literal_len(b"a LOGIN x}"), None);
     }
 }

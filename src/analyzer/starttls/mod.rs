@@ -7,8 +7,17 @@
 //! upgrade request until the server answers, checks that the first bytes after the
 //! handoff are TLS (flagging injected plaintext), and records the stream offsets.
 
+pub mod ftp;
+pub mod http;
+pub mod imap;
+pub mod irc;
 pub mod lines;
+pub mod nntp;
+pub mod pop3;
+pub mod sieve;
 pub mod smtp;
+pub mod telnet;
+pub mod xmpp;
 
 use super::Options;
 use super::tls::{self, Start, TlsAnalyzer};
@@ -25,12 +34,30 @@ pub const EVIDENCE: usize = 80;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Proto {
     Smtp,
+    Imap,
+    Pop3,
+    Ftp,
+    Xmpp,
+    Nntp,
+    Sieve,
+    Irc,
+    Http,
+    Telnet,
 }
 
 impl Proto {
     fn machine(self) -> Box<dyn Protocol> {
         match self {
             Proto::Smtp => Box::new(smtp::Smtp::default()),
+            Proto::Imap => Box::new(imap::Imap::default()),
+            Proto::Pop3 => Box::new(pop3::Pop3::default()),
+            Proto::Ftp => Box::new(ftp::Ftp::default()),
+            Proto::Xmpp => Box::new(xmpp::Xmpp::default()),
+            Proto::Nntp => Box::new(nntp::Nntp::default()),
+            Proto::Sieve => Box::new(sieve::Sieve::default()),
+            Proto::Irc => Box::new(irc::Irc::default()),
+            Proto::Http => Box::new(http::Http::default()),
+            Proto::Telnet => Box::new(telnet::Telnet::default()),
         }
     }
 }
@@ -61,7 +88,21 @@ pub enum Detect {
 /// Picks the protocol from the first bytes of each direction; the port is only a
 /// hint that breaks ties between protocols whose greetings look alike.
 pub fn detect(client: &[u8], server: &[u8], server_port: u16, at_end: bool) -> Detect {
-    let candidates: &[(Proto, DetectFn)] = &[(Proto::Smtp, smtp::detect)];
+    // More specific first: binary openings, then greetings that name their
+    // protocol, then FTP before SMTP (both greet with 220), and IRC last (its
+    // USER and PASS are also FTP and POP3 commands).
+    let candidates: &[(Proto, DetectFn)] = &[
+        (Proto::Telnet, telnet::detect),
+        (Proto::Xmpp, xmpp::detect),
+        (Proto::Http, http::detect),
+        (Proto::Imap, imap::detect),
+        (Proto::Pop3, pop3::detect),
+        (Proto::Sieve, sieve::detect),
+        (Proto::Nntp, nntp::detect),
+        (Proto::Ftp, ftp::detect),
+        (Proto::Smtp, smtp::detect),
+        (Proto::Irc, irc::detect),
+    ];
     let mut maybe = false;
     for &(proto, f) in candidates {
         match f(client, server, server_port) {

@@ -13,8 +13,11 @@ const MAX_PENDING: usize = 64;
 
 /// Does this flow speak SMTP? `client` and `server` are the first bytes of each side.
 pub fn detect(client: &[u8], server: &[u8], port: u16) -> Verdict {
+    // With or without a domain (some clients and test captures send a bare `EHLO`).
     let hello = |l: &[u8]| {
-        starts_with_ci(l, b"EHLO ") || starts_with_ci(l, b"HELO ") || starts_with_ci(l, b"LHLO ")
+        [&b"EHLO"[..], b"HELO", b"LHLO"]
+            .iter()
+            .any(|h| eq_ci(l, h) || starts_with_ci(l, h) && l.get(h.len()) == Some(&b' '))
     };
     if first_line(client).is_some_and(hello) {
         return Verdict::Yes { swap: false };
@@ -211,6 +214,8 @@ mod tests {
             detect(b"EHLO x\r\n", b"", 8000),
             Verdict::Yes { swap: false }
         );
+        assert_eq!(detect(b"EHLO\r\n", b"", 25), Verdict::Yes { swap: false });
+        assert_eq!(detect(b"EHLOX\r\n", b"", 8000), Verdict::No);
         assert_eq!(detect(b"", b"220 ProFTPD Server\r\n", 21), Verdict::No);
         assert_eq!(detect(b"", b"220 hello\r\n", 9999), Verdict::Maybe);
         assert_eq!(detect(b"", b"SSH-2.0-x\r\n", 25), Verdict::No);
