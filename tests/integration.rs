@@ -1191,3 +1191,65 @@ fn mutated_captures_never_panic() {
     }
     assert!(runs >= 40);
 }
+
+/// The fake credentials the fixture scripts sent in the clear (see fixtures/README.md).
+const SECRETS: &[&str] = &[
+    "S3cretPassw0rd!",
+    "AGFsaWNlAFMzY3JldFBhc3N3MHJkIQ==",
+    "Imap-Cl34rtext-Secret",
+    "Pop3-Cl34rtext-Secret",
+    "Ftp-Cl34rtext-Secret",
+    "FakePgClear-4417",
+    "FakeMyClear-8830",
+    "FakeLdapBind-6604",
+    "FakeSocksPass-1172",
+];
+
+#[test]
+fn no_password_from_any_fixture_reaches_any_output() {
+    let mut files = Vec::new();
+    for sub in ["tls", "starttls", "binary"] {
+        for e in std::fs::read_dir(root().join("fixtures").join(sub))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
+                files.push(p);
+            }
+        }
+    }
+    // The test means something only if the secrets are really in the captures.
+    let mut in_captures = 0;
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        in_captures += SECRETS
+            .iter()
+            .filter(|s| bytes.windows(s.len()).any(|w| w == s.as_bytes()))
+            .count();
+    }
+    assert!(
+        in_captures >= 4,
+        "only {in_captures} secrets found in the captures"
+    );
+    let mut args: Vec<String> = Vec::new();
+    for f in &files {
+        args.push("-r".into());
+        args.push(f.to_str().unwrap().into());
+    }
+    for extra in [
+        vec![],
+        vec!["--json"],
+        vec!["--ndjson"],
+        vec!["--json", "--show-users", "--all"],
+        vec!["--show-users", "--color", "always"],
+    ] {
+        let out = bin().args(&args).args(&extra).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.len() > 1000, "{extra:?}: little output");
+        for s in SECRETS {
+            assert!(!text.contains(s), "{extra:?}: secret {s} in the output");
+        }
+    }
+}
