@@ -183,12 +183,10 @@ fn compare(tsv: &Path, base: &Path, skip: &[(String, u16)]) -> Vec<String> {
     errors
 }
 
-/// Rows of the shared captures to leave out: where the oracle is wrong (with the
-/// evidence, `tests/oracle-errors.tsv`) and protocols not followed yet (`tests/pending.tsv`).
+/// Rows of the shared captures where the oracle is wrong, with the evidence
+/// (`tests/oracle-errors.tsv`); every other TCP row must match.
 fn skipped_rows() -> Vec<(String, u16)> {
-    let mut text =
-        std::fs::read_to_string(root().join("tests/oracle-errors.tsv")).unwrap_or_default();
-    text.push_str(&std::fs::read_to_string(root().join("tests/pending.tsv")).unwrap_or_default());
+    let text = std::fs::read_to_string(root().join("tests/oracle-errors.tsv")).unwrap_or_default();
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .filter_map(|l| {

@@ -136,6 +136,15 @@ impl Analyzer {
             }
             State::Tls(t) => {
                 rec.encryption = Encryption::Tls;
+                // PostgreSQL 17 direct TLS (sslnegotiation=direct) names itself by ALPN.
+                let pg = rec
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.client_hello.as_ref())
+                    .is_some_and(|ch| ch.alpn.iter().any(|a| a == "postgresql"));
+                if pg {
+                    rec.app_protocol = Some("postgresql".to_string());
+                }
                 let tls = rec.tls_mut();
                 if tls.client_hello.is_none() && tls.server_hello.is_none() && !t.saw_server_hello()
                 {

@@ -7,15 +7,22 @@
 //! upgrade request until the server answers, checks that the first bytes after the
 //! handoff are TLS (flagging injected plaintext), and records the stream offsets.
 
+pub mod frame;
 pub mod ftp;
 pub mod http;
 pub mod imap;
 pub mod irc;
+pub mod ldap;
 pub mod lines;
+pub mod mysql;
 pub mod nntp;
 pub mod pop3;
+pub mod postgres;
+pub mod rdp;
 pub mod sieve;
 pub mod smtp;
+pub mod socks;
+pub mod tds;
 pub mod telnet;
 pub mod xmpp;
 
@@ -43,6 +50,12 @@ pub enum Proto {
     Irc,
     Http,
     Telnet,
+    Postgres,
+    Mysql,
+    Ldap,
+    Rdp,
+    Tds,
+    Socks,
 }
 
 impl Proto {
@@ -58,6 +71,12 @@ impl Proto {
             Proto::Irc => Box::new(irc::Irc::default()),
             Proto::Http => Box::new(http::Http::default()),
             Proto::Telnet => Box::new(telnet::Telnet::default()),
+            Proto::Postgres => Box::new(postgres::Postgres::default()),
+            Proto::Mysql => Box::new(mysql::Mysql::default()),
+            Proto::Ldap => Box::new(ldap::Ldap::default()),
+            Proto::Rdp => Box::new(rdp::Rdp::default()),
+            Proto::Tds => Box::new(tds::Tds::default()),
+            Proto::Socks => Box::new(socks::Socks::default()),
         }
     }
 }
@@ -92,6 +111,12 @@ pub fn detect(client: &[u8], server: &[u8], server_port: u16, at_end: bool) -> D
     // protocol, then FTP before SMTP (both greet with 220), and IRC last (its
     // USER and PASS are also FTP and POP3 commands).
     let candidates: &[(Proto, DetectFn)] = &[
+        (Proto::Postgres, postgres::detect),
+        (Proto::Mysql, mysql::detect),
+        (Proto::Ldap, ldap::detect),
+        (Proto::Rdp, rdp::detect),
+        (Proto::Tds, tds::detect),
+        (Proto::Socks, socks::detect),
         (Proto::Telnet, telnet::detect),
         (Proto::Xmpp, xmpp::detect),
         (Proto::Http, http::detect),
@@ -196,6 +221,12 @@ pub trait Protocol: std::fmt::Debug + Send {
     /// A hole in one direction. Most protocols cannot resynchronise.
     fn on_gap(&mut self, _dir: Dir, _cx: &mut Cx<'_>) -> Step {
         Step::Stop
+    }
+    /// A verdict of the protocol's own that replaces the STARTTLS one at the end
+    /// of the flow: RDP Standard Security, PostgreSQL GSSAPI encryption, MSSQL
+    /// login-only TLS.
+    fn encryption(&self) -> Option<Encryption> {
+        None
     }
 }
 
@@ -459,6 +490,9 @@ impl Driver {
         } else {
             Encryption::Unknown
         };
+        if let Some(e) = self.proto.encryption() {
+            rec.encryption = e;
+        }
         if rec.encryption != Encryption::Starttls
             && rec.encryption != Encryption::StarttlsFailed
             && !tls_seen
