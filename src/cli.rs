@@ -84,7 +84,7 @@ pub struct Args {
     pub no_promisc: bool,
 
     /// Live: kernel capture buffer size in MiB.
-    #[arg(long = "buffer-size", value_name = "MIB", default_value_t = 32)]
+    #[arg(long = "buffer-size", value_name = "MIB", default_value_t = 128)]
     pub buffer_size: u32,
 
     /// Live: after opening the interface, run as this user (default: the user who ran sudo).
