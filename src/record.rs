@@ -168,8 +168,6 @@ pub enum Note {
     Truncated,
     /// A handshake on a connection that was upgraded with STARTTLS began after non-TLS bytes.
     StarttlsAfterJunk,
-    /// The server does not offer STARTTLS (capability absent from its list).
-    StarttlsNotOffered,
     /// The MySQL server did not advertise CLIENT_SSL.
     MysqlNoSslCapability,
     /// PostgreSQL GSSAPI encryption was requested.
