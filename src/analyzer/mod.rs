@@ -279,18 +279,11 @@ pub fn looks_like_text(b: &[u8]) -> bool {
 
 /// Names a few plaintext protocols with no upgrade to follow, for the report.
 fn plain_protocol(client: &[u8], server: &[u8]) -> Option<&'static str> {
-    const METHODS: [&[u8]; 9] = [
-        b"GET ",
-        b"POST ",
-        b"HEAD ",
-        b"PUT ",
-        b"DELETE ",
-        b"OPTIONS ",
-        b"PATCH ",
-        b"TRACE ",
-        b"PROPFIND ",
-    ];
-    if METHODS.iter().any(|m| client.starts_with(m)) || server.starts_with(b"HTTP/1.") {
+    if starttls::http::METHODS
+        .iter()
+        .any(|m| client.starts_with(m))
+        || server.starts_with(b"HTTP/1.")
+    {
         return Some("http");
     }
     if client.starts_with(b"SSH-") || server.starts_with(b"SSH-") {

@@ -16,7 +16,7 @@ const MAX_HEAD: usize = 8 * 1024;
 const MAX_UPGRADE: usize = 64;
 
 /// Request methods that open an HTTP/1.x request.
-const METHODS: [&[u8]; 10] = [
+pub const METHODS: [&[u8]; 10] = [
     b"GET ",
     b"POST ",
     b"HEAD ",
