@@ -2,7 +2,8 @@
 //! and its reply matched through the command pipeline, cleartext AUTH, stripping.
 
 use super::lines::{
-    Lines, base64, contains_ci, drive, eq_ci, first_line, sasl_plain_user, starts_with_ci, trim,
+    Lines, base64, contains_ci, drive, eq_ci, first_line, masked, sasl_plain_user, starts_with_ci,
+    trim,
 };
 use super::{Cx, Protocol, Step, Verdict};
 use crate::record::{Dir, PerDir};
@@ -49,6 +50,7 @@ pub fn detect(client: &[u8], server: &[u8], port: u16) -> Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cmd {
     Starttls,
+    Ehlo,
     Other,
 }
 
@@ -58,6 +60,10 @@ struct State {
     /// Expecting the client's base64 user name after `AUTH LOGIN`.
     login_user_next: bool,
     upgraded: bool,
+    /// A 250 reply to EHLO/LHLO listed the server's extensions.
+    extensions_seen: bool,
+    /// STARTTLS (or X-ANONYMOUSTLS) was among them.
+    offered: bool,
 }
 
 /// The SMTP state machine.
@@ -95,6 +101,8 @@ fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
     if st.pending.len() < MAX_PENDING {
         st.pending.push_back(if eq_ci(l, b"STARTTLS") {
             Cmd::Starttls
+        } else if starts_with_ci(l, b"EHLO") || starts_with_ci(l, b"LHLO") {
+            Cmd::Ehlo
         } else {
             Cmd::Other
         });
@@ -148,8 +156,9 @@ fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
         if keyword.eq_ignore_ascii_case(b"STARTTLS")
             || keyword.eq_ignore_ascii_case(b"X-ANONYMOUSTLS")
         {
+            st.offered = true;
             cx.offered();
-        } else if masked(keyword) {
+        } else if masked(keyword, 8) {
             cx.stripped(l);
         }
     }
@@ -162,23 +171,22 @@ fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
             cx.reply(l);
             if code == b"220" {
                 st.upgraded = true;
+                if st.extensions_seen && !st.offered {
+                    // The server can upgrade, yet its extension list said otherwise:
+                    // the list was rewritten on the way.
+                    cx.stripped(b"STARTTLS accepted, but absent from the EHLO reply");
+                }
                 Step::Accepted { at: 0 }
             } else {
                 Step::Refused { at: 0 }
             }
         }
+        Some(Cmd::Ehlo) if code == b"250" => {
+            st.extensions_seen = true;
+            Step::Continue
+        }
         _ => Step::Continue,
     }
-}
-
-/// `XXXXXXXA`, `XXXXXXXX` and the like: a STARTTLS keyword overwritten by a
-/// middlebox that strips the upgrade (same length, all X).
-fn masked(keyword: &[u8]) -> bool {
-    keyword.len() == 8
-        && keyword.iter().take(7).all(|&b| b == b'X' || b == b'x')
-        && keyword
-            .get(7)
-            .is_some_and(|&b| matches!(b, b'X' | b'x' | b'A'))
 }
 
 #[cfg(test)]
@@ -286,6 +294,25 @@ mod tests {
         assert_eq!(st.stripped.as_deref(), Some("250 XXXXXXXA"));
         assert!(!st.offered);
         assert_eq!(rec.encryption, Encryption::Plaintext);
+    }
+
+    #[test]
+    fn capability_hidden_but_upgrade_accepted_is_stripping() {
+        let mut t = accepted();
+        t[2] = (
+            Dir::Server,
+            b"250-mx.example.com\r\n250 PIPELINING\r\n".to_vec(),
+        );
+        let rec = run_split_invariant(super::super::Proto::Smtp, &t);
+        let st = rec.starttls.clone().unwrap_or_default();
+        assert!(!st.offered && st.accepted);
+        assert_eq!(
+            st.stripped.as_deref(),
+            Some("STARTTLS accepted, but absent from the EHLO reply")
+        );
+        // Offered normally: no stripping.
+        let rec = run_split_invariant(super::super::Proto::Smtp, &accepted());
+        assert_eq!(rec.starttls.and_then(|s| s.stripped), None);
     }
 
     #[test]
