@@ -79,7 +79,9 @@ impl Analyzer {
                 s.buf
                     .get_mut(dir)
                     .extend_from_slice(data.get(..take).unwrap_or_default());
-                s.log.push((dir, take));
+                if take > 0 {
+                    s.log.push((dir, take));
+                }
                 self.decide(rec, false)
             }
             State::Tls(t) => {
@@ -183,7 +185,12 @@ impl Analyzer {
                 self.start_protocol(proto, signal, rec);
                 return signal;
             }
-            starttls::Detect::NeedMore if !at_end => return Signal::Continue,
+            // A detector may wait for more bytes, but never past the sniff cap.
+            starttls::Detect::NeedMore
+                if !at_end && s.buf.client.len() < SNIFF_MAX && s.buf.server.len() < SNIFF_MAX =>
+            {
+                return Signal::Continue;
+            }
             _ => {}
         }
         let s_client = s.buf.client.len();
@@ -290,4 +297,32 @@ fn plain_protocol(client: &[u8], server: &[u8]) -> Option<&'static str> {
         return Some("ssh");
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Endpoint, Timestamp};
+
+    fn rec() -> FlowRecord {
+        let ep = |port| Endpoint {
+            ip: std::net::IpAddr::from([10, 0, 0, 1]),
+            port,
+        };
+        FlowRecord::new(1, Timestamp::default(), ep(40000), ep(9999))
+    }
+
+    #[test]
+    fn sniffing_stops_at_its_cap_even_when_a_detector_keeps_waiting() {
+        let mut r = rec();
+        let mut a = Analyzer::new(true, Options::default());
+        // A bare "220" banner could be SMTP or FTP: detectors answer "maybe".
+        a.on_data(Dir::Server, b"220 hello\r\n", &mut r);
+        assert!(!a.is_done());
+        for _ in 0..3 * SNIFF_MAX {
+            a.on_data(Dir::Server, b"x", &mut r);
+        }
+        assert!(a.is_done(), "still sniffing after {} bytes", 3 * SNIFF_MAX);
+        assert_eq!(r.encryption, Encryption::Plaintext);
+    }
 }
