@@ -7,6 +7,8 @@ use std::io::Read;
 
 /// Initial read buffer of the capture reader.
 pub const READ_BUFFER: usize = 1 << 20;
+/// Interfaces remembered per pcapng section; a file describing more is hostile.
+pub const MAX_INTERFACES: usize = 4096;
 /// Largest capture record accepted; a bigger length field means the file is corrupt
 /// (the biggest snap length in use is 256 KiB; pcapng blocks may carry options too).
 pub const MAX_RECORD: usize = 4 << 20;
@@ -125,7 +127,9 @@ pub fn read_capture<R: Read + Send>(
                         big_endian = shb.big_endian();
                         None
                     }
-                    PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                    PcapBlockOwned::NG(Block::InterfaceDescription(idb))
+                        if interfaces.len() < MAX_INTERFACES =>
+                    {
                         interfaces.push(Interface {
                             linktype: idb.linktype.0,
                             resolution: idb.ts_resolution().unwrap_or(1_000_000).max(1),
