@@ -13,6 +13,8 @@ use nom::number::complete::{be_u8, be_u16};
 pub const MAX_RECORD_LEN: usize = 16384 + 2048;
 /// Largest ClientHello/ServerHello collected for parsing; bigger ones are skipped with a note.
 pub const MAX_HELLO_LEN: usize = 64 * 1024;
+/// Alerts kept per flow; a peer sending endless warnings cannot grow the record.
+pub const MAX_ALERTS: usize = 16;
 /// Largest SSLv2 hello record collected.
 pub const MAX_SSLV2_HELLO: usize = 32 * 1024;
 
@@ -367,15 +369,18 @@ impl TlsAnalyzer {
             CT_CHANGE_CIPHER_SPEC if ccs_encrypts => side.encrypted = true,
             CT_ALERT if !side.encrypted && side.alert_len == 2 => {
                 let [level, desc] = side.alert;
-                rec.tls_mut().alerts.push(Alert {
-                    from: dir,
-                    level: match level {
-                        1 => "warning".to_string(),
-                        2 => "fatal".to_string(),
-                        n => n.to_string(),
-                    },
-                    description: alert_name(desc),
-                });
+                let alerts = &mut rec.tls_mut().alerts;
+                if alerts.len() < MAX_ALERTS {
+                    alerts.push(Alert {
+                        from: dir,
+                        level: match level {
+                            1 => "warning".to_string(),
+                            2 => "fatal".to_string(),
+                            n => n.to_string(),
+                        },
+                        description: alert_name(desc),
+                    });
+                }
                 if level == 2 {
                     self.done = true;
                 }
@@ -513,7 +518,9 @@ impl TlsAnalyzer {
                 Err(_) => rec.note(Note::TlsParseError),
             },
             (_, Some(sslv2::MSG_ERROR)) => {
-                if let Ok((_, code)) = sslv2::error(body) {
+                if let Ok((_, code)) = sslv2::error(body)
+                    && rec.tls_mut().alerts.len() < MAX_ALERTS
+                {
                     rec.tls_mut().alerts.push(Alert {
                         from: dir,
                         level: "fatal".to_string(),
@@ -963,6 +970,23 @@ mod tests {
             tls.alerts.first().map(|x| x.description.as_str()),
             Some("protocol_version")
         );
+    }
+
+    #[test]
+    fn endless_warning_alerts_are_capped() {
+        let mut r = rec();
+        let mut a = TlsAnalyzer::new();
+        a.on_data(
+            Dir::Client,
+            &hs_record(0x0301, HS_CLIENT_HELLO, &client_hello_body()),
+            &mut r,
+        );
+        for _ in 0..1000 {
+            a.on_data(Dir::Server, &[CT_ALERT, 3, 3, 0, 2, 1, 112], &mut r);
+        }
+        let tls = r.tls.unwrap_or_default();
+        assert_eq!(tls.alerts.len(), MAX_ALERTS);
+        assert_eq!(tls.alerts[0].description, "unrecognized_name");
     }
 
     #[test]

@@ -34,6 +34,8 @@ use crate::record::{CleartextAuth, Dir, Encryption, FlowRecord, Note, PerDir, es
 pub const MAX_HELD: usize = 16 * 1024;
 /// Non-TLS bytes searched through for the start of TLS after a handoff.
 pub const MAX_JUNK: usize = 16 * 1024;
+/// Cleartext credentials recorded per flow.
+pub const MAX_AUTH: usize = 16;
 /// Longest evidence string kept for a finding.
 pub const EVIDENCE: usize = 80;
 
@@ -203,7 +205,7 @@ impl Cx<'_> {
             mechanism: mechanism.to_string(),
             user,
         };
-        if !self.rec.cleartext_auth.contains(&entry) {
+        if !self.rec.cleartext_auth.contains(&entry) && self.rec.cleartext_auth.len() < MAX_AUTH {
             self.rec.cleartext_auth.push(entry);
         }
     }
