@@ -134,7 +134,7 @@ fn now() -> Timestamp {
 /// Captures from `cfg.interface` until a signal, `-c` or `--duration`.
 pub fn run(cfg: &Config, sink: &mut dyn Sink) -> Report {
     let iface = cfg.interface.clone().unwrap_or_default();
-    let mut col = Collector::new(cfg, sink, vec![format!("interface:{iface}")]);
+    let mut col = Collector::new(cfg, sink, crate::run::input_names(cfg));
     // --port becomes part of the BPF filter; the engine needs no second check.
     let mut engine = Engine::new(cfg.limits, cfg.opts, Vec::new());
     let mut cap = match open(&iface, &cfg.live, &cfg.bpf) {

@@ -29,7 +29,7 @@ pub fn run(cfg: &Config) -> Exit {
     let stdout = io::stdout();
     let out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let mut sink: Box<dyn Sink> = match cfg.format {
-        Format::Json => Box::new(Document::new(out)),
+        Format::Json => Box::new(Document::new(out, input_names(cfg))),
         Format::Ndjson => Box::new(Ndjson::new(out, live)),
         Format::Table => {
             let tty = io::stdout().is_terminal();
@@ -87,6 +87,14 @@ fn live_run(cfg: &Config, sink: &mut dyn Sink) -> Report {
     Report {
         exit: Exit::Error,
         summary: Summary::new(Vec::new()),
+    }
+}
+
+/// How the inputs are named in reports.
+pub fn input_names(cfg: &Config) -> Vec<String> {
+    match &cfg.interface {
+        Some(iface) => vec![format!("interface:{iface}")],
+        None => cfg.inputs.clone(),
     }
 }
 

@@ -1081,7 +1081,10 @@ fn golden_reports_of_recorded_captures() {
                 .current_dir(root())
                 .output()
                 .unwrap();
-            let got = String::from_utf8_lossy(&out.stdout).to_string();
+            // Pretty-printed, so a change shows as a readable line diff.
+            let parsed: Value = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("{rel}: bad JSON: {e}"));
+            let got = serde_json::to_string_pretty(&parsed).unwrap() + "\n";
             let golden = f.with_extension("golden.json");
             if bless {
                 std::fs::write(&golden, &got).unwrap();

@@ -2,7 +2,6 @@
 
 use super::{Sink, Summary};
 use crate::record::FlowRecord;
-use serde::Serialize;
 use std::io::{self, Write};
 
 /// `--ndjson`: each flow on its own line when it ends, then the summary line.
@@ -35,45 +34,85 @@ impl<W: Write> Sink for Ndjson<W> {
     }
 }
 
-/// `--json`: one document; flows are held (only the listed ones) and written in id order at the end.
+/// `--json`: one document, streamed: the header, each flow as it ends, then the
+/// summary, so memory does not grow with the number of flows.
 pub struct Document<W: Write> {
     out: W,
-    flows: Vec<FlowRecord>,
+    tool: String,
+    inputs: Vec<String>,
+    /// Flows written so far.
+    written: u64,
 }
 
 impl<W: Write> Document<W> {
-    pub fn new(out: W) -> Self {
+    pub fn new(out: W, inputs: Vec<String>) -> Self {
         Document {
             out,
-            flows: Vec::new(),
+            tool: format!("tlswatch {}", env!("CARGO_PKG_VERSION")),
+            inputs,
+            written: 0,
         }
     }
-}
 
-#[derive(Serialize)]
-struct Doc<'a> {
-    tool: &'a str,
-    inputs: &'a [String],
-    flows: &'a [FlowRecord],
-    summary: &'a Summary,
+    fn header(&mut self) -> io::Result<()> {
+        write!(self.out, "{{\n  \"tool\": ")?;
+        serde_json::to_writer(&mut self.out, &self.tool)?;
+        write!(self.out, ",\n  \"inputs\": ")?;
+        serde_json::to_writer(&mut self.out, &self.inputs)?;
+        write!(self.out, ",\n  \"flows\": [")
+    }
 }
 
 impl<W: Write> Sink for Document<W> {
     fn flow(&mut self, rec: &FlowRecord) -> io::Result<()> {
-        self.flows.push(rec.clone());
+        if self.written == 0 {
+            self.header()?;
+        } else {
+            self.out.write_all(b",")?;
+        }
+        self.out.write_all(b"\n    ")?;
+        serde_json::to_writer(&mut self.out, rec)?;
+        self.written += 1;
         Ok(())
     }
 
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
-        self.flows.sort_by_key(|f| f.id);
-        let doc = Doc {
-            tool: &summary.tool,
-            inputs: &summary.inputs,
-            flows: &self.flows,
-            summary,
-        };
-        serde_json::to_writer_pretty(&mut self.out, &doc)?;
-        self.out.write_all(b"\n")?;
+        if self.written == 0 {
+            self.header()?;
+        }
+        write!(self.out, "\n  ],\n  \"summary\": ")?;
+        serde_json::to_writer(&mut self.out, summary)?;
+        self.out.write_all(b"\n}\n")?;
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Endpoint, Timestamp};
+
+    #[test]
+    fn streamed_document_is_one_valid_json_value() {
+        let ep = |port| Endpoint {
+            ip: std::net::IpAddr::from([10, 0, 0, 1]),
+            port,
+        };
+        for n in [0u64, 1, 3] {
+            let mut buf = Vec::new();
+            {
+                let mut d = Document::new(&mut buf, vec!["a.pcap".into()]);
+                for id in 1..=n {
+                    d.flow(&FlowRecord::new(id, Timestamp::default(), ep(1), ep(2)))
+                        .unwrap();
+                }
+                d.finish(&Summary::new(vec!["a.pcap".into()])).unwrap();
+            }
+            let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            assert_eq!(v["flows"].as_array().map(Vec::len), Some(n as usize));
+            assert_eq!(v["inputs"][0], "a.pcap");
+            assert_eq!(v["summary"]["type"], "summary");
+            assert!(v["tool"].as_str().unwrap().starts_with("tlswatch "));
+        }
     }
 }
