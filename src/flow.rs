@@ -146,11 +146,6 @@ impl Engine {
         }
     }
 
-    /// Flows currently open.
-    pub fn open_flows(&self) -> usize {
-        self.table.len()
-    }
-
     /// The clock moved on without a packet (live capture): flows may time out.
     pub fn tick(&mut self, now: Timestamp, emit: &mut Emit<'_>) {
         if now > self.now {

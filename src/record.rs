@@ -53,12 +53,6 @@ pub struct Timestamp {
     pub nanos: u32,
 }
 
-impl Timestamp {
-    pub fn as_secs_f64(self) -> f64 {
-        self.secs as f64 + f64::from(self.nanos) / 1e9
-    }
-}
-
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&crate::output::rfc3339(*self))

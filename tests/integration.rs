@@ -165,10 +165,7 @@ fn compare(tsv: &Path, base: &Path, skip: &[(String, u16)]) -> Vec<String> {
                     r.version
                 ));
             }
-            let codes: Vec<&str> = flow["findings"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|f| f["code"].as_str()).collect())
-                .unwrap_or_default();
+            let codes = codes(flow);
             for want in &r.flags {
                 if !codes.contains(&want.as_str()) {
                     errors.push(format!(
@@ -381,6 +378,18 @@ fn tls12_capture(ci: u32, si: u32) -> Pcap {
     p
 }
 
+/// The finding codes of a flow.
+fn codes(flow: &Value) -> Vec<&str> {
+    let list = flow["findings"].as_array().into_iter().flatten();
+    list.filter_map(|x| x["code"].as_str()).collect()
+}
+
+/// The notes of a flow.
+fn notes(flow: &Value) -> Vec<&str> {
+    let list = flow["notes"].as_array().into_iter().flatten();
+    list.filter_map(|x| x.as_str()).collect()
+}
+
 fn only_flow(doc: &Value) -> Value {
     let flows = doc["flows"].as_array().cloned().unwrap_or_default();
     assert_eq!(flows.len(), 1, "{doc:#}");
@@ -424,12 +433,7 @@ fn byte_built_out_of_order_and_retransmitted_client_hello() {
         .tcp(S, C, 501, 101 + ch.len() as u32, ACK, &sh);
     let f = only_flow(&json_of(&p.write("ooo.pcap")));
     assert_eq!(f["tls"]["version"], "TLSv1.1");
-    let codes: Vec<&str> = f["findings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x["code"].as_str())
-        .collect();
+    let codes = codes(&f);
     assert!(codes.contains(&"DEPRECATED_TLS"), "{codes:?}");
 }
 
@@ -444,12 +448,7 @@ fn byte_built_gap_is_reported_not_glued() {
         .tcp(C, S, 131, 501, ACK, &ch[30..])
         .tcp(S, C, 501, 101 + ch.len() as u32, ACK, b"");
     let f = only_flow(&json_of(&p.write("gap.pcap")));
-    let notes: Vec<&str> = f["notes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x.as_str())
-        .collect();
+    let notes = notes(&f);
     assert!(notes.contains(&"gap"), "{notes:?}");
     assert!(notes.contains(&"handshake_gap"), "{notes:?}");
     assert_eq!(f["tls"]["client_hello"], Value::Null);
@@ -474,12 +473,7 @@ fn byte_built_midstream_roles_from_content() {
     assert_eq!(f["client"]["port"], 443);
     assert_eq!(f["server"]["port"], 50000);
     assert_eq!(f["tls"]["version"], "TLSv1.2");
-    let notes: Vec<&str> = f["notes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x.as_str())
-        .collect();
+    let notes = notes(&f);
     assert!(
         notes.contains(&"midstream") && notes.contains(&"roles_from_content"),
         "{notes:?}"
@@ -518,12 +512,7 @@ fn byte_built_sslv2_negotiated() {
         f["tls"]["server_hello"]["cipher_suite"],
         "SSL_CK_RC4_128_WITH_MD5"
     );
-    let codes: Vec<&str> = f["findings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x["code"].as_str())
-        .collect();
+    let codes = codes(&f);
     assert_eq!(codes.first(), Some(&"SSLV2"), "{codes:?}");
 }
 
@@ -538,19 +527,9 @@ fn byte_built_sslv2_hello_answered_by_tls() {
         .tcp(S, C, 501, 101 + ch.len() as u32, ACK, &sh);
     let f = only_flow(&json_of(&p.write("sslv2-tls.pcap")));
     assert_eq!(f["tls"]["version"], "TLSv1.0");
-    let notes: Vec<&str> = f["notes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x.as_str())
-        .collect();
+    let notes = notes(&f);
     assert!(notes.contains(&"sslv2_client_hello"), "{notes:?}");
-    let codes: Vec<&str> = f["findings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x["code"].as_str())
-        .collect();
+    let codes = codes(&f);
     assert!(
         !codes.contains(&"SSLV2") && codes.contains(&"DEPRECATED_TLS"),
         "{codes:?}"
@@ -567,12 +546,7 @@ fn no_server_hello_means_no_version() {
     let f = only_flow(&json_of(&p.write("noserverhello.pcap")));
     assert_eq!(f["tls"]["version"], Value::Null);
     assert_eq!(f["tls"]["client_hello"]["version"], "TLSv1.2");
-    let codes: Vec<&str> = f["findings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x["code"].as_str())
-        .collect();
+    let codes = codes(&f);
     assert!(codes.contains(&"HANDSHAKE_FAILED"), "{codes:?}");
 }
 

@@ -177,7 +177,9 @@ fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
 mod tests {
     use super::*;
     use crate::analyzer::starttls::Proto;
-    use crate::analyzer::starttls::tests::{client_hello, run_split_invariant, server_hello};
+    use crate::analyzer::starttls::tests::{
+        assert_accepted, client_hello, run_split_invariant, server_hello,
+    };
     use crate::record::Encryption;
 
     fn accepted() -> Vec<(Dir, Vec<u8>)> {
@@ -214,19 +216,13 @@ mod tests {
 
     #[test]
     fn accepted_upgrade_offsets() {
-        let t = accepted();
-        let rec = run_split_invariant(Proto::Irc, &t);
-        let st = rec.starttls.clone().unwrap_or_default();
-        assert!(st.offered && st.requested && st.accepted);
-        assert_eq!(st.command.as_deref(), Some("STARTTLS"));
-        assert_eq!(
-            st.reply.as_deref(),
-            Some(":irc.example.net 670 * :STARTTLS successful, proceed with TLS handshake")
+        assert_accepted(
+            Proto::Irc,
+            &accepted(),
+            "STARTTLS",
+            ":irc.example.net 670 * :STARTTLS successful, proceed with TLS handshake",
+            "irc",
         );
-        assert_eq!(st.client_offset, Some((t[0].1.len() + t[2].1.len()) as u64));
-        assert_eq!(st.server_offset, Some((t[1].1.len() + t[3].1.len()) as u64));
-        assert_eq!(rec.encryption, Encryption::Starttls);
-        assert_eq!(rec.app_protocol.as_deref(), Some("irc"));
     }
 
     #[test]

@@ -569,6 +569,35 @@ pub(crate) mod tests {
         rec
     }
 
+    /// An accepted upgrade: checks the common facts and that the TLS offsets are
+    /// where the transcript's first TLS record of each side begins (the sum of the
+    /// plaintext messages before it), independently of how the driver counts.
+    pub fn assert_accepted(
+        proto: Proto,
+        t: &[(Dir, Vec<u8>)],
+        command: &str,
+        reply: &str,
+        app: &str,
+    ) -> FlowRecord {
+        let rec = run_split_invariant(proto, t);
+        let st = rec.starttls.clone().unwrap_or_default();
+        assert!(st.offered && st.requested && st.accepted, "{st:?}");
+        assert_eq!(st.command.as_deref(), Some(command));
+        assert_eq!(st.reply.as_deref(), Some(reply));
+        let plaintext_before_tls = |dir: Dir| -> u64 {
+            t.iter()
+                .filter(|(d, _)| *d == dir)
+                .take_while(|(_, b)| b.first() != Some(&0x16))
+                .map(|(_, b)| b.len() as u64)
+                .sum()
+        };
+        assert_eq!(st.client_offset, Some(plaintext_before_tls(Dir::Client)));
+        assert_eq!(st.server_offset, Some(plaintext_before_tls(Dir::Server)));
+        assert_eq!(rec.encryption, Encryption::Starttls);
+        assert_eq!(rec.app_protocol.as_deref(), Some(app));
+        rec
+    }
+
     /// Split invariance: the transcript whole, and split at every byte offset of
     /// every message, must give the same record.
     pub fn run_split_invariant(proto: Proto, transcript: &[(Dir, Vec<u8>)]) -> FlowRecord {

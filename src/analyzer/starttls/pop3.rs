@@ -221,7 +221,9 @@ fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
 mod tests {
     use super::*;
     use crate::analyzer::starttls::Proto;
-    use crate::analyzer::starttls::tests::{client_hello, run_split_invariant, server_hello};
+    use crate::analyzer::starttls::tests::{
+        assert_accepted, client_hello, run_split_invariant, server_hello,
+    };
     use crate::record::Encryption;
 
     fn accepted() -> Vec<(Dir, Vec<u8>)> {
@@ -250,19 +252,13 @@ mod tests {
 
     #[test]
     fn accepted_upgrade_offsets() {
-        let t = accepted();
-        let rec = run_split_invariant(Proto::Pop3, &t);
-        let st = rec.starttls.clone().unwrap_or_default();
-        assert!(st.offered && st.requested && st.accepted);
-        assert_eq!(st.command.as_deref(), Some("STLS"));
-        assert_eq!(st.reply.as_deref(), Some("+OK Begin TLS negotiation now."));
-        assert_eq!(st.client_offset, Some((t[1].1.len() + t[3].1.len()) as u64));
-        assert_eq!(
-            st.server_offset,
-            Some((t[0].1.len() + t[2].1.len() + t[4].1.len()) as u64)
+        assert_accepted(
+            Proto::Pop3,
+            &accepted(),
+            "STLS",
+            "+OK Begin TLS negotiation now.",
+            "pop3",
         );
-        assert_eq!(rec.encryption, Encryption::Starttls);
-        assert_eq!(rec.app_protocol.as_deref(), Some("pop3"));
     }
 
     #[test]
