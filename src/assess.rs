@@ -1,8 +1,14 @@
 //! Policy: from a finished flow record to the findings an auditor must see.
 //! The only place that decides what is a problem and how bad it is.
 
-use crate::record::{Encryption, Finding, FlowRecord, Severity};
+use crate::analyzer::certificate;
+use crate::record::{Certificate, Encryption, Finding, FlowRecord, Severity, TlsInfo};
 use crate::version::Version;
+
+/// Smallest RSA, DSA and finite-field DH size not reported as weak (NIST SP 800-57, 112-bit security).
+pub const MIN_RSA_BITS: u32 = 2048;
+/// Smallest elliptic-curve size not reported as weak.
+pub const MIN_EC_BITS: u32 = 224;
 
 /// Every finding code tlswatch can emit, for `--fail-on` validation and the README.
 pub const CODES: &[&str] = &[
@@ -23,6 +29,17 @@ pub const CODES: &[&str] = &[
     "CLEARTEXT_AUTH",
     "RDP_STANDARD_SECURITY",
     "LOGIN_ONLY_ENCRYPTION",
+    "CERT_EXPIRED",
+    "CERT_NOT_YET_VALID",
+    "CERT_SELF_SIGNED",
+    "CERT_NAME_MISMATCH",
+    "WEAK_KEY",
+    "WEAK_SIGNATURE",
+    "NO_FORWARD_SECRECY",
+    "TLS_DOWNGRADE",
+    "TLS_COMPRESSION",
+    "INSECURE_RENEGOTIATION",
+    "INAPPROPRIATE_FALLBACK",
 ];
 
 fn finding(code: &'static str, severity: Severity, message: String) -> Finding {
@@ -67,7 +84,7 @@ pub fn assess(rec: &FlowRecord) -> Vec<Finding> {
         if let Some((sh, why)) = tls
             .server_hello
             .as_ref()
-            .and_then(|sh| Some((sh, sh.cipher_id.and_then(weak_cipher)?)))
+            .and_then(|sh| Some((sh, sh.cipher_id.and_then(crate::cipher::weak)?)))
         {
             {
                 out.push(finding(
@@ -80,6 +97,8 @@ pub fn assess(rec: &FlowRecord) -> Vec<Finding> {
                 ));
             }
         }
+        handshake_findings(tls, &mut out);
+        certificate_findings(rec, tls, &mut out);
         let fatal = tls.alerts.iter().find(|a| a.level == "fatal");
         let started = tls.client_hello.is_some() || tls.server_hello.is_some();
         if let Some(a) = fatal.filter(|_| !tls.established) {
@@ -191,40 +210,188 @@ pub fn assess(rec: &FlowRecord) -> Vec<Finding> {
     out
 }
 
-/// Why a cipher suite is weak, if it is: NULL or export encryption, RC4, DES, RC2,
-/// anonymous key exchange (RFC 7465, RFC 5246 appendix, RFC 8996 context).
-pub fn weak_cipher(id: u16) -> Option<&'static str> {
-    use tls_parser::{TlsCipherAu, TlsCipherEnc, TlsCipherKx};
-    let cs = tls_parser::TlsCipherSuite::from_id(id)?;
-    if cs.name.contains("EXPORT") {
-        return Some("export-grade");
-    }
-    match cs.enc {
-        TlsCipherEnc::Null => return Some("no encryption"),
-        TlsCipherEnc::Rc4 => return Some("RC4, RFC 7465"),
-        TlsCipherEnc::Des => return Some("single DES"),
-        TlsCipherEnc::Rc2 => return Some("RC2"),
-        _ => {}
-    }
-    if cs.au == TlsCipherAu::Null && cs.kx != TlsCipherKx::Tls13 && cs.kx != TlsCipherKx::Psk {
-        return Some("anonymous key exchange");
-    }
-    None
+/// The certificate's name for messages: its subject CN, else its subject.
+fn cert_label(c: &Certificate) -> String {
+    c.subject_cn
+        .clone()
+        .or_else(|| c.subject.clone())
+        .unwrap_or_else(|| format!("sha256 {}", c.sha256))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Why a key is weak, if it is.
+fn weak_key(c: &Certificate) -> Option<String> {
+    let k = c.key.as_ref()?;
+    let bits = k.bits?;
+    let min = match k.kind.as_str() {
+        "rsa" | "dsa" => MIN_RSA_BITS,
+        "ec" => MIN_EC_BITS,
+        _ => return None,
+    };
+    (bits < min).then(|| format!("{}-bit {} key", bits, k.kind.to_uppercase()))
+}
 
-    #[test]
-    fn weak_ciphers_are_named() {
-        assert_eq!(weak_cipher(0x0005), Some("RC4, RFC 7465")); // TLS_RSA_WITH_RC4_128_SHA
-        assert_eq!(weak_cipher(0x0001), Some("no encryption")); // TLS_RSA_WITH_NULL_MD5
-        assert_eq!(weak_cipher(0x0003), Some("export-grade")); // TLS_RSA_EXPORT_WITH_RC4_40_MD5
-        assert_eq!(weak_cipher(0x0009), Some("single DES")); // TLS_RSA_WITH_DES_CBC_SHA
-        assert_eq!(weak_cipher(0x0034), Some("anonymous key exchange")); // TLS_DH_anon_WITH_AES_128_CBC_SHA
-        assert_eq!(weak_cipher(0x1301), None);
-        assert_eq!(weak_cipher(0xc02f), None);
-        assert_eq!(weak_cipher(0x002f), None);
+/// Findings from the certificates, evaluated at capture time (the flow's first packet).
+fn certificate_findings(rec: &FlowRecord, tls: &TlsInfo, out: &mut Vec<Finding>) {
+    let now = rec.start.secs;
+    let chain = &tls.certificates;
+    for (i, c) in chain.iter().enumerate() {
+        let which = if i == 0 {
+            "server certificate".to_string()
+        } else {
+            format!("chain certificate {i}")
+        };
+        if let Some((not_before, not_after)) = c.validity {
+            if now > not_after {
+                out.push(finding(
+                    "CERT_EXPIRED",
+                    Severity::High,
+                    format!(
+                        "{which} {} expired {} (before the capture)",
+                        cert_label(c),
+                        c.not_after.as_deref().unwrap_or("?")
+                    ),
+                ));
+            } else if now < not_before {
+                out.push(finding(
+                    "CERT_NOT_YET_VALID",
+                    Severity::High,
+                    format!(
+                        "{which} {} is valid only from {}",
+                        cert_label(c),
+                        c.not_before.as_deref().unwrap_or("?")
+                    ),
+                ));
+            }
+        }
+        if let Some(why) = weak_key(c) {
+            out.push(finding(
+                "WEAK_KEY",
+                Severity::High,
+                format!("{which} {} has a {why}", cert_label(c)),
+            ));
+        }
+        if let Some(sig) = c.signature_algorithm.as_deref()
+            && !c.self_signed
+            && certificate::weak_signature(sig)
+        {
+            out.push(finding(
+                "WEAK_SIGNATURE",
+                Severity::Medium,
+                format!("{which} {} is signed with {sig}", cert_label(c)),
+            ));
+        }
     }
+    if let Some(leaf) = chain.first() {
+        if leaf.self_signed {
+            out.push(finding(
+                "CERT_SELF_SIGNED",
+                Severity::Medium,
+                format!("server certificate {} is self-signed", cert_label(leaf)),
+            ));
+        }
+        let sni = tls.client_hello.as_ref().and_then(|c| c.sni.as_deref());
+        if let Some(host) = sni
+            && leaf.error.is_none()
+            && !certificate::covers(leaf, host)
+        {
+            out.push(finding(
+                "CERT_NAME_MISMATCH",
+                Severity::High,
+                format!(
+                    "server certificate {} does not cover the requested name {host}",
+                    cert_label(leaf)
+                ),
+            ));
+        }
+    }
+}
+
+/// Findings from the hellos and the key exchange.
+fn handshake_findings(tls: &TlsInfo, out: &mut Vec<Finding>) {
+    let (Some(ch), Some(sh)) = (&tls.client_hello, &tls.server_hello) else {
+        if tls
+            .alerts
+            .iter()
+            .any(|a| a.description == "inappropriate_fallback")
+        {
+            out.push(inappropriate_fallback());
+        }
+        return;
+    };
+    let offered = ch
+        .supported_versions
+        .iter()
+        .copied()
+        .chain(std::iter::once(ch.version))
+        .filter(|v| v.is_record_version())
+        .max();
+    if let (Some(sentinel), Some(offered)) = (tls.downgrade_sentinel, offered)
+        && offered >= sentinel
+        && tls.version.is_some_and(|v| v < sentinel)
+    {
+        out.push(finding(
+            "TLS_DOWNGRADE",
+            Severity::Critical,
+            format!(
+                "the client offered {offered} and the server supports {sentinel} (downgrade sentinel in its random, RFC 8446 §4.1.3), yet {} was negotiated: the handshake was rewritten in the path",
+                tls.version.map_or_else(|| "?".to_string(), |v| v.to_string())
+            ),
+        ));
+    }
+    if let Some(m) = sh.compression_method.as_deref().filter(|m| *m != "null") {
+        out.push(finding(
+            "TLS_COMPRESSION",
+            Severity::High,
+            format!("server selected TLS compression ({m}): CRIME, RFC 7457 §2.6"),
+        ));
+    }
+    let pre13 = tls
+        .version
+        .is_some_and(|v| v.is_record_version() && !v.is_tls13());
+    if pre13 && !sh.renegotiation_info {
+        let who = if ch.renegotiation_info {
+            "the client signalled RFC 5746 secure renegotiation, the server did not"
+        } else {
+            "neither side signalled RFC 5746 secure renegotiation"
+        };
+        out.push(finding(
+            "INSECURE_RENEGOTIATION",
+            Severity::Medium,
+            format!("{who} (renegotiation attack, CVE-2009-3555)"),
+        ));
+    }
+    if let Some(kx) = tls.key_exchange.as_deref()
+        && pre13
+        && matches!(kx, "rsa" | "dh" | "ecdh" | "psk" | "rsa_psk" | "krb5")
+    {
+        out.push(finding(
+            "NO_FORWARD_SECRECY",
+            Severity::Medium,
+            format!(
+                "{kx} key exchange: recorded traffic is readable with the server's long-term key"
+            ),
+        ));
+    }
+    if let Some(bits) = tls.dh_bits.filter(|&b| b < MIN_RSA_BITS) {
+        out.push(finding(
+            "WEAK_KEY",
+            Severity::High,
+            format!("{bits}-bit Diffie-Hellman group (Logjam, RFC 7919)"),
+        ));
+    }
+    if tls
+        .alerts
+        .iter()
+        .any(|a| a.description == "inappropriate_fallback")
+    {
+        out.push(inappropriate_fallback());
+    }
+}
+
+fn inappropriate_fallback() -> Finding {
+    finding(
+        "INAPPROPRIATE_FALLBACK",
+        Severity::High,
+        "inappropriate_fallback alert: the server refused a client's retry at a lower version (RFC 7507); something made the first attempt fail".into(),
+    )
 }

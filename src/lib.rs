@@ -15,6 +15,7 @@
 pub mod analyzer;
 pub mod assess;
 pub mod capture;
+pub mod cipher;
 pub mod cli;
 pub mod decode;
 pub mod flow;

@@ -166,6 +166,10 @@ pub enum Note {
     MysqlNoSslCapability,
     /// PostgreSQL GSSAPI encryption was requested.
     GssencRequest,
+    /// A Certificate message's list was malformed or longer than the chain cap.
+    CertificateListMalformed,
+    /// A certificate's DER did not parse; it is listed by its hash only.
+    CertificateUnparsed,
 }
 
 /// Severity of a finding.
@@ -197,11 +201,29 @@ pub struct ClientHelloInfo {
     pub supported_versions: Vec<Version>,
     pub sni: Option<String>,
     pub alpn: Vec<String>,
-    /// IANA names (GREASE and SCSV values left out); unknown suites as hex.
+    /// IANA names (GREASE values left out); unknown suites as hex.
     pub cipher_suites: Vec<String>,
+    /// Compression methods offered (`null`, `deflate`, `lzs`, or the number).
+    pub compression_methods: Vec<String>,
+    /// `TLS_FALLBACK_SCSV` among the suites: a client retrying with a lower version (RFC 7507).
+    pub fallback_scsv: bool,
+    /// Secure renegotiation signalled: the `renegotiation_info` extension or its SCSV (RFC 5746).
+    pub renegotiation_info: bool,
+    /// The `early_data` extension: 0-RTT data offered (RFC 8446 §4.2.10).
+    pub early_data: bool,
+    /// The `encrypted_client_hello` extension: the visible SNI is only the outer one.
+    pub ech: bool,
     /// The ClientHello used the SSLv2 record format.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sslv2_format: bool,
+    /// JA3 fingerprint: MD5 (lowercase hex) of `ja3_full`; null for an SSLv2-format hello.
+    pub ja3: Option<String>,
+    /// The JA3 string: `version,ciphers,extensions,groups,point_formats` (GREASE left out).
+    pub ja3_full: Option<String>,
+    /// FoxIO JA4 fingerprint; null for an SSLv2-format hello.
+    pub ja4: Option<String>,
+    /// JA4 raw form (sorted lists in hex).
+    pub ja4_r: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -215,6 +237,14 @@ pub struct ServerHelloInfo {
     #[serde(skip)]
     pub cipher_id: Option<u16>,
     pub alpn: Option<String>,
+    /// Compression method selected (`null` unless something is wrong).
+    pub compression_method: Option<String>,
+    /// The `renegotiation_info` extension (RFC 5746).
+    pub renegotiation_info: bool,
+    /// JA3S fingerprint: MD5 (lowercase hex) of `ja3s_full`; null for SSLv2.
+    pub ja3s: Option<String>,
+    /// The JA3S string: `version,cipher,extensions`.
+    pub ja3s_full: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -236,6 +266,66 @@ pub struct TlsInfo {
     pub established: bool,
     /// Alerts seen before encryption started.
     pub alerts: Vec<Alert>,
+    /// Key exchange: from the selected suite (`rsa`, `dhe`, `ecdhe`, `psk`, ...);
+    /// for TLS 1.3 `ecdhe`, `dhe`, `psk` or `psk_ecdhe`/`psk_dhe` from the key_share and pre_shared_key.
+    pub key_exchange: Option<String>,
+    /// Group of the key exchange (ServerKeyExchange curve or TLS 1.3 key_share).
+    pub group: Option<String>,
+    /// Size in bits of the DH prime (finite-field ServerKeyExchange).
+    pub dh_bits: Option<u32>,
+    /// An earlier session was resumed: session id echoed, ticket or PSK accepted, no certificate exchange.
+    pub resumed: bool,
+    /// The ServerHello random carries the RFC 8446 §4.1.3 downgrade sentinel:
+    /// the server supports at least this version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downgrade_sentinel: Option<Version>,
+    /// The server's certificate chain as sent, leaf first (TLS 1.3 encrypts it).
+    pub certificates: Vec<std::sync::Arc<Certificate>>,
+    /// The client's certificate chain (mutual TLS), leaf first.
+    pub client_certificates: Vec<std::sync::Arc<Certificate>>,
+}
+
+/// Public key of a certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PublicKey {
+    /// `rsa`, `ec`, `dsa`, `ed25519`, `ed448`, `dh` or `other`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub bits: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub curve: Option<String>,
+}
+
+/// One X.509 certificate as sent on the wire. Names are RFC 4514 strings with
+/// wire bytes escaped; times are RFC 3339 UTC.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Certificate {
+    /// SHA-256 of the DER, lowercase hex.
+    pub sha256: String,
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    pub subject_cn: Option<String>,
+    /// Serial number, lowercase hex.
+    pub serial: Option<String>,
+    pub not_before: Option<String>,
+    pub not_after: Option<String>,
+    /// Subject alternative names: DNS names and IP addresses.
+    pub san: Vec<String>,
+    pub key: Option<PublicKey>,
+    pub signature_algorithm: Option<String>,
+    /// Subject equals issuer (and the key identifiers, when both are present).
+    pub self_signed: bool,
+    /// basicConstraints CA flag.
+    pub ca: bool,
+    /// Why the DER did not parse; the other fields are then empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Validity as Unix seconds, for the capture-time checks.
+    #[serde(skip)]
+    pub validity: Option<(i64, i64)>,
+    /// More SAN entries than kept.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub san_truncated: bool,
 }
 
 impl TlsInfo {

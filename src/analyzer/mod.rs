@@ -1,6 +1,9 @@
 //! The per-flow analyzer: sniffs the first bytes of each direction, then hands the
 //! stream to the TLS analyzer (direct TLS) or to a STARTTLS protocol driver.
 
+pub mod certificate;
+pub mod fingerprint;
+pub mod hello;
 pub mod sslv2;
 pub mod starttls;
 pub mod tls;

@@ -152,22 +152,6 @@ pub fn error_name(code: u16) -> String {
     }
 }
 
-/// Name of a 3-byte SSLv2 cipher kind; kinds `00 XX YY` are TLS suites `XXYY`.
-pub fn cipher_name(kind: u32) -> String {
-    let name = match kind {
-        0x01_0080 => "SSL_CK_RC4_128_WITH_MD5",
-        0x02_0080 => "SSL_CK_RC4_128_EXPORT40_WITH_MD5",
-        0x03_0080 => "SSL_CK_RC2_128_CBC_WITH_MD5",
-        0x04_0080 => "SSL_CK_RC2_128_CBC_EXPORT40_WITH_MD5",
-        0x05_0080 => "SSL_CK_IDEA_128_CBC_WITH_MD5",
-        0x06_0040 => "SSL_CK_DES_64_CBC_WITH_MD5",
-        0x07_00c0 => "SSL_CK_DES_192_EDE3_CBC_WITH_MD5",
-        k if k >> 16 == 0 => return super::tls::cipher_name(k as u16),
-        _ => return format!("0x{kind:06x}"),
-    };
-    name.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,9 +212,6 @@ mod tests {
         assert_eq!(ch.version, 2);
         assert_eq!(ch.cipher_specs, vec![0x07_00c0, 0x01_0080, 0x00_002f]);
         assert_eq!(ch.challenge.len(), 16);
-        assert_eq!(cipher_name(0x07_00c0), "SSL_CK_DES_192_EDE3_CBC_WITH_MD5");
-        assert_eq!(cipher_name(0x00_002f), "TLS_RSA_WITH_AES_128_CBC_SHA");
-        assert_eq!(cipher_name(0x09_0000), "0x090000");
     }
 
     #[test]

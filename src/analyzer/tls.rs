@@ -1,13 +1,13 @@
 //! TLS analysis of one connection: record layer, handshake defragmentation,
 //! ClientHello/ServerHello, alerts, SSLv2 — fed per direction, bounded memory.
 
+pub use super::hello::{
+    ParsedClientHello, ParsedServerHello, client_hello, client_hello_over, server_hello,
+};
 use super::sslv2;
+use crate::cipher::{self, is_grease};
 use crate::record::{Alert, ClientHelloInfo, Dir, FlowRecord, Note, PerDir, ServerHelloInfo};
-use crate::version::{Version, is_grease};
-use nom::Parser;
-use nom::bytes::complete::take;
-use nom::multi::length_data;
-use nom::number::complete::{be_u8, be_u16};
+use crate::version::Version;
 
 /// Largest TLS record body accepted (2^14 plus the 2048 bytes RFC 5246 allows for expansion).
 pub const MAX_RECORD_LEN: usize = 16384 + 2048;
@@ -17,6 +17,11 @@ pub const MAX_HELLO_LEN: usize = 64 * 1024;
 pub const MAX_ALERTS: usize = 16;
 /// Largest SSLv2 hello record collected.
 pub const MAX_SSLV2_HELLO: usize = 32 * 1024;
+/// Largest Certificate message collected (a chain of a dozen 4 KiB certificates
+/// and then some); a bigger one is skipped with a note.
+pub const MAX_CERTIFICATE_LEN: usize = 128 * 1024;
+/// Largest ServerKeyExchange collected (an 8192-bit DH group and its signature fit easily).
+pub const MAX_KEY_EXCHANGE_LEN: usize = 8 * 1024;
 
 const CT_CHANGE_CIPHER_SPEC: u8 = 20;
 const CT_ALERT: u8 = 21;
@@ -26,12 +31,20 @@ const CT_HEARTBEAT: u8 = 24;
 
 const HS_CLIENT_HELLO: u8 = 1;
 const HS_SERVER_HELLO: u8 = 2;
+const HS_CERTIFICATE: u8 = 11;
+const HS_SERVER_KEY_EXCHANGE: u8 = 12;
+const HS_SERVER_HELLO_DONE: u8 = 14;
 
-/// The ServerHello random that marks a HelloRetryRequest (RFC 8446 §4.1.3).
-const HRR_RANDOM: [u8; 32] = [
-    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
-    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
-];
+/// How many bytes of a handshake message of this type are collected for parsing;
+/// `None` for types only counted.
+fn collect_cap(msg_type: u8) -> Option<usize> {
+    match msg_type {
+        HS_CLIENT_HELLO | HS_SERVER_HELLO => Some(MAX_HELLO_LEN),
+        HS_CERTIFICATE => Some(MAX_CERTIFICATE_LEN),
+        HS_SERVER_KEY_EXCHANGE => Some(MAX_KEY_EXCHANGE_LEN),
+        _ => None,
+    }
+}
 
 /// What the first bytes of a direction look like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +168,13 @@ pub struct TlsAnalyzer {
     sslv2: bool,
     tls13: bool,
     done: bool,
+    /// The first ClientHello: what a ServerHello is checked against.
+    client_session_id: Vec<u8>,
+    client_max_version: Option<Version>,
+    /// Key exchange of the selected suite (TLS 1.0-1.2).
+    kx: Option<cipher::KeyExchange>,
+    /// The server finished its part of a full handshake (ServerHelloDone).
+    server_hello_done: bool,
 }
 
 impl TlsAnalyzer {
@@ -366,7 +386,14 @@ impl TlsAnalyzer {
         side.body = Body::Header;
         side.records += 1;
         match content_type {
-            CT_CHANGE_CIPHER_SPEC if ccs_encrypts => side.encrypted = true,
+            CT_CHANGE_CIPHER_SPEC if ccs_encrypts => {
+                side.encrypted = true;
+                // A server that changes cipher before finishing its hello part
+                // resumed an earlier session (abbreviated handshake).
+                if dir == Dir::Server && !self.server_hello_done {
+                    rec.tls_mut().resumed = true;
+                }
+            }
             CT_ALERT if !side.encrypted && side.alert_len == 2 => {
                 let [level, desc] = side.alert;
                 let alerts = &mut rec.tls_mut().alerts;
@@ -413,10 +440,10 @@ impl TlsAnalyzer {
                     | (usize::from(hs.hdr[2]) << 8)
                     | usize::from(hs.hdr[3]);
                 hs.remaining = len;
-                let hello = msg_type == HS_CLIENT_HELLO || msg_type == HS_SERVER_HELLO;
-                hs.collecting = hello && len <= MAX_HELLO_LEN;
+                let cap = collect_cap(msg_type);
+                hs.collecting = cap.is_some_and(|cap| len <= cap);
                 hs.buf.clear();
-                if hello && !hs.collecting {
+                if cap.is_some() && !hs.collecting {
                     rec.note(Note::HandshakeTooLarge);
                 }
             }
@@ -430,13 +457,19 @@ impl TlsAnalyzer {
                 return;
             }
             hs.hdr_len = 0;
+            let msg_type = hs.hdr[0];
             if hs.collecting {
                 hs.collecting = false;
-                let msg_type = hs.hdr[0];
-                let body = std::mem::take(&mut hs.buf);
-                self.hello(dir, msg_type, &body, rec);
-                // Keep the allocation for a possible second hello (after a HelloRetryRequest).
-                self.side.get_mut(dir).hs.buf = body;
+                let mut body = std::mem::take(&mut hs.buf);
+                self.message(dir, msg_type, &body, rec);
+                // Keep a small allocation for a possible second hello (after a
+                // HelloRetryRequest); give a large one back.
+                if body.capacity() <= MAX_HELLO_LEN {
+                    body.clear();
+                    self.side.get_mut(dir).hs.buf = body;
+                }
+            } else if (msg_type, dir) == (HS_SERVER_HELLO_DONE, Dir::Server) {
+                self.server_hello_done = true;
             }
             if chunk.is_empty() || self.done {
                 return;
@@ -444,39 +477,88 @@ impl TlsAnalyzer {
         }
     }
 
-    fn hello(&mut self, dir: Dir, msg_type: u8, body: &[u8], rec: &mut FlowRecord) {
-        let record_version = self.side.get(dir).record_version;
+    /// One complete, collected handshake message.
+    fn message(&mut self, dir: Dir, msg_type: u8, body: &[u8], rec: &mut FlowRecord) {
         match (msg_type, dir) {
-            (HS_CLIENT_HELLO, Dir::Client) => match client_hello(body) {
-                Some(mut ch) => {
-                    ch.record_version = record_version;
-                    rec.tls_mut().client_hello = Some(ch);
+            (HS_CLIENT_HELLO, Dir::Client) => self.client_hello(body, rec),
+            (HS_SERVER_HELLO, Dir::Server) => self.server_hello(body, rec),
+            (HS_CERTIFICATE, _) => {
+                let (ders, cut) = super::hello::certificate_list(body);
+                if cut {
+                    rec.note(Note::CertificateListMalformed);
                 }
-                None => rec.note(Note::TlsParseError),
-            },
-            (HS_SERVER_HELLO, Dir::Server) => match server_hello(body) {
-                Some(sh) if sh.hrr => {
-                    rec.tls_mut().hello_retry_request = true;
-                    rec.note(Note::HelloRetryRequest);
+                let chain = super::certificate::chain(&ders, rec);
+                let tls = rec.tls_mut();
+                match dir {
+                    Dir::Server => tls.certificates = chain,
+                    Dir::Client => tls.client_certificates = chain,
                 }
-                Some(sh) => {
-                    self.server_hello = true;
-                    let negotiated = sh.info.selected_version.unwrap_or(sh.info.version);
-                    if negotiated.is_tls13() {
-                        // Everything after a TLS 1.3 ServerHello is encrypted.
-                        self.tls13 = true;
-                        self.side.server.encrypted = true;
-                    }
+            }
+            (HS_SERVER_KEY_EXCHANGE, Dir::Server) => {
+                if let Some(p) = self
+                    .kx
+                    .and_then(|kx| super::hello::server_key_exchange(body, kx))
+                {
                     let tls = rec.tls_mut();
-                    tls.version = Some(negotiated);
-                    tls.server_hello = Some(sh.info);
-                    if self.sslv2_client {
-                        rec.note(Note::Sslv2ClientHello);
-                    }
+                    tls.group = p.group.map(cipher::group_name).or(tls.group.take());
+                    tls.dh_bits = p.dh_bits.or(tls.dh_bits);
                 }
-                None => rec.note(Note::TlsParseError),
-            },
+            }
             _ => {}
+        }
+    }
+
+    fn client_hello(&mut self, body: &[u8], rec: &mut FlowRecord) {
+        let Some(ch) = client_hello_over(body, super::fingerprint::Transport::Tcp) else {
+            rec.note(Note::TlsParseError);
+            return;
+        };
+        // A second ClientHello (after a HelloRetryRequest) repeats the first with
+        // a new key share; the first one is the client's fingerprint.
+        if rec.tls.as_ref().is_some_and(|t| t.client_hello.is_some()) {
+            return;
+        }
+        let mut info = ch.info;
+        info.record_version = self.side.client.record_version;
+        self.client_session_id = ch.session_id;
+        self.client_max_version = Some(ch.max_version);
+        rec.tls_mut().client_hello = Some(info);
+    }
+
+    fn server_hello(&mut self, body: &[u8], rec: &mut FlowRecord) {
+        let Some(sh) = server_hello(body) else {
+            rec.note(Note::TlsParseError);
+            return;
+        };
+        if sh.hrr {
+            rec.tls_mut().hello_retry_request = true;
+            rec.note(Note::HelloRetryRequest);
+            return;
+        }
+        self.server_hello = true;
+        let negotiated = sh.info.selected_version.unwrap_or(sh.info.version);
+        let tls13 = negotiated.is_tls13();
+        if tls13 {
+            // Everything after a TLS 1.3 ServerHello is encrypted.
+            self.tls13 = true;
+            self.side.server.encrypted = true;
+        }
+        let suite = sh.info.cipher_id.and_then(cipher::suite);
+        let tls = rec.tls_mut();
+        tls.version = Some(negotiated);
+        tls.downgrade_sentinel = sh.downgrade_sentinel;
+        if tls13 {
+            tls.resumed = sh.psk_accepted;
+            tls.group = sh.key_share_group.map(cipher::group_name);
+            tls.key_exchange = Some(tls13_key_exchange(sh.key_share_group, sh.psk_accepted).into());
+        } else {
+            self.kx = suite.map(|s| s.kx);
+            tls.key_exchange = suite.map(|s| s.kx.as_str().to_string());
+            tls.resumed = !sh.session_id.is_empty() && sh.session_id == self.client_session_id;
+        }
+        tls.server_hello = Some(sh.info);
+        if self.sslv2_client {
+            rec.note(Note::Sslv2ClientHello);
         }
     }
 
@@ -494,9 +576,10 @@ impl TlsAnalyzer {
                             .cipher_specs
                             .iter()
                             .filter(|&&k| !(k >> 16 == 0 && is_grease(k as u16)))
-                            .map(|&k| sslv2::cipher_name(k))
+                            .map(|&k| cipher::sslv2_name(k))
                             .collect(),
                         sslv2_format: true,
+                        ..ClientHelloInfo::default()
                     });
                 }
                 Err(_) => rec.note(Note::TlsParseError),
@@ -510,9 +593,8 @@ impl TlsAnalyzer {
                     tls.server_hello = Some(ServerHelloInfo {
                         version: Version(sh.version),
                         selected_version: None,
-                        cipher_suite: sh.cipher_specs.first().map(|&k| sslv2::cipher_name(k)),
-                        cipher_id: None,
-                        alpn: None,
+                        cipher_suite: sh.cipher_specs.first().map(|&k| cipher::sslv2_name(k)),
+                        ..ServerHelloInfo::default()
                     });
                 }
                 Err(_) => rec.note(Note::TlsParseError),
@@ -558,11 +640,23 @@ impl TlsAnalyzer {
     }
 }
 
-/// Cipher suite name (IANA), or hex for unknown values.
-pub fn cipher_name(id: u16) -> String {
-    match tls_parser::TlsCipherSuite::from_id(id) {
-        Some(cs) => cs.name.to_string(),
-        None => format!("0x{id:04x}"),
+/// TLS 1.3 key exchange from the ServerHello: the key_share group's kind, and
+/// `psk` when a pre-shared key was accepted (RFC 8446 §4.2.9).
+fn tls13_key_exchange(group: Option<u16>, psk: bool) -> &'static str {
+    let kind = group.map(|g| match g {
+        g if cipher::is_ffdhe(g) => "dhe",
+        0x0200..=0x0202 => "mlkem",
+        0x11eb..=0x11ed | 0x6399 | 0x639a => "ecdhe_mlkem",
+        _ => "ecdhe",
+    });
+    match (psk, kind) {
+        (false, Some(k)) => k,
+        (false, None) => "unknown",
+        (true, None) => "psk",
+        (true, Some("dhe")) => "psk_dhe",
+        (true, Some("mlkem")) => "psk_mlkem",
+        (true, Some("ecdhe_mlkem")) => "psk_ecdhe_mlkem",
+        (true, Some(_)) => "psk_ecdhe",
     }
 }
 
@@ -609,151 +703,9 @@ pub fn alert_name(d: u8) -> String {
     s.to_string()
 }
 
-/// Iterates `(type, data)` over a raw extensions block; stops at the first malformed entry.
-fn extensions(mut i: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let (rest, (t, d)) = (
-            be_u16::<&[u8], nom::error::Error<&[u8]>>,
-            length_data(be_u16),
-        )
-            .parse(i)
-            .ok()?;
-        i = rest;
-        Some((t, d))
-    })
-}
-
-fn printable(b: &[u8]) -> String {
-    crate::record::escape_wire(b, 255)
-}
-
-/// Parses a ClientHello body (after the 4-byte handshake header).
-pub fn client_hello(body: &[u8]) -> Option<ClientHelloInfo> {
-    let (_, ch) = tls_parser::parse_tls_handshake_client_hello(body).ok()?;
-    let mut info = ClientHelloInfo {
-        version: Version(ch.version.0),
-        cipher_suites: ch
-            .ciphers
-            .iter()
-            .filter(|c| !is_grease(c.0))
-            .map(|c| cipher_name(c.0))
-            .collect(),
-        ..ClientHelloInfo::default()
-    };
-    for (t, data) in extensions(ch.ext.unwrap_or_default()) {
-        match t {
-            0 => {
-                if let Ok((_, tls_parser::TlsExtension::SNI(names))) =
-                    tls_parser::parse_tls_extension_sni_content(data)
-                {
-                    info.sni = names
-                        .iter()
-                        .find(|(t, _)| t.0 == 0)
-                        .map(|(_, name)| printable(name));
-                }
-            }
-            16 => {
-                if let Ok((_, tls_parser::TlsExtension::ALPN(protos))) =
-                    tls_parser::parse_tls_extension_alpn_content(data)
-                {
-                    info.alpn = protos.iter().map(|p| printable(p)).collect();
-                }
-            }
-            43 => {
-                if let Ok((_, list)) =
-                    length_data::<&[u8], nom::error::Error<&[u8]>, _>(be_u8).parse(data)
-                {
-                    info.supported_versions = list
-                        .chunks_exact(2)
-                        .filter_map(|v| Some(u16::from_be_bytes(v.try_into().ok()?)))
-                        .filter(|&v| !is_grease(v))
-                        .map(Version)
-                        .collect();
-                }
-            }
-            _ => {}
-        }
-    }
-    Some(info)
-}
-
-type Fields<'a> = (u16, &'a [u8], u16, Option<&'a [u8]>);
-
-fn server_hello_fields(body: &[u8], draft_format: bool) -> Option<Fields<'_>> {
-    type E<'a> = nom::error::Error<&'a [u8]>;
-    let (i, (version, random)) = (be_u16::<&[u8], E<'_>>, take(32usize)).parse(body).ok()?;
-    let early_draft = draft_format || (0x7f00..0x7f16).contains(&version);
-    let (i, cipher) = if early_draft {
-        be_u16::<&[u8], E<'_>>(i).ok()?
-    } else {
-        let (i, sid_len) = be_u8::<&[u8], E<'_>>(i).ok()?;
-        if sid_len > 32 {
-            return None;
-        }
-        let (i, _) = take::<usize, &[u8], E<'_>>(usize::from(sid_len))(i).ok()?;
-        let (i, cipher) = be_u16::<&[u8], E<'_>>(i).ok()?;
-        let (i, _compression) = be_u8::<&[u8], E<'_>>(i).ok()?;
-        (i, cipher)
-    };
-    let ext = match i.len() {
-        0 => None,
-        _ => {
-            let (rest, e) = length_data::<&[u8], E<'_>, _>(be_u16).parse(i).ok()?;
-            if !rest.is_empty() {
-                return None;
-            }
-            Some(e)
-        }
-    };
-    Some((version, random, cipher, ext))
-}
-
-/// A parsed ServerHello.
-pub struct ParsedServerHello {
-    pub info: ServerHelloInfo,
-    pub hrr: bool,
-}
-
-/// Parses a ServerHello body (after the 4-byte handshake header), for every
-/// version including TLS 1.3 drafts before draft 22 (no session id or compression).
-pub fn server_hello(body: &[u8]) -> Option<ParsedServerHello> {
-    let (version, random, cipher, ext) = match server_hello_fields(body, false) {
-        Some(f) => f,
-        // Early TLS 1.3 drafts (some with version 0x0304) have no session id or compression.
-        None => server_hello_fields(body, true)?,
-    };
-    let mut info = ServerHelloInfo {
-        version: Version(version),
-        selected_version: None,
-        cipher_suite: Some(cipher_name(cipher)),
-        cipher_id: Some(cipher),
-        alpn: None,
-    };
-    for (t, data) in extensions(ext.unwrap_or_default()) {
-        match t {
-            43 => {
-                if let [a, b] = data {
-                    info.selected_version = Some(Version(u16::from_be_bytes([*a, *b])));
-                }
-            }
-            16 => {
-                if let Ok((_, tls_parser::TlsExtension::ALPN(protos))) =
-                    tls_parser::parse_tls_extension_alpn_content(data)
-                {
-                    info.alpn = protos.first().map(|p| printable(p));
-                }
-            }
-            _ => {}
-        }
-    }
-    Some(ParsedServerHello {
-        info,
-        hrr: random == HRR_RANDOM,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::hello::HRR_RANDOM;
     use super::*;
     use crate::record::{Endpoint, Timestamp};
 
@@ -878,7 +830,11 @@ mod tests {
                 "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
             ]
         );
-        assert_eq!(ch.record_version, Some(Version::TLS12));
+        // The first ClientHello is kept (record version 1.0); the one after the
+        // HelloRetryRequest (record version 1.2) only repeats it with a new key share.
+        assert_eq!(ch.record_version, Some(Version::TLS10));
+        assert_eq!(tls.key_exchange.as_deref(), Some("unknown"));
+        assert!(ch.ja3.is_some() && ch.ja4.is_some());
         let want = serde_json::to_value(&whole).ok();
         let longest = t.iter().map(|(_, b)| b.len()).max().unwrap_or(0);
         for at in 1..longest {

@@ -60,17 +60,19 @@ impl<W: Write> Table<W> {
         }
     }
 
-    /// Column widths: fixed ones first, the rest shared by endpoints, SNI and findings.
-    fn widths(&self) -> [usize; 7] {
+    /// Column widths: fixed ones first, the rest shared by endpoints, SNI,
+    /// certificate and findings.
+    fn widths(&self) -> [usize; 8] {
         let (id, proto, enc, ver) = (5, 12, 16, 16);
         match self.width {
-            None => [id, 47, proto, enc, ver, 30, 60],
+            None => [id, 47, proto, enc, ver, 30, 40, 60],
             Some(total) => {
-                let rest = total.saturating_sub(id + proto + enc + ver + 6).max(30);
-                let ep = (rest * 45 / 100).max(12);
-                let sni = (rest * 20 / 100).max(4);
-                let fnd = rest.saturating_sub(ep + sni).max(4);
-                [id, ep, proto, enc, ver, sni, fnd]
+                let rest = total.saturating_sub(id + proto + enc + ver + 7).max(36);
+                let ep = (rest * 36 / 100).max(12);
+                let sni = (rest * 16 / 100).max(4);
+                let cert = (rest * 22 / 100).max(6);
+                let fnd = rest.saturating_sub(ep + sni + cert).max(4);
+                [id, ep, proto, enc, ver, sni, cert, fnd]
             }
         }
     }
@@ -83,7 +85,7 @@ impl<W: Write> Table<W> {
         }
     }
 
-    fn row(&mut self, cells: [String; 7], colors: [&str; 7]) -> io::Result<()> {
+    fn row(&mut self, cells: [String; 8], colors: [&str; 8]) -> io::Result<()> {
         let w = self.widths();
         let mut line = String::new();
         for (i, cell) in cells.iter().enumerate() {
@@ -100,6 +102,51 @@ impl<W: Write> Table<W> {
             }
         }
         writeln!(self.out, "{}", line.trim_end())
+    }
+}
+
+/// Finding codes about the server's certificates, for the certificate column.
+const CERT_CODES: &[&str] = &[
+    "CERT_EXPIRED",
+    "CERT_NOT_YET_VALID",
+    "CERT_NAME_MISMATCH",
+    "CERT_SELF_SIGNED",
+    "WEAK_SIGNATURE",
+];
+
+/// The leaf certificate's name and expiry date, or the worst certificate
+/// finding in front of the name.
+fn certificate_cell(rec: &FlowRecord) -> (String, &'static str) {
+    let Some(leaf) = rec.tls.as_ref().and_then(|t| t.certificates.first()) else {
+        return ("-".to_string(), "");
+    };
+    let name = leaf
+        .subject_cn
+        .clone()
+        .or_else(|| leaf.subject.clone())
+        .unwrap_or_else(|| "(unparsed)".to_string());
+    let worst = rec
+        .findings
+        .iter()
+        .filter(|f| CERT_CODES.contains(&f.code))
+        .max_by_key(|f| f.severity);
+    match worst {
+        Some(f) => (
+            format!("{} {name}", f.code),
+            if f.severity >= Severity::High {
+                RED
+            } else {
+                YELLOW
+            },
+        ),
+        None => {
+            let date = leaf
+                .not_after
+                .as_deref()
+                .and_then(|d| d.get(..10))
+                .unwrap_or("?");
+            (format!("{name} (to {date})"), "")
+        }
     }
 }
 
@@ -126,10 +173,11 @@ impl<W: Write> Sink for Table<W> {
                 "ENCRYPTION",
                 "VERSION",
                 "SNI",
+                "CERTIFICATE",
                 "FINDINGS",
             ]
             .map(String::from);
-            self.row(h, [BOLD; 7])?;
+            self.row(h, [BOLD; 8])?;
         }
         let version = rec
             .tls
@@ -151,6 +199,7 @@ impl<W: Write> Sink for Table<W> {
                 .collect::<Vec<_>>()
                 .join(",")
         };
+        let (cert, cert_color) = certificate_cell(rec);
         let enc_color = match rec.encryption {
             Encryption::Tls | Encryption::Starttls => GREEN,
             Encryption::Unknown | Encryption::Ssh | Encryption::Gssapi => "",
@@ -170,9 +219,10 @@ impl<W: Write> Sink for Table<W> {
                 rec.encryption.as_str().to_string(),
                 version,
                 sni,
+                cert,
                 findings,
             ],
-            ["", "", "", enc_color, "", "", find_color],
+            ["", "", "", enc_color, "", "", cert_color, find_color],
         )?;
         if self.flush_each {
             self.out.flush()?;

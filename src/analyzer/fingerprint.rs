@@ -1,0 +1,302 @@
+//! Client and server fingerprints of a handshake: JA3 and JA3S (Salesforce's
+//! definitions, as tshark computes `tls.handshake.ja3`/`ja3s`) and JA4
+//! (FoxIO's JA4 for TLS, BSD-3-Clause). Pure functions on the hello fields.
+
+use crate::cipher::is_grease;
+use md5::{Digest, Md5};
+use sha2::Sha256;
+use std::fmt::Write;
+
+const EXT_SNI: u16 = 0x0000;
+const EXT_ALPN: u16 = 0x0010;
+
+/// The parts of a ClientHello the fingerprints read, in wire order, GREASE still in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientHelloFields {
+    /// Legacy `client_version`.
+    pub version: u16,
+    pub ciphers: Vec<u16>,
+    /// Extension types in wire order.
+    pub extensions: Vec<u16>,
+    /// `supported_groups` (formerly `elliptic_curves`).
+    pub groups: Vec<u16>,
+    pub point_formats: Vec<u8>,
+    pub signature_algorithms: Vec<u16>,
+    pub supported_versions: Vec<u16>,
+    /// The first ALPN protocol name, raw.
+    pub first_alpn: Option<Vec<u8>>,
+}
+
+/// What carries the handshake: the first character of JA4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// TLS over TCP (`t`).
+    Tcp,
+    /// TLS 1.3 inside QUIC CRYPTO frames (`q`).
+    Quic,
+    /// DTLS over UDP (`d`).
+    Dtls,
+}
+
+fn dash_joined<T: Copy + Into<u32>>(items: impl Iterator<Item = T>) -> String {
+    let mut s = String::new();
+    for (i, v) in items.enumerate() {
+        if i > 0 {
+            s.push('-');
+        }
+        let _ = write!(s, "{}", v.into());
+    }
+    s
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Lowercase hex MD5 of a string.
+pub fn md5_hex(s: &str) -> String {
+    hex(&Md5::digest(s.as_bytes()))
+}
+
+/// Lowercase hex SHA-256 of bytes.
+pub fn sha256_hex(b: &[u8]) -> String {
+    hex(&Sha256::digest(b))
+}
+
+/// JA3 string of a ClientHello: `version,ciphers,extensions,groups,point_formats`,
+/// decimal values joined by `-`, GREASE left out of the first four lists.
+pub fn ja3_string(f: &ClientHelloFields) -> String {
+    format!(
+        "{},{},{},{},{}",
+        f.version,
+        dash_joined(f.ciphers.iter().copied().filter(|&c| !is_grease(c))),
+        dash_joined(f.extensions.iter().copied().filter(|&e| !is_grease(e))),
+        dash_joined(f.groups.iter().copied().filter(|&g| !is_grease(g))),
+        dash_joined(f.point_formats.iter().copied()),
+    )
+}
+
+/// JA3S string of a ServerHello: `version,cipher,extensions`.
+pub fn ja3s_string(version: u16, cipher: u16, extensions: &[u16]) -> String {
+    format!(
+        "{version},{cipher},{}",
+        dash_joined(extensions.iter().copied().filter(|&e| !is_grease(e)))
+    )
+}
+
+fn ja4_version(f: &ClientHelloFields) -> &'static str {
+    let v = f
+        .supported_versions
+        .iter()
+        .copied()
+        .filter(|&v| !is_grease(v))
+        .max()
+        .unwrap_or(f.version);
+    match v {
+        0x0304 => "13",
+        0x0303 => "12",
+        0x0302 => "11",
+        0x0301 => "10",
+        0x0300 => "s3",
+        0x0002 => "s2",
+        0xfeff => "d1",
+        0xfefd => "d2",
+        0xfefc => "d3",
+        _ => "00",
+    }
+}
+
+/// First and last character of the first ALPN value; the ends of its hex form
+/// when either end byte is not alphanumeric.
+fn ja4_alpn(first: Option<&[u8]>) -> String {
+    let Some(v) = first else {
+        return "00".into();
+    };
+    let (Some(&a), Some(&z)) = (v.first(), v.last()) else {
+        return "00".into();
+    };
+    if a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric() {
+        return format!("{}{}", char::from(a), char::from(z));
+    }
+    let h = hex(v);
+    let mut chars = h.chars();
+    match (chars.next(), chars.next_back()) {
+        (Some(x), Some(y)) => format!("{x}{y}"),
+        _ => "00".into(),
+    }
+}
+
+fn hex_list(items: &[u16]) -> String {
+    let mut s = String::with_capacity(items.len() * 5);
+    for (i, v) in items.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{v:04x}");
+    }
+    s
+}
+
+fn hash12(s: &str) -> String {
+    let mut h = sha256_hex(s.as_bytes());
+    h.truncate(12);
+    h
+}
+
+/// JA4 and its raw form JA4_r of a ClientHello.
+pub fn ja4(f: &ClientHelloFields, transport: Transport) -> (String, String) {
+    let proto = match transport {
+        Transport::Tcp => 't',
+        Transport::Quic => 'q',
+        Transport::Dtls => 'd',
+    };
+    let mut ciphers: Vec<u16> = f
+        .ciphers
+        .iter()
+        .copied()
+        .filter(|&c| !is_grease(c))
+        .collect();
+    let exts: Vec<u16> = f
+        .extensions
+        .iter()
+        .copied()
+        .filter(|&e| !is_grease(e))
+        .collect();
+    let sni = if exts.contains(&EXT_SNI) { 'd' } else { 'i' };
+    let a = format!(
+        "{proto}{}{sni}{:02}{:02}{}",
+        ja4_version(f),
+        ciphers.len().min(99),
+        exts.len().min(99),
+        ja4_alpn(f.first_alpn.as_deref()),
+    );
+    ciphers.sort_unstable();
+    let mut sorted_exts: Vec<u16> = exts
+        .into_iter()
+        .filter(|&e| e != EXT_SNI && e != EXT_ALPN)
+        .collect();
+    sorted_exts.sort_unstable();
+    let sigs: Vec<u16> = f
+        .signature_algorithms
+        .iter()
+        .copied()
+        .filter(|&s| !is_grease(s))
+        .collect();
+    let b_raw = hex_list(&ciphers);
+    let mut c_raw = hex_list(&sorted_exts);
+    if !sigs.is_empty() {
+        c_raw.push('_');
+        c_raw.push_str(&hex_list(&sigs));
+    }
+    let b = if ciphers.is_empty() {
+        "000000000000".to_string()
+    } else {
+        hash12(&b_raw)
+    };
+    let c = if sorted_exts.is_empty() {
+        "000000000000".to_string()
+    } else {
+        hash12(&c_raw)
+    };
+    (format!("{a}_{b}_{c}"), format!("{a}_{b_raw}_{c_raw}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example of FoxIO's JA4 specification (technical_details/JA4.md).
+    fn spec_example() -> ClientHelloFields {
+        ClientHelloFields {
+            version: 0x0303,
+            ciphers: vec![
+                0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
+                0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
+            ],
+            extensions: vec![
+                0x001b, 0x0000, 0x0033, 0x0010, 0x4469, 0x0017, 0x002d, 0x000d, 0x0005, 0x0023,
+                0x0012, 0x002b, 0xff01, 0x000b, 0x000a, 0x0015,
+            ],
+            signature_algorithms: vec![
+                0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
+            ],
+            supported_versions: vec![0x0304, 0x0303],
+            first_alpn: Some(b"h2".to_vec()),
+            ..ClientHelloFields::default()
+        }
+    }
+
+    #[test]
+    fn ja4_matches_the_published_example() {
+        let (ja4, raw) = ja4(&spec_example(), Transport::Tcp);
+        assert_eq!(ja4, "t13d1516h2_8daaf6152771_e5627efa2ab1");
+        assert_eq!(
+            raw,
+            "t13d1516h2_002f,0035,009c,009d,1301,1302,1303,c013,c014,c02b,c02c,c02f,c030,cca8,cca9_0005,000a,000b,000d,0012,0015,0017,001b,0023,002b,002d,0033,4469,ff01_0403,0804,0401,0503,0805,0501,0806,0601"
+        );
+        let mut no_sigs = spec_example();
+        no_sigs.signature_algorithms.clear();
+        assert!(ja4_of(&no_sigs).ends_with("_6d807ffa2a79"));
+    }
+
+    fn ja4_of(f: &ClientHelloFields) -> String {
+        ja4(f, Transport::Tcp).0
+    }
+
+    #[test]
+    fn ja4_grease_transport_and_empty_lists() {
+        let mut f = spec_example();
+        f.ciphers.insert(0, 0x4a4a);
+        f.extensions.insert(0, 0x5a5a);
+        f.supported_versions.insert(0, 0x7a7a);
+        f.signature_algorithms.insert(0, 0x0a0a);
+        assert_eq!(ja4_of(&f), "t13d1516h2_8daaf6152771_e5627efa2ab1");
+        assert!(ja4(&f, Transport::Quic).0.starts_with("q13d"));
+        assert!(ja4(&f, Transport::Dtls).0.starts_with("d13d"));
+        let empty = ClientHelloFields {
+            version: 0x0301,
+            ..ClientHelloFields::default()
+        };
+        assert_eq!(ja4_of(&empty), "t10i000000_000000000000_000000000000");
+        assert_eq!(ja4(&empty, Transport::Tcp).1, "t10i000000__");
+    }
+
+    #[test]
+    fn ja4_alpn_rules_of_the_spec() {
+        assert_eq!(ja4_alpn(None), "00");
+        assert_eq!(ja4_alpn(Some(b"")), "00");
+        assert_eq!(ja4_alpn(Some(b"h2")), "h2");
+        assert_eq!(ja4_alpn(Some(b"http/1.1")), "h1");
+        assert_eq!(ja4_alpn(Some(b"h")), "hh");
+        assert_eq!(ja4_alpn(Some(&[0xab])), "ab");
+        assert_eq!(ja4_alpn(Some(&[0xab, 0xcd])), "ad");
+        assert_eq!(ja4_alpn(Some(&[0x30, 0xab])), "3b");
+        assert_eq!(ja4_alpn(Some(&[0x30, 0x31, 0xab, 0xcd])), "3d");
+        assert_eq!(ja4_alpn(Some(&[0x30, 0xab, 0xcd, 0x31])), "01");
+    }
+
+    #[test]
+    fn ja3_strings_drop_grease() {
+        let f = ClientHelloFields {
+            version: 771,
+            ciphers: vec![0x2a2a, 0x1301, 0xc02f],
+            extensions: vec![0x0a0a, 0, 10, 11],
+            groups: vec![0x3a3a, 29, 23],
+            point_formats: vec![0],
+            ..ClientHelloFields::default()
+        };
+        assert_eq!(ja3_string(&f), "771,4865-49199,0-10-11,29-23,0");
+        assert_eq!(md5_hex(""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(ja3s_string(771, 4865, &[43, 51]), "771,4865,43-51");
+        let bare = ClientHelloFields {
+            version: 769,
+            ciphers: vec![47],
+            ..ClientHelloFields::default()
+        };
+        assert_eq!(ja3_string(&bare), "769,47,,,");
+    }
+}
