@@ -1032,7 +1032,7 @@ fn golden_reports_of_recorded_captures() {
     let bless = std::env::var_os("TLSWATCH_BLESS").is_some();
     let mut checked = 0;
     let mut diffs = Vec::new();
-    for sub in ["tls", "starttls", "binary"] {
+    for sub in ["tls", "starttls", "binary", "depth"] {
         let dir = root().join("fixtures").join(sub);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -1109,7 +1109,7 @@ fn mutated_captures_never_panic() {
         seed
     };
     let mut inputs = Vec::new();
-    for sub in ["tls", "starttls", "binary"] {
+    for sub in ["tls", "starttls", "binary", "depth"] {
         for e in std::fs::read_dir(root().join("fixtures").join(sub))
             .into_iter()
             .flatten()
@@ -1183,7 +1183,7 @@ const SECRETS: &[&str] = &[
 #[test]
 fn no_password_from_any_fixture_reaches_any_output() {
     let mut files = Vec::new();
-    for sub in ["tls", "starttls", "binary"] {
+    for sub in ["tls", "starttls", "binary", "depth"] {
         for e in std::fs::read_dir(root().join("fixtures").join(sub))
             .into_iter()
             .flatten()
@@ -1227,4 +1227,515 @@ fn no_password_from_any_fixture_reaches_any_output() {
             assert!(!text.contains(s), "{extra:?}: secret {s} in the output");
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Fingerprints and certificates checked against tshark and openssl.
+
+/// `../shared/captures` beside the checkout (CI), or two levels up (a worktree).
+fn shared_captures() -> Option<PathBuf> {
+    ["../shared/captures", "../../shared/captures"]
+        .iter()
+        .map(|p| root().join(p))
+        .find(|p| p.join("EXPECTED.tsv").exists())
+}
+
+/// Rows of a tab-separated file with a header, as maps from column to value.
+fn tsv_maps(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap_or_default()
+        .split('\t')
+        .map(String::from)
+        .collect();
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split('\t').map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+/// Flows keyed by (client ip, client port, server ip, server port).
+type FlowsByTuple = BTreeMap<(String, u16, String, u16), Vec<Value>>;
+
+/// Flows of each capture named in `rows`, keyed by (client ip, client port, server ip, server port).
+fn flows_by_tuple(
+    base: &Path,
+    rows: &[BTreeMap<String, String>],
+) -> BTreeMap<String, FlowsByTuple> {
+    let mut out: BTreeMap<String, BTreeMap<_, Vec<Value>>> = BTreeMap::new();
+    for row in rows {
+        let file = &row["file"];
+        if out.contains_key(file) {
+            continue;
+        }
+        let doc = json_of(&base.join(file));
+        let mut m: BTreeMap<_, Vec<Value>> = BTreeMap::new();
+        for f in doc["flows"].as_array().cloned().unwrap_or_default() {
+            let key = |side: &str| {
+                (
+                    norm_ip(f[side]["ip"].as_str().unwrap_or_default()),
+                    f[side]["port"].as_u64().unwrap_or(0) as u16,
+                )
+            };
+            let (c, s) = (key("client"), key("server"));
+            m.entry((c.0, c.1, s.0, s.1)).or_default().push(f);
+        }
+        out.insert(file.clone(), m);
+    }
+    out
+}
+
+/// Compares tlswatch's JA3/JA3S with the rows tshark gave (`fixtures/tools/ja3_expect.py`).
+fn ja3_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
+    let rows = tsv_maps(tsv);
+    let flows = flows_by_tuple(base, &rows);
+    let exceptions: Vec<(String, String, String)> =
+        std::fs::read_to_string(root().join("fixtures/JA3-exceptions.tsv"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let mut c = l.split('\t');
+                Some((c.next()?.into(), c.next()?.into(), c.next()?.into()))
+            })
+            .collect();
+    let mut checked = 0;
+    let mut errors = Vec::new();
+    for row in &rows {
+        let port = |k: &str| row[k].parse::<u16>().unwrap_or(0);
+        let key = (
+            norm_ip(&row["client_ip"]),
+            port("client_port"),
+            norm_ip(&row["server_ip"]),
+            port("server_port"),
+        );
+        let candidates = flows[&row["file"]].get(&key).cloned().unwrap_or_default();
+        if candidates.is_empty() {
+            eprintln!(
+                "{} {key:?}: connection not reported by tlswatch, skipped",
+                row["file"]
+            );
+            continue;
+        }
+        for (obj, field, full) in [
+            ("client_hello", "ja3", "ja3_full"),
+            ("server_hello", "ja3s", "ja3s_full"),
+        ] {
+            let want = (&row[field], &row[full]);
+            let excepted = exceptions
+                .iter()
+                .any(|(f, p, x)| *f == row["file"] && *p == row["client_port"] && x == field);
+            if want.0 == "-" || excepted {
+                continue;
+            }
+            checked += 1;
+            let got: Vec<(String, String)> = candidates
+                .iter()
+                .map(|f| {
+                    let h = &f["tls"][obj];
+                    (
+                        h[field].as_str().unwrap_or("-").to_string(),
+                        h[full].as_str().unwrap_or("-").to_string(),
+                    )
+                })
+                .collect();
+            if !got.iter().any(|(h, s)| h == want.0 && s == want.1) {
+                errors.push(format!(
+                    "{} {:?} {field}: tshark {} ({}), tlswatch {:?}",
+                    row["file"], key, want.0, want.1, got
+                ));
+            }
+        }
+    }
+    (checked, errors)
+}
+
+#[test]
+fn ja3_and_ja3s_match_tshark() {
+    let mut sets = vec![(root().join("fixtures/JA3.tsv"), root().join("fixtures"))];
+    match shared_captures() {
+        Some(dir) => sets.push((root().join("fixtures/JA3-shared.tsv"), dir)),
+        None => eprintln!("shared captures absent: only fixtures/JA3.tsv checked"),
+    }
+    for (tsv, base) in sets {
+        let (checked, errors) = ja3_mismatches(&tsv, &base);
+        assert!(checked > 40, "{}: only {checked} values", tsv.display());
+        assert!(
+            errors.is_empty(),
+            "{}: {} of {checked} differ:\n{}",
+            tsv.display(),
+            errors.len(),
+            errors.join("\n")
+        );
+    }
+}
+
+/// Compares tlswatch's certificates with the rows openssl gave (`fixtures/tools/cert_expect.py`).
+fn cert_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
+    let rows = tsv_maps(tsv);
+    let flows = flows_by_tuple(base, &rows);
+    let mut checked = 0;
+    let mut errors = Vec::new();
+    for row in &rows {
+        let port = |k: &str| row[k].parse::<u16>().unwrap_or(0);
+        let key = (
+            norm_ip(&row["client_ip"]),
+            port("client_port"),
+            norm_ip(&row["server_ip"]),
+            port("server_port"),
+        );
+        let candidates = flows[&row["file"]].get(&key).cloned().unwrap_or_default();
+        if candidates.is_empty() {
+            eprintln!(
+                "{} {key:?}: connection not reported by tlswatch, skipped",
+                row["file"]
+            );
+            continue;
+        }
+        let list = if row["from"] == "client" {
+            "client_certificates"
+        } else {
+            "certificates"
+        };
+        let index: usize = row["index"].parse().unwrap_or(0);
+        let Some(cert) = candidates
+            .iter()
+            .map(|f| f["tls"][list][index].clone())
+            .find(|c| c["sha256"].as_str() == Some(row["sha256"].as_str()))
+        else {
+            errors.push(format!(
+                "{} {key:?} {list}[{index}]: sha256 {} not reported",
+                row["file"], row["sha256"]
+            ));
+            continue;
+        };
+        checked += 1;
+        let text = |v: &Value| match v {
+            Value::Null => "-".to_string(),
+            Value::Bool(b) => if *b { "T" } else { "F" }.to_string(),
+            Value::String(s) => s.clone(),
+            Value::Array(a) => {
+                let s: Vec<String> = a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect();
+                if s.is_empty() {
+                    "-".into()
+                } else {
+                    s.join(",")
+                }
+            }
+            other => other.to_string(),
+        };
+        let fields = [
+            ("subject", &cert["subject"]),
+            ("issuer", &cert["issuer"]),
+            ("subject_cn", &cert["subject_cn"]),
+            ("serial", &cert["serial"]),
+            ("not_before", &cert["not_before"]),
+            ("not_after", &cert["not_after"]),
+            ("san", &cert["san"]),
+            ("key_type", &cert["key"]["type"]),
+            ("key_bits", &cert["key"]["bits"]),
+            ("curve", &cert["key"]["curve"]),
+            ("signature_algorithm", &cert["signature_algorithm"]),
+            ("self_signed", &cert["self_signed"]),
+            ("ca", &cert["ca"]),
+        ];
+        for (name, got) in fields {
+            let want = &row[name];
+            // openssl leaves Ed25519/Ed448 sizes unsaid; CNs with escapes are
+            // compared through the subject string.
+            let skip = (name == "key_bits" && want == "-")
+                || (name == "subject_cn" && want.contains('\\'));
+            if !skip && text(got) != *want {
+                errors.push(format!(
+                    "{} {key:?} {list}[{index}] {name}: openssl {want:?}, tlswatch {:?}",
+                    row["file"],
+                    text(got)
+                ));
+            }
+        }
+    }
+    (checked, errors)
+}
+
+#[test]
+fn certificates_match_openssl() {
+    let mut sets = vec![(
+        root().join("fixtures/CERTS.tsv"),
+        root().join("fixtures"),
+        1,
+    )];
+    match shared_captures() {
+        Some(dir) => sets.push((root().join("fixtures/CERTS-shared.tsv"), dir, 20)),
+        None => eprintln!("shared captures absent: only fixtures/CERTS.tsv checked"),
+    }
+    for (tsv, base, min) in sets {
+        let (checked, errors) = cert_mismatches(&tsv, &base);
+        assert!(
+            checked >= min,
+            "{}: only {checked} certificates",
+            tsv.display()
+        );
+        assert!(
+            errors.is_empty(),
+            "{}: {} differences over {checked} certificates:\n{}",
+            tsv.display(),
+            errors.len(),
+            errors.join("\n")
+        );
+    }
+}
+
+#[test]
+fn ja4_matches_the_reference() {
+    let mut sets = vec![(root().join("fixtures/JA4.tsv"), root().join("fixtures"))];
+    match shared_captures() {
+        Some(dir) => sets.push((root().join("fixtures/JA4-shared.tsv"), dir)),
+        None => eprintln!("shared captures absent: only fixtures/JA4.tsv checked"),
+    }
+    for (tsv, base) in sets {
+        let rows = tsv_maps(&tsv);
+        let flows = flows_by_tuple(&base, &rows);
+        let mut checked = 0;
+        let mut errors = Vec::new();
+        for row in &rows {
+            let port = |k: &str| row[k].parse::<u16>().unwrap_or(0);
+            let key = (
+                norm_ip(&row["client_ip"]),
+                port("client_port"),
+                norm_ip(&row["server_ip"]),
+                port("server_port"),
+            );
+            let Some(candidates) = flows[&row["file"]].get(&key) else {
+                eprintln!(
+                    "{} {key:?}: connection not reported by tlswatch, skipped",
+                    row["file"]
+                );
+                continue;
+            };
+            checked += 1;
+            let got: Vec<(&str, &str)> = candidates
+                .iter()
+                .map(|f| {
+                    let ch = &f["tls"]["client_hello"];
+                    (
+                        ch["ja4"].as_str().unwrap_or("-"),
+                        ch["ja4_r"].as_str().unwrap_or("-"),
+                    )
+                })
+                .collect();
+            if !got.contains(&(row["ja4"].as_str(), row["ja4_r"].as_str())) {
+                errors.push(format!(
+                    "{} {key:?}: reference {} ({}), tlswatch {got:?}",
+                    row["file"], row["ja4"], row["ja4_r"]
+                ));
+            }
+        }
+        assert!(checked >= 20, "{}: only {checked} values", tsv.display());
+        assert!(
+            errors.is_empty(),
+            "{}: {} of {checked} differ:\n{}",
+            tsv.display(),
+            errors.len(),
+            errors.join("\n")
+        );
+    }
+}
+
+/// A TLS 1.2 handshake no current peer produces: the client offers DEFLATE, the
+/// server selects it (CRIME), and its Certificate message carries one DER that
+/// does not parse. Byte-built: OpenSSL 3 and every browser removed compression.
+#[test]
+fn byte_built_compression_and_malformed_certificate() {
+    let mut ch = client_hello();
+    // compression methods (after record and handshake headers, version, random,
+    // empty session id, 6 bytes of suites): [deflate, null] instead of [null]
+    let cm = 5 + 4 + 2 + 32 + 1 + 2 + 6;
+    assert_eq!(&ch[cm..cm + 2], &[0x01, 0x00]);
+    ch.splice(cm..cm + 2, [0x02, 0x01, 0x00]);
+    let hs_len = ch.len() - 9;
+    ch[6..9].copy_from_slice(&(hs_len as u32).to_be_bytes()[1..]);
+    let rec_len = (ch.len() - 5) as u16;
+    ch[3..5].copy_from_slice(&rec_len.to_be_bytes());
+    let mut sh_body = 0x0303u16.to_be_bytes().to_vec();
+    sh_body.extend([9u8; 32]);
+    sh_body.push(0);
+    sh_body.extend(0xc02fu16.to_be_bytes());
+    sh_body.push(1); // DEFLATE
+    let garbage: &[u8] = b"\x30\x82\x01\x00not a certificate at all";
+    let mut cert_body = ((garbage.len() + 3) as u32).to_be_bytes()[1..].to_vec();
+    cert_body.extend(&(garbage.len() as u32).to_be_bytes()[1..]);
+    cert_body.extend(garbage);
+    let mut server = hs_record(0x0303, 2, &sh_body);
+    server.extend(hs_record(0x0303, 11, &cert_body));
+    server.extend(hs_record(0x0303, 14, &[]));
+    let mut p = Pcap::new();
+    let (c1, s1) = (101u32, 501u32);
+    let c2 = c1 + ch.len() as u32;
+    let s2 = s1 + server.len() as u32;
+    p.tcp(C, S, 100, 0, SYN, b"")
+        .tcp(S, C, 500, c1, SYN | ACK, b"")
+        .tcp(C, S, c1, s1, ACK | PSH, &ch)
+        .tcp(S, C, s1, c2, ACK | PSH, &server)
+        .tcp(C, S, c2, s2, ACK | PSH, CCS)
+        .tcp(S, C, s2, c2 + 6, ACK | PSH, CCS);
+    let flow = only_flow(&json_of(&p.write("compression.pcap")));
+    let tls = &flow["tls"];
+    assert_eq!(
+        tls["client_hello"]["compression_methods"],
+        serde_json::json!(["deflate", "null"])
+    );
+    assert_eq!(tls["server_hello"]["compression_method"], "deflate");
+    assert!(codes(&flow).contains(&"TLS_COMPRESSION"), "{flow:#}");
+    let cert = &tls["certificates"][0];
+    use sha2::Digest;
+    let want: String = sha2::Sha256::digest(garbage)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(cert["sha256"], want.as_str());
+    assert!(cert["error"].is_string(), "{cert:#}");
+    assert!(cert["subject"].is_null());
+    assert!(notes(&flow).contains(&"certificate_unparsed"));
+    assert!(!codes(&flow).contains(&"CERT_NAME_MISMATCH"));
+    assert_eq!(tls["established"], true);
+}
+
+/// A real server's certificate with ANSI escapes, CR/LF, BEL, DEL, a NUL in a SAN
+/// and 301 SAN names (fixtures/depth/depth_hostile.pcap): every output escapes it.
+#[test]
+fn hostile_certificate_is_escaped_and_capped() {
+    let path = root().join("fixtures/depth/depth_hostile.pcap");
+    let flow = only_flow(&json_of(&path));
+    let cert = &flow["tls"]["certificates"][0];
+    let subject = cert["subject"].as_str().unwrap_or_default();
+    assert!(
+        subject.starts_with("CN=\\1B[31mred\\0D\\0AFAKE ROW"),
+        "{subject}"
+    );
+    assert!(
+        subject.contains("O=evil\\\\\\, \\\"corp\\\"\\7F"),
+        "{subject}"
+    );
+    assert_eq!(
+        cert["subject_cn"],
+        "\\x1b[31mred\\x0d\\x0aFAKE ROW\\x1b[0m\\x07"
+    );
+    assert_eq!(cert["san"].as_array().map(Vec::len), Some(100));
+    assert_eq!(cert["san"][0], "nul\\x00.hostile.example");
+    assert_eq!(cert["san_truncated"], true);
+    for args in [vec!["--json"], vec!["--ndjson"], vec![]] {
+        let mut a = vec!["-r", path.to_str().unwrap_or_default()];
+        a.extend(args.iter().copied());
+        let out = run(&a);
+        assert!(
+            !out.stdout
+                .iter()
+                .any(|&b| b < 0x20 && b != b'\n' || b == 0x7f),
+            "raw control byte in {args:?} output"
+        );
+    }
+}
+
+/// Each fixtures/depth capture shows what it was recorded for (fixtures/README.md).
+#[test]
+fn depth_fixtures_show_what_they_were_recorded_for() {
+    let flows = |name: &str| -> Vec<Value> {
+        let doc = json_of(&root().join(format!("fixtures/depth/{name}.pcap")));
+        doc["flows"].as_array().cloned().unwrap_or_default()
+    };
+    let one = |name: &str| {
+        let f = flows(name);
+        assert_eq!(f.len(), 1, "{name}");
+        f.into_iter().next().unwrap_or_default()
+    };
+    let cert_codes = [
+        "CERT_EXPIRED",
+        "CERT_NOT_YET_VALID",
+        "CERT_NAME_MISMATCH",
+        "CERT_SELF_SIGNED",
+        "WEAK_KEY",
+        "WEAK_SIGNATURE",
+    ];
+    for (name, want) in [
+        ("depth_chain", None),
+        ("depth_expired", Some("CERT_EXPIRED")),
+        ("depth_future", Some("CERT_NOT_YET_VALID")),
+        ("depth_wrongname", Some("CERT_NAME_MISMATCH")),
+        ("depth_selfsigned", Some("CERT_SELF_SIGNED")),
+        ("depth_rsa1024", Some("WEAK_KEY")),
+        ("depth_sha1", Some("WEAK_SIGNATURE")),
+        ("depth_ecdsa", None),
+        ("depth_ed25519", None),
+    ] {
+        let f = one(name);
+        let got: Vec<&str> = codes(&f)
+            .into_iter()
+            .filter(|c| cert_codes.contains(c))
+            .collect();
+        assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "{name}: {f:#}");
+        let n = f["tls"]["certificates"].as_array().map_or(0, Vec::len);
+        assert!(n >= 1, "{name}: no certificates");
+    }
+    assert_eq!(
+        one("depth_chain")["tls"]["certificates"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    let ecdsa = one("depth_ecdsa");
+    assert_eq!(
+        ecdsa["tls"]["certificates"][0]["key"],
+        serde_json::json!({"type": "ec", "bits": 256, "curve": "secp256r1"})
+    );
+    assert_eq!(
+        one("depth_ed25519")["tls"]["certificates"][0]["key"]["type"],
+        "ed25519"
+    );
+    let dhe = one("depth_dhe1024");
+    assert_eq!(dhe["tls"]["key_exchange"], "dhe");
+    assert_eq!(dhe["tls"]["dh_bits"], 1024);
+    assert!(codes(&dhe).contains(&"WEAK_KEY"));
+    let rsa = one("depth_rsa_kx");
+    assert_eq!(rsa["tls"]["key_exchange"], "rsa");
+    assert!(codes(&rsa).contains(&"NO_FORWARD_SECRECY"));
+    assert!(!codes(&one("depth_chain")).contains(&"NO_FORWARD_SECRECY"));
+    let mtls = one("depth_client_cert");
+    assert_eq!(
+        mtls["tls"]["client_certificates"][0]["subject_cn"],
+        "client.depth.example"
+    );
+    for (name, kx) in [
+        ("depth_resume_id", "ecdhe"),
+        ("depth_resume_ticket", "ecdhe"),
+        ("depth_tls13_psk", "psk_ecdhe"),
+    ] {
+        let f = flows(name);
+        assert_eq!(f.len(), 2, "{name}");
+        assert_eq!(f[0]["tls"]["resumed"], false, "{name}");
+        assert_eq!(f[1]["tls"]["resumed"], true, "{name}");
+        assert_eq!(f[1]["tls"]["key_exchange"], kx, "{name}");
+        assert_eq!(f[1]["tls"]["certificates"], serde_json::json!([]), "{name}");
+    }
+    let down = one("depth_downgrade");
+    assert_eq!(down["tls"]["downgrade_sentinel"], "TLSv1.3");
+    assert_eq!(codes(&down).first(), Some(&"TLS_DOWNGRADE"));
+    let fallback = one("depth_fallback");
+    assert_eq!(fallback["tls"]["client_hello"]["fallback_scsv"], true);
+    assert!(codes(&fallback).contains(&"INAPPROPRIATE_FALLBACK"));
+    // A TLS 1.3 server answering a client limited to TLS 1.2 sets the sentinel
+    // too: that is no downgrade, since the client offered nothing higher.
+    let chain = one("depth_chain");
+    assert_eq!(chain["tls"]["downgrade_sentinel"], "TLSv1.3");
+    assert!(!codes(&chain).contains(&"TLS_DOWNGRADE"));
 }
