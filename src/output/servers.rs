@@ -408,7 +408,10 @@ mod tests {
     /// A varied flow, picked by `i`: servers 1..=7 on two ports, clients 1..=13.
     fn flow(i: u64) -> FlowRecord {
         let client = ep(100 + (i % 13) as u8, 40000 + i as u16);
-        let server = ep(1 + (i % 7) as u8, if i.is_multiple_of(3) { 25 } else { 443 });
+        let server = ep(
+            1 + (i % 7) as u8,
+            if i.is_multiple_of(3) { 25 } else { 443 },
+        );
         let ts = Timestamp {
             secs: 1_700_000_000 + (i as i64 * 7919) % 1000,
             nanos: 0,
