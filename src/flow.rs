@@ -3,7 +3,7 @@
 
 use crate::analyzer::{Analyzer, Options, Signal};
 use crate::capture::Packet;
-use crate::decode::{Decoded, Segment, decode};
+use crate::decode::{DecodeStats, Decoded, Decoder, Segment};
 use crate::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Timestamp};
 use rustc_hash::FxHashMap;
@@ -46,21 +46,26 @@ pub struct PacketStats {
     pub stray: u64,
     /// Packets left out by `--port`.
     pub filtered: u64,
+    /// Tunnels, fragments and undecodable packets by reason.
+    #[serde(flatten)]
+    pub decode: DecodeStats,
 }
 
-/// Canonical key: the two endpoints in sorted order.
+/// Canonical key: the two endpoints in sorted order, and the identity of the
+/// tunnels the flow came through (0 for none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct FlowKey {
     a: (IpAddr, u16),
     b: (IpAddr, u16),
+    tunnel: u64,
 }
 
 impl FlowKey {
-    fn new(x: (IpAddr, u16), y: (IpAddr, u16)) -> Self {
+    fn new(x: (IpAddr, u16), y: (IpAddr, u16), tunnel: u64) -> Self {
         if x <= y {
-            FlowKey { a: x, b: y }
+            FlowKey { a: x, b: y, tunnel }
         } else {
-            FlowKey { a: y, b: x }
+            FlowKey { a: y, b: x, tunnel }
         }
     }
 }
@@ -113,6 +118,8 @@ fn is_service_port(p: u16) -> bool {
 
 /// Reassembles flows from packets and hands finished flow records on.
 pub struct Engine {
+    /// Decodes packets given to [`Engine::packet`] (fragment reassembly state).
+    decoder: Decoder,
     table: FxHashMap<FlowKey, Flow>,
     /// Recently closed connections (for one idle timeout): stragglers after FIN/RST
     /// are absorbed, not taken for new flows.
@@ -133,6 +140,7 @@ pub type Emit<'a> = dyn FnMut(FlowRecord) + 'a;
 impl Engine {
     pub fn new(limits: Limits, opts: Options, ports: Vec<u16>) -> Self {
         Engine {
+            decoder: Decoder::default(),
             table: FxHashMap::default(),
             closed: FxHashMap::default(),
             limits,
@@ -157,17 +165,32 @@ impl Engine {
         }
     }
 
+    /// Packet counters, with the decoder's.
+    pub fn packet_stats(&self) -> PacketStats {
+        let mut s = self.stats.clone();
+        s.decode = self.decoder.stats();
+        s
+    }
+
     /// One captured packet.
     pub fn packet(&mut self, pkt: &Packet<'_>, emit: &mut Emit<'_>) {
+        let mut decoder = std::mem::take(&mut self.decoder);
+        let decoded = decoder.decode(pkt);
+        self.decoded(pkt, decoded, emit);
+        self.decoder = decoder;
+    }
+
+    /// One captured packet, decoded elsewhere.
+    pub fn decoded(&mut self, pkt: &Packet<'_>, decoded: Decoded<'_>, emit: &mut Emit<'_>) {
         self.stats.total += 1;
         self.stats.bytes += u64::from(pkt.orig_len);
         self.tick(pkt.ts, emit);
-        match decode(pkt.linktype, pkt.data) {
+        match decoded {
             Decoded::Tcp(seg) => {
                 self.stats.tcp += 1;
                 self.segment(&seg, pkt.ts, emit);
             }
-            Decoded::NotTcp => self.stats.non_tcp += 1,
+            Decoded::Udp(_) | Decoded::NotTcp => self.stats.non_tcp += 1,
             Decoded::Fragment => self.stats.ip_fragments += 1,
             Decoded::Malformed => self.stats.undecodable += 1,
             Decoded::UnsupportedLink => {
@@ -187,7 +210,7 @@ impl Engine {
         }
         let src = (seg.src, seg.sport);
         let dst = (seg.dst, seg.dport);
-        let key = FlowKey::new(src, dst);
+        let key = FlowKey::new(src, dst, seg.tunnel.identity());
         let new_syn = seg.flags.syn && !seg.flags.ack;
         if let Some(flow) = self.table.get(&key) {
             // A fresh SYN from the client on a known 5-tuple is a new connection.
@@ -239,6 +262,7 @@ impl Engine {
         if seg.truncated {
             flow.rec.note(Note::Truncated);
         }
+        flow.rec.note_decode(&seg.notes);
         let syn_len = u32::from(seg.flags.syn);
         let data_seq = SeqNum(seg.seq).wrapping_add(syn_len);
         if !flow.bypass {
@@ -379,6 +403,11 @@ impl Engine {
         let id = self.next_id;
         self.next_id += 1;
         let mut rec = FlowRecord::new(id, ts, client, server);
+        rec.tunnel = if client == src {
+            seg.tunnel.clone()
+        } else {
+            seg.tunnel.reversed()
+        };
         for n in notes {
             rec.note(n);
         }

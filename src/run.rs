@@ -167,7 +167,7 @@ impl<'a> Collector<'a> {
 
     /// Writes the summary and settles the exit status.
     pub fn finish(mut self, engine: &Engine, failed: bool) -> Report {
-        self.summary.packets = engine.stats.clone();
+        self.summary.packets = engine.packet_stats();
         self.summary.flows.evicted = engine.evicted;
         let mut summary = self.summary;
         if let Some(e) = self.write_err {
