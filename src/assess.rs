@@ -38,7 +38,11 @@ pub fn assess(rec: &FlowRecord) -> Vec<Finding> {
     let mut out = Vec::new();
     let tls_used = matches!(
         rec.encryption,
-        Encryption::Tls | Encryption::Starttls | Encryption::StarttlsFailed
+        Encryption::Tls
+            | Encryption::Starttls
+            | Encryption::StarttlsFailed
+            | Encryption::Quic
+            | Encryption::Dtls
     );
     if let (true, Some(tls)) = (tls_used, &rec.tls) {
         match tls.version {
@@ -52,12 +56,12 @@ pub fn assess(rec: &FlowRecord) -> Vec<Finding> {
                 Severity::High,
                 "SSLv3 negotiated; prohibited by RFC 7568".into(),
             )),
-            Some(v @ (Version::TLS10 | Version::TLS11)) => out.push(finding(
+            Some(v @ (Version::TLS10 | Version::TLS11 | Version::DTLS10)) => out.push(finding(
                 "DEPRECATED_TLS",
                 Severity::Medium,
                 format!("{v} negotiated; deprecated by RFC 8996"),
             )),
-            Some(v) if v.is_tls13() => out.push(finding(
+            Some(v) if v.is_tls13() || v == Version::DTLS13 => out.push(finding(
                 "TLS_1_3",
                 Severity::Info,
                 format!("{v} negotiated"),

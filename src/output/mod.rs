@@ -83,7 +83,11 @@ impl Summary {
             .or_default() += 1;
         if matches!(
             rec.encryption,
-            Encryption::Tls | Encryption::Starttls | Encryption::StarttlsFailed
+            Encryption::Tls
+                | Encryption::Starttls
+                | Encryption::StarttlsFailed
+                | Encryption::Quic
+                | Encryption::Dtls
         ) {
             let v = rec
                 .tls

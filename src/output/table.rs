@@ -152,7 +152,7 @@ impl<W: Write> Sink for Table<W> {
                 .join(",")
         };
         let enc_color = match rec.encryption {
-            Encryption::Tls | Encryption::Starttls => GREEN,
+            Encryption::Tls | Encryption::Starttls | Encryption::Quic | Encryption::Dtls => GREEN,
             Encryption::Unknown | Encryption::Ssh | Encryption::Gssapi => "",
             _ => RED,
         };
