@@ -2,21 +2,26 @@
 //! what the flow engine takes (a segment and its stamp), counting the rest.
 
 use crate::capture::Packet;
-use crate::decode::{Decoded, Segment, decode};
+use crate::decode::{Decoded, Decoder, Segment};
 use crate::flow::{Emit, Engine, PacketStats, Stamp};
 use crate::record::{EndReason, Timestamp};
 
 /// Decodes one packet down to its flow key and counts what it was; a TCP
-/// segment goes on to the flow engine.
-pub fn dissect<'a>(stats: &mut PacketStats, pkt: &Packet<'a>) -> Option<Segment<'a>> {
+/// segment goes on to the flow engine. The segment may borrow the decoder's
+/// reassembled datagram.
+pub fn dissect<'a>(
+    decoder: &'a mut Decoder,
+    stats: &mut PacketStats,
+    pkt: &Packet<'a>,
+) -> Option<Segment<'a>> {
     stats.total += 1;
     stats.bytes += u64::from(pkt.orig_len);
-    match decode(pkt.linktype, pkt.data) {
+    match decoder.decode(pkt) {
         Decoded::Tcp(seg) => {
             stats.tcp += 1;
             return Some(seg);
         }
-        Decoded::NotTcp => stats.non_tcp += 1,
+        Decoded::Udp(_) | Decoded::NotTcp => stats.non_tcp += 1,
         Decoded::Fragment => stats.ip_fragments += 1,
         Decoded::Malformed => stats.undecodable += 1,
         Decoded::UnsupportedLink => {
@@ -32,6 +37,7 @@ pub fn dissect<'a>(stats: &mut PacketStats, pkt: &Packet<'a>) -> Option<Segment<
 /// The single-threaded path: decode, the clock and one flow engine, all in the
 /// caller's thread.
 pub struct Inline {
+    decoder: Decoder,
     engine: Engine,
     /// What decode counted (the engine counts the rest).
     stats: PacketStats,
@@ -42,6 +48,7 @@ pub struct Inline {
 impl Inline {
     pub fn new(engine: Engine) -> Self {
         Inline {
+            decoder: Decoder::default(),
             engine,
             stats: PacketStats::default(),
             ordinal: 0,
@@ -58,7 +65,7 @@ impl Inline {
     pub fn packet(&mut self, pkt: &Packet<'_>, emit: &mut Emit<'_>) {
         self.ordinal += 1;
         self.engine.tick(pkt.ts, emit);
-        if let Some(seg) = dissect(&mut self.stats, pkt) {
+        if let Some(seg) = dissect(&mut self.decoder, &mut self.stats, pkt) {
             let at = Stamp {
                 ts: pkt.ts,
                 ordinal: self.ordinal,
@@ -76,6 +83,7 @@ impl Inline {
     pub fn stats(&self) -> PacketStats {
         let mut s = self.stats.clone();
         s.absorb(&self.engine.stats);
+        s.decode.merge(&self.decoder.stats());
         s
     }
 
