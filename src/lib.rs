@@ -17,11 +17,14 @@ pub mod assess;
 pub mod capture;
 pub mod cipher;
 pub mod cli;
+pub mod collect;
 pub mod decode;
 pub mod flow;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod output;
+pub mod pipeline;
+pub mod progress;
 pub mod reassembly;
 pub mod record;
 pub mod run;

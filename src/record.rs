@@ -1,5 +1,6 @@
 //! The serde model of what was learned about one flow: the JSON contract.
 
+use crate::decode::{DecodeNotes, TunnelPath};
 use crate::version::Version;
 use serde::Serialize;
 use std::net::IpAddr;
@@ -65,6 +66,14 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+/// The transport a flow ran over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
 /// How a flow was protected. Stable strings; see the README.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -87,6 +96,10 @@ pub enum Encryption {
     Ssh,
     /// PostgreSQL GSSAPI encryption (GSSENCRequest answered `G`), not TLS.
     Gssapi,
+    /// QUIC (over UDP): a TLS 1.3 handshake inside QUIC packets.
+    Quic,
+    /// DTLS (over UDP): TLS with its own datagram record layer.
+    Dtls,
     /// Too little seen to say.
     Unknown,
 }
@@ -103,6 +116,8 @@ impl Encryption {
             Encryption::LoginOnly => "login-only",
             Encryption::Ssh => "ssh",
             Encryption::Gssapi => "gssapi",
+            Encryption::Quic => "quic",
+            Encryption::Dtls => "dtls",
             Encryption::Unknown => "unknown",
         }
     }
@@ -166,6 +181,28 @@ pub enum Note {
     MysqlNoSslCapability,
     /// PostgreSQL GSSAPI encryption was requested.
     GssencRequest,
+    /// IP fragments of this flow overlapped with different bytes (the first were kept): a known evasion.
+    IpFragmentOverlap,
+    /// A first IP fragment too short to hold the transport header (RFC 1858).
+    TinyIpFragment,
+    /// An IP fragment overlapped the transport header (RFC 1858).
+    IpFragmentHeaderOverlap,
+    /// A QUIC packet that should have carried Initial keys did not decrypt.
+    QuicDecryptFailed,
+    /// QUIC bytes that did not parse (a length past the datagram, a bad frame).
+    QuicMalformed,
+    /// QUIC CRYPTO data past the reassembly cap (or far ahead of the stream) was dropped.
+    QuicCryptoCap,
+    /// A QUIC version without known Initial keys: the handshake could not be read.
+    QuicUnknownVersion,
+    /// The server answered with a QUIC Version Negotiation packet.
+    QuicVersionNegotiation,
+    /// DTLS bytes that did not parse as records or handshake fragments.
+    DtlsParseError,
+    /// A DTLS handshake message exceeded the reassembly cap and was not parsed.
+    DtlsFragmentCap,
+    /// UDP datagrams were cut short by the capture's snap length or lied about their length.
+    UdpTruncated,
     /// A Certificate message's list was malformed or longer than the chain cap.
     CertificateListMalformed,
     /// A certificate's DER did not parse; it is listed by its hash only.
@@ -216,6 +253,9 @@ pub struct ClientHelloInfo {
     /// The ClientHello used the SSLv2 record format.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sslv2_format: bool,
+    /// Legacy session id (at most 32 bytes), to recognise its echo (resumption).
+    #[serde(skip)]
+    pub session_id: Vec<u8>,
     /// JA3 fingerprint: MD5 (lowercase hex) of `ja3_full`; null for an SSLv2-format hello.
     pub ja3: Option<String>,
     /// The JA3 string: `version,ciphers,extensions,groups,point_formats` (GREASE left out).
@@ -373,20 +413,53 @@ pub struct CleartextAuth {
     pub user: Option<String>,
 }
 
-/// Everything known about one TCP connection.
+/// What the QUIC long headers of a flow said.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct QuicInfo {
+    /// `1`, `2`, or the version number in hex (drafts, unknown versions).
+    pub version: String,
+    /// The server sent a Retry (the client started again with a new connection ID).
+    pub retry: bool,
+    /// The client's first Destination Connection ID (hex): the Initial keys derive from it.
+    pub dcid: String,
+    /// The client's Source Connection ID (hex).
+    pub scid: String,
+    /// Versions a Version Negotiation packet offered, if the server sent one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub offered_versions: Vec<String>,
+}
+
+/// What the DTLS record layer of a flow said.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DtlsInfo {
+    /// The server asked for a cookie (HelloVerifyRequest) before going on.
+    pub hello_verify_request: bool,
+    /// Highest record epoch seen (epoch 1 and up are encrypted).
+    pub max_epoch: u16,
+}
+
+/// Everything known about one connection (TCP) or conversation (UDP).
 #[derive(Clone, Debug, Serialize)]
 pub struct FlowRecord {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub id: u64,
+    pub transport: Transport,
     pub start: Timestamp,
     pub end: Timestamp,
     pub client: Endpoint,
     pub server: Endpoint,
+    /// Encapsulations the flow came through, outermost first, outer addresses as the client sent.
+    #[serde(skip_serializing_if = "TunnelPath::is_empty")]
+    pub tunnel: TunnelPath,
     pub app_protocol: Option<String>,
     pub encryption: Encryption,
     pub starttls: Option<StartTls>,
     pub tls: Option<TlsInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic: Option<QuicInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dtls: Option<DtlsInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cleartext_auth: Vec<CleartextAuth>,
     pub packets: PerDir<u64>,
@@ -401,14 +474,18 @@ impl FlowRecord {
         FlowRecord {
             kind: "flow",
             id,
+            transport: Transport::Tcp,
             start: ts,
             end: ts,
             client,
             server,
+            tunnel: TunnelPath::default(),
             app_protocol: None,
             encryption: Encryption::Unknown,
             starttls: None,
             tls: None,
+            quic: None,
+            dtls: None,
             cleartext_auth: Vec::new(),
             packets: PerDir::default(),
             bytes: PerDir::default(),
@@ -422,6 +499,21 @@ impl FlowRecord {
     pub fn note(&mut self, n: Note) {
         if !self.notes.contains(&n) {
             self.notes.push(n);
+        }
+    }
+
+    /// Notes what the decoder saw of a packet of this flow.
+    pub fn note_decode(&mut self, d: &DecodeNotes) {
+        if let Some(f) = d.fragments {
+            if f.conflicting_overlap {
+                self.note(Note::IpFragmentOverlap);
+            }
+            if f.tiny_first {
+                self.note(Note::TinyIpFragment);
+            }
+            if f.header_overlap {
+                self.note(Note::IpFragmentHeaderOverlap);
+            }
         }
     }
 
@@ -445,6 +537,7 @@ impl FlowRecord {
     /// Swap client and server (roles learned from content after the record was opened).
     pub fn swap_roles(&mut self) {
         std::mem::swap(&mut self.client, &mut self.server);
+        self.tunnel = self.tunnel.reversed();
         self.packets.swap();
         self.bytes.swap();
     }
@@ -495,6 +588,8 @@ mod tests {
             (Encryption::LoginOnly, "login-only"),
             (Encryption::Ssh, "ssh"),
             (Encryption::Gssapi, "gssapi"),
+            (Encryption::Quic, "quic"),
+            (Encryption::Dtls, "dtls"),
             (Encryption::Unknown, "unknown"),
         ];
         for (e, s) in all {

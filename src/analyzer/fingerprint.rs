@@ -27,15 +27,24 @@ pub struct ClientHelloFields {
     pub first_alpn: Option<Vec<u8>>,
 }
 
-/// What carries the handshake: the first character of JA4.
+/// What carried a handshake message: TLS records over TCP, QUIC CRYPTO frames, or
+/// DTLS records. JA4's first letter names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// TLS over TCP (`t`).
+pub enum Carrier {
     Tcp,
-    /// TLS 1.3 inside QUIC CRYPTO frames (`q`).
     Quic,
-    /// DTLS over UDP (`d`).
     Dtls,
+}
+
+impl Carrier {
+    /// JA4's transport letter.
+    pub fn ja4_prefix(self) -> char {
+        match self {
+            Carrier::Tcp => 't',
+            Carrier::Quic => 'q',
+            Carrier::Dtls => 'd',
+        }
+    }
 }
 
 fn dash_joined<T: Copy + Into<u32>>(items: impl Iterator<Item = T>) -> String {
@@ -148,12 +157,8 @@ fn hash12(s: &str) -> String {
 }
 
 /// JA4 and its raw form JA4_r of a ClientHello.
-pub fn ja4(f: &ClientHelloFields, transport: Transport) -> (String, String) {
-    let proto = match transport {
-        Transport::Tcp => 't',
-        Transport::Quic => 'q',
-        Transport::Dtls => 'd',
-    };
+pub fn ja4(f: &ClientHelloFields, carrier: Carrier) -> (String, String) {
+    let proto = carrier.ja4_prefix();
     let mut ciphers: Vec<u16> = f
         .ciphers
         .iter()
@@ -232,7 +237,7 @@ mod tests {
 
     #[test]
     fn ja4_matches_the_published_example() {
-        let (ja4, raw) = ja4(&spec_example(), Transport::Tcp);
+        let (ja4, raw) = ja4(&spec_example(), Carrier::Tcp);
         assert_eq!(ja4, "t13d1516h2_8daaf6152771_e5627efa2ab1");
         assert_eq!(
             raw,
@@ -244,7 +249,7 @@ mod tests {
     }
 
     fn ja4_of(f: &ClientHelloFields) -> String {
-        ja4(f, Transport::Tcp).0
+        ja4(f, Carrier::Tcp).0
     }
 
     #[test]
@@ -255,14 +260,14 @@ mod tests {
         f.supported_versions.insert(0, 0x7a7a);
         f.signature_algorithms.insert(0, 0x0a0a);
         assert_eq!(ja4_of(&f), "t13d1516h2_8daaf6152771_e5627efa2ab1");
-        assert!(ja4(&f, Transport::Quic).0.starts_with("q13d"));
-        assert!(ja4(&f, Transport::Dtls).0.starts_with("d13d"));
+        assert!(ja4(&f, Carrier::Quic).0.starts_with("q13d"));
+        assert!(ja4(&f, Carrier::Dtls).0.starts_with("d13d"));
         let empty = ClientHelloFields {
             version: 0x0301,
             ..ClientHelloFields::default()
         };
         assert_eq!(ja4_of(&empty), "t10i000000_000000000000_000000000000");
-        assert_eq!(ja4(&empty, Transport::Tcp).1, "t10i000000__");
+        assert_eq!(ja4(&empty, Carrier::Tcp).1, "t10i000000__");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! message body (after the 4-byte handshake header, without any record layer),
 //! so TLS over TCP, QUIC CRYPTO frames and DTLS all feed the same code.
 
-use super::fingerprint::{self, ClientHelloFields, Transport};
+use super::fingerprint::{self, Carrier, ClientHelloFields};
 use crate::cipher::{self, KeyExchange, is_grease};
 use crate::record::{ClientHelloInfo, ServerHelloInfo};
 use crate::version::Version;
@@ -98,8 +98,6 @@ pub fn compression_name(m: u8) -> String {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ParsedClientHello {
     pub info: ClientHelloInfo,
-    /// Legacy session id (at most 32 bytes).
-    pub session_id: Vec<u8>,
     /// A non-empty session ticket was presented (RFC 5077).
     pub ticket_offered: bool,
     /// A TLS 1.3 pre_shared_key was offered.
@@ -110,12 +108,12 @@ pub struct ParsedClientHello {
 
 /// Parses a ClientHello body of TLS over TCP.
 pub fn client_hello(body: &[u8]) -> Option<ClientHelloInfo> {
-    client_hello_over(body, Transport::Tcp).map(|c| c.info)
+    client_hello_over(body, Carrier::Tcp).map(|c| c.info)
 }
 
-/// Parses a ClientHello body carried by `transport` (DTLS adds a cookie after
-/// the session id; JA4 names the transport).
-pub fn client_hello_over(body: &[u8], transport: Transport) -> Option<ParsedClientHello> {
+/// Parses a ClientHello body carried by `carrier` (JA4 names it). The body has
+/// TLS's layout: a DTLS ClientHello comes with its cookie field taken out.
+pub fn client_hello_over(body: &[u8], carrier: Carrier) -> Option<ParsedClientHello> {
     let (i, (version, _random, session_id)) =
         (be_u16::<&[u8], E<'_>>, take(32usize), length_data(be_u8))
             .parse(body)
@@ -123,11 +121,6 @@ pub fn client_hello_over(body: &[u8], transport: Transport) -> Option<ParsedClie
     if session_id.len() > 32 {
         return None;
     }
-    let i = if transport == Transport::Dtls {
-        length_data::<&[u8], E<'_>, _>(be_u8).parse(i).ok()?.0
-    } else {
-        i
-    };
     let (i, (ciphers, compression)) = (length_data::<&[u8], E<'_>, _>(be_u16), length_data(be_u8))
         .parse(i)
         .ok()?;
@@ -154,10 +147,8 @@ pub fn client_hello_over(body: &[u8], transport: Transport) -> Option<ParsedClie
         renegotiation_info: f.ciphers.contains(&cipher::EMPTY_RENEGOTIATION_INFO_SCSV),
         ..ClientHelloInfo::default()
     };
-    let mut parsed = ParsedClientHello {
-        session_id: session_id.to_vec(),
-        ..ParsedClientHello::default()
-    };
+    info.session_id = session_id.to_vec();
+    let mut parsed = ParsedClientHello::default();
     for (t, data) in extensions(ext) {
         f.extensions.push(t);
         match t {
@@ -203,7 +194,7 @@ pub fn client_hello_over(body: &[u8], transport: Transport) -> Option<ParsedClie
     let ja3 = fingerprint::ja3_string(&f);
     info.ja3 = Some(fingerprint::md5_hex(&ja3));
     info.ja3_full = Some(ja3);
-    let (ja4, ja4_r) = fingerprint::ja4(&f, transport);
+    let (ja4, ja4_r) = fingerprint::ja4(&f, carrier);
     info.ja4 = Some(ja4);
     info.ja4_r = Some(ja4_r);
     parsed.max_version = info

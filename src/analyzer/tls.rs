@@ -1,6 +1,7 @@
 //! TLS analysis of one connection: record layer, handshake defragmentation,
 //! ClientHello/ServerHello, alerts, SSLv2 — fed per direction, bounded memory.
 
+pub use super::fingerprint::Carrier;
 pub use super::hello::{
     ParsedClientHello, ParsedServerHello, client_hello, client_hello_over, server_hello,
 };
@@ -29,8 +30,9 @@ const CT_HANDSHAKE: u8 = 22;
 const CT_APPLICATION_DATA: u8 = 23;
 const CT_HEARTBEAT: u8 = 24;
 
-const HS_CLIENT_HELLO: u8 = 1;
-const HS_SERVER_HELLO: u8 = 2;
+/// Handshake message types.
+pub const HS_CLIENT_HELLO: u8 = 1;
+pub const HS_SERVER_HELLO: u8 = 2;
 const HS_CERTIFICATE: u8 = 11;
 const HS_SERVER_KEY_EXCHANGE: u8 = 12;
 const HS_SERVER_HELLO_DONE: u8 = 14;
@@ -168,9 +170,6 @@ pub struct TlsAnalyzer {
     sslv2: bool,
     tls13: bool,
     done: bool,
-    /// The first ClientHello: what a ServerHello is checked against.
-    client_session_id: Vec<u8>,
-    client_max_version: Option<Version>,
     /// Key exchange of the selected suite (TLS 1.0-1.2).
     kx: Option<cipher::KeyExchange>,
     /// The server finished its part of a full handshake (ServerHelloDone).
@@ -480,8 +479,29 @@ impl TlsAnalyzer {
     /// One complete, collected handshake message.
     fn message(&mut self, dir: Dir, msg_type: u8, body: &[u8], rec: &mut FlowRecord) {
         match (msg_type, dir) {
-            (HS_CLIENT_HELLO, Dir::Client) => self.client_hello(body, rec),
-            (HS_SERVER_HELLO, Dir::Server) => self.server_hello(body, rec),
+            (HS_CLIENT_HELLO | HS_SERVER_HELLO, _) => {
+                let record_version = self.side.get(dir).record_version;
+                if let Hello::ServerHello { version } =
+                    hello_message(Carrier::Tcp, dir, msg_type, body, record_version, rec)
+                {
+                    self.server_hello = true;
+                    if version.is_tls13() {
+                        // Everything after a TLS 1.3 ServerHello is encrypted.
+                        self.tls13 = true;
+                        self.side.server.encrypted = true;
+                    }
+                    self.kx = rec
+                        .tls
+                        .as_ref()
+                        .and_then(|t| t.server_hello.as_ref())
+                        .and_then(|sh| sh.cipher_id)
+                        .and_then(cipher::suite)
+                        .map(|s| s.kx);
+                    if self.sslv2_client {
+                        rec.note(Note::Sslv2ClientHello);
+                    }
+                }
+            }
             (HS_CERTIFICATE, _) => {
                 let (ders, cut) = super::hello::certificate_list(body);
                 if cut {
@@ -505,60 +525,6 @@ impl TlsAnalyzer {
                 }
             }
             _ => {}
-        }
-    }
-
-    fn client_hello(&mut self, body: &[u8], rec: &mut FlowRecord) {
-        let Some(ch) = client_hello_over(body, super::fingerprint::Transport::Tcp) else {
-            rec.note(Note::TlsParseError);
-            return;
-        };
-        // A second ClientHello (after a HelloRetryRequest) repeats the first with
-        // a new key share; the first one is the client's fingerprint.
-        if rec.tls.as_ref().is_some_and(|t| t.client_hello.is_some()) {
-            return;
-        }
-        let mut info = ch.info;
-        info.record_version = self.side.client.record_version;
-        self.client_session_id = ch.session_id;
-        self.client_max_version = Some(ch.max_version);
-        rec.tls_mut().client_hello = Some(info);
-    }
-
-    fn server_hello(&mut self, body: &[u8], rec: &mut FlowRecord) {
-        let Some(sh) = server_hello(body) else {
-            rec.note(Note::TlsParseError);
-            return;
-        };
-        if sh.hrr {
-            rec.tls_mut().hello_retry_request = true;
-            rec.note(Note::HelloRetryRequest);
-            return;
-        }
-        self.server_hello = true;
-        let negotiated = sh.info.selected_version.unwrap_or(sh.info.version);
-        let tls13 = negotiated.is_tls13();
-        if tls13 {
-            // Everything after a TLS 1.3 ServerHello is encrypted.
-            self.tls13 = true;
-            self.side.server.encrypted = true;
-        }
-        let suite = sh.info.cipher_id.and_then(cipher::suite);
-        let tls = rec.tls_mut();
-        tls.version = Some(negotiated);
-        tls.downgrade_sentinel = sh.downgrade_sentinel;
-        if tls13 {
-            tls.resumed = sh.psk_accepted;
-            tls.group = sh.key_share_group.map(cipher::group_name);
-            tls.key_exchange = Some(tls13_key_exchange(sh.key_share_group, sh.psk_accepted).into());
-        } else {
-            self.kx = suite.map(|s| s.kx);
-            tls.key_exchange = suite.map(|s| s.kx.as_str().to_string());
-            tls.resumed = !sh.session_id.is_empty() && sh.session_id == self.client_session_id;
-        }
-        tls.server_hello = Some(sh.info);
-        if self.sslv2_client {
-            rec.note(Note::Sslv2ClientHello);
         }
     }
 
@@ -637,6 +603,90 @@ impl TlsAnalyzer {
         } else if c.dead && s.dead {
             self.done = true;
         }
+    }
+}
+
+/// What one hello message told the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hello {
+    ClientHello,
+    /// A ServerHello that negotiated `version`.
+    ServerHello {
+        version: Version,
+    },
+    HelloRetryRequest,
+    /// Not a hello, or a hello from the wrong side: nothing recorded.
+    Ignored,
+    /// A hello that did not parse (noted on the record).
+    Invalid,
+}
+
+/// The hello analysis for one complete handshake message, without a TLS record
+/// layer: how TLS-over-TCP records, QUIC CRYPTO streams and reassembled DTLS
+/// handshake bodies all reach it. `body` follows the 4-byte handshake header and
+/// has TLS's layout (a DTLS ClientHello with its cookie field taken out);
+/// `record_version` is that of the record that carried it, if any. Everything
+/// learned (hello fields, fingerprints with `carrier`'s JA4 prefix, key
+/// exchange, resumption, downgrade sentinel) goes into the record.
+pub fn hello_message(
+    carrier: Carrier,
+    dir: Dir,
+    msg_type: u8,
+    body: &[u8],
+    record_version: Option<Version>,
+    rec: &mut FlowRecord,
+) -> Hello {
+    match (msg_type, dir) {
+        (HS_CLIENT_HELLO, Dir::Client) => {
+            let Some(ch) = client_hello_over(body, carrier) else {
+                rec.note(Note::TlsParseError);
+                return Hello::Invalid;
+            };
+            // A second ClientHello (after a HelloRetryRequest) repeats the first
+            // with a new key share; the first one is the client's fingerprint.
+            let tls = rec.tls_mut();
+            if tls.client_hello.is_none() {
+                let mut info = ch.info;
+                info.record_version = record_version;
+                tls.client_hello = Some(info);
+            }
+            Hello::ClientHello
+        }
+        (HS_SERVER_HELLO, Dir::Server) => {
+            let Some(sh) = server_hello(body) else {
+                rec.note(Note::TlsParseError);
+                return Hello::Invalid;
+            };
+            if sh.hrr {
+                rec.tls_mut().hello_retry_request = true;
+                rec.note(Note::HelloRetryRequest);
+                return Hello::HelloRetryRequest;
+            }
+            let negotiated = sh.info.selected_version.unwrap_or(sh.info.version);
+            let suite = sh.info.cipher_id.and_then(cipher::suite);
+            let tls = rec.tls_mut();
+            tls.version = Some(negotiated);
+            tls.downgrade_sentinel = sh.downgrade_sentinel;
+            if negotiated.is_tls13() {
+                tls.resumed = sh.psk_accepted;
+                tls.group = sh.key_share_group.map(cipher::group_name);
+                tls.key_exchange =
+                    Some(tls13_key_exchange(sh.key_share_group, sh.psk_accepted).into());
+            } else {
+                let offered = tls
+                    .client_hello
+                    .as_ref()
+                    .map(|c| c.session_id.as_slice())
+                    .unwrap_or_default();
+                tls.key_exchange = suite.map(|s| s.kx.as_str().to_string());
+                tls.resumed = !sh.session_id.is_empty() && sh.session_id == offered;
+            }
+            tls.server_hello = Some(sh.info);
+            Hello::ServerHello {
+                version: negotiated,
+            }
+        }
+        _ => Hello::Ignored,
     }
 }
 
