@@ -73,14 +73,14 @@ fn tls_on_993_starttls_on_587_and_plaintext_elsewhere_are_not_flagged() {
 
 #[test]
 fn fail_on_takes_severities_mixed_with_codes() {
-    // tls10.pcap: one flow, DEPRECATED_TLS (medium) and nothing worse.
-    let f = fixture("tls/tls10.pcap");
+    // tls12_ipv6.pcap: one flow, CERT_SELF_SIGNED (medium) and nothing worse.
+    let f = fixture("tls/tls12_ipv6.pcap");
     let status = |list: &str| run(&["-r", &f, "--fail-on", list]).status.code();
     assert_eq!(status("high"), Some(0));
     assert_eq!(status("critical"), Some(0));
     assert_eq!(status("medium"), Some(1));
     assert_eq!(status("Info"), Some(1));
-    assert_eq!(status("critical,DEPRECATED_TLS"), Some(1));
+    assert_eq!(status("critical,CERT_SELF_SIGNED"), Some(1));
     assert_eq!(status("critical,SSLV3"), Some(0));
     let out = run(&["-r", &f, "--fail-on", "high,severe"]);
     assert_eq!(out.status.code(), Some(2));
