@@ -1456,9 +1456,11 @@ fn cert_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
         for (name, got) in fields {
             let want = &row[name];
             // openssl leaves Ed25519/Ed448 sizes unsaid; CNs with escapes are
-            // compared through the subject string.
+            // compared through the subject string; `?`: openssl could not print
+            // the SAN (hostile_certificate_is_escaped_and_capped checks it).
             let skip = (name == "key_bits" && want == "-")
-                || (name == "subject_cn" && want.contains('\\'));
+                || (name == "subject_cn" && want.contains('\\'))
+                || (name == "san" && want == "?");
             if !skip && text(got) != *want {
                 errors.push(format!(
                     "{} {key:?} {list}[{index}] {name}: openssl {want:?}, tlswatch {:?}",
@@ -1483,6 +1485,10 @@ fn certificates_match_openssl() {
         None => eprintln!("shared captures absent: only fixtures/CERTS.tsv checked"),
     }
     for (tsv, base, min) in sets {
+        if !tsv.exists() {
+            eprintln!("{} absent: not checked", tsv.display());
+            continue;
+        }
         let (checked, errors) = cert_mismatches(&tsv, &base);
         assert!(
             checked >= min,
@@ -1507,6 +1513,10 @@ fn ja4_matches_the_reference() {
         None => eprintln!("shared captures absent: only fixtures/JA4.tsv checked"),
     }
     for (tsv, base) in sets {
+        if !tsv.exists() {
+            eprintln!("{} absent: not checked", tsv.display());
+            continue;
+        }
         let rows = tsv_maps(&tsv);
         let flows = flows_by_tuple(&base, &rows);
         let mut checked = 0;
