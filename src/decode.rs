@@ -1,6 +1,6 @@
 //! Link layers down to TCP: turns a captured frame into a TCP segment, or says why not.
 
-use etherparse::{IpNumber, LaxIpSlice, TcpSlice};
+use etherparse::{IpNumber, LaxIpSlice, TcpSlice, UdpSlice};
 use std::net::IpAddr;
 
 /// Link-layer header types (LINKTYPE_* values from tcpdump.org).
@@ -58,11 +58,24 @@ pub struct Segment<'a> {
     pub truncated: bool,
 }
 
+/// A decoded UDP datagram, borrowing its payload from the frame.
+#[derive(Clone, Debug)]
+pub struct Datagram<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub payload: &'a [u8],
+    /// The capture's snap length cut this datagram's payload short.
+    pub truncated: bool,
+}
+
 /// What a frame turned out to be.
 #[derive(Debug)]
 pub enum Decoded<'a> {
     Tcp(Segment<'a>),
-    /// A valid IP packet that is not TCP (UDP, ICMP, ...), or a non-IP frame.
+    Udp(Datagram<'a>),
+    /// A valid IP packet that is neither TCP nor UDP (ICMP, ...), or a non-IP frame.
     NotTcp,
     /// An IP fragment (counted; not reassembled).
     Fragment,
@@ -227,6 +240,20 @@ fn ip_tcp(p: &[u8]) -> Decoded<'_> {
     if pl.fragmented {
         return Decoded::Fragment;
     }
+    if pl.ip_number == IpNumber::UDP {
+        let Ok(udp) = UdpSlice::from_slice_lax(pl.payload) else {
+            return Decoded::Malformed;
+        };
+        let claimed = usize::from(udp.length()).saturating_sub(8);
+        return Decoded::Udp(Datagram {
+            src: ip.source_addr(),
+            dst: ip.destination_addr(),
+            sport: udp.source_port(),
+            dport: udp.destination_port(),
+            payload: udp.payload(),
+            truncated: pl.incomplete || udp.payload().len() < claimed,
+        });
+    }
     if pl.ip_number != IpNumber::TCP {
         return Decoded::NotTcp;
     }
@@ -370,9 +397,9 @@ mod tests {
 
     #[test]
     fn non_tcp_fragments_and_garbage() {
-        let mut udp = ipv4_tcp();
-        udp[9] = 17;
-        assert!(matches!(decode(linktype::RAW, &udp), Decoded::NotTcp));
+        let mut icmp = ipv4_tcp();
+        icmp[9] = 1;
+        assert!(matches!(decode(linktype::RAW, &icmp), Decoded::NotTcp));
         let mut frag = ipv4_tcp();
         frag[6] = 0x20; // more fragments
         assert!(matches!(decode(linktype::RAW, &frag), Decoded::Fragment));
