@@ -6,6 +6,7 @@ use crate::capture::Packet;
 use crate::decode::{Decoded, Segment, decode};
 use crate::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Timestamp};
+use crate::udp::{UdpLimits, UdpTable};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -19,6 +20,8 @@ pub struct Limits {
     pub idle_timeout_secs: i64,
     /// Per-direction reassembly caps.
     pub stream: StreamLimits,
+    /// A UDP conversation with no datagram for this long (packet time) is ended.
+    pub udp_idle_timeout_secs: i64,
 }
 
 impl Default for Limits {
@@ -27,6 +30,7 @@ impl Default for Limits {
             max_flows: 1_000_000,
             idle_timeout_secs: 300,
             stream: StreamLimits::default(),
+            udp_idle_timeout_secs: UdpLimits::default().idle_timeout_secs,
         }
     }
 }
@@ -37,6 +41,8 @@ pub struct PacketStats {
     pub total: u64,
     pub bytes: u64,
     pub tcp: u64,
+    pub udp: u64,
+    /// IP packets that are neither TCP nor UDP, and non-IP frames.
     pub non_tcp: u64,
     pub ip_fragments: u64,
     pub undecodable: u64,
@@ -125,6 +131,8 @@ pub struct Engine {
     next_sweep: i64,
     pub stats: PacketStats,
     pub evicted: u64,
+    /// The UDP conversations (QUIC, DTLS, and others counted by port).
+    pub udp: UdpTable,
 }
 
 /// Receives each flow record as its flow ends.
@@ -143,6 +151,10 @@ impl Engine {
             next_sweep: i64::MIN,
             stats: PacketStats::default(),
             evicted: 0,
+            udp: UdpTable::new(UdpLimits {
+                max_flows: limits.max_flows,
+                idle_timeout_secs: limits.udp_idle_timeout_secs,
+            }),
         }
     }
 
@@ -155,6 +167,7 @@ impl Engine {
             self.sweep(emit);
             self.next_sweep = self.now.secs + (self.limits.idle_timeout_secs / 10).max(1);
         }
+        self.udp.tick(now, emit);
     }
 
     /// One captured packet.
@@ -166,6 +179,22 @@ impl Engine {
             Decoded::Tcp(seg) => {
                 self.stats.tcp += 1;
                 self.segment(&seg, pkt.ts, emit);
+            }
+            Decoded::Udp(d) => {
+                self.stats.udp += 1;
+                if !self.ports.is_empty()
+                    && !self.ports.iter().any(|&p| p == d.sport || p == d.dport)
+                {
+                    self.stats.filtered += 1;
+                    return;
+                }
+                let dg = crate::udp::Datagram {
+                    src: (d.src, d.sport),
+                    dst: (d.dst, d.dport),
+                    payload: d.payload,
+                    truncated: d.truncated,
+                };
+                self.udp.datagram(&dg, pkt.ts, &mut self.next_id, emit);
             }
             Decoded::NotTcp => self.stats.non_tcp += 1,
             Decoded::Fragment => self.stats.ip_fragments += 1,
@@ -494,13 +523,21 @@ impl Engine {
         }
     }
 
-    /// End of input (or capture stopped): every open flow ends, in the order they began.
+    /// End of input (or capture stopped): every open flow ends, TCP and UDP, in
+    /// the order they began.
     pub fn finish(&mut self, reason: EndReason, emit: &mut Emit<'_>) {
-        let mut open: Vec<(u64, FlowKey)> =
-            self.table.iter().map(|(k, f)| (f.rec.id, *k)).collect();
+        let mut open: Vec<(u64, Result<FlowKey, crate::udp::UdpKey>)> = self
+            .table
+            .iter()
+            .map(|(k, f)| (f.rec.id, Ok(*k)))
+            .chain(self.udp.open_flows().into_iter().map(|(id, k)| (id, Err(k))))
+            .collect();
         open.sort_unstable_by_key(|(id, _)| *id);
         for (_, k) in open {
-            self.close(k, reason, emit);
+            match k {
+                Ok(k) => self.close(k, reason, emit),
+                Err(k) => self.udp.end(k, reason, emit),
+            }
         }
     }
 }

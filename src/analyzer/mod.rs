@@ -2,6 +2,8 @@
 //! stream to the TLS analyzer (direct TLS) or to a STARTTLS protocol driver.
 
 pub mod options;
+pub mod dtls;
+pub mod quic;
 pub mod sslv2;
 pub mod starttls;
 pub mod tls;

@@ -1,0 +1,399 @@
+//! The UDP flow table: conversations keyed by their endpoints, client/server roles
+//! from the first handshake sender (then ports), an idle timeout driven by packet
+//! time, a cap with eviction. QUIC and DTLS conversations become flow records;
+//! other UDP is only counted, by server port.
+
+use crate::analyzer::dtls::{self, DtlsAnalyzer};
+use crate::analyzer::quic::{self, QuicAnalyzer};
+use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, Timestamp, Transport};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// Datagrams of a conversation looked at before it is taken for neither QUIC nor DTLS.
+pub const SNIFF_DATAGRAMS: u32 = 8;
+/// Server ports listed in the summary's count of other UDP.
+pub const TOP_PORTS: usize = 10;
+
+/// Caps and timeouts of the UDP table.
+#[derive(Clone, Copy, Debug)]
+pub struct UdpLimits {
+    /// Most conversations held at once; past it the least recently active are evicted.
+    pub max_flows: usize,
+    /// A conversation with no datagram for this long (packet time) is ended.
+    pub idle_timeout_secs: i64,
+}
+
+impl Default for UdpLimits {
+    fn default() -> Self {
+        UdpLimits {
+            max_flows: 1_000_000,
+            idle_timeout_secs: 120,
+        }
+    }
+}
+
+/// UDP ports where QUIC usually runs: a long header there is QUIC whatever its version.
+fn quic_port(p: u16) -> bool {
+    matches!(p, 443 | 80 | 784 | 853 | 4433 | 8443 | 6121)
+}
+
+/// Ports where a UDP server usually listens, to guess roles without a handshake.
+fn service_port(p: u16) -> bool {
+    p < 1024
+        || matches!(
+            p,
+            1194 | 1812
+                | 1813
+                | 3478
+                | 4433
+                | 4500
+                | 4740
+                | 5004
+                | 5060
+                | 5061
+                | 5349
+                | 5684
+                | 6514
+                | 8443
+                | 10161
+                | 10162
+                | 51820
+        )
+}
+
+/// Canonical key: the two endpoints in sorted order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UdpKey {
+    a: (IpAddr, u16),
+    b: (IpAddr, u16),
+}
+
+impl UdpKey {
+    pub fn new(x: (IpAddr, u16), y: (IpAddr, u16)) -> Self {
+        if x <= y {
+            UdpKey { a: x, b: y }
+        } else {
+            UdpKey { a: y, b: x }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Proto {
+    /// Not yet known: `seen` datagrams looked at.
+    Sniff { seen: u32 },
+    Quic(Box<QuicAnalyzer>),
+    Dtls(Box<DtlsAnalyzer>),
+    /// The handshake is understood: only datagrams and bytes are counted.
+    Bypass,
+    /// Neither QUIC nor DTLS.
+    Other,
+}
+
+#[derive(Debug)]
+struct UdpFlow {
+    rec: FlowRecord,
+    proto: Proto,
+    last_seen: Timestamp,
+}
+
+/// Counters of the UDP table, for the summary.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct UdpStats {
+    /// Conversations seen (QUIC, DTLS and other).
+    pub flows: u64,
+    pub quic: u64,
+    pub dtls: u64,
+    /// Conversations that were neither QUIC nor DTLS.
+    pub other: u64,
+    /// Other conversations by server port, most first (the top few).
+    pub other_by_server_port: Vec<PortCount>,
+    /// Conversations ended early because the table was full.
+    pub evicted: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PortCount {
+    pub port: u16,
+    pub flows: u64,
+}
+
+/// The UDP conversations of a run.
+#[derive(Debug)]
+pub struct UdpTable {
+    table: FxHashMap<UdpKey, UdpFlow>,
+    limits: UdpLimits,
+    now: Timestamp,
+    next_sweep: i64,
+    other_by_port: FxHashMap<u16, u64>,
+    stats: UdpStats,
+}
+
+/// Receives each flow record as its flow ends.
+pub type Emit<'a> = dyn FnMut(FlowRecord) + 'a;
+
+/// One datagram as the table needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct Datagram<'a> {
+    pub src: (IpAddr, u16),
+    pub dst: (IpAddr, u16),
+    pub payload: &'a [u8],
+    /// The capture cut the datagram short, or its length fields disagreed.
+    pub truncated: bool,
+}
+
+impl UdpTable {
+    pub fn new(limits: UdpLimits) -> Self {
+        UdpTable {
+            table: FxHashMap::default(),
+            limits,
+            now: Timestamp::default(),
+            next_sweep: i64::MIN,
+            other_by_port: FxHashMap::default(),
+            stats: UdpStats::default(),
+        }
+    }
+
+    /// Conversations held now.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// The counters, with the top server ports of other UDP.
+    pub fn stats(&self) -> UdpStats {
+        let mut s = self.stats.clone();
+        let mut ports: Vec<PortCount> = self
+            .other_by_port
+            .iter()
+            .map(|(&port, &flows)| PortCount { port, flows })
+            .collect();
+        ports.sort_unstable_by(|a, b| b.flows.cmp(&a.flows).then(a.port.cmp(&b.port)));
+        ports.truncate(TOP_PORTS);
+        s.other_by_server_port = ports;
+        s
+    }
+
+    /// The clock moved on: idle conversations end.
+    pub fn tick(&mut self, now: Timestamp, emit: &mut Emit<'_>) {
+        if now > self.now {
+            self.now = now;
+        }
+        if self.now.secs >= self.next_sweep {
+            self.sweep(emit);
+            self.next_sweep = self.now.secs + (self.limits.idle_timeout_secs / 10).max(1);
+        }
+    }
+
+    /// One datagram at packet time `ts`; `next_id` numbers new flows (shared with TCP).
+    pub fn datagram(
+        &mut self,
+        dg: &Datagram<'_>,
+        ts: Timestamp,
+        next_id: &mut u64,
+        emit: &mut Emit<'_>,
+    ) {
+        self.tick(ts, emit);
+        let key = UdpKey::new(dg.src, dg.dst);
+        if !self.table.contains_key(&key) {
+            if self.table.len() >= self.limits.max_flows {
+                self.evict(emit);
+            }
+            let flow = new_flow(dg, ts, next_id);
+            self.stats.flows += 1;
+            self.table.insert(key, flow);
+        }
+        let Some(flow) = self.table.get_mut(&key) else {
+            return;
+        };
+        flow.last_seen = ts;
+        flow.rec.end = ts;
+        let mut dir = flow.dir(dg.src);
+        *flow.rec.packets.get_mut(dir) += 1;
+        *flow.rec.bytes.get_mut(dir) += dg.payload.len() as u64;
+        if dg.truncated {
+            flow.rec.note(Note::UdpTruncated);
+        }
+        if let Proto::Sniff { seen } = &mut flow.proto {
+            *seen += 1;
+            let hint = quic_port(dg.src.1) || quic_port(dg.dst.1);
+            let found = if let Some(s) = quic::sniff(dg.payload, hint) {
+                let sender = match s {
+                    quic::Sender::Client => Some(Dir::Client),
+                    quic::Sender::Server => Some(Dir::Server),
+                    quic::Sender::Either => None,
+                };
+                Some((Proto::Quic(Box::default()), sender))
+            } else if let Some(s) = dtls::sniff(dg.payload) {
+                let sender = match s {
+                    dtls::Sender::Client => Some(Dir::Client),
+                    dtls::Sender::Server => Some(Dir::Server),
+                    dtls::Sender::Either => None,
+                };
+                Some((Proto::Dtls(Box::default()), sender))
+            } else {
+                None
+            };
+            match found {
+                Some((proto, sender)) => {
+                    if let Some(role) = sender {
+                        if role != dir {
+                            flow.rec.swap_roles();
+                            flow.rec.note(Note::RolesFromContent);
+                            dir = role;
+                        }
+                        flow.rec.notes.retain(|n| *n != Note::RolesFromPorts);
+                    }
+                    flow.proto = proto;
+                }
+                None if *seen >= SNIFF_DATAGRAMS => flow.proto = Proto::Other,
+                None => {}
+            }
+        }
+        let done = match &mut flow.proto {
+            Proto::Quic(q) => {
+                q.on_datagram(dir, dg.payload, &mut flow.rec);
+                q.is_done()
+            }
+            Proto::Dtls(d) => {
+                d.on_datagram(dir, dg.payload, &mut flow.rec);
+                d.is_done()
+            }
+            Proto::Sniff { .. } | Proto::Bypass | Proto::Other => false,
+        };
+        if done {
+            flow.settle();
+            flow.proto = Proto::Bypass;
+        }
+    }
+
+    /// Ends one conversation: QUIC and DTLS are emitted, the rest counted.
+    fn close(&mut self, key: UdpKey, reason: EndReason, emit: &mut Emit<'_>) {
+        let Some(mut flow) = self.table.remove(&key) else {
+            return;
+        };
+        flow.settle();
+        match flow.rec.encryption {
+            crate::record::Encryption::Quic => self.stats.quic += 1,
+            crate::record::Encryption::Dtls => self.stats.dtls += 1,
+            _ => {
+                self.stats.other += 1;
+                *self.other_by_port.entry(flow.rec.server.port).or_default() += 1;
+                return;
+            }
+        }
+        let mut rec = flow.rec;
+        if rec.packets.client == 0 || rec.packets.server == 0 {
+            rec.note(Note::OneSided);
+        }
+        rec.end_reason = reason;
+        match reason {
+            EndReason::Evicted => rec.note(Note::Evicted),
+            EndReason::CaptureStopped => rec.note(Note::CaptureStopped),
+            _ => {}
+        }
+        rec.findings = crate::assess::assess(&rec);
+        emit(rec);
+    }
+
+    fn sweep(&mut self, emit: &mut Emit<'_>) {
+        let limit = self.now.secs - self.limits.idle_timeout_secs;
+        let mut idle: Vec<(u64, UdpKey)> = self
+            .table
+            .iter()
+            .filter(|(_, f)| f.last_seen.secs < limit)
+            .map(|(k, f)| (f.rec.id, *k))
+            .collect();
+        idle.sort_unstable_by_key(|(id, _)| *id);
+        for (_, k) in idle {
+            self.close(k, EndReason::IdleTimeout, emit);
+        }
+    }
+
+    /// The table is full: end the least recently active sixty-fourth of it.
+    fn evict(&mut self, emit: &mut Emit<'_>) {
+        let mut by_age: Vec<(Timestamp, u64, UdpKey)> = self
+            .table
+            .iter()
+            .map(|(k, f)| (f.last_seen, f.rec.id, *k))
+            .collect();
+        let n = (by_age.len() / 64).max(1);
+        if n < by_age.len() {
+            by_age.select_nth_unstable(n);
+        }
+        let mut victims: Vec<_> = by_age.into_iter().take(n).collect();
+        victims.sort_unstable();
+        for (_, _, k) in victims {
+            self.stats.evicted += 1;
+            self.close(k, EndReason::Evicted, emit);
+        }
+    }
+
+    /// The ids and keys of open conversations, to end them in order with the TCP ones.
+    pub fn open_flows(&self) -> Vec<(u64, UdpKey)> {
+        self.table.iter().map(|(k, f)| (f.rec.id, *k)).collect()
+    }
+
+    /// Ends one open conversation (end of input, capture stopped).
+    pub fn end(&mut self, key: UdpKey, reason: EndReason, emit: &mut Emit<'_>) {
+        self.close(key, reason, emit);
+    }
+
+    /// Ends every open conversation, in the order they began.
+    pub fn finish(&mut self, reason: EndReason, emit: &mut Emit<'_>) {
+        let mut open = self.open_flows();
+        open.sort_unstable_by_key(|(id, _)| *id);
+        for (_, k) in open {
+            self.close(k, reason, emit);
+        }
+    }
+}
+
+impl UdpFlow {
+    fn dir(&self, src: (IpAddr, u16)) -> Dir {
+        if self.rec.client.ip == src.0 && self.rec.client.port == src.1 {
+            Dir::Client
+        } else {
+            Dir::Server
+        }
+    }
+
+    /// Lets the analyzer write its verdict into the record.
+    fn settle(&mut self) {
+        match &mut self.proto {
+            Proto::Quic(q) => q.finish(&mut self.rec),
+            Proto::Dtls(d) => d.finish(&mut self.rec),
+            Proto::Sniff { .. } | Proto::Bypass | Proto::Other => {}
+        }
+    }
+}
+
+fn new_flow(dg: &Datagram<'_>, ts: Timestamp, next_id: &mut u64) -> UdpFlow {
+    let src = Endpoint {
+        ip: dg.src.0,
+        port: dg.src.1,
+    };
+    let dst = Endpoint {
+        ip: dg.dst.0,
+        port: dg.dst.1,
+    };
+    // Provisional roles from ports; the first handshake packet may correct them.
+    let (client, server) = match (service_port(dg.src.1), service_port(dg.dst.1)) {
+        (true, false) => (dst, src),
+        _ => (src, dst),
+    };
+    let id = *next_id;
+    *next_id += 1;
+    let mut rec = FlowRecord::new(id, ts, client, server);
+    rec.transport = Transport::Udp;
+    rec.note(Note::RolesFromPorts);
+    UdpFlow {
+        rec,
+        proto: Proto::Sniff { seen: 0 },
+        last_seen: ts,
+    }
+}
