@@ -530,7 +530,12 @@ impl Engine {
             .table
             .iter()
             .map(|(k, f)| (f.rec.id, Ok(*k)))
-            .chain(self.udp.open_flows().into_iter().map(|(id, k)| (id, Err(k))))
+            .chain(
+                self.udp
+                    .open_flows()
+                    .into_iter()
+                    .map(|(id, k)| (id, Err(k))),
+            )
             .collect();
         open.sort_unstable_by_key(|(id, _)| *id);
         for (_, k) in open {

@@ -168,7 +168,8 @@ impl<'a> Collector<'a> {
     /// Writes the summary and settles the exit status.
     pub fn finish(mut self, engine: &Engine, failed: bool) -> Report {
         self.summary.packets = engine.stats.clone();
-        self.summary.flows.evicted = engine.evicted;
+        self.summary.flows.evicted = engine.evicted + engine.udp.stats().evicted;
+        self.summary.udp = engine.udp.stats();
         let mut summary = self.summary;
         if let Some(e) = self.write_err {
             if e.kind() == io::ErrorKind::BrokenPipe {

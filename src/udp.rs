@@ -82,7 +82,9 @@ impl UdpKey {
 #[derive(Debug)]
 enum Proto {
     /// Not yet known: `seen` datagrams looked at.
-    Sniff { seen: u32 },
+    Sniff {
+        seen: u32,
+    },
     Quic(Box<QuicAnalyzer>),
     Dtls(Box<DtlsAnalyzer>),
     /// The handshake is understood: only datagrams and bytes are counted.
@@ -395,5 +397,174 @@ fn new_flow(dg: &Datagram<'_>, ts: Timestamp, next_id: &mut u64) -> UdpFlow {
         rec,
         proto: Proto::Sniff { seen: 0 },
         last_seen: ts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Encryption;
+
+    fn ep(last: u8, port: u16) -> (IpAddr, u16) {
+        (IpAddr::from([10, 0, 0, last]), port)
+    }
+
+    fn ts(secs: i64) -> Timestamp {
+        Timestamp { secs, nanos: 0 }
+    }
+
+    /// A DTLS record carrying one unfragmented handshake message of type `t`.
+    fn dtls_handshake(t: u8, body: &[u8]) -> Vec<u8> {
+        let mut f = vec![
+            t,
+            0,
+            0,
+            body.len() as u8,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            body.len() as u8,
+        ];
+        f.extend(body);
+        let mut r = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0];
+        r.extend((f.len() as u16).to_be_bytes());
+        r.extend(f);
+        r
+    }
+
+    /// (time, source, destination, payload)
+    type Dg = (i64, (IpAddr, u16), (IpAddr, u16), Vec<u8>);
+
+    fn run(table: &mut UdpTable, dgs: &[Dg]) -> Vec<FlowRecord> {
+        let mut out = Vec::new();
+        let mut id = 1;
+        for (t, src, dst, payload) in dgs {
+            let dg = Datagram {
+                src: *src,
+                dst: *dst,
+                payload,
+                truncated: false,
+            };
+            table.datagram(&dg, ts(*t), &mut id, &mut |r| out.push(r));
+        }
+        table.finish(EndReason::EndOfInput, &mut |r| out.push(r));
+        out
+    }
+
+    #[test]
+    fn the_handshake_sender_is_the_client_whatever_the_ports() {
+        // A HelloVerifyRequest seen first, from the high port: that side is the server.
+        let hvr = dtls_handshake(3, &[0xfe, 0xff, 1, 7]);
+        let mut t = UdpTable::new(UdpLimits::default());
+        let out = run(&mut t, &[(0, ep(2, 40000), ep(1, 443), hvr)]);
+        assert_eq!(out.len(), 1);
+        let r = &out[0];
+        assert_eq!((r.client.port, r.server.port), (443, 40000));
+        assert_eq!(r.transport, Transport::Udp);
+        assert_eq!(r.encryption, Encryption::Dtls);
+        assert!(r.has_note(Note::RolesFromContent));
+        assert!(r.dtls.as_ref().is_some_and(|d| d.hello_verify_request));
+    }
+
+    #[test]
+    fn other_udp_is_counted_by_server_port_not_listed() {
+        let mut t = UdpTable::new(UdpLimits::default());
+        let mut dgs = Vec::new();
+        for i in 0..5u16 {
+            dgs.push((0, ep(2, 50000 + i), ep(1, 53), b"\x12\x34\x01\x00".to_vec()));
+        }
+        dgs.push((0, ep(2, 50100), ep(1, 123), vec![0x23; 48]));
+        let out = run(&mut t, &dgs);
+        assert!(out.is_empty());
+        let s = t.stats();
+        assert_eq!((s.flows, s.other, s.quic, s.dtls), (6, 6, 0, 0));
+        assert_eq!(
+            s.other_by_server_port,
+            vec![
+                PortCount { port: 53, flows: 5 },
+                PortCount {
+                    port: 123,
+                    flows: 1
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn idle_timeout_ends_a_conversation_and_a_new_one_begins() {
+        let ch = dtls_handshake(1, &[0xfe, 0xfd]);
+        let limits = UdpLimits {
+            idle_timeout_secs: 120,
+            ..UdpLimits::default()
+        };
+        let mut t = UdpTable::new(limits);
+        let out = run(
+            &mut t,
+            &[
+                (0, ep(2, 40000), ep(1, 4433), ch.clone()),
+                (100, ep(2, 40000), ep(1, 4433), ch.clone()),
+                (300, ep(2, 40000), ep(1, 4433), ch),
+            ],
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].end_reason, EndReason::IdleTimeout);
+        assert_eq!(out[0].packets.client, 2);
+        assert_eq!(out[1].end_reason, EndReason::EndOfInput);
+        assert_eq!((out[0].id, out[1].id), (1, 2));
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_least_recently_active() {
+        let ch = dtls_handshake(1, &[0xfe, 0xfd]);
+        let mut t = UdpTable::new(UdpLimits {
+            max_flows: 4,
+            idle_timeout_secs: 1000,
+        });
+        let dgs: Vec<_> = (0..10u16)
+            .map(|i| (i64::from(i), ep(2, 40000 + i), ep(1, 4433), ch.clone()))
+            .collect();
+        let out = run(&mut t, &dgs);
+        assert_eq!(out.len(), 10);
+        let evicted: Vec<_> = out
+            .iter()
+            .filter(|r| r.end_reason == EndReason::Evicted)
+            .map(|r| r.client.port)
+            .collect();
+        assert_eq!(evicted, vec![40000, 40001, 40002, 40003, 40004, 40005]);
+        assert!(
+            out.iter()
+                .all(|r| r.end_reason != EndReason::Evicted || r.has_note(Note::Evicted))
+        );
+        assert_eq!(t.stats().evicted, 6);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn garbage_on_quic_and_dtls_ports_never_panics() {
+        let mut t = UdpTable::new(UdpLimits::default());
+        let mut dgs = Vec::new();
+        let mut seed = 7u32;
+        for n in 0..400usize {
+            let mut p = Vec::with_capacity(n % 1300);
+            for _ in 0..n % 1300 {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                p.push((seed >> 16) as u8);
+            }
+            if let Some(b) = p.first_mut() {
+                // Long headers and DTLS content types, to reach the parsers.
+                *b = if n % 2 == 0 { 0xc0 | *b } else { 22 };
+            }
+            if p.len() > 4 && n % 4 == 0 {
+                p[1..5].copy_from_slice(&[0, 0, 0, 1]);
+            }
+            let port = if n % 2 == 0 { 443 } else { 4433 };
+            dgs.push((0, ep(2, 40000 + (n % 7) as u16), ep(1, port), p));
+        }
+        let out = run(&mut t, &dgs);
+        assert!(out.len() <= 14);
     }
 }

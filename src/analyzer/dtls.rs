@@ -60,8 +60,7 @@ pub fn record(d: &[u8]) -> Result<(Record<'_>, &[u8]), Bad> {
         .ok_or(Bad::Truncated)?;
     let [content_type, v0, v1, e0, e1, s0, s1, s2, s3, s4, s5, l0, l1] = *h;
     let version = u16::from_be_bytes([v0, v1]);
-    if !(CT_CHANGE_CIPHER_SPEC..=CT_TLS12_CID).contains(&content_type) || !record_version(version)
-    {
+    if !(CT_CHANGE_CIPHER_SPEC..=CT_TLS12_CID).contains(&content_type) || !record_version(version) {
         return Err(Bad::Invalid);
     }
     let epoch = u16::from_be_bytes([e0, e1]);
@@ -118,7 +117,9 @@ pub struct Fragment<'a> {
 }
 
 fn be24(b: &[u8]) -> usize {
-    b.iter().take(3).fold(0, |acc, &x| (acc << 8) | usize::from(x))
+    b.iter()
+        .take(3)
+        .fold(0, |acc, &x| (acc << 8) | usize::from(x))
 }
 
 /// Parses the handshake fragment at the start of a record body.
@@ -285,7 +286,9 @@ impl DtlsAnalyzer {
             rest = next;
             let info = Self::info(rec);
             info.max_epoch = info.max_epoch.max(r.epoch);
-            if r.epoch > 0 || r.content_type == CT_APPLICATION_DATA || r.content_type == CT_TLS12_CID
+            if r.epoch > 0
+                || r.content_type == CT_APPLICATION_DATA
+                || r.content_type == CT_TLS12_CID
             {
                 self.encrypted(dir, rec);
                 continue;
@@ -348,7 +351,9 @@ impl DtlsAnalyzer {
                 continue;
             }
             let at = match side.partial.iter().position(|p| {
-                p.message_seq == f.message_seq && p.msg_type == f.msg_type && p.buf.len() == f.length
+                p.message_seq == f.message_seq
+                    && p.msg_type == f.msg_type
+                    && p.buf.len() == f.length
             }) {
                 Some(i) => i,
                 None => {
@@ -584,7 +589,10 @@ mod tests {
     #[test]
     fn parsers_need_more_and_invalid() {
         assert_eq!(record(&[22, 0xfe, 0xfd]), Err(Bad::Truncated));
-        assert_eq!(record(&[22, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Err(Bad::Invalid));
+        assert_eq!(
+            record(&[22, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(Bad::Invalid)
+        );
         let mut r = rec_hdr(22, 0xfefd, 0, 0, &[1, 2, 3]);
         r.truncate(15);
         assert_eq!(record(&r), Err(Bad::Truncated));
@@ -593,7 +601,10 @@ mod tests {
         assert_eq!(fragment(&f).map(|x| x.0.offset), Err(Bad::Invalid));
         assert_eq!(fragment(&f[..5]), Err(Bad::Truncated));
         assert_eq!(unified_record_len(&[0x2c, 1, 2, 0, 3, 9, 9, 9]), Ok(8));
-        assert_eq!(unified_record_len(&[0x2c, 1, 2, 0, 9, 9]), Err(Bad::Truncated));
+        assert_eq!(
+            unified_record_len(&[0x2c, 1, 2, 0, 9, 9]),
+            Err(Bad::Truncated)
+        );
         assert_eq!(unified_record_len(&[0x3c, 1]), Err(Bad::Invalid));
     }
 

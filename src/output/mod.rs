@@ -5,6 +5,7 @@ pub mod table;
 
 use crate::flow::PacketStats;
 use crate::record::{Encryption, FlowRecord, Timestamp};
+use crate::udp::UdpStats;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io;
@@ -50,6 +51,8 @@ pub struct Summary {
     /// Flows with payload carrying each finding code.
     pub by_finding: BTreeMap<&'static str, u64>,
     pub packets: PacketStats,
+    /// UDP conversations: QUIC and DTLS ones are listed as flows; the others only counted here.
+    pub udp: UdpStats,
     /// libpcap's counters (live capture only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<CaptureStats>,

@@ -137,7 +137,8 @@ impl Messages {
             }
             let n = self.remaining.min(data.len());
             if self.collect {
-                self.buf.extend_from_slice(data.get(..n).unwrap_or_default());
+                self.buf
+                    .extend_from_slice(data.get(..n).unwrap_or_default());
             }
             self.remaining -= n;
             data = data.get(n..).unwrap_or_default();
@@ -160,7 +161,9 @@ mod tests {
         let mut s = CryptoStream::default();
         let mut out = Vec::new();
         for &(o, l) in pieces {
-            s.insert(o as u64, &stream[o..o + l], &mut |b| out.extend_from_slice(b));
+            s.insert(o as u64, &stream[o..o + l], &mut |b| {
+                out.extend_from_slice(b)
+            });
         }
         (out, s)
     }

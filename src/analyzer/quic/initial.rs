@@ -266,27 +266,19 @@ mod tests {
     fn rfc9001_appendix_a2_header_protection_mask() {
         // A.2: sample d1b1c98dd7689fb8ec11d242b123dc9b -> mask 437b9aec36
         let keys = InitialKeys::new(&Suite::of(V1).unwrap(), &hex(DCID)).unwrap();
-        let sample: [u8; 16] = hex("d1b1c98dd7689fb8ec11d242b123dc9b")
-            .try_into()
-            .unwrap();
+        let sample: [u8; 16] = hex("d1b1c98dd7689fb8ec11d242b123dc9b").try_into().unwrap();
         assert_eq!(keys.client.mask(&sample)[..5], hex("437b9aec36")[..]);
         // A.3: the server's sample 2cd0991cd25b0aac406a5816b6394100 -> mask 2ec0d8356a
-        let sample: [u8; 16] = hex("2cd0991cd25b0aac406a5816b6394100")
-            .try_into()
-            .unwrap();
+        let sample: [u8; 16] = hex("2cd0991cd25b0aac406a5816b6394100").try_into().unwrap();
         assert_eq!(keys.server.mask(&sample)[..5], hex("2ec0d8356a")[..]);
     }
 
     #[test]
     fn rfc9369_appendix_a_header_protection_mask() {
         let keys = InitialKeys::new(&Suite::of(V2).unwrap(), &hex(DCID)).unwrap();
-        let sample: [u8; 16] = hex("ffe67b6abcdb4298b485dd04de806071")
-            .try_into()
-            .unwrap();
+        let sample: [u8; 16] = hex("ffe67b6abcdb4298b485dd04de806071").try_into().unwrap();
         assert_eq!(keys.client.mask(&sample)[..5], hex("94a0c95e80")[..]);
-        let sample: [u8; 16] = hex("6f05d8a4398c47089698baeea26b91eb")
-            .try_into()
-            .unwrap();
+        let sample: [u8; 16] = hex("6f05d8a4398c47089698baeea26b91eb").try_into().unwrap();
         assert_eq!(keys.server.mask(&sample)[..5], hex("4dd92e91ea")[..]);
     }
 

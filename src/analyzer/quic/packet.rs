@@ -330,10 +330,12 @@ mod tests {
         let plain = &scratch[range];
         assert_eq!(
             plain,
-            &hex("02000000000600405a020000560303eefce7f7b37ba1d1632e96677825ddf73988
+            &hex(
+                "02000000000600405a020000560303eefce7f7b37ba1d1632e96677825ddf73988
                 cfc79825df566dc5430b9a045a1200130100002e00330024001d00209d3c940d
                 89690b84d08a60993c144eca684d1081287c834d5311bcf32bb9da1a002b0002
-                0304")[..]
+                0304"
+            )[..]
         );
         let mut got = Vec::new();
         frames(plain, &mut |f| got.push(f)).unwrap();
