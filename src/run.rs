@@ -124,16 +124,13 @@ impl<'a> Collector<'a> {
         }
     }
 
-    pub fn emit(&mut self, rec: FlowRecord) {
+    pub fn emit(&mut self, mut rec: FlowRecord) {
         if self.write_err.is_some() {
             return;
         }
+        self.cfg.policy.apply(&mut rec);
         if self.summary.count(&rec, self.cfg.all) {
-            if rec
-                .findings
-                .iter()
-                .any(|f| self.cfg.fail_on.iter().any(|c| c == f.code))
-            {
+            if rec.findings.iter().any(|f| self.cfg.fail_on.matches(f)) {
                 self.hit_fail_on = true;
             }
             if let Err(e) = self.sink.flow(&rec) {

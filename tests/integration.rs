@@ -8,6 +8,8 @@
     clippy::indexing_slicing
 )]
 
+mod audit;
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
