@@ -2,11 +2,10 @@
 //! per-direction reassembly into the analyzer, and the ways a flow ends.
 
 use crate::analyzer::{Analyzer, Options, Signal};
-use crate::capture::Packet;
-use crate::decode::{Decoded, Segment, decode};
+use crate::decode::Segment;
 use crate::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Timestamp};
-use crate::udp::{UdpLimits, UdpTable};
+use crate::udp::{Datagram, UdpKey, UdpLimits, UdpStats, UdpTable};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -52,6 +51,42 @@ pub struct PacketStats {
     pub stray: u64,
     /// Packets left out by `--port`.
     pub filtered: u64,
+    /// The UDP conversations (shown as the summary's `udp`, not under `packets`).
+    #[serde(skip)]
+    pub udp_flows: UdpStats,
+}
+
+impl PacketStats {
+    /// Adds counters kept by another stage or shard.
+    pub fn absorb(&mut self, o: &PacketStats) {
+        // Destructured without `..`: a new counter must be added here too.
+        let PacketStats {
+            total,
+            bytes,
+            tcp,
+            udp,
+            non_tcp,
+            ip_fragments,
+            undecodable,
+            unsupported_link_types,
+            stray,
+            filtered,
+            udp_flows,
+        } = o;
+        self.total += total;
+        self.bytes += bytes;
+        self.tcp += tcp;
+        self.udp += udp;
+        self.non_tcp += non_tcp;
+        self.ip_fragments += ip_fragments;
+        self.undecodable += undecodable;
+        for (lt, n) in unsupported_link_types {
+            *self.unsupported_link_types.entry(*lt).or_default() += n;
+        }
+        self.stray += stray;
+        self.filtered += filtered;
+        self.udp_flows.absorb(udp_flows);
+    }
 }
 
 /// Canonical key: the two endpoints in sorted order.
@@ -127,16 +162,71 @@ pub struct Engine {
     opts: Options,
     ports: Vec<u16>,
     next_id: u64,
+    ids: IdScheme,
+    /// Latest packet time seen (the clock that ends idle flows).
     now: Timestamp,
-    next_sweep: i64,
+    clock: Clock,
     pub stats: PacketStats,
     pub evicted: u64,
     /// The UDP conversations (QUIC, DTLS, and others counted by port).
-    pub udp: UdpTable,
+    udp: UdpTable,
 }
 
 /// Receives each flow record as its flow ends.
 pub type Emit<'a> = dyn FnMut(FlowRecord) + 'a;
+
+/// Where a packet stands in the run: its capture time and its 1-based ordinal
+/// counted across all inputs (the order in which the reader saw it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub ts: Timestamp,
+    pub ordinal: u64,
+}
+
+/// How a new flow gets its `id`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdScheme {
+    /// 1, 2, 3... in the order flows began (one engine sees every flow).
+    #[default]
+    Sequential,
+    /// The ordinal of the flow's first packet: a shard of several engines,
+    /// whose records are renumbered in first-packet order downstream.
+    FirstPacket,
+}
+
+/// The packet-time clock that decides when idle flows are swept.
+///
+/// Sweeps happen at fixed steps of packet time (a tenth of the idle timeout),
+/// so whoever runs this clock over the same packet times sweeps at the same
+/// packets: one engine, or a reader driving several shard engines.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    now: Timestamp,
+    next_sweep: i64,
+    step: i64,
+}
+
+impl Clock {
+    pub fn new(limits: &Limits) -> Self {
+        Clock {
+            now: Timestamp::default(),
+            next_sweep: i64::MIN,
+            step: (limits.idle_timeout_secs / 10).max(1),
+        }
+    }
+
+    /// Moves the clock to `ts` (never backwards); says when a sweep is due.
+    pub fn advance(&mut self, ts: Timestamp) -> Option<Timestamp> {
+        if ts > self.now {
+            self.now = ts;
+        }
+        if self.now.secs >= self.next_sweep {
+            self.next_sweep = self.now.secs.saturating_add(self.step);
+            return Some(self.now);
+        }
+        None
+    }
+}
 
 impl Engine {
     pub fn new(limits: Limits, opts: Options, ports: Vec<u16>) -> Self {
@@ -147,8 +237,9 @@ impl Engine {
             opts,
             ports,
             next_id: 1,
+            ids: IdScheme::Sequential,
             now: Timestamp::default(),
-            next_sweep: i64::MIN,
+            clock: Clock::new(&limits),
             stats: PacketStats::default(),
             evicted: 0,
             udp: UdpTable::new(UdpLimits {
@@ -158,58 +249,59 @@ impl Engine {
         }
     }
 
-    /// The clock moved on without a packet (live capture): flows may time out.
+    /// Chooses how new flows are numbered (before the first packet).
+    pub fn set_ids(&mut self, ids: IdScheme) {
+        self.ids = ids;
+    }
+
+    /// Flows begun so far.
+    pub fn flows_started(&self) -> u64 {
+        self.next_id - 1
+    }
+
+    /// The clock moved on (a packet, or live capture's wall clock): flows may time out.
     pub fn tick(&mut self, now: Timestamp, emit: &mut Emit<'_>) {
+        if let Some(now) = self.clock.advance(now) {
+            self.sweep_at(now, emit);
+        }
+    }
+
+    /// Ends the flows idle at `now`, when a [`Clock`] driven elsewhere says a sweep is due.
+    pub fn sweep_at(&mut self, now: Timestamp, emit: &mut Emit<'_>) {
         if now > self.now {
             self.now = now;
         }
-        if self.now.secs >= self.next_sweep {
-            self.sweep(emit);
-            self.next_sweep = self.now.secs + (self.limits.idle_timeout_secs / 10).max(1);
-        }
-        self.udp.tick(now, emit);
+        self.sweep(emit);
+        self.udp.sweep_at(now, &mut self.stats.udp_flows, emit);
     }
 
-    /// One captured packet.
-    pub fn packet(&mut self, pkt: &Packet<'_>, emit: &mut Emit<'_>) {
-        self.stats.total += 1;
-        self.stats.bytes += u64::from(pkt.orig_len);
-        self.tick(pkt.ts, emit);
-        match decode(pkt.linktype, pkt.data) {
-            Decoded::Tcp(seg) => {
-                self.stats.tcp += 1;
-                self.segment(&seg, pkt.ts, emit);
-            }
-            Decoded::Udp(d) => {
-                self.stats.udp += 1;
-                if !self.ports.is_empty()
-                    && !self.ports.iter().any(|&p| p == d.sport || p == d.dport)
-                {
-                    self.stats.filtered += 1;
-                    return;
-                }
-                let dg = crate::udp::Datagram {
-                    src: (d.src, d.sport),
-                    dst: (d.dst, d.dport),
-                    payload: d.payload,
-                    truncated: d.truncated,
-                };
-                self.udp.datagram(&dg, pkt.ts, &mut self.next_id, emit);
-            }
-            Decoded::NotTcp => self.stats.non_tcp += 1,
-            Decoded::Fragment => self.stats.ip_fragments += 1,
-            Decoded::Malformed => self.stats.undecodable += 1,
-            Decoded::UnsupportedLink => {
-                *self
-                    .stats
-                    .unsupported_link_types
-                    .entry(pkt.linktype)
-                    .or_default() += 1;
-            }
+    /// One decoded UDP datagram. The caller runs the clock first ([`Engine::tick`]).
+    pub fn datagram(&mut self, d: &Datagram<'_>, at: Stamp, emit: &mut Emit<'_>) {
+        if !self.ports.is_empty() && !self.ports.iter().any(|&p| p == d.src.1 || p == d.dst.1) {
+            self.stats.filtered += 1;
+            return;
         }
+        let Engine {
+            udp,
+            stats,
+            ids,
+            next_id,
+            ..
+        } = self;
+        let mut new_id = || {
+            let id = match ids {
+                IdScheme::Sequential => *next_id,
+                IdScheme::FirstPacket => at.ordinal,
+            };
+            *next_id += 1;
+            id
+        };
+        udp.datagram(d, at.ts, &mut new_id, &mut stats.udp_flows, emit);
     }
 
-    fn segment(&mut self, seg: &Segment<'_>, ts: Timestamp, emit: &mut Emit<'_>) {
+    /// One decoded TCP segment. The caller runs the clock first ([`Engine::tick`]).
+    pub fn segment(&mut self, seg: &Segment<'_>, at: Stamp, emit: &mut Emit<'_>) {
+        let ts = at.ts;
         if !self.ports.is_empty() && !self.ports.iter().any(|&p| p == seg.sport || p == seg.dport) {
             self.stats.filtered += 1;
             return;
@@ -250,7 +342,7 @@ impl Engine {
             if self.table.len() >= self.limits.max_flows {
                 self.evict(emit);
             }
-            let flow = self.new_flow(seg, ts);
+            let flow = self.new_flow(seg, at);
             self.table.insert(key, flow);
         }
         let Some(flow) = self.table.get_mut(&key) else {
@@ -375,7 +467,8 @@ impl Engine {
         }
     }
 
-    fn new_flow(&mut self, seg: &Segment<'_>, ts: Timestamp) -> Flow {
+    fn new_flow(&mut self, seg: &Segment<'_>, at: Stamp) -> Flow {
+        let ts = at.ts;
         let src = Endpoint {
             ip: seg.src,
             port: seg.sport,
@@ -405,7 +498,10 @@ impl Engine {
                 (src, dst, false)
             }
         };
-        let id = self.next_id;
+        let id = match self.ids {
+            IdScheme::Sequential => self.next_id,
+            IdScheme::FirstPacket => at.ordinal,
+        };
         self.next_id += 1;
         let mut rec = FlowRecord::new(id, ts, client, server);
         for n in notes {
@@ -523,10 +619,10 @@ impl Engine {
         }
     }
 
-    /// End of input (or capture stopped): every open flow ends, TCP and UDP, in
-    /// the order they began.
+    /// End of input (or capture stopped): every open flow ends, in the order they began.
     pub fn finish(&mut self, reason: EndReason, emit: &mut Emit<'_>) {
-        let mut open: Vec<(u64, Result<FlowKey, crate::udp::UdpKey>)> = self
+        // TCP and UDP flows end together, in the order they began.
+        let mut open: Vec<(u64, Result<FlowKey, UdpKey>)> = self
             .table
             .iter()
             .map(|(k, f)| (f.rec.id, Ok(*k)))
@@ -541,7 +637,7 @@ impl Engine {
         for (_, k) in open {
             match k {
                 Ok(k) => self.close(k, reason, emit),
-                Err(k) => self.udp.end(k, reason, emit),
+                Err(k) => self.udp.end(k, reason, &mut self.stats.udp_flows, emit),
             }
         }
     }

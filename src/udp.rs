@@ -8,6 +8,7 @@ use crate::analyzer::quic::{self, QuicAnalyzer};
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, Timestamp, Transport};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// Datagrams of a conversation looked at before it is taken for neither QUIC nor DTLS.
@@ -101,7 +102,7 @@ struct UdpFlow {
 }
 
 /// Counters of the UDP table, for the summary.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct UdpStats {
     /// Conversations seen (QUIC, DTLS and other).
     pub flows: u64,
@@ -109,12 +110,58 @@ pub struct UdpStats {
     pub dtls: u64,
     /// Conversations that were neither QUIC nor DTLS.
     pub other: u64,
-    /// Other conversations by server port, most first (the top few).
-    pub other_by_server_port: Vec<PortCount>,
+    /// Other conversations by server port (bounded: 65,536 ports); the summary
+    /// shows the top few, most first.
+    #[serde(rename = "other_by_server_port", serialize_with = "top_ports")]
+    pub other_by_port: BTreeMap<u16, u64>,
     /// Conversations ended early because the table was full.
     pub evicted: u64,
 }
 
+impl UdpStats {
+    /// Adds counters kept by another shard.
+    pub fn absorb(&mut self, o: &UdpStats) {
+        // Destructured without `..`: a new counter must be added here too.
+        let UdpStats {
+            flows,
+            quic,
+            dtls,
+            other,
+            other_by_port,
+            evicted,
+        } = o;
+        self.flows += flows;
+        self.quic += quic;
+        self.dtls += dtls;
+        self.other += other;
+        for (p, n) in other_by_port {
+            *self.other_by_port.entry(*p).or_default() += n;
+        }
+        self.evicted += evicted;
+    }
+
+    /// The [`TOP_PORTS`] server ports with the most other conversations.
+    pub fn top_ports(&self) -> Vec<PortCount> {
+        let mut ports: Vec<PortCount> = self
+            .other_by_port
+            .iter()
+            .map(|(&port, &flows)| PortCount { port, flows })
+            .collect();
+        ports.sort_by(|a, b| b.flows.cmp(&a.flows).then(a.port.cmp(&b.port)));
+        ports.truncate(TOP_PORTS);
+        ports
+    }
+}
+
+fn top_ports<S: serde::Serializer>(m: &BTreeMap<u16, u64>, s: S) -> Result<S::Ok, S::Error> {
+    let stats = UdpStats {
+        other_by_port: m.clone(),
+        ..UdpStats::default()
+    };
+    s.collect_seq(stats.top_ports())
+}
+
+/// A server port and how many conversations it had.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PortCount {
     pub port: u16,
@@ -127,9 +174,6 @@ pub struct UdpTable {
     table: FxHashMap<UdpKey, UdpFlow>,
     limits: UdpLimits,
     now: Timestamp,
-    next_sweep: i64,
-    other_by_port: FxHashMap<u16, u64>,
-    stats: UdpStats,
 }
 
 /// Receives each flow record as its flow ends.
@@ -151,9 +195,6 @@ impl UdpTable {
             table: FxHashMap::default(),
             limits,
             now: Timestamp::default(),
-            next_sweep: i64::MIN,
-            other_by_port: FxHashMap::default(),
-            stats: UdpStats::default(),
         }
     }
 
@@ -166,47 +207,41 @@ impl UdpTable {
         self.table.is_empty()
     }
 
-    /// The counters, with the top server ports of other UDP.
-    pub fn stats(&self) -> UdpStats {
-        let mut s = self.stats.clone();
-        let mut ports: Vec<PortCount> = self
-            .other_by_port
-            .iter()
-            .map(|(&port, &flows)| PortCount { port, flows })
-            .collect();
-        ports.sort_unstable_by(|a, b| b.flows.cmp(&a.flows).then(a.port.cmp(&b.port)));
-        ports.truncate(TOP_PORTS);
-        s.other_by_server_port = ports;
-        s
-    }
-
-    /// The clock moved on: idle conversations end.
-    pub fn tick(&mut self, now: Timestamp, emit: &mut Emit<'_>) {
+    /// Ends the conversations idle at `now` (the flow engine's clock says when).
+    pub fn sweep_at(&mut self, now: Timestamp, stats: &mut UdpStats, emit: &mut Emit<'_>) {
         if now > self.now {
             self.now = now;
         }
-        if self.now.secs >= self.next_sweep {
-            self.sweep(emit);
-            self.next_sweep = self.now.secs + (self.limits.idle_timeout_secs / 10).max(1);
+        let limit = self.now.secs - self.limits.idle_timeout_secs;
+        let mut idle: Vec<(u64, UdpKey)> = self
+            .table
+            .iter()
+            .filter(|(_, f)| f.last_seen.secs < limit)
+            .map(|(k, f)| (f.rec.id, *k))
+            .collect();
+        idle.sort_unstable_by_key(|(id, _)| *id);
+        for (_, k) in idle {
+            self.close(k, EndReason::IdleTimeout, stats, emit);
         }
     }
 
-    /// One datagram at packet time `ts`; `next_id` numbers new flows (shared with TCP).
+    /// One datagram at packet time `ts`; `new_id` numbers a new flow (the flow
+    /// engine's numbering, shared with TCP). The caller runs the clock.
     pub fn datagram(
         &mut self,
         dg: &Datagram<'_>,
         ts: Timestamp,
-        next_id: &mut u64,
+        new_id: &mut dyn FnMut() -> u64,
+        stats: &mut UdpStats,
         emit: &mut Emit<'_>,
     ) {
-        self.tick(ts, emit);
         let key = UdpKey::new(dg.src, dg.dst);
         if !self.table.contains_key(&key) {
             if self.table.len() >= self.limits.max_flows {
-                self.evict(emit);
+                self.evict(stats, emit);
             }
-            let flow = new_flow(dg, ts, next_id);
-            self.stats.flows += 1;
+            let flow = new_flow(dg, ts, new_id());
+            stats.flows += 1;
             self.table.insert(key, flow);
         }
         let Some(flow) = self.table.get_mut(&key) else {
@@ -274,17 +309,17 @@ impl UdpTable {
     }
 
     /// Ends one conversation: QUIC and DTLS are emitted, the rest counted.
-    fn close(&mut self, key: UdpKey, reason: EndReason, emit: &mut Emit<'_>) {
+    fn close(&mut self, key: UdpKey, reason: EndReason, stats: &mut UdpStats, emit: &mut Emit<'_>) {
         let Some(mut flow) = self.table.remove(&key) else {
             return;
         };
         flow.settle();
         match flow.rec.encryption {
-            crate::record::Encryption::Quic => self.stats.quic += 1,
-            crate::record::Encryption::Dtls => self.stats.dtls += 1,
+            crate::record::Encryption::Quic => stats.quic += 1,
+            crate::record::Encryption::Dtls => stats.dtls += 1,
             _ => {
-                self.stats.other += 1;
-                *self.other_by_port.entry(flow.rec.server.port).or_default() += 1;
+                stats.other += 1;
+                *stats.other_by_port.entry(flow.rec.server.port).or_default() += 1;
                 return;
             }
         }
@@ -302,22 +337,8 @@ impl UdpTable {
         emit(rec);
     }
 
-    fn sweep(&mut self, emit: &mut Emit<'_>) {
-        let limit = self.now.secs - self.limits.idle_timeout_secs;
-        let mut idle: Vec<(u64, UdpKey)> = self
-            .table
-            .iter()
-            .filter(|(_, f)| f.last_seen.secs < limit)
-            .map(|(k, f)| (f.rec.id, *k))
-            .collect();
-        idle.sort_unstable_by_key(|(id, _)| *id);
-        for (_, k) in idle {
-            self.close(k, EndReason::IdleTimeout, emit);
-        }
-    }
-
     /// The table is full: end the least recently active sixty-fourth of it.
-    fn evict(&mut self, emit: &mut Emit<'_>) {
+    fn evict(&mut self, stats: &mut UdpStats, emit: &mut Emit<'_>) {
         let mut by_age: Vec<(Timestamp, u64, UdpKey)> = self
             .table
             .iter()
@@ -330,8 +351,8 @@ impl UdpTable {
         let mut victims: Vec<_> = by_age.into_iter().take(n).collect();
         victims.sort_unstable();
         for (_, _, k) in victims {
-            self.stats.evicted += 1;
-            self.close(k, EndReason::Evicted, emit);
+            stats.evicted += 1;
+            self.close(k, EndReason::Evicted, stats, emit);
         }
     }
 
@@ -341,16 +362,22 @@ impl UdpTable {
     }
 
     /// Ends one open conversation (end of input, capture stopped).
-    pub fn end(&mut self, key: UdpKey, reason: EndReason, emit: &mut Emit<'_>) {
-        self.close(key, reason, emit);
+    pub fn end(
+        &mut self,
+        key: UdpKey,
+        reason: EndReason,
+        stats: &mut UdpStats,
+        emit: &mut Emit<'_>,
+    ) {
+        self.close(key, reason, stats, emit);
     }
 
     /// Ends every open conversation, in the order they began.
-    pub fn finish(&mut self, reason: EndReason, emit: &mut Emit<'_>) {
+    pub fn finish(&mut self, reason: EndReason, stats: &mut UdpStats, emit: &mut Emit<'_>) {
         let mut open = self.open_flows();
         open.sort_unstable_by_key(|(id, _)| *id);
         for (_, k) in open {
-            self.close(k, reason, emit);
+            self.close(k, reason, stats, emit);
         }
     }
 }
@@ -374,7 +401,7 @@ impl UdpFlow {
     }
 }
 
-fn new_flow(dg: &Datagram<'_>, ts: Timestamp, next_id: &mut u64) -> UdpFlow {
+fn new_flow(dg: &Datagram<'_>, ts: Timestamp, id: u64) -> UdpFlow {
     let src = Endpoint {
         ip: dg.src.0,
         port: dg.src.1,
@@ -388,8 +415,6 @@ fn new_flow(dg: &Datagram<'_>, ts: Timestamp, next_id: &mut u64) -> UdpFlow {
         (true, false) => (dst, src),
         _ => (src, dst),
     };
-    let id = *next_id;
-    *next_id += 1;
     let mut rec = FlowRecord::new(id, ts, client, server);
     rec.transport = Transport::Udp;
     rec.note(Note::RolesFromPorts);
@@ -439,9 +464,10 @@ mod tests {
     /// (time, source, destination, payload)
     type Dg = (i64, (IpAddr, u16), (IpAddr, u16), Vec<u8>);
 
-    fn run(table: &mut UdpTable, dgs: &[Dg]) -> Vec<FlowRecord> {
+    fn run(table: &mut UdpTable, dgs: &[Dg]) -> (Vec<FlowRecord>, UdpStats) {
         let mut out = Vec::new();
-        let mut id = 1;
+        let mut id = 0;
+        let mut stats = UdpStats::default();
         for (t, src, dst, payload) in dgs {
             let dg = Datagram {
                 src: *src,
@@ -449,10 +475,15 @@ mod tests {
                 payload,
                 truncated: false,
             };
-            table.datagram(&dg, ts(*t), &mut id, &mut |r| out.push(r));
+            table.sweep_at(ts(*t), &mut stats, &mut |r| out.push(r));
+            let mut new_id = || {
+                id += 1;
+                id
+            };
+            table.datagram(&dg, ts(*t), &mut new_id, &mut stats, &mut |r| out.push(r));
         }
-        table.finish(EndReason::EndOfInput, &mut |r| out.push(r));
-        out
+        table.finish(EndReason::EndOfInput, &mut stats, &mut |r| out.push(r));
+        (out, stats)
     }
 
     #[test]
@@ -460,7 +491,7 @@ mod tests {
         // A HelloVerifyRequest seen first, from the high port: that side is the server.
         let hvr = dtls_handshake(3, &[0xfe, 0xff, 1, 7]);
         let mut t = UdpTable::new(UdpLimits::default());
-        let out = run(&mut t, &[(0, ep(2, 40000), ep(1, 443), hvr)]);
+        let (out, _) = run(&mut t, &[(0, ep(2, 40000), ep(1, 443), hvr)]);
         assert_eq!(out.len(), 1);
         let r = &out[0];
         assert_eq!((r.client.port, r.server.port), (443, 40000));
@@ -478,12 +509,18 @@ mod tests {
             dgs.push((0, ep(2, 50000 + i), ep(1, 53), b"\x12\x34\x01\x00".to_vec()));
         }
         dgs.push((0, ep(2, 50100), ep(1, 123), vec![0x23; 48]));
-        let out = run(&mut t, &dgs);
+        let (out, s) = run(&mut t, &dgs);
         assert!(out.is_empty());
-        let s = t.stats();
         assert_eq!((s.flows, s.other, s.quic, s.dtls), (6, 6, 0, 0));
+        let mut twice = s.clone();
+        twice.absorb(&s);
+        assert_eq!(twice.other_by_port.get(&53), Some(&10));
         assert_eq!(
-            s.other_by_server_port,
+            serde_json::to_value(&s).unwrap()["other_by_server_port"][0],
+            serde_json::json!({"port": 53, "flows": 5})
+        );
+        assert_eq!(
+            s.top_ports(),
             vec![
                 PortCount { port: 53, flows: 5 },
                 PortCount {
@@ -502,7 +539,7 @@ mod tests {
             ..UdpLimits::default()
         };
         let mut t = UdpTable::new(limits);
-        let out = run(
+        let (out, _) = run(
             &mut t,
             &[
                 (0, ep(2, 40000), ep(1, 4433), ch.clone()),
@@ -527,7 +564,7 @@ mod tests {
         let dgs: Vec<_> = (0..10u16)
             .map(|i| (i64::from(i), ep(2, 40000 + i), ep(1, 4433), ch.clone()))
             .collect();
-        let out = run(&mut t, &dgs);
+        let (out, stats) = run(&mut t, &dgs);
         assert_eq!(out.len(), 10);
         let evicted: Vec<_> = out
             .iter()
@@ -539,7 +576,7 @@ mod tests {
             out.iter()
                 .all(|r| r.end_reason != EndReason::Evicted || r.has_note(Note::Evicted))
         );
-        assert_eq!(t.stats().evicted, 6);
+        assert_eq!(stats.evicted, 6);
         assert!(t.is_empty());
     }
 
@@ -564,7 +601,7 @@ mod tests {
             let port = if n % 2 == 0 { 443 } else { 4433 };
             dgs.push((0, ep(2, 40000 + (n % 7) as u16), ep(1, port), p));
         }
-        let out = run(&mut t, &dgs);
+        let (out, _) = run(&mut t, &dgs);
         assert!(out.len() <= 14);
     }
 }

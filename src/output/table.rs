@@ -235,7 +235,7 @@ impl<W: Write> Sink for Table<W> {
                 "other UDP (not listed): {} conversations; by server port: {}",
                 u.other,
                 join(
-                    u.other_by_server_port
+                    u.top_ports()
                         .iter()
                         .map(|c| (c.port.to_string(), c.flows))
                         .collect()
