@@ -2,10 +2,11 @@
 //! per-direction reassembly into the analyzer, and the ways a flow ends.
 
 use crate::analyzer::{Analyzer, Options, Signal};
-use crate::decode::Segment;
+use crate::decode::Datagram;
+use crate::decode::{DecodeStats, Segment};
 use crate::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Timestamp};
-use crate::udp::{Datagram, UdpKey, UdpLimits, UdpStats, UdpTable};
+use crate::udp::{UdpKey, UdpLimits, UdpStats, UdpTable};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -54,6 +55,9 @@ pub struct PacketStats {
     /// The UDP conversations (shown as the summary's `udp`, not under `packets`).
     #[serde(skip)]
     pub udp_flows: UdpStats,
+    /// Tunnels, fragments and undecodable packets by reason.
+    #[serde(flatten)]
+    pub decode: DecodeStats,
 }
 
 impl PacketStats {
@@ -72,6 +76,7 @@ impl PacketStats {
             stray,
             filtered,
             udp_flows,
+            decode,
         } = o;
         self.total += total;
         self.bytes += bytes;
@@ -86,22 +91,25 @@ impl PacketStats {
         self.stray += stray;
         self.filtered += filtered;
         self.udp_flows.absorb(udp_flows);
+        self.decode.merge(decode);
     }
 }
 
-/// Canonical key: the two endpoints in sorted order.
+/// Canonical key: the two endpoints in sorted order, and the identity of the
+/// tunnels the flow came through (0 for none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct FlowKey {
     a: (IpAddr, u16),
     b: (IpAddr, u16),
+    tunnel: u64,
 }
 
 impl FlowKey {
-    fn new(x: (IpAddr, u16), y: (IpAddr, u16)) -> Self {
+    fn new(x: (IpAddr, u16), y: (IpAddr, u16), tunnel: u64) -> Self {
         if x <= y {
-            FlowKey { a: x, b: y }
+            FlowKey { a: x, b: y, tunnel }
         } else {
-            FlowKey { a: y, b: x }
+            FlowKey { a: y, b: x, tunnel }
         }
     }
 }
@@ -277,7 +285,7 @@ impl Engine {
 
     /// One decoded UDP datagram. The caller runs the clock first ([`Engine::tick`]).
     pub fn datagram(&mut self, d: &Datagram<'_>, at: Stamp, emit: &mut Emit<'_>) {
-        if !self.ports.is_empty() && !self.ports.iter().any(|&p| p == d.src.1 || p == d.dst.1) {
+        if !self.ports.is_empty() && !self.ports.iter().any(|&p| p == d.sport || p == d.dport) {
             self.stats.filtered += 1;
             return;
         }
@@ -308,7 +316,7 @@ impl Engine {
         }
         let src = (seg.src, seg.sport);
         let dst = (seg.dst, seg.dport);
-        let key = FlowKey::new(src, dst);
+        let key = FlowKey::new(src, dst, seg.tunnel.identity());
         let new_syn = seg.flags.syn && !seg.flags.ack;
         if let Some(flow) = self.table.get(&key) {
             // A fresh SYN from the client on a known 5-tuple is a new connection.
@@ -360,6 +368,7 @@ impl Engine {
         if seg.truncated {
             flow.rec.note(Note::Truncated);
         }
+        flow.rec.note_decode(&seg.notes);
         let syn_len = u32::from(seg.flags.syn);
         let data_seq = SeqNum(seg.seq).wrapping_add(syn_len);
         if !flow.bypass {
@@ -504,6 +513,11 @@ impl Engine {
         };
         self.next_id += 1;
         let mut rec = FlowRecord::new(id, ts, client, server);
+        rec.tunnel = if client == src {
+            seg.tunnel.clone()
+        } else {
+            seg.tunnel.reversed()
+        };
         for n in notes {
             rec.note(n);
         }

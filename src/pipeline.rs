@@ -2,10 +2,9 @@
 //! what the flow engine takes (a segment and its stamp), counting the rest.
 
 use crate::capture::Packet;
-use crate::decode::{Decoded, Segment, decode};
+use crate::decode::{Datagram, Decoded, Decoder, Segment};
 use crate::flow::{Emit, Engine, PacketStats, Stamp};
 use crate::record::{EndReason, Timestamp};
-use crate::udp::Datagram;
 
 /// What goes on to a flow table: one table per transport.
 #[derive(Clone, Debug)]
@@ -15,23 +14,23 @@ pub enum Unit<'a> {
 }
 
 /// Decodes one packet down to its flow key and counts what it was; a TCP
-/// segment or UDP datagram goes on to the flow engine.
-pub fn dissect<'a>(stats: &mut PacketStats, pkt: &Packet<'a>) -> Option<Unit<'a>> {
+/// segment or UDP datagram goes on to the flow engine. Either may borrow the
+/// decoder's reassembled datagram.
+pub fn dissect<'a>(
+    decoder: &'a mut Decoder,
+    stats: &mut PacketStats,
+    pkt: &Packet<'a>,
+) -> Option<Unit<'a>> {
     stats.total += 1;
     stats.bytes += u64::from(pkt.orig_len);
-    match decode(pkt.linktype, pkt.data) {
+    match decoder.decode(pkt) {
         Decoded::Tcp(seg) => {
             stats.tcp += 1;
             return Some(Unit::Tcp(seg));
         }
         Decoded::Udp(d) => {
             stats.udp += 1;
-            return Some(Unit::Udp(Datagram {
-                src: (d.src, d.sport),
-                dst: (d.dst, d.dport),
-                payload: d.payload,
-                truncated: d.truncated,
-            }));
+            return Some(Unit::Udp(d));
         }
         Decoded::NotTcp => stats.non_tcp += 1,
         Decoded::Fragment => stats.ip_fragments += 1,
@@ -49,6 +48,7 @@ pub fn dissect<'a>(stats: &mut PacketStats, pkt: &Packet<'a>) -> Option<Unit<'a>
 /// The single-threaded path: decode, the clock and one flow engine, all in the
 /// caller's thread.
 pub struct Inline {
+    decoder: Decoder,
     engine: Engine,
     /// What decode counted (the engine counts the rest).
     stats: PacketStats,
@@ -59,6 +59,7 @@ pub struct Inline {
 impl Inline {
     pub fn new(engine: Engine) -> Self {
         Inline {
+            decoder: Decoder::default(),
             engine,
             stats: PacketStats::default(),
             ordinal: 0,
@@ -79,7 +80,7 @@ impl Inline {
             ts: pkt.ts,
             ordinal: self.ordinal,
         };
-        match dissect(&mut self.stats, pkt) {
+        match dissect(&mut self.decoder, &mut self.stats, pkt) {
             Some(Unit::Tcp(seg)) => self.engine.segment(&seg, at, emit),
             Some(Unit::Udp(d)) => self.engine.datagram(&d, at, emit),
             None => {}
@@ -95,6 +96,7 @@ impl Inline {
     pub fn stats(&self) -> PacketStats {
         let mut s = self.stats.clone();
         s.absorb(&self.engine.stats);
+        s.decode.merge(&self.decoder.stats());
         s
     }
 

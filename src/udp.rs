@@ -5,6 +5,7 @@
 
 use crate::analyzer::dtls::{self, DtlsAnalyzer};
 use crate::analyzer::quic::{self, QuicAnalyzer};
+use crate::decode::Datagram;
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, Timestamp, Transport};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -63,19 +64,21 @@ fn service_port(p: u16) -> bool {
         )
 }
 
-/// Canonical key: the two endpoints in sorted order.
+/// Canonical key: the two endpoints in sorted order, and the identity of the
+/// tunnels the conversation came through (0 for none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UdpKey {
     a: (IpAddr, u16),
     b: (IpAddr, u16),
+    tunnel: u64,
 }
 
 impl UdpKey {
-    pub fn new(x: (IpAddr, u16), y: (IpAddr, u16)) -> Self {
+    pub fn new(x: (IpAddr, u16), y: (IpAddr, u16), tunnel: u64) -> Self {
         if x <= y {
-            UdpKey { a: x, b: y }
+            UdpKey { a: x, b: y, tunnel }
         } else {
-            UdpKey { a: y, b: x }
+            UdpKey { a: y, b: x, tunnel }
         }
     }
 }
@@ -179,16 +182,6 @@ pub struct UdpTable {
 /// Receives each flow record as its flow ends.
 pub type Emit<'a> = dyn FnMut(FlowRecord) + 'a;
 
-/// One datagram as the table needs it.
-#[derive(Clone, Copy, Debug)]
-pub struct Datagram<'a> {
-    pub src: (IpAddr, u16),
-    pub dst: (IpAddr, u16),
-    pub payload: &'a [u8],
-    /// The capture cut the datagram short, or its length fields disagreed.
-    pub truncated: bool,
-}
-
 impl UdpTable {
     pub fn new(limits: UdpLimits) -> Self {
         UdpTable {
@@ -235,7 +228,8 @@ impl UdpTable {
         stats: &mut UdpStats,
         emit: &mut Emit<'_>,
     ) {
-        let key = UdpKey::new(dg.src, dg.dst);
+        let src = (dg.src, dg.sport);
+        let key = UdpKey::new(src, (dg.dst, dg.dport), dg.tunnel.identity());
         if !self.table.contains_key(&key) {
             if self.table.len() >= self.limits.max_flows {
                 self.evict(stats, emit);
@@ -249,15 +243,16 @@ impl UdpTable {
         };
         flow.last_seen = ts;
         flow.rec.end = ts;
-        let mut dir = flow.dir(dg.src);
+        let mut dir = flow.dir(src);
         *flow.rec.packets.get_mut(dir) += 1;
         *flow.rec.bytes.get_mut(dir) += dg.payload.len() as u64;
         if dg.truncated {
             flow.rec.note(Note::UdpTruncated);
         }
+        flow.rec.note_decode(&dg.notes);
         if let Proto::Sniff { seen } = &mut flow.proto {
             *seen += 1;
-            let hint = quic_port(dg.src.1) || quic_port(dg.dst.1);
+            let hint = quic_port(dg.sport) || quic_port(dg.dport);
             let found = if let Some(s) = quic::sniff(dg.payload, hint) {
                 let sender = match s {
                     quic::Sender::Client => Some(Dir::Client),
@@ -403,20 +398,25 @@ impl UdpFlow {
 
 fn new_flow(dg: &Datagram<'_>, ts: Timestamp, id: u64) -> UdpFlow {
     let src = Endpoint {
-        ip: dg.src.0,
-        port: dg.src.1,
+        ip: dg.src,
+        port: dg.sport,
     };
     let dst = Endpoint {
-        ip: dg.dst.0,
-        port: dg.dst.1,
+        ip: dg.dst,
+        port: dg.dport,
     };
     // Provisional roles from ports; the first handshake packet may correct them.
-    let (client, server) = match (service_port(dg.src.1), service_port(dg.dst.1)) {
+    let (client, server) = match (service_port(dg.sport), service_port(dg.dport)) {
         (true, false) => (dst, src),
         _ => (src, dst),
     };
     let mut rec = FlowRecord::new(id, ts, client, server);
     rec.transport = Transport::Udp;
+    rec.tunnel = if client == src {
+        dg.tunnel.clone()
+    } else {
+        dg.tunnel.reversed()
+    };
     rec.note(Note::RolesFromPorts);
     UdpFlow {
         rec,
@@ -470,10 +470,14 @@ mod tests {
         let mut stats = UdpStats::default();
         for (t, src, dst, payload) in dgs {
             let dg = Datagram {
-                src: *src,
-                dst: *dst,
+                src: src.0,
+                dst: dst.0,
+                sport: src.1,
+                dport: dst.1,
                 payload,
                 truncated: false,
+                tunnel: Default::default(),
+                notes: Default::default(),
             };
             table.sweep_at(ts(*t), &mut stats, &mut |r| out.push(r));
             let mut new_id = || {
