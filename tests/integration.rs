@@ -9,6 +9,7 @@
 )]
 
 mod audit;
+mod tunnels;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -83,7 +84,7 @@ fn read_tsv(path: &Path) -> Vec<Row> {
     for (n, l) in lines {
         let c: Vec<&str> = l.split('\t').collect();
         let get = |i: usize| c.get(i).copied().unwrap_or("-");
-        if get(tr) != "tcp" {
+        if !matches!(get(tr), "tcp" | "udp") {
             continue;
         }
         let (Ok(cport), Ok(sport)) = (get(cp).parse(), get(sp).parse()) else {
@@ -1034,7 +1035,7 @@ fn golden_reports_of_recorded_captures() {
     let bless = std::env::var_os("TLSWATCH_BLESS").is_some();
     let mut checked = 0;
     let mut diffs = Vec::new();
-    for sub in ["tls", "starttls", "binary", "depth"] {
+    for sub in ["tls", "starttls", "binary", "udp", "depth"] {
         let dir = root().join("fixtures").join(sub);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -1112,7 +1113,7 @@ fn mutated_captures_never_panic() {
         seed
     };
     let mut inputs = Vec::new();
-    for sub in ["tls", "starttls", "binary", "depth"] {
+    for sub in ["tls", "starttls", "binary", "udp", "depth"] {
         for e in std::fs::read_dir(root().join("fixtures").join(sub))
             .into_iter()
             .flatten()
@@ -1186,7 +1187,7 @@ const SECRETS: &[&str] = &[
 #[test]
 fn no_password_from_any_fixture_reaches_any_output() {
     let mut files = Vec::new();
-    for sub in ["tls", "starttls", "binary", "depth"] {
+    for sub in ["tls", "starttls", "binary", "udp", "depth"] {
         for e in std::fs::read_dir(root().join("fixtures").join(sub))
             .into_iter()
             .flatten()

@@ -2,9 +2,11 @@
 //! stream to the TLS analyzer (direct TLS) or to a STARTTLS protocol driver.
 
 pub mod certificate;
+pub mod dtls;
 pub mod fingerprint;
 pub mod hello;
 pub mod options;
+pub mod quic;
 pub mod sslv2;
 pub mod starttls;
 pub mod tls;

@@ -642,14 +642,12 @@ pub fn hello_message(
                 rec.note(Note::TlsParseError);
                 return Hello::Invalid;
             };
-            // A second ClientHello (after a HelloRetryRequest) repeats the first
-            // with a new key share; the first one is the client's fingerprint.
-            let tls = rec.tls_mut();
-            if tls.client_hello.is_none() {
-                let mut info = ch.info;
-                info.record_version = record_version;
-                tls.client_hello = Some(info);
-            }
+            // A second ClientHello (after a HelloRetryRequest, or a DTLS
+            // HelloVerifyRequest) replaces the first: it is the one the
+            // handshake goes on with.
+            let mut info = ch.info;
+            info.record_version = record_version;
+            rec.tls_mut().client_hello = Some(info);
             Hello::ClientHello
         }
         (HS_SERVER_HELLO, Dir::Server) => {
@@ -880,9 +878,8 @@ mod tests {
                 "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
             ]
         );
-        // The first ClientHello is kept (record version 1.0); the one after the
-        // HelloRetryRequest (record version 1.2) only repeats it with a new key share.
-        assert_eq!(ch.record_version, Some(Version::TLS10));
+        // The ClientHello after the HelloRetryRequest (record version 1.2) is the one reported.
+        assert_eq!(ch.record_version, Some(Version::TLS12));
         assert_eq!(tls.key_exchange.as_deref(), Some("unknown"));
         assert!(ch.ja3.is_some() && ch.ja4.is_some());
         let want = serde_json::to_value(&whole).ok();

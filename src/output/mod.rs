@@ -6,6 +6,7 @@ pub mod table;
 
 use crate::flow::PacketStats;
 use crate::record::{Encryption, FlowRecord, Timestamp};
+use crate::udp::UdpStats;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io;
@@ -56,6 +57,8 @@ pub struct Summary {
     /// The server inventory's counters (`--servers` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub servers: Option<servers::ServerCounts>,
+    /// UDP conversations: QUIC and DTLS ones are listed as flows; the others only counted here.
+    pub udp: UdpStats,
     /// libpcap's counters (live capture only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<CaptureStats>,
@@ -100,6 +103,12 @@ impl Summary {
 /// The version a flow is counted under in `by_version` and a server's `versions`:
 /// TLS-protected flows only, `unknown` without a ServerHello.
 pub fn version_key(rec: &FlowRecord) -> Option<String> {
+    negotiated_version(rec).map(|v| v.map_or_else(|| "unknown".to_string(), |v| v.to_string()))
+}
+
+/// The negotiated version of a TLS-protected flow (`Some(None)` without a
+/// ServerHello); `None` for flows TLS did not protect.
+pub fn negotiated_version(rec: &FlowRecord) -> Option<Option<crate::version::Version>> {
     let tls_used = matches!(
         rec.encryption,
         Encryption::Tls
@@ -108,12 +117,7 @@ pub fn version_key(rec: &FlowRecord) -> Option<String> {
             | Encryption::Quic
             | Encryption::Dtls
     );
-    tls_used.then(|| {
-        rec.tls
-            .as_ref()
-            .and_then(|t| t.version)
-            .map_or_else(|| "unknown".to_string(), |v| v.to_string())
-    })
+    tls_used.then(|| rec.tls.as_ref().and_then(|t| t.version))
 }
 
 /// RFC 3339 UTC time with microseconds (nanoseconds when the capture has them).

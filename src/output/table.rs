@@ -205,7 +205,7 @@ fn server_cells(s: &ServerRecord) -> [String; 8] {
         },
         s.flows.to_string(),
         format!("{}{}", s.clients, if s.clients_capped { "+" } else { "" }),
-        tally(s.by_encryption.iter().map(|(k, n)| (*k, *n))),
+        tally(s.by_encryption.iter().map(|(k, n)| (k.as_str(), *n))),
         tally(s.versions.iter().map(|(k, n)| (k.as_str(), *n))),
         s.worst_severity
             .map_or("-", |w| match w {
@@ -216,7 +216,7 @@ fn server_cells(s: &ServerRecord) -> [String; 8] {
                 Severity::Critical => "critical",
             })
             .to_string(),
-        tally(s.findings.iter().map(|(k, n)| (*k, *n))),
+        tally(s.findings.iter().map(|(k, n)| (k.as_str(), *n))),
     ]
 }
 
@@ -419,9 +419,23 @@ impl<W: Write> Sink for Table<W> {
         let p = &s.packets;
         writeln!(
             self.out,
-            "packets: {} ({} bytes): {} TCP, {} non-TCP, {} IP fragments, {} undecodable",
-            p.total, p.bytes, p.tcp, p.non_tcp, p.ip_fragments, p.undecodable
+            "packets: {} ({} bytes): {} TCP, {} UDP, {} other, {} IP fragments, {} undecodable",
+            p.total, p.bytes, p.tcp, p.udp, p.non_tcp, p.ip_fragments, p.undecodable
         )?;
+        let u = &s.udp;
+        if u.other > 0 {
+            writeln!(
+                self.out,
+                "other UDP (not listed): {} conversations; by server port: {}",
+                u.other,
+                join(
+                    u.top_ports()
+                        .iter()
+                        .map(|c| (c.port.to_string(), c.flows))
+                        .collect()
+                )
+            )?;
+        }
         if let Some(v) = &s.servers {
             writeln!(
                 self.out,
