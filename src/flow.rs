@@ -45,6 +45,8 @@ pub struct PacketStats {
     pub stray: u64,
     /// Packets left out by `--port`.
     pub filtered: u64,
+    /// Packets of flows that `--shard` leaves to other shards.
+    pub other_shard: u64,
 }
 
 impl PacketStats {
@@ -61,6 +63,7 @@ impl PacketStats {
             unsupported_link_types,
             stray,
             filtered,
+            other_shard,
         } = o;
         self.total += total;
         self.bytes += bytes;
@@ -73,6 +76,7 @@ impl PacketStats {
         }
         self.stray += stray;
         self.filtered += filtered;
+        self.other_shard += other_shard;
     }
 }
 

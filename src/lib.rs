@@ -26,4 +26,5 @@ pub mod pipeline;
 pub mod reassembly;
 pub mod record;
 pub mod run;
+pub mod shard;
 pub mod version;
