@@ -35,8 +35,8 @@ const EXAMPLES: &str = "\
 Examples:
   tlswatch -r capture.pcap
       one row per connection: encryption, TLS version, findings
-  tlswatch -r mail.pcap --fail-on high
-      exit status 1 if any flow has a high or critical finding
+  tlswatch -r mail.pcap --servers --fail-on high
+      one row per server, worst first; exit status 1 if any flow has a high or critical finding
   tlswatch -r a.pcap -r b.pcapng --ndjson | jq 'select(.encryption == \"plaintext\")'
       both files in one flow table, one JSON line per flow
   tlswatch -r capture.pcap --tls-port 8993 --fail-on PLAINTEXT_ON_TLS_PORT,STARTTLS_STRIPPED
@@ -80,6 +80,15 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub fail_on: Vec<String>,
+
+    /// One record per server (ip, port): the server table replaces the flow table; in JSON a
+    /// `servers` array beside `flows`; in NDJSON server lines before the summary.
+    #[arg(long)]
+    pub servers: bool,
+
+    /// Most servers inventoried by --servers; flows to further servers are only counted.
+    #[arg(long = "max-servers", value_name = "N", default_value_t = crate::output::servers::MAX_SERVERS)]
+    pub max_servers: usize,
 
     /// Also expect TLS from the first byte on this port (repeatable; adds to the IANA list).
     #[arg(long = "tls-port", value_name = "N")]
@@ -193,6 +202,8 @@ pub struct Config {
     pub format: Format,
     pub all: bool,
     pub fail_on: FailOn,
+    /// `--servers`: the most servers inventoried.
+    pub servers: Option<usize>,
     /// Run-time policy (`--tls-port`).
     pub policy: Policy,
     /// `--quiet`: no progress display.
@@ -237,6 +248,9 @@ impl Args {
         if self.max_flows == 0 {
             return Err("--max-flows must be at least 1".to_string());
         }
+        if self.max_servers == 0 {
+            return Err("--max-servers must be at least 1".to_string());
+        }
 
         let format = if self.json {
             Format::Json
@@ -280,6 +294,7 @@ impl Args {
             format,
             all: self.all,
             fail_on,
+            servers: self.servers.then_some(self.max_servers),
             policy: Policy::with_tls_ports(&self.tls_port),
             quiet: self.quiet,
             ports: self.port,
@@ -402,6 +417,10 @@ mod tests {
         assert!(c.policy.tls_ports().contains(&8993));
         assert!(c.policy.tls_ports().contains(&993));
         assert!(config(&["-r", "x", "--fail-on", "bogus"]).is_err());
+        assert!(config(&["-r", "x", "--servers", "--max-servers", "0"]).is_err());
+        assert_eq!(config(&["-r", "x"]).unwrap().servers, None);
+        let c = config(&["-r", "x", "--servers", "--max-servers", "7"]).unwrap();
+        assert_eq!(c.servers, Some(7));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::capture::{CaptureError, ReadOutcome};
 use crate::cli::{ColorChoice, Config, Format};
 use crate::flow::PacketStats;
 use crate::output::json::{Document, Ndjson};
+use crate::output::servers::Inventory;
 use crate::output::table::Table;
 use crate::output::{Sink, Summary};
 use crate::record::FlowRecord;
@@ -45,7 +46,12 @@ pub fn make_sink(cfg: &Config, live: bool) -> Box<dyn Sink> {
             } else {
                 None
             };
-            Box::new(Table::new(out, color, width, live))
+            let table = Table::new(out, color, width, live);
+            if cfg.servers.is_some() {
+                Box::new(table.without_flows())
+            } else {
+                Box::new(table)
+            }
         }
     }
 }
@@ -71,6 +77,8 @@ pub struct Collector<'a> {
     sink: &'a mut dyn Sink,
     hit_fail_on: bool,
     write_err: Option<io::Error>,
+    /// `--servers`: the inventory, fed every listed flow.
+    servers: Option<Inventory>,
 }
 
 impl<'a> Collector<'a> {
@@ -81,6 +89,7 @@ impl<'a> Collector<'a> {
             sink,
             hit_fail_on: false,
             write_err: None,
+            servers: cfg.servers.map(Inventory::new),
         }
     }
 
@@ -92,6 +101,9 @@ impl<'a> Collector<'a> {
         if self.summary.count(&rec, self.cfg.all) {
             if rec.findings.iter().any(|f| self.cfg.fail_on.matches(f)) {
                 self.hit_fail_on = true;
+            }
+            if let Some(inv) = &mut self.servers {
+                inv.add(&rec);
             }
             if let Err(e) = self.sink.flow(&rec) {
                 self.write_err = Some(e);
@@ -147,7 +159,15 @@ impl<'a> Collector<'a> {
                 summary,
             };
         }
-        if let Err(e) = self.sink.finish(&summary)
+        let written = match self.servers.take() {
+            Some(inv) => {
+                let (list, counts) = inv.finish();
+                summary.servers = Some(counts);
+                self.sink.servers(&list)
+            }
+            None => Ok(()),
+        };
+        if let Err(e) = written.and_then(|()| self.sink.finish(&summary))
             && e.kind() != io::ErrorKind::BrokenPipe
         {
             eprintln!("error: writing output: {e}");

@@ -2,7 +2,7 @@
 //! per-direction reassembly into the analyzer, and the ways a flow ends.
 
 use crate::analyzer::{Analyzer, Options, Signal};
-use crate::decode::Segment;
+use crate::decode::{DecodeStats, Segment};
 use crate::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Timestamp};
 use rustc_hash::FxHashMap;
@@ -45,8 +45,16 @@ pub struct PacketStats {
     pub stray: u64,
     /// Packets left out by `--port`.
     pub filtered: u64,
-    /// Packets of flows that `--shard` leaves to other shards.
+    /// Packets of flows that `--shard` leaves to other shards (shown with `--shard` only).
+    #[serde(skip_serializing_if = "is_zero")]
     pub other_shard: u64,
+    /// Tunnels, fragments and undecodable packets by reason.
+    #[serde(flatten)]
+    pub decode: DecodeStats,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl PacketStats {
@@ -64,6 +72,7 @@ impl PacketStats {
             stray,
             filtered,
             other_shard,
+            decode,
         } = o;
         self.total += total;
         self.bytes += bytes;
@@ -77,22 +86,25 @@ impl PacketStats {
         self.stray += stray;
         self.filtered += filtered;
         self.other_shard += other_shard;
+        self.decode.merge(decode);
     }
 }
 
-/// Canonical key: the two endpoints in sorted order.
+/// Canonical key: the two endpoints in sorted order, and the identity of the
+/// tunnels the flow came through (0 for none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct FlowKey {
     a: (IpAddr, u16),
     b: (IpAddr, u16),
+    tunnel: u64,
 }
 
 impl FlowKey {
-    fn new(x: (IpAddr, u16), y: (IpAddr, u16)) -> Self {
+    fn new(x: (IpAddr, u16), y: (IpAddr, u16), tunnel: u64) -> Self {
         if x <= y {
-            FlowKey { a: x, b: y }
+            FlowKey { a: x, b: y, tunnel }
         } else {
-            FlowKey { a: y, b: x }
+            FlowKey { a: y, b: x, tunnel }
         }
     }
 }
@@ -268,7 +280,7 @@ impl Engine {
         }
         let src = (seg.src, seg.sport);
         let dst = (seg.dst, seg.dport);
-        let key = FlowKey::new(src, dst);
+        let key = FlowKey::new(src, dst, seg.tunnel.identity());
         let new_syn = seg.flags.syn && !seg.flags.ack;
         if let Some(flow) = self.table.get(&key) {
             // A fresh SYN from the client on a known 5-tuple is a new connection.
@@ -320,6 +332,7 @@ impl Engine {
         if seg.truncated {
             flow.rec.note(Note::Truncated);
         }
+        flow.rec.note_decode(&seg.notes);
         let syn_len = u32::from(seg.flags.syn);
         let data_seq = SeqNum(seg.seq).wrapping_add(syn_len);
         if !flow.bypass {
@@ -464,6 +477,11 @@ impl Engine {
         };
         self.next_id += 1;
         let mut rec = FlowRecord::new(id, ts, client, server);
+        rec.tunnel = if client == src {
+            seg.tunnel.clone()
+        } else {
+            seg.tunnel.reversed()
+        };
         for n in notes {
             rec.note(n);
         }

@@ -22,7 +22,7 @@
 use crate::capture::Packet;
 use crate::cli::Config;
 use crate::collect::{Collector, Notice};
-use crate::decode::{Decoded, Segment, decode};
+use crate::decode::{Decoded, Decoder, Segment};
 use crate::flow::{Clock, Emit, Engine, IdScheme, Limits, PacketStats, Stamp};
 use crate::record::{EndReason, FlowRecord, Timestamp};
 use crate::shard::{Shard, flow_hash, route_hash, worker_of};
@@ -50,18 +50,19 @@ pub const SYNC_PACKETS: u64 = 8192;
 const LIVE_SYNC: Duration = Duration::from_millis(50);
 
 /// Decodes one packet down to its flow key and counts what it was; a TCP
-/// segment of this shard goes on, with its stable flow hash when sharding.
+/// segment of this shard goes on to the flow engine. The segment may borrow the
+/// decoder's reassembled datagram.
 pub fn dissect<'a>(
+    decoder: &'a mut Decoder,
     stats: &mut PacketStats,
     pkt: &Packet<'a>,
     shard: Option<Shard>,
 ) -> Option<Segment<'a>> {
-    let decoded = decode(pkt.linktype, pkt.data);
+    let decoded = decoder.decode(pkt);
     if let Some(shard) = shard {
         let ours = match &decoded {
-            Decoded::Tcp(seg) => {
-                shard.holds(flow_hash(6, (seg.src, seg.sport), (seg.dst, seg.dport)))
-            }
+            Decoded::Tcp(s) => shard.holds(flow_hash(6, (s.src, s.sport), (s.dst, s.dport))),
+            Decoded::Udp(d) => shard.holds(flow_hash(17, (d.src, d.sport), (d.dst, d.dport))),
             _ => shard.counts_flowless(),
         };
         if !ours {
@@ -76,7 +77,7 @@ pub fn dissect<'a>(
             stats.tcp += 1;
             return Some(seg);
         }
-        Decoded::NotTcp => stats.non_tcp += 1,
+        Decoded::Udp(_) | Decoded::NotTcp => stats.non_tcp += 1,
         Decoded::Fragment => stats.ip_fragments += 1,
         Decoded::Malformed => stats.undecodable += 1,
         Decoded::UnsupportedLink => {
@@ -165,6 +166,7 @@ pub fn per_worker(limits: Limits, workers: usize) -> Limits {
 /// The single-threaded path: decode, the clock and one flow engine, all in the
 /// caller's thread.
 pub struct Inline {
+    decoder: Decoder,
     engine: Engine,
     /// What decode counted (the engine counts the rest).
     stats: PacketStats,
@@ -176,6 +178,7 @@ pub struct Inline {
 impl Inline {
     pub fn new(engine: Engine, shard: Option<Shard>) -> Self {
         Inline {
+            decoder: Decoder::default(),
             engine,
             stats: PacketStats::default(),
             shard,
@@ -193,7 +196,7 @@ impl Inline {
     pub fn packet(&mut self, pkt: &Packet<'_>, emit: &mut Emit<'_>) {
         self.ordinal += 1;
         self.engine.tick(pkt.ts, emit);
-        if let Some(seg) = dissect(&mut self.stats, pkt, self.shard) {
+        if let Some(seg) = dissect(&mut self.decoder, &mut self.stats, pkt, self.shard) {
             let at = Stamp {
                 ts: pkt.ts,
                 ordinal: self.ordinal,
@@ -211,6 +214,7 @@ impl Inline {
     pub fn stats(&self) -> PacketStats {
         let mut s = self.stats.clone();
         s.absorb(&self.engine.stats);
+        s.decode.merge(&self.decoder.stats());
         s
     }
 
@@ -383,6 +387,7 @@ struct Router<'s> {
     pool: Receiver<Batch>,
     out: Sender<Out>,
     clock: Clock,
+    decoder: Decoder,
     stats: PacketStats,
     shard: Option<Shard>,
     live: bool,
@@ -410,6 +415,7 @@ impl<'s> Router<'s> {
             pool,
             out,
             clock: Clock::new(&plan.limits),
+            decoder: Decoder::default(),
             stats: PacketStats::default(),
             shard: plan.shard,
             live: plan.live,
@@ -468,11 +474,13 @@ impl<'s> Router<'s> {
         let Router {
             queues,
             out,
-            stats,
+            mut stats,
+            decoder,
             dropped,
             ..
         } = self;
         drop(queues);
+        stats.decode.merge(&decoder.stats());
         let _ = out.send(Out::ReaderDone { stats, dropped });
     }
 }
@@ -489,6 +497,8 @@ fn detach(seg: &Segment<'_>) -> Segment<'static> {
         flags: seg.flags,
         payload: &[],
         truncated: seg.truncated,
+        tunnel: seg.tunnel.clone(),
+        notes: seg.notes,
     }
 }
 
@@ -502,7 +512,7 @@ impl Stage for Router<'_> {
         if let Some(now) = self.clock.advance(pkt.ts) {
             self.sweep_all(now);
         }
-        if let Some(seg) = dissect(&mut self.stats, pkt, self.shard) {
+        if let Some(seg) = dissect(&mut self.decoder, &mut self.stats, pkt, self.shard) {
             let w = worker_of(
                 route_hash((seg.src, seg.sport), (seg.dst, seg.dport)),
                 self.queues.len(),

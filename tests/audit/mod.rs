@@ -1,6 +1,8 @@
 //! The audit view: port policy, `--fail-on` severities, generated man page and
 //! completions, `--help` examples.
 
+mod servers;
+
 use super::{codes, root, run};
 use serde_json::Value;
 use std::process::Command;
