@@ -8,6 +8,7 @@ use crate::output::json::{Document, Ndjson};
 use crate::output::servers::Inventory;
 use crate::output::table::Table;
 use crate::output::{Sink, Summary};
+use crate::progress::Progress;
 use crate::record::FlowRecord;
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
@@ -24,9 +25,9 @@ pub enum Exit {
 }
 
 /// The sink the configuration asks for, writing to standard output.
-pub fn make_sink(cfg: &Config, live: bool) -> Box<dyn Sink> {
+pub fn make_sink(cfg: &Config, live: bool, progress: &Progress) -> Box<dyn Sink> {
     let stdout = io::stdout();
-    let out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let out = io::BufWriter::with_capacity(64 * 1024, progress.writer(stdout.lock()));
     match cfg.format {
         Format::Json => Box::new(Document::new(out, input_names(cfg))),
         Format::Ndjson => Box::new(Ndjson::new(out, live)),

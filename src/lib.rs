@@ -23,6 +23,7 @@ pub mod flow;
 pub mod live;
 pub mod output;
 pub mod pipeline;
+pub mod progress;
 pub mod reassembly;
 pub mod record;
 pub mod run;

@@ -1,6 +1,5 @@
 //! One run: inputs through the flow engine into a sink; exit status.
 
-use crate::capture::read_path;
 use crate::cli::Config;
 use crate::collect::{Collector, input_notices, make_sink};
 pub use crate::collect::{Exit, Report};
@@ -8,6 +7,7 @@ use crate::output::Sink;
 #[cfg(not(feature = "live"))]
 use crate::output::Summary;
 use crate::pipeline::{Stage, drive};
+use crate::progress::Progress;
 use crate::record::EndReason;
 
 /// Runs tlswatch as configured, writing to standard output.
@@ -16,11 +16,16 @@ pub fn run(cfg: &Config) -> Exit {
         return list_interfaces();
     }
     let live = cfg.interface.is_some();
-    let mut sink = make_sink(cfg, live);
+    let progress = if live {
+        Progress::off()
+    } else {
+        Progress::for_files(cfg)
+    };
+    let mut sink = make_sink(cfg, live, &progress);
     let report = if live {
         live_run(cfg, sink.as_mut())
     } else {
-        process(cfg, sink.as_mut())
+        process(cfg, sink.as_mut(), &progress)
     };
     report.exit
 }
@@ -58,7 +63,7 @@ fn live_run(cfg: &Config, sink: &mut dyn Sink) -> Report {
 }
 
 /// Reads every input into one flow table and writes results to `sink`.
-pub fn process(cfg: &Config, sink: &mut dyn Sink) -> Report {
+pub fn process(cfg: &Config, sink: &mut dyn Sink, progress: &Progress) -> Report {
     let mut col = Collector::new(cfg, sink, cfg.inputs.clone());
     if let Err(msg) = file_filter(cfg) {
         col.error(msg);
@@ -70,19 +75,20 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink) -> Report {
         &cfg.ports,
         EndReason::EndOfInput,
         false,
-        |stage| read_files(cfg, stage),
+        |stage| read_files(cfg, stage, progress),
     );
+    progress.finish();
     col.finish(totals.stats, totals.evicted, failed)
 }
 
 /// Reads the inputs in order into `stage`; says whether one of them failed.
-fn read_files(cfg: &Config, stage: &mut dyn Stage) -> bool {
+fn read_files(cfg: &Config, stage: &mut dyn Stage, progress: &Progress) -> bool {
     // Compiled here, in the thread that reads; checked once already.
     let mut filter = file_filter(cfg).ok().flatten();
     let mut failed = false;
     for input in &cfg.inputs {
         let before = stage.decode_stats().unsupported_link_types.clone();
-        let result = read_path(input, &mut |p| {
+        let result = progress.read_path(input, &mut |p| {
             if filter.as_mut().is_none_or(|f| f.matches(p)) {
                 stage.packet(p);
             } else {
@@ -92,7 +98,7 @@ fn read_files(cfg: &Config, stage: &mut dyn Stage) -> bool {
         let after = &stage.decode_stats().unsupported_link_types;
         for notice in input_notices(input, &result, &before, after) {
             failed |= notice.is_error();
-            stage.notice(notice);
+            progress.suspend(|| stage.notice(notice));
         }
         if stage.stopped() {
             break;
