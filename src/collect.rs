@@ -144,8 +144,9 @@ impl<'a> Collector<'a> {
 
     /// Writes the summary and settles the exit status.
     pub fn finish(mut self, packets: PacketStats, evicted: u64, failed: bool) -> Report {
+        self.summary.flows.evicted = evicted + packets.udp_flows.evicted;
+        self.summary.udp = packets.udp_flows.clone();
         self.summary.packets = packets;
-        self.summary.flows.evicted = evicted;
         let mut summary = self.summary;
         if let Some(e) = self.write_err {
             if e.kind() == io::ErrorKind::BrokenPipe {

@@ -2,9 +2,11 @@
 //! per-direction reassembly into the analyzer, and the ways a flow ends.
 
 use crate::analyzer::{Analyzer, Options, Signal};
+use crate::decode::Datagram;
 use crate::decode::{DecodeStats, Segment};
 use crate::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Timestamp};
+use crate::udp::{UdpKey, UdpLimits, UdpStats, UdpTable};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -18,6 +20,8 @@ pub struct Limits {
     pub idle_timeout_secs: i64,
     /// Per-direction reassembly caps.
     pub stream: StreamLimits,
+    /// A UDP conversation with no datagram for this long (packet time) is ended.
+    pub udp_idle_timeout_secs: i64,
 }
 
 impl Default for Limits {
@@ -26,6 +30,7 @@ impl Default for Limits {
             max_flows: 1_000_000,
             idle_timeout_secs: 300,
             stream: StreamLimits::default(),
+            udp_idle_timeout_secs: UdpLimits::default().idle_timeout_secs,
         }
     }
 }
@@ -36,6 +41,8 @@ pub struct PacketStats {
     pub total: u64,
     pub bytes: u64,
     pub tcp: u64,
+    pub udp: u64,
+    /// IP packets that are neither TCP nor UDP, and non-IP frames.
     pub non_tcp: u64,
     pub ip_fragments: u64,
     pub undecodable: u64,
@@ -48,6 +55,9 @@ pub struct PacketStats {
     /// Packets of flows that `--shard` leaves to other shards (shown with `--shard` only).
     #[serde(skip_serializing_if = "is_zero")]
     pub other_shard: u64,
+    /// The UDP conversations (shown as the summary's `udp`, not under `packets`).
+    #[serde(skip)]
+    pub udp_flows: UdpStats,
     /// Tunnels, fragments and undecodable packets by reason.
     #[serde(flatten)]
     pub decode: DecodeStats,
@@ -65,6 +75,7 @@ impl PacketStats {
             total,
             bytes,
             tcp,
+            udp,
             non_tcp,
             ip_fragments,
             undecodable,
@@ -72,11 +83,13 @@ impl PacketStats {
             stray,
             filtered,
             other_shard,
+            udp_flows,
             decode,
         } = o;
         self.total += total;
         self.bytes += bytes;
         self.tcp += tcp;
+        self.udp += udp;
         self.non_tcp += non_tcp;
         self.ip_fragments += ip_fragments;
         self.undecodable += undecodable;
@@ -86,6 +99,7 @@ impl PacketStats {
         self.stray += stray;
         self.filtered += filtered;
         self.other_shard += other_shard;
+        self.udp_flows.absorb(udp_flows);
         self.decode.merge(decode);
     }
 }
@@ -171,6 +185,8 @@ pub struct Engine {
     clock: Clock,
     pub stats: PacketStats,
     pub evicted: u64,
+    /// The UDP conversations (QUIC, DTLS, and others counted by port).
+    udp: UdpTable,
 }
 
 /// Receives each flow record as its flow ends.
@@ -243,6 +259,10 @@ impl Engine {
             clock: Clock::new(&limits),
             stats: PacketStats::default(),
             evicted: 0,
+            udp: UdpTable::new(UdpLimits {
+                max_flows: limits.max_flows,
+                idle_timeout_secs: limits.udp_idle_timeout_secs,
+            }),
         }
     }
 
@@ -269,6 +289,31 @@ impl Engine {
             self.now = now;
         }
         self.sweep(emit);
+        self.udp.sweep_at(now, &mut self.stats.udp_flows, emit);
+    }
+
+    /// One decoded UDP datagram. The caller runs the clock first ([`Engine::tick`]).
+    pub fn datagram(&mut self, d: &Datagram<'_>, at: Stamp, emit: &mut Emit<'_>) {
+        if !self.ports.is_empty() && !self.ports.iter().any(|&p| p == d.sport || p == d.dport) {
+            self.stats.filtered += 1;
+            return;
+        }
+        let Engine {
+            udp,
+            stats,
+            ids,
+            next_id,
+            ..
+        } = self;
+        let mut new_id = || {
+            let id = match ids {
+                IdScheme::Sequential => *next_id,
+                IdScheme::FirstPacket => at.ordinal,
+            };
+            *next_id += 1;
+            id
+        };
+        udp.datagram(d, at.ts, &mut new_id, &mut stats.udp_flows, emit);
     }
 
     /// One decoded TCP segment. The caller runs the clock first ([`Engine::tick`]).
@@ -599,11 +644,24 @@ impl Engine {
 
     /// End of input (or capture stopped): every open flow ends, in the order they began.
     pub fn finish(&mut self, reason: EndReason, emit: &mut Emit<'_>) {
-        let mut open: Vec<(u64, FlowKey)> =
-            self.table.iter().map(|(k, f)| (f.rec.id, *k)).collect();
+        // TCP and UDP flows end together, in the order they began.
+        let mut open: Vec<(u64, Result<FlowKey, UdpKey>)> = self
+            .table
+            .iter()
+            .map(|(k, f)| (f.rec.id, Ok(*k)))
+            .chain(
+                self.udp
+                    .open_flows()
+                    .into_iter()
+                    .map(|(id, k)| (id, Err(k))),
+            )
+            .collect();
         open.sort_unstable_by_key(|(id, _)| *id);
         for (_, k) in open {
-            self.close(k, reason, emit);
+            match k {
+                Ok(k) => self.close(k, reason, emit),
+                Err(k) => self.udp.end(k, reason, &mut self.stats.udp_flows, emit),
+            }
         }
     }
 }

@@ -28,4 +28,5 @@ pub mod reassembly;
 pub mod record;
 pub mod run;
 pub mod shard;
+pub mod udp;
 pub mod version;

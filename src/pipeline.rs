@@ -22,9 +22,9 @@
 use crate::capture::Packet;
 use crate::cli::Config;
 use crate::collect::{Collector, Notice};
-use crate::decode::{Decoded, Decoder, Segment};
+use crate::decode::{Datagram, Decoded, Decoder, Segment};
 use crate::flow::{Clock, Emit, Engine, IdScheme, Limits, PacketStats, Stamp};
-use crate::record::{EndReason, FlowRecord, Timestamp};
+use crate::record::{EndReason, FlowRecord, Timestamp, Transport};
 use crate::shard::{Shard, flow_hash, route_hash, worker_of};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use rustc_hash::FxHashMap;
@@ -49,15 +49,22 @@ pub const SYNC_PACKETS: u64 = 8192;
 /// Live capture: partial batches go out at least this often, so flows show promptly.
 const LIVE_SYNC: Duration = Duration::from_millis(50);
 
+/// What goes on to a flow table: one table per transport.
+#[derive(Clone, Debug)]
+pub enum Unit<'a> {
+    Tcp(Segment<'a>),
+    Udp(Datagram<'a>),
+}
+
 /// Decodes one packet down to its flow key and counts what it was; a TCP
-/// segment of this shard goes on to the flow engine. The segment may borrow the
-/// decoder's reassembled datagram.
+/// segment or UDP datagram of this shard goes on to the flow engine. Either may
+/// borrow the decoder's reassembled datagram.
 pub fn dissect<'a>(
     decoder: &'a mut Decoder,
     stats: &mut PacketStats,
     pkt: &Packet<'a>,
     shard: Option<Shard>,
-) -> Option<Segment<'a>> {
+) -> Option<Unit<'a>> {
     let decoded = decoder.decode(pkt);
     if let Some(shard) = shard {
         let ours = match &decoded {
@@ -75,9 +82,13 @@ pub fn dissect<'a>(
     match decoded {
         Decoded::Tcp(seg) => {
             stats.tcp += 1;
-            return Some(seg);
+            return Some(Unit::Tcp(seg));
         }
-        Decoded::Udp(_) | Decoded::NotTcp => stats.non_tcp += 1,
+        Decoded::Udp(d) => {
+            stats.udp += 1;
+            return Some(Unit::Udp(d));
+        }
+        Decoded::NotTcp => stats.non_tcp += 1,
         Decoded::Fragment => stats.ip_fragments += 1,
         Decoded::Malformed => stats.undecodable += 1,
         Decoded::UnsupportedLink => {
@@ -88,6 +99,60 @@ pub fn dissect<'a>(
         }
     }
     None
+}
+
+impl Unit<'_> {
+    /// The endpoints of the flow key.
+    fn ends(&self) -> ((std::net::IpAddr, u16), (std::net::IpAddr, u16)) {
+        match self {
+            Unit::Tcp(s) => ((s.src, s.sport), (s.dst, s.dport)),
+            Unit::Udp(d) => ((d.src, d.sport), (d.dst, d.dport)),
+        }
+    }
+
+    fn payload(&self) -> &[u8] {
+        match self {
+            Unit::Tcp(s) => s.payload,
+            Unit::Udp(d) => d.payload,
+        }
+    }
+
+    /// The same without its payload, to travel in a batch.
+    fn detach(&self) -> Unit<'static> {
+        match self {
+            Unit::Tcp(s) => Unit::Tcp(Segment {
+                src: s.src,
+                dst: s.dst,
+                sport: s.sport,
+                dport: s.dport,
+                seq: s.seq,
+                ack: s.ack,
+                flags: s.flags,
+                payload: &[],
+                truncated: s.truncated,
+                tunnel: s.tunnel.clone(),
+                notes: s.notes,
+            }),
+            Unit::Udp(d) => Unit::Udp(Datagram {
+                src: d.src,
+                dst: d.dst,
+                sport: d.sport,
+                dport: d.dport,
+                payload: &[],
+                truncated: d.truncated,
+                tunnel: d.tunnel.clone(),
+                notes: d.notes,
+            }),
+        }
+    }
+
+    /// Into the engine, with `payload` put back.
+    fn feed(self, payload: &[u8], engine: &mut Engine, at: Stamp, emit: &mut Emit<'_>) {
+        match self {
+            Unit::Tcp(s) => engine.segment(&Segment { payload, ..s }, at, emit),
+            Unit::Udp(d) => engine.datagram(&Datagram { payload, ..d }, at, emit),
+        }
+    }
 }
 
 /// Where the reader hands packets: one engine inline, or the router to the workers.
@@ -196,12 +261,14 @@ impl Inline {
     pub fn packet(&mut self, pkt: &Packet<'_>, emit: &mut Emit<'_>) {
         self.ordinal += 1;
         self.engine.tick(pkt.ts, emit);
-        if let Some(seg) = dissect(&mut self.decoder, &mut self.stats, pkt, self.shard) {
-            let at = Stamp {
-                ts: pkt.ts,
-                ordinal: self.ordinal,
-            };
-            self.engine.segment(&seg, at, emit);
+        let at = Stamp {
+            ts: pkt.ts,
+            ordinal: self.ordinal,
+        };
+        match dissect(&mut self.decoder, &mut self.stats, pkt, self.shard) {
+            Some(Unit::Tcp(seg)) => self.engine.segment(&seg, at, emit),
+            Some(Unit::Udp(d)) => self.engine.datagram(&d, at, emit),
+            None => {}
         }
     }
 
@@ -270,15 +337,15 @@ struct Plan<'p> {
     live: bool,
 }
 
-/// A segment waiting in a batch; its payload lives in the batch's byte buffer.
+/// A segment or datagram waiting in a batch; its payload lives in the batch's byte buffer.
 struct Queued {
     at: Stamp,
-    seg: Segment<'static>,
+    unit: Unit<'static>,
     payload: Range<usize>,
 }
 
 enum Item {
-    Segment(Queued),
+    Unit(Queued),
     /// The clock calls for a sweep at this position.
     Sweep {
         now: Timestamp,
@@ -300,8 +367,18 @@ struct Batch {
 /// then a tie-break (the first-packet ordinal in sweeps, the order of closing at a packet).
 type EndKey = (u64, u8, u64, usize);
 
+/// A sweep ends idle TCP flows, then idle UDP flows, each in `id` order.
 const PHASE_SWEEP: u8 = 0;
-const PHASE_PACKET: u8 = 1;
+const PHASE_SWEEP_UDP: u8 = 1;
+/// A packet's own closes come after the sweep it called for.
+const PHASE_PACKET: u8 = 2;
+
+fn sweep_phase(rec: &FlowRecord) -> u8 {
+    match rec.transport {
+        Transport::Tcp => PHASE_SWEEP,
+        Transport::Udp => PHASE_SWEEP_UDP,
+    }
+}
 
 /// What a worker reports after a batch.
 struct Progress {
@@ -485,23 +562,6 @@ impl<'s> Router<'s> {
     }
 }
 
-/// A segment without its payload, to travel in a batch.
-fn detach(seg: &Segment<'_>) -> Segment<'static> {
-    Segment {
-        src: seg.src,
-        dst: seg.dst,
-        sport: seg.sport,
-        dport: seg.dport,
-        seq: seg.seq,
-        ack: seg.ack,
-        flags: seg.flags,
-        payload: &[],
-        truncated: seg.truncated,
-        tunnel: seg.tunnel.clone(),
-        notes: seg.notes,
-    }
-}
-
 impl Stage for Router<'_> {
     fn packet(&mut self, pkt: &Packet<'_>) {
         if self.stop.load(Ordering::Relaxed) {
@@ -512,20 +572,18 @@ impl Stage for Router<'_> {
         if let Some(now) = self.clock.advance(pkt.ts) {
             self.sweep_all(now);
         }
-        if let Some(seg) = dissect(&mut self.decoder, &mut self.stats, pkt, self.shard) {
-            let w = worker_of(
-                route_hash((seg.src, seg.sport), (seg.dst, seg.dport)),
-                self.queues.len(),
-            );
+        if let Some(unit) = dissect(&mut self.decoder, &mut self.stats, pkt, self.shard) {
+            let (a, z) = unit.ends();
+            let w = worker_of(route_hash(a, z), self.queues.len());
             if let Some(b) = self.pending.get_mut(w) {
                 let start = b.bytes.len();
-                b.bytes.extend_from_slice(seg.payload);
-                b.items.push(Item::Segment(Queued {
+                b.bytes.extend_from_slice(unit.payload());
+                b.items.push(Item::Unit(Queued {
                     at: Stamp {
                         ts: pkt.ts,
                         ordinal: self.ordinal,
                     },
-                    seg: detach(&seg),
+                    unit: unit.detach(),
                     payload: start..b.bytes.len(),
                 }));
                 if b.items.len() >= BATCH_ITEMS || b.bytes.len() >= BATCH_BYTES {
@@ -589,16 +647,13 @@ fn work(
         for item in batch.items.drain(..) {
             match item {
                 Item::Sweep { now, pos } => engine.sweep_at(now, &mut |rec| {
-                    p.ended.push(((pos, PHASE_SWEEP, rec.id, w), rec));
+                    p.ended.push(((pos, sweep_phase(&rec), rec.id, w), rec));
                 }),
-                Item::Segment(q) => {
-                    let seg = Segment {
-                        payload: batch.bytes.get(q.payload).unwrap_or_default(),
-                        ..q.seg
-                    };
+                Item::Unit(q) => {
+                    let payload = batch.bytes.get(q.payload).unwrap_or_default();
                     let before = engine.flows_started();
                     let pos = q.at.ordinal * 2;
-                    engine.segment(&seg, q.at, &mut |rec| {
+                    q.unit.feed(payload, &mut engine, q.at, &mut |rec| {
                         tie += 1;
                         p.ended.push(((pos, PHASE_PACKET, tie, w), rec));
                     });
