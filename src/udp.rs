@@ -230,6 +230,15 @@ impl UdpTable {
     ) {
         let src = (dg.src, dg.sport);
         let key = UdpKey::new(src, (dg.dst, dg.dport), dg.tunnel.identity());
+        let idle_since = ts.secs.saturating_sub(self.limits.idle_timeout_secs);
+        if self
+            .table
+            .get(&key)
+            .is_some_and(|f| f.last_seen.secs < idle_since)
+        {
+            // Idle past the timeout though no sweep has come by yet: a new conversation.
+            self.close(key, EndReason::IdleTimeout, stats, emit);
+        }
         if !self.table.contains_key(&key) {
             if self.table.len() >= self.limits.max_flows {
                 self.evict(stats, emit);
@@ -349,6 +358,22 @@ impl UdpTable {
             stats.evicted += 1;
             self.close(k, EndReason::Evicted, stats, emit);
         }
+    }
+
+    /// Bytes the open conversations hold: table entries and analyzer state (for
+    /// memory accounting; walks the table).
+    pub fn heap_bytes(&self) -> usize {
+        self.table
+            .values()
+            .map(|f| {
+                std::mem::size_of::<(UdpKey, UdpFlow)>()
+                    + match &f.proto {
+                        Proto::Quic(q) => std::mem::size_of::<QuicAnalyzer>() + q.heap_bytes(),
+                        Proto::Dtls(d) => std::mem::size_of::<DtlsAnalyzer>() + d.heap_bytes(),
+                        Proto::Sniff { .. } | Proto::Bypass | Proto::Other => 0,
+                    }
+            })
+            .sum()
     }
 
     /// The ids and keys of open conversations, to end them in order with the TCP ones.
@@ -582,6 +607,42 @@ mod tests {
         );
         assert_eq!(stats.evicted, 6);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn half_handshakes_hold_bounded_state_and_finished_ones_none() {
+        let ch = dtls_handshake(1, &[0xfe, 0xfd]);
+        let mut t = UdpTable::new(UdpLimits::default());
+        let mut stats = UdpStats::default();
+        let mut id = 0;
+        for i in 0..1000u16 {
+            // The first fragment of a 4 KiB ClientHello that never completes.
+            let mut f = vec![1, 0, 0x10, 0x00, 0, 0, 0, 0, 0, 0, 0, 8];
+            f.extend([0xab; 8]);
+            let mut r = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0];
+            r.extend((f.len() as u16).to_be_bytes());
+            r.extend(f);
+            let dg = Datagram {
+                src: IpAddr::from([10, 0, 0, 2]),
+                dst: IpAddr::from([10, 0, 0, 1]),
+                sport: 40000 + i,
+                dport: 4433,
+                payload: if i % 2 == 0 { &r } else { &ch },
+                truncated: false,
+                tunnel: Default::default(),
+                notes: Default::default(),
+            };
+            let mut new_id = || {
+                id += 1;
+                id
+            };
+            t.datagram(&dg, ts(0), &mut new_id, &mut stats, &mut |_| {});
+        }
+        let per_flow = t.heap_bytes() / t.len();
+        assert!(
+            per_flow < 4096,
+            "{per_flow} bytes per half-open conversation"
+        );
     }
 
     #[test]

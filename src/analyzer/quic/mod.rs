@@ -14,6 +14,9 @@ use packet::{Bad, Frame, Kind, Long, long_header};
 
 /// Initial packets per direction that may fail to decrypt before that direction is given up.
 pub const MAX_DECRYPT_FAILURES: u32 = 8;
+/// Decryption buffer kept between datagrams; a larger one (a jumbo datagram) is
+/// released after use, so idle conversations hold little.
+pub const MAX_SCRATCH_KEPT: usize = 2048;
 
 #[derive(Debug, Default)]
 struct Side {
@@ -83,7 +86,9 @@ pub enum Sender {
 }
 
 /// Whether `d` starts with a QUIC long-header packet, and who could have sent it.
-/// `port_hint` accepts any version (a UDP port QUIC usually runs on).
+/// `port_hint` (a UDP port QUIC usually runs on) accepts any version and any
+/// packet type; elsewhere only what cannot be chance counts: a client Initial
+/// that opens with its own keys, or a version that only QUIC uses.
 pub fn sniff(d: &[u8], port_hint: bool) -> Option<Sender> {
     let first = *d.first()?;
     if first & 0x80 == 0 {
@@ -95,24 +100,28 @@ pub fn sniff(d: &[u8], port_hint: bool) -> Option<Sender> {
     }
     let suite = Suite::of(version);
     let l = long_header(d, suite.map(|s| (s.initial_type, s.retry_type))).ok()?;
-    match (l.kind, suite) {
-        (Kind::VersionNegotiation { .. } | Kind::Retry { .. }, _) => Some(Sender::Server),
-        (Kind::Protected { type_bits, .. }, Some(s)) if type_bits == s.initial_type => {
-            let Kind::Protected { pn_offset, .. } = l.kind else {
-                return Some(Sender::Either);
-            };
+    let sender = match (l.kind, suite) {
+        (Kind::VersionNegotiation { .. } | Kind::Retry { .. }, _) => Sender::Server,
+        (
+            Kind::Protected {
+                type_bits,
+                pn_offset,
+                ..
+            },
+            Some(s),
+        ) if type_bits == s.initial_type => {
             let keys = InitialKeys::new(&s, l.dcid)?;
             let pkt = d.get(..l.len)?;
             let mut scratch = Vec::new();
-            Some(
-                match packet::open(&keys.client, pkt, pn_offset, None, &mut scratch) {
-                    Some(_) => Sender::Client,
-                    None => Sender::Server,
-                },
-            )
+            match packet::open(&keys.client, pkt, pn_offset, None, &mut scratch) {
+                Some(_) => return Some(Sender::Client),
+                None => Sender::Server,
+            }
         }
-        _ => Some(Sender::Either),
-    }
+        (Kind::Opaque, _) if version != 0 => return Some(Sender::Either),
+        _ => Sender::Either,
+    };
+    port_hint.then_some(sender)
 }
 
 impl QuicAnalyzer {
@@ -161,10 +170,26 @@ impl QuicAnalyzer {
             let pkt = rest.get(..l.len).unwrap_or(rest);
             rest = rest.get(l.len..).unwrap_or_default();
             self.packet(dir, &l, pkt, suite, rec);
+            if self.scratch.capacity() > MAX_SCRATCH_KEPT {
+                self.scratch = Vec::new();
+            }
             if self.closed {
                 return;
             }
         }
+    }
+
+    /// Bytes this analyzer holds on the heap (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        let side = |s: &Side| s.crypto.held() + s.messages.heap_bytes();
+        self.scratch.capacity()
+            + self.key_cid.as_ref().map_or(0, Vec::capacity)
+            + self
+                .keys
+                .as_ref()
+                .map_or(0, |c| c.cid.capacity() + std::mem::size_of::<InitialKeys>())
+            + side(&self.side.client)
+            + side(&self.side.server)
     }
 
     fn info(rec: &mut FlowRecord) -> &mut QuicInfo {
@@ -190,6 +215,19 @@ impl QuicAnalyzer {
                     .collect();
             }
             (Kind::Retry { .. }, Dir::Server, _) => {
+                if rec.quic.as_ref().is_some_and(|q| q.retry) {
+                    // A client accepts one Retry and ignores the rest (RFC 9000 §17.2.5.2).
+                    return;
+                }
+                let odcid = self.key_cid.as_deref().unwrap_or_default();
+                if initial::retry_tag_ok(l.version, odcid, pkt) == Some(false)
+                    && self.key_cid.is_some()
+                {
+                    // Not from the server the client spoke to (or damaged): it
+                    // must not change the keys.
+                    rec.note(Note::QuicRetryInvalid);
+                    return;
+                }
                 // The client starts over with the server's new connection ID, and
                 // the Initial keys with it (RFC 9001 §5.2).
                 Self::info(rec).retry = true;
@@ -551,9 +589,12 @@ mod tests {
         retry.push(new_cid.len() as u8);
         retry.extend(new_cid);
         retry.extend(b"token");
-        retry.extend([0; 16]);
+        let mut forged = retry.clone();
+        forged.extend([0; 16]);
+        retry.extend(initial::retry_tag(V1, DCID, &retry));
         let r = run(&[
             (Dir::Client, initial(V1, Dir::Client, DCID, 0, &ch)),
+            (Dir::Server, forged),
             (Dir::Server, retry),
             (Dir::Client, initial(V1, Dir::Client, &new_cid, 1, &ch)),
             server_flight(V1, &new_cid),
@@ -562,7 +603,8 @@ mod tests {
         assert!(q.retry);
         assert_eq!(q.dcid, "8394c8f03e515708");
         assert_eq!(r.tls.unwrap().version, Some(Version::TLS13));
-        assert!(r.notes.is_empty(), "{:?}", r.notes);
+        // The forged Retry (a bad integrity tag) was noted and changed nothing.
+        assert_eq!(r.notes, vec![Note::QuicRetryInvalid]);
     }
 
     #[test]
@@ -639,11 +681,16 @@ mod tests {
         let ch = initial(V1, Dir::Client, DCID, 0, &crypto_frame(0, &client_hello()));
         assert_eq!(sniff(&ch, false), Some(Sender::Client));
         let (_, sh) = server_flight(V1, DCID);
-        assert_eq!(sniff(&sh, false), Some(Sender::Server));
+        assert_eq!(sniff(&sh, false), None);
         assert_eq!(sniff(&[0x40, 1, 2, 3], true), None);
+        // A server Initial is recognisable as such only on a QUIC port.
+        assert_eq!(sniff(&sh, true), Some(Sender::Server));
         // An unknown version is QUIC only on a QUIC port.
         let odd = [0xc0, 0x12, 0x34, 0x56, 0x78, 0, 0, 1, 2];
         assert_eq!(sniff(&odd, false), None);
         assert_eq!(sniff(&odd, true), Some(Sender::Either));
+        // Google QUIC is QUIC anywhere.
+        let gquic = [0xc0, 0x51, 0x30, 0x35, 0x30, 0, 0, 1, 2];
+        assert_eq!(sniff(&gquic, false), Some(Sender::Either));
     }
 }
