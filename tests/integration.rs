@@ -1993,6 +1993,7 @@ fn depth_fixtures_show_what_they_were_recorded_for() {
     let chain = one("depth_chain");
     assert_eq!(chain["tls"]["downgrade_sentinel"], "TLSv1.3");
     assert!(!codes(&chain).contains(&"TLS_DOWNGRADE"));
+}
 
 /// A DTLS record carrying one unfragmented handshake message.
 fn dtls_handshake(msg: u8, version: u16, body: &[u8]) -> Vec<u8> {
