@@ -24,4 +24,5 @@ pub mod output;
 pub mod reassembly;
 pub mod record;
 pub mod run;
+pub mod table;
 pub mod version;

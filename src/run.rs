@@ -169,6 +169,7 @@ impl<'a> Collector<'a> {
     pub fn finish(mut self, engine: &Engine, failed: bool) -> Report {
         self.summary.packets = engine.stats.clone();
         self.summary.flows.evicted = engine.evicted;
+        self.summary.memory = engine.memory();
         let mut summary = self.summary;
         if let Some(e) = self.write_err {
             if e.kind() == io::ErrorKind::BrokenPipe {
