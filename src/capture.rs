@@ -62,6 +62,125 @@ struct Interface {
     offset_secs: i64,
 }
 
+/// A packet found in a block: time, link type, captured bytes, length on the wire.
+type Found<'b> = (Timestamp, i32, &'b [u8], u32);
+
+/// What the blocks read so far say about the ones to come.
+struct Format {
+    legacy_linktype: i32,
+    legacy_nanos: bool,
+    legacy_big: bool,
+    is_ng: bool,
+    /// Interfaces of the current pcapng section.
+    interfaces: Vec<Interface>,
+    big_endian: bool,
+    /// The last packet time (a pcapng Simple Packet Block has none of its own).
+    last_ts: Timestamp,
+}
+
+impl Format {
+    fn new() -> Self {
+        Format {
+            legacy_linktype: 1,
+            legacy_nanos: false,
+            legacy_big: false,
+            is_ng: false,
+            interfaces: Vec::new(),
+            big_endian: false,
+            last_ts: Timestamp::default(),
+        }
+    }
+
+    /// Record lengths are big-endian.
+    fn big(&self) -> bool {
+        self.big_endian || (!self.is_ng && self.legacy_big)
+    }
+
+    /// Learns from a header block, or finds the packet a block carries.
+    fn block<'b>(&mut self, block: PcapBlockOwned<'b>, out: &mut ReadOutcome) -> Option<Found<'b>> {
+        match block {
+            PcapBlockOwned::LegacyHeader(h) => {
+                self.legacy_linktype = h.network.0;
+                self.legacy_nanos = h.is_nanosecond_precision();
+                self.legacy_big = h.is_bigendian();
+                None
+            }
+            PcapBlockOwned::Legacy(b) => {
+                let nanos = if self.legacy_nanos {
+                    b.ts_usec
+                } else {
+                    b.ts_usec.saturating_mul(1000)
+                };
+                let ts = Timestamp {
+                    secs: i64::from(b.ts_sec),
+                    nanos: nanos.min(999_999_999),
+                };
+                Some((ts, self.legacy_linktype, b.data, b.origlen))
+            }
+            PcapBlockOwned::NG(b) => self.ng_block(b, out),
+        }
+    }
+
+    fn ng_block<'b>(&mut self, block: Block<'b>, out: &mut ReadOutcome) -> Option<Found<'b>> {
+        let found = match block {
+            Block::SectionHeader(shb) => {
+                self.interfaces.clear();
+                self.is_ng = true;
+                self.big_endian = shb.big_endian();
+                return None;
+            }
+            Block::InterfaceDescription(idb) => {
+                if self.interfaces.len() < MAX_INTERFACES {
+                    self.interfaces.push(Interface {
+                        linktype: idb.linktype.0,
+                        resolution: idb.ts_resolution().unwrap_or(1_000_000).max(1),
+                        offset_secs: idb.ts_offset(),
+                    });
+                }
+                return None;
+            }
+            Block::EnhancedPacket(epb) => self.interfaces.get(epb.if_id as usize).map(|ifc| {
+                let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                let caplen = (epb.caplen as usize).min(epb.data.len());
+                let data = epb.data.get(..caplen).unwrap_or(epb.data);
+                (ng_timestamp(raw, *ifc), ifc.linktype, data, epb.origlen)
+            }),
+            // No timestamp in an SPB: it inherits the last one seen.
+            Block::SimplePacket(spb) => self
+                .interfaces
+                .first()
+                .map(|ifc| (self.last_ts, ifc.linktype, spb.data, spb.origlen)),
+            Block::Unknown(u) if u.block_type == 2 => {
+                obsolete_packet_block(u.data, self.big_endian).and_then(
+                    |(if_id, raw, data, origlen)| {
+                        let ifc = self.interfaces.get(usize::from(if_id))?;
+                        Some((ng_timestamp(raw, *ifc), ifc.linktype, data, origlen))
+                    },
+                )
+            }
+            _ => return None,
+        };
+        if found.is_none() {
+            out.bad_interface += 1;
+        }
+        found
+    }
+}
+
+/// Reads the capture file at `path` (`-` for standard input), handing each packet to `f`.
+pub fn read_path(path: &str, f: &mut dyn FnMut(&Packet<'_>)) -> Result<ReadOutcome, CaptureError> {
+    if path == "-" {
+        return read_capture("-", std::io::stdin(), f);
+    }
+    match std::fs::File::open(path) {
+        Ok(file) => read_capture(path, file, f),
+        Err(e) => Err(CaptureError::Io {
+            file: path.to_string(),
+            source: e,
+        }),
+    }
+}
+
 /// Reads every packet of `input` (pcap or pcapng, either byte order) and hands it to `f`.
 ///
 /// Streaming: memory is the read buffer (grown up to [`MAX_RECORD`] for a large record),
@@ -74,12 +193,7 @@ pub fn read_capture<R: Read + Send>(
 ) -> Result<ReadOutcome, CaptureError> {
     let mut reader = match create_reader(READ_BUFFER, input) {
         Ok(r) => r,
-        Err(PcapError::ReadError) => {
-            return Err(CaptureError::Io {
-                file: file.to_string(),
-                source: std::io::Error::other("read failed"),
-            });
-        }
+        Err(PcapError::ReadError) => return Err(read_failed(file)),
         Err(_) => {
             return Err(CaptureError::NotACapture {
                 file: file.to_string(),
@@ -87,107 +201,14 @@ pub fn read_capture<R: Read + Send>(
         }
     };
     let mut out = ReadOutcome::default();
-    let mut legacy_linktype = 1;
-    let mut legacy_nanos = false;
-    let mut legacy_big = false;
-    let mut is_ng = false;
-    let mut interfaces: Vec<Interface> = Vec::new();
-    let mut big_endian = false;
-    let mut last_ts = Timestamp::default();
+    let mut format = Format::new();
     let mut capacity = READ_BUFFER;
     loop {
-        match reader.next() {
+        let stop = match reader.next() {
             Ok((len, block)) => {
-                let pkt = match block {
-                    PcapBlockOwned::LegacyHeader(h) => {
-                        legacy_linktype = h.network.0;
-                        legacy_nanos = h.is_nanosecond_precision();
-                        legacy_big = h.is_bigendian();
-                        None
-                    }
-                    PcapBlockOwned::Legacy(b) => {
-                        let nanos = if legacy_nanos {
-                            b.ts_usec
-                        } else {
-                            b.ts_usec.saturating_mul(1000)
-                        };
-                        Some((
-                            Timestamp {
-                                secs: i64::from(b.ts_sec),
-                                nanos: nanos.min(999_999_999),
-                            },
-                            legacy_linktype,
-                            b.data,
-                            b.origlen,
-                        ))
-                    }
-                    PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
-                        interfaces.clear();
-                        is_ng = true;
-                        big_endian = shb.big_endian();
-                        None
-                    }
-                    PcapBlockOwned::NG(Block::InterfaceDescription(idb))
-                        if interfaces.len() < MAX_INTERFACES =>
-                    {
-                        interfaces.push(Interface {
-                            linktype: idb.linktype.0,
-                            resolution: idb.ts_resolution().unwrap_or(1_000_000).max(1),
-                            offset_secs: idb.ts_offset(),
-                        });
-                        None
-                    }
-                    PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                        match interfaces.get(epb.if_id as usize) {
-                            Some(ifc) => {
-                                let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                                let ts = ng_timestamp(raw, *ifc);
-                                let caplen = (epb.caplen as usize).min(epb.data.len());
-                                Some((
-                                    ts,
-                                    ifc.linktype,
-                                    epb.data.get(..caplen).unwrap_or(epb.data),
-                                    epb.origlen,
-                                ))
-                            }
-                            None => {
-                                out.bad_interface += 1;
-                                None
-                            }
-                        }
-                    }
-                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => match interfaces.first() {
-                        // No timestamp in an SPB: it inherits the last one seen.
-                        Some(ifc) => Some((last_ts, ifc.linktype, spb.data, spb.origlen)),
-                        None => {
-                            out.bad_interface += 1;
-                            None
-                        }
-                    },
-                    PcapBlockOwned::NG(Block::Unknown(u)) if u.block_type == 2 => {
-                        match obsolete_packet_block(u.data, big_endian) {
-                            Some((if_id, raw, data, origlen)) => {
-                                match interfaces.get(usize::from(if_id)) {
-                                    Some(ifc) => {
-                                        Some((ng_timestamp(raw, *ifc), ifc.linktype, data, origlen))
-                                    }
-                                    None => {
-                                        out.bad_interface += 1;
-                                        None
-                                    }
-                                }
-                            }
-                            None => {
-                                out.bad_interface += 1;
-                                None
-                            }
-                        }
-                    }
-                    PcapBlockOwned::NG(_) => None,
-                };
-                if let Some((ts, linktype, data, orig_len)) = pkt {
+                if let Some((ts, linktype, data, orig_len)) = format.block(block, &mut out) {
                     out.packets += 1;
-                    last_ts = ts;
+                    format.last_ts = ts;
                     f(&Packet {
                         number: out.packets,
                         ts,
@@ -197,63 +218,68 @@ pub fn read_capture<R: Read + Send>(
                     });
                 }
                 reader.consume(len);
+                continue;
             }
-            Err(PcapError::Eof) => break,
-            Err(PcapError::UnexpectedEof) => {
-                pending_record_len(reader.data(), is_ng, big_endian || (!is_ng && legacy_big))
-                    .map_err(|what| corrupt(file, reader.consumed(), out.packets, what))?;
+            Err(e) => Stop::of(&e),
+        };
+        let (offset, packets) = (reader.consumed(), out.packets);
+        let at = |what| corrupt(file, offset, packets, what);
+        let plausible = pending_record_len(reader.data(), format.is_ng, format.big());
+        match stop {
+            Stop::Eof => break,
+            Stop::Incomplete if !reader.reader_exhausted() => {}
+            Stop::Incomplete | Stop::CutShort => {
+                plausible.map_err(at)?;
                 out.truncated_at_packet = Some(out.packets + 1);
                 break;
             }
-            Err(PcapError::Incomplete(_)) => {
-                if reader.reader_exhausted() {
-                    pending_record_len(reader.data(), is_ng, big_endian || (!is_ng && legacy_big))
-                        .map_err(|what| corrupt(file, reader.consumed(), out.packets, what))?;
-                    out.truncated_at_packet = Some(out.packets + 1);
-                    break;
-                }
-                if reader.refill().is_err() {
-                    return Err(CaptureError::Io {
-                        file: file.to_string(),
-                        source: std::io::Error::other("read failed"),
-                    });
-                }
-            }
-            Err(PcapError::BufferTooSmall) => {
-                pending_record_len(reader.data(), is_ng, big_endian || (!is_ng && legacy_big))
-                    .map_err(|what| corrupt(file, reader.consumed(), out.packets, what))?;
+            Stop::TooSmall => {
+                plausible.map_err(at)?;
                 if capacity >= MAX_RECORD || !reader.grow(capacity * 2) {
-                    return Err(corrupt(
-                        file,
-                        reader.consumed(),
-                        out.packets,
-                        format!("record longer than {MAX_RECORD} bytes"),
-                    ));
+                    return Err(at(format!("record longer than {MAX_RECORD} bytes")));
                 }
                 capacity *= 2;
-                if reader.refill().is_err() {
-                    return Err(CaptureError::Io {
-                        file: file.to_string(),
-                        source: std::io::Error::other("read failed"),
-                    });
-                }
             }
-            Err(e) => {
-                let what = match e {
-                    PcapError::ReadError => "read error".to_string(),
-                    PcapError::HeaderNotRecognized => "block not recognised".to_string(),
-                    _ => "invalid block".to_string(),
-                };
-                return Err(CaptureError::Corrupt {
-                    file: file.to_string(),
-                    offset: reader.consumed() as u64,
-                    packet: out.packets,
-                    what,
-                });
-            }
+            Stop::Corrupt(what) => return Err(at(what.to_string())),
+        }
+        if reader.refill().is_err() {
+            return Err(read_failed(file));
         }
     }
     Ok(out)
+}
+
+/// Why the reader gave no block.
+enum Stop {
+    Eof,
+    /// The file ended inside a record.
+    CutShort,
+    /// More bytes must be read.
+    Incomplete,
+    /// The record is bigger than the buffer.
+    TooSmall,
+    Corrupt(&'static str),
+}
+
+impl Stop {
+    fn of<I>(e: &PcapError<I>) -> Stop {
+        match e {
+            PcapError::Eof => Stop::Eof,
+            PcapError::UnexpectedEof => Stop::CutShort,
+            PcapError::Incomplete(_) => Stop::Incomplete,
+            PcapError::BufferTooSmall => Stop::TooSmall,
+            PcapError::ReadError => Stop::Corrupt("read error"),
+            PcapError::HeaderNotRecognized => Stop::Corrupt("block not recognised"),
+            _ => Stop::Corrupt("invalid block"),
+        }
+    }
+}
+
+fn read_failed(file: &str) -> CaptureError {
+    CaptureError::Io {
+        file: file.to_string(),
+        source: std::io::Error::other("read failed"),
+    }
 }
 
 fn corrupt(file: &str, offset: usize, packet: u64, what: String) -> CaptureError {

@@ -1,8 +1,10 @@
 //! Command-line arguments, turned into a validated configuration.
 
 use crate::analyzer::Options;
+use crate::assess::{FailOn, Policy};
 use crate::flow::Limits;
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
+use std::io::{self, Write};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
@@ -11,9 +13,42 @@ pub enum ColorChoice {
     Never,
 }
 
+/// What `--generate` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Generate {
+    /// The man page (roff): `man -l`, or into a man1 directory.
+    Man,
+    /// Bash completion: source it, or put it in the bash-completion directory.
+    CompleteBash,
+    /// Zsh completion: save as `_tlswatch` in a directory of `$fpath`.
+    CompleteZsh,
+    /// Fish completion: save as `~/.config/fish/completions/tlswatch.fish`.
+    CompleteFish,
+    /// PowerShell completion: dot-source it from `$PROFILE`.
+    CompletePowershell,
+}
+
+/// Worked examples shown by `--help` and in the man page.
+const EXAMPLES: &str = "\
+Examples:
+  tlswatch -r capture.pcap
+      one row per connection: encryption, TLS version, findings
+  tlswatch -r mail.pcap --servers --fail-on high
+      one row per server, worst first; exit status 1 if any flow has a high or critical finding
+  tlswatch -r a.pcap -r b.pcapng --ndjson | jq 'select(.encryption == \"plaintext\")'
+      both files in one flow table, one JSON line per flow
+  tlswatch -r capture.pcap --tls-port 8993 --fail-on PLAINTEXT_ON_TLS_PORT,STARTTLS_STRIPPED
+      also expect TLS on port 8993; fail on plaintext there or a stripped upgrade";
+
 /// Was each TCP connection encrypted, how, and with which TLS version?
 #[derive(Debug, Parser)]
-#[command(name = "tlswatch", version, about, max_term_width = 100)]
+#[command(
+    name = "tlswatch",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = EXAMPLES
+)]
 pub struct Args {
     /// Read packets from a pcap or pcapng file ('-' for standard input). Repeat for several files, read in order into one flow table.
     #[arg(short = 'r', long = "read", value_name = "FILE")]
@@ -35,9 +70,35 @@ pub struct Args {
     #[arg(long)]
     pub all: bool,
 
-    /// Exit with status 1 when any listed flow carries one of these finding codes (comma-separated).
-    #[arg(long = "fail-on", value_name = "CODE[,CODE...]", value_delimiter = ',')]
+    /// Exit with status 1 when any listed flow carries one of these finding codes, or a finding of
+    /// this severity or worse (info, low, medium, high, critical); comma-separated, mixed.
+    #[arg(
+        long = "fail-on",
+        value_name = "CODE|SEVERITY,...",
+        value_delimiter = ','
+    )]
     pub fail_on: Vec<String>,
+
+    /// One record per server (ip, port): the server table replaces the flow table; in JSON a
+    /// `servers` array beside `flows`; in NDJSON server lines before the summary.
+    #[arg(long)]
+    pub servers: bool,
+
+    /// Most servers inventoried by --servers; flows to further servers are only counted.
+    #[arg(long = "max-servers", value_name = "N", default_value_t = crate::output::servers::MAX_SERVERS)]
+    pub max_servers: usize,
+
+    /// Also expect TLS from the first byte on this port (repeatable; adds to the IANA list).
+    #[arg(long = "tls-port", value_name = "N")]
+    pub tls_port: Vec<u16>,
+
+    /// No progress display on standard error.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Print a man page or a shell completion script, and exit.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub generate: Option<Generate>,
 
     /// Only analyse TCP segments to or from this port (repeatable).
     #[arg(long = "port", value_name = "N")]
@@ -134,7 +195,13 @@ pub struct Config {
     pub interface: Option<String>,
     pub format: Format,
     pub all: bool,
-    pub fail_on: Vec<String>,
+    pub fail_on: FailOn,
+    /// `--servers`: the most servers inventoried.
+    pub servers: Option<usize>,
+    /// Run-time policy (`--tls-port`).
+    pub policy: Policy,
+    /// `--quiet`: no progress display.
+    pub quiet: bool,
     pub ports: Vec<u16>,
     pub limits: Limits,
     pub opts: Options,
@@ -186,23 +253,14 @@ impl Args {
         if !self.read.is_empty() && self.interface.is_some() {
             return Err("-r and -i cannot be combined".to_string());
         }
-        let mut fail_on = Vec::new();
-        for code in self.fail_on {
-            let code = code.trim().to_ascii_uppercase();
-            if code.is_empty() {
-                continue;
-            }
-            if !crate::assess::CODES.contains(&code.as_str()) {
-                return Err(format!(
-                    "--fail-on: unknown finding code '{code}' (known: {})",
-                    crate::assess::CODES.join(", ")
-                ));
-            }
-            fail_on.push(code);
-        }
+        let fail_on = FailOn::parse(&self.fail_on)?;
         if self.max_flows == 0 {
             return Err("--max-flows must be at least 1".to_string());
         }
+        if self.max_servers == 0 {
+            return Err("--max-servers must be at least 1".to_string());
+        }
+
         let format = if self.json {
             Format::Json
         } else if self.ndjson {
@@ -243,6 +301,9 @@ impl Args {
             format,
             all: self.all,
             fail_on,
+            servers: self.servers.then_some(self.max_servers),
+            policy: Policy::with_tls_ports(&self.tls_port),
+            quiet: self.quiet,
             ports: self.port,
             limits: Limits {
                 max_flows: self.max_flows,
@@ -255,6 +316,79 @@ impl Args {
             },
             color: self.color,
         })
+    }
+}
+
+/// Writes the man page or a completion script for `kind`.
+pub fn generate(kind: Generate, out: &mut dyn Write) -> io::Result<()> {
+    use clap_complete::Shell;
+    let mut cmd = Args::command();
+    let shell = match kind {
+        Generate::Man => return man_page(cmd, out),
+        Generate::CompleteBash => Shell::Bash,
+        Generate::CompleteZsh => Shell::Zsh,
+        Generate::CompleteFish => Shell::Fish,
+        Generate::CompletePowershell => Shell::PowerShell,
+    };
+    clap_complete::generate(shell, &mut cmd, "tlswatch", out);
+    Ok(())
+}
+
+/// The man page: clap's sections, then the examples and exit statuses as roff
+/// lists (the help text's layout would be refilled by the formatter).
+fn man_page(cmd: clap::Command, out: &mut dyn Write) -> io::Result<()> {
+    let man = clap_mangen::Man::new(cmd.after_help(None::<&str>));
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    writeln!(out, ".SH EXAMPLES")?;
+    for (command, meaning) in examples() {
+        writeln!(
+            out,
+            ".TP\n\\fB{}\\fR\n{}",
+            roff_escape(command),
+            roff_escape(meaning)
+        )?;
+    }
+    writeln!(out, ".SH \"EXIT STATUS\"")?;
+    for (status, meaning) in EXIT_STATUS {
+        writeln!(out, ".TP\n.B {status}\n{}", roff_escape(meaning))?;
+    }
+    man.render_version_section(out)
+}
+
+/// What each exit status means (the README's table).
+const EXIT_STATUS: &[(u8, &str)] = &[
+    (
+        0,
+        "all inputs read (a capture cut off mid-packet is a warning, not an error)",
+    ),
+    (
+        1,
+        "a listed flow carries a finding named in --fail-on, or one of the severity given there or worse",
+    ),
+    (
+        2,
+        "an input could not be read, or a usage error; flows read so far are still reported",
+    ),
+];
+
+/// The (command, meaning) pairs of the help text's examples.
+fn examples() -> impl Iterator<Item = (&'static str, &'static str)> {
+    let mut lines = EXAMPLES.lines().skip(1);
+    std::iter::from_fn(move || Some((lines.next()?.trim(), lines.next()?.trim())))
+}
+
+/// Escapes text for a roff line: backslashes, hyphens (so they stay ASCII in the
+/// output), and a leading control character.
+fn roff_escape(s: &str) -> String {
+    let body = s.replace('\\', "\\e").replace('-', "\\-");
+    if body.starts_with(['.', '\'']) {
+        format!("\\&{body}")
+    } else {
+        body
     }
 }
 
@@ -274,5 +408,69 @@ mod tests {
         assert!(parse_size("M").is_err());
         assert!(parse_size("-1G").is_err());
         assert!(parse_size("99999999999T").is_err());
+    }
+
+    fn config(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["tlswatch"];
+        argv.extend_from_slice(args);
+        Args::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .into_config()
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn fail_on_severity_and_tls_ports_reach_the_config() {
+        let c = config(&[
+            "-r",
+            "x.pcap",
+            "--fail-on",
+            "critical,CLEARTEXT_AUTH",
+            "--tls-port",
+            "8993",
+        ])
+        .unwrap();
+        assert_eq!(c.fail_on.severity, Some(crate::record::Severity::Critical));
+        assert_eq!(c.fail_on.codes, ["CLEARTEXT_AUTH"]);
+        assert!(c.policy.tls_ports().contains(&8993));
+        assert!(c.policy.tls_ports().contains(&993));
+        assert!(config(&["-r", "x", "--fail-on", "bogus"]).is_err());
+        assert!(config(&["-r", "x", "--servers", "--max-servers", "0"]).is_err());
+        assert_eq!(config(&["-r", "x"]).unwrap().servers, None);
+        let c = config(&["-r", "x", "--servers", "--max-servers", "7"]).unwrap();
+        assert_eq!(c.servers, Some(7));
+    }
+
+    #[test]
+    fn man_page_lists_every_example_and_exit_status() {
+        let mut out = Vec::new();
+        generate(Generate::Man, &mut out).unwrap();
+        let man = String::from_utf8(out).unwrap();
+        assert_eq!(examples().count(), 4);
+        for (command, meaning) in examples() {
+            assert!(command.starts_with("tlswatch -r"), "{command}");
+            assert!(man.contains(&roff_escape(command)), "{command}");
+            assert!(man.contains(&roff_escape(meaning)), "{meaning}");
+        }
+        assert!(man.contains(".SH \"EXIT STATUS\""));
+        assert!(
+            !man.contains("Examples:"),
+            "help-text layout leaked into the man page"
+        );
+    }
+
+    #[test]
+    fn every_generated_kind_is_written() {
+        for kind in Generate::value_variants() {
+            let mut out = Vec::new();
+            generate(*kind, &mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains("tlswatch"), "{kind:?}");
+            assert!(text.contains("fail"), "{kind:?}");
+        }
     }
 }

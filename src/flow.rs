@@ -9,8 +9,7 @@
 //! recently active flow costs O(1).
 
 use crate::analyzer::{Analyzer, Options, Signal};
-use crate::capture::Packet;
-use crate::decode::{Decoded, Segment, decode};
+use crate::decode::Segment;
 use crate::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Timestamp};
 use crate::table::{Budget, Slot, Table};
@@ -64,6 +63,35 @@ pub struct PacketStats {
     pub filtered: u64,
 }
 
+impl PacketStats {
+    /// Adds counters kept by another stage or shard.
+    pub fn absorb(&mut self, o: &PacketStats) {
+        // Destructured without `..`: a new counter must be added here too.
+        let PacketStats {
+            total,
+            bytes,
+            tcp,
+            non_tcp,
+            ip_fragments,
+            undecodable,
+            unsupported_link_types,
+            stray,
+            filtered,
+        } = o;
+        self.total += total;
+        self.bytes += bytes;
+        self.tcp += tcp;
+        self.non_tcp += non_tcp;
+        self.ip_fragments += ip_fragments;
+        self.undecodable += undecodable;
+        for (lt, n) in unsupported_link_types {
+            *self.unsupported_link_types.entry(*lt).or_default() += n;
+        }
+        self.stray += stray;
+        self.filtered += filtered;
+    }
+}
+
 /// What the memory cap did, for the summary.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct MemoryStats {
@@ -78,6 +106,25 @@ pub struct MemoryStats {
     pub tombstones_dropped: u64,
     /// Flows ended early (`evicted`) to stay under the cap.
     pub evicted: u64,
+}
+
+impl MemoryStats {
+    /// Adds another shard's: caps and peaks add up (each shard has its own cap).
+    pub fn absorb(&mut self, o: &MemoryStats) {
+        // Destructured without `..`: a new counter must be added here too.
+        let MemoryStats {
+            memcap,
+            peak,
+            buffering_stopped,
+            tombstones_dropped,
+            evicted,
+        } = o;
+        self.memcap += memcap;
+        self.peak += peak;
+        self.buffering_stopped += buffering_stopped;
+        self.tombstones_dropped += tombstones_dropped;
+        self.evicted += evicted;
+    }
 }
 
 /// Canonical key: the two endpoints in sorted order.
@@ -365,8 +412,10 @@ pub struct Engine {
     opts: Options,
     ports: Vec<u16>,
     next_id: u64,
+    ids: IdScheme,
+    /// Latest packet time seen (the clock that ends idle flows; never goes back).
     now: Timestamp,
-    next_sweep: i64,
+    clock: Clock,
     pub stats: PacketStats,
     /// Flows ended early, by `--max-flows` or by `--memcap`.
     pub evicted: u64,
@@ -375,6 +424,59 @@ pub struct Engine {
 
 /// Receives each flow record as its flow ends.
 pub type Emit<'a> = dyn FnMut(FlowRecord) + 'a;
+
+/// Where a packet stands in the run: its capture time and its 1-based ordinal
+/// counted across all inputs (the order in which the reader saw it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub ts: Timestamp,
+    pub ordinal: u64,
+}
+
+/// How a new flow gets its `id`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdScheme {
+    /// 1, 2, 3... in the order flows began (one engine sees every flow).
+    #[default]
+    Sequential,
+    /// The ordinal of the flow's first packet: a shard of several engines,
+    /// whose records are renumbered in first-packet order downstream.
+    FirstPacket,
+}
+
+/// The packet-time clock that decides when idle flows are swept.
+///
+/// Sweeps happen at fixed steps of packet time (a tenth of the idle timeout),
+/// so whoever runs this clock over the same packet times sweeps at the same
+/// packets: one engine, or a reader driving several shard engines.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    now: Timestamp,
+    next_sweep: i64,
+    step: i64,
+}
+
+impl Clock {
+    pub fn new(limits: &Limits) -> Self {
+        Clock {
+            now: Timestamp::default(),
+            next_sweep: i64::MIN,
+            step: (limits.idle_timeout_secs / 10).max(1),
+        }
+    }
+
+    /// Moves the clock to `ts` (never backwards); says when a sweep is due.
+    pub fn advance(&mut self, ts: Timestamp) -> Option<Timestamp> {
+        if ts > self.now {
+            self.now = ts;
+        }
+        if self.now.secs >= self.next_sweep {
+            self.next_sweep = self.now.secs.saturating_add(self.step);
+            return Some(self.now);
+        }
+        None
+    }
+}
 
 impl Engine {
     pub fn new(limits: Limits, opts: Options, ports: Vec<u16>) -> Self {
@@ -386,8 +488,9 @@ impl Engine {
             opts,
             ports,
             next_id: 1,
+            ids: IdScheme::Sequential,
             now: Timestamp::default(),
-            next_sweep: i64::MIN,
+            clock: Clock::new(&limits),
             stats: PacketStats::default(),
             evicted: 0,
             memory: MemoryStats::default(),
@@ -413,42 +516,37 @@ impl Engine {
         self.flows.len()
     }
 
-    /// The clock moved on without a packet (live capture): flows may time out.
+    /// Chooses how new flows are numbered (before the first packet).
+    pub fn set_ids(&mut self, ids: IdScheme) {
+        self.ids = ids;
+    }
+
+    /// Flows begun so far.
+    pub fn flows_started(&self) -> u64 {
+        self.next_id - 1
+    }
+
+    /// The clock moved on (a packet, or live capture's wall clock): flows may time out.
     pub fn tick(&mut self, now: Timestamp, emit: &mut Emit<'_>) {
+        if let Some(now) = self.clock.advance(now) {
+            self.sweep_at(now, emit);
+        }
+    }
+
+    /// Ends the flows idle at `now`, when a [`Clock`] driven elsewhere says a sweep is due.
+    pub fn sweep_at(&mut self, now: Timestamp, emit: &mut Emit<'_>) {
         if now > self.now {
             self.now = now;
         }
-        if self.now.secs >= self.next_sweep {
-            self.sweep(emit);
-            self.next_sweep = self.now.secs + (self.limits.idle_timeout_secs / 10).max(1);
-        }
+        self.sweep(emit);
     }
 
-    /// One captured packet.
-    pub fn packet(&mut self, pkt: &Packet<'_>, emit: &mut Emit<'_>) {
-        self.stats.total += 1;
-        self.stats.bytes += u64::from(pkt.orig_len);
-        self.tick(pkt.ts, emit);
-        match decode(pkt.linktype, pkt.data) {
-            Decoded::Tcp(seg) => {
-                self.stats.tcp += 1;
-                self.segment(&seg, pkt.ts, emit);
-            }
-            Decoded::NotTcp => self.stats.non_tcp += 1,
-            Decoded::Fragment => self.stats.ip_fragments += 1,
-            Decoded::Malformed => self.stats.undecodable += 1,
-            Decoded::UnsupportedLink => {
-                *self
-                    .stats
-                    .unsupported_link_types
-                    .entry(pkt.linktype)
-                    .or_default() += 1;
-            }
+    /// One decoded TCP segment. The caller runs the clock first ([`Engine::tick`]).
+    pub fn segment(&mut self, seg: &Segment<'_>, at: Stamp, emit: &mut Emit<'_>) {
+        let ts = at.ts;
+        if ts > self.now {
+            self.now = ts;
         }
-    }
-
-    /// One decoded TCP segment, captured at `ts`.
-    pub fn segment(&mut self, seg: &Segment<'_>, ts: Timestamp, emit: &mut Emit<'_>) {
         if !self.ports.is_empty() && !self.ports.iter().any(|&p| p == seg.sport || p == seg.dport) {
             self.stats.filtered += 1;
             return;
@@ -493,7 +591,7 @@ impl Engine {
                 if self.flows.len() >= self.limits.max_flows {
                     self.evict_oldest(emit);
                 }
-                let flow = self.new_flow(&key, seg, ts);
+                let flow = self.new_flow(&key, seg, at);
                 let Some(s) = self.flows.insert(key, flow) else {
                     return;
                 };
@@ -672,7 +770,8 @@ impl Engine {
         dir
     }
 
-    fn new_flow(&mut self, key: &FlowKey, seg: &Segment<'_>, ts: Timestamp) -> Flow {
+    fn new_flow(&mut self, key: &FlowKey, seg: &Segment<'_>, at: Stamp) -> Flow {
+        let ts = at.ts;
         let src = (seg.src, seg.sport);
         let mut early = EarlyNotes::default();
         let (src_is_client, roles_fixed) = if seg.flags.syn && !seg.flags.ack {
@@ -691,7 +790,10 @@ impl Engine {
             };
             (!src_is_server, false)
         };
-        let id = self.next_id;
+        let id = match self.ids {
+            IdScheme::Sequential => self.next_id,
+            IdScheme::FirstPacket => at.ordinal,
+        };
         self.next_id += 1;
         Flow {
             id,

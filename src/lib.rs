@@ -16,11 +16,13 @@ pub mod analyzer;
 pub mod assess;
 pub mod capture;
 pub mod cli;
+pub mod collect;
 pub mod decode;
 pub mod flow;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod output;
+pub mod pipeline;
 pub mod reassembly;
 pub mod record;
 pub mod run;

@@ -4,10 +4,11 @@
 
 use crate::capture::Packet;
 use crate::cli::{Config, LiveOptions};
+use crate::collect::{Collector, Exit, Report, input_names};
 use crate::flow::Engine;
 use crate::output::{CaptureStats, Sink};
+use crate::pipeline::Inline;
 use crate::record::{EndReason, Timestamp};
-use crate::run::{Collector, Exit, Report};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -134,9 +135,9 @@ fn now() -> Timestamp {
 /// Captures from `cfg.interface` until a signal, `-c` or `--duration`.
 pub fn run(cfg: &Config, sink: &mut dyn Sink) -> Report {
     let iface = cfg.interface.clone().unwrap_or_default();
-    let mut col = Collector::new(cfg, sink, crate::run::input_names(cfg));
+    let mut col = Collector::new(cfg, sink, input_names(cfg));
     // --port becomes part of the BPF filter; the engine needs no second check.
-    let mut engine = Engine::new(cfg.limits, cfg.opts, Vec::new());
+    let mut inline = Inline::new(Engine::new(cfg.limits, cfg.opts, Vec::new()));
     let mut cap = match open(&iface, &cfg.live, &cfg.bpf) {
         Ok(c) => c,
         Err(msg) => {
@@ -195,10 +196,10 @@ pub fn run(cfg: &Config, sink: &mut dyn Sink) -> Report {
                     data: p.data,
                     orig_len: p.header.len,
                 };
-                engine.packet(&pkt, &mut |rec| col.emit(rec));
+                inline.packet(&pkt, &mut |rec| col.emit(rec));
             }
             Err(pcap::Error::TimeoutExpired) => {
-                engine.tick(now(), &mut |rec| col.emit(rec));
+                inline.tick(now(), &mut |rec| col.emit(rec));
                 wait_readable(&cap);
             }
             Err(e) => {
@@ -211,7 +212,8 @@ pub fn run(cfg: &Config, sink: &mut dyn Sink) -> Report {
     if let Some(s) = save.as_mut() {
         let _ = s.flush();
     }
-    engine.finish(EndReason::CaptureStopped, &mut |rec| col.emit(rec));
+    col.summary.memory = inline.memory();
+    let (stats, evicted) = inline.finish(EndReason::CaptureStopped, &mut |rec| col.emit(rec));
     if let Ok(st) = cap.stats() {
         col.summary.capture = Some(CaptureStats {
             received: u64::from(st.received),
@@ -219,7 +221,7 @@ pub fn run(cfg: &Config, sink: &mut dyn Sink) -> Report {
             dropped_by_interface: u64::from(st.if_dropped),
         });
     }
-    col.finish(&engine, failed)
+    col.finish(stats, evicted, failed)
 }
 
 /// A BPF filter applied to packets read from files (the same expression language as live capture).

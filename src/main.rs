@@ -18,6 +18,16 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
+    if let Some(kind) = args.generate {
+        let mut out = std::io::stdout().lock();
+        return match tlswatch::cli::generate(kind, &mut out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: writing output: {e}");
+                ExitCode::from(Exit::Error as u8)
+            }
+        };
+    }
     let cfg = match args.into_config() {
         Ok(c) => c,
         Err(msg) => {

@@ -65,6 +65,14 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+/// The transport a flow ran over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
 /// How a flow was protected. Stable strings; see the README.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -87,6 +95,10 @@ pub enum Encryption {
     Ssh,
     /// PostgreSQL GSSAPI encryption (GSSENCRequest answered `G`), not TLS.
     Gssapi,
+    /// QUIC (over UDP): a TLS 1.3 handshake inside QUIC packets.
+    Quic,
+    /// DTLS (over UDP): TLS with its own datagram record layer.
+    Dtls,
     /// Too little seen to say.
     Unknown,
 }
@@ -103,6 +115,8 @@ impl Encryption {
             Encryption::LoginOnly => "login-only",
             Encryption::Ssh => "ssh",
             Encryption::Gssapi => "gssapi",
+            Encryption::Quic => "quic",
+            Encryption::Dtls => "dtls",
             Encryption::Unknown => "unknown",
         }
     }
@@ -166,6 +180,22 @@ pub enum Note {
     MysqlNoSslCapability,
     /// PostgreSQL GSSAPI encryption was requested.
     GssencRequest,
+    /// A QUIC packet that should have carried Initial keys did not decrypt.
+    QuicDecryptFailed,
+    /// QUIC bytes that did not parse (a length past the datagram, a bad frame).
+    QuicMalformed,
+    /// QUIC CRYPTO data past the reassembly cap (or far ahead of the stream) was dropped.
+    QuicCryptoCap,
+    /// A QUIC version without known Initial keys: the handshake could not be read.
+    QuicUnknownVersion,
+    /// The server answered with a QUIC Version Negotiation packet.
+    QuicVersionNegotiation,
+    /// DTLS bytes that did not parse as records or handshake fragments.
+    DtlsParseError,
+    /// A DTLS handshake message exceeded the reassembly cap and was not parsed.
+    DtlsFragmentCap,
+    /// UDP datagrams were cut short by the capture's snap length or lied about their length.
+    UdpTruncated,
 }
 
 /// Severity of a finding.
@@ -283,12 +313,38 @@ pub struct CleartextAuth {
     pub user: Option<String>,
 }
 
-/// Everything known about one TCP connection.
+/// What the QUIC long headers of a flow said.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct QuicInfo {
+    /// `1`, `2`, or the version number in hex (drafts, unknown versions).
+    pub version: String,
+    /// The server sent a Retry (the client started again with a new connection ID).
+    pub retry: bool,
+    /// The client's first Destination Connection ID (hex): the Initial keys derive from it.
+    pub dcid: String,
+    /// The client's Source Connection ID (hex).
+    pub scid: String,
+    /// Versions a Version Negotiation packet offered, if the server sent one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub offered_versions: Vec<String>,
+}
+
+/// What the DTLS record layer of a flow said.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DtlsInfo {
+    /// The server asked for a cookie (HelloVerifyRequest) before going on.
+    pub hello_verify_request: bool,
+    /// Highest record epoch seen (epoch 1 and up are encrypted).
+    pub max_epoch: u16,
+}
+
+/// Everything known about one connection (TCP) or conversation (UDP).
 #[derive(Clone, Debug, Serialize)]
 pub struct FlowRecord {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub id: u64,
+    pub transport: Transport,
     pub start: Timestamp,
     pub end: Timestamp,
     pub client: Endpoint,
@@ -297,6 +353,10 @@ pub struct FlowRecord {
     pub encryption: Encryption,
     pub starttls: Option<StartTls>,
     pub tls: Option<TlsInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic: Option<QuicInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dtls: Option<DtlsInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cleartext_auth: Vec<CleartextAuth>,
     pub packets: PerDir<u64>,
@@ -311,6 +371,7 @@ impl FlowRecord {
         FlowRecord {
             kind: "flow",
             id,
+            transport: Transport::Tcp,
             start: ts,
             end: ts,
             client,
@@ -319,6 +380,8 @@ impl FlowRecord {
             encryption: Encryption::Unknown,
             starttls: None,
             tls: None,
+            quic: None,
+            dtls: None,
             cleartext_auth: Vec::new(),
             packets: PerDir::default(),
             bytes: PerDir::default(),
@@ -438,6 +501,8 @@ mod tests {
             (Encryption::LoginOnly, "login-only"),
             (Encryption::Ssh, "ssh"),
             (Encryption::Gssapi, "gssapi"),
+            (Encryption::Quic, "quic"),
+            (Encryption::Dtls, "dtls"),
             (Encryption::Unknown, "unknown"),
         ];
         for (e, s) in all {

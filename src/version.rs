@@ -15,6 +15,9 @@ impl Version {
     pub const TLS11: Version = Version(0x0302);
     pub const TLS12: Version = Version(0x0303);
     pub const TLS13: Version = Version(0x0304);
+    pub const DTLS10: Version = Version(0xfeff);
+    pub const DTLS12: Version = Version(0xfefd);
+    pub const DTLS13: Version = Version(0xfefc);
 
     /// GREASE values (RFC 8701): `0x?a?a` with both bytes equal.
     pub fn is_grease(self) -> bool {
@@ -34,6 +37,11 @@ impl Version {
     /// True for TLS 1.3 and its drafts.
     pub fn is_tls13(self) -> bool {
         self == Version::TLS13 || self.tls13_draft().is_some()
+    }
+
+    /// A DTLS version (`0xfeff` 1.0, `0xfefd` 1.2, `0xfefc` 1.3: ones' complement of 1.x).
+    pub fn is_dtls(self) -> bool {
+        matches!(self.0, 0xfeff | 0xfefd | 0xfefc)
     }
 
     /// Versions a record layer may carry (SSLv3 .. TLS 1.3 record versions).
@@ -56,6 +64,9 @@ impl fmt::Display for Version {
             0x0302 => f.write_str("TLSv1.1"),
             0x0303 => f.write_str("TLSv1.2"),
             0x0304 => f.write_str("TLSv1.3"),
+            0xfeff => f.write_str("DTLSv1.0"),
+            0xfefd => f.write_str("DTLSv1.2"),
+            0xfefc => f.write_str("DTLSv1.3"),
             _ => match self.tls13_draft() {
                 Some(n) => write!(f, "TLSv1.3-draft{n}"),
                 None => write!(f, "0x{:04x}", self.0),
@@ -82,6 +93,12 @@ mod tests {
         assert_eq!(Version(0x0302).to_string(), "TLSv1.1");
         assert_eq!(Version(0x0303).to_string(), "TLSv1.2");
         assert_eq!(Version(0x0304).to_string(), "TLSv1.3");
+        assert_eq!(Version(0xfeff).to_string(), "DTLSv1.0");
+        assert_eq!(Version(0xfefd).to_string(), "DTLSv1.2");
+        assert_eq!(Version(0xfefc).to_string(), "DTLSv1.3");
+        // DTLS 1.1 never existed; OpenSSL's pre-RFC DTLS1_BAD_VER stays a number.
+        assert_eq!(Version(0xfefe).to_string(), "0xfefe");
+        assert_eq!(Version(0x0100).to_string(), "0x0100");
     }
 
     #[test]

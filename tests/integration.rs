@@ -8,6 +8,8 @@
     clippy::indexing_slicing
 )]
 
+mod audit;
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -1104,6 +1106,7 @@ fn mutated_captures_never_panic() {
     use tlswatch::analyzer::Options;
     use tlswatch::capture::read_capture;
     use tlswatch::flow::{Engine, Limits};
+    use tlswatch::pipeline::Inline;
     use tlswatch::record::EndReason;
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut rnd = move || {
@@ -1152,19 +1155,19 @@ fn mutated_captures_never_panic() {
                     }
                 }
             }
-            let mut engine = Engine::new(
+            let mut inline = Inline::new(Engine::new(
                 Limits {
                     max_flows: 4,
                     ..Limits::default()
                 },
                 Options { show_users: true },
                 Vec::new(),
-            );
+            ));
             let mut flows = 0;
             let _ = read_capture("mutated", &b[..], &mut |p| {
-                engine.packet(p, &mut |_| flows += 1)
+                inline.packet(p, &mut |_| flows += 1)
             });
-            engine.finish(EndReason::EndOfInput, &mut |_| flows += 1);
+            inline.finish(EndReason::EndOfInput, &mut |_| flows += 1);
             runs += 1;
         }
     }

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use tlswatch::analyzer::Options;
 use tlswatch::decode::{Flags, Segment};
-use tlswatch::flow::{Engine, Limits};
+use tlswatch::flow::{Engine, Limits, Stamp};
 use tlswatch::reassembly::StreamLimits;
 use tlswatch::record::{EndReason, FlowRecord, Note, Timestamp};
 
@@ -133,9 +133,9 @@ impl Run {
     fn seg(&mut self, s: &Segment<'_>, ts: Timestamp) {
         let (recs, keep) = (&mut self.recs, self.keep);
         let (ended, capped) = (&mut self.ended, &mut self.capped);
-        self.engine.segment(s, ts, &mut |r| {
-            Self::take(r, recs, keep, ended, capped);
-        });
+        let mut take = |r| Self::take(r, recs, keep, ended, capped);
+        self.engine.tick(ts, &mut take);
+        self.engine.segment(s, Stamp { ts, ordinal: 0 }, &mut take);
     }
 
     fn finish(&mut self) {

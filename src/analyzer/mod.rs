@@ -1,22 +1,18 @@
 //! The per-flow analyzer: sniffs the first bytes of each direction, then hands the
 //! stream to the TLS analyzer (direct TLS) or to a STARTTLS protocol driver.
 
+pub mod options;
 pub mod sslv2;
 pub mod starttls;
 pub mod tls;
+
+pub use options::Options;
 
 use crate::record::{Dir, Encryption, FlowRecord, Note, PerDir};
 use tls::{Start, TlsAnalyzer};
 
 /// Bytes of each direction kept while deciding what a flow speaks.
 pub const SNIFF_MAX: usize = 8 * 1024;
-
-/// Options the analyzers need.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Options {
-    /// Report user names of cleartext logins.
-    pub show_users: bool,
-}
 
 /// What the analyzer asks of the flow after a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -339,5 +335,40 @@ mod tests {
         }
         assert!(a.is_done(), "still sniffing after {} bytes", 3 * SNIFF_MAX);
         assert_eq!(r.encryption, Encryption::Plaintext);
+    }
+
+    #[test]
+    fn direct_tls_with_postgresql_alpn_is_named() {
+        // PostgreSQL 17 `sslnegotiation=direct`: a ClientHello first, ALPN "postgresql".
+        let mut body = vec![0x03, 0x03];
+        body.extend([0x11; 32]);
+        body.extend([0x00, 0x00, 0x02, 0xc0, 0x2f, 0x01, 0x00]);
+        let alpn = b"\x00\x0b\x0apostgresql";
+        body.extend(((alpn.len() + 4) as u16).to_be_bytes());
+        body.extend([0x00, 0x10]);
+        body.extend((alpn.len() as u16).to_be_bytes());
+        body.extend(alpn);
+        let mut hs = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
+        hs.extend(body);
+        let mut ch = vec![0x16, 0x03, 0x01, (hs.len() >> 8) as u8, hs.len() as u8];
+        ch.extend(hs);
+        let ep = |port| crate::record::Endpoint {
+            ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            port,
+        };
+        let mut rec = crate::record::FlowRecord::new(
+            1,
+            crate::record::Timestamp::default(),
+            ep(40000),
+            ep(15432),
+        );
+        let mut a = Analyzer::new(true, Options::default());
+        a.on_data(Dir::Client, &ch, &mut rec);
+        a.on_data(Dir::Server, &starttls::tests::server_hello(), &mut rec);
+        a.finish(&mut rec);
+        assert_eq!(rec.encryption, Encryption::Tls);
+        assert_eq!(rec.app_protocol.as_deref(), Some("postgresql"));
+        let offered = rec.tls.and_then(|t| t.client_hello).map(|c| c.alpn);
+        assert_eq!(offered, Some(vec!["postgresql".to_string()]));
     }
 }

@@ -24,8 +24,9 @@ const CT_HANDSHAKE: u8 = 22;
 const CT_APPLICATION_DATA: u8 = 23;
 const CT_HEARTBEAT: u8 = 24;
 
-const HS_CLIENT_HELLO: u8 = 1;
-const HS_SERVER_HELLO: u8 = 2;
+/// Handshake message types.
+pub const HS_CLIENT_HELLO: u8 = 1;
+pub const HS_SERVER_HELLO: u8 = 2;
 
 /// The ServerHello random that marks a HelloRetryRequest (RFC 8446 §4.1.3).
 const HRR_RANDOM: [u8; 32] = [
@@ -454,37 +455,18 @@ impl TlsAnalyzer {
 
     fn hello(&mut self, dir: Dir, msg_type: u8, body: &[u8], rec: &mut FlowRecord) {
         let record_version = self.side.get(dir).record_version;
-        match (msg_type, dir) {
-            (HS_CLIENT_HELLO, Dir::Client) => match client_hello(body) {
-                Some(mut ch) => {
-                    ch.record_version = record_version;
-                    rec.tls_mut().client_hello = Some(ch);
-                }
-                None => rec.note(Note::TlsParseError),
-            },
-            (HS_SERVER_HELLO, Dir::Server) => match server_hello(body) {
-                Some(sh) if sh.hrr => {
-                    rec.tls_mut().hello_retry_request = true;
-                    rec.note(Note::HelloRetryRequest);
-                }
-                Some(sh) => {
-                    self.server_hello = true;
-                    let negotiated = sh.info.selected_version.unwrap_or(sh.info.version);
-                    if negotiated.is_tls13() {
-                        // Everything after a TLS 1.3 ServerHello is encrypted.
-                        self.tls13 = true;
-                        self.side.server.encrypted = true;
-                    }
-                    let tls = rec.tls_mut();
-                    tls.version = Some(negotiated);
-                    tls.server_hello = Some(sh.info);
-                    if self.sslv2_client {
-                        rec.note(Note::Sslv2ClientHello);
-                    }
-                }
-                None => rec.note(Note::TlsParseError),
-            },
-            _ => {}
+        if let Hello::ServerHello { version } =
+            hello_message(Carrier::Tcp, dir, msg_type, body, record_version, rec)
+        {
+            self.server_hello = true;
+            if version.is_tls13() {
+                // Everything after a TLS 1.3 ServerHello is encrypted.
+                self.tls13 = true;
+                self.side.server.encrypted = true;
+            }
+            if self.sslv2_client {
+                rec.note(Note::Sslv2ClientHello);
+            }
         }
     }
 
@@ -563,6 +545,91 @@ impl TlsAnalyzer {
         } else if c.dead && s.dead {
             self.done = true;
         }
+    }
+}
+
+/// What carried a handshake message: TLS records over TCP, QUIC CRYPTO frames, or
+/// DTLS records. Fingerprints that name the transport (JA4's first letter) read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carrier {
+    Tcp,
+    Quic,
+    Dtls,
+}
+
+impl Carrier {
+    /// JA4's transport letter.
+    pub fn ja4_prefix(self) -> char {
+        match self {
+            Carrier::Tcp => 't',
+            Carrier::Quic => 'q',
+            Carrier::Dtls => 'd',
+        }
+    }
+}
+
+/// What one hello message told the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hello {
+    ClientHello,
+    /// A ServerHello that negotiated `version`.
+    ServerHello {
+        version: Version,
+    },
+    HelloRetryRequest,
+    /// Not a hello, or a hello from the wrong side: nothing recorded.
+    Ignored,
+    /// A hello that did not parse (noted on the record).
+    Invalid,
+}
+
+/// The hello analysis for one complete handshake message, without a TLS record
+/// layer: how TLS-over-TCP records, QUIC CRYPTO streams and reassembled DTLS
+/// handshake bodies all reach it. `body` follows the 4-byte handshake header and
+/// has TLS's layout (a DTLS ClientHello with its cookie field taken out);
+/// `record_version` is that of the record that carried it, if any.
+pub fn hello_message(
+    carrier: Carrier,
+    dir: Dir,
+    msg_type: u8,
+    body: &[u8],
+    record_version: Option<Version>,
+    rec: &mut FlowRecord,
+) -> Hello {
+    let _ = carrier;
+    match (msg_type, dir) {
+        (HS_CLIENT_HELLO, Dir::Client) => match client_hello(body) {
+            Some(mut ch) => {
+                ch.record_version = record_version;
+                rec.tls_mut().client_hello = Some(ch);
+                Hello::ClientHello
+            }
+            None => {
+                rec.note(Note::TlsParseError);
+                Hello::Invalid
+            }
+        },
+        (HS_SERVER_HELLO, Dir::Server) => match server_hello(body) {
+            Some(sh) if sh.hrr => {
+                rec.tls_mut().hello_retry_request = true;
+                rec.note(Note::HelloRetryRequest);
+                Hello::HelloRetryRequest
+            }
+            Some(sh) => {
+                let negotiated = sh.info.selected_version.unwrap_or(sh.info.version);
+                let tls = rec.tls_mut();
+                tls.version = Some(negotiated);
+                tls.server_hello = Some(sh.info);
+                Hello::ServerHello {
+                    version: negotiated,
+                }
+            }
+            None => {
+                rec.note(Note::TlsParseError);
+                Hello::Invalid
+            }
+        },
+        _ => Hello::Ignored,
     }
 }
 
@@ -958,6 +1025,64 @@ mod tests {
         assert_eq!(
             server_hello(&d).map(|s| s.info.version),
             Some(Version(0x7f12))
+        );
+    }
+
+    #[test]
+    fn hello_messages_without_a_record_layer() {
+        let mut r = rec();
+        let got = hello_message(
+            Carrier::Quic,
+            Dir::Client,
+            HS_CLIENT_HELLO,
+            &client_hello_body(),
+            None,
+            &mut r,
+        );
+        assert_eq!(got, Hello::ClientHello);
+        let sh = server_hello_body([5; 32], Some(0x0304));
+        // A ServerHello from the client's side is not the server's answer.
+        let wrong = hello_message(
+            Carrier::Quic,
+            Dir::Client,
+            HS_SERVER_HELLO,
+            &sh,
+            None,
+            &mut r,
+        );
+        assert_eq!(wrong, Hello::Ignored);
+        let got = hello_message(
+            Carrier::Quic,
+            Dir::Server,
+            HS_SERVER_HELLO,
+            &sh,
+            None,
+            &mut r,
+        );
+        assert_eq!(
+            got,
+            Hello::ServerHello {
+                version: Version::TLS13
+            }
+        );
+        let tls = r.tls.clone().unwrap_or_default();
+        assert_eq!(tls.version, Some(Version::TLS13));
+        let ch = tls.client_hello.unwrap_or_default();
+        assert_eq!(ch.sni.as_deref(), Some("tls.example"));
+        assert_eq!(ch.record_version, None);
+        let bad = hello_message(
+            Carrier::Dtls,
+            Dir::Client,
+            HS_CLIENT_HELLO,
+            &[3],
+            None,
+            &mut r,
+        );
+        assert_eq!(bad, Hello::Invalid);
+        assert!(r.has_note(Note::TlsParseError));
+        assert_eq!(
+            [Carrier::Tcp, Carrier::Quic, Carrier::Dtls].map(Carrier::ja4_prefix),
+            ['t', 'q', 'd']
         );
     }
 

@@ -1,5 +1,6 @@
 //! JSON sinks: one document (`--json`) or one line per flow as it ends (`--ndjson`).
 
+use super::servers::ServerRecord;
 use super::{Sink, Summary};
 use crate::record::FlowRecord;
 use std::io::{self, Write};
@@ -27,6 +28,14 @@ impl<W: Write> Sink for Ndjson<W> {
         Ok(())
     }
 
+    fn servers(&mut self, list: &[ServerRecord]) -> io::Result<()> {
+        for s in list {
+            serde_json::to_writer(&mut self.out, s)?;
+            self.out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
         serde_json::to_writer(&mut self.out, summary)?;
         self.out.write_all(b"\n")?;
@@ -42,6 +51,8 @@ pub struct Document<W: Write> {
     inputs: Vec<String>,
     /// Flows written so far.
     written: u64,
+    /// The flows array is closed (the servers array followed it).
+    flows_closed: bool,
 }
 
 impl<W: Write> Document<W> {
@@ -51,6 +62,7 @@ impl<W: Write> Document<W> {
             tool: format!("tlswatch {}", env!("CARGO_PKG_VERSION")),
             inputs,
             written: 0,
+            flows_closed: false,
         }
     }
 
@@ -60,6 +72,20 @@ impl<W: Write> Document<W> {
         write!(self.out, ",\n  \"inputs\": ")?;
         serde_json::to_writer(&mut self.out, &self.inputs)?;
         write!(self.out, ",\n  \"flows\": [")
+    }
+}
+
+impl<W: Write> Document<W> {
+    /// Ends the flows array (writing the header first if no flow came).
+    fn close_flows(&mut self) -> io::Result<()> {
+        if self.flows_closed {
+            return Ok(());
+        }
+        if self.written == 0 {
+            self.header()?;
+        }
+        self.flows_closed = true;
+        write!(self.out, "\n  ]")
     }
 }
 
@@ -76,11 +102,20 @@ impl<W: Write> Sink for Document<W> {
         Ok(())
     }
 
-    fn finish(&mut self, summary: &Summary) -> io::Result<()> {
-        if self.written == 0 {
-            self.header()?;
+    fn servers(&mut self, list: &[ServerRecord]) -> io::Result<()> {
+        self.close_flows()?;
+        write!(self.out, ",\n  \"servers\": [")?;
+        for (i, s) in list.iter().enumerate() {
+            self.out
+                .write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+            serde_json::to_writer(&mut self.out, s)?;
         }
-        write!(self.out, "\n  ],\n  \"summary\": ")?;
+        write!(self.out, "\n  ]")
+    }
+
+    fn finish(&mut self, summary: &Summary) -> io::Result<()> {
+        self.close_flows()?;
+        write!(self.out, ",\n  \"summary\": ")?;
         serde_json::to_writer(&mut self.out, summary)?;
         self.out.write_all(b"\n}\n")?;
         self.out.flush()
@@ -113,6 +148,36 @@ mod tests {
             assert_eq!(v["inputs"][0], "a.pcap");
             assert_eq!(v["summary"]["type"], "summary");
             assert!(v["tool"].as_str().unwrap().starts_with("tlswatch "));
+            assert!(v.get("servers").is_none());
+        }
+    }
+
+    #[test]
+    fn servers_array_follows_the_flows() {
+        let ep = |port| Endpoint {
+            ip: std::net::IpAddr::from([10, 0, 0, 1]),
+            port,
+        };
+        for n in [0u64, 2] {
+            let mut inv = crate::output::servers::Inventory::new(10);
+            let mut buf = Vec::new();
+            {
+                let mut d = Document::new(&mut buf, vec![]);
+                for id in 1..=n {
+                    let rec = FlowRecord::new(id, Timestamp::default(), ep(1), ep(2));
+                    inv.add(&rec);
+                    d.flow(&rec).unwrap();
+                }
+                d.servers(&inv.finish().0).unwrap();
+                d.finish(&Summary::new(vec![])).unwrap();
+            }
+            let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            assert_eq!(v["flows"].as_array().map(Vec::len), Some(n as usize));
+            let servers = v["servers"].as_array().unwrap();
+            assert_eq!(servers.len(), n.min(1) as usize);
+            if n > 0 {
+                assert_eq!(servers[0]["flows"], n);
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Sinks: where finished flow records and the summary go (table, JSON, NDJSON).
 
 pub mod json;
+pub mod servers;
 pub mod table;
 
 use crate::flow::{MemoryStats, PacketStats};
@@ -9,9 +10,11 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io;
 
-/// Receives flows as they end, then the summary once.
+/// Receives flows as they end, then (with `--servers`) the server inventory, then
+/// the summary once.
 pub trait Sink {
     fn flow(&mut self, rec: &FlowRecord) -> io::Result<()>;
+    fn servers(&mut self, list: &[servers::ServerRecord]) -> io::Result<()>;
     fn finish(&mut self, summary: &Summary) -> io::Result<()>;
 }
 
@@ -52,6 +55,9 @@ pub struct Summary {
     pub packets: PacketStats,
     /// The memory cap and what it had to do.
     pub memory: MemoryStats,
+    /// The server inventory's counters (`--servers` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub servers: Option<servers::ServerCounts>,
     /// libpcap's counters (live capture only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<CaptureStats>,
@@ -83,15 +89,7 @@ impl Summary {
             .by_encryption
             .entry(rec.encryption.as_str())
             .or_default() += 1;
-        if matches!(
-            rec.encryption,
-            Encryption::Tls | Encryption::Starttls | Encryption::StarttlsFailed
-        ) {
-            let v = rec
-                .tls
-                .as_ref()
-                .and_then(|t| t.version)
-                .map_or_else(|| "unknown".to_string(), |v| v.to_string());
+        if let Some(v) = version_key(rec) {
             *self.by_version.entry(v).or_default() += 1;
         }
         for f in &rec.findings {
@@ -99,6 +97,25 @@ impl Summary {
         }
         true
     }
+}
+
+/// The version a flow is counted under in `by_version` and a server's `versions`:
+/// TLS-protected flows only, `unknown` without a ServerHello.
+pub fn version_key(rec: &FlowRecord) -> Option<String> {
+    let tls_used = matches!(
+        rec.encryption,
+        Encryption::Tls
+            | Encryption::Starttls
+            | Encryption::StarttlsFailed
+            | Encryption::Quic
+            | Encryption::Dtls
+    );
+    tls_used.then(|| {
+        rec.tls
+            .as_ref()
+            .and_then(|t| t.version)
+            .map_or_else(|| "unknown".to_string(), |v| v.to_string())
+    })
 }
 
 /// RFC 3339 UTC time with microseconds (nanoseconds when the capture has them).

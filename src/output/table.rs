@@ -1,8 +1,9 @@
 //! The human table: one row per flow as it ends, then a summary. Terminal-aware
 //! widths and colour; no byte from the wire reaches the terminal unescaped.
 
+use super::servers::ServerRecord;
 use super::{Sink, Summary};
-use crate::record::{Encryption, FlowRecord, Severity};
+use crate::record::{Encryption, FlowRecord, Severity, Transport};
 use std::io::{self, Write};
 
 /// Table writer.
@@ -14,6 +15,8 @@ pub struct Table<W: Write> {
     header_done: bool,
     /// Flush after each row (live capture).
     flush_each: bool,
+    /// Print a row per flow (not with `--servers`, whose table replaces them).
+    show_flows: bool,
 }
 
 const RESET: &str = "\x1b[0m";
@@ -57,6 +60,22 @@ impl<W: Write> Table<W> {
             width,
             header_done: false,
             flush_each,
+            show_flows: true,
+        }
+    }
+
+    /// No flow rows: the server table printed at the end replaces them.
+    pub fn without_flows(mut self) -> Self {
+        self.show_flows = false;
+        self
+    }
+
+    /// Colour for the worst severity of a row.
+    fn severity_color(worst: Option<Severity>) -> &'static str {
+        match worst {
+            Some(Severity::Critical | Severity::High) => RED,
+            Some(Severity::Medium) => YELLOW,
+            _ => "",
         }
     }
 
@@ -103,11 +122,89 @@ impl<W: Write> Table<W> {
     }
 }
 
-fn endpoints(rec: &FlowRecord) -> String {
-    let ep = |ip: std::net::IpAddr, port: u16| match ip {
+fn ep(ip: std::net::IpAddr, port: u16) -> String {
+    match ip {
         std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
         std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
+    }
+}
+
+/// `name n, name n`, most first (ties by name), or `-`.
+fn tally<K: AsRef<str>>(counts: impl IntoIterator<Item = (K, u64)>) -> String {
+    let mut v: Vec<(K, u64)> = counts.into_iter().collect();
+    if v.is_empty() {
+        return "-".to_string();
+    }
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.as_ref().cmp(b.0.as_ref())));
+    v.iter()
+        .map(|(k, n)| format!("{} {n}", k.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The cells of one server row.
+fn server_cells(s: &ServerRecord) -> [String; 8] {
+    let udp = if s.transport == Transport::Udp {
+        "/udp"
+    } else {
+        ""
     };
+    [
+        format!("{}{udp}", ep(s.server.ip, s.server.port)),
+        if s.app_protocols.is_empty() {
+            "-".to_string()
+        } else {
+            s.app_protocols.join(",")
+        },
+        s.flows.to_string(),
+        format!("{}{}", s.clients, if s.clients_capped { "+" } else { "" }),
+        tally(s.by_encryption.iter().map(|(k, n)| (*k, *n))),
+        tally(s.versions.iter().map(|(k, n)| (k.as_str(), *n))),
+        s.worst_severity
+            .map_or("-", |w| match w {
+                Severity::Info => "info",
+                Severity::Low => "low",
+                Severity::Medium => "medium",
+                Severity::High => "high",
+                Severity::Critical => "critical",
+            })
+            .to_string(),
+        tally(s.findings.iter().map(|(k, n)| (*k, *n))),
+    ]
+}
+
+/// Column widths for the server table: natural widths, the wide text columns
+/// shortened in turn until the row fits `total`; findings take the rest.
+fn server_widths(rows: &[[String; 8]], total: Option<usize>) -> [usize; 8] {
+    let mut w = [0usize; 8];
+    for r in rows {
+        for (i, cell) in r.iter().enumerate() {
+            if let Some(x) = w.get_mut(i) {
+                *x = (*x).max(cell.chars().count());
+            }
+        }
+    }
+    let Some(total) = total else {
+        return w;
+    };
+    // Shrink encryption, versions, protocols and the server column, most room first.
+    for (i, floor) in [(4, 16), (5, 16), (1, 10), (0, 22)] {
+        let used: usize = w.iter().sum::<usize>() + 7;
+        if used <= total {
+            break;
+        }
+        if let Some(x) = w.get_mut(i) {
+            *x = (*x).saturating_sub(used - total).max(floor.min(*x));
+        }
+    }
+    let used: usize = w.iter().take(7).sum::<usize>() + 7;
+    if let Some(x) = w.get_mut(7) {
+        *x = total.saturating_sub(used).max(10);
+    }
+    w
+}
+
+fn endpoints(rec: &FlowRecord) -> String {
     format!(
         "{} -> {}",
         ep(rec.client.ip, rec.client.port),
@@ -117,6 +214,9 @@ fn endpoints(rec: &FlowRecord) -> String {
 
 impl<W: Write> Sink for Table<W> {
     fn flow(&mut self, rec: &FlowRecord) -> io::Result<()> {
+        if !self.show_flows {
+            return Ok(());
+        }
         if !self.header_done {
             self.header_done = true;
             let h = [
@@ -152,16 +252,11 @@ impl<W: Write> Sink for Table<W> {
                 .join(",")
         };
         let enc_color = match rec.encryption {
-            Encryption::Tls | Encryption::Starttls => GREEN,
+            Encryption::Tls | Encryption::Starttls | Encryption::Quic | Encryption::Dtls => GREEN,
             Encryption::Unknown | Encryption::Ssh | Encryption::Gssapi => "",
             _ => RED,
         };
-        let worst = rec.findings.iter().map(|f| f.severity).max();
-        let find_color = match worst {
-            Some(Severity::Critical | Severity::High) => RED,
-            Some(Severity::Medium) => YELLOW,
-            _ => "",
-        };
+        let find_color = Self::severity_color(rec.findings.iter().map(|f| f.severity).max());
         self.row(
             [
                 rec.id.to_string(),
@@ -176,6 +271,55 @@ impl<W: Write> Sink for Table<W> {
         )?;
         if self.flush_each {
             self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    fn servers(&mut self, list: &[ServerRecord]) -> io::Result<()> {
+        let header = [
+            "SERVER",
+            "PROTOCOLS",
+            "FLOWS",
+            "CLIENTS",
+            "ENCRYPTION",
+            "VERSIONS",
+            "WORST",
+            "FINDINGS",
+        ]
+        .map(String::from);
+        let mut rows = vec![header];
+        rows.extend(list.iter().map(server_cells));
+        let widths = server_widths(&rows, self.width);
+        for (n, cells) in rows.iter().enumerate() {
+            let worst = n.checked_sub(1).and_then(|i| list.get(i)?.worst_severity);
+            let color = if n == 0 {
+                BOLD
+            } else {
+                Self::severity_color(worst)
+            };
+            let mut line = String::new();
+            for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+                let cell = sanitize(cell);
+                let text = if i == 7 && self.width.is_none() {
+                    cell
+                } else if (i == 2 || i == 3) && n > 0 {
+                    format!("{cell:>width$}")
+                } else {
+                    fit(&cell, width)
+                };
+                let painted = if i >= 6 {
+                    self.paint(text, color)
+                } else if n == 0 {
+                    self.paint(text, BOLD)
+                } else {
+                    text
+                };
+                line.push_str(&painted);
+                if i < 7 {
+                    line.push(' ');
+                }
+            }
+            writeln!(self.out, "{}", line.trim_end())?;
         }
         Ok(())
     }
@@ -239,6 +383,13 @@ impl<W: Write> Sink for Table<W> {
             "packets: {} ({} bytes): {} TCP, {} non-TCP, {} IP fragments, {} undecodable",
             p.total, p.bytes, p.tcp, p.non_tcp, p.ip_fragments, p.undecodable
         )?;
+        if let Some(v) = &s.servers {
+            writeln!(
+                self.out,
+                "servers: {} listed, {} flows to servers past --max-servers, {} with more clients than remembered",
+                v.listed, v.flows_beyond_cap, v.clients_capped
+            )?;
+        }
         if let Some(c) = &s.capture {
             writeln!(
                 self.out,

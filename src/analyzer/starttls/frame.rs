@@ -166,7 +166,7 @@ pub fn with_users(
         port,
     };
     let mut rec = FlowRecord::new(1, Timestamp::default(), ep(40000), ep(1));
-    let opts = crate::analyzer::Options { show_users: true };
+    let opts = crate::analyzer::options::Options { show_users: true };
     let mut d = super::Driver::new(proto, opts);
     for (dir, bytes) in transcript {
         *rec.bytes.get_mut(*dir) += bytes.len() as u64;

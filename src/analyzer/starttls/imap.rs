@@ -460,7 +460,7 @@ mod tests {
 
     #[test]
     fn user_names_only_when_asked() {
-        use crate::analyzer::Options;
+        use crate::analyzer::options::Options;
         use crate::analyzer::starttls::Driver;
         let mut rec = crate::record::FlowRecord::new(
             1,

@@ -26,7 +26,7 @@ pub mod tds;
 pub mod telnet;
 pub mod xmpp;
 
-use super::Options;
+use super::options::Options;
 use super::tls::{self, Start, TlsAnalyzer};
 use crate::record::{CleartextAuth, Dir, Encryption, FlowRecord, Note, PerDir, escape_wire};
 

@@ -485,41 +485,6 @@ mod tests {
     }
 
     #[test]
-    fn direct_tls_with_postgresql_alpn_is_named() {
-        // PostgreSQL 17 `sslnegotiation=direct`: a ClientHello first, ALPN "postgresql".
-        let mut body = vec![0x03, 0x03];
-        body.extend([0x11; 32]);
-        body.extend([0x00, 0x00, 0x02, 0xc0, 0x2f, 0x01, 0x00]);
-        let alpn = b"\x00\x0b\x0apostgresql";
-        body.extend(((alpn.len() + 4) as u16).to_be_bytes());
-        body.extend([0x00, 0x10]);
-        body.extend((alpn.len() as u16).to_be_bytes());
-        body.extend(alpn);
-        let mut hs = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
-        hs.extend(body);
-        let mut ch = vec![0x16, 0x03, 0x01, (hs.len() >> 8) as u8, hs.len() as u8];
-        ch.extend(hs);
-        let ep = |port| crate::record::Endpoint {
-            ip: std::net::IpAddr::from([127, 0, 0, 1]),
-            port,
-        };
-        let mut rec = crate::record::FlowRecord::new(
-            1,
-            crate::record::Timestamp::default(),
-            ep(40000),
-            ep(15432),
-        );
-        let mut a = crate::analyzer::Analyzer::new(true, crate::analyzer::Options::default());
-        a.on_data(Dir::Client, &ch, &mut rec);
-        a.on_data(Dir::Server, &server_hello(), &mut rec);
-        a.finish(&mut rec);
-        assert_eq!(rec.encryption, Encryption::Tls);
-        assert_eq!(rec.app_protocol.as_deref(), Some("postgresql"));
-        let offered = rec.tls.and_then(|t| t.client_hello).map(|c| c.alpn);
-        assert_eq!(offered, Some(vec!["postgresql".to_string()]));
-    }
-
-    #[test]
     fn gssenc_accepted_or_refused() {
         let gss = vec![0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30];
         let t = vec![

@@ -1,0 +1,615 @@
+//! The per-server inventory (`--servers`): finished flow records folded into one
+//! record per server endpoint. Every count is a sum, a set or a min/max over the
+//! flows, so the fold does not depend on the order records arrive in, and two
+//! inventories built apart (one per worker thread) `merge` into the same result.
+//! Output order is decided at the end: worst finding first, then most flows.
+
+use super::version_key;
+use crate::record::{Endpoint, FlowRecord, Severity, Timestamp, Transport};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// Servers inventoried by default (`--max-servers`). Flows to servers beyond it are
+/// counted in `flows_beyond_cap`, not inventoried.
+pub const MAX_SERVERS: usize = 100_000;
+
+/// Distinct client addresses remembered over all servers (tens of MB at most).
+/// Past it a server's `clients` is a lower bound and says so (`clients_capped`).
+pub const MAX_CLIENT_ADDRS: usize = 1 << 20;
+
+/// Distinct names kept per counted field of one server (app protocols, versions,
+/// cipher suites, certificates); further names are counted under [`OTHER`].
+pub const MAX_NAMES: usize = 32;
+
+/// The bucket for names past [`MAX_NAMES`].
+pub const OTHER: &str = "(other)";
+
+/// A certificate a server presented, with the flows it was seen on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CertificateSeen {
+    pub sha256: String,
+    pub subject_cn: Option<String>,
+    pub not_after: Option<String>,
+    pub flows: u64,
+}
+
+/// What the summary says about the inventory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ServerCounts {
+    /// Server records written.
+    pub listed: u64,
+    /// Listed flows to servers past `--max-servers`, in no server record.
+    pub flows_beyond_cap: u64,
+    /// Servers whose `clients` is a lower bound (the client address cap was hit).
+    pub clients_capped: u64,
+}
+
+/// One server endpoint's record: the JSON contract of `--servers`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServerRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub transport: Transport,
+    pub server: Endpoint,
+    /// Application protocols seen, sorted.
+    pub app_protocols: Vec<String>,
+    pub flows: u64,
+    /// Distinct client addresses.
+    pub clients: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub clients_capped: bool,
+    pub by_encryption: BTreeMap<&'static str, u64>,
+    /// TLS-protected flows by negotiated version (`unknown` without a ServerHello).
+    pub versions: BTreeMap<String, u64>,
+    /// Flows by the cipher suite the server selected.
+    pub cipher_suites: BTreeMap<String, u64>,
+    /// Most flows first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateSeen>,
+    /// Flows carrying each finding code.
+    pub findings: BTreeMap<&'static str, u64>,
+    pub worst_severity: Option<Severity>,
+    pub first: Timestamp,
+    pub last: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    transport: Transport,
+    ip: IpAddr,
+    port: u16,
+}
+
+impl Key {
+    fn sort_key(&self) -> (IpAddr, u16, u8) {
+        let t = match self.transport {
+            Transport::Tcp => 0,
+            Transport::Udp => 1,
+        };
+        (self.ip, self.port, t)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct CertAcc {
+    subject_cn: Option<String>,
+    not_after: Option<String>,
+    flows: u64,
+}
+
+/// Everything kept per server; bounded by the caps above.
+#[derive(Clone, Debug)]
+struct Acc {
+    flows: u64,
+    app_protocols: BTreeSet<String>,
+    clients: FxHashSet<IpAddr>,
+    clients_capped: bool,
+    by_encryption: BTreeMap<&'static str, u64>,
+    versions: BTreeMap<String, u64>,
+    cipher_suites: BTreeMap<String, u64>,
+    certificates: BTreeMap<String, CertAcc>,
+    findings: BTreeMap<&'static str, u64>,
+    worst: Option<Severity>,
+    first: Timestamp,
+    last: Timestamp,
+}
+
+impl Acc {
+    fn new(first: Timestamp, last: Timestamp) -> Self {
+        Acc {
+            flows: 0,
+            app_protocols: BTreeSet::new(),
+            clients: FxHashSet::default(),
+            clients_capped: false,
+            by_encryption: BTreeMap::new(),
+            versions: BTreeMap::new(),
+            cipher_suites: BTreeMap::new(),
+            certificates: BTreeMap::new(),
+            findings: BTreeMap::new(),
+            worst: None,
+            first,
+            last,
+        }
+    }
+}
+
+/// Adds `n` under `name`, or under [`OTHER`] once the map holds [`MAX_NAMES`] names.
+fn bump(map: &mut BTreeMap<String, u64>, name: &str, n: u64) {
+    if let Some(v) = map.get_mut(name) {
+        *v += n;
+    } else if map.len() < MAX_NAMES {
+        map.insert(name.to_string(), n);
+    } else {
+        *map.entry(OTHER.to_string()).or_default() += n;
+    }
+}
+
+/// The server inventory of one run (or of one worker's share of it).
+#[derive(Debug)]
+pub struct Inventory {
+    max_servers: usize,
+    servers: FxHashMap<Key, Acc>,
+    /// Client addresses remembered over all servers.
+    client_addrs: usize,
+    flows_beyond_cap: u64,
+}
+
+impl Inventory {
+    pub fn new(max_servers: usize) -> Self {
+        Inventory {
+            max_servers,
+            servers: FxHashMap::default(),
+            client_addrs: 0,
+            flows_beyond_cap: 0,
+        }
+    }
+
+    /// The server's accumulator, or `None` when the server cap is reached.
+    fn slot(
+        servers: &mut FxHashMap<Key, Acc>,
+        max_servers: usize,
+        key: Key,
+        first: Timestamp,
+        last: Timestamp,
+    ) -> Option<&mut Acc> {
+        let full = servers.len() >= max_servers;
+        match servers.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(_) if full => None,
+            std::collections::hash_map::Entry::Vacant(e) => Some(e.insert(Acc::new(first, last))),
+        }
+    }
+
+    /// Folds in one listed flow.
+    pub fn add(&mut self, rec: &FlowRecord) {
+        let key = Key {
+            transport: rec.transport,
+            ip: rec.server.ip,
+            port: rec.server.port,
+        };
+        let Some(acc) = Self::slot(&mut self.servers, self.max_servers, key, rec.start, rec.end)
+        else {
+            self.flows_beyond_cap += 1;
+            return;
+        };
+        acc.flows += 1;
+        acc.first = acc.first.min(rec.start);
+        acc.last = acc.last.max(rec.end);
+        if let Some(p) = &rec.app_protocol
+            && !acc.app_protocols.contains(p)
+        {
+            if acc.app_protocols.len() < MAX_NAMES {
+                acc.app_protocols.insert(p.clone());
+            } else {
+                acc.app_protocols.insert(OTHER.to_string());
+            }
+        }
+        if !acc.clients.contains(&rec.client.ip) {
+            if self.client_addrs < MAX_CLIENT_ADDRS {
+                acc.clients.insert(rec.client.ip);
+                self.client_addrs += 1;
+            } else {
+                acc.clients_capped = true;
+            }
+        }
+        *acc.by_encryption
+            .entry(rec.encryption.as_str())
+            .or_default() += 1;
+        if let Some(v) = version_key(rec) {
+            bump(&mut acc.versions, &v, 1);
+        }
+        if let Some(cs) = rec
+            .tls
+            .as_ref()
+            .and_then(|t| t.server_hello.as_ref())
+            .and_then(|sh| sh.cipher_suite.as_deref())
+        {
+            bump(&mut acc.cipher_suites, cs, 1);
+        }
+        let mut codes: Vec<&'static str> = rec.findings.iter().map(|f| f.code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        for code in codes {
+            *acc.findings.entry(code).or_default() += 1;
+        }
+        acc.worst = acc.worst.max(rec.findings.iter().map(|f| f.severity).max());
+    }
+
+    /// Counts one flow's certificate (by its SHA-256) under its server.
+    pub fn add_certificate(
+        &mut self,
+        rec: &FlowRecord,
+        sha256: &str,
+        subject_cn: Option<&str>,
+        not_after: Option<&str>,
+    ) {
+        let key = Key {
+            transport: rec.transport,
+            ip: rec.server.ip,
+            port: rec.server.port,
+        };
+        let Some(acc) = self.servers.get_mut(&key) else {
+            return;
+        };
+        let name = if acc.certificates.contains_key(sha256) || acc.certificates.len() < MAX_NAMES {
+            sha256
+        } else {
+            OTHER
+        };
+        acc.certificates
+            .entry(name.to_string())
+            .or_insert_with(|| CertAcc {
+                subject_cn: subject_cn.filter(|_| name != OTHER).map(str::to_string),
+                not_after: not_after.filter(|_| name != OTHER).map(str::to_string),
+                flows: 0,
+            })
+            .flows += 1;
+    }
+
+    /// Joins an inventory built apart (another worker's); the result is the one a
+    /// single inventory fed both streams would hold, caps aside.
+    pub fn merge(&mut self, other: Inventory) {
+        self.flows_beyond_cap += other.flows_beyond_cap;
+        for (key, theirs) in other.servers {
+            let Some(acc) = Self::slot(
+                &mut self.servers,
+                self.max_servers,
+                key,
+                theirs.first,
+                theirs.last,
+            ) else {
+                self.flows_beyond_cap += theirs.flows;
+                continue;
+            };
+            acc.flows += theirs.flows;
+            acc.first = acc.first.min(theirs.first);
+            acc.last = acc.last.max(theirs.last);
+            for p in theirs.app_protocols {
+                if acc.app_protocols.len() < MAX_NAMES || acc.app_protocols.contains(&p) {
+                    acc.app_protocols.insert(p);
+                } else {
+                    acc.app_protocols.insert(OTHER.to_string());
+                }
+            }
+            acc.clients_capped |= theirs.clients_capped;
+            for ip in theirs.clients {
+                if acc.clients.contains(&ip) {
+                    continue;
+                }
+                if self.client_addrs < MAX_CLIENT_ADDRS {
+                    acc.clients.insert(ip);
+                    self.client_addrs += 1;
+                } else {
+                    acc.clients_capped = true;
+                }
+            }
+            for (k, n) in theirs.by_encryption {
+                *acc.by_encryption.entry(k).or_default() += n;
+            }
+            for (k, n) in theirs.versions {
+                bump(&mut acc.versions, &k, n);
+            }
+            for (k, n) in theirs.cipher_suites {
+                bump(&mut acc.cipher_suites, &k, n);
+            }
+            for (sha, c) in theirs.certificates {
+                if let Some(mine) = acc.certificates.get_mut(&sha) {
+                    mine.flows += c.flows;
+                } else if acc.certificates.len() < MAX_NAMES {
+                    acc.certificates.insert(sha, c);
+                } else {
+                    acc.certificates
+                        .entry(OTHER.to_string())
+                        .or_insert(CertAcc {
+                            subject_cn: None,
+                            not_after: None,
+                            flows: 0,
+                        })
+                        .flows += c.flows;
+                }
+            }
+            for (k, n) in theirs.findings {
+                *acc.findings.entry(k).or_default() += n;
+            }
+            acc.worst = acc.worst.max(theirs.worst);
+        }
+    }
+
+    /// The server records, worst finding first, then most flows, then by address;
+    /// and the counters for the summary.
+    pub fn finish(self) -> (Vec<ServerRecord>, ServerCounts) {
+        let mut list: Vec<(Key, Acc)> = self.servers.into_iter().collect();
+        list.sort_by(|(ka, a), (kb, b)| {
+            b.worst
+                .cmp(&a.worst)
+                .then(b.flows.cmp(&a.flows))
+                .then(ka.sort_key().cmp(&kb.sort_key()))
+        });
+        let counts = ServerCounts {
+            listed: list.len() as u64,
+            flows_beyond_cap: self.flows_beyond_cap,
+            clients_capped: list.iter().filter(|(_, a)| a.clients_capped).count() as u64,
+        };
+        let records = list
+            .into_iter()
+            .map(|(key, acc)| {
+                let mut certificates: Vec<CertificateSeen> = acc
+                    .certificates
+                    .into_iter()
+                    .map(|(sha256, c)| CertificateSeen {
+                        sha256,
+                        subject_cn: c.subject_cn,
+                        not_after: c.not_after,
+                        flows: c.flows,
+                    })
+                    .collect();
+                certificates.sort_by(|a, b| b.flows.cmp(&a.flows).then(a.sha256.cmp(&b.sha256)));
+                ServerRecord {
+                    kind: "server",
+                    transport: key.transport,
+                    server: Endpoint {
+                        ip: key.ip,
+                        port: key.port,
+                    },
+                    app_protocols: acc.app_protocols.into_iter().collect(),
+                    flows: acc.flows,
+                    clients: acc.clients.len() as u64,
+                    clients_capped: acc.clients_capped,
+                    by_encryption: acc.by_encryption,
+                    versions: acc.versions,
+                    cipher_suites: acc.cipher_suites,
+                    certificates,
+                    findings: acc.findings,
+                    worst_severity: acc.worst,
+                    first: acc.first,
+                    last: acc.last,
+                }
+            })
+            .collect();
+        (records, counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Encryption, Finding, ServerHelloInfo, TlsInfo};
+    use crate::version::Version;
+
+    fn ep(last: u8, port: u16) -> Endpoint {
+        Endpoint {
+            ip: IpAddr::from([10, 0, 0, last]),
+            port,
+        }
+    }
+
+    /// A varied flow, picked by `i`: servers 1..=7 on two ports, clients 1..=13.
+    fn flow(i: u64) -> FlowRecord {
+        let client = ep(100 + (i % 13) as u8, 40000 + i as u16);
+        let server = ep(
+            1 + (i % 7) as u8,
+            if i.is_multiple_of(3) { 25 } else { 443 },
+        );
+        let ts = Timestamp {
+            secs: 1_700_000_000 + (i as i64 * 7919) % 1000,
+            nanos: 0,
+        };
+        let mut r = FlowRecord::new(i, ts, client, server);
+        r.end = Timestamp {
+            secs: ts.secs + (i % 5) as i64,
+            nanos: 0,
+        };
+        r.bytes.client = 10;
+        match i % 4 {
+            0 => {
+                r.encryption = Encryption::Plaintext;
+                r.app_protocol = Some("smtp".into());
+            }
+            1 => {
+                r.encryption = Encryption::Tls;
+                r.app_protocol = Some("tls".into());
+                r.tls = Some(TlsInfo {
+                    version: Some(if i % 8 == 1 {
+                        Version::TLS10
+                    } else {
+                        Version::TLS13
+                    }),
+                    server_hello: Some(ServerHelloInfo {
+                        cipher_suite: Some(format!("SUITE_{}", i % 3)),
+                        ..ServerHelloInfo::default()
+                    }),
+                    ..TlsInfo::default()
+                });
+            }
+            2 => {
+                r.encryption = Encryption::Tls;
+                r.app_protocol = Some("tls".into());
+                r.tls = Some(TlsInfo::default());
+            }
+            _ => r.encryption = Encryption::Unknown,
+        }
+        r.findings = crate::assess::assess(&r);
+        if i.is_multiple_of(11) {
+            r.findings.push(Finding {
+                code: "CLEARTEXT_AUTH",
+                severity: Severity::High,
+                message: String::new(),
+            });
+            r.findings.push(Finding {
+                code: "CLEARTEXT_AUTH",
+                severity: Severity::High,
+                message: String::new(),
+            });
+        }
+        r
+    }
+
+    fn inventory(ids: impl Iterator<Item = u64>, max: usize) -> Inventory {
+        let mut inv = Inventory::new(max);
+        for i in ids {
+            inv.add(&flow(i));
+        }
+        inv
+    }
+
+    #[test]
+    fn counts_equal_the_flows_grouped_by_server() {
+        let (list, counts) = inventory(1..=500, MAX_SERVERS).finish();
+        assert_eq!(counts.listed as usize, list.len());
+        assert_eq!(counts.flows_beyond_cap, 0);
+        assert_eq!(list.iter().map(|s| s.flows).sum::<u64>(), 500);
+        for s in &list {
+            let mine: Vec<FlowRecord> = (1..=500)
+                .map(flow)
+                .filter(|f| f.server == s.server)
+                .collect();
+            assert_eq!(s.flows, mine.len() as u64);
+            let clients: BTreeSet<IpAddr> = mine.iter().map(|f| f.client.ip).collect();
+            assert_eq!(s.clients, clients.len() as u64);
+            let tls = mine
+                .iter()
+                .filter(|f| f.encryption == Encryption::Tls)
+                .count() as u64;
+            assert_eq!(s.by_encryption.get("tls").copied().unwrap_or(0), tls);
+            assert_eq!(s.versions.values().sum::<u64>(), tls);
+            let auth = mine.iter().filter(|f| f.id % 11 == 0).count() as u64;
+            assert_eq!(s.findings.get("CLEARTEXT_AUTH").copied().unwrap_or(0), auth);
+            assert_eq!(s.first, mine.iter().map(|f| f.start).min().unwrap());
+            assert_eq!(s.last, mine.iter().map(|f| f.end).max().unwrap());
+            let worst = mine
+                .iter()
+                .flat_map(|f| &f.findings)
+                .map(|f| f.severity)
+                .max();
+            assert_eq!(s.worst_severity, worst);
+        }
+        // Worst first, then most flows.
+        for w in list.windows(2) {
+            assert!(
+                (w[0].worst_severity, w[0].flows) >= (w[1].worst_severity, w[1].flows),
+                "{:?} before {:?}",
+                (w[0].worst_severity, w[0].flows),
+                (w[1].worst_severity, w[1].flows)
+            );
+        }
+    }
+
+    #[test]
+    fn any_order_and_any_split_give_the_same_inventory() {
+        let (want, want_counts) = inventory(1..=500, MAX_SERVERS).finish();
+        // A fixed pseudo-random permutation, split into uneven shares merged in turn.
+        let mut ids: Vec<u64> = (1..=500).collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in (1..ids.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ids.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        for shares in [1, 2, 3, 8] {
+            let mut total = Inventory::new(MAX_SERVERS);
+            for chunk in ids.chunks(ids.len().div_ceil(shares)) {
+                total.merge(inventory(chunk.iter().copied(), MAX_SERVERS));
+            }
+            let (got, counts) = total.finish();
+            assert_eq!(got, want, "{shares} shares");
+            assert_eq!(counts, want_counts);
+        }
+    }
+
+    #[test]
+    fn server_cap_counts_the_flows_left_out() {
+        let (list, counts) = inventory(1..=500, 3).finish();
+        assert_eq!(list.len(), 3);
+        assert_eq!(counts.listed, 3);
+        let kept: u64 = list.iter().map(|s| s.flows).sum();
+        assert_eq!(kept + counts.flows_beyond_cap, 500);
+        assert!(counts.flows_beyond_cap > 0);
+        let mut merged = inventory(1..=250, 3);
+        merged.merge(inventory(251..=500, 3));
+        let (list, counts) = merged.finish();
+        assert_eq!(list.len(), 3);
+        assert_eq!(
+            list.iter().map(|s| s.flows).sum::<u64>() + counts.flows_beyond_cap,
+            500
+        );
+    }
+
+    #[test]
+    fn names_past_the_cap_are_counted_as_other() {
+        let mut m = BTreeMap::new();
+        for i in 0..MAX_NAMES + 5 {
+            bump(&mut m, &format!("n{i}"), 2);
+        }
+        bump(&mut m, "n0", 1);
+        assert_eq!(m.len(), MAX_NAMES + 1);
+        assert_eq!(m.get(OTHER), Some(&10));
+        assert_eq!(m.get("n0"), Some(&3));
+        assert_eq!(m.values().sum::<u64>(), 2 * (MAX_NAMES as u64 + 5) + 1);
+    }
+
+    #[test]
+    fn certificates_are_counted_per_server_most_flows_first() {
+        let mut inv = Inventory::new(MAX_SERVERS);
+        let r = flow(1);
+        inv.add(&r);
+        inv.add_certificate(&r, "aa", Some("a.example"), Some("2027-01-01T00:00:00Z"));
+        inv.add_certificate(&r, "bb", Some("b.example"), None);
+        inv.add_certificate(&r, "bb", Some("b.example"), None);
+        // A server never added (past the cap, say) is ignored.
+        inv.add_certificate(&flow(2), "cc", None, None);
+        let (list, _) = inv.finish();
+        let certs = &list[0].certificates;
+        assert_eq!(certs.len(), 2);
+        assert_eq!((certs[0].sha256.as_str(), certs[0].flows), ("bb", 2));
+        assert_eq!(certs[1].subject_cn.as_deref(), Some("a.example"));
+        assert_eq!(certs[1].not_after.as_deref(), Some("2027-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn record_serializes_as_documented() {
+        let (list, _) = inventory([1u64, 8, 11].into_iter(), MAX_SERVERS).finish();
+        let v = serde_json::to_value(&list[0]).unwrap();
+        assert_eq!(v["type"], "server");
+        assert_eq!(v["transport"], "tcp");
+        for field in [
+            "server",
+            "app_protocols",
+            "flows",
+            "clients",
+            "by_encryption",
+            "versions",
+            "cipher_suites",
+            "findings",
+            "worst_severity",
+            "first",
+            "last",
+        ] {
+            assert!(v.get(field).is_some(), "{field} missing: {v}");
+        }
+        assert!(v.get("clients_capped").is_none());
+        assert!(v["first"].as_str().unwrap().ends_with('Z'));
+    }
+}

@@ -1,0 +1,213 @@
+//! The audit view: port policy, `--fail-on` severities, generated man page and
+//! completions, `--help` examples.
+
+mod servers;
+
+use super::{codes, root, run};
+use serde_json::Value;
+use std::process::Command;
+
+fn fixture(rel: &str) -> String {
+    root()
+        .join("fixtures")
+        .join(rel)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn flows(args: &[&str]) -> Vec<Value> {
+    let mut argv = args.to_vec();
+    argv.extend(["--json", "--all"]);
+    let out = run(&argv);
+    let doc: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: bad JSON: {e}"));
+    doc["flows"].as_array().cloned().unwrap_or_default()
+}
+
+fn flagged(args: &[&str]) -> bool {
+    let list = flows(args);
+    assert!(!list.is_empty(), "{args:?}: no flows");
+    list.iter()
+        .any(|f| codes(f).contains(&"PLAINTEXT_ON_TLS_PORT"))
+}
+
+#[test]
+fn plaintext_moved_onto_tls_ports_is_flagged_high() {
+    // The rows of fixtures/EXPECTED-policy.tsv (derived by tshark) are checked by
+    // recorded_fixtures_match_tshark_expectations; here the severity and the exit.
+    for (file, port) in [
+        ("policy/imap-cleartext-993.pcap", 993),
+        ("policy/smtp-cleartext-465.pcap", 465),
+        ("policy/ldap-cleartext-636.pcap", 636),
+    ] {
+        let f = fixture(file);
+        let list = flows(&["-r", &f]);
+        let hit: Vec<&Value> = list
+            .iter()
+            .flat_map(|fl| fl["findings"].as_array().into_iter().flatten())
+            .filter(|x| x["code"] == "PLAINTEXT_ON_TLS_PORT")
+            .collect();
+        assert_eq!(hit.len(), 1, "{file}");
+        assert_eq!(hit[0]["severity"], "high", "{file}");
+        let msg = hit[0]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(&format!("port {port} (")), "{file}: {msg}");
+        let out = run(&["-r", &f, "--fail-on", "PLAINTEXT_ON_TLS_PORT"]);
+        assert_eq!(out.status.code(), Some(1), "{file}");
+    }
+}
+
+#[test]
+fn tls_on_993_starttls_on_587_and_plaintext_elsewhere_are_not_flagged() {
+    assert!(!flagged(&["-r", &fixture("policy/tls13-993.pcap")]));
+    assert!(!flagged(&[
+        "-r",
+        &fixture("starttls/submission-587-starttls-auth.pcap")
+    ]));
+    let imap143 = fixture("starttls/imap-cleartext-login.pcap");
+    assert!(!flagged(&["-r", &imap143]));
+    // --tls-port adds the port to the policy.
+    assert!(flagged(&["-r", &imap143, "--tls-port", "143"]));
+    let out = run(&["-r", &imap143, "--tls-port", "143", "--fail-on", "high"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn fail_on_takes_severities_mixed_with_codes() {
+    // tls10.pcap: one flow, DEPRECATED_TLS (medium) and nothing worse.
+    let f = fixture("tls/tls10.pcap");
+    let status = |list: &str| run(&["-r", &f, "--fail-on", list]).status.code();
+    assert_eq!(status("high"), Some(0));
+    assert_eq!(status("critical"), Some(0));
+    assert_eq!(status("medium"), Some(1));
+    assert_eq!(status("Info"), Some(1));
+    assert_eq!(status("critical,DEPRECATED_TLS"), Some(1));
+    assert_eq!(status("critical,SSLV3"), Some(0));
+    let out = run(&["-r", &f, "--fail-on", "high,severe"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown finding code 'SEVERE'"), "{err}");
+    for valid in [
+        "critical",
+        "medium",
+        "SSLV2",
+        "PLAINTEXT_ON_TLS_PORT",
+        "CLEARTEXT_AUTH",
+    ] {
+        assert!(err.contains(valid), "{valid} not named: {err}");
+    }
+}
+
+#[test]
+fn help_shows_worked_examples() {
+    for flag in ["-h", "--help"] {
+        let out = run(&[flag]);
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Examples:"), "{flag}: {text}");
+        assert!(
+            text.matches("\n  tlswatch -r ").count() >= 3,
+            "{flag}: {text}"
+        );
+    }
+}
+
+fn generated(kind: &str) -> String {
+    let out = run(&["--generate", kind]);
+    assert_eq!(out.status.code(), Some(0), "{kind}");
+    assert!(
+        out.stderr.is_empty(),
+        "{kind}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap_or_else(|e| panic!("{kind}: {e}"))
+}
+
+/// Runs `program args` with `input` on standard input, or `None` when the program
+/// is not installed.
+fn pipe(program: &str, args: &[&str], input: &str) -> Option<std::process::Output> {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    Some(child.wait_with_output().unwrap_or_else(|e| panic!("{e}")))
+}
+
+#[test]
+fn man_page_formats_without_warnings() {
+    let man = generated("man");
+    assert!(man.starts_with(".ie") || man.starts_with(".TH"), "{man}");
+    let Some(out) = pipe("groff", &["-man", "-Tutf8", "-ww", "-z"], &man) else {
+        eprintln!("skipped: groff is not installed (CI installs it)");
+        return;
+    };
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "groff warnings:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = pipe("groff", &["-man", "-Tascii", "-P-cbou"], &man)
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for section in ["SYNOPSIS", "OPTIONS", "EXAMPLES", "EXIT STATUS"] {
+        assert!(text.contains(section), "{section} missing:\n{text}");
+    }
+    assert!(text.contains("--fail-on"), "{text}");
+}
+
+#[test]
+fn bash_completion_loads() {
+    let script = generated("complete-bash");
+    let dir = std::env::temp_dir().join(format!("tlswatch-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join("tlswatch.bash");
+    std::fs::write(&path, &script).unwrap_or_else(|e| panic!("{e}"));
+    let path = path.to_string_lossy().into_owned();
+    let syntax = Command::new("bash").args(["-n", &path]).output();
+    let Ok(syntax) = syntax else {
+        eprintln!("skipped: bash is not installed");
+        return;
+    };
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    let loaded = Command::new("bash")
+        .args(["-c", &format!("source '{path}' && complete -p tlswatch")])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&loaded.stdout);
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    assert!(text.contains("-F _tlswatch tlswatch"), "{text}");
+    assert!(script.contains("--fail-on") && script.contains("--generate"));
+}
+
+#[test]
+fn other_shells_get_their_scripts() {
+    assert!(generated("complete-zsh").starts_with("#compdef tlswatch"));
+    assert!(generated("complete-fish").contains("complete -c tlswatch"));
+    assert!(generated("complete-powershell").contains("Register-ArgumentCompleter"));
+    for (shell, kind) in [("zsh", "complete-zsh"), ("fish", "complete-fish")] {
+        if let Some(out) = pipe(shell, &["-n"], &generated(kind)) {
+            assert!(
+                out.status.success(),
+                "{shell}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
