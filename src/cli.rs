@@ -100,13 +100,17 @@ pub struct Args {
     #[arg(long, value_enum, value_name = "KIND")]
     pub generate: Option<Generate>,
 
-    /// Only analyse TCP segments to or from this port (repeatable).
+    /// Only analyse TCP segments and UDP datagrams to or from this port (repeatable).
     #[arg(long = "port", value_name = "N")]
     pub port: Vec<u16>,
 
     /// End a flow after this many seconds of packet time without a packet.
     #[arg(long = "idle-timeout", value_name = "SECS", default_value_t = 300)]
     pub idle_timeout: u32,
+
+    /// End a UDP conversation (QUIC, DTLS) after this many seconds of packet time without a datagram.
+    #[arg(long = "udp-idle-timeout", value_name = "SECS", default_value_t = 120)]
+    pub udp_idle_timeout: u32,
 
     /// Most flows held at once; past it the least recently active are ended early.
     #[arg(long = "max-flows", value_name = "N", default_value_t = 1_000_000)]
@@ -272,7 +276,7 @@ impl Args {
         let ports = self
             .port
             .iter()
-            .map(|p| format!("tcp port {p}"))
+            .map(|p| format!("port {p}"))
             .collect::<Vec<_>>()
             .join(" or ");
         let expr = expr.trim().to_string();
@@ -309,6 +313,7 @@ impl Args {
                 max_flows: self.max_flows,
                 memcap: self.memcap,
                 idle_timeout_secs: i64::from(self.idle_timeout.max(1)),
+                udp_idle_timeout_secs: i64::from(self.udp_idle_timeout.max(1)),
                 ..Limits::default()
             },
             opts: Options {

@@ -8,6 +8,7 @@ use crate::output::json::{Document, Ndjson};
 use crate::output::servers::Inventory;
 use crate::output::table::Table;
 use crate::output::{Sink, Summary};
+use crate::progress::Progress;
 use crate::record::FlowRecord;
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
@@ -24,9 +25,9 @@ pub enum Exit {
 }
 
 /// The sink the configuration asks for, writing to standard output.
-pub fn make_sink(cfg: &Config, live: bool) -> Box<dyn Sink> {
+pub fn make_sink(cfg: &Config, live: bool, progress: &Progress) -> Box<dyn Sink> {
     let stdout = io::stdout();
-    let out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let out = io::BufWriter::with_capacity(64 * 1024, progress.writer(stdout.lock()));
     match cfg.format {
         Format::Json => Box::new(Document::new(out, input_names(cfg))),
         Format::Ndjson => Box::new(Ndjson::new(out, live)),
@@ -143,8 +144,9 @@ impl<'a> Collector<'a> {
 
     /// Writes the summary and settles the exit status.
     pub fn finish(mut self, packets: PacketStats, evicted: u64, failed: bool) -> Report {
+        self.summary.flows.evicted = evicted + packets.udp_flows.evicted;
+        self.summary.udp = packets.udp_flows.clone();
         self.summary.packets = packets;
-        self.summary.flows.evicted = evicted;
         let mut summary = self.summary;
         if let Some(e) = self.write_err {
             if e.kind() == io::ErrorKind::BrokenPipe {

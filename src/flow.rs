@@ -9,10 +9,12 @@
 //! recently active flow costs O(1).
 
 use crate::analyzer::{Analyzer, Options, Signal};
-use crate::decode::Segment;
+use crate::decode::frag::FragNotes;
+use crate::decode::{Datagram, DecodeNotes, DecodeStats, Segment, TunnelPath};
 use crate::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Timestamp};
 use crate::table::{Budget, Slot, Table};
+use crate::udp::{UdpKey, UdpLimits, UdpStats, UdpTable};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -33,6 +35,8 @@ pub struct Limits {
     pub memcap: usize,
     /// Per-direction reassembly caps.
     pub stream: StreamLimits,
+    /// A UDP conversation with no datagram for this long (packet time) is ended.
+    pub udp_idle_timeout_secs: i64,
 }
 
 impl Default for Limits {
@@ -42,6 +46,7 @@ impl Default for Limits {
             idle_timeout_secs: 300,
             memcap: DEFAULT_MEMCAP,
             stream: StreamLimits::default(),
+            udp_idle_timeout_secs: UdpLimits::default().idle_timeout_secs,
         }
     }
 }
@@ -52,6 +57,8 @@ pub struct PacketStats {
     pub total: u64,
     pub bytes: u64,
     pub tcp: u64,
+    pub udp: u64,
+    /// IP packets that are neither TCP nor UDP, and non-IP frames.
     pub non_tcp: u64,
     pub ip_fragments: u64,
     pub undecodable: u64,
@@ -61,6 +68,12 @@ pub struct PacketStats {
     pub stray: u64,
     /// Packets left out by `--port`.
     pub filtered: u64,
+    /// The UDP conversations (shown as the summary's `udp`, not under `packets`).
+    #[serde(skip)]
+    pub udp_flows: UdpStats,
+    /// Tunnels, fragments and undecodable packets by reason.
+    #[serde(flatten)]
+    pub decode: DecodeStats,
 }
 
 impl PacketStats {
@@ -71,16 +84,20 @@ impl PacketStats {
             total,
             bytes,
             tcp,
+            udp,
             non_tcp,
             ip_fragments,
             undecodable,
             unsupported_link_types,
             stray,
             filtered,
+            udp_flows,
+            decode,
         } = o;
         self.total += total;
         self.bytes += bytes;
         self.tcp += tcp;
+        self.udp += udp;
         self.non_tcp += non_tcp;
         self.ip_fragments += ip_fragments;
         self.undecodable += undecodable;
@@ -89,6 +106,8 @@ impl PacketStats {
         }
         self.stray += stray;
         self.filtered += filtered;
+        self.udp_flows.absorb(udp_flows);
+        self.decode.merge(decode);
     }
 }
 
@@ -127,19 +146,21 @@ impl MemoryStats {
     }
 }
 
-/// Canonical key: the two endpoints in sorted order.
+/// Canonical key: the two endpoints in sorted order, and the identity of the
+/// tunnels the flow came through (0 for none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct FlowKey {
     a: (IpAddr, u16),
     b: (IpAddr, u16),
+    tunnel: u64,
 }
 
 impl FlowKey {
-    fn new(x: (IpAddr, u16), y: (IpAddr, u16)) -> Self {
+    fn new(x: (IpAddr, u16), y: (IpAddr, u16), tunnel: u64) -> Self {
         if x <= y {
-            FlowKey { a: x, b: y }
+            FlowKey { a: x, b: y, tunnel }
         } else {
-            FlowKey { a: y, b: x }
+            FlowKey { a: y, b: x, tunnel }
         }
     }
 }
@@ -229,12 +250,58 @@ impl std::fmt::Debug for PackedTs {
     }
 }
 
-/// Notes learned before the record exists, in the order they are added to it.
+/// Notes learned before the record exists, as bits (one byte in the flow entry); added
+/// to the record in the order of the constants.
 #[derive(Clone, Copy, Debug, Default)]
-struct EarlyNotes {
-    midstream: bool,
-    roles_from_ports: bool,
-    truncated: bool,
+struct EarlyNotes(u8);
+
+impl EarlyNotes {
+    const MIDSTREAM: u8 = 1;
+    const ROLES_FROM_PORTS: u8 = 1 << 1;
+    const TRUNCATED: u8 = 1 << 2;
+    /// Reassembled IP fragments were seen (the three below say what they showed).
+    const FRAGMENTS: u8 = 1 << 3;
+    const FRAG_OVERLAP: u8 = 1 << 4;
+    const FRAG_TINY: u8 = 1 << 5;
+    const FRAG_HEADER: u8 = 1 << 6;
+
+    fn set(&mut self, bit: u8, on: bool) {
+        if on {
+            self.0 |= bit;
+        }
+    }
+
+    fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    fn add(&mut self, truncated: bool, d: &DecodeNotes) {
+        self.set(Self::TRUNCATED, truncated);
+        if let Some(f) = d.fragments {
+            self.set(Self::FRAGMENTS, true);
+            self.set(Self::FRAG_OVERLAP, f.conflicting_overlap);
+            self.set(Self::FRAG_TINY, f.tiny_first);
+            self.set(Self::FRAG_HEADER, f.header_overlap);
+        }
+    }
+
+    fn apply(self, rec: &mut FlowRecord) {
+        if self.has(Self::MIDSTREAM) {
+            rec.note(Note::Midstream);
+        }
+        if self.has(Self::ROLES_FROM_PORTS) {
+            rec.note(Note::RolesFromPorts);
+        }
+        if self.has(Self::TRUNCATED) {
+            rec.note(Note::Truncated);
+        }
+        let fragments = self.has(Self::FRAGMENTS).then_some(FragNotes {
+            conflicting_overlap: self.has(Self::FRAG_OVERLAP),
+            tiny_first: self.has(Self::FRAG_TINY),
+            header_overlap: self.has(Self::FRAG_HEADER),
+        });
+        rec.note_decode(&DecodeNotes { fragments });
+    }
 }
 
 /// One connection while it has carried no payload: everything the record needs later,
@@ -250,6 +317,9 @@ struct Flow {
     bytes: PerDir<u64>,
     /// Everything that exists from the first payload byte on.
     state: Option<Box<Active>>,
+    /// The tunnels the flow came through, as the client sees them (moved into the
+    /// record when it is made); boxed so that a flow outside tunnels pays one word.
+    tunnel: Option<Box<TunnelPath>>,
     start: PackedTs,
     /// Time of the latest packet (the record's `end`).
     end: PackedTs,
@@ -338,17 +408,13 @@ impl Flow {
         };
         let roles_fixed = self.roles_fixed;
         let (id, start, early) = (self.id, Timestamp::from(self.start), self.early);
+        let tunnel = &mut self.tunnel;
         self.state.get_or_insert_with(|| {
             let mut rec = FlowRecord::new(id, start, client, server);
-            if early.midstream {
-                rec.note(Note::Midstream);
+            if let Some(t) = tunnel.take() {
+                rec.tunnel = *t;
             }
-            if early.roles_from_ports {
-                rec.note(Note::RolesFromPorts);
-            }
-            if early.truncated {
-                rec.note(Note::Truncated);
-            }
+            early.apply(&mut rec);
             Box::new(Active {
                 rec,
                 streams,
@@ -420,6 +486,8 @@ pub struct Engine {
     /// Flows ended early, by `--max-flows` or by `--memcap`.
     pub evicted: u64,
     memory: MemoryStats,
+    /// The UDP conversations (QUIC, DTLS, and others counted by port).
+    udp: UdpTable,
 }
 
 /// Receives each flow record as its flow ends.
@@ -494,6 +562,10 @@ impl Engine {
             stats: PacketStats::default(),
             evicted: 0,
             memory: MemoryStats::default(),
+            udp: UdpTable::new(UdpLimits {
+                max_flows: limits.max_flows,
+                idle_timeout_secs: limits.udp_idle_timeout_secs,
+            }),
         }
     }
 
@@ -539,6 +611,31 @@ impl Engine {
             self.now = now;
         }
         self.sweep(emit);
+        self.udp.sweep_at(now, &mut self.stats.udp_flows, emit);
+    }
+
+    /// One decoded UDP datagram. The caller runs the clock first ([`Engine::tick`]).
+    pub fn datagram(&mut self, d: &Datagram<'_>, at: Stamp, emit: &mut Emit<'_>) {
+        if !self.ports.is_empty() && !self.ports.iter().any(|&p| p == d.sport || p == d.dport) {
+            self.stats.filtered += 1;
+            return;
+        }
+        let Engine {
+            udp,
+            stats,
+            ids,
+            next_id,
+            ..
+        } = self;
+        let mut new_id = || {
+            let id = match ids {
+                IdScheme::Sequential => *next_id,
+                IdScheme::FirstPacket => at.ordinal,
+            };
+            *next_id += 1;
+            id
+        };
+        udp.datagram(d, at.ts, &mut new_id, &mut stats.udp_flows, emit);
     }
 
     /// One decoded TCP segment. The caller runs the clock first ([`Engine::tick`]).
@@ -553,7 +650,7 @@ impl Engine {
         }
         let src = (seg.src, seg.sport);
         let dst = (seg.dst, seg.dport);
-        let key = FlowKey::new(src, dst);
+        let key = FlowKey::new(src, dst, seg.tunnel.identity());
         let new_syn = seg.flags.syn && !seg.flags.ack;
         let mut slot = self.flows.find(&key);
         if let Some(s) = slot
@@ -609,11 +706,14 @@ impl Engine {
         *flow.bytes.get_mut(dir) += seg.payload.len() as u64;
         flow.end = ts.into();
         flow.last_seen = now;
-        if seg.truncated {
-            match flow.state.as_mut() {
-                Some(a) => a.rec.note(Note::Truncated),
-                None => flow.early.truncated = true,
+        match flow.state.as_mut() {
+            Some(a) => {
+                if seg.truncated {
+                    a.rec.note(Note::Truncated);
+                }
+                a.rec.note_decode(&seg.notes);
             }
+            None => flow.early.add(seg.truncated, &seg.notes),
         }
         let syn_len = u32::from(seg.flags.syn);
         let data_seq = SeqNum(seg.seq).wrapping_add(syn_len);
@@ -779,8 +879,8 @@ impl Engine {
         } else if seg.flags.syn {
             (false, true)
         } else {
-            early.midstream = true;
-            early.roles_from_ports = true;
+            early.set(EarlyNotes::MIDSTREAM, true);
+            early.set(EarlyNotes::ROLES_FROM_PORTS, true);
             let src_service = is_service_port(seg.sport);
             let dst_service = is_service_port(seg.dport);
             let src_is_server = match (src_service, dst_service) {
@@ -801,6 +901,13 @@ impl Engine {
             packets: PerDir::default(),
             bytes: PerDir::default(),
             state: None,
+            tunnel: (seg.tunnel != TunnelPath::default()).then(|| {
+                Box::new(if src_is_client {
+                    seg.tunnel.clone()
+                } else {
+                    seg.tunnel.reversed()
+                })
+            }),
             start: ts.into(),
             end: ts.into(),
             charged: 0,
@@ -1009,14 +1116,24 @@ impl Engine {
 
     /// End of input (or capture stopped): every open flow ends, in the order they began.
     pub fn finish(&mut self, reason: EndReason, emit: &mut Emit<'_>) {
-        let mut open: Vec<(u64, Slot)> = self
+        // TCP and UDP flows end together, in the order they began.
+        let mut open: Vec<(u64, Result<Slot, UdpKey>)> = self
             .flows
             .slots()
-            .filter_map(|s| Some((self.flows.get(s)?.id, s)))
+            .filter_map(|s| Some((self.flows.get(s)?.id, Ok(s))))
+            .chain(
+                self.udp
+                    .open_flows()
+                    .into_iter()
+                    .map(|(id, k)| (id, Err(k))),
+            )
             .collect();
-        open.sort_unstable();
-        for (_, s) in open {
-            self.close(s, reason, emit);
+        open.sort_unstable_by_key(|(id, _)| *id);
+        for (_, k) in open {
+            match k {
+                Ok(s) => self.close(s, reason, emit),
+                Err(k) => self.udp.end(k, reason, &mut self.stats.udp_flows, emit),
+            }
         }
     }
 }

@@ -2,19 +2,35 @@
 //! what the flow engine takes (a segment and its stamp), counting the rest.
 
 use crate::capture::Packet;
-use crate::decode::{Decoded, Segment, decode};
+use crate::decode::{Datagram, Decoded, Decoder, Segment};
 use crate::flow::{Emit, Engine, MemoryStats, PacketStats, Stamp};
 use crate::record::{EndReason, Timestamp};
 
+/// What goes on to a flow table: one table per transport.
+#[derive(Clone, Debug)]
+pub enum Unit<'a> {
+    Tcp(Segment<'a>),
+    Udp(Datagram<'a>),
+}
+
 /// Decodes one packet down to its flow key and counts what it was; a TCP
-/// segment goes on to the flow engine.
-pub fn dissect<'a>(stats: &mut PacketStats, pkt: &Packet<'a>) -> Option<Segment<'a>> {
+/// segment or UDP datagram goes on to the flow engine. Either may borrow the
+/// decoder's reassembled datagram.
+pub fn dissect<'a>(
+    decoder: &'a mut Decoder,
+    stats: &mut PacketStats,
+    pkt: &Packet<'a>,
+) -> Option<Unit<'a>> {
     stats.total += 1;
     stats.bytes += u64::from(pkt.orig_len);
-    match decode(pkt.linktype, pkt.data) {
+    match decoder.decode(pkt) {
         Decoded::Tcp(seg) => {
             stats.tcp += 1;
-            return Some(seg);
+            return Some(Unit::Tcp(seg));
+        }
+        Decoded::Udp(d) => {
+            stats.udp += 1;
+            return Some(Unit::Udp(d));
         }
         Decoded::NotTcp => stats.non_tcp += 1,
         Decoded::Fragment => stats.ip_fragments += 1,
@@ -32,6 +48,7 @@ pub fn dissect<'a>(stats: &mut PacketStats, pkt: &Packet<'a>) -> Option<Segment<
 /// The single-threaded path: decode, the clock and one flow engine, all in the
 /// caller's thread.
 pub struct Inline {
+    decoder: Decoder,
     engine: Engine,
     /// What decode counted (the engine counts the rest).
     stats: PacketStats,
@@ -42,6 +59,7 @@ pub struct Inline {
 impl Inline {
     pub fn new(engine: Engine) -> Self {
         Inline {
+            decoder: Decoder::default(),
             engine,
             stats: PacketStats::default(),
             ordinal: 0,
@@ -58,12 +76,14 @@ impl Inline {
     pub fn packet(&mut self, pkt: &Packet<'_>, emit: &mut Emit<'_>) {
         self.ordinal += 1;
         self.engine.tick(pkt.ts, emit);
-        if let Some(seg) = dissect(&mut self.stats, pkt) {
-            let at = Stamp {
-                ts: pkt.ts,
-                ordinal: self.ordinal,
-            };
-            self.engine.segment(&seg, at, emit);
+        let at = Stamp {
+            ts: pkt.ts,
+            ordinal: self.ordinal,
+        };
+        match dissect(&mut self.decoder, &mut self.stats, pkt) {
+            Some(Unit::Tcp(seg)) => self.engine.segment(&seg, at, emit),
+            Some(Unit::Udp(d)) => self.engine.datagram(&d, at, emit),
+            None => {}
         }
     }
 
@@ -76,6 +96,7 @@ impl Inline {
     pub fn stats(&self) -> PacketStats {
         let mut s = self.stats.clone();
         s.absorb(&self.engine.stats);
+        s.decode.merge(&self.decoder.stats());
         s
     }
 

@@ -1,5 +1,6 @@
 //! The serde model of what was learned about one flow: the JSON contract.
 
+use crate::decode::{DecodeNotes, TunnelPath};
 use crate::version::Version;
 use serde::Serialize;
 use std::net::IpAddr;
@@ -180,6 +181,12 @@ pub enum Note {
     MysqlNoSslCapability,
     /// PostgreSQL GSSAPI encryption was requested.
     GssencRequest,
+    /// IP fragments of this flow overlapped with different bytes (the first were kept): a known evasion.
+    IpFragmentOverlap,
+    /// A first IP fragment too short to hold the transport header (RFC 1858).
+    TinyIpFragment,
+    /// An IP fragment overlapped the transport header (RFC 1858).
+    IpFragmentHeaderOverlap,
     /// A QUIC packet that should have carried Initial keys did not decrypt.
     QuicDecryptFailed,
     /// QUIC bytes that did not parse (a length past the datagram, a bad frame).
@@ -349,6 +356,9 @@ pub struct FlowRecord {
     pub end: Timestamp,
     pub client: Endpoint,
     pub server: Endpoint,
+    /// Encapsulations the flow came through, outermost first, outer addresses as the client sent.
+    #[serde(skip_serializing_if = "TunnelPath::is_empty")]
+    pub tunnel: TunnelPath,
     pub app_protocol: Option<String>,
     pub encryption: Encryption,
     pub starttls: Option<StartTls>,
@@ -376,6 +386,7 @@ impl FlowRecord {
             end: ts,
             client,
             server,
+            tunnel: TunnelPath::default(),
             app_protocol: None,
             encryption: Encryption::Unknown,
             starttls: None,
@@ -395,6 +406,21 @@ impl FlowRecord {
     pub fn note(&mut self, n: Note) {
         if !self.notes.contains(&n) {
             self.notes.push(n);
+        }
+    }
+
+    /// Notes what the decoder saw of a packet of this flow.
+    pub fn note_decode(&mut self, d: &DecodeNotes) {
+        if let Some(f) = d.fragments {
+            if f.conflicting_overlap {
+                self.note(Note::IpFragmentOverlap);
+            }
+            if f.tiny_first {
+                self.note(Note::TinyIpFragment);
+            }
+            if f.header_overlap {
+                self.note(Note::IpFragmentHeaderOverlap);
+            }
         }
     }
 
@@ -451,6 +477,7 @@ impl FlowRecord {
     /// Swap client and server (roles learned from content after the record was opened).
     pub fn swap_roles(&mut self) {
         std::mem::swap(&mut self.client, &mut self.server);
+        self.tunnel = self.tunnel.reversed();
         self.packets.swap();
         self.bytes.swap();
     }

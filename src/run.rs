@@ -1,6 +1,5 @@
 //! One run: inputs through the flow engine into a sink; exit status.
 
-use crate::capture::read_path;
 use crate::cli::Config;
 use crate::collect::{Collector, input_notices, make_sink};
 pub use crate::collect::{Exit, Report};
@@ -9,6 +8,7 @@ use crate::output::Sink;
 #[cfg(not(feature = "live"))]
 use crate::output::Summary;
 use crate::pipeline::Inline;
+use crate::progress::Progress;
 use crate::record::EndReason;
 
 /// Runs tlswatch as configured, writing to standard output.
@@ -17,11 +17,16 @@ pub fn run(cfg: &Config) -> Exit {
         return list_interfaces();
     }
     let live = cfg.interface.is_some();
-    let mut sink = make_sink(cfg, live);
+    let progress = if live {
+        Progress::off()
+    } else {
+        Progress::for_files(cfg)
+    };
+    let mut sink = make_sink(cfg, live, &progress);
     let report = if live {
         live_run(cfg, sink.as_mut())
     } else {
-        process(cfg, sink.as_mut())
+        process(cfg, sink.as_mut(), &progress)
     };
     report.exit
 }
@@ -59,7 +64,7 @@ fn live_run(cfg: &Config, sink: &mut dyn Sink) -> Report {
 }
 
 /// Reads every input into one flow table and writes results to `sink`.
-pub fn process(cfg: &Config, sink: &mut dyn Sink) -> Report {
+pub fn process(cfg: &Config, sink: &mut dyn Sink, progress: &Progress) -> Report {
     let mut col = Collector::new(cfg, sink, cfg.inputs.clone());
     let mut filter = match file_filter(cfg) {
         Ok(f) => f,
@@ -72,7 +77,7 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink) -> Report {
     let mut failed = false;
     for input in &cfg.inputs {
         let before = inline.stats().unsupported_link_types;
-        let result = read_path(input, &mut |p| {
+        let result = progress.read_path(input, &mut |p| {
             if filter.as_mut().is_none_or(|f| f.matches(p)) {
                 inline.packet(p, &mut |rec| col.emit(rec));
             } else {
@@ -82,7 +87,7 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink) -> Report {
         let after = inline.stats().unsupported_link_types;
         for notice in input_notices(input, &result, &before, &after) {
             failed |= notice.is_error();
-            col.notice(notice);
+            progress.suspend(|| col.notice(notice));
         }
         if col.broken() {
             break;
@@ -90,6 +95,7 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink) -> Report {
     }
     col.summary.memory = inline.memory();
     let (stats, evicted) = inline.finish(EndReason::EndOfInput, &mut |rec| col.emit(rec));
+    progress.finish();
     col.finish(stats, evicted, failed)
 }
 

@@ -83,7 +83,7 @@ fn read_tsv(path: &Path) -> Vec<Row> {
     for (n, l) in lines {
         let c: Vec<&str> = l.split('\t').collect();
         let get = |i: usize| c.get(i).copied().unwrap_or("-");
-        if get(tr) != "tcp" {
+        if !matches!(get(tr), "tcp" | "udp") {
             continue;
         }
         let (Ok(cport), Ok(sport)) = (get(cp).parse(), get(sp).parse()) else {

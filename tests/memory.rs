@@ -18,7 +18,7 @@ use std::alloc::System;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use tlswatch::analyzer::Options;
-use tlswatch::decode::{Flags, Segment};
+use tlswatch::decode::{DecodeNotes, Flags, Segment, TunnelPath};
 use tlswatch::flow::{Engine, Limits, Stamp};
 use tlswatch::reassembly::StreamLimits;
 use tlswatch::record::{EndReason, FlowRecord, Note, Timestamp};
@@ -69,6 +69,8 @@ fn seg(src: IpAddr, sport: u16, dport: u16, seq: u32, flags: Flags, payload: &[u
         flags,
         payload,
         truncated: false,
+        tunnel: TunnelPath::default(),
+        notes: DecodeNotes::default(),
     }
 }
 
@@ -92,6 +94,8 @@ fn reply(
         flags,
         payload,
         truncated: false,
+        tunnel: TunnelPath::default(),
+        notes: DecodeNotes::default(),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The per-flow analyzer: sniffs the first bytes of each direction, then hands the
 //! stream to the TLS analyzer (direct TLS) or to a STARTTLS protocol driver.
 
+pub mod dtls;
 pub mod options;
+pub mod quic;
 pub mod sslv2;
 pub mod starttls;
 pub mod tls;

@@ -6,6 +6,7 @@ pub mod table;
 
 use crate::flow::{MemoryStats, PacketStats};
 use crate::record::{Encryption, FlowRecord, Timestamp};
+use crate::udp::UdpStats;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io;
@@ -58,6 +59,8 @@ pub struct Summary {
     /// The server inventory's counters (`--servers` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub servers: Option<servers::ServerCounts>,
+    /// UDP conversations: QUIC and DTLS ones are listed as flows; the others only counted here.
+    pub udp: UdpStats,
     /// libpcap's counters (live capture only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<CaptureStats>,

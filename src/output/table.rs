@@ -380,9 +380,23 @@ impl<W: Write> Sink for Table<W> {
         let p = &s.packets;
         writeln!(
             self.out,
-            "packets: {} ({} bytes): {} TCP, {} non-TCP, {} IP fragments, {} undecodable",
-            p.total, p.bytes, p.tcp, p.non_tcp, p.ip_fragments, p.undecodable
+            "packets: {} ({} bytes): {} TCP, {} UDP, {} other, {} IP fragments, {} undecodable",
+            p.total, p.bytes, p.tcp, p.udp, p.non_tcp, p.ip_fragments, p.undecodable
         )?;
+        let u = &s.udp;
+        if u.other > 0 {
+            writeln!(
+                self.out,
+                "other UDP (not listed): {} conversations; by server port: {}",
+                u.other,
+                join(
+                    u.top_ports()
+                        .iter()
+                        .map(|c| (c.port.to_string(), c.flows))
+                        .collect()
+                )
+            )?;
+        }
         if let Some(v) = &s.servers {
             writeln!(
                 self.out,

@@ -211,3 +211,84 @@ fn other_shells_get_their_scripts() {
         }
     }
 }
+
+/// A pcap just over the progress threshold that costs nothing to read: 1 MiB
+/// records of zeros (undecodable), written sparse.
+fn big_sparse_capture() -> std::path::PathBuf {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = std::env::temp_dir().join(format!("tlswatch-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("big.pcap");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let record = 1u32 << 20;
+    let mut header = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+    header.extend([0u8; 8]);
+    header.extend((record * 2).to_le_bytes());
+    header.extend(1u32.to_le_bytes());
+    f.write_all(&header).unwrap();
+    let count = (tlswatch::progress::MIN_BYTES >> 20) + 8;
+    for i in 0..count {
+        f.seek(SeekFrom::Start(24 + i * (16 + u64::from(record))))
+            .unwrap();
+        let mut rec = vec![0u8; 8];
+        rec.extend(record.to_le_bytes());
+        rec.extend(record.to_le_bytes());
+        f.write_all(&rec).unwrap();
+    }
+    f.set_len(24 + count * (16 + u64::from(record))).unwrap();
+    path
+}
+
+/// Runs tlswatch under a pseudo-terminal (`script`), or `None` without `script`.
+fn under_pty(args: &str, env: &[(&str, &str)]) -> Option<String> {
+    let bin = env!("CARGO_BIN_EXE_tlswatch");
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &format!("{bin} {args}"), "/dev/null"])
+        .env_remove("CI")
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let big = big_sparse_capture();
+    let big = big.to_string_lossy().into_owned();
+    let bar = |text: &str| text.contains("MiB/") && text.contains(" left)");
+    let Some(tty) = under_pty(&format!("-r {big} --servers"), &[]) else {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    };
+    assert!(bar(&tty), "no progress on a terminal:\n{tty}");
+    // Cleared before the table: the last bar is erased and the header follows.
+    let header = tty.find("SERVER").unwrap_or_else(|| panic!("{tty}"));
+    assert!(
+        tty[..header].ends_with("\r\x1b[2K"),
+        "{:?}",
+        &tty[header.saturating_sub(40)..header]
+    );
+    assert!(tty.contains("packets: "), "{tty}");
+    let quiet = under_pty(&format!("-r {big} --servers --quiet"), &[]).unwrap();
+    assert!(!bar(&quiet), "--quiet:\n{quiet}");
+    let ci = under_pty(&format!("-r {big} --servers"), &[("CI", "true")]).unwrap();
+    assert!(!bar(&ci), "CI set:\n{ci}");
+    let small = fixture("tls/tls13.pcap");
+    let small = under_pty(&format!("-r {small}"), &[]).unwrap();
+    assert!(!small.contains("left)"), "small input:\n{small}");
+    // Standard error a pipe: nothing but the report.
+    let out = Command::new(env!("CARGO_BIN_EXE_tlswatch"))
+        .args(["-r", &big, "--servers"])
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_file(&big);
+}

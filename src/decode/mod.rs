@@ -1,0 +1,1452 @@
+//! Everything below the flow: link layers, IPv4/IPv6 (with fragment reassembly),
+//! tunnels, and TCP/UDP headers. Turns a captured frame into the innermost TCP
+//! segment or UDP datagram with the tunnels it came through, or says why not.
+
+pub mod frag;
+pub mod tunnel;
+
+use crate::capture::Packet;
+use etherparse::TcpSlice;
+use frag::{DefragLimits, FragKey, FragNotes, FragStats, Insert, Piece};
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use tunnel::{ErspanInner, Gtp, port, proto};
+
+/// Link-layer header types (LINKTYPE_* values from tcpdump.org).
+pub mod linktype {
+    pub const NULL: i32 = 0;
+    pub const ETHERNET: i32 = 1;
+    pub const PPP: i32 = 9;
+    pub const RAW_OPENBSD: i32 = 12;
+    pub const RAW_BSD: i32 = 14;
+    pub const PPP_HDLC: i32 = 50;
+    pub const PPP_ETHER: i32 = 51;
+    pub const RAW: i32 = 101;
+    pub const C_HDLC: i32 = 104;
+    pub const LOOP: i32 = 108;
+    pub const LINUX_SLL: i32 = 113;
+    pub const IPV4: i32 = 228;
+    pub const IPV6: i32 = 229;
+    pub const NFLOG: i32 = 239;
+    pub const LINUX_SLL2: i32 = 276;
+}
+
+const ETH_IPV4: u16 = 0x0800;
+const ETH_IPV6: u16 = 0x86dd;
+const ETH_VLAN: u16 = 0x8100;
+const ETH_QINQ: u16 = 0x88a8;
+const ETH_QINQ_OLD: u16 = 0x9100;
+const ETH_MPLS: u16 = 0x8847;
+const ETH_MPLS_MC: u16 = 0x8848;
+const ETH_PPPOE: u16 = 0x8864;
+
+/// Deepest stack of VLAN tags / MPLS labels followed within one link layer.
+const MAX_ENCAP: usize = 16;
+
+/// Deepest nesting of tunnels followed (GRE in GRE in VXLAN ...); deeper is undecodable.
+pub const MAX_TUNNEL_DEPTH: usize = 8;
+
+/// Most IPv6 extension headers followed before the transport header.
+const MAX_IPV6_EXTENSIONS: usize = 8;
+
+/// TCP flags this tool looks at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+
+/// Kinds of encapsulation followed. Stable strings; see the README.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TunnelKind {
+    /// GRE (RFC 2784/2890), incl. PPTP's enhanced GRE and MPLS over GRE; `id` is the key or call ID.
+    Gre,
+    /// GRE in UDP (RFC 8086, port 4754); `id` is the GRE key.
+    GreUdp,
+    /// ERSPAN type I, II or III; `id` is the session.
+    Erspan,
+    /// VXLAN; `id` is the VNI.
+    Vxlan,
+    /// Geneve; `id` is the VNI.
+    Geneve,
+    /// GTP-U v1; `id` is the TEID of the flow's first packet.
+    Gtpu,
+    /// IP in IP: 4in4, 6in4, 4in6, 6in6 (IP protocols 4 and 41).
+    Ipip,
+    /// Teredo (IPv6 in UDP 3544).
+    Teredo,
+    /// AYIYA (IP in UDP 5072).
+    Ayiya,
+}
+
+impl TunnelKind {
+    pub const ALL: [TunnelKind; 9] = [
+        TunnelKind::Gre,
+        TunnelKind::GreUdp,
+        TunnelKind::Erspan,
+        TunnelKind::Vxlan,
+        TunnelKind::Geneve,
+        TunnelKind::Gtpu,
+        TunnelKind::Ipip,
+        TunnelKind::Teredo,
+        TunnelKind::Ayiya,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunnelKind::Gre => "gre",
+            TunnelKind::GreUdp => "gre-udp",
+            TunnelKind::Erspan => "erspan",
+            TunnelKind::Vxlan => "vxlan",
+            TunnelKind::Geneve => "geneve",
+            TunnelKind::Gtpu => "gtpu",
+            TunnelKind::Ipip => "ipip",
+            TunnelKind::Teredo => "teredo",
+            TunnelKind::Ayiya => "ayiya",
+        }
+    }
+
+    /// Whether `id` names the tunnel the same way in both directions. A GTP-U
+    /// TEID names the receiving end, so the two directions of one flow carry
+    /// different TEIDs: it cannot tell flows apart.
+    fn id_is_symmetric(self) -> bool {
+        !matches!(self, TunnelKind::Gtpu)
+    }
+}
+
+/// One encapsulation: its kind, the outer addresses, and the tunnel's identifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Encap {
+    #[serde(rename = "type")]
+    pub kind: TunnelKind,
+    pub outer_src: IpAddr,
+    pub outer_dst: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<u32>,
+}
+
+/// The tunnels a packet came through, outermost first. Empty (and not allocated)
+/// for packets that were not tunnelled.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct TunnelPath(Vec<Encap>);
+
+impl TunnelPath {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Encap> {
+        self.0.iter()
+    }
+
+    pub fn push(&mut self, e: Encap) {
+        self.0.push(e);
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.0.truncate(n);
+    }
+
+    /// The identity of the path for flow keys: 0 when empty, else a hash of each
+    /// hop's kind, outer address pair (in either order) and symmetric identifier.
+    /// Both directions of a flow give the same value.
+    pub fn identity(&self) -> u64 {
+        if self.0.is_empty() {
+            return 0;
+        }
+        // SipHash with fixed keys: stable within a run, and too strong for a
+        // crafted path to collide with another on purpose.
+        let mut h = std::hash::DefaultHasher::new();
+        for e in &self.0 {
+            let (a, b) = if e.outer_src <= e.outer_dst {
+                (e.outer_src, e.outer_dst)
+            } else {
+                (e.outer_dst, e.outer_src)
+            };
+            (e.kind, a, b).hash(&mut h);
+            if e.kind.id_is_symmetric() {
+                e.id.hash(&mut h);
+            }
+        }
+        h.finish() | 1
+    }
+
+    /// The same path seen from the other direction (outer addresses swapped).
+    pub fn reversed(&self) -> TunnelPath {
+        TunnelPath(
+            self.0
+                .iter()
+                .map(|e| Encap {
+                    outer_src: e.outer_dst,
+                    outer_dst: e.outer_src,
+                    ..*e
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Anomalies of the IP layer to be noted on the flow a packet belongs to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecodeNotes {
+    /// The packet was reassembled from fragments; what they showed.
+    pub fragments: Option<FragNotes>,
+}
+
+/// A decoded TCP segment, borrowing its payload from the frame (or the reassembled datagram).
+#[derive(Clone, Debug)]
+pub struct Segment<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: Flags,
+    pub payload: &'a [u8],
+    /// The capture's snap length cut this segment's payload short.
+    pub truncated: bool,
+    /// The tunnels the segment came through, outermost first.
+    pub tunnel: TunnelPath,
+    pub notes: DecodeNotes,
+}
+
+/// A decoded UDP datagram, borrowing its payload from the frame (or the reassembled datagram).
+#[derive(Clone, Debug)]
+pub struct Datagram<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub payload: &'a [u8],
+    /// The capture's snap length cut this datagram's payload short.
+    pub truncated: bool,
+    /// The tunnels the datagram came through, outermost first.
+    pub tunnel: TunnelPath,
+    pub notes: DecodeNotes,
+}
+
+/// What a frame turned out to be.
+#[derive(Debug)]
+pub enum Decoded<'a> {
+    Tcp(Segment<'a>),
+    Udp(Datagram<'a>),
+    /// A valid IP packet that is neither TCP nor UDP (ICMP, ...), a non-IP frame, or
+    /// tunnel signalling (GTP echo, ...).
+    NotTcp,
+    /// An IP fragment, held for reassembly (or dropped; see the fragment counters).
+    Fragment,
+    /// A link type this tool does not decode.
+    UnsupportedLink,
+    /// Headers that do not parse (the reason is counted in [`DecodeStats`]).
+    Malformed,
+}
+
+/// Why a packet could not be decoded. Stable snake_case strings for the summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The link-layer header (Ethernet, VLAN, MPLS, PPP, ...) is cut short or bad.
+    Link,
+    /// The IPv4/IPv6 header (or an extension header) is cut short or bad.
+    Ip,
+    /// The TCP header is cut short or bad.
+    Tcp,
+    /// The UDP header is cut short or bad.
+    Udp,
+    /// A GRE header that does not parse.
+    Gre,
+    /// GRE carrying a protocol this tool does not follow.
+    GreProtocol,
+    /// An ERSPAN header that does not parse.
+    Erspan,
+    /// PPP inside PPTP's GRE that does not parse.
+    Ppp,
+    /// Tunnels nested deeper than [`MAX_TUNNEL_DEPTH`].
+    TunnelDepth,
+    /// An IP-in-IP packet whose inner version contradicts the outer protocol number.
+    InnerVersion,
+}
+
+impl Reason {
+    const ALL: [Reason; 10] = [
+        Reason::Link,
+        Reason::Ip,
+        Reason::Tcp,
+        Reason::Udp,
+        Reason::Gre,
+        Reason::GreProtocol,
+        Reason::Erspan,
+        Reason::Ppp,
+        Reason::TunnelDepth,
+        Reason::InnerVersion,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Link => "link",
+            Reason::Ip => "ip",
+            Reason::Tcp => "tcp",
+            Reason::Udp => "udp",
+            Reason::Gre => "gre",
+            Reason::GreProtocol => "gre_protocol",
+            Reason::Erspan => "erspan",
+            Reason::Ppp => "ppp",
+            Reason::TunnelDepth => "tunnel_depth",
+            Reason::InnerVersion => "inner_version",
+        }
+    }
+}
+
+/// Enums counted in the summary.
+pub trait Counted: Copy + PartialEq + 'static {
+    const ALL: &'static [Self];
+    fn name(self) -> &'static str;
+}
+
+impl Counted for TunnelKind {
+    const ALL: &'static [Self] = &TunnelKind::ALL;
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Counted for Reason {
+    const ALL: &'static [Self] = &Reason::ALL;
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// Counters indexed by an enum, serialized as a map of the non-zero ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts<K: Counted, const N: usize> {
+    n: [u64; N],
+    kind: std::marker::PhantomData<K>,
+}
+
+impl<K: Counted, const N: usize> Default for Counts<K, N> {
+    fn default() -> Self {
+        Counts {
+            n: [0; N],
+            kind: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K: Counted, const N: usize> Counts<K, N> {
+    fn add(&mut self, k: K) {
+        if let Some(i) = K::ALL.iter().position(|x| *x == k)
+            && let Some(c) = self.n.get_mut(i)
+        {
+            *c += 1;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n.iter().all(|&c| c == 0)
+    }
+
+    /// The non-zero counters by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        K::ALL
+            .iter()
+            .zip(self.n.iter())
+            .filter(|(_, c)| **c > 0)
+            .map(|(k, c)| (k.name(), *c))
+    }
+
+    /// The counter called `name` (0 when none is).
+    pub fn get(&self, name: &str) -> u64 {
+        self.iter().find(|(k, _)| *k == name).map_or(0, |(_, c)| c)
+    }
+
+    pub fn merge(&mut self, other: &Self) {
+        for (a, b) in self.n.iter_mut().zip(other.n.iter()) {
+            *a += b;
+        }
+    }
+}
+
+impl<K: Counted, const N: usize> Serialize for Counts<K, N> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in self.iter() {
+            m.serialize_entry(k, &v)?;
+        }
+        m.end()
+    }
+}
+
+/// Decoder counters for the summary (flattened into `packets`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DecodeStats {
+    /// Packets that came through each kind of tunnel (a packet in GRE in VXLAN counts for both).
+    #[serde(skip_serializing_if = "Counts::is_empty")]
+    pub tunnels: Counts<TunnelKind, 9>,
+    /// Undecodable packets by reason.
+    #[serde(skip_serializing_if = "Counts::is_empty")]
+    pub undecodable_by_reason: Counts<Reason, 10>,
+    /// IP fragment reassembly.
+    #[serde(skip_serializing_if = "FragStats::is_empty")]
+    pub fragments: FragStats,
+}
+
+impl DecodeStats {
+    fn count_path(&mut self, path: &TunnelPath) {
+        for e in path.iter() {
+            self.tunnels.add(e.kind);
+        }
+    }
+
+    /// Adds another decoder's counters (one decoder per reader thread).
+    pub fn merge(&mut self, o: &DecodeStats) {
+        self.tunnels.merge(&o.tunnels);
+        self.undecodable_by_reason.merge(&o.undecodable_by_reason);
+        self.fragments.merge(&o.fragments);
+    }
+}
+
+/// Decodes frames, keeping the state fragment reassembly needs. One per packet
+/// source (or reader thread); independent of the flow tables.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    defrag: frag::Defrag,
+    /// The last reassembled datagram (decoded packets borrow from it).
+    reassembled: Vec<u8>,
+    stats: DecodeStats,
+}
+
+impl Decoder {
+    pub fn new(limits: DefragLimits) -> Self {
+        Decoder {
+            defrag: frag::Defrag::new(limits),
+            ..Decoder::default()
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> DecodeStats {
+        let mut s = self.stats.clone();
+        s.fragments = self.defrag.stats;
+        s
+    }
+
+    /// Decodes one packet. A fragment that completes a datagram yields the
+    /// reassembled packet; other fragments are held and yield [`Decoded::Fragment`].
+    pub fn decode<'a>(&'a mut self, pkt: &Packet<'a>) -> Decoded<'a> {
+        self.defrag.expire(pkt.ts);
+        let mut w = Walker::default();
+        let piece = match w.link(pkt.linktype, pkt.data) {
+            Out::Frag(p) => p,
+            other => return finish(&mut self.stats, w, other),
+        };
+        // The fragment path: insert, and on completion decode the datagram's
+        // payload, which may hold more fragments (an inner packet fragmented
+        // inside a tunnel). Each round goes one tunnel deeper, so this ends.
+        let mut next = Some((piece.key, piece.offset, piece.more, piece.truncated));
+        let mut data: Vec<u8> = piece.data.to_vec();
+        let mut last = None;
+        while let Some((key, offset, more, truncated)) = next.take() {
+            let ins = self.defrag.insert(
+                pkt.ts,
+                Piece {
+                    key,
+                    offset,
+                    more,
+                    data: &data,
+                    truncated,
+                },
+            );
+            let done = match ins {
+                Insert::Complete(c) => c,
+                Insert::Held | Insert::Dropped => {
+                    self.stats.count_path(&w.path);
+                    return Decoded::Fragment;
+                }
+            };
+            self.reassembled = done.payload;
+            let mark = w.mark();
+            let k = done.key;
+            match w.l4(k.proto, k.src, k.dst, &self.reassembled, false) {
+                Out::Frag(p) => {
+                    next = Some((p.key, p.offset, p.more, p.truncated));
+                    data = p.data.to_vec();
+                }
+                _ => last = Some((mark, k, done.notes)),
+            }
+        }
+        let Some((mark, k, notes)) = last else {
+            return Decoded::Malformed;
+        };
+        w.reset(mark);
+        let out = w.l4(k.proto, k.src, k.dst, &self.reassembled, false);
+        let mut d = finish(&mut self.stats, w, out);
+        let n = DecodeNotes {
+            fragments: Some(notes),
+        };
+        match &mut d {
+            Decoded::Tcp(s) => s.notes = n,
+            Decoded::Udp(u) => u.notes = n,
+            _ => {}
+        }
+        d
+    }
+}
+
+/// Decodes one frame of the given link type without reassembly: fragments come
+/// back as [`Decoded::Fragment`].
+pub fn decode(linktype: i32, frame: &[u8]) -> Decoded<'_> {
+    let mut w = Walker::default();
+    let out = w.link(linktype, frame);
+    finish(&mut DecodeStats::default(), w, out)
+}
+
+fn finish<'a>(stats: &mut DecodeStats, w: Walker, out: Out<'a>) -> Decoded<'a> {
+    stats.count_path(&w.path);
+    match out {
+        Out::Tcp(mut s) => {
+            s.tunnel = w.path;
+            Decoded::Tcp(s)
+        }
+        Out::Udp(mut u) => {
+            u.tunnel = w.path;
+            Decoded::Udp(u)
+        }
+        Out::Other => Decoded::NotTcp,
+        Out::Frag(_) => Decoded::Fragment,
+        Out::Unsupported => Decoded::UnsupportedLink,
+        Out::Bad(r) => {
+            stats.undecodable_by_reason.add(r);
+            Decoded::Malformed
+        }
+    }
+}
+
+/// The result of walking a packet's headers.
+enum Out<'a> {
+    Tcp(Segment<'a>),
+    Udp(Datagram<'a>),
+    Other,
+    Frag(Piece<'a>),
+    Unsupported,
+    Bad(Reason),
+}
+
+/// Walks headers from the outside in, recording tunnels on the way.
+#[derive(Default)]
+struct Walker {
+    path: TunnelPath,
+}
+
+impl Walker {
+    fn mark(&self) -> usize {
+        self.path.len()
+    }
+
+    fn reset(&mut self, mark: usize) {
+        self.path.truncate(mark);
+    }
+
+    /// Records one more tunnel; false past the depth cap.
+    fn enter(&mut self, kind: TunnelKind, src: IpAddr, dst: IpAddr, id: Option<u32>) -> bool {
+        if self.path.len() >= MAX_TUNNEL_DEPTH {
+            return false;
+        }
+        self.path.push(Encap {
+            kind,
+            outer_src: src,
+            outer_dst: dst,
+            id,
+        });
+        true
+    }
+
+    fn link<'a>(&mut self, lt: i32, frame: &'a [u8]) -> Out<'a> {
+        use linktype::*;
+        let l = match lt {
+            ETHERNET => ethernet(frame, 0),
+            RAW | RAW_OPENBSD | RAW_BSD | IPV4 | IPV6 => Link::Ip(frame),
+            NULL => match first4(frame) {
+                // Host byte order of the capturing machine: accept either.
+                Some(h) => bsd_family(
+                    u32::from_le_bytes(h).min(u32::from_be_bytes(h)),
+                    frame.get(4..).unwrap_or_default(),
+                ),
+                None => Link::Malformed,
+            },
+            LOOP => match first4(frame) {
+                Some(h) => bsd_family(u32::from_be_bytes(h), frame.get(4..).unwrap_or_default()),
+                None => Link::Malformed,
+            },
+            LINUX_SLL => ethertype_at(frame, 14, 16, 0),
+            LINUX_SLL2 => ethertype_at(frame, 0, 20, 0),
+            PPP | PPP_HDLC => ppp(frame),
+            PPP_ETHER => pppoe(frame),
+            C_HDLC => ethertype_at(frame, 2, 4, 0),
+            NFLOG => nflog(frame),
+            _ => return Out::Unsupported,
+        };
+        self.after_link(l)
+    }
+
+    fn after_link<'a>(&mut self, l: Link<'a>) -> Out<'a> {
+        match l {
+            Link::Ip(p) => self.ip(p),
+            Link::NotIp => Out::Other,
+            Link::Malformed => Out::Bad(Reason::Link),
+        }
+    }
+
+    fn ether<'a>(&mut self, frame: &'a [u8]) -> Out<'a> {
+        let l = ethernet(frame, 0);
+        self.after_link(l)
+    }
+
+    fn ip<'a>(&mut self, b: &'a [u8]) -> Out<'a> {
+        match b.first().map(|v| v >> 4) {
+            Some(4) => self.ipv4(b),
+            Some(6) => self.ipv6(b),
+            _ => Out::Bad(Reason::Ip),
+        }
+    }
+
+    fn ipv4<'a>(&mut self, b: &'a [u8]) -> Out<'a> {
+        let Some(h) = Ipv4Header::parse(b) else {
+            return Out::Bad(Reason::Ip);
+        };
+        let total = usize::from(h.total_len);
+        let ihl = h.ihl;
+        // A zero total length is what segmentation offload leaves: the frame decides.
+        let (end, truncated) = if total == 0 {
+            (b.len(), false)
+        } else if total < ihl {
+            return Out::Bad(Reason::Ip);
+        } else {
+            (total.min(b.len()), total > b.len())
+        };
+        let payload = b.get(ihl..end).unwrap_or_default();
+        let more = h.frag & 0x2000 != 0;
+        let offset = u32::from(h.frag & 0x1fff) * 8;
+        let (src, dst) = (IpAddr::V4(h.src), IpAddr::V4(h.dst));
+        if more || offset != 0 {
+            return Out::Frag(Piece {
+                key: FragKey {
+                    src,
+                    dst,
+                    id: u32::from(h.id),
+                    proto: h.proto,
+                    tunnel: self.path.identity(),
+                },
+                offset,
+                more,
+                data: payload,
+                truncated,
+            });
+        }
+        self.l4(h.proto, src, dst, payload, truncated)
+    }
+
+    fn ipv6<'a>(&mut self, b: &'a [u8]) -> Out<'a> {
+        let (Some(plen), Some(&next), Some(src), Some(dst)) =
+            (be16(b, 4), b.get(6), addr16(b, 8), addr16(b, 24))
+        else {
+            return Out::Bad(Reason::Ip);
+        };
+        let plen = usize::from(plen);
+        // Zero: a jumbogram or segmentation offload; the frame decides.
+        let (end, truncated) = if plen == 0 {
+            (b.len(), false)
+        } else {
+            ((40 + plen).min(b.len()), 40 + plen > b.len())
+        };
+        let (src, dst) = (IpAddr::V6(src), IpAddr::V6(dst));
+        let mut p = b.get(40..end).unwrap_or_default();
+        let mut nh = next;
+        for _ in 0..MAX_IPV6_EXTENSIONS {
+            let skip = match nh {
+                // Hop-by-hop, routing, destination options, mobility, HIP, shim6.
+                0 | 43 | 60 | 135 | 139 | 140 => p.get(1).map(|l| (usize::from(*l) + 1) * 8),
+                // Authentication header: length in 4-byte units, minus 2.
+                51 => p.get(1).map(|l| (usize::from(*l) + 2) * 4),
+                44 => {
+                    let (Some(&inner), Some(word), Some(id), Some(data)) =
+                        (p.first(), be16(p, 2), be32(p, 4), p.get(8..))
+                    else {
+                        return Out::Bad(Reason::Ip);
+                    };
+                    let offset = u32::from(word >> 3) * 8;
+                    let more = word & 1 != 0;
+                    if offset == 0 && !more {
+                        // An atomic fragment (RFC 6946): the whole packet.
+                        nh = inner;
+                        p = data;
+                        continue;
+                    }
+                    return Out::Frag(Piece {
+                        key: FragKey {
+                            src,
+                            dst,
+                            id,
+                            proto: inner,
+                            tunnel: self.path.identity(),
+                        },
+                        offset,
+                        more,
+                        data,
+                        truncated,
+                    });
+                }
+                59 => return Out::Other,
+                _ => return self.l4(nh, src, dst, p, truncated),
+            };
+            let (Some(skip), Some(&after)) = (skip, p.first()) else {
+                return Out::Bad(Reason::Ip);
+            };
+            let Some(rest) = p.get(skip..) else {
+                return Out::Bad(Reason::Ip);
+            };
+            nh = after;
+            p = rest;
+        }
+        Out::Bad(Reason::Ip)
+    }
+
+    fn l4<'a>(
+        &mut self,
+        proto: u8,
+        src: IpAddr,
+        dst: IpAddr,
+        p: &'a [u8],
+        truncated: bool,
+    ) -> Out<'a> {
+        match proto {
+            6 => tcp(src, dst, p, truncated),
+            17 => self.udp(src, dst, p, truncated),
+            4 => self.ipip(src, dst, p, 4),
+            41 => self.ipip(src, dst, p, 6),
+            47 => match tunnel::gre(p) {
+                Some(g) => self.gre(src, dst, g, TunnelKind::Gre),
+                None => Out::Bad(Reason::Gre),
+            },
+            _ => Out::Other,
+        }
+    }
+
+    fn ipip<'a>(&mut self, src: IpAddr, dst: IpAddr, p: &'a [u8], version: u8) -> Out<'a> {
+        if p.first().map(|v| v >> 4) != Some(version) {
+            return Out::Bad(Reason::InnerVersion);
+        }
+        if !self.enter(TunnelKind::Ipip, src, dst, None) {
+            return Out::Bad(Reason::TunnelDepth);
+        }
+        self.ip(p)
+    }
+
+    fn gre<'a>(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        g: tunnel::Gre<'a>,
+        kind: TunnelKind,
+    ) -> Out<'a> {
+        let p = g.payload;
+        let (kind, id) = match (g.version, g.protocol) {
+            (_, proto::ERSPAN_2) if g.seq.is_some() => match tunnel::erspan2(p) {
+                Some((session, inner)) => {
+                    if !self.enter(TunnelKind::Erspan, src, dst, Some(session)) {
+                        return Out::Bad(Reason::TunnelDepth);
+                    }
+                    return self.ether(inner);
+                }
+                None => return Out::Bad(Reason::Erspan),
+            },
+            // Type I: no sequence number, no ERSPAN header.
+            (_, proto::ERSPAN_2) => (TunnelKind::Erspan, None),
+            (_, proto::ERSPAN_3) => match tunnel::erspan3(p) {
+                Some((session, inner)) => {
+                    if !self.enter(TunnelKind::Erspan, src, dst, Some(session)) {
+                        return Out::Bad(Reason::TunnelDepth);
+                    }
+                    return match inner {
+                        ErspanInner::Ethernet(e) => self.ether(e),
+                        ErspanInner::Ip(i) => self.ip(i),
+                    };
+                }
+                None => return Out::Bad(Reason::Erspan),
+            },
+            (
+                _,
+                proto::TEB | proto::IPV4 | proto::IPV6 | proto::MPLS | proto::MPLS_MC | proto::PPP,
+            ) => (kind, g.key),
+            _ => return Out::Bad(Reason::GreProtocol),
+        };
+        if !self.enter(kind, src, dst, id) {
+            return Out::Bad(Reason::TunnelDepth);
+        }
+        match g.protocol {
+            proto::ERSPAN_2 | proto::TEB => self.ether(p),
+            proto::IPV4 | proto::IPV6 => self.ip(p),
+            proto::PPP => match gre_ppp(p) {
+                Some(l) => self.after_link(l),
+                None => Out::Bad(Reason::Ppp),
+            },
+            _ => {
+                let l = mpls(p, 0);
+                self.after_link(l)
+            }
+        }
+    }
+
+    fn udp<'a>(&mut self, src: IpAddr, dst: IpAddr, p: &'a [u8], truncated: bool) -> Out<'a> {
+        let (Some(sport), Some(dport), Some(len)) = (be16(p, 0), be16(p, 2), be16(p, 4)) else {
+            return Out::Bad(Reason::Udp);
+        };
+        let len = usize::from(len);
+        let (payload, truncated) = if len == 0 {
+            // A jumbogram: the IP length decides.
+            (p.get(8..).unwrap_or_default(), truncated)
+        } else if len < 8 || (len > p.len() && !truncated) {
+            return Out::Bad(Reason::Udp);
+        } else {
+            (
+                p.get(8..len.min(p.len())).unwrap_or_default(),
+                len > p.len(),
+            )
+        };
+        let mut ports = [dport, sport];
+        if sport == dport {
+            ports[1] = 0;
+        }
+        for port in ports {
+            let mark = self.mark();
+            if let Some(out) = self.udp_tunnel(port, src, dst, payload, truncated) {
+                return out;
+            }
+            self.reset(mark);
+        }
+        Out::Udp(Datagram {
+            src,
+            dst,
+            sport,
+            dport,
+            payload,
+            truncated,
+            tunnel: TunnelPath::default(),
+            notes: DecodeNotes::default(),
+        })
+    }
+
+    /// A tunnel on UDP port `port`, if its header verifies; `None` means plain UDP.
+    fn udp_tunnel<'a>(
+        &mut self,
+        port: u16,
+        src: IpAddr,
+        dst: IpAddr,
+        b: &'a [u8],
+        truncated: bool,
+    ) -> Option<Out<'a>> {
+        let (kind, id, inner): (TunnelKind, Option<u32>, Link<'a>) = match port {
+            port::VXLAN | port::VXLAN_LINUX => {
+                let (vni, frame) = tunnel::vxlan(b)?;
+                (TunnelKind::Vxlan, Some(vni), ethernet(frame, 0))
+            }
+            port::GENEVE => {
+                let (vni, protocol, payload) = tunnel::geneve(b)?;
+                let inner = match protocol {
+                    proto::TEB => ethernet(payload, 0),
+                    proto::IPV4 | proto::IPV6 => Link::Ip(payload),
+                    _ => Link::NotIp,
+                };
+                (TunnelKind::Geneve, Some(vni), inner)
+            }
+            port::GTP_U => match tunnel::gtpu(b)? {
+                Gtp::Pdu { teid, inner } => (TunnelKind::Gtpu, Some(teid), Link::Ip(inner)),
+                Gtp::Signalling => return None,
+            },
+            port::TEREDO => (
+                TunnelKind::Teredo,
+                None,
+                Link::Ip(tunnel::teredo(b, truncated)?),
+            ),
+            port::AYIYA => (
+                TunnelKind::Ayiya,
+                None,
+                Link::Ip(tunnel::ayiya(b, truncated)?),
+            ),
+            port::GRE_UDP => {
+                let g = tunnel::gre(b)?;
+                if g.version != 0 {
+                    return None;
+                }
+                return Some(self.gre(src, dst, g, TunnelKind::GreUdp));
+            }
+            _ => return None,
+        };
+        if !self.enter(kind, src, dst, id) {
+            return Some(Out::Bad(Reason::TunnelDepth));
+        }
+        Some(self.after_link(inner))
+    }
+}
+
+fn tcp<'a>(src: IpAddr, dst: IpAddr, p: &'a [u8], truncated: bool) -> Out<'a> {
+    let Ok(tcp) = TcpSlice::from_slice(p) else {
+        return Out::Bad(Reason::Tcp);
+    };
+    Out::Tcp(Segment {
+        src,
+        dst,
+        sport: tcp.source_port(),
+        dport: tcp.destination_port(),
+        seq: tcp.sequence_number(),
+        ack: tcp.acknowledgment_number(),
+        flags: Flags {
+            syn: tcp.syn(),
+            ack: tcp.ack(),
+            fin: tcp.fin(),
+            rst: tcp.rst(),
+        },
+        payload: tcp.payload(),
+        truncated,
+        tunnel: TunnelPath::default(),
+        notes: DecodeNotes::default(),
+    })
+}
+
+/// The fields of an IPv4 header this tool uses.
+struct Ipv4Header {
+    ihl: usize,
+    total_len: u16,
+    id: u16,
+    /// Flags and fragment offset.
+    frag: u16,
+    proto: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+}
+
+impl Ipv4Header {
+    fn parse(b: &[u8]) -> Option<Self> {
+        let ihl = usize::from(b.first()? & 0x0f) * 4;
+        if ihl < 20 || b.len() < ihl {
+            return None;
+        }
+        Some(Ipv4Header {
+            ihl,
+            total_len: be16(b, 2)?,
+            id: be16(b, 4)?,
+            frag: be16(b, 6)?,
+            proto: *b.get(9)?,
+            src: Ipv4Addr::from(be32(b, 12)?),
+            dst: Ipv4Addr::from(be32(b, 16)?),
+        })
+    }
+}
+
+fn addr16(b: &[u8], at: usize) -> Option<Ipv6Addr> {
+    let a: [u8; 16] = b.get(at..at + 16)?.try_into().ok()?;
+    Some(Ipv6Addr::from(a))
+}
+
+fn first4(b: &[u8]) -> Option<[u8; 4]> {
+    b.get(..4)?.try_into().ok()
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    let s: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
+    Some(u16::from_be_bytes(s))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    let s: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+    Some(u32::from_be_bytes(s))
+}
+
+/// PPP inside GRE (PPTP): optional address/control bytes, a one- or two-byte protocol.
+/// An empty payload (an acknowledgement only) carries nothing.
+fn gre_ppp(p: &[u8]) -> Option<Link<'_>> {
+    if p.is_empty() {
+        return Some(Link::NotIp);
+    }
+    let p = p.strip_prefix(&[0xff, 0x03]).unwrap_or(p);
+    let first = *p.first()?;
+    let (protocol, rest) = if first & 1 == 1 {
+        (u16::from(first), p.get(1..)?)
+    } else {
+        (be16(p, 0)?, p.get(2..)?)
+    };
+    Some(match protocol {
+        0x0021 | 0x0057 => Link::Ip(rest),
+        _ => Link::NotIp,
+    })
+}
+
+enum Link<'a> {
+    Ip(&'a [u8]),
+    NotIp,
+    Malformed,
+}
+
+fn ethernet(frame: &[u8], depth: usize) -> Link<'_> {
+    match be16(frame, 12) {
+        Some(t) => by_ethertype(t, frame.get(14..).unwrap_or_default(), depth),
+        None => Link::Malformed,
+    }
+}
+
+fn ethertype_at(frame: &[u8], type_at: usize, payload_at: usize, depth: usize) -> Link<'_> {
+    match (be16(frame, type_at), frame.get(payload_at..)) {
+        (Some(t), Some(rest)) => by_ethertype(t, rest, depth),
+        _ => Link::Malformed,
+    }
+}
+
+fn by_ethertype(t: u16, rest: &[u8], depth: usize) -> Link<'_> {
+    if depth > MAX_ENCAP {
+        return Link::Malformed;
+    }
+    match t {
+        ETH_IPV4 | ETH_IPV6 => Link::Ip(rest),
+        ETH_VLAN | ETH_QINQ | ETH_QINQ_OLD => ethertype_at(rest, 2, 4, depth + 1),
+        ETH_MPLS | ETH_MPLS_MC => mpls(rest, depth + 1),
+        ETH_PPPOE => ppp_protocol(rest.get(6..).unwrap_or_default(), depth + 1),
+        _ => Link::NotIp,
+    }
+}
+
+fn mpls(mut p: &[u8], depth: usize) -> Link<'_> {
+    for _ in 0..MAX_ENCAP {
+        let Some(label) = p.get(..4) else {
+            return Link::Malformed;
+        };
+        let bottom = label.get(2).is_some_and(|b| b & 1 == 1);
+        p = p.get(4..).unwrap_or_default();
+        if bottom {
+            return match p.first().map(|b| b >> 4) {
+                Some(4) | Some(6) => Link::Ip(p),
+                // A pseudowire control word, then an Ethernet frame.
+                Some(0) => ethernet(p.get(4..).unwrap_or_default(), depth + 1),
+                _ => Link::NotIp,
+            };
+        }
+    }
+    Link::Malformed
+}
+
+fn bsd_family(family: u32, rest: &[u8]) -> Link<'_> {
+    match family {
+        2 => Link::Ip(rest),
+        // AF_INET6 differs per BSD: NetBSD/OpenBSD 24, FreeBSD 28, Darwin 30.
+        24 | 28 | 30 => Link::Ip(rest),
+        _ => Link::NotIp,
+    }
+}
+
+fn ppp(frame: &[u8]) -> Link<'_> {
+    // Optional HDLC address/control bytes.
+    let p = if frame.starts_with(&[0xff, 0x03]) {
+        frame.get(2..).unwrap_or_default()
+    } else {
+        frame
+    };
+    ppp_protocol(p, 0)
+}
+
+fn pppoe(frame: &[u8]) -> Link<'_> {
+    ppp_protocol(frame.get(6..).unwrap_or_default(), 0)
+}
+
+fn ppp_protocol(p: &[u8], _depth: usize) -> Link<'_> {
+    match be16(p, 0) {
+        Some(0x0021) | Some(0x0057) => Link::Ip(p.get(2..).unwrap_or_default()),
+        Some(_) => Link::NotIp,
+        None => Link::Malformed,
+    }
+}
+
+/// NFLOG: a 4-byte header, then TLVs (host-order length and type, padded to 4);
+/// type 9 carries the packet.
+fn nflog(frame: &[u8]) -> Link<'_> {
+    let mut p = frame.get(4..).unwrap_or_default();
+    while let Some(h) = first4(p) {
+        let len = usize::from(u16::from_le_bytes([h[0], h[1]]));
+        let typ = u16::from_le_bytes([h[2], h[3]]);
+        if len < 4 {
+            return Link::Malformed;
+        }
+        let Some(value) = p.get(4..len) else {
+            return Link::Malformed;
+        };
+        if typ == 9 {
+            return Link::Ip(value);
+        }
+        let padded = (len + 3) & !3;
+        p = p.get(padded..).unwrap_or_default();
+    }
+    Link::NotIp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Timestamp;
+
+    /// IPv4 + TCP 10.0.0.1:1234 -> 10.0.0.2:443, seq 7, flags PSH|ACK, payload "hi".
+    fn ipv4_tcp() -> Vec<u8> {
+        let mut p = vec![
+            0x45, 0, 0, 42, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        p.extend([
+            0x04, 0xd2, 0x01, 0xbb, 0, 0, 0, 7, 0, 0, 0, 9, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0,
+        ]);
+        p.extend(b"hi");
+        p
+    }
+
+    fn ipv6_tcp() -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0, 0, 22, 6, 64];
+        p.extend([0u8; 15]);
+        p.push(1);
+        p.extend([0u8; 15]);
+        p.push(2);
+        p.extend([
+            0x04, 0xd2, 0x01, 0xbb, 0, 0, 0, 7, 0, 0, 0, 9, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0,
+        ]);
+        p.extend(b"hi");
+        p
+    }
+
+    fn assert_tcp(d: Decoded<'_>) {
+        match d {
+            Decoded::Tcp(s) => {
+                assert_eq!((s.sport, s.dport, s.seq, s.ack), (1234, 443, 7, 9));
+                assert!(s.flags.ack && !s.flags.syn);
+                assert_eq!(s.payload, b"hi");
+            }
+            other => panic!("not tcp: {other:?}"),
+        }
+    }
+
+    fn eth(ethertype: &[u8], inner: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend(ethertype);
+        f.extend(inner);
+        f
+    }
+
+    #[test]
+    fn ethernet_vlan_qinq_mpls_pppoe() {
+        assert_tcp(decode(linktype::ETHERNET, &eth(&[0x08, 0], &ipv4_tcp())));
+        assert_tcp(decode(linktype::ETHERNET, &eth(&[0x86, 0xdd], &ipv6_tcp())));
+        let mut vlan = vec![0x00, 0x05, 0x08, 0x00];
+        vlan.extend(ipv4_tcp());
+        assert_tcp(decode(linktype::ETHERNET, &eth(&[0x81, 0x00], &vlan)));
+        let mut qinq = vec![0x00, 0x05, 0x81, 0x00, 0x00, 0x06, 0x08, 0x00];
+        qinq.extend(ipv4_tcp());
+        assert_tcp(decode(linktype::ETHERNET, &eth(&[0x88, 0xa8], &qinq)));
+        let mut mpls = vec![0x00, 0x01, 0x00, 0x40, 0x00, 0x02, 0x01, 0x40];
+        mpls.extend(ipv4_tcp());
+        assert_tcp(decode(linktype::ETHERNET, &eth(&[0x88, 0x47], &mpls)));
+        let mut pppoe = vec![0x11, 0, 0, 1, 0, 44, 0x00, 0x21];
+        pppoe.extend(ipv4_tcp());
+        assert_tcp(decode(linktype::ETHERNET, &eth(&[0x88, 0x64], &pppoe)));
+    }
+
+    #[test]
+    fn ethernet_padding_is_not_payload() {
+        let mut f = eth(&[0x08, 0], &ipv4_tcp());
+        f.extend([0u8; 6]);
+        assert_tcp(decode(linktype::ETHERNET, &f));
+    }
+
+    #[test]
+    fn sll_sll2_raw_null_loop_ppp() {
+        let mut sll = vec![0u8; 14];
+        sll.extend([0x08, 0x00]);
+        sll.extend(ipv4_tcp());
+        assert_tcp(decode(linktype::LINUX_SLL, &sll));
+        let mut sll2 = vec![0x86, 0xdd];
+        sll2.extend([0u8; 18]);
+        sll2.extend(ipv6_tcp());
+        assert_tcp(decode(linktype::LINUX_SLL2, &sll2));
+        for lt in [
+            linktype::RAW,
+            linktype::RAW_OPENBSD,
+            linktype::RAW_BSD,
+            linktype::IPV4,
+        ] {
+            assert_tcp(decode(lt, &ipv4_tcp()));
+        }
+        assert_tcp(decode(linktype::IPV6, &ipv6_tcp()));
+        let mut null = vec![2, 0, 0, 0];
+        null.extend(ipv4_tcp());
+        assert_tcp(decode(linktype::NULL, &null));
+        let mut null6 = vec![0, 0, 0, 30];
+        null6.extend(ipv6_tcp());
+        assert_tcp(decode(linktype::NULL, &null6));
+        let mut lo = vec![0, 0, 0, 2];
+        lo.extend(ipv4_tcp());
+        assert_tcp(decode(linktype::LOOP, &lo));
+        let mut ppp = vec![0xff, 0x03, 0x00, 0x21];
+        ppp.extend(ipv4_tcp());
+        assert_tcp(decode(linktype::PPP, &ppp));
+    }
+
+    #[test]
+    fn nflog_payload_tlv() {
+        let mut f = vec![2, 0, 0, 0];
+        f.extend([8, 0, 1, 0, 0, 0, 0, 0]); // some TLV
+        let ip = ipv4_tcp();
+        let len = (ip.len() + 4) as u16;
+        f.extend(len.to_le_bytes());
+        f.extend(9u16.to_le_bytes());
+        f.extend(&ip);
+        assert_tcp(decode(linktype::NFLOG, &f));
+    }
+
+    #[test]
+    fn non_tcp_fragments_and_garbage() {
+        let mut icmp = ipv4_tcp();
+        icmp[9] = 1;
+        assert!(matches!(decode(linktype::RAW, &icmp), Decoded::NotTcp));
+        let mut frag = ipv4_tcp();
+        frag[6] = 0x20; // more fragments
+        assert!(matches!(decode(linktype::RAW, &frag), Decoded::Fragment));
+        assert!(matches!(
+            decode(linktype::RAW, &[0x45, 0]),
+            Decoded::Malformed
+        ));
+        assert!(matches!(
+            decode(linktype::ETHERNET, &[0u8; 5]),
+            Decoded::Malformed
+        ));
+        assert!(matches!(
+            decode(linktype::ETHERNET, &eth(&[0x08, 0x06], &[0u8; 28])),
+            Decoded::NotTcp
+        ));
+        assert!(matches!(decode(147, &ipv4_tcp()), Decoded::UnsupportedLink));
+        // TCP header cut short
+        let ip = ipv4_tcp();
+        assert!(matches!(
+            decode(linktype::RAW, &ip[..30]),
+            Decoded::Malformed
+        ));
+    }
+
+    #[test]
+    fn snaplen_truncation_is_flagged() {
+        let ip = ipv4_tcp();
+        match decode(linktype::RAW, &ip[..41]) {
+            Decoded::Tcp(s) => {
+                assert!(s.truncated);
+                assert_eq!(s.payload, b"h");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// An IPv4 header (no options) around `payload`.
+    fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], id: u16, frag: u16, payload: &[u8]) -> Vec<u8> {
+        let total = (20 + payload.len()) as u16;
+        let mut p = vec![0x45, 0];
+        p.extend(total.to_be_bytes());
+        p.extend(id.to_be_bytes());
+        p.extend(frag.to_be_bytes());
+        p.extend([64, proto, 0, 0]);
+        p.extend(src);
+        p.extend(dst);
+        p.extend(payload);
+        p
+    }
+
+    fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut u = Vec::new();
+        u.extend(sport.to_be_bytes());
+        u.extend(dport.to_be_bytes());
+        u.extend(((8 + payload.len()) as u16).to_be_bytes());
+        u.extend([0, 0]);
+        u.extend(payload);
+        u
+    }
+
+    fn vxlan(vni: u32, outer_src: [u8; 4], inner_ip: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x08, 0, 0, 0];
+        v.extend((vni << 8).to_be_bytes());
+        v.extend(eth(&[0x08, 0], inner_ip));
+        ipv4(17, outer_src, [192, 0, 2, 2], 0, 0, &udp(50000, 4789, &v))
+    }
+
+    fn tcp_of(d: Decoded<'_>) -> Segment<'_> {
+        match d {
+            Decoded::Tcp(s) => s,
+            other => panic!("not tcp: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn udp_is_decoded() {
+        let p = ipv4(
+            17,
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            0,
+            0,
+            &udp(5353, 53, b"query"),
+        );
+        match decode(linktype::RAW, &p) {
+            Decoded::Udp(u) => {
+                assert_eq!((u.sport, u.dport, u.payload), (5353, 53, &b"query"[..]));
+                assert!(!u.truncated && u.tunnel.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        // Length field past the packet, not cut by the snap length: malformed.
+        let mut bad = p.clone();
+        bad[25] = 200;
+        assert!(matches!(decode(linktype::RAW, &bad), Decoded::Malformed));
+        // Cut by the snap length: truncated payload.
+        let cut = &p[..30];
+        match decode(linktype::RAW, cut) {
+            Decoded::Udp(u) => assert!(u.truncated && u.payload == b"qu"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn vxlan_tunnel_path_and_identity() {
+        let f = vxlan(42, [192, 0, 2, 1], &ipv4_tcp());
+        let s = tcp_of(decode(linktype::RAW, &f));
+        assert_tcp(Decoded::Tcp(s.clone()));
+        let hops: Vec<_> = s.tunnel.iter().copied().collect();
+        assert_eq!(hops.len(), 1);
+        assert_eq!((hops[0].kind, hops[0].id), (TunnelKind::Vxlan, Some(42)));
+        assert_eq!(hops[0].outer_src, IpAddr::from([192, 0, 2, 1]));
+        // Both directions share an identity; another VNI does not.
+        assert_eq!(s.tunnel.identity(), s.tunnel.reversed().identity());
+        let other = vxlan(43, [192, 0, 2, 1], &ipv4_tcp());
+        let o = tcp_of(decode(linktype::RAW, &other));
+        assert_ne!(s.tunnel.identity(), o.tunnel.identity());
+        assert_ne!(s.tunnel.identity(), 0);
+        // Not VXLAN after all (I flag clear): plain UDP.
+        let mut plain = f.clone();
+        plain[28] = 0;
+        assert!(matches!(decode(linktype::RAW, &plain), Decoded::Udp(_)));
+    }
+
+    #[test]
+    fn gtp_teid_is_not_part_of_the_identity() {
+        let gtp = |teid: u32| {
+            let inner = ipv4_tcp();
+            let mut g = vec![0x30, 0xff];
+            g.extend((inner.len() as u16).to_be_bytes());
+            g.extend(teid.to_be_bytes());
+            g.extend(&inner);
+            ipv4(
+                17,
+                [192, 0, 2, 1],
+                [192, 0, 2, 2],
+                0,
+                0,
+                &udp(2152, 2152, &g),
+            )
+        };
+        let (a, b) = (gtp(1), gtp(2));
+        let sa = tcp_of(decode(linktype::RAW, &a));
+        let sb = tcp_of(decode(linktype::RAW, &b));
+        assert_eq!(sa.tunnel.iter().next().and_then(|e| e.id), Some(1));
+        assert_eq!(sa.tunnel.identity(), sb.tunnel.identity());
+    }
+
+    #[test]
+    fn gre_ipip_and_the_depth_cap() {
+        let mut gre = vec![0x20, 0, 0x08, 0, 0, 0, 0, 7];
+        gre.extend(ipv4_tcp());
+        let f = ipv4(47, [192, 0, 2, 1], [192, 0, 2, 2], 0, 0, &gre);
+        let s = tcp_of(decode(linktype::RAW, &f));
+        assert_eq!(s.tunnel.iter().next().and_then(|e| e.id), Some(7));
+        let mut p = ipv4_tcp();
+        for _ in 0..MAX_TUNNEL_DEPTH {
+            p = ipv4(4, [192, 0, 2, 1], [192, 0, 2, 2], 0, 0, &p);
+        }
+        assert_eq!(
+            tcp_of(decode(linktype::RAW, &p)).tunnel.len(),
+            MAX_TUNNEL_DEPTH
+        );
+        p = ipv4(4, [192, 0, 2, 1], [192, 0, 2, 2], 0, 0, &p);
+        let mut d = Decoder::default();
+        let pkt = Packet {
+            number: 1,
+            ts: Timestamp::default(),
+            linktype: linktype::RAW,
+            data: &p,
+            orig_len: p.len() as u32,
+        };
+        assert!(matches!(d.decode(&pkt), Decoded::Malformed));
+        assert_eq!(d.stats().undecodable_by_reason.get("tunnel_depth"), 1);
+        // Unknown GRE protocol, IP-in-IP with the wrong inner version.
+        let f = ipv4(
+            47,
+            [192, 0, 2, 1],
+            [192, 0, 2, 2],
+            0,
+            0,
+            &[0, 0, 0x12, 0x34, 1],
+        );
+        assert!(matches!(decode(linktype::RAW, &f), Decoded::Malformed));
+        let f = ipv4(41, [192, 0, 2, 1], [192, 0, 2, 2], 0, 0, &ipv4_tcp());
+        assert!(matches!(decode(linktype::RAW, &f), Decoded::Malformed));
+    }
+
+    #[test]
+    fn decoder_reassembles_fragments_inside_a_tunnel() {
+        let tcp = &ipv4_tcp()[20..];
+        let mut frames = Vec::new();
+        for (off, chunk) in [(0usize, &tcp[..16]), (16, &tcp[16..])] {
+            let more = if off == 0 { 0x2000 } else { 0 };
+            let inner = ipv4(
+                6,
+                [10, 0, 0, 1],
+                [10, 0, 0, 2],
+                77,
+                more | (off / 8) as u16,
+                chunk,
+            );
+            frames.push(vxlan(5, [192, 0, 2, 1], &inner));
+        }
+        frames.reverse();
+        let mut d = Decoder::default();
+        let mut got = None;
+        for (i, f) in frames.iter().enumerate() {
+            let pkt = Packet {
+                number: i as u64 + 1,
+                ts: Timestamp::default(),
+                linktype: linktype::RAW,
+                data: f,
+                orig_len: f.len() as u32,
+            };
+            match d.decode(&pkt) {
+                Decoded::Fragment => assert_eq!(i, 0),
+                Decoded::Tcp(s) => {
+                    assert_eq!(s.tunnel.len(), 1);
+                    assert!(s.notes.fragments.is_some_and(|n| n.tiny_first));
+                    got = Some((s.sport, s.dport, s.payload.to_vec()));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(got, Some((1234, 443, b"hi".to_vec())));
+        let st = d.stats();
+        assert_eq!((st.fragments.fragments, st.fragments.reassembled), (2, 1));
+        assert_eq!(st.tunnels.get("vxlan"), 2);
+    }
+}

@@ -1,0 +1,611 @@
+//! The UDP flow table: conversations keyed by their endpoints, client/server roles
+//! from the first handshake sender (then ports), an idle timeout driven by packet
+//! time, a cap with eviction. QUIC and DTLS conversations become flow records;
+//! other UDP is only counted, by server port.
+
+use crate::analyzer::dtls::{self, DtlsAnalyzer};
+use crate::analyzer::quic::{self, QuicAnalyzer};
+use crate::decode::Datagram;
+use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, Timestamp, Transport};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// Datagrams of a conversation looked at before it is taken for neither QUIC nor DTLS.
+pub const SNIFF_DATAGRAMS: u32 = 8;
+/// Server ports listed in the summary's count of other UDP.
+pub const TOP_PORTS: usize = 10;
+
+/// Caps and timeouts of the UDP table.
+#[derive(Clone, Copy, Debug)]
+pub struct UdpLimits {
+    /// Most conversations held at once; past it the least recently active are evicted.
+    pub max_flows: usize,
+    /// A conversation with no datagram for this long (packet time) is ended.
+    pub idle_timeout_secs: i64,
+}
+
+impl Default for UdpLimits {
+    fn default() -> Self {
+        UdpLimits {
+            max_flows: 1_000_000,
+            idle_timeout_secs: 120,
+        }
+    }
+}
+
+/// UDP ports where QUIC usually runs: a long header there is QUIC whatever its version.
+fn quic_port(p: u16) -> bool {
+    matches!(p, 443 | 80 | 784 | 853 | 4433 | 8443 | 6121)
+}
+
+/// Ports where a UDP server usually listens, to guess roles without a handshake.
+fn service_port(p: u16) -> bool {
+    p < 1024
+        || matches!(
+            p,
+            1194 | 1812
+                | 1813
+                | 3478
+                | 4433
+                | 4500
+                | 4740
+                | 5004
+                | 5060
+                | 5061
+                | 5349
+                | 5684
+                | 6514
+                | 8443
+                | 10161
+                | 10162
+                | 51820
+        )
+}
+
+/// Canonical key: the two endpoints in sorted order, and the identity of the
+/// tunnels the conversation came through (0 for none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UdpKey {
+    a: (IpAddr, u16),
+    b: (IpAddr, u16),
+    tunnel: u64,
+}
+
+impl UdpKey {
+    pub fn new(x: (IpAddr, u16), y: (IpAddr, u16), tunnel: u64) -> Self {
+        if x <= y {
+            UdpKey { a: x, b: y, tunnel }
+        } else {
+            UdpKey { a: y, b: x, tunnel }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Proto {
+    /// Not yet known: `seen` datagrams looked at.
+    Sniff {
+        seen: u32,
+    },
+    Quic(Box<QuicAnalyzer>),
+    Dtls(Box<DtlsAnalyzer>),
+    /// The handshake is understood: only datagrams and bytes are counted.
+    Bypass,
+    /// Neither QUIC nor DTLS.
+    Other,
+}
+
+#[derive(Debug)]
+struct UdpFlow {
+    rec: FlowRecord,
+    proto: Proto,
+    last_seen: Timestamp,
+}
+
+/// Counters of the UDP table, for the summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UdpStats {
+    /// Conversations seen (QUIC, DTLS and other).
+    pub flows: u64,
+    pub quic: u64,
+    pub dtls: u64,
+    /// Conversations that were neither QUIC nor DTLS.
+    pub other: u64,
+    /// Other conversations by server port (bounded: 65,536 ports); the summary
+    /// shows the top few, most first.
+    #[serde(rename = "other_by_server_port", serialize_with = "top_ports")]
+    pub other_by_port: BTreeMap<u16, u64>,
+    /// Conversations ended early because the table was full.
+    pub evicted: u64,
+}
+
+impl UdpStats {
+    /// Adds counters kept by another shard.
+    pub fn absorb(&mut self, o: &UdpStats) {
+        // Destructured without `..`: a new counter must be added here too.
+        let UdpStats {
+            flows,
+            quic,
+            dtls,
+            other,
+            other_by_port,
+            evicted,
+        } = o;
+        self.flows += flows;
+        self.quic += quic;
+        self.dtls += dtls;
+        self.other += other;
+        for (p, n) in other_by_port {
+            *self.other_by_port.entry(*p).or_default() += n;
+        }
+        self.evicted += evicted;
+    }
+
+    /// The [`TOP_PORTS`] server ports with the most other conversations.
+    pub fn top_ports(&self) -> Vec<PortCount> {
+        let mut ports: Vec<PortCount> = self
+            .other_by_port
+            .iter()
+            .map(|(&port, &flows)| PortCount { port, flows })
+            .collect();
+        ports.sort_by(|a, b| b.flows.cmp(&a.flows).then(a.port.cmp(&b.port)));
+        ports.truncate(TOP_PORTS);
+        ports
+    }
+}
+
+fn top_ports<S: serde::Serializer>(m: &BTreeMap<u16, u64>, s: S) -> Result<S::Ok, S::Error> {
+    let stats = UdpStats {
+        other_by_port: m.clone(),
+        ..UdpStats::default()
+    };
+    s.collect_seq(stats.top_ports())
+}
+
+/// A server port and how many conversations it had.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PortCount {
+    pub port: u16,
+    pub flows: u64,
+}
+
+/// The UDP conversations of a run.
+#[derive(Debug)]
+pub struct UdpTable {
+    table: FxHashMap<UdpKey, UdpFlow>,
+    limits: UdpLimits,
+    now: Timestamp,
+}
+
+/// Receives each flow record as its flow ends.
+pub type Emit<'a> = dyn FnMut(FlowRecord) + 'a;
+
+impl UdpTable {
+    pub fn new(limits: UdpLimits) -> Self {
+        UdpTable {
+            table: FxHashMap::default(),
+            limits,
+            now: Timestamp::default(),
+        }
+    }
+
+    /// Conversations held now.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Ends the conversations idle at `now` (the flow engine's clock says when).
+    pub fn sweep_at(&mut self, now: Timestamp, stats: &mut UdpStats, emit: &mut Emit<'_>) {
+        if now > self.now {
+            self.now = now;
+        }
+        let limit = self.now.secs - self.limits.idle_timeout_secs;
+        let mut idle: Vec<(u64, UdpKey)> = self
+            .table
+            .iter()
+            .filter(|(_, f)| f.last_seen.secs < limit)
+            .map(|(k, f)| (f.rec.id, *k))
+            .collect();
+        idle.sort_unstable_by_key(|(id, _)| *id);
+        for (_, k) in idle {
+            self.close(k, EndReason::IdleTimeout, stats, emit);
+        }
+    }
+
+    /// One datagram at packet time `ts`; `new_id` numbers a new flow (the flow
+    /// engine's numbering, shared with TCP). The caller runs the clock.
+    pub fn datagram(
+        &mut self,
+        dg: &Datagram<'_>,
+        ts: Timestamp,
+        new_id: &mut dyn FnMut() -> u64,
+        stats: &mut UdpStats,
+        emit: &mut Emit<'_>,
+    ) {
+        let src = (dg.src, dg.sport);
+        let key = UdpKey::new(src, (dg.dst, dg.dport), dg.tunnel.identity());
+        if !self.table.contains_key(&key) {
+            if self.table.len() >= self.limits.max_flows {
+                self.evict(stats, emit);
+            }
+            let flow = new_flow(dg, ts, new_id());
+            stats.flows += 1;
+            self.table.insert(key, flow);
+        }
+        let Some(flow) = self.table.get_mut(&key) else {
+            return;
+        };
+        flow.last_seen = ts;
+        flow.rec.end = ts;
+        let mut dir = flow.dir(src);
+        *flow.rec.packets.get_mut(dir) += 1;
+        *flow.rec.bytes.get_mut(dir) += dg.payload.len() as u64;
+        if dg.truncated {
+            flow.rec.note(Note::UdpTruncated);
+        }
+        flow.rec.note_decode(&dg.notes);
+        if let Proto::Sniff { seen } = &mut flow.proto {
+            *seen += 1;
+            let hint = quic_port(dg.sport) || quic_port(dg.dport);
+            let found = if let Some(s) = quic::sniff(dg.payload, hint) {
+                let sender = match s {
+                    quic::Sender::Client => Some(Dir::Client),
+                    quic::Sender::Server => Some(Dir::Server),
+                    quic::Sender::Either => None,
+                };
+                Some((Proto::Quic(Box::default()), sender))
+            } else if let Some(s) = dtls::sniff(dg.payload) {
+                let sender = match s {
+                    dtls::Sender::Client => Some(Dir::Client),
+                    dtls::Sender::Server => Some(Dir::Server),
+                    dtls::Sender::Either => None,
+                };
+                Some((Proto::Dtls(Box::default()), sender))
+            } else {
+                None
+            };
+            match found {
+                Some((proto, sender)) => {
+                    if let Some(role) = sender {
+                        if role != dir {
+                            flow.rec.swap_roles();
+                            flow.rec.note(Note::RolesFromContent);
+                            dir = role;
+                        }
+                        flow.rec.notes.retain(|n| *n != Note::RolesFromPorts);
+                    }
+                    flow.proto = proto;
+                }
+                None if *seen >= SNIFF_DATAGRAMS => flow.proto = Proto::Other,
+                None => {}
+            }
+        }
+        let done = match &mut flow.proto {
+            Proto::Quic(q) => {
+                q.on_datagram(dir, dg.payload, &mut flow.rec);
+                q.is_done()
+            }
+            Proto::Dtls(d) => {
+                d.on_datagram(dir, dg.payload, &mut flow.rec);
+                d.is_done()
+            }
+            Proto::Sniff { .. } | Proto::Bypass | Proto::Other => false,
+        };
+        if done {
+            flow.settle();
+            flow.proto = Proto::Bypass;
+        }
+    }
+
+    /// Ends one conversation: QUIC and DTLS are emitted, the rest counted.
+    fn close(&mut self, key: UdpKey, reason: EndReason, stats: &mut UdpStats, emit: &mut Emit<'_>) {
+        let Some(mut flow) = self.table.remove(&key) else {
+            return;
+        };
+        flow.settle();
+        match flow.rec.encryption {
+            crate::record::Encryption::Quic => stats.quic += 1,
+            crate::record::Encryption::Dtls => stats.dtls += 1,
+            _ => {
+                stats.other += 1;
+                *stats.other_by_port.entry(flow.rec.server.port).or_default() += 1;
+                return;
+            }
+        }
+        let mut rec = flow.rec;
+        if rec.packets.client == 0 || rec.packets.server == 0 {
+            rec.note(Note::OneSided);
+        }
+        rec.end_reason = reason;
+        match reason {
+            EndReason::Evicted => rec.note(Note::Evicted),
+            EndReason::CaptureStopped => rec.note(Note::CaptureStopped),
+            _ => {}
+        }
+        rec.findings = crate::assess::assess(&rec);
+        emit(rec);
+    }
+
+    /// The table is full: end the least recently active sixty-fourth of it.
+    fn evict(&mut self, stats: &mut UdpStats, emit: &mut Emit<'_>) {
+        let mut by_age: Vec<(Timestamp, u64, UdpKey)> = self
+            .table
+            .iter()
+            .map(|(k, f)| (f.last_seen, f.rec.id, *k))
+            .collect();
+        let n = (by_age.len() / 64).max(1);
+        if n < by_age.len() {
+            by_age.select_nth_unstable(n);
+        }
+        let mut victims: Vec<_> = by_age.into_iter().take(n).collect();
+        victims.sort_unstable();
+        for (_, _, k) in victims {
+            stats.evicted += 1;
+            self.close(k, EndReason::Evicted, stats, emit);
+        }
+    }
+
+    /// The ids and keys of open conversations, to end them in order with the TCP ones.
+    pub fn open_flows(&self) -> Vec<(u64, UdpKey)> {
+        self.table.iter().map(|(k, f)| (f.rec.id, *k)).collect()
+    }
+
+    /// Ends one open conversation (end of input, capture stopped).
+    pub fn end(
+        &mut self,
+        key: UdpKey,
+        reason: EndReason,
+        stats: &mut UdpStats,
+        emit: &mut Emit<'_>,
+    ) {
+        self.close(key, reason, stats, emit);
+    }
+
+    /// Ends every open conversation, in the order they began.
+    pub fn finish(&mut self, reason: EndReason, stats: &mut UdpStats, emit: &mut Emit<'_>) {
+        let mut open = self.open_flows();
+        open.sort_unstable_by_key(|(id, _)| *id);
+        for (_, k) in open {
+            self.close(k, reason, stats, emit);
+        }
+    }
+}
+
+impl UdpFlow {
+    fn dir(&self, src: (IpAddr, u16)) -> Dir {
+        if self.rec.client.ip == src.0 && self.rec.client.port == src.1 {
+            Dir::Client
+        } else {
+            Dir::Server
+        }
+    }
+
+    /// Lets the analyzer write its verdict into the record.
+    fn settle(&mut self) {
+        match &mut self.proto {
+            Proto::Quic(q) => q.finish(&mut self.rec),
+            Proto::Dtls(d) => d.finish(&mut self.rec),
+            Proto::Sniff { .. } | Proto::Bypass | Proto::Other => {}
+        }
+    }
+}
+
+fn new_flow(dg: &Datagram<'_>, ts: Timestamp, id: u64) -> UdpFlow {
+    let src = Endpoint {
+        ip: dg.src,
+        port: dg.sport,
+    };
+    let dst = Endpoint {
+        ip: dg.dst,
+        port: dg.dport,
+    };
+    // Provisional roles from ports; the first handshake packet may correct them.
+    let (client, server) = match (service_port(dg.sport), service_port(dg.dport)) {
+        (true, false) => (dst, src),
+        _ => (src, dst),
+    };
+    let mut rec = FlowRecord::new(id, ts, client, server);
+    rec.transport = Transport::Udp;
+    rec.tunnel = if client == src {
+        dg.tunnel.clone()
+    } else {
+        dg.tunnel.reversed()
+    };
+    rec.note(Note::RolesFromPorts);
+    UdpFlow {
+        rec,
+        proto: Proto::Sniff { seen: 0 },
+        last_seen: ts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Encryption;
+
+    fn ep(last: u8, port: u16) -> (IpAddr, u16) {
+        (IpAddr::from([10, 0, 0, last]), port)
+    }
+
+    fn ts(secs: i64) -> Timestamp {
+        Timestamp { secs, nanos: 0 }
+    }
+
+    /// A DTLS record carrying one unfragmented handshake message of type `t`.
+    fn dtls_handshake(t: u8, body: &[u8]) -> Vec<u8> {
+        let mut f = vec![
+            t,
+            0,
+            0,
+            body.len() as u8,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            body.len() as u8,
+        ];
+        f.extend(body);
+        let mut r = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0];
+        r.extend((f.len() as u16).to_be_bytes());
+        r.extend(f);
+        r
+    }
+
+    /// (time, source, destination, payload)
+    type Dg = (i64, (IpAddr, u16), (IpAddr, u16), Vec<u8>);
+
+    fn run(table: &mut UdpTable, dgs: &[Dg]) -> (Vec<FlowRecord>, UdpStats) {
+        let mut out = Vec::new();
+        let mut id = 0;
+        let mut stats = UdpStats::default();
+        for (t, src, dst, payload) in dgs {
+            let dg = Datagram {
+                src: src.0,
+                dst: dst.0,
+                sport: src.1,
+                dport: dst.1,
+                payload,
+                truncated: false,
+                tunnel: Default::default(),
+                notes: Default::default(),
+            };
+            table.sweep_at(ts(*t), &mut stats, &mut |r| out.push(r));
+            let mut new_id = || {
+                id += 1;
+                id
+            };
+            table.datagram(&dg, ts(*t), &mut new_id, &mut stats, &mut |r| out.push(r));
+        }
+        table.finish(EndReason::EndOfInput, &mut stats, &mut |r| out.push(r));
+        (out, stats)
+    }
+
+    #[test]
+    fn the_handshake_sender_is_the_client_whatever_the_ports() {
+        // A HelloVerifyRequest seen first, from the high port: that side is the server.
+        let hvr = dtls_handshake(3, &[0xfe, 0xff, 1, 7]);
+        let mut t = UdpTable::new(UdpLimits::default());
+        let (out, _) = run(&mut t, &[(0, ep(2, 40000), ep(1, 443), hvr)]);
+        assert_eq!(out.len(), 1);
+        let r = &out[0];
+        assert_eq!((r.client.port, r.server.port), (443, 40000));
+        assert_eq!(r.transport, Transport::Udp);
+        assert_eq!(r.encryption, Encryption::Dtls);
+        assert!(r.has_note(Note::RolesFromContent));
+        assert!(r.dtls.as_ref().is_some_and(|d| d.hello_verify_request));
+    }
+
+    #[test]
+    fn other_udp_is_counted_by_server_port_not_listed() {
+        let mut t = UdpTable::new(UdpLimits::default());
+        let mut dgs = Vec::new();
+        for i in 0..5u16 {
+            dgs.push((0, ep(2, 50000 + i), ep(1, 53), b"\x12\x34\x01\x00".to_vec()));
+        }
+        dgs.push((0, ep(2, 50100), ep(1, 123), vec![0x23; 48]));
+        let (out, s) = run(&mut t, &dgs);
+        assert!(out.is_empty());
+        assert_eq!((s.flows, s.other, s.quic, s.dtls), (6, 6, 0, 0));
+        let mut twice = s.clone();
+        twice.absorb(&s);
+        assert_eq!(twice.other_by_port.get(&53), Some(&10));
+        assert_eq!(
+            serde_json::to_value(&s).unwrap()["other_by_server_port"][0],
+            serde_json::json!({"port": 53, "flows": 5})
+        );
+        assert_eq!(
+            s.top_ports(),
+            vec![
+                PortCount { port: 53, flows: 5 },
+                PortCount {
+                    port: 123,
+                    flows: 1
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn idle_timeout_ends_a_conversation_and_a_new_one_begins() {
+        let ch = dtls_handshake(1, &[0xfe, 0xfd]);
+        let limits = UdpLimits {
+            idle_timeout_secs: 120,
+            ..UdpLimits::default()
+        };
+        let mut t = UdpTable::new(limits);
+        let (out, _) = run(
+            &mut t,
+            &[
+                (0, ep(2, 40000), ep(1, 4433), ch.clone()),
+                (100, ep(2, 40000), ep(1, 4433), ch.clone()),
+                (300, ep(2, 40000), ep(1, 4433), ch),
+            ],
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].end_reason, EndReason::IdleTimeout);
+        assert_eq!(out[0].packets.client, 2);
+        assert_eq!(out[1].end_reason, EndReason::EndOfInput);
+        assert_eq!((out[0].id, out[1].id), (1, 2));
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_least_recently_active() {
+        let ch = dtls_handshake(1, &[0xfe, 0xfd]);
+        let mut t = UdpTable::new(UdpLimits {
+            max_flows: 4,
+            idle_timeout_secs: 1000,
+        });
+        let dgs: Vec<_> = (0..10u16)
+            .map(|i| (i64::from(i), ep(2, 40000 + i), ep(1, 4433), ch.clone()))
+            .collect();
+        let (out, stats) = run(&mut t, &dgs);
+        assert_eq!(out.len(), 10);
+        let evicted: Vec<_> = out
+            .iter()
+            .filter(|r| r.end_reason == EndReason::Evicted)
+            .map(|r| r.client.port)
+            .collect();
+        assert_eq!(evicted, vec![40000, 40001, 40002, 40003, 40004, 40005]);
+        assert!(
+            out.iter()
+                .all(|r| r.end_reason != EndReason::Evicted || r.has_note(Note::Evicted))
+        );
+        assert_eq!(stats.evicted, 6);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn garbage_on_quic_and_dtls_ports_never_panics() {
+        let mut t = UdpTable::new(UdpLimits::default());
+        let mut dgs = Vec::new();
+        let mut seed = 7u32;
+        for n in 0..400usize {
+            let mut p = Vec::with_capacity(n % 1300);
+            for _ in 0..n % 1300 {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                p.push((seed >> 16) as u8);
+            }
+            if let Some(b) = p.first_mut() {
+                // Long headers and DTLS content types, to reach the parsers.
+                *b = if n % 2 == 0 { 0xc0 | *b } else { 22 };
+            }
+            if p.len() > 4 && n % 4 == 0 {
+                p[1..5].copy_from_slice(&[0, 0, 0, 1]);
+            }
+            let port = if n % 2 == 0 { 443 } else { 4433 };
+            dgs.push((0, ep(2, 40000 + (n % 7) as u16), ep(1, port), p));
+        }
+        let (out, _) = run(&mut t, &dgs);
+        assert!(out.len() <= 14);
+    }
+}
