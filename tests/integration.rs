@@ -1034,7 +1034,7 @@ fn golden_reports_of_recorded_captures() {
     let bless = std::env::var_os("TLSWATCH_BLESS").is_some();
     let mut checked = 0;
     let mut diffs = Vec::new();
-    for sub in ["tls", "starttls", "binary"] {
+    for sub in ["tls", "starttls", "binary", "udp"] {
         let dir = root().join("fixtures").join(sub);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -1116,7 +1116,7 @@ fn mutated_captures_never_panic() {
         seed
     };
     let mut inputs = Vec::new();
-    for sub in ["tls", "starttls", "binary"] {
+    for sub in ["tls", "starttls", "binary", "udp"] {
         for e in std::fs::read_dir(root().join("fixtures").join(sub))
             .into_iter()
             .flatten()
@@ -1190,7 +1190,7 @@ const SECRETS: &[&str] = &[
 #[test]
 fn no_password_from_any_fixture_reaches_any_output() {
     let mut files = Vec::new();
-    for sub in ["tls", "starttls", "binary"] {
+    for sub in ["tls", "starttls", "binary", "udp"] {
         for e in std::fs::read_dir(root().join("fixtures").join(sub))
             .into_iter()
             .flatten()
