@@ -9,6 +9,7 @@
 )]
 
 mod audit;
+mod tunnels;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

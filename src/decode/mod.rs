@@ -64,10 +64,12 @@ pub struct Flags {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TunnelKind {
-    /// GRE (RFC 2784/2890), incl. PPTP's enhanced GRE and MPLS over GRE; `id` is the key or call ID.
+    /// GRE (RFC 2784/2890), incl. MPLS over GRE and Aruba's 802.11 over GRE; `id` is the key.
     Gre,
     /// GRE in UDP (RFC 8086, port 4754); `id` is the GRE key.
     GreUdp,
+    /// PPTP's enhanced GRE (RFC 2637) carrying PPP; `id` is the call ID of the flow's first packet.
+    Pptp,
     /// ERSPAN type I, II or III; `id` is the session.
     Erspan,
     /// VXLAN; `id` is the VNI.
@@ -85,9 +87,10 @@ pub enum TunnelKind {
 }
 
 impl TunnelKind {
-    pub const ALL: [TunnelKind; 9] = [
+    pub const ALL: [TunnelKind; 10] = [
         TunnelKind::Gre,
         TunnelKind::GreUdp,
+        TunnelKind::Pptp,
         TunnelKind::Erspan,
         TunnelKind::Vxlan,
         TunnelKind::Geneve,
@@ -101,6 +104,7 @@ impl TunnelKind {
         match self {
             TunnelKind::Gre => "gre",
             TunnelKind::GreUdp => "gre-udp",
+            TunnelKind::Pptp => "pptp",
             TunnelKind::Erspan => "erspan",
             TunnelKind::Vxlan => "vxlan",
             TunnelKind::Geneve => "geneve",
@@ -112,10 +116,10 @@ impl TunnelKind {
     }
 
     /// Whether `id` names the tunnel the same way in both directions. A GTP-U
-    /// TEID names the receiving end, so the two directions of one flow carry
-    /// different TEIDs: it cannot tell flows apart.
+    /// TEID and a PPTP call ID name the receiving end, so the two directions of
+    /// one flow carry different values: they cannot tell flows apart.
     fn id_is_symmetric(self) -> bool {
-        !matches!(self, TunnelKind::Gtpu)
+        !matches!(self, TunnelKind::Gtpu | TunnelKind::Pptp)
     }
 }
 
@@ -271,6 +275,8 @@ pub enum Reason {
     Erspan,
     /// PPP inside PPTP's GRE that does not parse.
     Ppp,
+    /// An 802.11 frame inside Aruba's GRE that does not parse.
+    Wlan,
     /// Tunnels nested deeper than [`MAX_TUNNEL_DEPTH`].
     TunnelDepth,
     /// An IP-in-IP packet whose inner version contradicts the outer protocol number.
@@ -278,7 +284,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    const ALL: [Reason; 10] = [
+    const ALL: [Reason; 11] = [
         Reason::Link,
         Reason::Ip,
         Reason::Tcp,
@@ -287,6 +293,7 @@ impl Reason {
         Reason::GreProtocol,
         Reason::Erspan,
         Reason::Ppp,
+        Reason::Wlan,
         Reason::TunnelDepth,
         Reason::InnerVersion,
     ];
@@ -301,6 +308,7 @@ impl Reason {
             Reason::GreProtocol => "gre_protocol",
             Reason::Erspan => "erspan",
             Reason::Ppp => "ppp",
+            Reason::Wlan => "wlan",
             Reason::TunnelDepth => "tunnel_depth",
             Reason::InnerVersion => "inner_version",
         }
@@ -392,10 +400,10 @@ impl<K: Counted, const N: usize> Serialize for Counts<K, N> {
 pub struct DecodeStats {
     /// Packets that came through each kind of tunnel (a packet in GRE in VXLAN counts for both).
     #[serde(skip_serializing_if = "Counts::is_empty")]
-    pub tunnels: Counts<TunnelKind, 9>,
+    pub tunnels: Counts<TunnelKind, 10>,
     /// Undecodable packets by reason.
     #[serde(skip_serializing_if = "Counts::is_empty")]
-    pub undecodable_by_reason: Counts<Reason, 10>,
+    pub undecodable_by_reason: Counts<Reason, 11>,
     /// IP fragment reassembly.
     #[serde(skip_serializing_if = "FragStats::is_empty")]
     pub fragments: FragStats,
@@ -788,7 +796,13 @@ impl Walker {
                 _,
                 proto::TEB | proto::IPV4 | proto::IPV6 | proto::MPLS | proto::MPLS_MC | proto::PPP,
             ) => (kind, g.key),
+            (0, p) if tunnel::is_aruba(p) => (kind, g.key),
             _ => return Out::Bad(Reason::GreProtocol),
+        };
+        let kind = if g.version == 1 {
+            TunnelKind::Pptp
+        } else {
+            kind
         };
         if !self.enter(kind, src, dst, id) {
             return Out::Bad(Reason::TunnelDepth);
@@ -800,10 +814,18 @@ impl Walker {
                 Some(l) => self.after_link(l),
                 None => Out::Bad(Reason::Ppp),
             },
-            _ => {
+            proto::MPLS | proto::MPLS_MC => {
                 let l = mpls(p, 0);
                 self.after_link(l)
             }
+            _ => match tunnel::wlan(p) {
+                Some(tunnel::Wlan::Data(t, rest)) => {
+                    let l = by_ethertype(t, rest, 0);
+                    self.after_link(l)
+                }
+                Some(tunnel::Wlan::Other) => Out::Other,
+                None => Out::Bad(Reason::Wlan),
+            },
         }
     }
 

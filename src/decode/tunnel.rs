@@ -96,6 +96,51 @@ pub fn gre(b: &[u8]) -> Option<Gre<'_>> {
     })
 }
 
+/// Aruba's GRE protocol types (access point to controller): an 802.11 frame follows.
+pub fn is_aruba(protocol: u16) -> bool {
+    (0x8200..=0x83ff).contains(&protocol)
+}
+
+/// What an 802.11 frame carries.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wlan<'a> {
+    /// An unprotected data frame's LLC/SNAP payload: (ethertype, bytes after it).
+    Data(u16, &'a [u8]),
+    /// Management, control or protected (encrypted) frames: nothing this tool reads.
+    Other,
+}
+
+/// An 802.11 MAC header and LLC/SNAP, as Aruba forwards them in GRE.
+pub fn wlan(b: &[u8]) -> Option<Wlan<'_>> {
+    let fc0 = *b.first()?;
+    let fc1 = *b.get(1)?;
+    if (fc0 >> 2) & 3 != 2 || fc1 & 0x40 != 0 {
+        return Some(Wlan::Other);
+    }
+    // Frame control, duration, three addresses, sequence control.
+    let mut at = 24;
+    if fc1 & 3 == 3 {
+        at += 6;
+    }
+    let mut amsdu = false;
+    if fc0 & 0x80 != 0 {
+        amsdu = *b.get(at)? & 0x80 != 0;
+        at += 2;
+        if fc1 & 0x80 != 0 {
+            at += 4;
+        }
+    }
+    // An A-MSDU: only its first subframe (destination, source, length) is read.
+    if amsdu {
+        at += 14;
+    }
+    let llc = b.get(at..)?;
+    if !llc.starts_with(&[0xaa, 0xaa, 0x03]) {
+        return Some(Wlan::Other);
+    }
+    Some(Wlan::Data(be16(llc, 6)?, llc.get(8..)?))
+}
+
 /// What an ERSPAN header says follows it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ErspanInner<'a> {
@@ -293,6 +338,26 @@ mod tests {
         assert_eq!(g.payload, &[0xff]);
         // Version 1 without the key is not PPTP.
         assert_eq!(gre(&[0x00, 0x01, 0x88, 0x0b]), None);
+    }
+
+    #[test]
+    fn aruba_wlan_frames() {
+        // QoS data, no protection, LLC/SNAP IPv4.
+        let mut f = vec![0x88, 0x01];
+        f.extend([0u8; 22]);
+        f.extend([0, 0]);
+        f.extend([0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00, 0x45]);
+        assert_eq!(wlan(&f), Some(Wlan::Data(0x0800, &[0x45][..])));
+        let mut protected = f.clone();
+        protected[1] |= 0x40;
+        assert_eq!(wlan(&protected), Some(Wlan::Other));
+        let mut amsdu = f[..26].to_vec();
+        amsdu[24] = 0x80;
+        amsdu.extend([0u8; 14]);
+        amsdu.extend(&f[26..]);
+        assert_eq!(wlan(&amsdu), Some(Wlan::Data(0x0800, &[0x45][..])));
+        assert_eq!(wlan(&f[..20]), None);
+        assert!(is_aruba(0x8200) && is_aruba(0x8300) && !is_aruba(0x0800));
     }
 
     #[test]
