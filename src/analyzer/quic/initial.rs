@@ -181,6 +181,36 @@ impl Keys {
     }
 }
 
+#[cfg(test)]
+impl Keys {
+    /// Protects a packet as a peer would: seals `plain` after `header` (which
+    /// ends with the `pn_len`-byte packet number), then masks the header.
+    pub fn protect(&self, pn: u64, header: &[u8], pn_len: usize, plain: &[u8]) -> Vec<u8> {
+        let mut nonce = self.iv;
+        for (n, p) in nonce.iter_mut().rev().zip(pn.to_be_bytes().iter().rev()) {
+            *n ^= p;
+        }
+        let mut body = plain.to_vec();
+        let tag = self
+            .aead
+            .encrypt_inout_detached(&Nonce::from(nonce), header, body.as_mut_slice().into())
+            .unwrap();
+        let mut pkt = header.to_vec();
+        pkt.extend(body);
+        pkt.extend(tag.as_slice());
+        let pn_offset = header.len() - pn_len;
+        let sample: [u8; SAMPLE_LEN] = pkt[pn_offset + 4..pn_offset + 4 + SAMPLE_LEN]
+            .try_into()
+            .unwrap();
+        let mask = self.mask(&sample);
+        pkt[0] ^= mask[0] & 0x0f;
+        for i in 0..pn_len {
+            pkt[pn_offset + i] ^= mask[1 + i];
+        }
+        pkt
+    }
+}
+
 impl InitialKeys {
     /// Initial keys of both directions for the connection ID the client first chose
     /// (or the one a Retry gave it).
