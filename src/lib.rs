@@ -27,6 +27,7 @@ pub mod progress;
 pub mod reassembly;
 pub mod record;
 pub mod run;
+pub mod shard;
 pub mod table;
 pub mod udp;
 pub mod version;

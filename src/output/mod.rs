@@ -37,6 +37,10 @@ pub struct CaptureStats {
     pub received: u64,
     pub dropped_by_kernel: u64,
     pub dropped_by_interface: u64,
+    /// Packets tlswatch itself dropped because a worker's queue was full (`--threads` > 1).
+    pub dropped_by_tlswatch: u64,
+    /// The same, per worker thread.
+    pub dropped_by_worker: Vec<u64>,
 }
 
 /// Everything the run observed, beside the flows themselves.
