@@ -221,7 +221,10 @@ pub fn drive<T: Send>(
         end,
         live,
     };
-    threaded(&plan, col, read)
+    let (t, mut totals) = threaded(&plan, col, read);
+    // The cap as given, not the sum of the workers' shares (which rounds down).
+    totals.memory.memcap = cfg.limits.memcap as u64;
+    (t, totals)
 }
 
 /// Caps of one worker's shard, so the totals over all workers hold.
