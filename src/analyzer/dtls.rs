@@ -244,6 +244,18 @@ impl DtlsAnalyzer {
         Self::default()
     }
 
+    /// Bytes this analyzer holds on the heap (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        let side = |s: &Side| {
+            s.partial
+                .iter()
+                .map(|p| p.buf.capacity() + 16 * p.ranges.capacity())
+                .sum::<usize>()
+                + 2 * s.read.capacity()
+        };
+        side(&self.side.client) + side(&self.side.server)
+    }
+
     /// Nothing more to learn: the handshake is understood, or failed.
     pub fn is_done(&self) -> bool {
         self.done
