@@ -10,7 +10,7 @@ use etherparse::TcpSlice;
 use frag::{DefragLimits, FragKey, FragNotes, FragStats, Insert, Piece};
 use serde::Serialize;
 use serde::ser::SerializeMap;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tunnel::{ErspanInner, Gtp, port, proto};
 
@@ -134,69 +134,100 @@ pub struct Encap {
     pub id: Option<u32>,
 }
 
-/// The tunnels a packet came through, outermost first. Empty (and not allocated)
-/// for packets that were not tunnelled.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct TunnelPath(Vec<Encap>);
+/// The tunnels a packet came through, outermost first. The first hop is held
+/// inline, so untunnelled and singly tunnelled packets allocate nothing.
+///
+/// Invariant: `rest` is empty while `first` is `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TunnelPath {
+    first: Option<Encap>,
+    rest: Vec<Encap>,
+}
+
+impl Serialize for TunnelPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
 
 impl TunnelPath {
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.first.is_none()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        usize::from(self.first.is_some()) + self.rest.len()
     }
 
-    pub fn iter(&self) -> std::slice::Iter<'_, Encap> {
-        self.0.iter()
+    pub fn iter(&self) -> impl Iterator<Item = &Encap> + '_ {
+        self.first.iter().chain(self.rest.iter())
     }
 
     pub fn push(&mut self, e: Encap) {
-        self.0.push(e);
+        if self.first.is_none() {
+            self.first = Some(e);
+        } else {
+            self.rest.push(e);
+        }
     }
 
     fn truncate(&mut self, n: usize) {
-        self.0.truncate(n);
+        if n == 0 {
+            self.first = None;
+            self.rest.clear();
+        } else {
+            self.rest.truncate(n - 1);
+        }
     }
 
     /// The identity of the path for flow keys: 0 when empty, else a hash of each
     /// hop's kind, outer address pair (in either order) and symmetric identifier.
     /// Both directions of a flow give the same value.
     pub fn identity(&self) -> u64 {
-        if self.0.is_empty() {
+        if self.is_empty() {
             return 0;
         }
-        // SipHash with fixed keys: stable within a run, and too strong for a
-        // crafted path to collide with another on purpose.
-        let mut h = std::hash::DefaultHasher::new();
-        for e in &self.0 {
-            let (a, b) = if e.outer_src <= e.outer_dst {
-                (e.outer_src, e.outer_dst)
-            } else {
-                (e.outer_dst, e.outer_src)
+        // FxHash over whole words: this runs for every tunnelled packet. Not
+        // collision-resistant, and it need not be: merging two flows by a crafted
+        // collision also needs the same inner 4-tuple, which an attacker able to
+        // send it could as well send inside the victim's own tunnel.
+        let mut h = rustc_hash::FxHasher::default();
+        for e in self.iter() {
+            let (a, b) = (addr_bits(e.outer_src), addr_bits(e.outer_dst));
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            let id = match e.id {
+                Some(v) if e.kind.id_is_symmetric() => u64::from(v) | 1 << 32,
+                _ => 0,
             };
-            (e.kind, a, b).hash(&mut h);
-            if e.kind.id_is_symmetric() {
-                e.id.hash(&mut h);
-            }
+            let family =
+                u64::from(e.outer_src.is_ipv6()) << 8 | u64::from(e.outer_dst.is_ipv6()) << 9;
+            h.write_u64(e.kind as u64 | family);
+            h.write_u128(lo);
+            h.write_u128(hi);
+            h.write_u64(id);
         }
         h.finish() | 1
     }
 
     /// The same path seen from the other direction (outer addresses swapped).
     pub fn reversed(&self) -> TunnelPath {
-        TunnelPath(
-            self.0
-                .iter()
-                .map(|e| Encap {
-                    outer_src: e.outer_dst,
-                    outer_dst: e.outer_src,
-                    ..*e
-                })
-                .collect(),
-        )
+        let flip = |e: &Encap| Encap {
+            outer_src: e.outer_dst,
+            outer_dst: e.outer_src,
+            ..*e
+        };
+        TunnelPath {
+            first: self.first.as_ref().map(flip),
+            rest: self.rest.iter().map(flip).collect(),
+        }
+    }
+}
+
+/// An address as 128 bits (the family is hashed beside it).
+fn addr_bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
     }
 }
 
@@ -440,6 +471,11 @@ impl Decoder {
             defrag: frag::Defrag::new(limits),
             ..Decoder::default()
         }
+    }
+
+    /// Datagrams in reassembly and the bytes they hold (bounded by [`DefragLimits`]).
+    pub fn fragments_held(&self) -> (usize, usize) {
+        (self.defrag.pending(), self.defrag.held_bytes())
     }
 
     /// Counters so far.
