@@ -492,7 +492,7 @@ impl Decoder {
         let mut w = Walker::default();
         let piece = match w.link(pkt.linktype, pkt.data) {
             Out::Frag(p) => p,
-            other => return finish(&mut self.stats, w, other),
+            other => return finish(&mut self.stats, w, other, DecodeNotes::default()),
         };
         // The fragment path: insert, and on completion decode the datagram's
         // payload, which may hold more fragments (an inner packet fragmented
@@ -534,16 +534,10 @@ impl Decoder {
         };
         w.reset(mark);
         let out = w.l4(k.proto, k.src, k.dst, &self.reassembled, false);
-        let mut d = finish(&mut self.stats, w, out);
-        let n = DecodeNotes {
+        let notes = DecodeNotes {
             fragments: Some(notes),
         };
-        match &mut d {
-            Decoded::Tcp(s) => s.notes = n,
-            Decoded::Udp(u) => u.notes = n,
-            _ => {}
-        }
-        d
+        finish(&mut self.stats, w, out, notes)
     }
 }
 
@@ -552,20 +546,38 @@ impl Decoder {
 pub fn decode(linktype: i32, frame: &[u8]) -> Decoded<'_> {
     let mut w = Walker::default();
     let out = w.link(linktype, frame);
-    finish(&mut DecodeStats::default(), w, out)
+    finish(&mut DecodeStats::default(), w, out, DecodeNotes::default())
 }
 
-fn finish<'a>(stats: &mut DecodeStats, w: Walker, out: Out<'a>) -> Decoded<'a> {
-    stats.count_path(&w.path);
+#[inline]
+fn finish<'a>(stats: &mut DecodeStats, w: Walker, out: Out<'a>, notes: DecodeNotes) -> Decoded<'a> {
+    if !w.path.is_empty() {
+        stats.count_path(&w.path);
+    }
     match out {
-        Out::Tcp(mut s) => {
-            s.tunnel = w.path;
-            Decoded::Tcp(s)
-        }
-        Out::Udp(mut u) => {
-            u.tunnel = w.path;
-            Decoded::Udp(u)
-        }
+        Out::Tcp(p, t) => Decoded::Tcp(Segment {
+            src: p.src,
+            dst: p.dst,
+            sport: p.sport,
+            dport: p.dport,
+            seq: t.seq,
+            ack: t.ack,
+            flags: t.flags,
+            payload: p.payload,
+            truncated: p.truncated,
+            tunnel: w.path,
+            notes,
+        }),
+        Out::Udp(p) => Decoded::Udp(Datagram {
+            src: p.src,
+            dst: p.dst,
+            sport: p.sport,
+            dport: p.dport,
+            payload: p.payload,
+            truncated: p.truncated,
+            tunnel: w.path,
+            notes,
+        }),
         Out::Other => Decoded::NotTcp,
         Out::Frag(_) => Decoded::Fragment,
         Out::Unsupported => Decoded::UnsupportedLink,
@@ -576,10 +588,28 @@ fn finish<'a>(stats: &mut DecodeStats, w: Walker, out: Out<'a>) -> Decoded<'a> {
     }
 }
 
+/// Addresses, ports and payload of a transport header: the walk returns this
+/// rather than a whole segment, so each level of it moves less.
+struct Ports<'a> {
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    payload: &'a [u8],
+    truncated: bool,
+}
+
+/// The TCP fields beside [`Ports`].
+struct TcpFields {
+    seq: u32,
+    ack: u32,
+    flags: Flags,
+}
+
 /// The result of walking a packet's headers.
 enum Out<'a> {
-    Tcp(Segment<'a>),
-    Udp(Datagram<'a>),
+    Tcp(Ports<'a>, TcpFields),
+    Udp(Ports<'a>),
     Other,
     Frag(Piece<'a>),
     Unsupported,
@@ -892,15 +922,13 @@ impl Walker {
             }
             self.reset(mark);
         }
-        Out::Udp(Datagram {
+        Out::Udp(Ports {
             src,
             dst,
             sport,
             dport,
             payload,
             truncated,
-            tunnel: TunnelPath::default(),
-            notes: DecodeNotes::default(),
         })
     }
 
@@ -961,24 +989,26 @@ fn tcp<'a>(src: IpAddr, dst: IpAddr, p: &'a [u8], truncated: bool) -> Out<'a> {
     let Ok(tcp) = TcpSlice::from_slice(p) else {
         return Out::Bad(Reason::Tcp);
     };
-    Out::Tcp(Segment {
-        src,
-        dst,
-        sport: tcp.source_port(),
-        dport: tcp.destination_port(),
-        seq: tcp.sequence_number(),
-        ack: tcp.acknowledgment_number(),
-        flags: Flags {
-            syn: tcp.syn(),
-            ack: tcp.ack(),
-            fin: tcp.fin(),
-            rst: tcp.rst(),
+    Out::Tcp(
+        Ports {
+            src,
+            dst,
+            sport: tcp.source_port(),
+            dport: tcp.destination_port(),
+            payload: tcp.payload(),
+            truncated,
         },
-        payload: tcp.payload(),
-        truncated,
-        tunnel: TunnelPath::default(),
-        notes: DecodeNotes::default(),
-    })
+        TcpFields {
+            seq: tcp.sequence_number(),
+            ack: tcp.acknowledgment_number(),
+            flags: Flags {
+                syn: tcp.syn(),
+                ack: tcp.ack(),
+                fin: tcp.fin(),
+                rst: tcp.rst(),
+            },
+        },
+    )
 }
 
 /// The fields of an IPv4 header this tool uses.
