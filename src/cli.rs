@@ -3,6 +3,8 @@
 use crate::analyzer::Options;
 use crate::assess::{FailOn, Policy};
 use crate::flow::Limits;
+use crate::pipeline::MAX_THREADS;
+use crate::shard::Shard;
 use clap::{CommandFactory, Parser, ValueEnum};
 use std::io::{self, Write};
 
@@ -99,6 +101,16 @@ pub struct Args {
     /// Print a man page or a shell completion script, and exit.
     #[arg(long, value_enum, value_name = "KIND")]
     pub generate: Option<Generate>,
+
+    /// Worker threads for the flow table (default: the number of cores, at most 64); 1 runs
+    /// everything in one thread.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Keep only the flows in shard K of N (stable symmetric flow hash, see the README), so
+    /// N processes can split one capture or link between them.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
 
     /// Only analyse TCP segments and UDP datagrams to or from this port (repeatable).
     #[arg(long = "port", value_name = "N")]
@@ -210,6 +222,10 @@ pub struct Config {
     pub filter_expr: String,
     pub list_interfaces: bool,
     pub live: LiveOptions,
+    /// Worker threads (1: no threads besides the one running).
+    pub threads: usize,
+    /// `--shard K/N`.
+    pub shard: Option<Shard>,
 }
 
 impl Args {
@@ -222,6 +238,17 @@ impl Args {
             return Err("-r and -i cannot be combined".to_string());
         }
         let fail_on = FailOn::parse(&self.fail_on)?;
+        let threads = match self.threads {
+            Some(0) => return Err("--threads must be at least 1".to_string()),
+            Some(n) if n > MAX_THREADS => {
+                return Err(format!("--threads: at most {MAX_THREADS}"));
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_THREADS),
+        };
+        let shard = self.shard.as_deref().map(Shard::parse).transpose()?;
         if self.max_flows == 0 {
             return Err("--max-flows must be at least 1".to_string());
         }
@@ -254,6 +281,8 @@ impl Args {
             bpf,
             filter_expr: expr,
             list_interfaces: self.list_interfaces,
+            threads,
+            shard,
             live: LiveOptions {
                 count: self.count,
                 duration: self.duration,

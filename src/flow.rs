@@ -52,12 +52,19 @@ pub struct PacketStats {
     pub stray: u64,
     /// Packets left out by `--port`.
     pub filtered: u64,
+    /// Packets of flows that `--shard` leaves to other shards (shown with `--shard` only).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub other_shard: u64,
     /// The UDP conversations (shown as the summary's `udp`, not under `packets`).
     #[serde(skip)]
     pub udp_flows: UdpStats,
     /// Tunnels, fragments and undecodable packets by reason.
     #[serde(flatten)]
     pub decode: DecodeStats,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl PacketStats {
@@ -75,6 +82,7 @@ impl PacketStats {
             unsupported_link_types,
             stray,
             filtered,
+            other_shard,
             udp_flows,
             decode,
         } = o;
@@ -90,6 +98,7 @@ impl PacketStats {
         }
         self.stray += stray;
         self.filtered += filtered;
+        self.other_shard += other_shard;
         self.udp_flows.absorb(udp_flows);
         self.decode.merge(decode);
     }

@@ -27,5 +27,6 @@ pub mod progress;
 pub mod reassembly;
 pub mod record;
 pub mod run;
+pub mod shard;
 pub mod udp;
 pub mod version;

@@ -4,10 +4,9 @@
 
 use crate::capture::Packet;
 use crate::cli::{Config, LiveOptions};
-use crate::collect::{Collector, Exit, Report, input_names};
-use crate::flow::Engine;
+use crate::collect::{Collector, Exit, Notice, Report, input_names};
 use crate::output::{CaptureStats, Sink};
-use crate::pipeline::Inline;
+use crate::pipeline::{Stage, drive};
 use crate::record::{EndReason, Timestamp};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,16 +135,14 @@ fn now() -> Timestamp {
 pub fn run(cfg: &Config, sink: &mut dyn Sink) -> Report {
     let iface = cfg.interface.clone().unwrap_or_default();
     let mut col = Collector::new(cfg, sink, input_names(cfg));
-    // --port becomes part of the BPF filter; the engine needs no second check.
-    let mut inline = Inline::new(Engine::new(cfg.limits, cfg.opts, Vec::new()));
-    let mut cap = match open(&iface, &cfg.live, &cfg.bpf) {
+    let cap = match open(&iface, &cfg.live, &cfg.bpf) {
         Ok(c) => c,
         Err(msg) => {
             col.error(msg);
             return col.abort();
         }
     };
-    let mut save = match &cfg.live.write {
+    let save = match &cfg.live.write {
         Some(path) => match cap.savefile(path) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -166,61 +163,97 @@ pub fn run(cfg: &Config, sink: &mut dyn Sink) -> Report {
             return col.abort();
         }
     }
-    let linktype = cap.get_datalink().0;
-    let started = Instant::now();
-    let deadline = cfg.live.duration.map(|s| started + Duration::from_secs(s));
-    let mut seen = 0u64;
-    let mut failed = false;
-    while !stop.load(Ordering::SeqCst) && !col.broken() {
-        if cfg.live.count.is_some_and(|c| seen >= c)
-            || deadline.is_some_and(|d| Instant::now() >= d)
-        {
-            break;
-        }
-        match cap.next_packet() {
-            Ok(p) => {
-                seen += 1;
-                if let Some(s) = save.as_mut() {
-                    s.write(&p);
-                }
-                let ts = Timestamp {
-                    secs: p.header.ts.tv_sec,
-                    nanos: u32::try_from(p.header.ts.tv_usec)
-                        .unwrap_or(0)
-                        .saturating_mul(1000),
-                };
-                let pkt = Packet {
-                    number: seen,
-                    ts,
-                    linktype,
-                    data: p.data,
-                    orig_len: p.header.len,
-                };
-                inline.packet(&pkt, &mut |rec| col.emit(rec));
-            }
-            Err(pcap::Error::TimeoutExpired) => {
-                inline.tick(now(), &mut |rec| col.emit(rec));
-                wait_readable(&cap);
-            }
-            Err(e) => {
-                col.error(format!("{iface}: {e}"));
-                failed = true;
+    let source = Source {
+        iface: &iface,
+        cap,
+        save,
+        stop,
+        opts: &cfg.live,
+    };
+    // --port is part of the BPF filter; the engine needs no second check.
+    let ((failed, capture), totals) = drive(
+        cfg,
+        &mut col,
+        &[],
+        EndReason::CaptureStopped,
+        true,
+        |stage| source.capture(stage),
+    );
+    col.summary.capture = capture.map(|mut c| {
+        c.dropped_by_tlswatch = totals.dropped_by_worker.iter().sum();
+        c.dropped_by_worker = totals.dropped_by_worker.clone();
+        c
+    });
+    col.finish(totals.stats, totals.evicted, failed)
+}
+
+/// An open interface and what ends its capture.
+struct Source<'a> {
+    iface: &'a str,
+    cap: pcap::Capture<pcap::Active>,
+    save: Option<pcap::Savefile>,
+    /// Set by SIGINT/SIGTERM.
+    stop: Arc<AtomicBool>,
+    opts: &'a LiveOptions,
+}
+
+impl Source<'_> {
+    /// Reads packets into `stage` until told to stop; says whether capture failed,
+    /// and libpcap's counters.
+    fn capture(mut self, stage: &mut dyn Stage) -> (bool, Option<CaptureStats>) {
+        let linktype = self.cap.get_datalink().0;
+        let started = Instant::now();
+        let deadline = self.opts.duration.map(|s| started + Duration::from_secs(s));
+        let mut seen = 0u64;
+        let mut failed = false;
+        while !self.stop.load(Ordering::SeqCst) && !stage.stopped() {
+            if self.opts.count.is_some_and(|c| seen >= c)
+                || deadline.is_some_and(|d| Instant::now() >= d)
+            {
                 break;
             }
+            match self.cap.next_packet() {
+                Ok(p) => {
+                    seen += 1;
+                    if let Some(s) = self.save.as_mut() {
+                        s.write(&p);
+                    }
+                    let ts = Timestamp {
+                        secs: p.header.ts.tv_sec,
+                        nanos: u32::try_from(p.header.ts.tv_usec)
+                            .unwrap_or(0)
+                            .saturating_mul(1000),
+                    };
+                    stage.packet(&Packet {
+                        number: seen,
+                        ts,
+                        linktype,
+                        data: p.data,
+                        orig_len: p.header.len,
+                    });
+                }
+                Err(pcap::Error::TimeoutExpired) => {
+                    stage.tick(now());
+                    wait_readable(&self.cap);
+                }
+                Err(e) => {
+                    stage.notice(Notice::Error(format!("{}: {e}", self.iface)));
+                    failed = true;
+                    break;
+                }
+            }
         }
-    }
-    if let Some(s) = save.as_mut() {
-        let _ = s.flush();
-    }
-    let (stats, evicted) = inline.finish(EndReason::CaptureStopped, &mut |rec| col.emit(rec));
-    if let Ok(st) = cap.stats() {
-        col.summary.capture = Some(CaptureStats {
+        if let Some(s) = self.save.as_mut() {
+            let _ = s.flush();
+        }
+        let stats = self.cap.stats().ok().map(|st| CaptureStats {
             received: u64::from(st.received),
             dropped_by_kernel: u64::from(st.dropped),
             dropped_by_interface: u64::from(st.if_dropped),
+            ..CaptureStats::default()
         });
+        (failed, stats)
     }
-    col.finish(stats, evicted, failed)
 }
 
 /// A BPF filter applied to packets read from files (the same expression language as live capture).

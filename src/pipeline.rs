@@ -1,10 +1,53 @@
-//! The stage between decode and the flow table: turns a captured packet into
-//! what the flow engine takes (a segment and its stamp), counting the rest.
+//! The stage between decode and the flow tables. With one thread, decode, the
+//! clock and one flow engine run inline in the reader's thread. With several,
+//! the reader decodes each packet down to its flow key, hashes the key
+//! symmetrically and hands the segment, in batches over bounded queues, to the
+//! worker owning that flow's shard of the flow table; one output stage merges
+//! what the workers finish back into the order one engine would have produced.
+//!
+//! How the answers stay the same for any number of workers:
+//! - **Clock**: the reader runs the one [`Clock`] over every packet's time and
+//!   sends each sweep it calls for to every worker, in place in the packet order,
+//!   so every shard sweeps at the same packets a single engine would.
+//! - **Ids**: a worker numbers a flow by the ordinal of its first packet and
+//!   reports each start; the output stage renumbers 1, 2, 3... in first-packet order.
+//! - **Order**: every finished record carries the position at which it ended
+//!   (the packet ordinal; sweeps before that packet's own closes). A worker
+//!   reports after each batch how far it has got (its watermark); the output stage
+//!   releases a record once every worker has passed its position, in position order.
+//!
+//! Flow caps apply per worker (`--max-flows` divided by the worker count), so
+//! which flows get evicted when the table is full can differ from one thread.
 
 use crate::capture::Packet;
+use crate::cli::Config;
+use crate::collect::{Collector, Notice};
 use crate::decode::{Datagram, Decoded, Decoder, Segment};
-use crate::flow::{Emit, Engine, PacketStats, Stamp};
-use crate::record::{EndReason, Timestamp};
+use crate::flow::{Clock, Emit, Engine, IdScheme, Limits, PacketStats, Stamp};
+use crate::record::{EndReason, FlowRecord, Timestamp, Transport};
+use crate::shard::{Shard, flow_hash, route_hash, worker_of};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use rustc_hash::FxHashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Most worker threads `--threads` accepts; also caps the default (the core count).
+pub const MAX_THREADS: usize = 64;
+/// Segments in a batch before it goes to its worker.
+pub const BATCH_ITEMS: usize = 256;
+/// Payload bytes in a batch before it goes to its worker.
+pub const BATCH_BYTES: usize = 256 * 1024;
+/// Batches queued per worker. File reading waits when a queue is full (back-pressure);
+/// live capture drops the batch and counts it.
+pub const QUEUE_BATCHES: usize = 16;
+/// Every this many packets each worker gets its batch, full or not, so no
+/// worker's watermark lags far and the output stage holds few records.
+pub const SYNC_PACKETS: u64 = 8192;
+/// Live capture: partial batches go out at least this often, so flows show promptly.
+const LIVE_SYNC: Duration = Duration::from_millis(50);
 
 /// What goes on to a flow table: one table per transport.
 #[derive(Clone, Debug)]
@@ -14,16 +57,29 @@ pub enum Unit<'a> {
 }
 
 /// Decodes one packet down to its flow key and counts what it was; a TCP
-/// segment or UDP datagram goes on to the flow engine. Either may borrow the
-/// decoder's reassembled datagram.
+/// segment or UDP datagram of this shard goes on to the flow engine. Either may
+/// borrow the decoder's reassembled datagram.
 pub fn dissect<'a>(
     decoder: &'a mut Decoder,
     stats: &mut PacketStats,
     pkt: &Packet<'a>,
+    shard: Option<Shard>,
 ) -> Option<Unit<'a>> {
+    let decoded = decoder.decode(pkt);
+    if let Some(shard) = shard {
+        let ours = match &decoded {
+            Decoded::Tcp(s) => shard.holds(flow_hash(6, (s.src, s.sport), (s.dst, s.dport))),
+            Decoded::Udp(d) => shard.holds(flow_hash(17, (d.src, d.sport), (d.dst, d.dport))),
+            _ => shard.counts_flowless(),
+        };
+        if !ours {
+            stats.other_shard += 1;
+            return None;
+        }
+    }
     stats.total += 1;
     stats.bytes += u64::from(pkt.orig_len);
-    match decoder.decode(pkt) {
+    match decoded {
         Decoded::Tcp(seg) => {
             stats.tcp += 1;
             return Some(Unit::Tcp(seg));
@@ -45,6 +101,133 @@ pub fn dissect<'a>(
     None
 }
 
+impl Unit<'_> {
+    /// The endpoints of the flow key.
+    fn ends(&self) -> ((std::net::IpAddr, u16), (std::net::IpAddr, u16)) {
+        match self {
+            Unit::Tcp(s) => ((s.src, s.sport), (s.dst, s.dport)),
+            Unit::Udp(d) => ((d.src, d.sport), (d.dst, d.dport)),
+        }
+    }
+
+    fn payload(&self) -> &[u8] {
+        match self {
+            Unit::Tcp(s) => s.payload,
+            Unit::Udp(d) => d.payload,
+        }
+    }
+
+    /// The same without its payload, to travel in a batch.
+    fn detach(&self) -> Unit<'static> {
+        match self {
+            Unit::Tcp(s) => Unit::Tcp(Segment {
+                src: s.src,
+                dst: s.dst,
+                sport: s.sport,
+                dport: s.dport,
+                seq: s.seq,
+                ack: s.ack,
+                flags: s.flags,
+                payload: &[],
+                truncated: s.truncated,
+                tunnel: s.tunnel.clone(),
+                notes: s.notes,
+            }),
+            Unit::Udp(d) => Unit::Udp(Datagram {
+                src: d.src,
+                dst: d.dst,
+                sport: d.sport,
+                dport: d.dport,
+                payload: &[],
+                truncated: d.truncated,
+                tunnel: d.tunnel.clone(),
+                notes: d.notes,
+            }),
+        }
+    }
+
+    /// Into the engine, with `payload` put back.
+    fn feed(self, payload: &[u8], engine: &mut Engine, at: Stamp, emit: &mut Emit<'_>) {
+        match self {
+            Unit::Tcp(s) => engine.segment(&Segment { payload, ..s }, at, emit),
+            Unit::Udp(d) => engine.datagram(&Datagram { payload, ..d }, at, emit),
+        }
+    }
+}
+
+/// Where the reader hands packets: one engine inline, or the router to the workers.
+pub trait Stage {
+    /// A captured packet that passed the filter.
+    fn packet(&mut self, pkt: &Packet<'_>);
+    /// A packet the filter left out: counted, and it keeps its place in the order.
+    fn skip(&mut self);
+    /// The wall clock moved on without a packet (live capture).
+    fn tick(&mut self, now: Timestamp);
+    /// Something to tell the user about an input.
+    fn notice(&mut self, n: Notice);
+    /// Output can no longer be written: reading may stop.
+    fn stopped(&self) -> bool;
+    /// Counters of the packets decoded so far (the flow engines' not included).
+    fn decode_stats(&self) -> &PacketStats;
+}
+
+/// What the flow stage counted over a run.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub stats: PacketStats,
+    pub evicted: u64,
+    /// Live capture: packets dropped per worker because its queue was full.
+    pub dropped_by_worker: Vec<u64>,
+}
+
+/// Runs `read` (the reading loop of files or of an interface) into the flow
+/// stage `cfg` asks for, finished records into `col`; ends open flows with `end`.
+/// `ports` is the engine's own port filter; `live` drops on full queues.
+pub fn drive<T: Send>(
+    cfg: &Config,
+    col: &mut Collector<'_>,
+    ports: &[u16],
+    end: EndReason,
+    live: bool,
+    read: impl FnOnce(&mut dyn Stage) -> T + Send,
+) -> (T, Totals) {
+    let workers = cfg.threads.clamp(1, MAX_THREADS);
+    if workers == 1 {
+        let engine = Engine::new(cfg.limits, cfg.opts, ports.to_vec());
+        let mut stage = InlineStage {
+            inline: Inline::new(engine, cfg.shard),
+            col,
+        };
+        let t = read(&mut stage);
+        let InlineStage { inline, col } = stage;
+        let (stats, evicted) = inline.finish(end, &mut |rec| col.emit(rec));
+        let totals = Totals {
+            stats,
+            evicted,
+            dropped_by_worker: Vec::new(),
+        };
+        return (t, totals);
+    }
+    let plan = Plan {
+        workers,
+        limits: per_worker(cfg.limits, workers),
+        opts: cfg.opts,
+        ports,
+        shard: cfg.shard,
+        end,
+        live,
+    };
+    threaded(&plan, col, read)
+}
+
+/// Caps of one worker's shard, so the totals over all workers hold.
+pub fn per_worker(limits: Limits, workers: usize) -> Limits {
+    Limits {
+        max_flows: (limits.max_flows / workers.max(1)).max(1),
+        ..limits
+    }
+}
+
 /// The single-threaded path: decode, the clock and one flow engine, all in the
 /// caller's thread.
 pub struct Inline {
@@ -52,16 +235,18 @@ pub struct Inline {
     engine: Engine,
     /// What decode counted (the engine counts the rest).
     stats: PacketStats,
+    shard: Option<Shard>,
     /// Packets seen so far, filtered ones included.
     ordinal: u64,
 }
 
 impl Inline {
-    pub fn new(engine: Engine) -> Self {
+    pub fn new(engine: Engine, shard: Option<Shard>) -> Self {
         Inline {
             decoder: Decoder::default(),
             engine,
             stats: PacketStats::default(),
+            shard,
             ordinal: 0,
         }
     }
@@ -80,7 +265,7 @@ impl Inline {
             ts: pkt.ts,
             ordinal: self.ordinal,
         };
-        match dissect(&mut self.decoder, &mut self.stats, pkt) {
+        match dissect(&mut self.decoder, &mut self.stats, pkt, self.shard) {
             Some(Unit::Tcp(seg)) => self.engine.segment(&seg, at, emit),
             Some(Unit::Udp(d)) => self.engine.datagram(&d, at, emit),
             None => {}
@@ -104,5 +289,459 @@ impl Inline {
     pub fn finish(mut self, reason: EndReason, emit: &mut Emit<'_>) -> (PacketStats, u64) {
         self.engine.finish(reason, emit);
         (self.stats(), self.engine.evicted)
+    }
+}
+
+struct InlineStage<'c, 'a> {
+    inline: Inline,
+    col: &'c mut Collector<'a>,
+}
+
+impl Stage for InlineStage<'_, '_> {
+    fn packet(&mut self, pkt: &Packet<'_>) {
+        let col = &mut *self.col;
+        self.inline.packet(pkt, &mut |rec| col.emit(rec));
+    }
+
+    fn skip(&mut self) {
+        self.inline.skip();
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        let col = &mut *self.col;
+        self.inline.tick(now, &mut |rec| col.emit(rec));
+    }
+
+    fn notice(&mut self, n: Notice) {
+        self.col.notice(n);
+    }
+
+    fn stopped(&self) -> bool {
+        self.col.broken()
+    }
+
+    fn decode_stats(&self) -> &PacketStats {
+        &self.inline.stats
+    }
+}
+
+/// How the threaded stage is laid out.
+struct Plan<'p> {
+    workers: usize,
+    /// Caps of each worker's shard.
+    limits: Limits,
+    opts: crate::analyzer::Options,
+    ports: &'p [u16],
+    shard: Option<Shard>,
+    end: EndReason,
+    live: bool,
+}
+
+/// A segment or datagram waiting in a batch; its payload lives in the batch's byte buffer.
+struct Queued {
+    at: Stamp,
+    unit: Unit<'static>,
+    payload: Range<usize>,
+}
+
+enum Item {
+    Unit(Queued),
+    /// The clock calls for a sweep at this position.
+    Sweep {
+        now: Timestamp,
+        pos: u64,
+    },
+}
+
+/// Packets for one worker: one buffer for all payloads, reused from batch to batch.
+#[derive(Default)]
+struct Batch {
+    items: Vec<Item>,
+    bytes: Vec<u8>,
+    /// Every item up to this position, for this worker, is in this batch or an earlier one.
+    upto: u64,
+}
+
+/// Where a record ended: position (twice the packet ordinal; odd for a clock
+/// tick between packets), phase (a sweep comes before the packet's own closes),
+/// then a tie-break (the first-packet ordinal in sweeps, the order of closing at a packet).
+type EndKey = (u64, u8, u64, usize);
+
+/// A sweep ends idle TCP flows, then idle UDP flows, each in `id` order.
+const PHASE_SWEEP: u8 = 0;
+const PHASE_SWEEP_UDP: u8 = 1;
+/// A packet's own closes come after the sweep it called for.
+const PHASE_PACKET: u8 = 2;
+
+fn sweep_phase(rec: &FlowRecord) -> u8 {
+    match rec.transport {
+        Transport::Tcp => PHASE_SWEEP,
+        Transport::Udp => PHASE_SWEEP_UDP,
+    }
+}
+
+/// What a worker reports after a batch.
+struct Progress {
+    worker: usize,
+    upto: u64,
+    /// First-packet ordinals of the flows begun in this batch, in order.
+    started: Vec<u64>,
+    ended: Vec<(EndKey, FlowRecord)>,
+}
+
+enum Out {
+    Progress(Progress),
+    Notice(Notice),
+    ReaderDone {
+        stats: PacketStats,
+        dropped: Vec<u64>,
+    },
+    WorkerDone {
+        stats: PacketStats,
+        evicted: u64,
+    },
+}
+
+fn threaded<T: Send>(
+    plan: &Plan<'_>,
+    col: &mut Collector<'_>,
+    read: impl FnOnce(&mut dyn Stage) -> T + Send,
+) -> (T, Totals) {
+    let stop = AtomicBool::new(false);
+    let (out_tx, out_rx) = bounded::<Out>(4 * plan.workers + 4);
+    let (pool_tx, pool_rx) = bounded::<Batch>(plan.workers * (QUEUE_BATCHES + 2));
+    std::thread::scope(|s| {
+        let mut queues = Vec::with_capacity(plan.workers);
+        for w in 0..plan.workers {
+            let (tx, rx) = bounded::<Batch>(QUEUE_BATCHES);
+            queues.push(tx);
+            let mut engine = Engine::new(plan.limits, plan.opts, plan.ports.to_vec());
+            engine.set_ids(IdScheme::FirstPacket);
+            let (out, pool, end) = (out_tx.clone(), pool_tx.clone(), plan.end);
+            s.spawn(move || work(w, engine, &rx, &pool, &out, end));
+        }
+        drop(pool_tx);
+        let reader_out = out_tx;
+        let mut router = Router::new(queues, pool_rx, reader_out, plan, &stop);
+        let reader = s.spawn(move || {
+            let t = read(&mut router);
+            router.finish();
+            t
+        });
+        let mut merge = Merge::new(plan.workers);
+        let mut totals = Totals::default();
+        for msg in out_rx.iter() {
+            match msg {
+                Out::Progress(p) => merge.add(p),
+                Out::Notice(n) => col.notice(n),
+                Out::ReaderDone { stats, dropped } => {
+                    totals.stats.absorb(&stats);
+                    totals.dropped_by_worker = dropped;
+                }
+                Out::WorkerDone { stats, evicted } => {
+                    totals.stats.absorb(&stats);
+                    totals.evicted += evicted;
+                }
+            }
+            merge.release(&mut |rec| col.emit(rec));
+            if col.broken() {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+        merge.release_all(&mut |rec| col.emit(rec));
+        let t = match reader.join() {
+            Ok(t) => t,
+            Err(e) => std::panic::resume_unwind(e),
+        };
+        (t, totals)
+    })
+}
+
+/// The reader's side: decodes, runs the clock, and batches segments to the workers.
+struct Router<'s> {
+    queues: Vec<Sender<Batch>>,
+    pending: Vec<Batch>,
+    pool: Receiver<Batch>,
+    out: Sender<Out>,
+    clock: Clock,
+    decoder: Decoder,
+    stats: PacketStats,
+    shard: Option<Shard>,
+    live: bool,
+    stop: &'s AtomicBool,
+    ordinal: u64,
+    /// Latest position handed out (see [`EndKey`]).
+    pos: u64,
+    next_sync: u64,
+    last_sync: Instant,
+    dropped: Vec<u64>,
+}
+
+impl<'s> Router<'s> {
+    fn new(
+        queues: Vec<Sender<Batch>>,
+        pool: Receiver<Batch>,
+        out: Sender<Out>,
+        plan: &Plan<'_>,
+        stop: &'s AtomicBool,
+    ) -> Self {
+        let n = queues.len();
+        Router {
+            pending: (0..n).map(|_| Batch::default()).collect(),
+            queues,
+            pool,
+            out,
+            clock: Clock::new(&plan.limits),
+            decoder: Decoder::default(),
+            stats: PacketStats::default(),
+            shard: plan.shard,
+            live: plan.live,
+            stop,
+            ordinal: 0,
+            pos: 0,
+            next_sync: SYNC_PACKETS,
+            last_sync: Instant::now(),
+            dropped: vec![0; n],
+        }
+    }
+
+    fn sweep_all(&mut self, now: Timestamp) {
+        for b in &mut self.pending {
+            b.items.push(Item::Sweep { now, pos: self.pos });
+        }
+    }
+
+    /// Hands worker `w` its pending batch. Files wait for room in the queue;
+    /// live capture drops the batch's segments when the queue is full.
+    fn send(&mut self, w: usize) {
+        let (Some(queue), Some(pending)) = (self.queues.get(w), self.pending.get_mut(w)) else {
+            return;
+        };
+        if self.live && queue.is_full() {
+            let before = pending.items.len();
+            pending.items.retain(|i| matches!(i, Item::Sweep { .. }));
+            pending.bytes.clear();
+            if let Some(d) = self.dropped.get_mut(w) {
+                *d += (before - pending.items.len()) as u64;
+            }
+            return;
+        }
+        let fresh = self.pool.try_recv().unwrap_or_default();
+        let mut batch = std::mem::replace(pending, fresh);
+        batch.upto = self.pos;
+        if queue.send(batch).is_err() {
+            // The worker is gone (it can only have panicked): stop feeding anyone.
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Every worker gets its batch, so all watermarks move up to here.
+    fn sync(&mut self) {
+        for w in 0..self.queues.len() {
+            self.send(w);
+        }
+        self.next_sync = self.ordinal + SYNC_PACKETS;
+        if self.live {
+            self.last_sync = Instant::now();
+        }
+    }
+
+    fn finish(mut self) {
+        self.sync();
+        let Router {
+            queues,
+            out,
+            mut stats,
+            decoder,
+            dropped,
+            ..
+        } = self;
+        drop(queues);
+        stats.decode.merge(&decoder.stats());
+        let _ = out.send(Out::ReaderDone { stats, dropped });
+    }
+}
+
+impl Stage for Router<'_> {
+    fn packet(&mut self, pkt: &Packet<'_>) {
+        if self.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        self.ordinal += 1;
+        self.pos = self.ordinal * 2;
+        if let Some(now) = self.clock.advance(pkt.ts) {
+            self.sweep_all(now);
+        }
+        if let Some(unit) = dissect(&mut self.decoder, &mut self.stats, pkt, self.shard) {
+            let (a, z) = unit.ends();
+            let w = worker_of(route_hash(a, z), self.queues.len());
+            if let Some(b) = self.pending.get_mut(w) {
+                let start = b.bytes.len();
+                b.bytes.extend_from_slice(unit.payload());
+                b.items.push(Item::Unit(Queued {
+                    at: Stamp {
+                        ts: pkt.ts,
+                        ordinal: self.ordinal,
+                    },
+                    unit: unit.detach(),
+                    payload: start..b.bytes.len(),
+                }));
+                if b.items.len() >= BATCH_ITEMS || b.bytes.len() >= BATCH_BYTES {
+                    self.send(w);
+                }
+            }
+        }
+        if self.ordinal >= self.next_sync
+            || (self.live
+                && self.ordinal.is_multiple_of(64)
+                && self.last_sync.elapsed() >= LIVE_SYNC)
+        {
+            self.sync();
+        }
+    }
+
+    fn skip(&mut self) {
+        self.ordinal += 1;
+        self.pos = self.ordinal * 2;
+        self.stats.filtered += 1;
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        self.pos = self.ordinal * 2 + 1;
+        if let Some(now) = self.clock.advance(now) {
+            self.sweep_all(now);
+        }
+        self.sync();
+    }
+
+    fn notice(&mut self, n: Notice) {
+        let _ = self.out.send(Out::Notice(n));
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn decode_stats(&self) -> &PacketStats {
+        &self.stats
+    }
+}
+
+/// A worker: owns one shard of the flow table and runs it over its batches.
+fn work(
+    w: usize,
+    mut engine: Engine,
+    batches: &Receiver<Batch>,
+    pool: &Sender<Batch>,
+    out: &Sender<Out>,
+    end: EndReason,
+) {
+    let mut tie = 0u64;
+    for mut batch in batches.iter() {
+        let mut p = Progress {
+            worker: w,
+            upto: batch.upto,
+            started: Vec::new(),
+            ended: Vec::new(),
+        };
+        for item in batch.items.drain(..) {
+            match item {
+                Item::Sweep { now, pos } => engine.sweep_at(now, &mut |rec| {
+                    p.ended.push(((pos, sweep_phase(&rec), rec.id, w), rec));
+                }),
+                Item::Unit(q) => {
+                    let payload = batch.bytes.get(q.payload).unwrap_or_default();
+                    let before = engine.flows_started();
+                    let pos = q.at.ordinal * 2;
+                    q.unit.feed(payload, &mut engine, q.at, &mut |rec| {
+                        tie += 1;
+                        p.ended.push(((pos, PHASE_PACKET, tie, w), rec));
+                    });
+                    if engine.flows_started() > before {
+                        p.started.push(q.at.ordinal);
+                    }
+                }
+            }
+        }
+        batch.bytes.clear();
+        let _ = pool.try_send(batch);
+        if out.send(Out::Progress(p)).is_err() {
+            return;
+        }
+    }
+    let mut p = Progress {
+        worker: w,
+        upto: u64::MAX,
+        started: Vec::new(),
+        ended: Vec::new(),
+    };
+    engine.finish(end, &mut |rec| {
+        p.ended.push(((u64::MAX, PHASE_SWEEP, rec.id, w), rec));
+    });
+    let _ = out.send(Out::Progress(p));
+    let _ = out.send(Out::WorkerDone {
+        stats: engine.stats.clone(),
+        evicted: engine.evicted,
+    });
+}
+
+/// The output stage's bookkeeping: numbers flows in first-packet order and
+/// releases records in the order one engine would have ended them.
+struct Merge {
+    /// Each worker's watermark: everything up to this position is done.
+    upto: Vec<u64>,
+    /// First-packet ordinals of begun flows not yet numbered.
+    started: BinaryHeap<Reverse<u64>>,
+    /// First-packet ordinal to `id`, for flows numbered but not yet released.
+    ids: FxHashMap<u64, u64>,
+    next_id: u64,
+    pending: BTreeMap<EndKey, FlowRecord>,
+}
+
+impl Merge {
+    fn new(workers: usize) -> Self {
+        Merge {
+            upto: vec![0; workers],
+            started: BinaryHeap::new(),
+            ids: FxHashMap::default(),
+            next_id: 1,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, p: Progress) {
+        if let Some(u) = self.upto.get_mut(p.worker) {
+            *u = (*u).max(p.upto);
+        }
+        self.started.extend(p.started.into_iter().map(Reverse));
+        self.pending.extend(p.ended);
+    }
+
+    /// Emits every record whose end position all workers have passed.
+    fn release(&mut self, emit: &mut Emit<'_>) {
+        let low = self.upto.iter().copied().min().unwrap_or(u64::MAX);
+        while let Some(&Reverse(first)) = self.started.peek() {
+            if first.saturating_mul(2) > low {
+                break;
+            }
+            self.started.pop();
+            self.ids.insert(first, self.next_id);
+            self.next_id += 1;
+        }
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.key().0 > low {
+                break;
+            }
+            let mut rec = entry.remove();
+            if let Some(id) = self.ids.remove(&rec.id) {
+                rec.id = id;
+            }
+            emit(rec);
+        }
+    }
+
+    fn release_all(&mut self, emit: &mut Emit<'_>) {
+        self.upto.iter_mut().for_each(|u| *u = u64::MAX);
+        self.release(emit);
     }
 }

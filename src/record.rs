@@ -197,6 +197,8 @@ pub enum Note {
     QuicUnknownVersion,
     /// The server answered with a QUIC Version Negotiation packet.
     QuicVersionNegotiation,
+    /// A QUIC Retry whose integrity tag did not verify was ignored.
+    QuicRetryInvalid,
     /// DTLS bytes that did not parse as records or handshake fragments.
     DtlsParseError,
     /// A DTLS handshake message exceeded the reassembly cap and was not parsed.

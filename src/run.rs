@@ -3,11 +3,10 @@
 use crate::cli::Config;
 use crate::collect::{Collector, input_notices, make_sink};
 pub use crate::collect::{Exit, Report};
-use crate::flow::Engine;
 use crate::output::Sink;
 #[cfg(not(feature = "live"))]
 use crate::output::Summary;
-use crate::pipeline::Inline;
+use crate::pipeline::{Stage, drive};
 use crate::progress::Progress;
 use crate::record::EndReason;
 
@@ -66,36 +65,46 @@ fn live_run(cfg: &Config, sink: &mut dyn Sink) -> Report {
 /// Reads every input into one flow table and writes results to `sink`.
 pub fn process(cfg: &Config, sink: &mut dyn Sink, progress: &Progress) -> Report {
     let mut col = Collector::new(cfg, sink, cfg.inputs.clone());
-    let mut filter = match file_filter(cfg) {
-        Ok(f) => f,
-        Err(msg) => {
-            col.error(msg);
-            return col.abort();
-        }
-    };
-    let mut inline = Inline::new(Engine::new(cfg.limits, cfg.opts, cfg.ports.clone()));
+    if let Err(msg) = file_filter(cfg) {
+        col.error(msg);
+        return col.abort();
+    }
+    let (failed, totals) = drive(
+        cfg,
+        &mut col,
+        &cfg.ports,
+        EndReason::EndOfInput,
+        false,
+        |stage| read_files(cfg, stage, progress),
+    );
+    progress.finish();
+    col.finish(totals.stats, totals.evicted, failed)
+}
+
+/// Reads the inputs in order into `stage`; says whether one of them failed.
+fn read_files(cfg: &Config, stage: &mut dyn Stage, progress: &Progress) -> bool {
+    // Compiled here, in the thread that reads; checked once already.
+    let mut filter = file_filter(cfg).ok().flatten();
     let mut failed = false;
     for input in &cfg.inputs {
-        let before = inline.stats().unsupported_link_types;
+        let before = stage.decode_stats().unsupported_link_types.clone();
         let result = progress.read_path(input, &mut |p| {
             if filter.as_mut().is_none_or(|f| f.matches(p)) {
-                inline.packet(p, &mut |rec| col.emit(rec));
+                stage.packet(p);
             } else {
-                inline.skip();
+                stage.skip();
             }
         });
-        let after = inline.stats().unsupported_link_types;
-        for notice in input_notices(input, &result, &before, &after) {
+        let after = &stage.decode_stats().unsupported_link_types;
+        for notice in input_notices(input, &result, &before, after) {
             failed |= notice.is_error();
-            progress.suspend(|| col.notice(notice));
+            progress.suspend(|| stage.notice(notice));
         }
-        if col.broken() {
+        if stage.stopped() {
             break;
         }
     }
-    let (stats, evicted) = inline.finish(EndReason::EndOfInput, &mut |rec| col.emit(rec));
-    progress.finish();
-    col.finish(stats, evicted, failed)
+    failed
 }
 
 #[cfg(feature = "live")]

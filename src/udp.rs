@@ -351,6 +351,22 @@ impl UdpTable {
         }
     }
 
+    /// Bytes the open conversations hold: table entries and analyzer state (for
+    /// memory accounting; walks the table).
+    pub fn heap_bytes(&self) -> usize {
+        self.table
+            .values()
+            .map(|f| {
+                std::mem::size_of::<(UdpKey, UdpFlow)>()
+                    + match &f.proto {
+                        Proto::Quic(q) => std::mem::size_of::<QuicAnalyzer>() + q.heap_bytes(),
+                        Proto::Dtls(d) => std::mem::size_of::<DtlsAnalyzer>() + d.heap_bytes(),
+                        Proto::Sniff { .. } | Proto::Bypass | Proto::Other => 0,
+                    }
+            })
+            .sum()
+    }
+
     /// The ids and keys of open conversations, to end them in order with the TCP ones.
     pub fn open_flows(&self) -> Vec<(u64, UdpKey)> {
         self.table.iter().map(|(k, f)| (f.rec.id, *k)).collect()
@@ -582,6 +598,42 @@ mod tests {
         );
         assert_eq!(stats.evicted, 6);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn half_handshakes_hold_bounded_state_and_finished_ones_none() {
+        let ch = dtls_handshake(1, &[0xfe, 0xfd]);
+        let mut t = UdpTable::new(UdpLimits::default());
+        let mut stats = UdpStats::default();
+        let mut id = 0;
+        for i in 0..1000u16 {
+            // The first fragment of a 4 KiB ClientHello that never completes.
+            let mut f = vec![1, 0, 0x10, 0x00, 0, 0, 0, 0, 0, 0, 0, 8];
+            f.extend([0xab; 8]);
+            let mut r = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0];
+            r.extend((f.len() as u16).to_be_bytes());
+            r.extend(f);
+            let dg = Datagram {
+                src: IpAddr::from([10, 0, 0, 2]),
+                dst: IpAddr::from([10, 0, 0, 1]),
+                sport: 40000 + i,
+                dport: 4433,
+                payload: if i % 2 == 0 { &r } else { &ch },
+                truncated: false,
+                tunnel: Default::default(),
+                notes: Default::default(),
+            };
+            let mut new_id = || {
+                id += 1;
+                id
+            };
+            t.datagram(&dg, ts(0), &mut new_id, &mut stats, &mut |_| {});
+        }
+        let per_flow = t.heap_bytes() / t.len();
+        assert!(
+            per_flow < 4096,
+            "{per_flow} bytes per half-open conversation"
+        );
     }
 
     #[test]

@@ -24,12 +24,39 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn run(args: &[&str]) -> Output {
+fn run_once(args: &[&str]) -> Output {
     bin()
         .args(args)
         .env("NO_COLOR", "1")
         .output()
         .unwrap_or_else(|e| panic!("spawn: {e}"))
+}
+
+/// Runs the binary. A run that reads files and does not choose its threads runs
+/// twice, with `--threads 1` and `--threads 4`: the two must print the same
+/// (flows, ids, their order, the summary), exit the same and warn the same.
+fn run(args: &[&str]) -> Output {
+    if !args.contains(&"-r") || args.contains(&"--threads") {
+        return run_once(args);
+    }
+    let one = run_once(&[&["--threads", "1"], args].concat());
+    let four = run_once(&[&["--threads", "4"], args].concat());
+    assert_eq!(
+        String::from_utf8_lossy(&one.stdout),
+        String::from_utf8_lossy(&four.stdout),
+        "{args:?}: --threads 1 and --threads 4 print different results"
+    );
+    assert_eq!(
+        one.status.code(),
+        four.status.code(),
+        "{args:?}: exit status"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&one.stderr),
+        String::from_utf8_lossy(&four.stderr),
+        "{args:?}: messages"
+    );
+    one
 }
 
 fn json_of(path: &Path) -> Value {
@@ -691,6 +718,147 @@ fn stdin_is_read_with_dash() {
     let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     assert_eq!(doc["flows"][0]["tls"]["version"], "SSLv3");
+    // The reader thread takes standard input just as well.
+    let mut child = bin()
+        .args(["-r", "-", "--json", "--threads", "4"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        let _ = stdin.write_all(&f);
+    }
+    let out4 = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.stdout, out4.stdout);
+}
+
+/// Many flows of every kind the byte builder makes, interleaved, some idle past
+/// the timeout, some closed and their ports reused.
+fn many_flows_capture() -> Pcap {
+    let ch = client_hello();
+    let sh = server_hello(0x0303, 0xc02f);
+    let mut p = Pcap::new();
+    for round in 0..3u32 {
+        for i in 0..40u16 {
+            let c = (1 + (i % 7) as u8, 30000 + i + 100 * round as u16);
+            let s = (100 + (i % 3) as u8, [443, 8443, 25][usize::from(i % 3)]);
+            let isn = 1000 * u32::from(i) + round;
+            p.tcp(c, s, isn, 0, SYN, b"");
+            if i % 5 == 0 {
+                continue; // a bare SYN: a flow without payload
+            }
+            p.tcp(s, c, 7000, isn + 1, SYN | ACK, b"");
+            p.tcp(c, s, isn + 1, 7001, ACK | PSH, &ch);
+            if i % 4 != 1 {
+                p.tcp(s, c, 7001, isn + 1 + ch.len() as u32, ACK | PSH, &sh);
+            }
+            if i % 3 == 0 {
+                p.tcp(c, s, isn + 1 + ch.len() as u32, 7001, FIN | ACK, b"");
+            }
+        }
+        // Past the idle timeout: the open flows of this round end by the clock.
+        p.t += 400_000;
+    }
+    p
+}
+
+fn flows_without_ids(out: &Output) -> (Vec<String>, Value) {
+    let mut flows = Vec::new();
+    let mut summary = Value::Null;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut v: Value = serde_json::from_str(line).unwrap();
+        if v["type"] == "summary" {
+            summary = v;
+            continue;
+        }
+        v.as_object_mut().unwrap().remove("id");
+        flows.push(v.to_string());
+    }
+    flows.sort();
+    (flows, summary)
+}
+
+/// `--shard 0/3`, `1/3` and `2/3` together report every flow of the unsharded run,
+/// none twice, and their packet counters add up to its.
+fn assert_shards_partition(inputs: &[String]) {
+    let mut args: Vec<&str> = Vec::new();
+    for f in inputs {
+        args.extend(["-r", f.as_str()]);
+    }
+    args.extend(["--ndjson", "--all", "--threads", "2"]);
+    let (whole, whole_summary) = flows_without_ids(&run_once(&args));
+    assert!(!whole.is_empty());
+    let mut union = Vec::new();
+    let mut total = 0;
+    let mut other = 0;
+    for k in ["0/3", "1/3", "2/3"] {
+        let (part, summary) = flows_without_ids(&run_once(&[&args[..], &["--shard", k]].concat()));
+        assert!(part.len() < whole.len(), "{k}: one shard took every flow");
+        union.extend(part);
+        total += summary["packets"]["total"].as_u64().unwrap();
+        other += summary["packets"]["other_shard"].as_u64().unwrap_or(0);
+    }
+    union.sort();
+    assert_eq!(union.len(), whole.len(), "a flow in two shards, or in none");
+    assert_eq!(union, whole);
+    let whole_total = whole_summary["packets"]["total"].as_u64().unwrap();
+    assert_eq!(total, whole_total);
+    assert_eq!(other, 2 * whole_total);
+}
+
+#[test]
+fn shards_together_are_the_whole_answer() {
+    let path = many_flows_capture().write("many.pcap");
+    assert_shards_partition(&[path.to_str().unwrap().to_string()]);
+    let shared = root().join("../shared/captures");
+    if !shared.join("EXPECTED.tsv").exists() {
+        return;
+    }
+    let mut files = Vec::new();
+    let mut dirs = vec![shared];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
+                files.push(p.to_str().unwrap().to_string());
+            }
+        }
+    }
+    files.sort();
+    assert_shards_partition(&files);
+}
+
+#[test]
+fn threads_agree_on_many_interleaved_flows() {
+    let path = many_flows_capture().write("many-threads.pcap");
+    let p = path.to_str().unwrap();
+    let one = run_once(&["-r", p, "--ndjson", "--all", "--threads", "1"]);
+    let lines = String::from_utf8_lossy(&one.stdout).lines().count();
+    assert!(lines > 100, "{lines}");
+    for n in ["2", "3", "4", "7"] {
+        let out = run_once(&["-r", p, "--ndjson", "--all", "--threads", n]);
+        assert_eq!(
+            String::from_utf8_lossy(&one.stdout),
+            String::from_utf8_lossy(&out.stdout),
+            "--threads {n}"
+        );
+    }
+}
+
+#[test]
+fn threads_and_shard_arguments_are_checked() {
+    for bad in [
+        &["--threads", "0"][..],
+        &["--threads", "65"],
+        &["--shard", "3/3"],
+        &["--shard", "1"],
+    ] {
+        let out = run_once(&[&["-r", "x.pcap"], bad].concat());
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
 }
 
 /// pcapng writer: sections of interfaces and packet blocks, little-endian.
@@ -827,7 +995,16 @@ fn idle_timeout_and_flow_cap_end_flows_visibly() {
             (40003, "end_of_input".into())
         ]
     );
-    let out = run(&["-r", path.to_str().unwrap(), "--json", "--max-flows", "1"]);
+    // The cap is per worker thread: with one, the whole table holds one flow.
+    let out = run(&[
+        "-r",
+        path.to_str().unwrap(),
+        "--json",
+        "--max-flows",
+        "1",
+        "--threads",
+        "1",
+    ]);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let evicted: Vec<&str> = doc["flows"]
         .as_array()
@@ -855,6 +1032,16 @@ mod live {
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
+    /// Waits (up to 20 s: a loaded machine starts peers slowly) until a peer listens on `port`.
+    fn wait_listening(port: u16) {
+        for _ in 0..200 {
+            if sh(&format!("ss -Hltn 'sport = :{port}' | grep -q LISTEN")).is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn flows_by_port(lines: &[Value], port: u16) -> Vec<Value> {
         lines
             .iter()
@@ -865,6 +1052,16 @@ mod live {
 
     #[test]
     fn live_loopback_direct_tls_and_starttls_then_sigint() {
+        live_loopback("1", 0);
+    }
+
+    /// The same through the reader thread and two workers.
+    #[test]
+    fn live_loopback_with_two_worker_threads() {
+        live_loopback("2", 2);
+    }
+
+    fn live_loopback(threads: &str, port_offset: u16) {
         if sh("id -u").as_deref() != Some("0") {
             eprintln!("skipped: live capture on lo needs root (CI runs as root)");
             return;
@@ -873,7 +1070,8 @@ mod live {
             eprintln!("skipped: openssl and python3 are needed as peers");
             return;
         }
-        let dir = std::env::temp_dir().join(format!("tlswatch-live-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("tlswatch-live-{}-{threads}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         sh(&format!(
@@ -882,7 +1080,7 @@ mod live {
             cert.display()
         ))
         .expect("openssl req");
-        let tls_port = 20000 + (std::process::id() % 20000) as u16;
+        let tls_port = 20000 + (std::process::id() % 20000) as u16 + port_offset;
         let smtp_port = tls_port + 1;
         let saved = dir.join("live.pcap");
         let watcher = bin()
@@ -896,6 +1094,8 @@ mod live {
                 "--ndjson",
                 "-Z",
                 "nobody",
+                "--threads",
+                threads,
             ])
             .arg("-w")
             .arg(&saved)
@@ -922,7 +1122,7 @@ mod live {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(500));
+        wait_listening(tls_port);
         sh(&format!(
             "echo hello | timeout 10 openssl s_client -connect 127.0.0.1:{tls_port} -tls1_3 -servername direct.test -ign_eof >/dev/null 2>&1"
         ));
@@ -936,7 +1136,7 @@ mod live {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(500));
+        wait_listening(smtp_port);
         sh(&format!(
             "timeout 10 openssl s_client -connect 127.0.0.1:{smtp_port} -starttls smtp -tls1_2 </dev/null >/dev/null 2>&1"
         ));
@@ -981,6 +1181,7 @@ mod live {
             summary["capture"]["received"].as_u64().unwrap() >= seen,
             "{summary}"
         );
+        assert_eq!(summary["capture"]["dropped_by_tlswatch"], 0, "{summary}");
 
         // The -w file analyses to the same flows.
         let doc = json_of(&saved);
@@ -1053,15 +1254,19 @@ fn golden_reports_of_recorded_captures() {
                 .to_str()
                 .unwrap()
                 .to_string();
-            let out = bin()
-                .args(["-r", &rel, "--json", "--all"])
-                .current_dir(root())
-                .output()
-                .unwrap();
-            // Pretty-printed, so a change shows as a readable line diff.
-            let parsed: Value = serde_json::from_slice(&out.stdout)
-                .unwrap_or_else(|e| panic!("{rel}: bad JSON: {e}"));
-            let got = serde_json::to_string_pretty(&parsed).unwrap() + "\n";
+            let report = |threads: &str| {
+                let out = bin()
+                    .args(["-r", &rel, "--json", "--all", "--threads", threads])
+                    .current_dir(root())
+                    .output()
+                    .unwrap();
+                // Pretty-printed, so a change shows as a readable line diff.
+                let parsed: Value = serde_json::from_slice(&out.stdout)
+                    .unwrap_or_else(|e| panic!("{rel}: bad JSON: {e}"));
+                serde_json::to_string_pretty(&parsed).unwrap() + "\n"
+            };
+            let got = report("1");
+            assert_eq!(got, report("4"), "{rel}: --threads 1 and 4 differ");
             let golden = f.with_extension("golden.json");
             if bless {
                 std::fs::write(&golden, &got).unwrap();
@@ -1152,14 +1357,17 @@ fn mutated_captures_never_panic() {
                     }
                 }
             }
-            let mut inline = Inline::new(Engine::new(
-                Limits {
-                    max_flows: 4,
-                    ..Limits::default()
-                },
-                Options { show_users: true },
-                Vec::new(),
-            ));
+            let mut inline = Inline::new(
+                Engine::new(
+                    Limits {
+                        max_flows: 4,
+                        ..Limits::default()
+                    },
+                    Options { show_users: true },
+                    Vec::new(),
+                ),
+                None,
+            );
             let mut flows = 0;
             let _ = read_capture("mutated", &b[..], &mut |p| {
                 inline.packet(p, &mut |_| flows += 1)

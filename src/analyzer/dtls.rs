@@ -244,6 +244,18 @@ impl DtlsAnalyzer {
         Self::default()
     }
 
+    /// Bytes this analyzer holds on the heap (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        let side = |s: &Side| {
+            s.partial
+                .iter()
+                .map(|p| p.buf.capacity() + 16 * p.ranges.capacity())
+                .sum::<usize>()
+                + 2 * s.read.capacity()
+        };
+        side(&self.side.client) + side(&self.side.server)
+    }
+
     /// Nothing more to learn: the handshake is understood, or failed.
     pub fn is_done(&self) -> bool {
         self.done
@@ -584,6 +596,43 @@ mod tests {
         let r = run(&[(Dir::Client, d), (Dir::Server, s)]);
         assert_eq!(r.tls.unwrap().version, Some(Version::DTLS10));
         assert_eq!(r.encryption, crate::record::Encryption::Dtls);
+    }
+
+    #[test]
+    fn dtls13_selected_by_supported_versions_then_unified_headers() {
+        let ch = client_hello(&[]);
+        let mut sh = vec![0xfe, 0xfd];
+        sh.extend([9u8; 32]);
+        sh.push(0);
+        sh.extend([
+            0x13, 0x01, 0x00, 0x00, 0x06, 0x00, 0x2b, 0x00, 0x02, 0xfe, 0xfc,
+        ]);
+        // Unified header: 001 C=0 S=1 L=1 epoch bits 2, 16-bit sequence, length.
+        let encrypted = |n: u8| {
+            let mut r = vec![0x2e, 0, n, 0, 20];
+            r.extend([0xee; 20]);
+            r
+        };
+        let mut server = rec_hdr(22, 0xfefd, 0, 0, &frag(2, &sh, 0, 0, sh.len()));
+        server.extend(encrypted(0));
+        let r = run(&[
+            (
+                Dir::Client,
+                rec_hdr(22, 0xfefd, 0, 0, &frag(1, &ch, 0, 0, ch.len())),
+            ),
+            (Dir::Server, server),
+            (Dir::Client, encrypted(1)),
+        ]);
+        let tls = r.tls.clone().unwrap();
+        assert_eq!(tls.version, Some(Version::DTLS13));
+        assert!(tls.established);
+        assert_eq!(
+            crate::assess::assess(&r)
+                .iter()
+                .map(|f| f.code)
+                .collect::<Vec<_>>(),
+            vec!["TLS_1_3"]
+        );
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct CaptureStats {
     pub received: u64,
     pub dropped_by_kernel: u64,
     pub dropped_by_interface: u64,
+    /// Packets tlswatch itself dropped because a worker's queue was full (`--threads` > 1).
+    pub dropped_by_tlswatch: u64,
+    /// The same, per worker thread.
+    pub dropped_by_worker: Vec<u64>,
 }
 
 /// Everything the run observed, beside the flows themselves.
@@ -103,6 +107,12 @@ impl Summary {
 /// The version a flow is counted under in `by_version` and a server's `versions`:
 /// TLS-protected flows only, `unknown` without a ServerHello.
 pub fn version_key(rec: &FlowRecord) -> Option<String> {
+    negotiated_version(rec).map(|v| v.map_or_else(|| "unknown".to_string(), |v| v.to_string()))
+}
+
+/// The negotiated version of a TLS-protected flow (`Some(None)` without a
+/// ServerHello); `None` for flows TLS did not protect.
+pub fn negotiated_version(rec: &FlowRecord) -> Option<Option<crate::version::Version>> {
     let tls_used = matches!(
         rec.encryption,
         Encryption::Tls
@@ -111,12 +121,7 @@ pub fn version_key(rec: &FlowRecord) -> Option<String> {
             | Encryption::Quic
             | Encryption::Dtls
     );
-    tls_used.then(|| {
-        rec.tls
-            .as_ref()
-            .and_then(|t| t.version)
-            .map_or_else(|| "unknown".to_string(), |v| v.to_string())
-    })
+    tls_used.then(|| rec.tls.as_ref().and_then(|t| t.version))
 }
 
 /// RFC 3339 UTC time with microseconds (nanoseconds when the capture has them).

@@ -4,11 +4,12 @@
 //! inventories built apart (one per worker thread) `merge` into the same result.
 //! Output order is decided at the end: worst finding first, then most flows.
 
-use super::version_key;
+use super::negotiated_version;
 use crate::record::{Endpoint, FlowRecord, Severity, Timestamp, Transport};
+use crate::version::Version;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// Servers inventoried by default (`--max-servers`). Flows to servers beyond it are
@@ -60,7 +61,7 @@ pub struct ServerRecord {
     pub clients: u64,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub clients_capped: bool,
-    pub by_encryption: BTreeMap<&'static str, u64>,
+    pub by_encryption: BTreeMap<String, u64>,
     /// TLS-protected flows by negotiated version (`unknown` without a ServerHello).
     pub versions: BTreeMap<String, u64>,
     /// Flows by the cipher suite the server selected.
@@ -69,7 +70,7 @@ pub struct ServerRecord {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<CertificateSeen>,
     /// Flows carrying each finding code.
-    pub findings: BTreeMap<&'static str, u64>,
+    pub findings: BTreeMap<String, u64>,
     pub worst_severity: Option<Severity>,
     pub first: Timestamp,
     pub last: Timestamp,
@@ -99,18 +100,155 @@ struct CertAcc {
     flows: u64,
 }
 
+/// A counted name, or the bucket for names past [`MAX_NAMES`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Name<K> {
+    Is(K),
+    Other,
+}
+
+/// Counts by name. A server has a handful of names per field, so a short vector
+/// searched in order beats a map: one allocation per field instead of a node per
+/// name, which keeps the inventory from fragmenting the heap the flow engine uses.
+#[derive(Clone, Debug)]
+struct Tally<K>(Vec<(Name<K>, u64)>);
+
+impl<K> Default for Tally<K> {
+    fn default() -> Self {
+        Tally(Vec::new())
+    }
+}
+
+impl<K: PartialEq> Tally<K> {
+    /// Adds `n` under the name `is` recognises (made by `make` when new), or
+    /// under [`OTHER`] once [`MAX_NAMES`] names are held.
+    fn add_by(&mut self, is: impl Fn(&K) -> bool, make: impl FnOnce() -> K, n: u64) {
+        if let Some(e) = self
+            .0
+            .iter_mut()
+            .find(|(k, _)| matches!(k, Name::Is(x) if is(x)))
+        {
+            e.1 += n;
+            return;
+        }
+        self.push_new(make(), n);
+    }
+
+    fn add(&mut self, key: K, n: u64) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(x, _)| matches!(x, Name::Is(y) if *y == key))
+        {
+            Some(e) => e.1 += n,
+            None => self.push_new(key, n),
+        }
+    }
+
+    /// A name not held yet: kept while there is room, else counted as other.
+    fn push_new(&mut self, key: K, n: u64) {
+        let named = self
+            .0
+            .iter()
+            .filter(|(k, _)| matches!(k, Name::Is(_)))
+            .count();
+        if named < MAX_NAMES {
+            self.0.push((Name::Is(key), n));
+        } else {
+            self.other(n);
+        }
+    }
+
+    fn other(&mut self, n: u64) {
+        match self.0.iter_mut().find(|(k, _)| *k == Name::Other) {
+            Some(e) => e.1 += n,
+            None => self.0.push((Name::Other, n)),
+        }
+    }
+
+    fn merge(&mut self, theirs: Tally<K>) {
+        for (k, n) in theirs.0 {
+            match k {
+                Name::Is(k) => self.add(k, n),
+                Name::Other => self.other(n),
+            }
+        }
+    }
+
+    /// The counts by printed name.
+    fn into_map(self, name: impl Fn(K) -> String) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (k, n) in self.0 {
+            let k = match k {
+                Name::Is(k) => name(k),
+                Name::Other => OTHER.to_string(),
+            };
+            *out.entry(k).or_default() += n;
+        }
+        out
+    }
+}
+
+/// Distinct client addresses: a short vector for the usual few, a set past it.
+#[derive(Clone, Debug)]
+enum Clients {
+    Few(Vec<IpAddr>),
+    Many(FxHashSet<IpAddr>),
+}
+
+/// Client addresses kept in a vector before switching to a set.
+const FEW_CLIENTS: usize = 16;
+
+impl Clients {
+    fn contains(&self, ip: &IpAddr) -> bool {
+        match self {
+            Clients::Few(v) => v.contains(ip),
+            Clients::Many(s) => s.contains(ip),
+        }
+    }
+
+    fn insert(&mut self, ip: IpAddr) {
+        match self {
+            Clients::Few(v) if v.len() < FEW_CLIENTS => v.push(ip),
+            Clients::Few(v) => {
+                let mut s: FxHashSet<IpAddr> = v.drain(..).collect();
+                s.insert(ip);
+                *self = Clients::Many(s);
+            }
+            Clients::Many(s) => {
+                s.insert(ip);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Clients::Few(v) => v.len(),
+            Clients::Many(s) => s.len(),
+        }
+    }
+
+    fn into_vec(self) -> Vec<IpAddr> {
+        match self {
+            Clients::Few(v) => v,
+            Clients::Many(s) => s.into_iter().collect(),
+        }
+    }
+}
+
 /// Everything kept per server; bounded by the caps above.
 #[derive(Clone, Debug)]
 struct Acc {
     flows: u64,
-    app_protocols: BTreeSet<String>,
-    clients: FxHashSet<IpAddr>,
+    app_protocols: Tally<String>,
+    clients: Clients,
     clients_capped: bool,
-    by_encryption: BTreeMap<&'static str, u64>,
-    versions: BTreeMap<String, u64>,
-    cipher_suites: BTreeMap<String, u64>,
-    certificates: BTreeMap<String, CertAcc>,
-    findings: BTreeMap<&'static str, u64>,
+    by_encryption: Tally<&'static str>,
+    /// `None`: a TLS flow without a ServerHello (`unknown`).
+    versions: Tally<Option<Version>>,
+    cipher_suites: Tally<String>,
+    certificates: Vec<(Name<String>, CertAcc)>,
+    findings: Tally<&'static str>,
     worst: Option<Severity>,
     first: Timestamp,
     last: Timestamp,
@@ -120,29 +258,36 @@ impl Acc {
     fn new(first: Timestamp, last: Timestamp) -> Self {
         Acc {
             flows: 0,
-            app_protocols: BTreeSet::new(),
-            clients: FxHashSet::default(),
+            app_protocols: Tally::default(),
+            clients: Clients::Few(Vec::new()),
             clients_capped: false,
-            by_encryption: BTreeMap::new(),
-            versions: BTreeMap::new(),
-            cipher_suites: BTreeMap::new(),
-            certificates: BTreeMap::new(),
-            findings: BTreeMap::new(),
+            by_encryption: Tally::default(),
+            versions: Tally::default(),
+            cipher_suites: Tally::default(),
+            certificates: Vec::new(),
+            findings: Tally::default(),
             worst: None,
             first,
             last,
         }
     }
-}
 
-/// Adds `n` under `name`, or under [`OTHER`] once the map holds [`MAX_NAMES`] names.
-fn bump(map: &mut BTreeMap<String, u64>, name: &str, n: u64) {
-    if let Some(v) = map.get_mut(name) {
-        *v += n;
-    } else if map.len() < MAX_NAMES {
-        map.insert(name.to_string(), n);
-    } else {
-        *map.entry(OTHER.to_string()).or_default() += n;
+    /// Counts `flows` under a certificate, or under [`OTHER`] past [`MAX_NAMES`].
+    fn certificate(&mut self, sha256: Name<String>, cert: CertAcc) {
+        if let Some(e) = self.certificates.iter_mut().find(|(k, _)| *k == sha256) {
+            e.1.flows += cert.flows;
+        } else if matches!(sha256, Name::Other) || self.certificates.len() < MAX_NAMES {
+            self.certificates.push((sha256, cert));
+        } else {
+            self.certificate(
+                Name::Other,
+                CertAcc {
+                    subject_cn: None,
+                    not_after: None,
+                    flows: cert.flows,
+                },
+            );
+        }
     }
 }
 
@@ -197,14 +342,8 @@ impl Inventory {
         acc.flows += 1;
         acc.first = acc.first.min(rec.start);
         acc.last = acc.last.max(rec.end);
-        if let Some(p) = &rec.app_protocol
-            && !acc.app_protocols.contains(p)
-        {
-            if acc.app_protocols.len() < MAX_NAMES {
-                acc.app_protocols.insert(p.clone());
-            } else {
-                acc.app_protocols.insert(OTHER.to_string());
-            }
+        if let Some(p) = &rec.app_protocol {
+            acc.app_protocols.add_by(|x| x == p, || p.clone(), 1);
         }
         if !acc.clients.contains(&rec.client.ip) {
             if self.client_addrs < MAX_CLIENT_ADDRS {
@@ -214,25 +353,22 @@ impl Inventory {
                 acc.clients_capped = true;
             }
         }
-        *acc.by_encryption
-            .entry(rec.encryption.as_str())
-            .or_default() += 1;
-        if let Some(v) = version_key(rec) {
-            bump(&mut acc.versions, &v, 1);
+        acc.by_encryption.add(rec.encryption.as_str(), 1);
+        if let Some(v) = negotiated_version(rec) {
+            acc.versions.add(v, 1);
         }
-        if let Some(cs) = rec
-            .tls
-            .as_ref()
+        let tls = rec.tls.as_ref();
+        if let Some(cs) = tls
             .and_then(|t| t.server_hello.as_ref())
             .and_then(|sh| sh.cipher_suite.as_deref())
         {
-            bump(&mut acc.cipher_suites, cs, 1);
+            acc.cipher_suites.add_by(|x| x == cs, || cs.to_string(), 1);
         }
-        let mut codes: Vec<&'static str> = rec.findings.iter().map(|f| f.code).collect();
-        codes.sort_unstable();
-        codes.dedup();
-        for code in codes {
-            *acc.findings.entry(code).or_default() += 1;
+        for (i, f) in rec.findings.iter().enumerate() {
+            // Once per flow and code.
+            if !rec.findings.iter().take(i).any(|g| g.code == f.code) {
+                acc.findings.add(f.code, 1);
+            }
         }
         acc.worst = acc.worst.max(rec.findings.iter().map(|f| f.severity).max());
     }
@@ -253,19 +389,14 @@ impl Inventory {
         let Some(acc) = self.servers.get_mut(&key) else {
             return;
         };
-        let name = if acc.certificates.contains_key(sha256) || acc.certificates.len() < MAX_NAMES {
-            sha256
-        } else {
-            OTHER
-        };
-        acc.certificates
-            .entry(name.to_string())
-            .or_insert_with(|| CertAcc {
-                subject_cn: subject_cn.filter(|_| name != OTHER).map(str::to_string),
-                not_after: not_after.filter(|_| name != OTHER).map(str::to_string),
-                flows: 0,
-            })
-            .flows += 1;
+        acc.certificate(
+            Name::Is(sha256.to_string()),
+            CertAcc {
+                subject_cn: subject_cn.map(str::to_string),
+                not_after: not_after.map(str::to_string),
+                flows: 1,
+            },
+        );
     }
 
     /// Joins an inventory built apart (another worker's); the result is the one a
@@ -286,15 +417,9 @@ impl Inventory {
             acc.flows += theirs.flows;
             acc.first = acc.first.min(theirs.first);
             acc.last = acc.last.max(theirs.last);
-            for p in theirs.app_protocols {
-                if acc.app_protocols.len() < MAX_NAMES || acc.app_protocols.contains(&p) {
-                    acc.app_protocols.insert(p);
-                } else {
-                    acc.app_protocols.insert(OTHER.to_string());
-                }
-            }
+            acc.app_protocols.merge(theirs.app_protocols);
             acc.clients_capped |= theirs.clients_capped;
-            for ip in theirs.clients {
+            for ip in theirs.clients.into_vec() {
                 if acc.clients.contains(&ip) {
                     continue;
                 }
@@ -305,34 +430,13 @@ impl Inventory {
                     acc.clients_capped = true;
                 }
             }
-            for (k, n) in theirs.by_encryption {
-                *acc.by_encryption.entry(k).or_default() += n;
-            }
-            for (k, n) in theirs.versions {
-                bump(&mut acc.versions, &k, n);
-            }
-            for (k, n) in theirs.cipher_suites {
-                bump(&mut acc.cipher_suites, &k, n);
-            }
+            acc.by_encryption.merge(theirs.by_encryption);
+            acc.versions.merge(theirs.versions);
+            acc.cipher_suites.merge(theirs.cipher_suites);
             for (sha, c) in theirs.certificates {
-                if let Some(mine) = acc.certificates.get_mut(&sha) {
-                    mine.flows += c.flows;
-                } else if acc.certificates.len() < MAX_NAMES {
-                    acc.certificates.insert(sha, c);
-                } else {
-                    acc.certificates
-                        .entry(OTHER.to_string())
-                        .or_insert(CertAcc {
-                            subject_cn: None,
-                            not_after: None,
-                            flows: 0,
-                        })
-                        .flows += c.flows;
-                }
+                acc.certificate(sha, c);
             }
-            for (k, n) in theirs.findings {
-                *acc.findings.entry(k).or_default() += n;
-            }
+            acc.findings.merge(theirs.findings);
             acc.worst = acc.worst.max(theirs.worst);
         }
     }
@@ -359,7 +463,10 @@ impl Inventory {
                     .certificates
                     .into_iter()
                     .map(|(sha256, c)| CertificateSeen {
-                        sha256,
+                        sha256: match sha256 {
+                            Name::Is(s) => s,
+                            Name::Other => OTHER.to_string(),
+                        },
                         subject_cn: c.subject_cn,
                         not_after: c.not_after,
                         flows: c.flows,
@@ -373,15 +480,17 @@ impl Inventory {
                         ip: key.ip,
                         port: key.port,
                     },
-                    app_protocols: acc.app_protocols.into_iter().collect(),
+                    app_protocols: acc.app_protocols.into_map(|p| p).into_keys().collect(),
                     flows: acc.flows,
                     clients: acc.clients.len() as u64,
                     clients_capped: acc.clients_capped,
-                    by_encryption: acc.by_encryption,
-                    versions: acc.versions,
-                    cipher_suites: acc.cipher_suites,
+                    by_encryption: acc.by_encryption.into_map(str::to_string),
+                    versions: acc
+                        .versions
+                        .into_map(|v| v.map_or_else(|| "unknown".to_string(), |v| v.to_string())),
+                    cipher_suites: acc.cipher_suites.into_map(|c| c),
                     certificates,
-                    findings: acc.findings,
+                    findings: acc.findings.into_map(str::to_string),
                     worst_severity: acc.worst,
                     first: acc.first,
                     last: acc.last,
@@ -396,7 +505,7 @@ impl Inventory {
 mod tests {
     use super::*;
     use crate::record::{Encryption, Finding, ServerHelloInfo, TlsInfo};
-    use crate::version::Version;
+    use std::collections::BTreeSet;
 
     fn ep(last: u8, port: u16) -> Endpoint {
         Endpoint {
@@ -559,15 +668,35 @@ mod tests {
 
     #[test]
     fn names_past_the_cap_are_counted_as_other() {
-        let mut m = BTreeMap::new();
+        let mut t: Tally<String> = Tally::default();
         for i in 0..MAX_NAMES + 5 {
-            bump(&mut m, &format!("n{i}"), 2);
+            t.add(format!("n{i}"), 2);
         }
-        bump(&mut m, "n0", 1);
+        t.add("n0".to_string(), 1);
+        let mut u: Tally<String> = Tally::default();
+        u.add("n1".to_string(), 1);
+        u.add("late".to_string(), 4);
+        t.merge(u);
+        let m = t.into_map(|k| k);
         assert_eq!(m.len(), MAX_NAMES + 1);
-        assert_eq!(m.get(OTHER), Some(&10));
+        assert_eq!(m.get(OTHER), Some(&14));
         assert_eq!(m.get("n0"), Some(&3));
-        assert_eq!(m.values().sum::<u64>(), 2 * (MAX_NAMES as u64 + 5) + 1);
+        assert_eq!(m.get("n1"), Some(&3));
+        assert_eq!(m.values().sum::<u64>(), 2 * (MAX_NAMES as u64 + 5) + 1 + 5);
+    }
+
+    #[test]
+    fn many_clients_switch_to_a_set_and_stay_exact() {
+        let mut c = Clients::Few(Vec::new());
+        for round in 0..2 {
+            for i in 0..100u8 {
+                if !c.contains(&IpAddr::from([10, 1, 0, i])) {
+                    c.insert(IpAddr::from([10, 1, 0, i]));
+                }
+                assert_eq!(c.len(), if round == 0 { usize::from(i) + 1 } else { 100 });
+            }
+        }
+        assert!(matches!(c, Clients::Many(_)));
     }
 
     #[test]

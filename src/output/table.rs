@@ -158,7 +158,7 @@ fn server_cells(s: &ServerRecord) -> [String; 8] {
         },
         s.flows.to_string(),
         format!("{}{}", s.clients, if s.clients_capped { "+" } else { "" }),
-        tally(s.by_encryption.iter().map(|(k, n)| (*k, *n))),
+        tally(s.by_encryption.iter().map(|(k, n)| (k.as_str(), *n))),
         tally(s.versions.iter().map(|(k, n)| (k.as_str(), *n))),
         s.worst_severity
             .map_or("-", |w| match w {
@@ -169,7 +169,7 @@ fn server_cells(s: &ServerRecord) -> [String; 8] {
                 Severity::Critical => "critical",
             })
             .to_string(),
-        tally(s.findings.iter().map(|(k, n)| (*k, *n))),
+        tally(s.findings.iter().map(|(k, n)| (k.as_str(), *n))),
     ]
 }
 

@@ -53,7 +53,8 @@ fn many_servers(n: u32) -> std::path::PathBuf {
             }
         }
     }
-    p.write("many-servers.pcap")
+    // Named by size: tests running at once must not write one file.
+    p.write(&format!("many-servers-{n}.pcap"))
 }
 
 fn ndjson(args: &[&str]) -> (Vec<Value>, Vec<Value>, Value) {

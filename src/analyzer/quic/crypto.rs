@@ -116,6 +116,11 @@ pub struct Messages {
 }
 
 impl Messages {
+    /// Bytes held on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Bytes of the stream, in order; `f` gets each complete message.
     pub fn feed(&mut self, mut data: &[u8], f: &mut dyn FnMut(Message<'_>)) {
         while !data.is_empty() {

@@ -14,6 +14,9 @@ use packet::{Bad, Frame, Kind, Long, long_header};
 
 /// Initial packets per direction that may fail to decrypt before that direction is given up.
 pub const MAX_DECRYPT_FAILURES: u32 = 8;
+/// Decryption buffer kept between datagrams; a larger one (a jumbo datagram) is
+/// released after use, so idle conversations hold little.
+pub const MAX_SCRATCH_KEPT: usize = 2048;
 
 #[derive(Debug, Default)]
 struct Side {
@@ -161,10 +164,26 @@ impl QuicAnalyzer {
             let pkt = rest.get(..l.len).unwrap_or(rest);
             rest = rest.get(l.len..).unwrap_or_default();
             self.packet(dir, &l, pkt, suite, rec);
+            if self.scratch.capacity() > MAX_SCRATCH_KEPT {
+                self.scratch = Vec::new();
+            }
             if self.closed {
                 return;
             }
         }
+    }
+
+    /// Bytes this analyzer holds on the heap (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        let side = |s: &Side| s.crypto.held() + s.messages.heap_bytes();
+        self.scratch.capacity()
+            + self.key_cid.as_ref().map_or(0, Vec::capacity)
+            + self
+                .keys
+                .as_ref()
+                .map_or(0, |c| c.cid.capacity() + std::mem::size_of::<InitialKeys>())
+            + side(&self.side.client)
+            + side(&self.side.server)
     }
 
     fn info(rec: &mut FlowRecord) -> &mut QuicInfo {
@@ -190,6 +209,19 @@ impl QuicAnalyzer {
                     .collect();
             }
             (Kind::Retry { .. }, Dir::Server, _) => {
+                if rec.quic.as_ref().is_some_and(|q| q.retry) {
+                    // A client accepts one Retry and ignores the rest (RFC 9000 §17.2.5.2).
+                    return;
+                }
+                let odcid = self.key_cid.as_deref().unwrap_or_default();
+                if initial::retry_tag_ok(l.version, odcid, pkt) == Some(false)
+                    && self.key_cid.is_some()
+                {
+                    // Not from the server the client spoke to (or damaged): it
+                    // must not change the keys.
+                    rec.note(Note::QuicRetryInvalid);
+                    return;
+                }
                 // The client starts over with the server's new connection ID, and
                 // the Initial keys with it (RFC 9001 §5.2).
                 Self::info(rec).retry = true;
@@ -353,5 +385,301 @@ impl QuicAnalyzer {
         rec.app_protocol = Some(if h3 { "http3" } else { "quic" }.to_string());
         rec.encryption = crate::record::Encryption::Quic;
         rec.quic.get_or_insert_with(QuicInfo::default);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::initial::{V1, V2};
+    use super::*;
+    use crate::record::{Encryption, Endpoint, Timestamp};
+    use crate::version::Version;
+
+    fn rec() -> FlowRecord {
+        let ep = |port| Endpoint {
+            ip: std::net::IpAddr::from([10, 0, 0, 1]),
+            port,
+        };
+        FlowRecord::new(1, Timestamp::default(), ep(40000), ep(443))
+    }
+
+    const DCID: &[u8] = &[0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
+    const SCID: &[u8] = &[0xc1, 0xc2, 0xc3, 0xc4];
+    const SERVER_CID: &[u8] = &[0x5e, 0x5e];
+
+    fn hs(t: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![t, 0, (body.len() >> 8) as u8, body.len() as u8];
+        m.extend(body);
+        m
+    }
+
+    /// A ClientHello offering TLS 1.3, SNI `quic.example`, ALPN h3, padded to ~600 bytes.
+    fn client_hello() -> Vec<u8> {
+        let mut b = vec![0x03, 0x03];
+        b.extend([1u8; 32]);
+        b.push(0);
+        b.extend([0x00, 0x02, 0x13, 0x01, 0x01, 0x00]);
+        let sni = b"quic.example";
+        let mut ext = vec![0x00, 0x00];
+        ext.extend(((sni.len() + 5) as u16).to_be_bytes());
+        ext.extend(((sni.len() + 3) as u16).to_be_bytes());
+        ext.push(0);
+        ext.extend((sni.len() as u16).to_be_bytes());
+        ext.extend(sni);
+        ext.extend([0x00, 0x10, 0x00, 0x05, 0x00, 0x03, 0x02, b'h', b'3']);
+        ext.extend([0x00, 0x2b, 0x00, 0x03, 0x02, 0x03, 0x04]);
+        ext.extend([0x00, 0x15, 0x02, 0x00]);
+        ext.extend([0u8; 512]);
+        b.extend((ext.len() as u16).to_be_bytes());
+        b.extend(ext);
+        hs(1, &b)
+    }
+
+    fn server_hello() -> Vec<u8> {
+        let mut b = vec![0x03, 0x03];
+        b.extend([2u8; 32]);
+        b.push(0);
+        b.extend([
+            0x13, 0x01, 0x00, 0x00, 0x06, 0x00, 0x2b, 0x00, 0x02, 0x03, 0x04,
+        ]);
+        hs(2, &b)
+    }
+
+    fn crypto_frame(offset: usize, data: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x06, 0x80 | (offset >> 24) as u8, (offset >> 16) as u8];
+        f.extend([(offset >> 8) as u8, offset as u8]);
+        f.extend([0x40 | (data.len() >> 8) as u8, data.len() as u8]);
+        f.extend(data);
+        f
+    }
+
+    /// A protected Initial packet of `version` from `dir` carrying `frames`.
+    fn initial(version: u32, dir: Dir, key_cid: &[u8], pn: u64, frames: &[u8]) -> Vec<u8> {
+        let suite = Suite::of(version).unwrap();
+        let keys = InitialKeys::new(&suite, key_cid).unwrap();
+        let (dcid, scid, k) = match dir {
+            Dir::Client => (key_cid, SCID, &keys.client),
+            Dir::Server => (SCID, SERVER_CID, &keys.server),
+        };
+        let mut plain = frames.to_vec();
+        // Header protection samples 16 bytes 4 past the packet number.
+        plain.resize(plain.len().max(24), 0);
+        let mut h = vec![0xc0 | (suite.initial_type << 4) | 0x01];
+        h.extend(version.to_be_bytes());
+        h.push(dcid.len() as u8);
+        h.extend(dcid);
+        h.push(scid.len() as u8);
+        h.extend(scid);
+        h.push(0); // no token
+        let len = 2 + plain.len() + 16;
+        h.extend([0x40 | (len >> 8) as u8, len as u8]);
+        h.extend([(pn >> 8) as u8, pn as u8]);
+        k.protect(pn, &h, 2, &plain)
+    }
+
+    fn run(datagrams: &[(Dir, Vec<u8>)]) -> FlowRecord {
+        let mut r = rec();
+        let mut q = QuicAnalyzer::new();
+        for (dir, d) in datagrams {
+            q.on_datagram(*dir, d, &mut r);
+        }
+        q.finish(&mut r);
+        r
+    }
+
+    fn server_flight(version: u32, key_cid: &[u8]) -> (Dir, Vec<u8>) {
+        let mut d = initial(
+            version,
+            Dir::Server,
+            key_cid,
+            0,
+            &crypto_frame(0, &server_hello()),
+        );
+        d.push(0x40); // a short-header packet coalesced after it
+        d.extend([9; 30]);
+        (Dir::Server, d)
+    }
+
+    #[test]
+    fn v1_and_v2_handshakes_are_read() {
+        for (v, name) in [(V1, "1"), (V2, "2")] {
+            let ch = initial(v, Dir::Client, DCID, 0, &crypto_frame(0, &client_hello()));
+            let r = run(&[
+                (Dir::Client, ch),
+                server_flight(v, DCID),
+                (Dir::Client, vec![0x41; 40]),
+            ]);
+            assert_eq!(r.encryption, Encryption::Quic);
+            assert_eq!(r.app_protocol.as_deref(), Some("http3"));
+            let tls = r.tls.clone().unwrap();
+            assert_eq!(tls.version, Some(Version::TLS13));
+            assert!(tls.established);
+            assert_eq!(
+                tls.client_hello.unwrap().sni.as_deref(),
+                Some("quic.example")
+            );
+            let q = r.quic.clone().unwrap();
+            assert_eq!(
+                (q.version.as_str(), q.dcid.as_str(), q.scid.as_str()),
+                (name, "8394c8f03e515708", "c1c2c3c4")
+            );
+            assert!(r.notes.is_empty(), "{:?}", r.notes);
+        }
+    }
+
+    /// Split invariance: the ClientHello's CRYPTO data cut at any offset into two
+    /// Initial packets, sent in two datagrams either way round, or coalesced in one.
+    #[test]
+    fn crypto_split_over_initials_is_split_invariant() {
+        let ch = client_hello();
+        let whole = run(&[
+            (
+                Dir::Client,
+                initial(V1, Dir::Client, DCID, 0, &crypto_frame(0, &ch)),
+            ),
+            server_flight(V1, DCID),
+        ]);
+        let want = serde_json::to_value(&whole).unwrap();
+        assert!(whole.tls.as_ref().unwrap().client_hello.is_some());
+        for at in (1..ch.len()).step_by(7) {
+            let a = initial(V1, Dir::Client, DCID, 0, &crypto_frame(0, &ch[..at]));
+            let b = initial(V1, Dir::Client, DCID, 1, &crypto_frame(at, &ch[at..]));
+            let server = server_flight(V1, DCID);
+            let in_order = run(&[
+                (Dir::Client, a.clone()),
+                (Dir::Client, b.clone()),
+                server.clone(),
+            ]);
+            assert_eq!(serde_json::to_value(&in_order).unwrap(), want, "split {at}");
+            let reversed = run(&[
+                (Dir::Client, b.clone()),
+                (Dir::Client, a.clone()),
+                server.clone(),
+            ]);
+            assert_eq!(
+                serde_json::to_value(&reversed).unwrap(),
+                want,
+                "reversed {at}"
+            );
+            let mut both = a;
+            both.extend(b);
+            let coalesced = run(&[(Dir::Client, both), server]);
+            assert_eq!(
+                serde_json::to_value(&coalesced).unwrap(),
+                want,
+                "coalesced {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_changes_the_keys() {
+        let ch = crypto_frame(0, &client_hello());
+        let mut retry = vec![0xf0];
+        retry.extend(V1.to_be_bytes());
+        retry.push(SCID.len() as u8);
+        retry.extend(SCID);
+        let new_cid = [0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x11, 0x22];
+        retry.push(new_cid.len() as u8);
+        retry.extend(new_cid);
+        retry.extend(b"token");
+        let mut forged = retry.clone();
+        forged.extend([0; 16]);
+        retry.extend(initial::retry_tag(V1, DCID, &retry));
+        let r = run(&[
+            (Dir::Client, initial(V1, Dir::Client, DCID, 0, &ch)),
+            (Dir::Server, forged),
+            (Dir::Server, retry),
+            (Dir::Client, initial(V1, Dir::Client, &new_cid, 1, &ch)),
+            server_flight(V1, &new_cid),
+        ]);
+        let q = r.quic.clone().unwrap();
+        assert!(q.retry);
+        assert_eq!(q.dcid, "8394c8f03e515708");
+        assert_eq!(r.tls.unwrap().version, Some(Version::TLS13));
+        // The forged Retry (a bad integrity tag) was noted and changed nothing.
+        assert_eq!(r.notes, vec![Note::QuicRetryInvalid]);
+    }
+
+    #[test]
+    fn version_negotiation_and_unknown_versions_are_kept() {
+        let mut vn = vec![0x80, 0, 0, 0, 0, 4];
+        vn.extend(SCID);
+        vn.push(8);
+        vn.extend(DCID);
+        vn.extend([0, 0, 0, 1, 0x6b, 0x33, 0x43, 0xcf]);
+        let mut odd = vec![0xc0, 0x51, 0x30, 0x35, 0x30, 8];
+        odd.extend(DCID);
+        odd.push(0);
+        odd.extend([7; 1200]);
+        let r = run(&[(Dir::Client, odd), (Dir::Server, vn)]);
+        let q = r.quic.clone().unwrap();
+        assert_eq!(q.version, "0x51303530");
+        assert_eq!(q.offered_versions, vec!["1", "2"]);
+        assert!(r.has_note(Note::QuicUnknownVersion));
+        assert!(r.tls.is_none());
+    }
+
+    #[test]
+    fn bad_input_is_noted_not_fatal() {
+        let ch = crypto_frame(0, &client_hello());
+        let good = initial(V1, Dir::Client, DCID, 0, &ch);
+        // Lengths past the datagram.
+        let r = run(&[(Dir::Client, good[..good.len() - 1].to_vec())]);
+        assert!(r.has_note(Note::QuicMalformed));
+        // A flipped tag byte: does not decrypt; eight failures and the side is given up.
+        let mut bad = good.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        let mut q = QuicAnalyzer::new();
+        let mut r = rec();
+        for _ in 0..20 {
+            q.on_datagram(Dir::Client, &bad, &mut r);
+        }
+        assert!(r.has_note(Note::QuicDecryptFailed));
+        assert_eq!(q.side.client.decrypt_failures, MAX_DECRYPT_FAILURES);
+        // CRYPTO data far ahead of the stream.
+        let far = initial(V1, Dir::Client, DCID, 0, &crypto_frame(1 << 29, b"zz"));
+        let r = run(&[(Dir::Client, far)]);
+        assert!(r.has_note(Note::QuicCryptoCap));
+        // A STREAM frame inside an Initial.
+        let stream = initial(V1, Dir::Client, DCID, 0, &[0x08, 0x00, 0x01, 0x41]);
+        let r = run(&[(Dir::Client, stream)]);
+        assert!(r.has_note(Note::QuicMalformed));
+        // A hole: only the second half of the ClientHello arrives.
+        let hello = client_hello();
+        let half = initial(V1, Dir::Client, DCID, 1, &crypto_frame(100, &hello[100..]));
+        let r = run(&[(Dir::Client, half)]);
+        assert!(r.tls.as_ref().is_none_or(|t| t.client_hello.is_none()));
+        // A server Initial with no client Initial before it.
+        let r = run(&[server_flight(V1, DCID)]);
+        assert!(r.has_note(Note::QuicDecryptFailed));
+    }
+
+    #[test]
+    fn a_crypto_error_close_is_the_tls_alert() {
+        let ch = crypto_frame(0, &client_hello());
+        // CONNECTION_CLOSE 0x1c, error 0x128 (TLS alert 40), frame type 6, no reason.
+        let close = [0x1c, 0x41, 0x28, 0x06, 0x00];
+        let r = run(&[
+            (Dir::Client, initial(V1, Dir::Client, DCID, 0, &ch)),
+            (Dir::Server, initial(V1, Dir::Server, DCID, 0, &close)),
+        ]);
+        let tls = r.tls.unwrap();
+        assert_eq!(tls.alerts.len(), 1);
+        assert_eq!(tls.alerts[0].description, "handshake_failure");
+        assert_eq!(tls.alerts[0].level, "fatal");
+    }
+
+    #[test]
+    fn sniffing_names_the_sender() {
+        let ch = initial(V1, Dir::Client, DCID, 0, &crypto_frame(0, &client_hello()));
+        assert_eq!(sniff(&ch, false), Some(Sender::Client));
+        let (_, sh) = server_flight(V1, DCID);
+        assert_eq!(sniff(&sh, false), Some(Sender::Server));
+        assert_eq!(sniff(&[0x40, 1, 2, 3], true), None);
+        // An unknown version is QUIC only on a QUIC port.
+        let odd = [0xc0, 0x12, 0x34, 0x56, 0x78, 0, 0, 1, 2];
+        assert_eq!(sniff(&odd, false), None);
+        assert_eq!(sniff(&odd, true), Some(Sender::Either));
     }
 }
