@@ -217,7 +217,9 @@ pub fn read_capture<R: Read + Send>(
                         orig_len,
                     });
                 }
-                reader.consume(len);
+                // Without the shift `consume` does past half the buffer, which would
+                // move half a buffer of unread bytes each time; `refill` shifts what is left.
+                reader.consume_noshift(len);
                 continue;
             }
             Err(e) => Stop::of(&e),

@@ -228,7 +228,7 @@ impl Clock {
         Clock {
             now: Timestamp::default(),
             next_sweep: i64::MIN,
-            step: (limits.idle_timeout_secs / 10).max(1),
+            step: (limits.idle_timeout_secs.min(limits.udp_idle_timeout_secs) / 10).max(1),
         }
     }
 

@@ -43,7 +43,8 @@ fn fmix64(mut h: u64) -> u64 {
 /// The stable symmetric hash of a flow: both directions give the same value.
 ///
 /// Input: the IP protocol number (6 for TCP, 17 for UDP) as one byte, then the
-/// two endpoints (see [`endpoint_bytes`]) with the bytewise smaller first.
+/// two endpoints, each as 16 address bytes (IPv4 as `::ffff:a.b.c.d`) and the
+/// port big-endian, the bytewise smaller first.
 /// Hash: FNV-1a 64 over those 37 bytes, then MurmurHash3's fmix64.
 pub fn flow_hash(proto: u8, a: (IpAddr, u16), b: (IpAddr, u16)) -> u64 {
     let x = endpoint_bytes(a.0, a.1);

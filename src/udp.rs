@@ -230,6 +230,15 @@ impl UdpTable {
     ) {
         let src = (dg.src, dg.sport);
         let key = UdpKey::new(src, (dg.dst, dg.dport), dg.tunnel.identity());
+        let idle_since = ts.secs.saturating_sub(self.limits.idle_timeout_secs);
+        if self
+            .table
+            .get(&key)
+            .is_some_and(|f| f.last_seen.secs < idle_since)
+        {
+            // Idle past the timeout though no sweep has come by yet: a new conversation.
+            self.close(key, EndReason::IdleTimeout, stats, emit);
+        }
         if !self.table.contains_key(&key) {
             if self.table.len() >= self.limits.max_flows {
                 self.evict(stats, emit);

@@ -327,6 +327,39 @@ impl Pcap {
         self
     }
 
+    /// One UDP datagram from `src` to `dst` (last octet of 10.0.0.x, port).
+    fn udp(&mut self, src: (u8, u16), dst: (u8, u16), payload: &[u8]) -> &mut Self {
+        let total = 20 + 8 + payload.len();
+        let mut p = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ];
+        p.extend([10, 0, 0, src.0, 10, 0, 0, dst.0]);
+        p.extend(src.1.to_be_bytes());
+        p.extend(dst.1.to_be_bytes());
+        p.extend(((8 + payload.len()) as u16).to_be_bytes());
+        p.extend([0, 0]);
+        p.extend(payload);
+        self.t += 1;
+        self.bytes
+            .extend((1_700_000_000 + self.t / 1000).to_le_bytes());
+        self.bytes.extend((self.t % 1000 * 1000).to_le_bytes());
+        self.bytes.extend((p.len() as u32).to_le_bytes());
+        self.bytes.extend((p.len() as u32).to_le_bytes());
+        self.bytes.extend(p);
+        self
+    }
+
     fn write(&self, name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("tlswatch-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
@@ -1439,4 +1472,81 @@ fn no_password_from_any_fixture_reaches_any_output() {
             assert!(!text.contains(s), "{extra:?}: secret {s} in the output");
         }
     }
+}
+
+/// A DTLS record carrying one unfragmented handshake message.
+fn dtls_handshake(msg: u8, version: u16, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![
+        msg,
+        0,
+        (body.len() >> 8) as u8,
+        body.len() as u8,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    f.extend([0, (body.len() >> 8) as u8, body.len() as u8]);
+    f.extend(body);
+    let mut r = vec![22];
+    r.extend(version.to_be_bytes());
+    r.extend([0u8; 8]);
+    r.extend((f.len() as u16).to_be_bytes());
+    r.extend(f);
+    r
+}
+
+#[test]
+fn udp_other_than_quic_and_dtls_is_counted_by_port_not_listed() {
+    let mut p = Pcap::new();
+    for c in 0..3u16 {
+        p.udp((2, 50000 + c), (1, 53), b"\x12\x34\x01\x00\x00\x01")
+            .udp((1, 53), (2, 50000 + c), b"\x12\x34\x81\x80\x00\x01");
+    }
+    p.udp((3, 40123), (1, 123), &[0x23; 48]);
+    // A DTLS 1.0 ClientHello (cookie field empty) answered by a ServerHello, then a
+    // five-second pause and a new ClientHello: the 1 s UDP idle timeout splits it.
+    let mut ch = vec![0xfe, 0xff];
+    ch.extend([7u8; 32]);
+    ch.extend([0, 0, 0, 2, 0xc0, 0x14, 1, 0]);
+    let mut sh = vec![0xfe, 0xff];
+    sh.extend([9u8; 32]);
+    sh.extend([0, 0xc0, 0x14, 0]);
+    p.udp((4, 41000), (1, 4433), &dtls_handshake(1, 0xfeff, &ch))
+        .udp((1, 4433), (4, 41000), &dtls_handshake(2, 0xfeff, &sh));
+    p.t += 5000;
+    p.udp((4, 41000), (1, 4433), &dtls_handshake(1, 0xfeff, &ch));
+    let path = p.write("udp-mix.pcap");
+    let path = path.to_str().unwrap();
+    let out = run(&["-r", path, "--json", "--udp-idle-timeout", "1"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flows = doc["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 2, "{flows:?}");
+    for f in flows {
+        assert_eq!(f["transport"], "udp");
+        assert_eq!(f["encryption"], "dtls");
+        assert_eq!(f["server"]["port"], 4433);
+    }
+    assert_eq!(flows[0]["tls"]["version"], "DTLSv1.0");
+    assert_eq!(flows[0]["end_reason"], "idle_timeout");
+    assert!(codes(&flows[0]).contains(&"DEPRECATED_TLS"));
+    let udp = &doc["summary"]["udp"];
+    assert_eq!(udp["other"], 4);
+    assert_eq!(
+        udp["other_by_server_port"],
+        serde_json::json!([{"port": 53, "flows": 3}, {"port": 123, "flows": 1}])
+    );
+    assert_eq!(doc["summary"]["packets"]["udp"], 10);
+    // With the default timeout it is one conversation.
+    let out = run(&["-r", path, "--json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["flows"].as_array().unwrap().len(), 1);
+    // The table names the other UDP in its summary.
+    let out = run(&["-r", path]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("other UDP (not listed): 4 conversations; by server port: 53 3, 123 1"),
+        "{text}"
+    );
 }

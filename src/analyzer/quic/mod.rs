@@ -86,7 +86,9 @@ pub enum Sender {
 }
 
 /// Whether `d` starts with a QUIC long-header packet, and who could have sent it.
-/// `port_hint` accepts any version (a UDP port QUIC usually runs on).
+/// `port_hint` (a UDP port QUIC usually runs on) accepts any version and any
+/// packet type; elsewhere only what cannot be chance counts: a client Initial
+/// that opens with its own keys, or a version that only QUIC uses.
 pub fn sniff(d: &[u8], port_hint: bool) -> Option<Sender> {
     let first = *d.first()?;
     if first & 0x80 == 0 {
@@ -98,24 +100,28 @@ pub fn sniff(d: &[u8], port_hint: bool) -> Option<Sender> {
     }
     let suite = Suite::of(version);
     let l = long_header(d, suite.map(|s| (s.initial_type, s.retry_type))).ok()?;
-    match (l.kind, suite) {
-        (Kind::VersionNegotiation { .. } | Kind::Retry { .. }, _) => Some(Sender::Server),
-        (Kind::Protected { type_bits, .. }, Some(s)) if type_bits == s.initial_type => {
-            let Kind::Protected { pn_offset, .. } = l.kind else {
-                return Some(Sender::Either);
-            };
+    let sender = match (l.kind, suite) {
+        (Kind::VersionNegotiation { .. } | Kind::Retry { .. }, _) => Sender::Server,
+        (
+            Kind::Protected {
+                type_bits,
+                pn_offset,
+                ..
+            },
+            Some(s),
+        ) if type_bits == s.initial_type => {
             let keys = InitialKeys::new(&s, l.dcid)?;
             let pkt = d.get(..l.len)?;
             let mut scratch = Vec::new();
-            Some(
-                match packet::open(&keys.client, pkt, pn_offset, None, &mut scratch) {
-                    Some(_) => Sender::Client,
-                    None => Sender::Server,
-                },
-            )
+            match packet::open(&keys.client, pkt, pn_offset, None, &mut scratch) {
+                Some(_) => return Some(Sender::Client),
+                None => Sender::Server,
+            }
         }
-        _ => Some(Sender::Either),
-    }
+        (Kind::Opaque, _) if version != 0 => return Some(Sender::Either),
+        _ => Sender::Either,
+    };
+    port_hint.then_some(sender)
 }
 
 impl QuicAnalyzer {
@@ -675,11 +681,16 @@ mod tests {
         let ch = initial(V1, Dir::Client, DCID, 0, &crypto_frame(0, &client_hello()));
         assert_eq!(sniff(&ch, false), Some(Sender::Client));
         let (_, sh) = server_flight(V1, DCID);
-        assert_eq!(sniff(&sh, false), Some(Sender::Server));
+        assert_eq!(sniff(&sh, false), None);
         assert_eq!(sniff(&[0x40, 1, 2, 3], true), None);
+        // A server Initial is recognisable as such only on a QUIC port.
+        assert_eq!(sniff(&sh, true), Some(Sender::Server));
         // An unknown version is QUIC only on a QUIC port.
         let odd = [0xc0, 0x12, 0x34, 0x56, 0x78, 0, 0, 1, 2];
         assert_eq!(sniff(&odd, false), None);
         assert_eq!(sniff(&odd, true), Some(Sender::Either));
+        // Google QUIC is QUIC anywhere.
+        let gquic = [0xc0, 0x51, 0x30, 0x35, 0x30, 0, 0, 1, 2];
+        assert_eq!(sniff(&gquic, false), Some(Sender::Either));
     }
 }
