@@ -4,6 +4,8 @@
 #   bench/run.sh                 # tlswatch vs ndpiReader; RSS; versions vs the truth file
 #   WITH_TSHARK=1 bench/run.sh   # also time tshark (about 30 s a run)
 #   SIZE=50M bench/run.sh        # a smaller capture
+#   FLOOD=1 bench/run.sh         # also 1.5M SYNs from distinct sources (FLOOD_N), default
+#                                # options and --memcap 64M, beside the capture, same run
 #
 # Needs (Debian): apt-get install -y hyperfine time libndpi-bin tshark
 set -euo pipefail
@@ -26,3 +28,18 @@ hyperfine -w 1 -r "${RUNS:-3}" "${cmds[@]}"
 /usr/bin/time -v "$BIN" -r "$F" --ndjson 2>/tmp/tlswatch-time.txt >/tmp/tlswatch-bench.ndjson
 grep -E "Maximum resident set size|Elapsed" /tmp/tlswatch-time.txt
 [ -f "$TRUTH" ] && python3 bench/check_truth.py "$TRUTH" /tmp/tlswatch-bench.ndjson
+
+if [ -n "${FLOOD:-}" ]; then
+  N=${FLOOD_N:-1500000}
+  FL=${FLOOD_PCAP:-/tmp/syn-flood-$N.pcap}
+  [ -f "$FL" ] || python3 bench/gen_syn_flood.py -n "$N" -o "$FL"
+  echo "flood: $FL ($N SYNs)"
+  hyperfine -w 1 -r "${RUNS:-3}" "$BIN -r $F --ndjson >/dev/null" \
+    "$BIN -r $FL --ndjson >/dev/null" "$BIN -r $FL --ndjson --memcap 64M >/dev/null"
+  for opts in "" "--memcap 64M"; do
+    # shellcheck disable=SC2086
+    /usr/bin/time -v "$BIN" -r "$FL" --ndjson $opts 2>/tmp/tlswatch-flood-time.txt | tail -n 1 |
+      python3 -c 'import json,sys; s=json.load(sys.stdin); print("flows", s["flows"], "memory", s["memory"])'
+    echo "  ${opts:-default}: $(grep -E "Maximum resident" /tmp/tlswatch-flood-time.txt)"
+  done
+fi

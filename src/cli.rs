@@ -128,6 +128,12 @@ pub struct Args {
     #[arg(long = "max-flows", value_name = "N", default_value_t = 1_000_000)]
     pub max_flows: usize,
 
+    /// Memory for flow state, reassembly and analyzer buffers and closed-connection records
+    /// (K, M, G = KiB, MiB, GiB). Past it, out-of-order buffering stops for the oldest
+    /// flows, then the least recently active flows are ended early.
+    #[arg(long = "memcap", value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
+    pub memcap: usize,
+
     /// Show the user name of credentials seen in cleartext (never the password).
     #[arg(long = "show-users")]
     pub show_users: bool,
@@ -228,6 +234,36 @@ pub struct Config {
     pub shard: Option<Shard>,
 }
 
+/// Smallest `--memcap` accepted: room for a few busy flows.
+pub const MIN_MEMCAP: usize = 1 << 20;
+
+/// A byte size: a number with an optional K, M, G or T suffix (powers of 1024; `KiB`,
+/// `MB` and the like are read the same way).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (a number with an optional K, M, G or T)"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(format!("'{s}': unknown unit (use K, M, G or T)")),
+    };
+    let bytes = n
+        .checked_mul(1 << shift)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| format!("'{s}' is too large"))?;
+    if bytes < MIN_MEMCAP {
+        return Err(format!("'{s}' is below the minimum of 1M"));
+    }
+    Ok(bytes)
+}
+
 impl Args {
     /// Checks the arguments and builds the configuration.
     pub fn into_config(self) -> Result<Config, String> {
@@ -304,6 +340,7 @@ impl Args {
             ports: self.port,
             limits: Limits {
                 max_flows: self.max_flows,
+                memcap: self.memcap,
                 idle_timeout_secs: i64::from(self.idle_timeout.max(1)),
                 udp_idle_timeout_secs: i64::from(self.udp_idle_timeout.max(1)),
                 ..Limits::default()
@@ -392,6 +429,20 @@ fn roff_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("1gib"), Ok(1 << 30));
+        assert_eq!(parse_size("2048K"), Ok(2 << 20));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("1048575").is_err());
+        assert!(parse_size("64X").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("-1G").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
 
     fn config(args: &[&str]) -> Result<Config, String> {
         let mut argv = vec!["tlswatch"];

@@ -1,15 +1,25 @@
 //! The flow table: connections keyed by their endpoints, client/server roles,
-//! per-direction reassembly into the analyzer, and the ways a flow ends.
+//! per-direction reassembly into the analyzer, the ways a flow ends, and the memory
+//! all of it may hold (`--memcap`).
+//!
+//! A flow that has carried no payload is a small fixed-size entry (key, roles, counters,
+//! times, ISNs); its record, reassembly streams and analyzer are allocated at the first
+//! payload byte (or the first acknowledgement of bytes never captured). Entries live in a
+//! [`Table`] that never moves them and keeps them in recency order, so ending the least
+//! recently active flow costs O(1).
 
 use crate::analyzer::{Analyzer, Options, Signal};
-use crate::decode::Datagram;
-use crate::decode::{DecodeStats, Segment};
+use crate::decode::frag::FragNotes;
+use crate::decode::{Datagram, DecodeNotes, DecodeStats, Segment, TunnelPath};
 use crate::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Timestamp};
+use crate::table::{Budget, Slot, Table};
 use crate::udp::{UdpKey, UdpLimits, UdpStats, UdpTable};
-use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+
+/// Default `--memcap`: 1 GiB.
+pub const DEFAULT_MEMCAP: usize = 1 << 30;
 
 /// Caps and timeouts, in one place.
 #[derive(Clone, Copy, Debug)]
@@ -18,6 +28,11 @@ pub struct Limits {
     pub max_flows: usize,
     /// A flow with no packet for this long (packet time) is ended.
     pub idle_timeout_secs: i64,
+    /// Bytes of flow state, reassembly buffers, analyzer state and closed-connection
+    /// tombstones held at once. Past it, out-of-order buffering stops for the flows that
+    /// started buffering first, then tombstones are dropped, then the least recently
+    /// active flows are evicted.
+    pub memcap: usize,
     /// Per-direction reassembly caps.
     pub stream: StreamLimits,
     /// A UDP conversation with no datagram for this long (packet time) is ended.
@@ -29,6 +44,7 @@ impl Default for Limits {
         Limits {
             max_flows: 1_000_000,
             idle_timeout_secs: 300,
+            memcap: DEFAULT_MEMCAP,
             stream: StreamLimits::default(),
             udp_idle_timeout_secs: UdpLimits::default().idle_timeout_secs,
         }
@@ -104,6 +120,43 @@ impl PacketStats {
     }
 }
 
+/// What the memory cap did, for the summary.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct MemoryStats {
+    /// The cap, in bytes.
+    pub memcap: u64,
+    /// Most bytes held at once (as accounted: flow entries, records, reassembly buffers,
+    /// analyzer buffers, tombstones). Not in the JSON summary: it depends on struct layouts
+    /// and on how flows spread over threads, and the summary must not.
+    #[serde(skip)]
+    pub peak: u64,
+    /// Flows whose out-of-order buffering was stopped (their held bytes became gaps).
+    pub buffering_stopped: u64,
+    /// Closed-connection tombstones dropped before their time.
+    pub tombstones_dropped: u64,
+    /// Flows ended early (`evicted`) to stay under the cap.
+    pub evicted: u64,
+}
+
+impl MemoryStats {
+    /// Adds another shard's: caps and peaks add up (each shard has its own cap).
+    pub fn absorb(&mut self, o: &MemoryStats) {
+        // Destructured without `..`: a new counter must be added here too.
+        let MemoryStats {
+            memcap,
+            peak,
+            buffering_stopped,
+            tombstones_dropped,
+            evicted,
+        } = o;
+        self.memcap += memcap;
+        self.peak += peak;
+        self.buffering_stopped += buffering_stopped;
+        self.tombstones_dropped += tombstones_dropped;
+        self.evicted += evicted;
+    }
+}
+
 /// Canonical key: the two endpoints in sorted order, and the identity of the
 /// tunnels the flow came through (0 for none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -123,24 +176,275 @@ impl FlowKey {
     }
 }
 
+/// ISNs remembered per direction.
+const MAX_ISNS: usize = 4;
+
+/// A few ISNs, without a heap allocation.
+#[derive(Clone, Copy, Debug, Default)]
+struct Isns {
+    v: [u32; MAX_ISNS],
+}
+
+impl Isns {
+    fn contains(&self, n: u8, isn: u32) -> bool {
+        self.v
+            .get(..usize::from(n))
+            .unwrap_or_default()
+            .contains(&isn)
+    }
+
+    /// Adds `isn` if there is room; returns the new count.
+    fn push(&mut self, n: u8, isn: u32) -> u8 {
+        match self.v.get_mut(usize::from(n)) {
+            Some(slot) => {
+                *slot = isn;
+                n + 1
+            }
+            None => n,
+        }
+    }
+}
+
+/// An optional sequence number in five bytes with no alignment, so that the several a
+/// flow keeps pack tightly (a plain `Option<u32>` takes eight).
+#[derive(Clone, Copy, Default)]
+#[repr(C, packed)]
+struct OptSeq {
+    set: bool,
+    v: u32,
+}
+
+impl OptSeq {
+    fn some(v: u32) -> Self {
+        OptSeq { set: true, v }
+    }
+
+    fn get(self) -> Option<u32> {
+        let v = self.v;
+        self.set.then_some(v)
+    }
+}
+
+impl std::fmt::Debug for OptSeq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+/// A timestamp in twelve bytes (a plain `Timestamp` is padded to sixteen).
+#[derive(Clone, Copy)]
+#[repr(C, packed(4))]
+struct PackedTs {
+    secs: i64,
+    nanos: u32,
+}
+
+impl From<Timestamp> for PackedTs {
+    fn from(t: Timestamp) -> Self {
+        PackedTs {
+            secs: t.secs,
+            nanos: t.nanos,
+        }
+    }
+}
+
+impl From<PackedTs> for Timestamp {
+    fn from(t: PackedTs) -> Self {
+        let (secs, nanos) = (t.secs, t.nanos);
+        Timestamp { secs, nanos }
+    }
+}
+
+impl std::fmt::Debug for PackedTs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Timestamp::from(*self).fmt(f)
+    }
+}
+
+/// Notes learned before the record exists, as bits (one byte in the flow entry); added
+/// to the record in the order of the constants.
+#[derive(Clone, Copy, Debug, Default)]
+struct EarlyNotes(u8);
+
+impl EarlyNotes {
+    const MIDSTREAM: u8 = 1;
+    const ROLES_FROM_PORTS: u8 = 1 << 1;
+    const TRUNCATED: u8 = 1 << 2;
+    /// Reassembled IP fragments were seen (the three below say what they showed).
+    const FRAGMENTS: u8 = 1 << 3;
+    const FRAG_OVERLAP: u8 = 1 << 4;
+    const FRAG_TINY: u8 = 1 << 5;
+    const FRAG_HEADER: u8 = 1 << 6;
+
+    fn set(&mut self, bit: u8, on: bool) {
+        if on {
+            self.0 |= bit;
+        }
+    }
+
+    fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    fn add(&mut self, truncated: bool, d: &DecodeNotes) {
+        self.set(Self::TRUNCATED, truncated);
+        if let Some(f) = d.fragments {
+            self.set(Self::FRAGMENTS, true);
+            self.set(Self::FRAG_OVERLAP, f.conflicting_overlap);
+            self.set(Self::FRAG_TINY, f.tiny_first);
+            self.set(Self::FRAG_HEADER, f.header_overlap);
+        }
+    }
+
+    fn apply(self, rec: &mut FlowRecord) {
+        if self.has(Self::MIDSTREAM) {
+            rec.note(Note::Midstream);
+        }
+        if self.has(Self::ROLES_FROM_PORTS) {
+            rec.note(Note::RolesFromPorts);
+        }
+        if self.has(Self::TRUNCATED) {
+            rec.note(Note::Truncated);
+        }
+        let fragments = self.has(Self::FRAGMENTS).then_some(FragNotes {
+            conflicting_overlap: self.has(Self::FRAG_OVERLAP),
+            tiny_first: self.has(Self::FRAG_TINY),
+            header_overlap: self.has(Self::FRAG_HEADER),
+        });
+        rec.note_decode(&DecodeNotes { fragments });
+    }
+}
+
+/// One connection while it has carried no payload: everything the record needs later,
+/// in a fixed size (see `payload_less_flows_stay_small`). Fields are ordered and packed
+/// so that the entry stays small: a flood holds millions of them.
 #[derive(Debug)]
 struct Flow {
+    id: u64,
+    /// The engine clock (which never goes back) at the latest packet, in seconds: idle
+    /// timeouts and recency order agree even when packet times jump backwards.
+    last_seen: i64,
+    packets: PerDir<u64>,
+    bytes: PerDir<u64>,
+    /// Everything that exists from the first payload byte on.
+    state: Option<Box<Active>>,
+    /// The tunnels the flow came through, as the client sees them (moved into the
+    /// record when it is made); boxed so that a flow outside tunnels pays one word.
+    tunnel: Option<Box<TunnelPath>>,
+    start: PackedTs,
+    /// Time of the latest packet (the record's `end`).
+    end: PackedTs,
+    /// Bytes charged to the budget for `state` (saturating).
+    charged: u32,
+    /// ISNs seen per direction (a few, `isn_n` of them), to notice a SYN that restarts
+    /// the connection.
+    isn: PerDir<Isns>,
+    isn_n: PerDir<u8>,
+    /// The ISN each direction's stream is based on.
+    cur_isn: PerDir<OptSeq>,
+    /// Sequence number of the first FIN per direction seen before the streams existed.
+    early_fin: PerDir<OptSeq>,
+    client_isn: OptSeq,
+    fin: PerDir<bool>,
+    /// The client is the key's `a` endpoint.
+    client_is_a: bool,
+    /// Roles come from the TCP handshake.
+    roles_fixed: bool,
+    /// The analyzer is done: only count packets.
+    bypass: bool,
+    early: EarlyNotes,
+}
+
+/// A flow's record, reassembly and analysis, allocated at its first payload byte.
+#[derive(Debug)]
+struct Active {
     rec: FlowRecord,
     streams: PerDir<Stream>,
     analyzer: Analyzer,
-    last_seen: Timestamp,
-    fin: PerDir<bool>,
-    client_isn: Option<u32>,
-    /// ISNs seen per direction (a few), to notice a SYN that restarts the connection.
-    isn: PerDir<Vec<u32>>,
-    /// The ISN each direction's stream is based on.
-    cur_isn: PerDir<Option<u32>>,
-    /// The analyzer is done: only count packets.
-    bypass: bool,
 }
 
-/// ISNs remembered per direction.
-const MAX_ISNS: usize = 4;
+impl Active {
+    /// Heap and inline bytes this state holds (an estimate for the analyzer and record).
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Active>()
+            + self.streams.client.heap_bytes()
+            + self.streams.server.heap_bytes()
+            + self.analyzer.heap_bytes()
+            + self.rec.heap_bytes()
+    }
+
+    fn buffering(&self) -> bool {
+        self.streams.client.buffered() > 0 || self.streams.server.buffered() > 0
+    }
+}
+
+impl Flow {
+    fn endpoints(&self, key: &FlowKey) -> (Endpoint, Endpoint) {
+        let ep = |(ip, port): (IpAddr, u16)| Endpoint { ip, port };
+        if self.client_is_a {
+            (ep(key.a), ep(key.b))
+        } else {
+            (ep(key.b), ep(key.a))
+        }
+    }
+
+    fn dir_of(&self, key: &FlowKey, src: (IpAddr, u16)) -> Dir {
+        let client = if self.client_is_a { key.a } else { key.b };
+        if client == src {
+            Dir::Client
+        } else {
+            Dir::Server
+        }
+    }
+
+    /// The flow's streams as they would be now: based on the latest ISN of each side
+    /// and knowing any FIN seen so far.
+    fn fresh_stream(&self, dir: Dir, limits: StreamLimits) -> Stream {
+        let mut s = Stream::new(limits);
+        if let Some(isn) = self.cur_isn.get(dir).get() {
+            s.on_syn(SeqNum(isn));
+        }
+        if let Some(fin) = self.early_fin.get(dir).get() {
+            s.on_fin(SeqNum(fin));
+        }
+        s
+    }
+
+    /// Creates the record, streams and analyzer (first payload byte, or the end).
+    fn activate(&mut self, key: &FlowKey, limits: StreamLimits, opts: Options) -> &mut Active {
+        let (client, server) = self.endpoints(key);
+        let streams = PerDir {
+            client: self.fresh_stream(Dir::Client, limits),
+            server: self.fresh_stream(Dir::Server, limits),
+        };
+        let roles_fixed = self.roles_fixed;
+        let (id, start, early) = (self.id, Timestamp::from(self.start), self.early);
+        let tunnel = &mut self.tunnel;
+        self.state.get_or_insert_with(|| {
+            let mut rec = FlowRecord::new(id, start, client, server);
+            if let Some(t) = tunnel.take() {
+                rec.tunnel = *t;
+            }
+            early.apply(&mut rec);
+            Box::new(Active {
+                rec,
+                streams,
+                analyzer: Analyzer::new(roles_fixed, opts),
+            })
+        })
+    }
+
+    /// Content showed the roles the other way round: follow the analyzer's swap.
+    fn swap_roles(&mut self) {
+        self.client_is_a = !self.client_is_a;
+        self.packets.swap();
+        self.bytes.swap();
+        self.fin.swap();
+        if let Some(a) = self.state.as_mut() {
+            a.streams.swap();
+        }
+    }
+}
 
 /// Ports where a server usually listens, to guess roles when no SYN was seen.
 fn is_service_port(p: u16) -> bool {
@@ -169,22 +473,30 @@ fn is_service_port(p: u16) -> bool {
         )
 }
 
+/// Bytes one open flow costs in the table before its first payload byte.
+const FLOW_BYTES: usize = Table::<FlowKey, Flow>::ENTRY_BYTES;
+/// Bytes one tombstone costs.
+const TOMBSTONE_BYTES: usize = Table::<FlowKey, i64>::ENTRY_BYTES;
+
 /// Reassembles flows from packets and hands finished flow records on.
 pub struct Engine {
-    table: FxHashMap<FlowKey, Flow>,
-    /// Recently closed connections (for one idle timeout): stragglers after FIN/RST
-    /// are absorbed, not taken for new flows.
-    closed: FxHashMap<FlowKey, Timestamp>,
+    flows: Table<FlowKey, Flow>,
+    /// Recently closed connections (for one idle timeout), with the second they closed:
+    /// stragglers after FIN/RST are absorbed, not taken for new flows.
+    closed: Table<FlowKey, i64>,
+    budget: Budget,
     limits: Limits,
     opts: Options,
     ports: Vec<u16>,
     next_id: u64,
     ids: IdScheme,
-    /// Latest packet time seen (the clock that ends idle flows).
+    /// Latest packet time seen (the clock that ends idle flows; never goes back).
     now: Timestamp,
     clock: Clock,
     pub stats: PacketStats,
+    /// Flows ended early, by `--max-flows` or by `--memcap`.
     pub evicted: u64,
+    memory: MemoryStats,
     /// The UDP conversations (QUIC, DTLS, and others counted by port).
     udp: UdpTable,
 }
@@ -248,8 +560,9 @@ impl Clock {
 impl Engine {
     pub fn new(limits: Limits, opts: Options, ports: Vec<u16>) -> Self {
         Engine {
-            table: FxHashMap::default(),
-            closed: FxHashMap::default(),
+            flows: Table::default(),
+            closed: Table::default(),
+            budget: Budget::new(limits.memcap),
             limits,
             opts,
             ports,
@@ -259,11 +572,31 @@ impl Engine {
             clock: Clock::new(&limits),
             stats: PacketStats::default(),
             evicted: 0,
+            memory: MemoryStats::default(),
             udp: UdpTable::new(UdpLimits {
                 max_flows: limits.max_flows,
                 idle_timeout_secs: limits.udp_idle_timeout_secs,
             }),
         }
+    }
+
+    /// What the memory cap did so far.
+    pub fn memory(&self) -> MemoryStats {
+        MemoryStats {
+            memcap: self.budget.cap() as u64,
+            peak: self.budget.peak() as u64,
+            ..self.memory.clone()
+        }
+    }
+
+    /// Bytes currently accounted against the memory cap.
+    pub fn memory_used(&self) -> usize {
+        self.budget.used()
+    }
+
+    /// Flows currently open.
+    pub fn open_flows(&self) -> usize {
+        self.flows.len()
     }
 
     /// Chooses how new flows are numbered (before the first packet).
@@ -319,6 +652,9 @@ impl Engine {
     /// One decoded TCP segment. The caller runs the clock first ([`Engine::tick`]).
     pub fn segment(&mut self, seg: &Segment<'_>, at: Stamp, emit: &mut Emit<'_>) {
         let ts = at.ts;
+        if ts > self.now {
+            self.now = ts;
+        }
         if !self.ports.is_empty() && !self.ports.iter().any(|&p| p == seg.sport || p == seg.dport) {
             self.stats.filtered += 1;
             return;
@@ -327,150 +663,146 @@ impl Engine {
         let dst = (seg.dst, seg.dport);
         let key = FlowKey::new(src, dst, seg.tunnel.identity());
         let new_syn = seg.flags.syn && !seg.flags.ack;
-        if let Some(flow) = self.table.get(&key) {
+        let mut slot = self.flows.find(&key);
+        if let Some(s) = slot
+            && let Some(flow) = self.flows.get(s)
+        {
             // A fresh SYN from the client on a known 5-tuple is a new connection.
-            let is_client = flow.rec.client.ip == seg.src && flow.rec.client.port == seg.sport;
-            if new_syn
-                && (flow.client_isn.is_some_and(|isn| isn != seg.seq)
-                    || flow.fin.client
-                    || flow.fin.server
-                    || !is_client)
-            {
-                let reason = if flow.fin.client || flow.fin.server {
+            let is_client = flow.dir_of(&key, src) == Dir::Client;
+            let any_fin = flow.fin.client || flow.fin.server;
+            let other_isn = flow.client_isn.get().is_some_and(|isn| isn != seg.seq);
+            if new_syn && (other_isn || any_fin || !is_client) {
+                let reason = if any_fin {
                     EndReason::Fin
                 } else {
                     EndReason::PortReuse
                 };
-                self.close(key, reason, emit);
+                self.close(s, reason, emit);
+                slot = None;
             }
         }
-        if !self.table.contains_key(&key) {
-            if self.closed.contains_key(&key) {
-                if !new_syn {
+        let s = match slot {
+            Some(s) => s,
+            None => {
+                if let Some(t) = self.closed.find(&key) {
+                    if !new_syn {
+                        self.stats.stray += 1;
+                        return;
+                    }
+                    self.closed.remove(t);
+                    self.budget.release(TOMBSTONE_BYTES);
+                }
+                if !seg.flags.syn && seg.payload.is_empty() {
                     self.stats.stray += 1;
                     return;
                 }
-                self.closed.remove(&key);
+                if self.flows.len() >= self.limits.max_flows {
+                    self.evict_oldest(emit);
+                }
+                let flow = self.new_flow(&key, seg, at);
+                let Some(s) = self.flows.insert(key, flow) else {
+                    return;
+                };
+                self.budget.charge(FLOW_BYTES);
+                s
             }
-            if !seg.flags.syn && seg.payload.is_empty() {
-                self.stats.stray += 1;
-                return;
-            }
-            if self.table.len() >= self.limits.max_flows {
-                self.evict(emit);
-            }
-            let flow = self.new_flow(seg, at);
-            self.table.insert(key, flow);
-        }
-        let Some(flow) = self.table.get_mut(&key) else {
+        };
+        self.flows.touch(s);
+        let (limits, opts, now) = (self.limits.stream, self.opts, self.now.secs);
+        let Some(flow) = self.flows.get_mut(s) else {
             return;
         };
-        let mut dir = if flow.rec.client.ip == seg.src && flow.rec.client.port == seg.sport {
-            Dir::Client
-        } else {
-            Dir::Server
-        };
-        *flow.rec.packets.get_mut(dir) += 1;
-        *flow.rec.bytes.get_mut(dir) += seg.payload.len() as u64;
-        flow.rec.end = ts;
-        flow.last_seen = ts;
-        if seg.truncated {
-            flow.rec.note(Note::Truncated);
+        let mut dir = flow.dir_of(&key, src);
+        *flow.packets.get_mut(dir) += 1;
+        *flow.bytes.get_mut(dir) += seg.payload.len() as u64;
+        flow.end = ts.into();
+        flow.last_seen = now;
+        match flow.state.as_mut() {
+            Some(a) => {
+                if seg.truncated {
+                    a.rec.note(Note::Truncated);
+                }
+                a.rec.note_decode(&seg.notes);
+            }
+            None => flow.early.add(seg.truncated, &seg.notes),
         }
-        flow.rec.note_decode(&seg.notes);
         let syn_len = u32::from(seg.flags.syn);
         let data_seq = SeqNum(seg.seq).wrapping_add(syn_len);
+        let was_bypassed = flow.bypass;
         if !flow.bypass {
             if seg.flags.syn {
                 // A SYN with another ISN before any data restarts that direction.
-                let isns = flow.isn.get_mut(dir);
-                let cur = flow.cur_isn.get_mut(dir);
-                if cur.is_some_and(|i| i != seg.seq) && flow.streams.get(dir).delivered() == 0 {
-                    *flow.streams.get_mut(dir) = Stream::new(self.limits.stream);
+                let cur = flow.cur_isn.get(dir).get();
+                if let Some(a) = flow.state.as_mut()
+                    && cur.is_some_and(|i| i != seg.seq)
+                    && a.streams.get(dir).delivered() == 0
+                {
+                    *a.streams.get_mut(dir) = Stream::new(limits);
                 }
-                *cur = Some(seg.seq);
-                if !isns.contains(&seg.seq) && isns.len() < MAX_ISNS {
-                    isns.push(seg.seq);
+                *flow.cur_isn.get_mut(dir) = OptSeq::some(seg.seq);
+                let n = *flow.isn_n.get(dir);
+                if !flow.isn.get(dir).contains(n, seg.seq) {
+                    *flow.isn_n.get_mut(dir) = flow.isn.get_mut(dir).push(n, seg.seq);
                 }
-                flow.streams.get_mut(dir).on_syn(SeqNum(seg.seq));
+                if let Some(a) = flow.state.as_mut() {
+                    a.streams.get_mut(dir).on_syn(SeqNum(seg.seq));
+                }
                 if dir == Dir::Client && !seg.flags.ack {
-                    flow.client_isn = Some(seg.seq);
+                    flow.client_isn = OptSeq::some(seg.seq);
                 }
             }
             // Retransmitted SYN-ACKs may carry several ISNs; the first data names the real one.
-            if !seg.payload.is_empty() && !seg.flags.syn && flow.streams.get(dir).delivered() == 0 {
-                let isns = flow.isn.get(dir);
+            let undelivered = flow
+                .state
+                .as_ref()
+                .is_none_or(|a| a.streams.get(dir).delivered() == 0);
+            if !seg.payload.is_empty() && !seg.flags.syn && undelivered {
                 let wanted = seg.seq.wrapping_sub(1);
-                if *flow.cur_isn.get(dir) != Some(wanted) && isns.contains(&wanted) {
-                    *flow.streams.get_mut(dir) = Stream::new(self.limits.stream);
-                    flow.streams.get_mut(dir).on_syn(SeqNum(wanted));
-                    *flow.cur_isn.get_mut(dir) = Some(wanted);
+                let known = flow.isn.get(dir).contains(*flow.isn_n.get(dir), wanted);
+                if flow.cur_isn.get(dir).get() != Some(wanted) && known {
+                    if let Some(a) = flow.state.as_mut() {
+                        let st = a.streams.get_mut(dir);
+                        *st = Stream::new(limits);
+                        st.on_syn(SeqNum(wanted));
+                    }
+                    *flow.cur_isn.get_mut(dir) = OptSeq::some(wanted);
                 }
             }
-            let Flow {
-                streams,
-                analyzer,
-                rec,
-                ..
-            } = flow;
-            let mut swapped = false;
-            if !seg.payload.is_empty() {
-                let mut d = dir;
-                streams
-                    .get_mut(dir)
-                    .on_segment(data_seq, seg.payload, &mut |c| {
-                        if feed(analyzer, rec, d, c) == Signal::SwapRoles {
-                            d = d.other();
-                            swapped = true;
-                        }
-                    });
+            // The first payload byte, or an ack of bytes never captured, needs the full state.
+            if flow.state.is_none()
+                && (!seg.payload.is_empty()
+                    || (seg.flags.ack && acks_missed_bytes(flow, dir.other(), seg.ack, limits)))
+            {
+                flow.activate(&key, limits, opts);
             }
-            if swapped {
-                streams.swap();
-                flow.fin.swap();
-                dir = dir.other();
-                swapped = false;
-            }
-            if seg.flags.ack {
-                let Flow {
-                    streams,
-                    analyzer,
-                    rec,
-                    ..
-                } = flow;
-                let mut d = dir.other();
-                streams
-                    .get_mut(dir.other())
-                    .on_peer_ack(SeqNum(seg.ack), &mut |c| {
-                        if feed(analyzer, rec, d, c) == Signal::SwapRoles {
-                            d = d.other();
-                            swapped = true;
-                        }
-                    });
-                if swapped {
-                    streams.swap();
-                    flow.fin.swap();
-                    dir = dir.other();
+            match flow.state.as_mut() {
+                Some(_) => dir = Self::deliver(flow, dir, seg, data_seq),
+                None if seg.flags.fin && flow.early_fin.get(dir).get().is_none() => {
+                    *flow.early_fin.get_mut(dir) = OptSeq::some(data_seq.0);
                 }
-            }
-            if seg.flags.fin {
-                flow.streams
-                    .get_mut(dir)
-                    .on_fin(data_seq.wrapping_add(seg.payload.len() as u32));
-            }
-            if flow.analyzer.is_done() {
-                flow.bypass = true;
-                flow.streams.client.bypass();
-                flow.streams.server.bypass();
+                None => {}
             }
         }
         if seg.flags.fin {
             *flow.fin.get_mut(dir) = true;
         }
+        // A bypassed flow's state no longer changes: it was charged when bypassed.
+        if let Some(a) = flow.state.as_ref()
+            && !was_bypassed
+        {
+            let bytes = clamp32(a.bytes());
+            let buffering = a.buffering();
+            self.budget.recharge(flow.charged as usize, bytes as usize);
+            flow.charged = bytes;
+            self.flows.set_marked(s, buffering);
+        }
+        let Some(flow) = self.flows.get(s) else {
+            return;
+        };
         let both_fin = flow.fin.client && flow.fin.server;
         if seg.flags.rst || both_fin {
             self.close(
-                key,
+                s,
                 if seg.flags.rst {
                     EndReason::Rst
                 } else {
@@ -478,30 +810,88 @@ impl Engine {
                 },
                 emit,
             );
-            if self.closed.len() >= self.limits.max_flows {
-                self.closed.clear();
-            }
-            self.closed.insert(key, ts);
+            self.bury(key, ts.secs.max(self.now.secs));
         }
+        self.relieve(emit);
     }
 
-    fn new_flow(&mut self, seg: &Segment<'_>, at: Stamp) -> Flow {
+    /// Hands one segment's data, acknowledgement and FIN to an active flow's streams and
+    /// analyzer. Returns the segment's direction after any role swap.
+    fn deliver(flow: &mut Flow, mut dir: Dir, seg: &Segment<'_>, data_seq: SeqNum) -> Dir {
+        let Some(a) = flow.state.as_mut() else {
+            return dir;
+        };
+        let Active {
+            streams,
+            analyzer,
+            rec,
+        } = &mut **a;
+        let mut swaps = 0u32;
+        if !seg.payload.is_empty() {
+            let mut d = dir;
+            streams
+                .get_mut(dir)
+                .on_segment(data_seq, seg.payload, &mut |c| {
+                    if feed(analyzer, rec, d, c) == Signal::SwapRoles {
+                        d = d.other();
+                        swaps += 1;
+                    }
+                });
+        }
+        if swaps % 2 == 1 {
+            streams.swap();
+            dir = dir.other();
+        }
+        let mut swaps_ack = 0u32;
+        if seg.flags.ack {
+            let mut d = dir.other();
+            streams
+                .get_mut(dir.other())
+                .on_peer_ack(SeqNum(seg.ack), &mut |c| {
+                    if feed(analyzer, rec, d, c) == Signal::SwapRoles {
+                        d = d.other();
+                        swaps_ack += 1;
+                    }
+                });
+        }
+        if swaps_ack % 2 == 1 {
+            streams.swap();
+            dir = dir.other();
+        }
+        if seg.flags.fin {
+            streams
+                .get_mut(dir)
+                .on_fin(data_seq.wrapping_add(seg.payload.len() as u32));
+        }
+        let done = analyzer.is_done();
+        // The streams were swapped above; the flow's own per-direction state follows.
+        for _ in 0..(swaps + swaps_ack) % 2 {
+            flow.client_is_a = !flow.client_is_a;
+            flow.packets.swap();
+            flow.bytes.swap();
+            flow.fin.swap();
+        }
+        if done {
+            flow.bypass = true;
+            if let Some(a) = flow.state.as_mut() {
+                a.streams.client.bypass();
+                a.streams.server.bypass();
+            }
+        }
+        dir
+    }
+
+    fn new_flow(&mut self, key: &FlowKey, seg: &Segment<'_>, at: Stamp) -> Flow {
         let ts = at.ts;
-        let src = Endpoint {
-            ip: seg.src,
-            port: seg.sport,
-        };
-        let dst = Endpoint {
-            ip: seg.dst,
-            port: seg.dport,
-        };
-        let mut notes = Vec::new();
-        let (client, server, roles_fixed) = if seg.flags.syn && !seg.flags.ack {
-            (src, dst, true)
+        let src = (seg.src, seg.sport);
+        let mut early = EarlyNotes::default();
+        let (src_is_client, roles_fixed) = if seg.flags.syn && !seg.flags.ack {
+            (true, true)
         } else if seg.flags.syn {
-            (dst, src, true)
+            (false, true)
         } else {
-            notes.push(Note::Midstream);
+            early.set(EarlyNotes::MIDSTREAM, true);
+            early.set(EarlyNotes::ROLES_FROM_PORTS, true);
             let src_service = is_service_port(seg.sport);
             let dst_service = is_service_port(seg.dport);
             let src_is_server = match (src_service, dst_service) {
@@ -509,76 +899,76 @@ impl Engine {
                 (false, true) => false,
                 _ => seg.sport < seg.dport,
             };
-            notes.push(Note::RolesFromPorts);
-            if src_is_server {
-                (dst, src, false)
-            } else {
-                (src, dst, false)
-            }
+            (!src_is_server, false)
         };
         let id = match self.ids {
             IdScheme::Sequential => self.next_id,
             IdScheme::FirstPacket => at.ordinal,
         };
         self.next_id += 1;
-        let mut rec = FlowRecord::new(id, ts, client, server);
-        rec.tunnel = if client == src {
-            seg.tunnel.clone()
-        } else {
-            seg.tunnel.reversed()
-        };
-        for n in notes {
-            rec.note(n);
-        }
         Flow {
-            rec,
-            streams: PerDir {
-                client: Stream::new(self.limits.stream),
-                server: Stream::new(self.limits.stream),
-            },
-            analyzer: Analyzer::new(roles_fixed, self.opts),
-            last_seen: ts,
-            fin: PerDir::default(),
-            client_isn: None,
+            id,
+            last_seen: self.now.secs,
+            packets: PerDir::default(),
+            bytes: PerDir::default(),
+            state: None,
+            tunnel: (seg.tunnel != TunnelPath::default()).then(|| {
+                Box::new(if src_is_client {
+                    seg.tunnel.clone()
+                } else {
+                    seg.tunnel.reversed()
+                })
+            }),
+            start: ts.into(),
+            end: ts.into(),
+            charged: 0,
             isn: PerDir::default(),
+            isn_n: PerDir::default(),
             cur_isn: PerDir::default(),
+            early_fin: PerDir::default(),
+            client_isn: OptSeq::default(),
+            fin: PerDir::default(),
+            client_is_a: (key.a == src) == src_is_client,
+            roles_fixed,
             bypass: false,
+            early,
         }
     }
 
-    fn close(&mut self, key: FlowKey, reason: EndReason, emit: &mut Emit<'_>) {
-        let Some(mut flow) = self.table.remove(&key) else {
+    fn close(&mut self, s: Slot, reason: EndReason, emit: &mut Emit<'_>) {
+        let Some((key, mut flow)) = self.flows.remove(s) else {
             return;
         };
+        self.budget
+            .release(FLOW_BYTES.saturating_add(flow.charged as usize));
+        // A flow without payload gets its record only now; it lives until `emit` returns.
+        flow.activate(&key, self.limits.stream, self.opts);
+        let Some(active) = flow.state.take() else {
+            return;
+        };
+        let Active {
+            mut rec,
+            mut analyzer,
+            mut streams,
+        } = *active;
         if !flow.bypass {
             for dir in [Dir::Client, Dir::Server] {
-                let Flow {
-                    streams,
-                    analyzer,
-                    rec,
-                    ..
-                } = &mut flow;
                 let mut d = dir;
                 let mut swapped = false;
                 streams.get_mut(dir).flush(&mut |c| {
-                    if feed(analyzer, rec, d, c) == Signal::SwapRoles {
+                    if feed(&mut analyzer, &mut rec, d, c) == Signal::SwapRoles {
                         d = d.other();
                         swapped = true;
                     }
                 });
                 if swapped {
                     streams.swap();
+                    flow.swap_roles();
                 }
             }
         }
-        let Flow {
-            mut rec,
-            mut analyzer,
-            streams,
-            ..
-        } = flow;
-        for s in [&streams.client, &streams.server] {
-            let n = s.notes();
+        for st in [&streams.client, &streams.server] {
+            let n = st.notes();
             if n.conflicting_overlap {
                 rec.note(Note::ConflictingOverlap);
             }
@@ -592,6 +982,9 @@ impl Engine {
                 rec.note(Note::Gap);
             }
         }
+        rec.packets = flow.packets;
+        rec.bytes = flow.bytes;
+        rec.end = flow.end.into();
         if rec.packets.client == 0 || rec.packets.server == 0 {
             rec.note(Note::OneSided);
         }
@@ -606,49 +999,139 @@ impl Engine {
         emit(rec);
     }
 
-    /// Ends flows idle longer than the timeout.
-    fn sweep(&mut self, emit: &mut Emit<'_>) {
-        let limit = self.now.secs - self.limits.idle_timeout_secs;
-        let mut idle: Vec<(u64, FlowKey)> = self
-            .table
-            .iter()
-            .filter(|(_, f)| f.last_seen.secs < limit)
-            .map(|(k, f)| (f.rec.id, *k))
-            .collect();
-        idle.sort_unstable_by_key(|(id, _)| *id);
-        for (_, k) in idle {
-            self.close(k, EndReason::IdleTimeout, emit);
+    /// Remembers a closed connection for one idle timeout.
+    fn bury(&mut self, key: FlowKey, at: i64) {
+        if let Some(t) = self.closed.find(&key) {
+            if let Some(v) = self.closed.get_mut(t) {
+                *v = at;
+            }
+            self.closed.touch(t);
+            return;
         }
-        let linger = self.now.secs - self.limits.idle_timeout_secs;
-        self.closed.retain(|_, t| t.secs >= linger);
+        if self.closed.len() >= self.limits.max_flows
+            && let Some(old) = self.closed.oldest()
+        {
+            self.closed.remove(old);
+            self.budget.release(TOMBSTONE_BYTES);
+        }
+        if self.closed.insert(key, at).is_some() {
+            self.budget.charge(TOMBSTONE_BYTES);
+        }
     }
 
-    /// The table is full: end the least recently active sixty-fourth of it.
-    fn evict(&mut self, emit: &mut Emit<'_>) {
-        let mut by_age: Vec<(Timestamp, u64, FlowKey)> = self
-            .table
-            .iter()
-            .map(|(k, f)| (f.last_seen, f.rec.id, *k))
-            .collect();
-        let n = (by_age.len() / 64).max(1);
-        if n < by_age.len() {
-            by_age.select_nth_unstable(n);
+    /// Ends flows idle longer than the timeout (in the order they began) and forgets
+    /// tombstones as old.
+    fn sweep(&mut self, emit: &mut Emit<'_>) {
+        let limit = self.now.secs - self.limits.idle_timeout_secs;
+        let mut idle: Vec<(u64, Slot)> = Vec::new();
+        let mut at = self.flows.oldest();
+        while let Some(s) = at
+            && let Some(f) = self.flows.get(s)
+            && f.last_seen < limit
+        {
+            idle.push((f.id, s));
+            at = self.flows.newer(s);
         }
-        let mut victims: Vec<_> = by_age.into_iter().take(n).collect();
-        victims.sort_unstable();
-        for (_, _, k) in victims {
-            self.evicted += 1;
-            self.close(k, EndReason::Evicted, emit);
+        idle.sort_unstable();
+        for (_, s) in idle {
+            self.close(s, EndReason::IdleTimeout, emit);
         }
+        while let Some(t) = self.closed.oldest()
+            && self.closed.get(t).is_some_and(|&at| at < limit)
+        {
+            self.closed.remove(t);
+            self.budget.release(TOMBSTONE_BYTES);
+        }
+    }
+
+    /// Ends the least recently active flow early.
+    fn evict_oldest(&mut self, emit: &mut Emit<'_>) -> bool {
+        let Some(s) = self.flows.oldest() else {
+            return false;
+        };
+        self.evicted += 1;
+        self.close(s, EndReason::Evicted, emit);
+        true
+    }
+
+    /// Brings memory back under the cap: stop out-of-order buffering for the flow that
+    /// started buffering first, else drop the oldest tombstone, else evict the least
+    /// recently active flow; as often as needed. Each step frees what it accounted, so
+    /// the cost per step is O(1) plus the freed flow's own buffers.
+    fn relieve(&mut self, emit: &mut Emit<'_>) {
+        while self.budget.over() {
+            if let Some(s) = self.flows.first_marked() {
+                self.flows.set_marked(s, false);
+                self.stop_buffering(s);
+                self.memory.buffering_stopped += 1;
+            } else if let Some(t) = self.closed.oldest() {
+                self.closed.remove(t);
+                self.budget.release(TOMBSTONE_BYTES);
+                self.memory.tombstones_dropped += 1;
+            } else if self.evict_oldest(emit) {
+                self.memory.evicted += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// The flow's held out-of-order bytes are handed on now, holes as gaps, and neither
+    /// direction buffers again.
+    fn stop_buffering(&mut self, s: Slot) {
+        let Some(flow) = self.flows.get_mut(s) else {
+            return;
+        };
+        let Some(a) = flow.state.as_mut() else {
+            return;
+        };
+        let mut swaps = 0u32;
+        for dir in [Dir::Client, Dir::Server] {
+            let Active {
+                streams,
+                analyzer,
+                rec,
+            } = &mut **a;
+            let mut d = dir;
+            let mut swapped = false;
+            streams.get_mut(dir).stop_buffering(&mut |c| {
+                if feed(analyzer, rec, d, c) == Signal::SwapRoles {
+                    d = d.other();
+                    swapped = true;
+                }
+            });
+            if swapped {
+                streams.swap();
+                swaps += 1;
+            }
+        }
+        let done = a.analyzer.is_done();
+        if swaps % 2 == 1 {
+            // The streams were swapped already; the rest of the flow follows.
+            flow.client_is_a = !flow.client_is_a;
+            flow.packets.swap();
+            flow.bytes.swap();
+            flow.fin.swap();
+        }
+        if done && !flow.bypass {
+            flow.bypass = true;
+            if let Some(a) = flow.state.as_mut() {
+                a.streams.client.bypass();
+                a.streams.server.bypass();
+            }
+        }
+        let bytes = clamp32(flow.state.as_ref().map_or(0, |a| a.bytes()));
+        self.budget.recharge(flow.charged as usize, bytes as usize);
+        flow.charged = bytes;
     }
 
     /// End of input (or capture stopped): every open flow ends, in the order they began.
     pub fn finish(&mut self, reason: EndReason, emit: &mut Emit<'_>) {
         // TCP and UDP flows end together, in the order they began.
-        let mut open: Vec<(u64, Result<FlowKey, UdpKey>)> = self
-            .table
-            .iter()
-            .map(|(k, f)| (f.rec.id, Ok(*k)))
+        let mut open: Vec<(u64, Result<Slot, UdpKey>)> = self
+            .flows
+            .slots()
+            .filter_map(|s| Some((self.flows.get(s)?.id, Ok(s))))
             .chain(
                 self.udp
                     .open_flows()
@@ -659,16 +1142,43 @@ impl Engine {
         open.sort_unstable_by_key(|(id, _)| *id);
         for (_, k) in open {
             match k {
-                Ok(k) => self.close(k, reason, emit),
+                Ok(s) => self.close(s, reason, emit),
                 Err(k) => self.udp.end(k, reason, &mut self.stats.udp_flows, emit),
             }
         }
     }
 }
 
+/// Whether an acknowledgement from the other side covers bytes of `dir` that were
+/// never captured (so the stream would hand on a gap): decided on the stream the flow
+/// would have now, without keeping it.
+fn acks_missed_bytes(flow: &Flow, dir: Dir, ack: u32, limits: StreamLimits) -> bool {
+    let mut s = flow.fresh_stream(dir, limits);
+    let mut any = false;
+    s.on_peer_ack(SeqNum(ack), &mut |_| any = true);
+    any
+}
+
+fn clamp32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 fn feed(analyzer: &mut Analyzer, rec: &mut FlowRecord, dir: Dir, c: Chunk<'_>) -> Signal {
     match c {
         Chunk::Data(b) => analyzer.on_data(dir, b, rec),
         Chunk::Gap(n) => analyzer.on_gap(dir, n, rec),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flood holds millions of these: keep the table entry of a flow without payload
+    /// (slot with key, links and flow, plus its share of the index) well under 256 bytes.
+    #[test]
+    fn payload_less_flow_entry_is_small() {
+        const { assert!(FLOW_BYTES <= 248) };
+        const { assert!(std::mem::size_of::<Flow>() <= 160) };
     }
 }

@@ -28,5 +28,6 @@ pub mod reassembly;
 pub mod record;
 pub mod run;
 pub mod shard;
+pub mod table;
 pub mod udp;
 pub mod version;

@@ -184,6 +184,7 @@ pub fn run(cfg: &Config, sink: &mut dyn Sink) -> Report {
         c.dropped_by_worker = totals.dropped_by_worker.clone();
         c
     });
+    col.summary.memory = totals.memory;
     col.finish(totals.stats, totals.evicted, failed)
 }
 

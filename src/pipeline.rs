@@ -23,7 +23,7 @@ use crate::capture::Packet;
 use crate::cli::Config;
 use crate::collect::{Collector, Notice};
 use crate::decode::{Datagram, Decoded, Decoder, Segment};
-use crate::flow::{Clock, Emit, Engine, IdScheme, Limits, PacketStats, Stamp};
+use crate::flow::{Clock, Emit, Engine, IdScheme, Limits, MemoryStats, PacketStats, Stamp};
 use crate::record::{EndReason, FlowRecord, Timestamp, Transport};
 use crate::shard::{Shard, flow_hash, route_hash, worker_of};
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -176,6 +176,8 @@ pub trait Stage {
 pub struct Totals {
     pub stats: PacketStats,
     pub evicted: u64,
+    /// What the memory caps did (summed over the workers).
+    pub memory: MemoryStats,
     /// Live capture: packets dropped per worker because its queue was full.
     pub dropped_by_worker: Vec<u64>,
 }
@@ -200,10 +202,12 @@ pub fn drive<T: Send>(
         };
         let t = read(&mut stage);
         let InlineStage { inline, col } = stage;
+        let memory = inline.memory();
         let (stats, evicted) = inline.finish(end, &mut |rec| col.emit(rec));
         let totals = Totals {
             stats,
             evicted,
+            memory,
             dropped_by_worker: Vec::new(),
         };
         return (t, totals);
@@ -217,13 +221,17 @@ pub fn drive<T: Send>(
         end,
         live,
     };
-    threaded(&plan, col, read)
+    let (t, mut totals) = threaded(&plan, col, read);
+    // The cap as given, not the sum of the workers' shares (which rounds down).
+    totals.memory.memcap = cfg.limits.memcap as u64;
+    (t, totals)
 }
 
 /// Caps of one worker's shard, so the totals over all workers hold.
 pub fn per_worker(limits: Limits, workers: usize) -> Limits {
     Limits {
         max_flows: (limits.max_flows / workers.max(1)).max(1),
+        memcap: (limits.memcap / workers.max(1)).max(crate::cli::MIN_MEMCAP),
         ..limits
     }
 }
@@ -283,6 +291,11 @@ impl Inline {
         s.absorb(&self.engine.stats);
         s.decode.merge(&self.decoder.stats());
         s
+    }
+
+    /// What the memory cap did so far.
+    pub fn memory(&self) -> MemoryStats {
+        self.engine.memory()
     }
 
     /// Every open flow ends; returns the counters and the number of flows evicted.
@@ -399,6 +412,7 @@ enum Out {
     WorkerDone {
         stats: PacketStats,
         evicted: u64,
+        memory: MemoryStats,
     },
 }
 
@@ -438,9 +452,14 @@ fn threaded<T: Send>(
                     totals.stats.absorb(&stats);
                     totals.dropped_by_worker = dropped;
                 }
-                Out::WorkerDone { stats, evicted } => {
+                Out::WorkerDone {
+                    stats,
+                    evicted,
+                    memory,
+                } => {
                     totals.stats.absorb(&stats);
                     totals.evicted += evicted;
+                    totals.memory.absorb(&memory);
                 }
             }
             merge.release(&mut |rec| col.emit(rec));
@@ -682,6 +701,7 @@ fn work(
     let _ = out.send(Out::WorkerDone {
         stats: engine.stats.clone(),
         evicted: engine.evicted,
+        memory: engine.memory(),
     });
 }
 

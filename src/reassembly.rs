@@ -10,6 +10,9 @@ const WINDOW: i64 = 1 << 30;
 /// Recently delivered bytes kept to catch retransmissions that disagree with what was delivered.
 const TAIL: usize = 64;
 
+/// Heap bytes one buffered run costs beside its bytes: its share of a B-tree node.
+const RUN_OVERHEAD: usize = 64;
+
 /// Serial-number arithmetic on TCP sequence numbers (RFC 1982). The only place u32 sequence math
 /// happens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +89,8 @@ pub struct StreamNotes {
 /// Invariant, between calls:
 /// - `next` is the stream offset of the first byte not yet handed on; it never decreases.
 /// - every key of `ooo` is `> next`; entries are non-empty and never overlap or share a start;
-///   `buffered` is the sum of their lengths and is `<= limits.max_buffered`, and
+///   `buffered` is the sum of their lengths and is `<= limits.max_buffered`, `heap` is the
+///   sum of their capacities plus `RUN_OVERHEAD` each, and
 ///   `ooo.len() <= limits.max_segments` (so memory is bounded by construction — Vec capacity
 ///   may exceed length by the usual growth factor, no more).
 /// - the last `tail_len` bytes of `tail` are the data at offsets `next - tail_len .. next`
@@ -101,6 +105,8 @@ pub struct Stream {
     next: u64,
     ooo: BTreeMap<u64, Vec<u8>>,
     buffered: usize,
+    /// Heap held by `ooo`: run capacities plus `RUN_OVERHEAD` per run.
+    heap: usize,
     tail: [u8; TAIL],
     tail_len: usize,
     fin: Option<u64>,
@@ -129,6 +135,7 @@ impl Stream {
             next: 0,
             ooo: BTreeMap::new(),
             buffered: 0,
+            heap: 0,
             tail: [0; TAIL],
             tail_len: 0,
             fin: None,
@@ -246,7 +253,28 @@ impl Stream {
         self.bypassed = true;
         self.ooo = BTreeMap::new();
         self.buffered = 0;
+        self.heap = 0;
         self.tail_len = 0;
+    }
+
+    /// Memory pressure: hand on everything buffered now (holes as gaps, note
+    /// `buffer_cap_hit`) and never buffer out-of-order data again; from now on a segment
+    /// beyond a hole turns the hole into a gap at once, as the per-direction cap does.
+    pub fn stop_buffering(&mut self, sink: &mut dyn FnMut(Chunk<'_>)) {
+        self.limits.max_buffered = 0;
+        self.limits.max_segments = 0;
+        if !self.ooo.is_empty() {
+            self.notes.buffer_cap_hit = true;
+            self.flush(sink);
+        }
+        self.ooo = BTreeMap::new();
+        self.heap = 0;
+    }
+
+    /// Heap bytes this stream holds (buffered runs with their capacity and overhead).
+    #[must_use]
+    pub fn heap_bytes(&self) -> usize {
+        self.heap
     }
 
     /// Bytes (data + gaps) handed on so far = stream offset of the next byte.
@@ -355,6 +383,9 @@ impl Stream {
             let start = *entry.key();
             let run = entry.remove();
             self.buffered = self.buffered.saturating_sub(run.len());
+            self.heap = self
+                .heap
+                .saturating_sub(run.capacity().saturating_add(RUN_OVERHEAD));
             let fresh = run.get(idx(self.next - start)..).unwrap_or_default();
             let overlap = fresh.len().min(rest.len());
             if fresh.get(..overlap) != rest.get(..overlap) {
@@ -417,10 +448,18 @@ impl Stream {
             };
             match self.ooo.range_mut(..lo).next_back() {
                 Some((&start, run)) if start.saturating_add(len64(run.len())) == lo => {
+                    let before = run.capacity();
                     run.extend_from_slice(piece);
+                    self.heap = self
+                        .heap
+                        .saturating_add(run.capacity().saturating_sub(before));
                 }
                 _ => {
-                    self.ooo.insert(lo, piece.to_vec());
+                    let run = piece.to_vec();
+                    self.heap = self
+                        .heap
+                        .saturating_add(run.capacity().saturating_add(RUN_OVERHEAD));
+                    self.ooo.insert(lo, run);
                 }
             }
             self.buffered = self.buffered.saturating_add(piece.len());

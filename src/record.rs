@@ -438,6 +438,39 @@ impl FlowRecord {
         self.starttls.get_or_insert_with(StartTls::default)
     }
 
+    /// Heap bytes the record holds, roughly: each string counted at a typical length
+    /// (for the flow table's memory cap, which needs an O(1)-ish figure per packet).
+    pub fn heap_bytes(&self) -> usize {
+        const STR: usize = std::mem::size_of::<String>() + 32;
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, |s| s.capacity());
+        let mut n = self.notes.capacity() * std::mem::size_of::<Note>()
+            + self.findings.capacity() * (std::mem::size_of::<Finding>() + 64)
+            + self.cleartext_auth.capacity() * (std::mem::size_of::<CleartextAuth>() + STR)
+            + opt(&self.app_protocol);
+        if let Some(st) = &self.starttls {
+            n += std::mem::size_of::<StartTls>()
+                + opt(&st.command)
+                + opt(&st.reply)
+                + opt(&st.stripped)
+                + opt(&st.injection)
+                + opt(&st.response_injection);
+        }
+        if let Some(t) = &self.tls {
+            n += std::mem::size_of::<TlsInfo>()
+                + t.alerts.capacity() * (std::mem::size_of::<Alert>() + 2 * STR);
+            if let Some(ch) = &t.client_hello {
+                n += std::mem::size_of::<ClientHelloInfo>()
+                    + (ch.cipher_suites.capacity() + ch.alpn.capacity()) * STR
+                    + ch.supported_versions.capacity() * std::mem::size_of::<Version>()
+                    + opt(&ch.sni);
+            }
+            if let Some(sh) = &t.server_hello {
+                n += std::mem::size_of::<ServerHelloInfo>() + opt(&sh.cipher_suite) + opt(&sh.alpn);
+            }
+        }
+        n
+    }
+
     /// Payload was carried in at least one direction.
     pub fn has_payload(&self) -> bool {
         self.bytes.client > 0 || self.bytes.server > 0

@@ -78,6 +78,7 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink, progress: &Progress) -> Report
         |stage| read_files(cfg, stage, progress),
     );
     progress.finish();
+    col.summary.memory = totals.memory;
     col.finish(totals.stats, totals.evicted, failed)
 }
 

@@ -68,6 +68,21 @@ impl Analyzer {
         }
     }
 
+    /// Heap bytes held, for the flow table's memory cap.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.state {
+            State::Sniff(s) => {
+                std::mem::size_of::<Sniff>()
+                    + s.buf.client.capacity()
+                    + s.buf.server.capacity()
+                    + s.log.capacity() * std::mem::size_of::<(Dir, usize)>()
+            }
+            State::Tls(t) => std::mem::size_of::<TlsAnalyzer>() + t.heap_bytes(),
+            State::StartTls(d) => std::mem::size_of::<starttls::Driver>() + d.heap_bytes(),
+            State::Done => 0,
+        }
+    }
+
     /// In-order bytes of one direction.
     pub fn on_data(&mut self, dir: Dir, data: &[u8], rec: &mut FlowRecord) -> Signal {
         match &mut self.state {

@@ -168,6 +168,14 @@ impl TlsAnalyzer {
         self.done
     }
 
+    /// Heap bytes held by the message buffers (for the flow table's memory cap).
+    pub fn heap_bytes(&self) -> usize {
+        [&self.side.client, &self.side.server]
+            .iter()
+            .map(|s| s.hs.buf.capacity() + s.sslv2_buf.capacity())
+            .sum()
+    }
+
     /// A ServerHello (TLS or SSLv2) was seen.
     pub fn saw_server_hello(&self) -> bool {
         self.server_hello

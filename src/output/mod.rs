@@ -4,7 +4,7 @@ pub mod json;
 pub mod servers;
 pub mod table;
 
-use crate::flow::PacketStats;
+use crate::flow::{MemoryStats, PacketStats};
 use crate::record::{Encryption, FlowRecord, Timestamp};
 use crate::udp::UdpStats;
 use serde::Serialize;
@@ -27,7 +27,7 @@ pub struct FlowCounts {
     pub listed: u64,
     /// Flows that carried no payload either way (scans, bare handshakes).
     pub without_payload: u64,
-    /// Flows ended early because the flow table was full.
+    /// Flows ended early (`evicted`): by `--max-flows` or by `--memcap`.
     pub evicted: u64,
 }
 
@@ -58,6 +58,8 @@ pub struct Summary {
     /// Flows with payload carrying each finding code.
     pub by_finding: BTreeMap<&'static str, u64>,
     pub packets: PacketStats,
+    /// The memory cap and what it had to do.
+    pub memory: MemoryStats,
     /// The server inventory's counters (`--servers` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub servers: Option<servers::ServerCounts>,

@@ -341,6 +341,17 @@ impl<W: Write> Sink for Table<W> {
             "flows: {} listed, {} without payload (not listed; --all shows them), {} evicted",
             s.flows.listed, s.flows.without_payload, s.flows.evicted
         )?;
+        let m = &s.memory;
+        if m.buffering_stopped + m.tombstones_dropped + m.evicted > 0 {
+            writeln!(
+                self.out,
+                "memcap {} MiB reached: out-of-order buffering stopped for {} flows, {} closed-connection records dropped, {} flows evicted",
+                m.memcap >> 20,
+                m.buffering_stopped,
+                m.tombstones_dropped,
+                m.evicted
+            )?;
+        }
         writeln!(
             self.out,
             "encryption: {}",

@@ -39,6 +39,10 @@ pub const MAX_AUTH: usize = 16;
 /// Longest evidence string kept for a finding.
 pub const EVIDENCE: usize = 80;
 
+/// What a protocol state machine is assumed to hold on the heap: its boxed state and a
+/// partial line or message per direction, well below the caps (`lines::MAX_LINE`).
+const MACHINE_BYTES: usize = 1024;
+
 /// A protocol that can upgrade in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Proto {
@@ -276,6 +280,17 @@ impl Driver {
             stopped: false,
             refused: false,
         }
+    }
+
+    /// Heap bytes held (an estimate for the protocol machine: its line and message
+    /// buffers are capped; see `MACHINE_BYTES`), for the flow table's memory cap.
+    pub fn heap_bytes(&self) -> usize {
+        let side = |s: &Side| match s {
+            Side::Held(b) => b.capacity(),
+            Side::Gate { junk } => junk.capacity(),
+            Side::Plain | Side::Tls | Side::Off => 0,
+        };
+        MACHINE_BYTES + side(&self.side.client) + side(&self.side.server) + self.tls.heap_bytes()
     }
 
     pub fn is_done(&self) -> bool {

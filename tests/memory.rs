@@ -1,0 +1,435 @@
+//! Hostile traffic at scale, under a counting allocator: what a flow without payload
+//! costs, and that floods, out-of-order data, conflicting retransmissions, time going
+//! backwards, huge handshake messages, giant STARTTLS lines and BER length bombs neither
+//! panic nor hold more memory than the cap allows.
+//!
+//! The tests share one process-wide allocation counter, so they run one at a time.
+
+// A panic in a test is a failed test, not a crash on input.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use cap::Cap;
+use std::alloc::System;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use tlswatch::analyzer::Options;
+use tlswatch::decode::{DecodeNotes, Flags, Segment, TunnelPath};
+use tlswatch::flow::{Engine, Limits, Stamp};
+use tlswatch::reassembly::StreamLimits;
+use tlswatch::record::{EndReason, FlowRecord, Note, Timestamp};
+
+#[global_allocator]
+static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const SYN: Flags = Flags {
+    syn: true,
+    ack: false,
+    fin: false,
+    rst: false,
+};
+const SYN_ACK: Flags = Flags {
+    syn: true,
+    ack: true,
+    fin: false,
+    rst: false,
+};
+const ACK: Flags = Flags {
+    syn: false,
+    ack: true,
+    fin: false,
+    rst: false,
+};
+
+const SERVER: [u8; 4] = [192, 0, 2, 1];
+
+/// The n-th distinct client address.
+fn client(n: u32) -> IpAddr {
+    IpAddr::from((0x0a00_0000u32 | (n & 0x00ff_ffff)).to_be_bytes())
+}
+
+fn seg(src: IpAddr, sport: u16, dport: u16, seq: u32, flags: Flags, payload: &[u8]) -> Segment<'_> {
+    Segment {
+        src,
+        dst: IpAddr::from(SERVER),
+        sport,
+        dport,
+        seq,
+        ack: 0,
+        flags,
+        payload,
+        truncated: false,
+        tunnel: TunnelPath::default(),
+        notes: DecodeNotes::default(),
+    }
+}
+
+/// The server's reply to `client:sport`.
+fn reply(
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: Flags,
+    payload: &[u8],
+) -> Segment<'_> {
+    Segment {
+        src: IpAddr::from(SERVER),
+        dst,
+        sport: dport,
+        dport: sport,
+        seq,
+        ack,
+        flags,
+        payload,
+        truncated: false,
+        tunnel: TunnelPath::default(),
+        notes: DecodeNotes::default(),
+    }
+}
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp { secs, nanos: 0 }
+}
+
+/// Records and the highest live allocation seen, sampled as flows end and every
+/// `every` packets.
+struct Run {
+    engine: Engine,
+    recs: Vec<FlowRecord>,
+    keep: bool,
+    ended: u64,
+    /// Records ended with both `reassembly_cap` and `gap` (kept or not).
+    capped: u64,
+    base: usize,
+    peak: usize,
+}
+
+impl Run {
+    fn new(limits: Limits, keep: bool) -> Self {
+        let base = ALLOC.allocated();
+        Run {
+            engine: Engine::new(limits, Options { show_users: true }, Vec::new()),
+            recs: Vec::new(),
+            keep,
+            ended: 0,
+            capped: 0,
+            base,
+            peak: 0,
+        }
+    }
+
+    fn sample(&mut self) {
+        self.peak = self.peak.max(ALLOC.allocated().saturating_sub(self.base));
+    }
+
+    fn seg(&mut self, s: &Segment<'_>, ts: Timestamp) {
+        let (recs, keep) = (&mut self.recs, self.keep);
+        let (ended, capped) = (&mut self.ended, &mut self.capped);
+        let mut take = |r| Self::take(r, recs, keep, ended, capped);
+        self.engine.tick(ts, &mut take);
+        self.engine.segment(s, Stamp { ts, ordinal: 0 }, &mut take);
+    }
+
+    fn finish(&mut self) {
+        self.sample();
+        let (recs, keep) = (&mut self.recs, self.keep);
+        let (ended, capped) = (&mut self.ended, &mut self.capped);
+        self.engine.finish(EndReason::EndOfInput, &mut |r| {
+            Self::take(r, recs, keep, ended, capped);
+        });
+    }
+
+    fn take(
+        r: FlowRecord,
+        recs: &mut Vec<FlowRecord>,
+        keep: bool,
+        ended: &mut u64,
+        capped: &mut u64,
+    ) {
+        *ended += 1;
+        if r.has_note(Note::ReassemblyCap) && r.has_note(Note::Gap) {
+            *capped += 1;
+        }
+        if keep {
+            recs.push(r);
+        }
+    }
+}
+
+#[test]
+fn payload_less_flows_stay_small() {
+    let _g = serial();
+    const N: u32 = 100_000;
+    let mut run = Run::new(Limits::default(), false);
+    let before = ALLOC.allocated();
+    for i in 0..N {
+        run.seg(&seg(client(i), 40_000, 443, i, SYN, b""), at(1));
+    }
+    let per_flow = (ALLOC.allocated() - before) / N as usize;
+    assert_eq!(run.engine.open_flows(), N as usize);
+    assert!(per_flow <= 256, "{per_flow} bytes per flow without payload");
+    // The budget charges at least what the allocator saw (and not wildly more).
+    let charged = run.engine.memory_used() / N as usize;
+    assert!(
+        charged + 16 >= per_flow && charged <= 2 * per_flow,
+        "charged {charged}, allocated {per_flow} per flow"
+    );
+    run.finish();
+    assert_eq!(run.ended, u64::from(N));
+    assert_eq!(
+        run.engine.memory_used(),
+        0,
+        "everything charged was released"
+    );
+}
+
+#[test]
+fn syn_flood_stays_under_the_memcap() {
+    let _g = serial();
+    const N: u32 = 300_000;
+    const CAP: usize = 8 << 20;
+    let limits = Limits {
+        memcap: CAP,
+        ..Limits::default()
+    };
+    let mut run = Run::new(limits, false);
+    for i in 0..N {
+        run.seg(
+            &seg(client(i), 1024 + (i % 50_000) as u16, 443, i, SYN, b""),
+            at(1 + i64::from(i / 100_000)),
+        );
+        if i % 4096 == 0 {
+            run.sample();
+        }
+    }
+    let mem = run.engine.memory();
+    assert!(run.engine.memory_used() <= CAP);
+    assert!(mem.evicted > 0, "{mem:?}");
+    assert_eq!(mem.evicted, run.engine.evicted);
+    // Every SYN made a flow; the cap ended the oldest early.
+    assert_eq!(run.ended + run.engine.open_flows() as u64, u64::from(N));
+    assert_eq!(run.ended, mem.evicted);
+    assert!(
+        run.peak <= CAP + CAP / 4,
+        "peak {} over cap {CAP}",
+        run.peak
+    );
+    run.finish();
+    assert_eq!(run.ended, u64::from(N));
+}
+
+#[test]
+fn flows_holding_out_of_order_data_at_the_cap() {
+    let _g = serial();
+    const N: u32 = 100_000;
+    const CAP: usize = 16 << 20;
+    let limits = Limits {
+        memcap: CAP,
+        stream: StreamLimits {
+            max_buffered: 2048,
+            max_segments: 4,
+        },
+        ..Limits::default()
+    };
+    let mut run = Run::new(limits, false);
+    let data = [0x41u8; 1024];
+    for i in 0..N {
+        let c = client(i);
+        run.seg(&seg(c, 40_000, 25, 1000, SYN, b""), at(1));
+        // A hole at the start, then two runs up to the per-direction cap.
+        run.seg(&seg(c, 40_000, 25, 1001 + 100, ACK, &data), at(1));
+        run.seg(&seg(c, 40_000, 25, 1001 + 1124, ACK, &data), at(1));
+        if i % 4096 == 0 {
+            run.sample();
+        }
+    }
+    let mem = run.engine.memory();
+    assert!(mem.buffering_stopped > 0, "{mem:?}");
+    assert!(run.engine.memory_used() <= CAP);
+    assert!(
+        run.peak <= CAP + CAP / 4,
+        "peak {} over cap {CAP}",
+        run.peak
+    );
+    run.finish();
+    assert_eq!(run.ended, u64::from(N));
+    // Flows whose buffering stopped say so: their held bytes became gaps.
+    assert!(
+        run.capped >= mem.buffering_stopped,
+        "{} < {mem:?}",
+        run.capped
+    );
+}
+
+#[test]
+fn conflicting_overlaps_on_every_retransmission() {
+    let _g = serial();
+    let mut run = Run::new(Limits::default(), true);
+    let c = client(1);
+    run.seg(&seg(c, 40_000, 80, 0, SYN, b""), at(1));
+    let mut chunk = [0u8; 512];
+    for i in 0..20_000u32 {
+        let off = 1 + (i / 2) * 256;
+        // Every segment overlaps the previous one by half, with different bytes; every
+        // other one jumps ahead to be buffered out of order first.
+        chunk.fill((i % 251) as u8);
+        let seq = if i % 2 == 0 { off + 4096 } else { off };
+        run.seg(&seg(c, 40_000, 80, seq, ACK, &chunk), at(1));
+        if i % 512 == 0 {
+            run.sample();
+        }
+    }
+    run.finish();
+    assert_eq!(run.recs.len(), 1);
+    assert!(run.recs[0].has_note(Note::ConflictingOverlap));
+    // Bounded by the per-direction cap, whatever the retransmissions did.
+    assert!(run.peak < 4 << 20, "peak {}", run.peak);
+}
+
+#[test]
+fn timestamps_going_backwards() {
+    let _g = serial();
+    let limits = Limits {
+        idle_timeout_secs: 30,
+        max_flows: 1000,
+        ..Limits::default()
+    };
+    let mut run = Run::new(limits, true);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    const N: u32 = 50_000;
+    for i in 0..N {
+        // Time jumps back and forth by up to a day, and far into the past.
+        let t = 1_700_000_000 + (rnd() % 86_400) as i64 - if i % 97 == 0 { 1 << 40 } else { 0 };
+        let c = client(i % 3000);
+        let hello = [0x16, 0x03, 0x01, 0x00, 0x05, 1, 0, 0, 1, 0];
+        match rnd() % 3 {
+            0 => run.seg(&seg(c, 40_000, 443, 7, SYN, b""), at(t)),
+            1 => run.seg(&seg(c, 40_000, 443, 8, ACK, &hello), at(t)),
+            _ => run.seg(&reply(c, 40_000, 443, 9, 8, SYN_ACK, b""), at(t)),
+        }
+    }
+    run.finish();
+    // Every flow that began ended exactly once, with ids in order of their beginning.
+    let mut ids: Vec<u64> = run.recs.iter().map(|r| r.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), run.recs.len());
+    assert_eq!(run.engine.memory_used(), 0);
+}
+
+/// A TLS record carrying `body`.
+fn record(ct: u8, body: &[u8]) -> Vec<u8> {
+    let mut r = vec![ct, 3, 1];
+    r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    r.extend_from_slice(body);
+    r
+}
+
+/// Sends `stream` from the client in 1400-byte segments after a handshake; returns the record.
+fn one_flow(port: u16, greeting: &[u8], stream: &[u8], limits: Limits) -> (FlowRecord, usize) {
+    let mut run = Run::new(limits, true);
+    let c = client(7);
+    run.seg(&seg(c, 40_000, port, 100, SYN, b""), at(1));
+    run.seg(&reply(c, 40_000, port, 500, 101, SYN_ACK, b""), at(1));
+    let mut sseq = 501;
+    if !greeting.is_empty() {
+        run.seg(&reply(c, 40_000, port, sseq, 101, ACK, greeting), at(1));
+        sseq += greeting.len() as u32;
+    }
+    let mut seq = 101u32;
+    for (i, chunk) in stream.chunks(1400).enumerate() {
+        run.seg(&seg(c, 40_000, port, seq, ACK, chunk), at(1));
+        seq = seq.wrapping_add(chunk.len() as u32);
+        if i % 256 == 0 {
+            run.sample();
+        }
+    }
+    let _ = sseq;
+    run.finish();
+    assert_eq!(run.recs.len(), 1);
+    (run.recs.remove(0), run.peak)
+}
+
+#[test]
+fn sixteen_mib_handshake_message() {
+    let _g = serial();
+    // A ClientHello header announcing 16 MiB - 1, then 16 MiB of records carrying it.
+    let mut stream = record(22, &[1, 0xff, 0xff, 0xff]);
+    let body = vec![0x5a; 16_000];
+    while stream.len() < 16 << 20 {
+        stream.extend(record(22, &body));
+    }
+    let (rec, peak) = one_flow(443, b"", &stream, Limits::default());
+    assert!(rec.has_note(Note::HandshakeTooLarge), "{:?}", rec.notes);
+    assert!(peak < 2 << 20, "peak {peak}");
+}
+
+#[test]
+fn giant_starttls_lines() {
+    let _g = serial();
+    // An SMTP client that never ends its line (8 MiB), after a normal greeting.
+    let mut stream = b"EHLO ".to_vec();
+    stream.resize(8 << 20, b'a');
+    let (rec, peak) = one_flow(
+        25,
+        b"220 mail.example.com ESMTP\r\n",
+        &stream,
+        Limits::default(),
+    );
+    assert!(!rec.has_note(Note::Gap));
+    assert!(peak < 2 << 20, "peak {peak}");
+    // The same with a line that ends, 8 MiB later, then STARTTLS.
+    stream.extend_from_slice(b"\r\nSTARTTLS\r\n");
+    let (_, peak) = one_flow(
+        25,
+        b"220 mail.example.com ESMTP\r\n",
+        &stream,
+        Limits::default(),
+    );
+    assert!(peak < 2 << 20, "peak {peak}");
+}
+
+#[test]
+fn ldap_ber_length_bombs() {
+    let _g = serial();
+    let bombs: [&[u8]; 4] = [
+        // SEQUENCE of 2 GiB holding an ExtendedRequest of 2 GiB.
+        &[
+            0x30, 0x84, 0x7f, 0xff, 0xff, 0xff, 0x02, 0x01, 0x01, 0x77, 0x84, 0x7f, 0xff, 0xff,
+            0xff,
+        ],
+        // Lengths of 8 and 126 length bytes.
+        &[
+            0x30, 0x88, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x01, 0x01,
+        ],
+        &[0x30, 0xfe, 0xff, 0xff, 0xff],
+        // Nested definite lengths that each claim more than their parent.
+        &[
+            0x30, 0x06, 0x02, 0x01, 0x01, 0x77, 0x84, 0x00, 0x10, 0x00, 0x00,
+        ],
+    ];
+    for bomb in bombs {
+        let mut stream = bomb.to_vec();
+        stream.resize(4 << 20, 0x30);
+        let (_, peak) = one_flow(389, b"", &stream, Limits::default());
+        assert!(peak < 2 << 20, "peak {peak} for {bomb:02x?}");
+    }
+}
