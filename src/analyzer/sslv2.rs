@@ -169,7 +169,7 @@ pub fn cipher_name(kind: u32) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A CLIENT-HELLO as OpenSSL 0.9.8 sent it: 2-byte header, version 2, three ciphers, 16-byte challenge.

@@ -317,8 +317,17 @@ impl TlsAnalyzer {
                     data.len()
                 }
                 sslv2::Parse::Done(h) => {
+                    // Only this call's bytes can be given back: a header that was already
+                    // complete before them (bytes held while SSLv2 was not yet expected)
+                    // cannot be re-read, and the stream is garbage.
+                    let Some(unread) = have
+                        .checked_sub(h.header_len)
+                        .and_then(|over| n.checked_sub(over))
+                    else {
+                        self.parse_error(dir, rec);
+                        return data.len();
+                    };
                     let side = self.side.get_mut(dir);
-                    let over = have - h.header_len;
                     side.hdr_len = 0;
                     let first_record = side.records == 0;
                     let collect =
@@ -331,7 +340,7 @@ impl TlsAnalyzer {
                     if dir == Dir::Client && first_record {
                         self.sslv2_client = true;
                     }
-                    n - over
+                    unread
                 }
             };
         }
@@ -1006,6 +1015,24 @@ mod tests {
         let mut v2 = vec![0x80, 0x2e, 0x01, 0x00, 0x02];
         v2.extend([0u8; 0x2b]);
         assert_eq!(record_start(&v2), Start::Sslv2 { client_hello: true });
+    }
+
+    /// Found by fuzzing (`tls` target): server bytes held as a possible TLS header before
+    /// the client's SSLv2 hello made SSLv2 expected, then completed as an SSLv2 header by
+    /// one more byte, gave back more bytes than that call had taken (an underflow).
+    #[test]
+    fn sslv2_header_completed_from_bytes_held_earlier_is_a_parse_error() {
+        let mut r = rec();
+        let mut t = TlsAnalyzer::new();
+        t.on_data(Dir::Server, &[0x80, 0x05, 0x00], &mut r);
+        t.on_data(
+            Dir::Client,
+            &crate::analyzer::sslv2::tests::client_hello_bytes(),
+            &mut r,
+        );
+        t.on_data(Dir::Server, &[0x00], &mut r);
+        t.on_data(Dir::Server, &[0x04; 16], &mut r);
+        assert!(r.has_note(Note::TlsParseError), "{:?}", r.notes);
     }
 
     #[test]

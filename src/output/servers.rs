@@ -100,92 +100,59 @@ struct CertAcc {
     flows: u64,
 }
 
-/// A counted name, or the bucket for names past [`MAX_NAMES`].
+/// A certificate key, or the bucket for certificates past [`MAX_NAMES`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Name<K> {
     Is(K),
     Other,
 }
 
-/// Counts by name. A server has a handful of names per field, so a short vector
-/// searched in order beats a map: one allocation per field instead of a node per
-/// name, which keeps the inventory from fragmenting the heap the flow engine uses.
-#[derive(Clone, Debug)]
-struct Tally<K>(Vec<(Name<K>, u64)>);
-
-impl<K> Default for Tally<K> {
-    fn default() -> Self {
-        Tally(Vec::new())
-    }
+/// What a counted name counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    App,
+    Encryption,
+    /// Name ids are the version number; [`UNKNOWN_VERSION`] without a ServerHello.
+    Version,
+    Cipher,
+    Finding,
 }
 
-impl<K: PartialEq> Tally<K> {
-    /// Adds `n` under the name `is` recognises (made by `make` when new), or
-    /// under [`OTHER`] once [`MAX_NAMES`] names are held.
-    fn add_by(&mut self, is: impl Fn(&K) -> bool, make: impl FnOnce() -> K, n: u64) {
-        if let Some(e) = self
-            .0
-            .iter_mut()
-            .find(|(k, _)| matches!(k, Name::Is(x) if is(x)))
-        {
-            e.1 += n;
-            return;
+/// The name id of the bucket for names past [`MAX_NAMES`].
+const OTHER_ID: u32 = u32::MAX;
+
+/// The `Field::Version` id of a TLS flow without a ServerHello.
+const UNKNOWN_VERSION: u32 = 1 << 16;
+
+/// Names (protocols, suites, codes) stored once per inventory and referred to by
+/// number, so a server's counts hold no strings of their own.
+#[derive(Debug, Default)]
+struct Names {
+    list: Vec<Box<str>>,
+    ids: FxHashMap<Box<str>, u32>,
+}
+
+impl Names {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
         }
-        self.push_new(make(), n);
+        let id = u32::try_from(self.list.len()).unwrap_or(OTHER_ID);
+        self.list.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
     }
 
-    fn add(&mut self, key: K, n: u64) {
-        match self
-            .0
-            .iter_mut()
-            .find(|(x, _)| matches!(x, Name::Is(y) if *y == key))
-        {
-            Some(e) => e.1 += n,
-            None => self.push_new(key, n),
+    fn name(&self, field: Field, id: u32) -> String {
+        match (field, id) {
+            (_, OTHER_ID) => OTHER.to_string(),
+            (Field::Version, UNKNOWN_VERSION) => "unknown".to_string(),
+            (Field::Version, v) => Version(u16::try_from(v).unwrap_or(u16::MAX)).to_string(),
+            _ => self
+                .list
+                .get(id as usize)
+                .map_or_else(|| OTHER.to_string(), |n| n.to_string()),
         }
-    }
-
-    /// A name not held yet: kept while there is room, else counted as other.
-    fn push_new(&mut self, key: K, n: u64) {
-        let named = self
-            .0
-            .iter()
-            .filter(|(k, _)| matches!(k, Name::Is(_)))
-            .count();
-        if named < MAX_NAMES {
-            self.0.push((Name::Is(key), n));
-        } else {
-            self.other(n);
-        }
-    }
-
-    fn other(&mut self, n: u64) {
-        match self.0.iter_mut().find(|(k, _)| *k == Name::Other) {
-            Some(e) => e.1 += n,
-            None => self.0.push((Name::Other, n)),
-        }
-    }
-
-    fn merge(&mut self, theirs: Tally<K>) {
-        for (k, n) in theirs.0 {
-            match k {
-                Name::Is(k) => self.add(k, n),
-                Name::Other => self.other(n),
-            }
-        }
-    }
-
-    /// The counts by printed name.
-    fn into_map(self, name: impl Fn(K) -> String) -> BTreeMap<String, u64> {
-        let mut out = BTreeMap::new();
-        for (k, n) in self.0 {
-            let k = match k {
-                Name::Is(k) => name(k),
-                Name::Other => OTHER.to_string(),
-            };
-            *out.entry(k).or_default() += n;
-        }
-        out
     }
 }
 
@@ -240,15 +207,14 @@ impl Clients {
 #[derive(Clone, Debug)]
 struct Acc {
     flows: u64,
-    app_protocols: Tally<String>,
+    /// `(field, name id, flows)` for every counted field. A server has a handful of
+    /// names, so one short vector searched in order beats a map per field: one
+    /// allocation per server instead of a node per name, which also keeps the
+    /// inventory from fragmenting the heap the flow engine allocates from.
+    counts: Vec<(Field, u32, u64)>,
     clients: Clients,
     clients_capped: bool,
-    by_encryption: Tally<&'static str>,
-    /// `None`: a TLS flow without a ServerHello (`unknown`).
-    versions: Tally<Option<Version>>,
-    cipher_suites: Tally<String>,
     certificates: Vec<(Name<String>, CertAcc)>,
-    findings: Tally<&'static str>,
     worst: Option<Severity>,
     first: Timestamp,
     last: Timestamp,
@@ -258,18 +224,46 @@ impl Acc {
     fn new(first: Timestamp, last: Timestamp) -> Self {
         Acc {
             flows: 0,
-            app_protocols: Tally::default(),
+            counts: Vec::new(),
             clients: Clients::Few(Vec::new()),
             clients_capped: false,
-            by_encryption: Tally::default(),
-            versions: Tally::default(),
-            cipher_suites: Tally::default(),
             certificates: Vec::new(),
-            findings: Tally::default(),
             worst: None,
             first,
             last,
         }
+    }
+
+    /// Adds `n` under (`field`, `id`), or under the field's [`OTHER_ID`] once it
+    /// holds [`MAX_NAMES`] names.
+    fn count(&mut self, field: Field, id: u32, n: u64) {
+        if let Some(e) = self
+            .counts
+            .iter_mut()
+            .find(|(f, i, _)| *f == field && *i == id)
+        {
+            e.2 += n;
+            return;
+        }
+        let held = self
+            .counts
+            .iter()
+            .filter(|(f, i, _)| *f == field && *i != OTHER_ID)
+            .count();
+        if id == OTHER_ID || held < MAX_NAMES {
+            self.counts.push((field, id, n));
+        } else {
+            self.count(field, OTHER_ID, n);
+        }
+    }
+
+    /// The counts of one field by name.
+    fn map(&self, field: Field, names: &Names) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (_, id, n) in self.counts.iter().filter(|(f, _, _)| *f == field) {
+            *out.entry(names.name(field, *id)).or_default() += n;
+        }
+        out
     }
 
     /// Counts `flows` under a certificate, or under [`OTHER`] past [`MAX_NAMES`].
@@ -296,6 +290,7 @@ impl Acc {
 pub struct Inventory {
     max_servers: usize,
     servers: FxHashMap<Key, Acc>,
+    names: Names,
     /// Client addresses remembered over all servers.
     client_addrs: usize,
     flows_beyond_cap: u64,
@@ -306,6 +301,7 @@ impl Inventory {
         Inventory {
             max_servers,
             servers: FxHashMap::default(),
+            names: Names::default(),
             client_addrs: 0,
             flows_beyond_cap: 0,
         }
@@ -334,8 +330,13 @@ impl Inventory {
             ip: rec.server.ip,
             port: rec.server.port,
         };
-        let Some(acc) = Self::slot(&mut self.servers, self.max_servers, key, rec.start, rec.end)
-        else {
+        let Inventory {
+            servers,
+            names,
+            client_addrs,
+            ..
+        } = self;
+        let Some(acc) = Self::slot(servers, self.max_servers, key, rec.start, rec.end) else {
             self.flows_beyond_cap += 1;
             return;
         };
@@ -343,31 +344,36 @@ impl Inventory {
         acc.first = acc.first.min(rec.start);
         acc.last = acc.last.max(rec.end);
         if let Some(p) = &rec.app_protocol {
-            acc.app_protocols.add_by(|x| x == p, || p.clone(), 1);
+            acc.count(Field::App, names.id(p), 1);
         }
         if !acc.clients.contains(&rec.client.ip) {
-            if self.client_addrs < MAX_CLIENT_ADDRS {
+            if *client_addrs < MAX_CLIENT_ADDRS {
                 acc.clients.insert(rec.client.ip);
-                self.client_addrs += 1;
+                *client_addrs += 1;
             } else {
                 acc.clients_capped = true;
             }
         }
-        acc.by_encryption.add(rec.encryption.as_str(), 1);
+        acc.count(Field::Encryption, names.id(rec.encryption.as_str()), 1);
         if let Some(v) = negotiated_version(rec) {
-            acc.versions.add(v, 1);
+            acc.count(
+                Field::Version,
+                v.map_or(UNKNOWN_VERSION, |v| u32::from(v.0)),
+                1,
+            );
         }
-        let tls = rec.tls.as_ref();
-        if let Some(cs) = tls
+        if let Some(cs) = rec
+            .tls
+            .as_ref()
             .and_then(|t| t.server_hello.as_ref())
             .and_then(|sh| sh.cipher_suite.as_deref())
         {
-            acc.cipher_suites.add_by(|x| x == cs, || cs.to_string(), 1);
+            acc.count(Field::Cipher, names.id(cs), 1);
         }
         for (i, f) in rec.findings.iter().enumerate() {
             // Once per flow and code.
             if !rec.findings.iter().take(i).any(|g| g.code == f.code) {
-                acc.findings.add(f.code, 1);
+                acc.count(Field::Finding, names.id(f.code), 1);
             }
         }
         acc.worst = acc.worst.max(rec.findings.iter().map(|f| f.severity).max());
@@ -417,7 +423,17 @@ impl Inventory {
             acc.flows += theirs.flows;
             acc.first = acc.first.min(theirs.first);
             acc.last = acc.last.max(theirs.last);
-            acc.app_protocols.merge(theirs.app_protocols);
+            for (field, id, n) in theirs.counts {
+                let id = match field {
+                    _ if id == OTHER_ID => OTHER_ID,
+                    Field::Version => id,
+                    _ => match other.names.list.get(id as usize) {
+                        Some(name) => self.names.id(name),
+                        None => OTHER_ID,
+                    },
+                };
+                acc.count(field, id, n);
+            }
             acc.clients_capped |= theirs.clients_capped;
             for ip in theirs.clients.into_vec() {
                 if acc.clients.contains(&ip) {
@@ -430,13 +446,9 @@ impl Inventory {
                     acc.clients_capped = true;
                 }
             }
-            acc.by_encryption.merge(theirs.by_encryption);
-            acc.versions.merge(theirs.versions);
-            acc.cipher_suites.merge(theirs.cipher_suites);
             for (sha, c) in theirs.certificates {
                 acc.certificate(sha, c);
             }
-            acc.findings.merge(theirs.findings);
             acc.worst = acc.worst.max(theirs.worst);
         }
     }
@@ -444,6 +456,7 @@ impl Inventory {
     /// The server records, worst finding first, then most flows, then by address;
     /// and the counters for the summary.
     pub fn finish(self) -> (Vec<ServerRecord>, ServerCounts) {
+        let names = self.names;
         let mut list: Vec<(Key, Acc)> = self.servers.into_iter().collect();
         list.sort_by(|(ka, a), (kb, b)| {
             b.worst
@@ -458,9 +471,8 @@ impl Inventory {
         };
         let records = list
             .into_iter()
-            .map(|(key, acc)| {
-                let mut certificates: Vec<CertificateSeen> = acc
-                    .certificates
+            .map(|(key, mut acc)| {
+                let mut certificates: Vec<CertificateSeen> = std::mem::take(&mut acc.certificates)
                     .into_iter()
                     .map(|(sha256, c)| CertificateSeen {
                         sha256: match sha256 {
@@ -480,17 +492,15 @@ impl Inventory {
                         ip: key.ip,
                         port: key.port,
                     },
-                    app_protocols: acc.app_protocols.into_map(|p| p).into_keys().collect(),
+                    app_protocols: acc.map(Field::App, &names).into_keys().collect(),
                     flows: acc.flows,
                     clients: acc.clients.len() as u64,
                     clients_capped: acc.clients_capped,
-                    by_encryption: acc.by_encryption.into_map(str::to_string),
-                    versions: acc
-                        .versions
-                        .into_map(|v| v.map_or_else(|| "unknown".to_string(), |v| v.to_string())),
-                    cipher_suites: acc.cipher_suites.into_map(|c| c),
+                    by_encryption: acc.map(Field::Encryption, &names),
+                    versions: acc.map(Field::Version, &names),
+                    cipher_suites: acc.map(Field::Cipher, &names),
                     certificates,
-                    findings: acc.findings.into_map(str::to_string),
+                    findings: acc.map(Field::Finding, &names),
                     worst_severity: acc.worst,
                     first: acc.first,
                     last: acc.last,
@@ -666,23 +676,38 @@ mod tests {
         );
     }
 
+    /// A TLS flow to one server selecting cipher suite `cs`.
+    fn with_suite(i: u64, cs: &str) -> FlowRecord {
+        let mut r = flow(1);
+        r.id = i;
+        r.client.port = 1000 + i as u16;
+        if let Some(sh) = r.tls.as_mut().and_then(|t| t.server_hello.as_mut()) {
+            sh.cipher_suite = Some(cs.to_string());
+        }
+        r
+    }
+
     #[test]
     fn names_past_the_cap_are_counted_as_other() {
-        let mut t: Tally<String> = Tally::default();
-        for i in 0..MAX_NAMES + 5 {
-            t.add(format!("n{i}"), 2);
+        let mut inv = Inventory::new(MAX_SERVERS);
+        for i in 0..MAX_NAMES as u64 + 5 {
+            inv.add(&with_suite(2 * i, &format!("S{i}")));
+            inv.add(&with_suite(2 * i + 1, &format!("S{i}")));
         }
-        t.add("n0".to_string(), 1);
-        let mut u: Tally<String> = Tally::default();
-        u.add("n1".to_string(), 1);
-        u.add("late".to_string(), 4);
-        t.merge(u);
-        let m = t.into_map(|k| k);
+        inv.add(&with_suite(1000, "S0"));
+        let mut late = Inventory::new(MAX_SERVERS);
+        late.add(&with_suite(2000, "S1"));
+        late.add(&with_suite(2001, "LATE"));
+        late.add(&with_suite(2002, "LATE"));
+        inv.merge(late);
+        let (list, _) = inv.finish();
+        let m = &list[0].cipher_suites;
         assert_eq!(m.len(), MAX_NAMES + 1);
-        assert_eq!(m.get(OTHER), Some(&14));
-        assert_eq!(m.get("n0"), Some(&3));
-        assert_eq!(m.get("n1"), Some(&3));
-        assert_eq!(m.values().sum::<u64>(), 2 * (MAX_NAMES as u64 + 5) + 1 + 5);
+        assert_eq!(m.get(OTHER), Some(&12));
+        assert_eq!(m.get("S0"), Some(&3));
+        assert_eq!(m.get("S1"), Some(&3));
+        assert_eq!(m.values().sum::<u64>(), list[0].flows);
+        assert_eq!(list[0].versions.values().sum::<u64>(), list[0].flows);
     }
 
     #[test]

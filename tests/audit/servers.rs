@@ -199,6 +199,11 @@ fn server_records_agree_with_the_flow_records_of_the_same_run() {
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["servers"].as_array().unwrap(), &servers);
     assert_eq!(doc["flows"].as_array().unwrap().len(), 900);
+    // Records from several workers, in whatever order they end: the same inventory.
+    for threads in ["1", "3"] {
+        let (_, got, _) = ndjson(&["-r", f, "--ndjson", "--servers", "--threads", threads]);
+        assert_eq!(got, servers, "--threads {threads}");
+    }
 }
 
 #[test]

@@ -58,10 +58,10 @@ pub struct Long<'a> {
 pub enum Kind<'a> {
     /// Version 0: the versions the server supports, four bytes each.
     VersionNegotiation { versions: &'a [u8] },
-    /// Retry: the token and its 16-byte integrity tag.
+    /// Retry: the token (the 16-byte integrity tag follows it).
     Retry { token: &'a [u8] },
     /// Initial, 0-RTT or Handshake: `pn_offset` is where the protected packet
-    /// number starts, `end` where the packet ends (both from its first byte).
+    /// number starts (from the packet's first byte); [`Long::len`] is where it ends.
     Protected {
         type_bits: u8,
         token: &'a [u8],
@@ -94,7 +94,6 @@ pub fn long_header(d: &[u8], types: Option<(u8, u8)>) -> Result<Long<'_>, Bad> {
     if known && (dcid.len() > MAX_CID_LEN || scid.len() > MAX_CID_LEN) {
         return Err(Bad::Invalid);
     }
-    let header_len = d.len() - rest.len();
     if version == 0 {
         if rest.is_empty() || rest.len() % 4 != 0 {
             return Err(Bad::Invalid);
@@ -149,7 +148,6 @@ pub fn long_header(d: &[u8], types: Option<(u8, u8)>) -> Result<Long<'_>, Bad> {
     if rest.len() < length {
         return Err(Bad::Truncated);
     }
-    let _ = header_len;
     Ok(Long {
         first,
         version,

@@ -1,0 +1,29 @@
+//! Each STARTTLS protocol state machine (the first byte picks the protocol, the second
+//! the user-name option) on a two-sided transcript with gaps, through to the TLS
+//! analyzer behind the upgrade.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tlswatch::analyzer::Options;
+use tlswatch::analyzer::starttls::Driver;
+use tlswatch_fuzz::{Event, PROTOS, record, settle, transcript};
+
+fuzz_target!(|data: &[u8]| {
+    let [pick, opt, rest @ ..] = data else {
+        return;
+    };
+    let proto = PROTOS[usize::from(*pick) % PROTOS.len()];
+    let opts = Options {
+        show_users: opt & 1 != 0,
+    };
+    let mut rec = record(25);
+    let mut d = Driver::new(proto, opts);
+    for ev in transcript(rest) {
+        match ev {
+            Event::Data(dir, b) => d.on_data(dir, b, &mut rec),
+            Event::Gap(dir, n) => d.on_gap(dir, n, &mut rec),
+        }
+    }
+    d.finish(&mut rec);
+    settle(&mut rec);
+});
