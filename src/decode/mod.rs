@@ -10,7 +10,7 @@ use etherparse::TcpSlice;
 use frag::{DefragLimits, FragKey, FragNotes, FragStats, Insert, Piece};
 use serde::Serialize;
 use serde::ser::SerializeMap;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tunnel::{ErspanInner, Gtp, port, proto};
 
@@ -134,69 +134,100 @@ pub struct Encap {
     pub id: Option<u32>,
 }
 
-/// The tunnels a packet came through, outermost first. Empty (and not allocated)
-/// for packets that were not tunnelled.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct TunnelPath(Vec<Encap>);
+/// The tunnels a packet came through, outermost first. The first hop is held
+/// inline, so untunnelled and singly tunnelled packets allocate nothing.
+///
+/// Invariant: `rest` is empty while `first` is `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TunnelPath {
+    first: Option<Encap>,
+    rest: Vec<Encap>,
+}
+
+impl Serialize for TunnelPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
 
 impl TunnelPath {
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.first.is_none()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        usize::from(self.first.is_some()) + self.rest.len()
     }
 
-    pub fn iter(&self) -> std::slice::Iter<'_, Encap> {
-        self.0.iter()
+    pub fn iter(&self) -> impl Iterator<Item = &Encap> + '_ {
+        self.first.iter().chain(self.rest.iter())
     }
 
     pub fn push(&mut self, e: Encap) {
-        self.0.push(e);
+        if self.first.is_none() {
+            self.first = Some(e);
+        } else {
+            self.rest.push(e);
+        }
     }
 
     fn truncate(&mut self, n: usize) {
-        self.0.truncate(n);
+        if n == 0 {
+            self.first = None;
+            self.rest.clear();
+        } else {
+            self.rest.truncate(n - 1);
+        }
     }
 
     /// The identity of the path for flow keys: 0 when empty, else a hash of each
     /// hop's kind, outer address pair (in either order) and symmetric identifier.
     /// Both directions of a flow give the same value.
     pub fn identity(&self) -> u64 {
-        if self.0.is_empty() {
+        if self.is_empty() {
             return 0;
         }
-        // SipHash with fixed keys: stable within a run, and too strong for a
-        // crafted path to collide with another on purpose.
-        let mut h = std::hash::DefaultHasher::new();
-        for e in &self.0 {
-            let (a, b) = if e.outer_src <= e.outer_dst {
-                (e.outer_src, e.outer_dst)
-            } else {
-                (e.outer_dst, e.outer_src)
+        // FxHash over whole words: this runs for every tunnelled packet. Not
+        // collision-resistant, and it need not be: merging two flows by a crafted
+        // collision also needs the same inner 4-tuple, which an attacker able to
+        // send it could as well send inside the victim's own tunnel.
+        let mut h = rustc_hash::FxHasher::default();
+        for e in self.iter() {
+            let (a, b) = (addr_bits(e.outer_src), addr_bits(e.outer_dst));
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            let id = match e.id {
+                Some(v) if e.kind.id_is_symmetric() => u64::from(v) | 1 << 32,
+                _ => 0,
             };
-            (e.kind, a, b).hash(&mut h);
-            if e.kind.id_is_symmetric() {
-                e.id.hash(&mut h);
-            }
+            let family =
+                u64::from(e.outer_src.is_ipv6()) << 8 | u64::from(e.outer_dst.is_ipv6()) << 9;
+            h.write_u64(e.kind as u64 | family);
+            h.write_u128(lo);
+            h.write_u128(hi);
+            h.write_u64(id);
         }
         h.finish() | 1
     }
 
     /// The same path seen from the other direction (outer addresses swapped).
     pub fn reversed(&self) -> TunnelPath {
-        TunnelPath(
-            self.0
-                .iter()
-                .map(|e| Encap {
-                    outer_src: e.outer_dst,
-                    outer_dst: e.outer_src,
-                    ..*e
-                })
-                .collect(),
-        )
+        let flip = |e: &Encap| Encap {
+            outer_src: e.outer_dst,
+            outer_dst: e.outer_src,
+            ..*e
+        };
+        TunnelPath {
+            first: self.first.as_ref().map(flip),
+            rest: self.rest.iter().map(flip).collect(),
+        }
+    }
+}
+
+/// An address as 128 bits (the family is hashed beside it).
+fn addr_bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
     }
 }
 
@@ -442,6 +473,11 @@ impl Decoder {
         }
     }
 
+    /// Datagrams in reassembly and the bytes they hold (bounded by [`DefragLimits`]).
+    pub fn fragments_held(&self) -> (usize, usize) {
+        (self.defrag.pending(), self.defrag.held_bytes())
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> DecodeStats {
         let mut s = self.stats.clone();
@@ -456,7 +492,7 @@ impl Decoder {
         let mut w = Walker::default();
         let piece = match w.link(pkt.linktype, pkt.data) {
             Out::Frag(p) => p,
-            other => return finish(&mut self.stats, w, other),
+            other => return finish(&mut self.stats, w, other, DecodeNotes::default()),
         };
         // The fragment path: insert, and on completion decode the datagram's
         // payload, which may hold more fragments (an inner packet fragmented
@@ -498,16 +534,10 @@ impl Decoder {
         };
         w.reset(mark);
         let out = w.l4(k.proto, k.src, k.dst, &self.reassembled, false);
-        let mut d = finish(&mut self.stats, w, out);
-        let n = DecodeNotes {
+        let notes = DecodeNotes {
             fragments: Some(notes),
         };
-        match &mut d {
-            Decoded::Tcp(s) => s.notes = n,
-            Decoded::Udp(u) => u.notes = n,
-            _ => {}
-        }
-        d
+        finish(&mut self.stats, w, out, notes)
     }
 }
 
@@ -516,20 +546,38 @@ impl Decoder {
 pub fn decode(linktype: i32, frame: &[u8]) -> Decoded<'_> {
     let mut w = Walker::default();
     let out = w.link(linktype, frame);
-    finish(&mut DecodeStats::default(), w, out)
+    finish(&mut DecodeStats::default(), w, out, DecodeNotes::default())
 }
 
-fn finish<'a>(stats: &mut DecodeStats, w: Walker, out: Out<'a>) -> Decoded<'a> {
-    stats.count_path(&w.path);
+#[inline]
+fn finish<'a>(stats: &mut DecodeStats, w: Walker, out: Out<'a>, notes: DecodeNotes) -> Decoded<'a> {
+    if !w.path.is_empty() {
+        stats.count_path(&w.path);
+    }
     match out {
-        Out::Tcp(mut s) => {
-            s.tunnel = w.path;
-            Decoded::Tcp(s)
-        }
-        Out::Udp(mut u) => {
-            u.tunnel = w.path;
-            Decoded::Udp(u)
-        }
+        Out::Tcp(p, t) => Decoded::Tcp(Segment {
+            src: p.src,
+            dst: p.dst,
+            sport: p.sport,
+            dport: p.dport,
+            seq: t.seq,
+            ack: t.ack,
+            flags: t.flags,
+            payload: p.payload,
+            truncated: p.truncated,
+            tunnel: w.path,
+            notes,
+        }),
+        Out::Udp(p) => Decoded::Udp(Datagram {
+            src: p.src,
+            dst: p.dst,
+            sport: p.sport,
+            dport: p.dport,
+            payload: p.payload,
+            truncated: p.truncated,
+            tunnel: w.path,
+            notes,
+        }),
         Out::Other => Decoded::NotTcp,
         Out::Frag(_) => Decoded::Fragment,
         Out::Unsupported => Decoded::UnsupportedLink,
@@ -540,10 +588,28 @@ fn finish<'a>(stats: &mut DecodeStats, w: Walker, out: Out<'a>) -> Decoded<'a> {
     }
 }
 
+/// Addresses, ports and payload of a transport header: the walk returns this
+/// rather than a whole segment, so each level of it moves less.
+struct Ports<'a> {
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    payload: &'a [u8],
+    truncated: bool,
+}
+
+/// The TCP fields beside [`Ports`].
+struct TcpFields {
+    seq: u32,
+    ack: u32,
+    flags: Flags,
+}
+
 /// The result of walking a packet's headers.
 enum Out<'a> {
-    Tcp(Segment<'a>),
-    Udp(Datagram<'a>),
+    Tcp(Ports<'a>, TcpFields),
+    Udp(Ports<'a>),
     Other,
     Frag(Piece<'a>),
     Unsupported,
@@ -856,15 +922,13 @@ impl Walker {
             }
             self.reset(mark);
         }
-        Out::Udp(Datagram {
+        Out::Udp(Ports {
             src,
             dst,
             sport,
             dport,
             payload,
             truncated,
-            tunnel: TunnelPath::default(),
-            notes: DecodeNotes::default(),
         })
     }
 
@@ -925,24 +989,26 @@ fn tcp<'a>(src: IpAddr, dst: IpAddr, p: &'a [u8], truncated: bool) -> Out<'a> {
     let Ok(tcp) = TcpSlice::from_slice(p) else {
         return Out::Bad(Reason::Tcp);
     };
-    Out::Tcp(Segment {
-        src,
-        dst,
-        sport: tcp.source_port(),
-        dport: tcp.destination_port(),
-        seq: tcp.sequence_number(),
-        ack: tcp.acknowledgment_number(),
-        flags: Flags {
-            syn: tcp.syn(),
-            ack: tcp.ack(),
-            fin: tcp.fin(),
-            rst: tcp.rst(),
+    Out::Tcp(
+        Ports {
+            src,
+            dst,
+            sport: tcp.source_port(),
+            dport: tcp.destination_port(),
+            payload: tcp.payload(),
+            truncated,
         },
-        payload: tcp.payload(),
-        truncated,
-        tunnel: TunnelPath::default(),
-        notes: DecodeNotes::default(),
-    })
+        TcpFields {
+            seq: tcp.sequence_number(),
+            ack: tcp.acknowledgment_number(),
+            flags: Flags {
+                syn: tcp.syn(),
+                ack: tcp.ack(),
+                fin: tcp.fin(),
+                rst: tcp.rst(),
+            },
+        },
+    )
 }
 
 /// The fields of an IPv4 header this tool uses.
