@@ -377,6 +377,15 @@ impl Inventory {
             }
         }
         acc.worst = acc.worst.max(rec.findings.iter().map(|f| f.severity).max());
+        // The server's own certificate: the leaf of the chain it sent.
+        if let Some(leaf) = rec.tls.as_ref().and_then(|t| t.certificates.first()) {
+            self.add_certificate(
+                rec,
+                &leaf.sha256,
+                leaf.subject_cn.as_deref(),
+                leaf.not_after.as_deref(),
+            );
+        }
     }
 
     /// Counts one flow's certificate (by its SHA-256) under its server.
