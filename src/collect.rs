@@ -112,6 +112,12 @@ impl<'a> Collector<'a> {
         }
     }
 
+    /// `n` flows ended without payload and are not listed (no `--all`): only counted.
+    pub fn count_silent(&mut self, n: u64) {
+        self.summary.flows.total += n;
+        self.summary.flows.without_payload += n;
+    }
+
     /// Output can no longer be written (e.g. the reader of a pipe went away).
     pub fn broken(&self) -> bool {
         self.write_err.is_some()

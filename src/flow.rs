@@ -475,6 +475,10 @@ fn is_service_port(p: u16) -> bool {
 
 /// Bytes one open flow costs in the table before its first payload byte.
 const FLOW_BYTES: usize = Table::<FlowKey, Flow>::ENTRY_BYTES;
+/// With several workers, what an open flow also costs the output stage: its
+/// first-packet ordinal and `id` in the renumbering map (16 bytes at a load
+/// factor of at least 7/16, and the old table beside the new while it grows).
+pub const NUMBERING_BYTES: usize = 56;
 /// Bytes one tombstone costs.
 const TOMBSTONE_BYTES: usize = Table::<FlowKey, i64>::ENTRY_BYTES;
 
@@ -490,6 +494,8 @@ pub struct Engine {
     ports: Vec<u16>,
     next_id: u64,
     ids: IdScheme,
+    /// What one open flow is charged beyond its reassembly and analyzer state.
+    flow_bytes: usize,
     /// Latest packet time seen (the clock that ends idle flows; never goes back).
     now: Timestamp,
     clock: Clock,
@@ -568,6 +574,7 @@ impl Engine {
             ports,
             next_id: 1,
             ids: IdScheme::Sequential,
+            flow_bytes: FLOW_BYTES,
             now: Timestamp::default(),
             clock: Clock::new(&limits),
             stats: PacketStats::default(),
@@ -602,6 +609,10 @@ impl Engine {
     /// Chooses how new flows are numbered (before the first packet).
     pub fn set_ids(&mut self, ids: IdScheme) {
         self.ids = ids;
+        self.flow_bytes = match ids {
+            IdScheme::Sequential => FLOW_BYTES,
+            IdScheme::FirstPacket => FLOW_BYTES + NUMBERING_BYTES,
+        };
     }
 
     /// Flows begun so far.
@@ -703,7 +714,7 @@ impl Engine {
                 let Some(s) = self.flows.insert(key, flow) else {
                     return;
                 };
-                self.budget.charge(FLOW_BYTES);
+                self.budget.charge(self.flow_bytes);
                 s
             }
         };
@@ -940,7 +951,7 @@ impl Engine {
             return;
         };
         self.budget
-            .release(FLOW_BYTES.saturating_add(flow.charged as usize));
+            .release(self.flow_bytes.saturating_add(flow.charged as usize));
         // A flow without payload gets its record only now; it lives until `emit` returns.
         flow.activate(&key, self.limits.stream, self.opts);
         let Some(active) = flow.state.take() else {

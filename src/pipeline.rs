@@ -220,6 +220,7 @@ pub fn drive<T: Send>(
         shard: cfg.shard,
         end,
         live,
+        all: cfg.all,
     };
     let (t, mut totals) = threaded(&plan, col, read);
     // The cap as given, not the sum of the workers' shares (which rounds down).
@@ -348,6 +349,8 @@ struct Plan<'p> {
     shard: Option<Shard>,
     end: EndReason,
     live: bool,
+    /// `--all`: flows without payload are listed too, so workers send their records.
+    all: bool,
 }
 
 /// A segment or datagram waiting in a batch; its payload lives in the batch's byte buffer.
@@ -400,6 +403,9 @@ struct Progress {
     /// First-packet ordinals of the flows begun in this batch, in order.
     started: Vec<u64>,
     ended: Vec<(EndKey, FlowRecord)>,
+    /// First-packet ordinals of flows ended without payload and not listed
+    /// (without `--all`): only counted, so their records never travel.
+    silent: Vec<u64>,
 }
 
 enum Out {
@@ -431,8 +437,8 @@ fn threaded<T: Send>(
             queues.push(tx);
             let mut engine = Engine::new(plan.limits, plan.opts, plan.ports.to_vec());
             engine.set_ids(IdScheme::FirstPacket);
-            let (out, pool, end) = (out_tx.clone(), pool_tx.clone(), plan.end);
-            s.spawn(move || work(w, engine, &rx, &pool, &out, end));
+            let (out, pool, end, all) = (out_tx.clone(), pool_tx.clone(), plan.end, plan.all);
+            s.spawn(move || work(w, engine, &rx, &pool, &out, end, all));
         }
         drop(pool_tx);
         let reader_out = out_tx;
@@ -462,6 +468,7 @@ fn threaded<T: Send>(
                     totals.memory.absorb(&memory);
                 }
             }
+            col.count_silent(merge.take_silent());
             merge.release(&mut |rec| col.emit(rec));
             if col.broken() {
                 stop.store(true, Ordering::Relaxed);
@@ -654,19 +661,16 @@ fn work(
     pool: &Sender<Batch>,
     out: &Sender<Out>,
     end: EndReason,
+    all: bool,
 ) {
     let mut tie = 0u64;
     for mut batch in batches.iter() {
-        let mut p = Progress {
-            worker: w,
-            upto: batch.upto,
-            started: Vec::new(),
-            ended: Vec::new(),
-        };
+        let mut p = Progress::new(w, batch.upto);
         for item in batch.items.drain(..) {
             match item {
                 Item::Sweep { now, pos } => engine.sweep_at(now, &mut |rec| {
-                    p.ended.push(((pos, sweep_phase(&rec), rec.id, w), rec));
+                    let key = (pos, sweep_phase(&rec), rec.id, w);
+                    p.end(key, rec, all);
                 }),
                 Item::Unit(q) => {
                     let payload = batch.bytes.get(q.payload).unwrap_or_default();
@@ -674,7 +678,7 @@ fn work(
                     let pos = q.at.ordinal * 2;
                     q.unit.feed(payload, &mut engine, q.at, &mut |rec| {
                         tie += 1;
-                        p.ended.push(((pos, PHASE_PACKET, tie, w), rec));
+                        p.end((pos, PHASE_PACKET, tie, w), rec, all);
                     });
                     if engine.flows_started() > before {
                         p.started.push(q.at.ordinal);
@@ -688,14 +692,10 @@ fn work(
             return;
         }
     }
-    let mut p = Progress {
-        worker: w,
-        upto: u64::MAX,
-        started: Vec::new(),
-        ended: Vec::new(),
-    };
+    let mut p = Progress::new(w, u64::MAX);
     engine.finish(end, &mut |rec| {
-        p.ended.push(((u64::MAX, PHASE_SWEEP, rec.id, w), rec));
+        let key = (u64::MAX, PHASE_SWEEP, rec.id, w);
+        p.end(key, rec, all);
     });
     let _ = out.send(Out::Progress(p));
     let _ = out.send(Out::WorkerDone {
@@ -703,6 +703,29 @@ fn work(
         evicted: engine.evicted,
         memory: engine.memory(),
     });
+}
+
+impl Progress {
+    fn new(worker: usize, upto: u64) -> Self {
+        Progress {
+            worker,
+            upto,
+            started: Vec::new(),
+            ended: Vec::new(),
+            silent: Vec::new(),
+        }
+    }
+
+    /// A flow ended at `key`. Unless `all`, a flow without payload is only
+    /// counted (by its first-packet ordinal): a flood of them must not pile up
+    /// records waiting for the output stage.
+    fn end(&mut self, key: EndKey, rec: FlowRecord, all: bool) {
+        if all || rec.has_payload() {
+            self.ended.push((key, rec));
+        } else {
+            self.silent.push(rec.id);
+        }
+    }
 }
 
 /// The output stage's bookkeeping: numbers flows in first-packet order and
@@ -716,6 +739,11 @@ struct Merge {
     ids: FxHashMap<u64, u64>,
     next_id: u64,
     pending: BTreeMap<EndKey, FlowRecord>,
+    /// Flows ended silently (see [`Progress::silent`]) but not yet numbered:
+    /// they take their `id` and nothing else.
+    silent: rustc_hash::FxHashSet<u64>,
+    /// Silent ends not yet counted by the collector.
+    silent_ended: u64,
 }
 
 impl Merge {
@@ -726,6 +754,8 @@ impl Merge {
             ids: FxHashMap::default(),
             next_id: 1,
             pending: BTreeMap::new(),
+            silent: rustc_hash::FxHashSet::default(),
+            silent_ended: 0,
         }
     }
 
@@ -735,6 +765,17 @@ impl Merge {
         }
         self.started.extend(p.started.into_iter().map(Reverse));
         self.pending.extend(p.ended);
+        self.silent_ended += p.silent.len() as u64;
+        for first in p.silent {
+            if self.ids.remove(&first).is_none() {
+                self.silent.insert(first);
+            }
+        }
+    }
+
+    /// How many flows ended silently since the last call.
+    fn take_silent(&mut self) -> u64 {
+        std::mem::take(&mut self.silent_ended)
     }
 
     /// Emits every record whose end position all workers have passed.
@@ -745,7 +786,9 @@ impl Merge {
                 break;
             }
             self.started.pop();
-            self.ids.insert(first, self.next_id);
+            if !self.silent.remove(&first) {
+                self.ids.insert(first, self.next_id);
+            }
             self.next_id += 1;
         }
         while let Some(entry) = self.pending.first_entry() {

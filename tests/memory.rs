@@ -433,3 +433,83 @@ fn ldap_ber_length_bombs() {
         assert!(peak < 2 << 20, "peak {peak} for {bomb:02x?}");
     }
 }
+
+/// A classic pcap of `n` SYNs from distinct sources to one port (Ethernet, IPv4).
+fn syn_flood_pcap(n: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + n as usize * 70);
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&[2, 0, 4, 0]);
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    for i in 0..n {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00]);
+        let src = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+        let mut ip = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&SERVER);
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&(1024 + (i % 60_000) as u16).to_be_bytes());
+        f.extend_from_slice(&443u16.to_be_bytes());
+        f.extend_from_slice(&i.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        out.extend_from_slice(&(1 + i / 100_000).to_le_bytes());
+        out.extend_from_slice(&(i % 1_000_000).to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(&f);
+    }
+    out
+}
+
+/// The whole threaded pipeline under a SYN flood: workers count flows without
+/// payload instead of sending their records to the output stage, and the cap
+/// (shared out among the workers, the output stage's numbering charged too) holds.
+#[test]
+fn threaded_syn_flood_stays_under_the_memcap() {
+    use clap::Parser;
+    let _g = serial();
+    const N: u32 = 200_000;
+    const CAP: usize = 8 << 20;
+    let path = std::env::temp_dir().join(format!("tlswatch-flood-{}.pcap", std::process::id()));
+    std::fs::write(&path, syn_flood_pcap(N)).unwrap();
+    let file = path.to_string_lossy().into_owned();
+    for threads in ["1", "2", "3"] {
+        let args = ["tlswatch", "-r", &file, "--ndjson", "--threads", threads];
+        let cfg = tlswatch::cli::Args::try_parse_from(args.iter().chain(&["--memcap", "8M"]))
+            .unwrap()
+            .into_config()
+            .unwrap();
+        let base = ALLOC.allocated();
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let (peak, done) = (peak.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let now = ALLOC.allocated().saturating_sub(base);
+                    peak.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+            })
+        };
+        let mut sink = tlswatch::output::json::Ndjson::new(std::io::sink(), false);
+        let report = tlswatch::run::process(&cfg, &mut sink, &tlswatch::progress::Progress::off());
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        sampler.join().unwrap();
+        let s = &report.summary;
+        assert_eq!(s.flows.total, u64::from(N), "--threads {threads}");
+        assert_eq!(s.flows.without_payload, u64::from(N), "--threads {threads}");
+        assert_eq!(s.flows.listed, 0, "--threads {threads}");
+        assert!(s.memory.evicted > 0, "--threads {threads}: {:?}", s.memory);
+        let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+        // The cap, plus what does not grow with the flows: the read buffer, the
+        // batches in the queues, the output stage's queues.
+        assert!(
+            peak <= CAP + CAP / 4 + (6 << 20),
+            "--threads {threads}: peak {peak} over cap {CAP}"
+        );
+    }
+    let _ = std::fs::remove_file(&path);
+}
