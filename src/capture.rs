@@ -1,9 +1,15 @@
 //! Packet sources: pcap and pcapng files (recognised by magic number), read as a stream.
 
 use crate::record::Timestamp;
-use pcap_parser::pcapng::Block;
-use pcap_parser::{PcapBlockOwned, PcapError, create_reader};
+use pcap_parser::nom::{self, Needed};
+use pcap_parser::pcap::{
+    LegacyPcapBlock, parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified,
+    parse_pcap_header,
+};
+use pcap_parser::pcapng::{Block, parse_block_be, parse_block_le, parse_sectionheaderblock};
+use pcap_parser::{PcapBlockOwned, PcapError};
 use std::io::Read;
+use std::sync::Arc;
 
 /// Initial read buffer of the capture reader.
 pub const READ_BUFFER: usize = 1 << 20;
@@ -23,7 +29,14 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
     /// Length on the wire (may exceed `data.len()` when the snap length cut it).
     pub orig_len: u32,
+    /// The read buffer `data` lies in, when it can be shared: a stage that hands
+    /// the packet to another thread keeps the buffer alive instead of copying.
+    pub chunk: Option<&'a Chunk>,
 }
+
+/// A buffer of file bytes as read, shared by the packets in it. Never written
+/// again while shared: the reader starts a new one instead.
+pub type Chunk = Arc<Vec<u8>>;
 
 /// What went wrong reading an input. Every message names the file.
 #[derive(Debug, thiserror::Error)]
@@ -191,7 +204,17 @@ pub fn read_capture<R: Read + Send>(
     input: R,
     f: &mut dyn FnMut(&Packet<'_>),
 ) -> Result<ReadOutcome, CaptureError> {
-    let mut reader = match create_reader(READ_BUFFER, input) {
+    read_buffered(file, input, READ_BUFFER, f)
+}
+
+/// [`read_capture`] with a read buffer of `capacity` bytes to begin with.
+fn read_buffered<R: Read + Send>(
+    file: &str,
+    input: R,
+    mut capacity: usize,
+    f: &mut dyn FnMut(&Packet<'_>),
+) -> Result<ReadOutcome, CaptureError> {
+    let mut reader = match Reader::new(capacity, input) {
         Ok(r) => r,
         Err(PcapError::ReadError) => return Err(read_failed(file)),
         Err(_) => {
@@ -202,10 +225,9 @@ pub fn read_capture<R: Read + Send>(
     };
     let mut out = ReadOutcome::default();
     let mut format = Format::new();
-    let mut capacity = READ_BUFFER;
     loop {
         let stop = match reader.next() {
-            Ok((len, block)) => {
+            Ok((len, block, chunk)) => {
                 if let Some((ts, linktype, data, orig_len)) = format.block(block, &mut out) {
                     out.packets += 1;
                     format.last_ts = ts;
@@ -215,11 +237,10 @@ pub fn read_capture<R: Read + Send>(
                         linktype,
                         data,
                         orig_len,
+                        chunk: Some(chunk),
                     });
                 }
-                // Without the shift `consume` does past half the buffer, which would
-                // move half a buffer of unread bytes each time; `refill` shifts what is left.
-                reader.consume_noshift(len);
+                reader.consume(len);
                 continue;
             }
             Err(e) => Stop::of(&e),
@@ -249,6 +270,232 @@ pub fn read_capture<R: Read + Send>(
         }
     }
     Ok(out)
+}
+
+/// How the records of a legacy pcap file are laid out.
+type FrameParser = fn(&[u8]) -> nom::IResult<&[u8], LegacyPcapBlock<'_>, PcapError<&[u8]>>;
+
+#[derive(Clone, Copy)]
+enum Layout {
+    /// A legacy pcap file; its header not yet handed out.
+    Legacy { header: bool, parse: FrameParser },
+    /// A pcapng file, with the byte order of the current section.
+    Ng { big_endian: bool },
+}
+
+/// Most retired buffers kept for reuse.
+const SPARE_CHUNKS: usize = 64;
+
+/// Reads a capture into [`Chunk`]s and parses its blocks in place (pcap-parser's
+/// block parsers). Unread bytes at the end of a buffer move to the front when no
+/// packet of it is still shared, else to a fresh (recycled) buffer.
+struct Reader<R> {
+    input: R,
+    chunk: Chunk,
+    /// Bytes of `chunk` read so far, and consumed of those.
+    filled: usize,
+    pos: usize,
+    /// Bytes consumed before `pos` over the whole input.
+    consumed: usize,
+    exhausted: bool,
+    layout: Layout,
+    /// Buffers handed out before, reused once no packet holds them any more.
+    spare: Vec<Chunk>,
+}
+
+impl<R: Read> Reader<R> {
+    fn new(capacity: usize, input: R) -> Result<Self, PcapError<&'static [u8]>> {
+        let mut r = Reader {
+            input,
+            chunk: Arc::new(vec![0; capacity]),
+            filled: 0,
+            pos: 0,
+            consumed: 0,
+            exhausted: false,
+            layout: Layout::Ng { big_endian: false },
+            spare: Vec::new(),
+        };
+        // A pipe may hand out the file header in pieces: read until it parses.
+        loop {
+            if r.filled == r.chunk.len() {
+                if r.chunk.len() >= MAX_RECORD {
+                    return Err(PcapError::HeaderNotRecognized);
+                }
+                r.make_room(r.chunk.len().saturating_mul(2));
+            }
+            r.refill()?;
+            let data = r.data();
+            if data.is_empty() {
+                return Err(PcapError::Eof);
+            }
+            let ng = parse_sectionheaderblock(data);
+            if ng.is_ok() {
+                return Ok(r);
+            }
+            let legacy = parse_pcap_header(data);
+            let more = matches!(ng, Err(nom::Err::Incomplete(_)))
+                || matches!(legacy, Err(nom::Err::Incomplete(_)));
+            match legacy {
+                Ok((_, h)) => {
+                    r.layout = Layout::Legacy {
+                        header: true,
+                        parse: if h.is_modified_format() {
+                            parse_pcap_frame_modified
+                        } else if h.is_bigendian() {
+                            parse_pcap_frame_be
+                        } else {
+                            parse_pcap_frame
+                        },
+                    };
+                    return Ok(r);
+                }
+                _ if more && !r.exhausted => {}
+                Err(nom::Err::Incomplete(_)) => return Err(PcapError::Incomplete(0)),
+                Err(_) => return Err(PcapError::HeaderNotRecognized),
+            }
+        }
+    }
+
+    /// Unread bytes.
+    fn data(&self) -> &[u8] {
+        self.chunk.get(self.pos..self.filled).unwrap_or_default()
+    }
+
+    /// The next block, its length, and the buffer it lies in.
+    fn next(&mut self) -> Result<(usize, PcapBlockOwned<'_>, &Chunk), PcapError<&[u8]>> {
+        let data = self.chunk.get(self.pos..self.filled).unwrap_or_default();
+        if data.is_empty() && self.exhausted {
+            return Err(PcapError::Eof);
+        }
+        let parsed = match &mut self.layout {
+            Layout::Legacy { header, parse } => {
+                if *header {
+                    *header = false;
+                    return match parse_pcap_header(data) {
+                        Ok((_, h)) => Ok((h.size(), PcapBlockOwned::from(h), &self.chunk)),
+                        Err(_) => Err(PcapError::HeaderNotRecognized),
+                    };
+                }
+                parse(data).map(|(rem, b)| (data.len() - rem.len(), PcapBlockOwned::from(b)))
+            }
+            Layout::Ng { big_endian } => {
+                let parse = if *big_endian {
+                    parse_block_be
+                } else {
+                    parse_block_le
+                };
+                parse(data).map(|(rem, b)| {
+                    if let Block::SectionHeader(shb) = &b {
+                        *big_endian = shb.big_endian();
+                    }
+                    (data.len() - rem.len(), PcapBlockOwned::from(b))
+                })
+            }
+        };
+        match parsed {
+            Ok((len, block)) => Ok((len, block, &self.chunk)),
+            Err(nom::Err::Error(e) | nom::Err::Failure(e)) => Err(e),
+            Err(nom::Err::Incomplete(_)) if self.exhausted => Err(PcapError::UnexpectedEof),
+            Err(nom::Err::Incomplete(n)) => {
+                let more = match n {
+                    Needed::Size(n) => n.get(),
+                    Needed::Unknown => 1,
+                };
+                if data.len().saturating_add(more) > self.chunk.len() {
+                    Err(PcapError::BufferTooSmall)
+                } else {
+                    Err(PcapError::Incomplete(more))
+                }
+            }
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.filled - self.pos);
+        self.pos += n;
+        self.consumed += n;
+    }
+
+    /// Bytes consumed over the whole input.
+    fn consumed(&self) -> usize {
+        self.consumed
+    }
+
+    fn reader_exhausted(&self) -> bool {
+        self.exhausted
+    }
+
+    /// A buffer of at least `capacity` bytes no packet holds, with `keep` at its front.
+    fn fresh(&mut self, capacity: usize, keep: std::ops::Range<usize>) -> Chunk {
+        let reusable = self
+            .spare
+            .iter()
+            .position(|c| Arc::strong_count(c) == 1 && c.len() >= capacity);
+        let mut next = match reusable {
+            Some(i) => self.spare.swap_remove(i),
+            None => Arc::new(vec![0; capacity]),
+        };
+        if let (Some(buf), Some(bytes)) = (Arc::get_mut(&mut next), self.chunk.get(keep))
+            && let Some(dst) = buf.get_mut(..bytes.len())
+        {
+            dst.copy_from_slice(bytes);
+        }
+        next
+    }
+
+    /// Moves the unread bytes to the front of a buffer of `capacity` bytes, so
+    /// the rest can be filled.
+    fn make_room(&mut self, capacity: usize) {
+        let left = self.filled - self.pos;
+        let shared = Arc::strong_count(&self.chunk) > 1;
+        if !shared && capacity <= self.chunk.len() {
+            if let Some(buf) = Arc::get_mut(&mut self.chunk) {
+                buf.copy_within(self.pos..self.filled, 0);
+            }
+        } else {
+            let next = self.fresh(capacity.max(self.chunk.len()), self.pos..self.filled);
+            let old = std::mem::replace(&mut self.chunk, next);
+            if shared && self.spare.len() < SPARE_CHUNKS {
+                self.spare.push(old);
+            }
+        }
+        self.filled = left;
+        self.pos = 0;
+    }
+
+    /// Reads more of the input (one read, as much as the buffer has room for).
+    fn refill(&mut self) -> Result<(), PcapError<&'static [u8]>> {
+        if self.filled == self.chunk.len() || Arc::strong_count(&self.chunk) > 1 {
+            self.make_room(self.chunk.len());
+        }
+        let Some(buf) = Arc::get_mut(&mut self.chunk) else {
+            return Err(PcapError::ReadError);
+        };
+        let Some(space) = buf.get_mut(self.filled..) else {
+            return Err(PcapError::ReadError);
+        };
+        if space.is_empty() {
+            return Ok(());
+        }
+        let n = loop {
+            match self.input.read(space) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(PcapError::ReadError),
+            }
+        };
+        self.exhausted = n == 0;
+        self.filled += n;
+        Ok(())
+    }
+
+    /// Lets a buffer hold records of up to `capacity` bytes.
+    fn grow(&mut self, capacity: usize) -> bool {
+        if capacity > self.chunk.len() {
+            self.make_room(capacity);
+        }
+        true
+    }
 }
 
 /// Why the reader gave no block.
@@ -355,6 +602,7 @@ fn obsolete_packet_block(body: &[u8], big_endian: bool) -> Option<(u16, u64, &[u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ops::Range;
 
     fn legacy(magic: [u8; 4], nanos_field: u32, big: bool) -> Vec<u8> {
         let w32 = |v: u32| {
@@ -452,6 +700,70 @@ mod tests {
                 assert_eq!(packet, 1);
             }
             other => panic!("expected corrupt, got {other:?}"),
+        }
+    }
+
+    /// Hands out at most `step` bytes per read, like a pipe.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// Every committed capture, read in one go and read in dribbles into a small
+    /// buffer while every packet's buffer is held (as the threaded stage holds
+    /// them): the same packets, and no held byte overwritten by later reads.
+    #[test]
+    fn shared_buffers_are_never_overwritten() {
+        let mut dirs = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures"
+        ))];
+        let mut files = Vec::new();
+        while let Some(dir) = dirs.pop() {
+            for p in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()) {
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
+                    files.push(p);
+                }
+            }
+        }
+        files.sort();
+        assert!(files.len() >= 10, "{files:?}");
+        for path in files {
+            let bytes = std::fs::read(&path).unwrap();
+            let (whole, expect) = read_all(&bytes);
+            let whole = whole.unwrap();
+            for (step, capacity, hold) in [(1, 16, true), (7, 64, true), (4096, 256, false)] {
+                let mut held: Vec<(Chunk, Range<usize>)> = Vec::new();
+                let mut seen = Vec::new();
+                let input = Trickle { data: &bytes, step };
+                let r = read_buffered("t", input, capacity, &mut |p| {
+                    seen.push((p.ts, p.linktype, p.data.to_vec()));
+                    if hold && let Some(c) = p.chunk {
+                        let start = p.data.as_ptr() as usize - c.as_ptr() as usize;
+                        held.push((Chunk::clone(c), start..start + p.data.len()));
+                    }
+                });
+                let what = format!("{} step {step} capacity {capacity}", path.display());
+                assert_eq!(r.unwrap().packets, whole.packets, "{what}");
+                assert_eq!(seen, expect, "{what}");
+                if hold {
+                    assert_eq!(held.len(), seen.len(), "{what}");
+                    for ((c, range), (_, _, data)) in held.iter().zip(&seen) {
+                        assert_eq!(&c[range.clone()], &data[..], "{what}");
+                    }
+                }
+            }
         }
     }
 

@@ -1151,6 +1151,8 @@ impl Engine {
             )
             .collect();
         open.sort_unstable_by_key(|(id, _)| *id);
+        // Every flow ends now: no packet will look one up again.
+        self.flows.unindex();
         for (_, k) in open {
             match k {
                 Ok(s) => self.close(s, reason, emit),

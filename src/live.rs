@@ -231,6 +231,7 @@ impl Source<'_> {
                         linktype,
                         data: p.data,
                         orig_len: p.header.len,
+                        chunk: None,
                     });
                 }
                 Err(pcap::Error::TimeoutExpired) => {

@@ -19,7 +19,7 @@
 //! Flow caps apply per worker (`--max-flows` divided by the worker count), so
 //! which flows get evicted when the table is full can differ from one thread.
 
-use crate::capture::Packet;
+use crate::capture::{Chunk, Packet};
 use crate::cli::Config;
 use crate::collect::{Collector, Notice};
 use crate::decode::{Datagram, Decoded, Decoder, Segment};
@@ -353,11 +353,26 @@ struct Plan<'p> {
     all: bool,
 }
 
-/// A segment or datagram waiting in a batch; its payload lives in the batch's byte buffer.
+/// A segment or datagram waiting in a batch, its payload apart.
 struct Queued {
     at: Stamp,
     unit: Unit<'static>,
-    payload: Range<usize>,
+    payload: Payload,
+}
+
+/// Where the payload of a queued segment lies.
+enum Payload {
+    /// In one of the batch's shared read buffers: the bytes were not copied.
+    Shared { chunk: usize, range: Range<usize> },
+    /// Copied into the batch's byte buffer (live capture, reassembled fragments).
+    Copied(Range<usize>),
+}
+
+/// Where `part` lies in `chunk`, if it does.
+fn within(chunk: &Chunk, part: &[u8]) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(chunk.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= chunk.len()).then_some(start..end)
 }
 
 enum Item {
@@ -369,13 +384,49 @@ enum Item {
     },
 }
 
-/// Packets for one worker: one buffer for all payloads, reused from batch to batch.
+/// Packets for one worker: the read buffers their payloads lie in, and one buffer
+/// for payloads that had to be copied, reused from batch to batch.
 #[derive(Default)]
 struct Batch {
     items: Vec<Item>,
+    chunks: Vec<Chunk>,
     bytes: Vec<u8>,
     /// Every item up to this position, for this worker, is in this batch or an earlier one.
     upto: u64,
+}
+
+impl Batch {
+    /// Keeps `payload` for the worker: by reference to the read buffer it lies
+    /// in when there is one, else as a copy.
+    fn hold(&mut self, payload: &[u8], chunk: Option<&Chunk>) -> Payload {
+        if !payload.is_empty()
+            && let Some(chunk) = chunk
+            && let Some(range) = within(chunk, payload)
+        {
+            let same = self.chunks.last().is_some_and(|c| Chunk::ptr_eq(c, chunk));
+            if !same {
+                self.chunks.push(Chunk::clone(chunk));
+            }
+            return Payload::Shared {
+                chunk: self.chunks.len() - 1,
+                range,
+            };
+        }
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(payload);
+        Payload::Copied(start..self.bytes.len())
+    }
+
+    fn payload(&self, p: Payload) -> &[u8] {
+        match p {
+            Payload::Shared { chunk, range } => self
+                .chunks
+                .get(chunk)
+                .and_then(|c| c.get(range))
+                .unwrap_or_default(),
+            Payload::Copied(range) => self.bytes.get(range).unwrap_or_default(),
+        }
+    }
 }
 
 /// Where a record ended: position (twice the packet ordinal; odd for a clock
@@ -547,6 +598,7 @@ impl<'s> Router<'s> {
             let before = pending.items.len();
             pending.items.retain(|i| matches!(i, Item::Sweep { .. }));
             pending.bytes.clear();
+            pending.chunks.clear();
             if let Some(d) = self.dropped.get_mut(w) {
                 *d += (before - pending.items.len()) as u64;
             }
@@ -602,15 +654,14 @@ impl Stage for Router<'_> {
             let (a, z) = unit.ends();
             let w = worker_of(route_hash(a, z), self.queues.len());
             if let Some(b) = self.pending.get_mut(w) {
-                let start = b.bytes.len();
-                b.bytes.extend_from_slice(unit.payload());
+                let payload = b.hold(unit.payload(), pkt.chunk);
                 b.items.push(Item::Unit(Queued {
                     at: Stamp {
                         ts: pkt.ts,
                         ordinal: self.ordinal,
                     },
                     unit: unit.detach(),
-                    payload: start..b.bytes.len(),
+                    payload,
                 }));
                 if b.items.len() >= BATCH_ITEMS || b.bytes.len() >= BATCH_BYTES {
                     self.send(w);
@@ -666,14 +717,15 @@ fn work(
     let mut tie = 0u64;
     for mut batch in batches.iter() {
         let mut p = Progress::new(w, batch.upto);
-        for item in batch.items.drain(..) {
+        let mut items = std::mem::take(&mut batch.items);
+        for item in items.drain(..) {
             match item {
                 Item::Sweep { now, pos } => engine.sweep_at(now, &mut |rec| {
                     let key = (pos, sweep_phase(&rec), rec.id, w);
                     p.end(key, rec, all);
                 }),
                 Item::Unit(q) => {
-                    let payload = batch.bytes.get(q.payload).unwrap_or_default();
+                    let payload = batch.payload(q.payload);
                     let before = engine.flows_started();
                     let pos = q.at.ordinal * 2;
                     q.unit.feed(payload, &mut engine, q.at, &mut |rec| {
@@ -686,7 +738,9 @@ fn work(
                 }
             }
         }
+        batch.items = items;
         batch.bytes.clear();
+        batch.chunks.clear();
         let _ = pool.try_send(batch);
         if out.send(Out::Progress(p)).is_err() {
             return;

@@ -1478,6 +1478,7 @@ mod tests {
             linktype: linktype::RAW,
             data: &p,
             orig_len: p.len() as u32,
+            chunk: None,
         };
         assert!(matches!(d.decode(&pkt), Decoded::Malformed));
         assert_eq!(d.stats().undecodable_by_reason.get("tunnel_depth"), 1);
@@ -1521,6 +1522,7 @@ mod tests {
                 linktype: linktype::RAW,
                 data: f,
                 orig_len: f.len() as u32,
+                chunk: None,
             };
             match d.decode(&pkt) {
                 Decoded::Fragment => assert_eq!(i, 0),
