@@ -14,7 +14,7 @@ use crate::decode::{Datagram, DecodeNotes, DecodeStats, Segment, TunnelPath};
 use crate::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Timestamp};
 use crate::table::{Budget, Slot, Table};
-use crate::udp::{UdpKey, UdpLimits, UdpStats, UdpTable};
+use crate::udp::{UdpLimits, UdpStats, UdpTable};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -611,8 +611,17 @@ impl Engine {
         self.ids = ids;
         self.flow_bytes = match ids {
             IdScheme::Sequential => FLOW_BYTES,
-            IdScheme::FirstPacket => FLOW_BYTES + NUMBERING_BYTES,
+            IdScheme::FirstPacket => {
+                self.udp.set_numbered(NUMBERING_BYTES);
+                FLOW_BYTES + NUMBERING_BYTES
+            }
         };
+    }
+
+    /// With [`IdScheme::FirstPacket`]: ids of flows ended without a record (UDP
+    /// conversations only counted) since the last call.
+    pub fn take_unlisted(&mut self, into: &mut Vec<u64>) {
+        self.udp.take_unlisted(into);
     }
 
     /// Flows begun so far.
@@ -633,7 +642,8 @@ impl Engine {
             self.now = now;
         }
         self.sweep(emit);
-        self.udp.sweep_at(now, &mut self.stats.udp_flows, emit);
+        self.udp
+            .sweep_at(now, &mut self.stats.udp_flows, &mut self.budget, emit);
     }
 
     /// One decoded UDP datagram. The caller runs the clock first ([`Engine::tick`]).
@@ -647,6 +657,7 @@ impl Engine {
             stats,
             ids,
             next_id,
+            budget,
             ..
         } = self;
         let mut new_id = || {
@@ -657,7 +668,8 @@ impl Engine {
             *next_id += 1;
             id
         };
-        udp.datagram(d, at.ts, &mut new_id, &mut stats.udp_flows, emit);
+        udp.datagram(d, at.ts, &mut new_id, &mut stats.udp_flows, budget, emit);
+        self.relieve(emit);
     }
 
     /// One decoded TCP segment. The caller runs the clock first ([`Engine::tick`]).
@@ -1055,7 +1067,27 @@ impl Engine {
         }
     }
 
-    /// Ends the least recently active flow early.
+    /// Ends the least recently active flow early, TCP or UDP.
+    fn evict_least_recent(&mut self, emit: &mut Emit<'_>) -> bool {
+        let tcp = self
+            .flows
+            .oldest()
+            .and_then(|s| self.flows.get(s))
+            .map(|f| f.last_seen);
+        let udp_first = match (tcp, self.udp.oldest_seen()) {
+            (Some(t), Some(u)) => u.secs < t,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if udp_first {
+            self.udp
+                .evict_oldest(&mut self.stats.udp_flows, &mut self.budget, emit)
+        } else {
+            self.evict_oldest(emit)
+        }
+    }
+
+    /// Ends the least recently active TCP flow early.
     fn evict_oldest(&mut self, emit: &mut Emit<'_>) -> bool {
         let Some(s) = self.flows.oldest() else {
             return false;
@@ -1079,7 +1111,7 @@ impl Engine {
                 self.closed.remove(t);
                 self.budget.release(TOMBSTONE_BYTES);
                 self.memory.tombstones_dropped += 1;
-            } else if self.evict_oldest(emit) {
+            } else if self.evict_least_recent(emit) {
                 self.memory.evicted += 1;
             } else {
                 break;
@@ -1139,7 +1171,7 @@ impl Engine {
     /// End of input (or capture stopped): every open flow ends, in the order they began.
     pub fn finish(&mut self, reason: EndReason, emit: &mut Emit<'_>) {
         // TCP and UDP flows end together, in the order they began.
-        let mut open: Vec<(u64, Result<Slot, UdpKey>)> = self
+        let mut open: Vec<(u64, Result<Slot, Slot>)> = self
             .flows
             .slots()
             .filter_map(|s| Some((self.flows.get(s)?.id, Ok(s))))
@@ -1156,7 +1188,10 @@ impl Engine {
         for (_, k) in open {
             match k {
                 Ok(s) => self.close(s, reason, emit),
-                Err(k) => self.udp.end(k, reason, &mut self.stats.udp_flows, emit),
+                Err(k) => {
+                    self.udp
+                        .end(k, reason, &mut self.stats.udp_flows, &mut self.budget, emit)
+                }
             }
         }
     }

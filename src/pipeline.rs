@@ -457,6 +457,9 @@ struct Progress {
     /// First-packet ordinals of flows ended without payload and not listed
     /// (without `--all`): only counted, so their records never travel.
     silent: Vec<u64>,
+    /// First-packet ordinals of flows ended without a record that are not counted
+    /// as flows at all (UDP conversations neither QUIC nor DTLS).
+    unlisted: Vec<u64>,
 }
 
 enum Out {
@@ -738,6 +741,7 @@ fn work(
                 }
             }
         }
+        engine.take_unlisted(&mut p.unlisted);
         batch.items = items;
         batch.bytes.clear();
         batch.chunks.clear();
@@ -751,6 +755,7 @@ fn work(
         let key = (u64::MAX, PHASE_SWEEP, rec.id, w);
         p.end(key, rec, all);
     });
+    engine.take_unlisted(&mut p.unlisted);
     let _ = out.send(Out::Progress(p));
     let _ = out.send(Out::WorkerDone {
         stats: engine.stats.clone(),
@@ -767,6 +772,7 @@ impl Progress {
             started: Vec::new(),
             ended: Vec::new(),
             silent: Vec::new(),
+            unlisted: Vec::new(),
         }
     }
 
@@ -820,7 +826,7 @@ impl Merge {
         self.started.extend(p.started.into_iter().map(Reverse));
         self.pending.extend(p.ended);
         self.silent_ended += p.silent.len() as u64;
-        for first in p.silent {
+        for first in p.silent.into_iter().chain(p.unlisted) {
             if self.ids.remove(&first).is_none() {
                 self.silent.insert(first);
             }

@@ -434,8 +434,9 @@ fn ldap_ber_length_bombs() {
     }
 }
 
-/// A classic pcap of `n` SYNs from distinct sources to one port (Ethernet, IPv4).
-fn syn_flood_pcap(n: u32) -> Vec<u8> {
+/// A classic pcap of `n` SYNs (or, with `udp`, DNS-style queries) from distinct
+/// sources to one server (Ethernet, IPv4).
+fn flood_pcap(n: u32, udp: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(24 + n as usize * 70);
     out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     out.extend_from_slice(&[2, 0, 4, 0]);
@@ -446,14 +447,21 @@ fn syn_flood_pcap(n: u32) -> Vec<u8> {
         let mut f = vec![0u8; 12];
         f.extend_from_slice(&[0x08, 0x00]);
         let src = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
-        let mut ip = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
+        let (proto, len) = if udp { (17, 20 + 8 + 12) } else { (6, 40) };
+        let mut ip = vec![0x45, 0, 0, len, 0, 0, 0x40, 0, 64, proto, 0, 0];
         ip.extend_from_slice(&src);
         ip.extend_from_slice(&SERVER);
         f.extend_from_slice(&ip);
         f.extend_from_slice(&(1024 + (i % 60_000) as u16).to_be_bytes());
-        f.extend_from_slice(&443u16.to_be_bytes());
-        f.extend_from_slice(&i.to_be_bytes());
-        f.extend_from_slice(&[0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        if udp {
+            f.extend_from_slice(&[0, 53, 0, 20, 0, 0]);
+            f.extend_from_slice(&(i as u16).to_be_bytes());
+            f.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        } else {
+            f.extend_from_slice(&443u16.to_be_bytes());
+            f.extend_from_slice(&i.to_be_bytes());
+            f.extend_from_slice(&[0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        }
         out.extend_from_slice(&(1 + i / 100_000).to_le_bytes());
         out.extend_from_slice(&(i % 1_000_000).to_le_bytes());
         out.extend_from_slice(&(f.len() as u32).to_le_bytes());
@@ -468,12 +476,25 @@ fn syn_flood_pcap(n: u32) -> Vec<u8> {
 /// (shared out among the workers, the output stage's numbering charged too) holds.
 #[test]
 fn threaded_syn_flood_stays_under_the_memcap() {
+    pipeline_flood(false);
+}
+
+/// The same with UDP conversations: the UDP table is charged to the same cap and
+/// evicts its least recently active, and the output stage forgets the numbers of
+/// conversations that end without a record.
+#[test]
+fn threaded_udp_flood_stays_under_the_memcap() {
+    pipeline_flood(true);
+}
+
+fn pipeline_flood(udp: bool) {
     use clap::Parser;
     let _g = serial();
     const N: u32 = 200_000;
     const CAP: usize = 8 << 20;
-    let path = std::env::temp_dir().join(format!("tlswatch-flood-{}.pcap", std::process::id()));
-    std::fs::write(&path, syn_flood_pcap(N)).unwrap();
+    let path =
+        std::env::temp_dir().join(format!("tlswatch-flood-{}-{udp}.pcap", std::process::id()));
+    std::fs::write(&path, flood_pcap(N, udp)).unwrap();
     let file = path.to_string_lossy().into_owned();
     for threads in ["1", "2", "3"] {
         let args = ["tlswatch", "-r", &file, "--ndjson", "--threads", threads];
@@ -499,8 +520,14 @@ fn threaded_syn_flood_stays_under_the_memcap() {
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         sampler.join().unwrap();
         let s = &report.summary;
-        assert_eq!(s.flows.total, u64::from(N), "--threads {threads}");
-        assert_eq!(s.flows.without_payload, u64::from(N), "--threads {threads}");
+        if udp {
+            assert_eq!(s.udp.flows, u64::from(N), "--threads {threads}");
+            assert_eq!(s.udp.other, u64::from(N), "--threads {threads}");
+            assert_eq!(s.flows.total, 0, "--threads {threads}");
+        } else {
+            assert_eq!(s.flows.total, u64::from(N), "--threads {threads}");
+            assert_eq!(s.flows.without_payload, u64::from(N), "--threads {threads}");
+        }
         assert_eq!(s.flows.listed, 0, "--threads {threads}");
         assert!(s.memory.evicted > 0, "--threads {threads}: {:?}", s.memory);
         let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
