@@ -4,8 +4,9 @@
 #   bench/run.sh                 # tlswatch vs ndpiReader; RSS; versions vs the truth file
 #   WITH_TSHARK=1 bench/run.sh   # also time tshark (about 30 s a run)
 #   SIZE=50M bench/run.sh        # a smaller capture
-#   FLOOD=1 bench/run.sh         # also 1.5M SYNs from distinct sources (FLOOD_N), default
-#                                # options and --memcap 64M, beside the capture, same run
+#   FLOOD=1 bench/run.sh         # also 1.5M SYNs, then 1.5M UDP datagrams, from distinct
+#                                # sources (FLOOD_N), default options and --memcap 64M,
+#                                # beside the capture, same run
 #
 # Needs (Debian): apt-get install -y hyperfine time libndpi-bin tshark
 set -euo pipefail
@@ -36,6 +37,16 @@ if [ -n "${FLOOD:-}" ]; then
   echo "flood: $FL ($N SYNs)"
   hyperfine -w 1 -r "${RUNS:-3}" "$BIN -r $F --ndjson >/dev/null" \
     "$BIN -r $FL --ndjson >/dev/null" "$BIN -r $FL --ndjson --memcap 64M >/dev/null"
+  UF=${UDP_FLOOD_PCAP:-/tmp/udp-flood-$N.pcap}
+  [ -f "$UF" ] || python3 bench/gen_syn_flood.py --udp -n "$N" -o "$UF"
+  echo "UDP flood: $UF ($N datagrams)"
+  hyperfine -w 1 -r "${RUNS:-3}" "$BIN -r $UF --ndjson >/dev/null" "$BIN -r $UF --ndjson --memcap 64M >/dev/null"
+  for opts in "" "--memcap 64M"; do
+    # shellcheck disable=SC2086
+    /usr/bin/time -v "$BIN" -r "$UF" --ndjson $opts 2>/tmp/tlswatch-flood-time.txt | tail -n 1 |
+      python3 -c 'import json,sys; s=json.load(sys.stdin); print("udp", s["udp"]["flows"], "evicted", s["udp"]["evicted"], "memory", s["memory"])'
+    echo "  UDP ${opts:-default}: $(grep -E "Maximum resident" /tmp/tlswatch-flood-time.txt)"
+  done
   for opts in "" "--memcap 64M"; do
     # shellcheck disable=SC2086
     /usr/bin/time -v "$BIN" -r "$FL" --ndjson $opts 2>/tmp/tlswatch-flood-time.txt | tail -n 1 |
