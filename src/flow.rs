@@ -379,6 +379,66 @@ impl Active {
 }
 
 impl Flow {
+    /// Counts one segment of `dir` and its notes, at packet time `ts` (`now`: the
+    /// engine's clock).
+    fn count(&mut self, dir: Dir, seg: &Segment<'_>, ts: Timestamp, now: i64) {
+        *self.packets.get_mut(dir) += 1;
+        *self.bytes.get_mut(dir) += seg.payload.len() as u64;
+        self.end = ts.into();
+        self.last_seen = now;
+        match self.state.as_mut() {
+            Some(a) => {
+                if seg.truncated {
+                    a.rec.note(Note::Truncated);
+                }
+                a.rec.note_decode(&seg.notes);
+            }
+            None => self.early.add(seg.truncated, &seg.notes),
+        }
+    }
+
+    /// Follows the initial sequence numbers of `dir`: a SYN with another ISN before
+    /// any data restarts that direction, and the first data names the real ISN among
+    /// those retransmitted SYN-ACKs carried.
+    fn track_isns(&mut self, dir: Dir, seg: &Segment<'_>, limits: StreamLimits) {
+        if seg.flags.syn {
+            let cur = self.cur_isn.get(dir).get();
+            if let Some(a) = self.state.as_mut()
+                && cur.is_some_and(|i| i != seg.seq)
+                && a.streams.get(dir).delivered() == 0
+            {
+                *a.streams.get_mut(dir) = Stream::new(limits);
+            }
+            *self.cur_isn.get_mut(dir) = OptSeq::some(seg.seq);
+            let n = *self.isn_n.get(dir);
+            if !self.isn.get(dir).contains(n, seg.seq) {
+                *self.isn_n.get_mut(dir) = self.isn.get_mut(dir).push(n, seg.seq);
+            }
+            if let Some(a) = self.state.as_mut() {
+                a.streams.get_mut(dir).on_syn(SeqNum(seg.seq));
+            }
+            if dir == Dir::Client && !seg.flags.ack {
+                self.client_isn = OptSeq::some(seg.seq);
+            }
+        }
+        let undelivered = self
+            .state
+            .as_ref()
+            .is_none_or(|a| a.streams.get(dir).delivered() == 0);
+        if !seg.payload.is_empty() && !seg.flags.syn && undelivered {
+            let wanted = seg.seq.wrapping_sub(1);
+            let known = self.isn.get(dir).contains(*self.isn_n.get(dir), wanted);
+            if self.cur_isn.get(dir).get() != Some(wanted) && known {
+                if let Some(a) = self.state.as_mut() {
+                    let st = a.streams.get_mut(dir);
+                    *st = Stream::new(limits);
+                    st.on_syn(SeqNum(wanted));
+                }
+                *self.cur_isn.get_mut(dir) = OptSeq::some(wanted);
+            }
+        }
+    }
+
     fn endpoints(&self, key: &FlowKey) -> (Endpoint, Endpoint) {
         let ep = |(ip, port): (IpAddr, u16)| Endpoint { ip, port };
         if self.client_is_a {
@@ -683,52 +743,9 @@ impl Engine {
             return;
         }
         let src = (seg.src, seg.sport);
-        let dst = (seg.dst, seg.dport);
-        let key = FlowKey::new(src, dst, seg.tunnel.identity());
-        let new_syn = seg.flags.syn && !seg.flags.ack;
-        let mut slot = self.flows.find(&key);
-        if let Some(s) = slot
-            && let Some(flow) = self.flows.get(s)
-        {
-            // A fresh SYN from the client on a known 5-tuple is a new connection.
-            let is_client = flow.dir_of(&key, src) == Dir::Client;
-            let any_fin = flow.fin.client || flow.fin.server;
-            let other_isn = flow.client_isn.get().is_some_and(|isn| isn != seg.seq);
-            if new_syn && (other_isn || any_fin || !is_client) {
-                let reason = if any_fin {
-                    EndReason::Fin
-                } else {
-                    EndReason::PortReuse
-                };
-                self.close(s, reason, emit);
-                slot = None;
-            }
-        }
-        let s = match slot {
-            Some(s) => s,
-            None => {
-                if let Some(t) = self.closed.find(&key) {
-                    if !new_syn {
-                        self.stats.stray += 1;
-                        return;
-                    }
-                    self.closed.remove(t);
-                    self.budget.release(TOMBSTONE_BYTES);
-                }
-                if !seg.flags.syn && seg.payload.is_empty() {
-                    self.stats.stray += 1;
-                    return;
-                }
-                if self.flows.len() >= self.limits.max_flows {
-                    self.evict_oldest(emit);
-                }
-                let flow = self.new_flow(&key, seg, at);
-                let Some(s) = self.flows.insert(key, flow) else {
-                    return;
-                };
-                self.budget.charge(self.flow_bytes);
-                s
-            }
+        let key = FlowKey::new(src, (seg.dst, seg.dport), seg.tunnel.identity());
+        let Some(s) = self.flow_for(&key, seg, at, emit) else {
+            return;
         };
         self.flows.touch(s);
         let (limits, opts, now) = (self.limits.stream, self.opts, self.now.secs);
@@ -736,106 +753,126 @@ impl Engine {
             return;
         };
         let mut dir = flow.dir_of(&key, src);
-        *flow.packets.get_mut(dir) += 1;
-        *flow.bytes.get_mut(dir) += seg.payload.len() as u64;
-        flow.end = ts.into();
-        flow.last_seen = now;
-        match flow.state.as_mut() {
-            Some(a) => {
-                if seg.truncated {
-                    a.rec.note(Note::Truncated);
-                }
-                a.rec.note_decode(&seg.notes);
-            }
-            None => flow.early.add(seg.truncated, &seg.notes),
-        }
-        let syn_len = u32::from(seg.flags.syn);
-        let data_seq = SeqNum(seg.seq).wrapping_add(syn_len);
+        flow.count(dir, seg, ts, now);
         let was_bypassed = flow.bypass;
         if !flow.bypass {
-            if seg.flags.syn {
-                // A SYN with another ISN before any data restarts that direction.
-                let cur = flow.cur_isn.get(dir).get();
-                if let Some(a) = flow.state.as_mut()
-                    && cur.is_some_and(|i| i != seg.seq)
-                    && a.streams.get(dir).delivered() == 0
-                {
-                    *a.streams.get_mut(dir) = Stream::new(limits);
-                }
-                *flow.cur_isn.get_mut(dir) = OptSeq::some(seg.seq);
-                let n = *flow.isn_n.get(dir);
-                if !flow.isn.get(dir).contains(n, seg.seq) {
-                    *flow.isn_n.get_mut(dir) = flow.isn.get_mut(dir).push(n, seg.seq);
-                }
-                if let Some(a) = flow.state.as_mut() {
-                    a.streams.get_mut(dir).on_syn(SeqNum(seg.seq));
-                }
-                if dir == Dir::Client && !seg.flags.ack {
-                    flow.client_isn = OptSeq::some(seg.seq);
-                }
-            }
-            // Retransmitted SYN-ACKs may carry several ISNs; the first data names the real one.
-            let undelivered = flow
-                .state
-                .as_ref()
-                .is_none_or(|a| a.streams.get(dir).delivered() == 0);
-            if !seg.payload.is_empty() && !seg.flags.syn && undelivered {
-                let wanted = seg.seq.wrapping_sub(1);
-                let known = flow.isn.get(dir).contains(*flow.isn_n.get(dir), wanted);
-                if flow.cur_isn.get(dir).get() != Some(wanted) && known {
-                    if let Some(a) = flow.state.as_mut() {
-                        let st = a.streams.get_mut(dir);
-                        *st = Stream::new(limits);
-                        st.on_syn(SeqNum(wanted));
-                    }
-                    *flow.cur_isn.get_mut(dir) = OptSeq::some(wanted);
-                }
-            }
-            // The first payload byte, or an ack of bytes never captured, needs the full state.
-            if flow.state.is_none()
-                && (!seg.payload.is_empty()
-                    || (seg.flags.ack && acks_missed_bytes(flow, dir.other(), seg.ack, limits)))
-            {
-                flow.activate(&key, limits, opts);
-            }
-            match flow.state.as_mut() {
-                Some(_) => dir = Self::deliver(flow, dir, seg, data_seq),
-                None if seg.flags.fin && flow.early_fin.get(dir).get().is_none() => {
-                    *flow.early_fin.get_mut(dir) = OptSeq::some(data_seq.0);
-                }
-                None => {}
-            }
+            flow.track_isns(dir, seg, limits);
+            dir = Self::advance(flow, &key, dir, seg, limits, opts);
         }
         if seg.flags.fin {
             *flow.fin.get_mut(dir) = true;
         }
         // A bypassed flow's state no longer changes: it was charged when bypassed.
-        if let Some(a) = flow.state.as_ref()
-            && !was_bypassed
-        {
-            let bytes = clamp32(a.bytes());
-            let buffering = a.buffering();
-            self.budget.recharge(flow.charged as usize, bytes as usize);
-            flow.charged = bytes;
-            self.flows.set_marked(s, buffering);
+        if !was_bypassed {
+            self.recharge(s);
         }
         let Some(flow) = self.flows.get(s) else {
             return;
         };
         let both_fin = flow.fin.client && flow.fin.server;
         if seg.flags.rst || both_fin {
-            self.close(
-                s,
-                if seg.flags.rst {
-                    EndReason::Rst
-                } else {
-                    EndReason::Fin
-                },
-                emit,
-            );
+            let reason = if seg.flags.rst {
+                EndReason::Rst
+            } else {
+                EndReason::Fin
+            };
+            self.close(s, reason, emit);
             self.bury(key, ts.secs.max(self.now.secs));
         }
         self.relieve(emit);
+    }
+
+    /// The flow a segment belongs to: the open one, unless a fresh SYN on its 5-tuple
+    /// starts a new connection; a new one for a SYN or data; `None` for a stray (a
+    /// straggler of a closed connection, or a bare segment of no known flow).
+    fn flow_for(
+        &mut self,
+        key: &FlowKey,
+        seg: &Segment<'_>,
+        at: Stamp,
+        emit: &mut Emit<'_>,
+    ) -> Option<Slot> {
+        let new_syn = seg.flags.syn && !seg.flags.ack;
+        if let Some(s) = self.flows.find(key) {
+            let flow = self.flows.get(s)?;
+            // A fresh SYN from the client on a known 5-tuple is a new connection.
+            let is_client = flow.dir_of(key, (seg.src, seg.sport)) == Dir::Client;
+            let any_fin = flow.fin.client || flow.fin.server;
+            let other_isn = flow.client_isn.get().is_some_and(|isn| isn != seg.seq);
+            if !(new_syn && (other_isn || any_fin || !is_client)) {
+                return Some(s);
+            }
+            let reason = if any_fin {
+                EndReason::Fin
+            } else {
+                EndReason::PortReuse
+            };
+            self.close(s, reason, emit);
+        }
+        if let Some(t) = self.closed.find(key) {
+            if !new_syn {
+                self.stats.stray += 1;
+                return None;
+            }
+            self.closed.remove(t);
+            self.budget.release(TOMBSTONE_BYTES);
+        }
+        if !seg.flags.syn && seg.payload.is_empty() {
+            self.stats.stray += 1;
+            return None;
+        }
+        if self.flows.len() >= self.limits.max_flows {
+            self.evict_oldest(emit);
+        }
+        let flow = self.new_flow(key, seg, at);
+        let s = self.flows.insert(*key, flow)?;
+        self.budget.charge(self.flow_bytes);
+        Some(s)
+    }
+
+    /// Brings the first payload byte (or an ack of bytes never captured) to full
+    /// state, and hands the segment to an active flow's streams; a FIN before that
+    /// is only remembered. Returns the segment's direction (delivery may learn the
+    /// roles from content).
+    fn advance(
+        flow: &mut Flow,
+        key: &FlowKey,
+        dir: Dir,
+        seg: &Segment<'_>,
+        limits: StreamLimits,
+        opts: Options,
+    ) -> Dir {
+        let data_seq = SeqNum(seg.seq).wrapping_add(u32::from(seg.flags.syn));
+        if flow.state.is_none()
+            && (!seg.payload.is_empty()
+                || (seg.flags.ack && acks_missed_bytes(flow, dir.other(), seg.ack, limits)))
+        {
+            flow.activate(key, limits, opts);
+        }
+        match flow.state.as_mut() {
+            Some(_) => return Self::deliver(flow, dir, seg, data_seq),
+            None if seg.flags.fin && flow.early_fin.get(dir).get().is_none() => {
+                *flow.early_fin.get_mut(dir) = OptSeq::some(data_seq.0);
+            }
+            None => {}
+        }
+        dir
+    }
+
+    /// Charges the budget what an active flow holds now, and marks it while it
+    /// buffers out-of-order data (the first to shed it when memory runs short).
+    fn recharge(&mut self, s: Slot) {
+        let Some(flow) = self.flows.get_mut(s) else {
+            return;
+        };
+        let Some(a) = flow.state.as_ref() else {
+            return;
+        };
+        let bytes = clamp32(a.bytes());
+        let buffering = a.buffering();
+        self.budget.recharge(flow.charged as usize, bytes as usize);
+        flow.charged = bytes;
+        self.flows.set_marked(s, buffering);
     }
 
     /// Hands one segment's data, acknowledgement and FIN to an active flow's streams and
