@@ -868,3 +868,81 @@ impl Merge {
         self.release(emit);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::linktype;
+
+    /// A raw IPv4 TCP segment from 10.0.0.2:`sport` to 10.0.0.1:443 with `payload`.
+    fn segment(sport: u16, payload: &[u8]) -> Vec<u8> {
+        let total = (40 + payload.len()) as u16;
+        let mut f = vec![0x45, 0];
+        f.extend(total.to_be_bytes());
+        f.extend([0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1]);
+        f.extend(sport.to_be_bytes());
+        f.extend(443u16.to_be_bytes());
+        f.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        f.extend(payload);
+        f
+    }
+
+    /// Live capture with a worker that takes nothing: once its queue is full the
+    /// reader drops that worker's batches and counts every segment in them, never
+    /// blocks, and keeps the sweeps. File reading with a worker that is slow to
+    /// start waits for it and drops nothing.
+    #[test]
+    fn a_full_queue_drops_and_counts_in_live_capture_only() {
+        for live in [true, false] {
+            let (tx, rx) = bounded::<Batch>(QUEUE_BATCHES);
+            let (_pool_tx, pool_rx) = bounded::<Batch>(4);
+            let (out_tx, _out_rx) = bounded::<Out>(4);
+            let stop = AtomicBool::new(false);
+            let plan = Plan {
+                workers: 1,
+                limits: Limits::default(),
+                opts: crate::analyzer::Options::default(),
+                ports: &[],
+                shard: None,
+                end: EndReason::EndOfInput,
+                live,
+                all: false,
+            };
+            let slow = (!live).then(|| {
+                let rx = rx.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    rx.iter().map(|b| b.items.len()).sum::<usize>()
+                })
+            });
+            let mut router = Router::new(vec![tx], pool_rx, out_tx, &plan, &stop);
+            let frame = segment(40000, b"hello");
+            // Enough full batches to fill the queue, and 3 more.
+            let n = (QUEUE_BATCHES + 3) * BATCH_ITEMS;
+            for i in 0..n {
+                router.packet(&Packet {
+                    number: i as u64 + 1,
+                    ts: Timestamp { secs: 1, nanos: 0 },
+                    linktype: linktype::RAW,
+                    data: &frame,
+                    orig_len: frame.len() as u32,
+                    chunk: None,
+                });
+            }
+            let dropped = router.dropped.clone();
+            match slow {
+                None => {
+                    assert_eq!(dropped, vec![(3 * BATCH_ITEMS) as u64]);
+                    let queued: usize = rx.try_iter().map(|b| b.items.len()).sum();
+                    assert_eq!(queued, QUEUE_BATCHES * BATCH_ITEMS);
+                }
+                Some(consumer) => {
+                    drop(router);
+                    drop(rx);
+                    assert_eq!(dropped, vec![0]);
+                    assert_eq!(consumer.join().unwrap(), n);
+                }
+            }
+        }
+    }
+}
