@@ -506,16 +506,8 @@ impl FlowRecord {
 
     /// Notes what the decoder saw of a packet of this flow.
     pub fn note_decode(&mut self, d: &DecodeNotes) {
-        if let Some(f) = d.fragments {
-            if f.conflicting_overlap {
-                self.note(Note::IpFragmentOverlap);
-            }
-            if f.tiny_first {
-                self.note(Note::TinyIpFragment);
-            }
-            if f.header_overlap {
-                self.note(Note::IpFragmentHeaderOverlap);
-            }
+        for n in decode_notes(d) {
+            self.note(n);
         }
     }
 
@@ -594,6 +586,18 @@ pub fn escape_wire(bytes: &[u8], max: usize) -> String {
         s.push_str("...");
     }
     s
+}
+
+/// The notes a packet's IP-layer anomalies put on its flow.
+pub fn decode_notes(d: &DecodeNotes) -> impl Iterator<Item = Note> {
+    let f = d.fragments.unwrap_or_default();
+    [
+        (f.conflicting_overlap, Note::IpFragmentOverlap),
+        (f.tiny_first, Note::TinyIpFragment),
+        (f.header_overlap, Note::IpFragmentHeaderOverlap),
+    ]
+    .into_iter()
+    .filter_map(|(on, n)| on.then_some(n))
 }
 
 #[cfg(test)]

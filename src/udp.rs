@@ -277,7 +277,7 @@ impl UdpTable {
         }
         idle.sort_unstable();
         for (_, s) in idle {
-            self.close(s, EndReason::IdleTimeout, stats, budget, emit);
+            self.end(s, EndReason::IdleTimeout, stats, budget, emit);
         }
     }
 
@@ -300,7 +300,7 @@ impl UdpTable {
             return false;
         };
         stats.evicted += 1;
-        self.close(s, EndReason::Evicted, stats, budget, emit);
+        self.end(s, EndReason::Evicted, stats, budget, emit);
         true
     }
 
@@ -328,7 +328,7 @@ impl UdpTable {
                 .is_some_and(|f| f.lite.last_seen.secs < idle_since)
         {
             // Idle past the timeout though no sweep has come by yet: a new conversation.
-            self.close(s, EndReason::IdleTimeout, stats, budget, emit);
+            self.end(s, EndReason::IdleTimeout, stats, budget, emit);
             slot = None;
         }
         let s = match slot {
@@ -358,8 +358,9 @@ impl UdpTable {
         flow.lite.charged = charged as u32;
     }
 
-    /// Ends one conversation: QUIC and DTLS are emitted, the rest counted.
-    fn close(
+    /// Ends one conversation (idle, evicted, end of input, capture stopped): QUIC
+    /// and DTLS are emitted, the rest counted.
+    pub fn end(
         &mut self,
         s: Slot,
         reason: EndReason,
@@ -410,18 +411,6 @@ impl UdpTable {
             .collect()
     }
 
-    /// Ends one open conversation (end of input, capture stopped).
-    pub fn end(
-        &mut self,
-        s: Slot,
-        reason: EndReason,
-        stats: &mut UdpStats,
-        budget: &mut Budget,
-        emit: &mut Emit<'_>,
-    ) {
-        self.close(s, reason, stats, budget, emit);
-    }
-
     /// Ends every open conversation, in the order they began.
     pub fn finish(
         &mut self,
@@ -434,7 +423,7 @@ impl UdpTable {
         open.sort_unstable_by_key(|(id, _)| *id);
         self.table.unindex();
         for (_, s) in open {
-            self.close(s, reason, stats, budget, emit);
+            self.end(s, reason, stats, budget, emit);
         }
     }
 }
@@ -458,16 +447,8 @@ impl Lite {
     }
 
     fn note_decode(&mut self, d: &crate::decode::DecodeNotes) {
-        if let Some(f) = d.fragments {
-            if f.conflicting_overlap {
-                self.note(Note::IpFragmentOverlap);
-            }
-            if f.tiny_first {
-                self.note(Note::TinyIpFragment);
-            }
-            if f.header_overlap {
-                self.note(Note::IpFragmentHeaderOverlap);
-            }
+        for n in crate::record::decode_notes(d) {
+            self.note(n);
         }
     }
 
