@@ -556,6 +556,9 @@ pub struct Engine {
     ids: IdScheme,
     /// What one open flow is charged beyond its reassembly and analyzer state.
     flow_bytes: usize,
+    /// Flows that end without payload are counted here instead of getting a record
+    /// (when nobody lists them: see [`Engine::count_payloadless`]).
+    payloadless: Option<Payloadless>,
     /// Latest packet time seen (the clock that ends idle flows; never goes back).
     now: Timestamp,
     clock: Clock,
@@ -576,6 +579,13 @@ pub type Emit<'a> = dyn FnMut(FlowRecord) + 'a;
 pub struct Stamp {
     pub ts: Timestamp,
     pub ordinal: u64,
+}
+
+/// Flows ended without payload and only counted.
+#[derive(Debug, Default)]
+struct Payloadless {
+    count: u64,
+    ids: Vec<u64>,
 }
 
 /// How a new flow gets its `id`.
@@ -635,6 +645,7 @@ impl Engine {
             next_id: 1,
             ids: IdScheme::Sequential,
             flow_bytes: FLOW_BYTES,
+            payloadless: None,
             now: Timestamp::default(),
             clock: Clock::new(&limits),
             stats: PacketStats::default(),
@@ -682,6 +693,25 @@ impl Engine {
     /// conversations only counted) since the last call.
     pub fn take_unlisted(&mut self, into: &mut Vec<u64>) {
         self.udp.take_unlisted(into);
+    }
+
+    /// Flows that end without ever carrying payload get no record: they are only
+    /// counted (see [`Engine::take_payloadless`]). For a consumer that would not list
+    /// them anyway; a flood of SYNs then never builds a record.
+    pub fn count_payloadless(&mut self) {
+        self.payloadless = Some(Payloadless::default());
+    }
+
+    /// Flows ended without payload (and so without a record) since the last call,
+    /// with their ids when flows are numbered by first packet.
+    pub fn take_payloadless(&mut self, ids: &mut Vec<u64>) -> u64 {
+        match &mut self.payloadless {
+            Some(p) => {
+                ids.append(&mut p.ids);
+                std::mem::take(&mut p.count)
+            }
+            None => 0,
+        }
     }
 
     /// Flows begun so far.
@@ -1001,6 +1031,16 @@ impl Engine {
         };
         self.budget
             .release(self.flow_bytes.saturating_add(flow.charged as usize));
+        if let Some(p) = &mut self.payloadless
+            && flow.bytes.client == 0
+            && flow.bytes.server == 0
+        {
+            p.count += 1;
+            if self.ids == IdScheme::FirstPacket {
+                p.ids.push(flow.id);
+            }
+            return;
+        }
         // A flow without payload gets its record only now; it lives until `emit` returns.
         flow.activate(&key, self.limits.stream, self.opts);
         let Some(active) = flow.state.take() else {

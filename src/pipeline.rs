@@ -195,15 +195,19 @@ pub fn drive<T: Send>(
 ) -> (T, Totals) {
     let workers = cfg.threads.clamp(1, MAX_THREADS);
     if workers == 1 {
-        let engine = Engine::new(cfg.limits, cfg.opts, ports.to_vec());
+        let mut engine = Engine::new(cfg.limits, cfg.opts, ports.to_vec());
+        if !cfg.all {
+            engine.count_payloadless();
+        }
         let mut stage = InlineStage {
             inline: Inline::new(engine, cfg.shard),
             col,
         };
         let t = read(&mut stage);
-        let InlineStage { inline, col } = stage;
+        let InlineStage { mut inline, col } = stage;
         let memory = inline.memory();
         let (stats, evicted) = inline.finish(end, &mut |rec| col.emit(rec));
+        col.count_silent(inline.take_payloadless());
         let totals = Totals {
             stats,
             evicted,
@@ -299,8 +303,14 @@ impl Inline {
         self.engine.memory()
     }
 
+    /// Flows ended without payload and only counted since the last call (see
+    /// [`Engine::count_payloadless`]).
+    pub fn take_payloadless(&mut self) -> u64 {
+        self.engine.take_payloadless(&mut Vec::new())
+    }
+
     /// Every open flow ends; returns the counters and the number of flows evicted.
-    pub fn finish(mut self, reason: EndReason, emit: &mut Emit<'_>) -> (PacketStats, u64) {
+    pub fn finish(&mut self, reason: EndReason, emit: &mut Emit<'_>) -> (PacketStats, u64) {
         self.engine.finish(reason, emit);
         (self.stats(), self.engine.evicted)
     }
@@ -491,6 +501,9 @@ fn threaded<T: Send>(
             queues.push(tx);
             let mut engine = Engine::new(plan.limits, plan.opts, plan.ports.to_vec());
             engine.set_ids(IdScheme::FirstPacket);
+            if !plan.all {
+                engine.count_payloadless();
+            }
             let (out, pool, end, all) = (out_tx.clone(), pool_tx.clone(), plan.end, plan.all);
             s.spawn(move || work(w, engine, &rx, &pool, &out, end, all));
         }
@@ -742,6 +755,7 @@ fn work(
             }
         }
         engine.take_unlisted(&mut p.unlisted);
+        engine.take_payloadless(&mut p.silent);
         batch.items = items;
         batch.bytes.clear();
         batch.chunks.clear();
@@ -756,6 +770,7 @@ fn work(
         p.end(key, rec, all);
     });
     engine.take_unlisted(&mut p.unlisted);
+    engine.take_payloadless(&mut p.silent);
     let _ = out.send(Out::Progress(p));
     let _ = out.send(Out::WorkerDone {
         stats: engine.stats.clone(),
