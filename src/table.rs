@@ -77,7 +77,9 @@ enum List {
 /// `free`; `len` counts `Used` cells.
 #[derive(Debug)]
 pub struct Table<K, V> {
-    index: HashTable<u32>,
+    /// Slot numbers, each with the low half of its key's hash: growing the index
+    /// rehashes from these alone, never reading a key back from the slab.
+    index: HashTable<(u32, u32)>,
     pages: Vec<Vec<Cell<K, V>>>,
     free: u32,
     len: usize,
@@ -98,8 +100,16 @@ impl<K, V> Default for Table<K, V> {
     }
 }
 
-fn hash<K: Hash>(k: &K) -> u64 {
-    FxBuildHasher.hash_one(k)
+/// The 32 bits of a key's hash the index keeps.
+fn hash32<K: Hash>(k: &K) -> u32 {
+    let h = FxBuildHasher.hash_one(k);
+    (h ^ (h >> 32)) as u32
+}
+
+/// The index's hash of a key from its kept 32 bits (the table's control bytes take
+/// the top 7 bits, its bucket the low ones).
+fn spread(h: u32) -> u64 {
+    u64::from(h).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(h)
 }
 
 fn split(i: u32) -> (usize, usize) {
@@ -110,7 +120,7 @@ fn split(i: u32) -> (usize, usize) {
 impl<K: Hash + Eq, V> Table<K, V> {
     /// Bytes one entry costs in the table: its slot and its share of the index (at the
     /// index's lowest load factor).
-    pub const ENTRY_BYTES: usize = std::mem::size_of::<Cell<K, V>>() + 2 * 8 / 7 * 5;
+    pub const ENTRY_BYTES: usize = std::mem::size_of::<Cell<K, V>>() + 2 * 8 / 7 * 9;
 
     pub fn len(&self) -> usize {
         self.len
@@ -154,9 +164,10 @@ impl<K: Hash + Eq, V> Table<K, V> {
                 _ => None,
             }
         };
+        let h = hash32(key);
         self.index
-            .find(hash(key), |&i| at(i) == Some(key))
-            .map(|&i| Slot(i))
+            .find(spread(h), |&(i, ih)| ih == h && at(i) == Some(key))
+            .map(|&(i, _)| Slot(i))
     }
 
     pub fn get(&self, s: Slot) -> Option<&V> {
@@ -174,7 +185,7 @@ impl<K: Hash + Eq, V> Table<K, V> {
     /// Adds an entry for a key not in the table, as the most recently touched. Returns
     /// `None` only when the table already holds 2^32 - 1 entries.
     pub fn insert(&mut self, key: K, value: V) -> Option<Slot> {
-        let h = hash(&key);
+        let h = hash32(&key);
         let node = Node {
             key,
             value,
@@ -203,14 +214,8 @@ impl<K: Hash + Eq, V> Table<K, V> {
             page.push(Cell::Used(node));
             i
         };
-        let pages = &self.pages;
-        self.index.insert_unique(h, i, |&j| {
-            let (p, o) = split(j);
-            match pages.get(p).and_then(|pg| pg.get(o)) {
-                Some(Cell::Used(n)) => hash(&n.key),
-                _ => 0,
-            }
-        });
+        self.index
+            .insert_unique(spread(h), (i, h), |&(_, jh)| spread(jh));
         self.len += 1;
         self.push_back(List::Recency, i);
         Some(Slot(i))
@@ -218,8 +223,8 @@ impl<K: Hash + Eq, V> Table<K, V> {
 
     /// Takes an entry out of the table.
     pub fn remove(&mut self, s: Slot) -> Option<(K, V)> {
-        let h = hash(&self.node(s.0)?.key);
-        if let Ok(e) = self.index.find_entry(h, |&i| i == s.0) {
+        let h = hash32(&self.node(s.0)?.key);
+        if let Ok(e) = self.index.find_entry(spread(h), |&(i, _)| i == s.0) {
             e.remove();
         }
         self.unlink(List::Recency, s.0);
