@@ -349,10 +349,17 @@ impl UdpTable {
                 s
             }
         };
+        // The table's recency order stays the order of `last_seen` (what sweeps walk)
+        // even when packet times go backwards: a conversation is last seen no
+        // earlier than the latest time the table has seen.
+        if ts > self.now {
+            self.now = ts;
+        }
+        let seen = self.now;
         let Some(flow) = self.table.get_mut(s) else {
             return;
         };
-        flow.on_datagram(dg, ts);
+        flow.on_datagram(dg, ts, seen);
         let charged = flow.analysis_bytes();
         budget.recharge(flow.lite.charged as usize, charged);
         flow.lite.charged = charged as u32;
@@ -495,10 +502,11 @@ impl UdpFlow {
         }
     }
 
-    fn on_datagram(&mut self, dg: &Datagram<'_>, ts: Timestamp) {
+    /// One datagram at packet time `ts`; `seen` is the table's clock (`ts` or later).
+    fn on_datagram(&mut self, dg: &Datagram<'_>, ts: Timestamp, seen: Timestamp) {
         let src = (dg.src, dg.sport);
         let lite = &mut self.lite;
-        lite.last_seen = ts;
+        lite.last_seen = seen;
         let mut dir = lite.dir(src);
         match self.record_mut() {
             Some(rec) => {
@@ -830,6 +838,23 @@ mod tests {
         );
         assert_eq!(stats.evicted, 6);
         assert!(t.is_empty());
+    }
+
+    /// A datagram whose time goes backwards keeps the conversation last seen at
+    /// the latest time the table knows, so recency order and idle time agree: it
+    /// is not ended as idle when it speaks again.
+    #[test]
+    fn time_going_backwards_does_not_end_a_conversation() {
+        let mut t = UdpTable::new(UdpLimits::default());
+        let dgs: Vec<Dg> = vec![
+            (1000, ep(2, 40000), ep(1, 53), vec![1; 20]),
+            (1200, ep(3, 40000), ep(1, 53), vec![1; 20]),
+            (0, ep(4, 40000), ep(1, 53), vec![1; 20]),
+            (1250, ep(4, 40000), ep(1, 53), vec![1; 20]),
+        ];
+        let (_, stats) = run(&mut t, &dgs);
+        assert_eq!(stats.flows, 3, "{stats:?}");
+        assert_eq!(stats.other, 3);
     }
 
     #[test]
