@@ -263,7 +263,10 @@ fn read_buffered<R: Read + Send>(
                 }
                 capacity *= 2;
             }
-            Stop::Corrupt(what) => return Err(at(what.to_string())),
+            Stop::Corrupt(what) => {
+                plausible.map_err(at)?;
+                return Err(at(what.to_string()));
+            }
         }
         if reader.refill().is_err() {
             return Err(read_failed(file));
@@ -379,6 +382,19 @@ impl<R: Read> Reader<R> {
                 parse(data).map(|(rem, b)| (data.len() - rem.len(), PcapBlockOwned::from(b)))
             }
             Layout::Ng { big_endian } => {
+                // A block is at least 12 bytes (type, length twice). pcap-parser's block
+                // parsers subtract 12 from a shorter length field before checking it.
+                let len = data.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok());
+                if let Some(b) = len {
+                    let len = if *big_endian {
+                        u32::from_be_bytes(b)
+                    } else {
+                        u32::from_le_bytes(b)
+                    };
+                    if len < 12 {
+                        return Err(PcapError::HeaderNotRecognized);
+                    }
+                }
                 let parse = if *big_endian {
                     parse_block_be
                 } else {
@@ -764,6 +780,34 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Found by the `capture` fuzz target: a pcapng block whose length field is
+    /// under 12 made pcap-parser subtract past zero (a panic with overflow checks).
+    /// It is a corrupt file, named with its offset; the packets before it are kept.
+    #[test]
+    fn pcapng_block_shorter_than_its_header_is_corrupt() {
+        let mut f = Vec::new();
+        // Section header block, little-endian, 28 bytes, no options.
+        f.extend([0x0a, 0x0d, 0x0d, 0x0a]);
+        f.extend(28u32.to_le_bytes());
+        f.extend(0x1a2b_3c4du32.to_le_bytes());
+        f.extend([1, 0, 0, 0]);
+        f.extend([0xff; 8]);
+        f.extend(28u32.to_le_bytes());
+        // A process information block (type 0x80000001) claiming 10 bytes.
+        f.extend(0x8000_0001u32.to_le_bytes());
+        f.extend(10u32.to_le_bytes());
+        f.extend([0u8; 40]);
+        let (r, seen) = read_all(&f);
+        assert!(seen.is_empty());
+        match r {
+            Err(CaptureError::Corrupt { offset, what, .. }) => {
+                assert_eq!(offset, 28);
+                assert!(what.contains("not plausible"), "{what}");
+            }
+            other => panic!("expected corrupt, got {other:?}"),
         }
     }
 
