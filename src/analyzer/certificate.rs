@@ -187,22 +187,26 @@ fn ip_text(b: &[u8]) -> String {
     format!("ip:{}", hex(b))
 }
 
+/// A BMPString (UTF-16, big-endian) as text; an odd last byte is dropped.
+fn bmp_text(raw: &[u8]) -> String {
+    let units: Vec<u16> = raw
+        .chunks_exact(2)
+        .map(|c| {
+            u16::from_be_bytes([
+                c.first().copied().unwrap_or(0),
+                c.get(1).copied().unwrap_or(0),
+            ])
+        })
+        .collect();
+    String::from_utf16_lossy(&units)
+}
+
 /// Text of a name attribute: string types decoded (BMPString as UTF-16), wire
 /// bytes outside printable ASCII escaped.
 fn attr_text(raw: &[u8], tag: x509_parser::der_parser::asn1_rs::Tag) -> String {
     use x509_parser::der_parser::asn1_rs::Tag;
     if tag == Tag::BmpString {
-        let units: Vec<u16> = raw
-            .chunks_exact(2)
-            .map(|c| {
-                u16::from_be_bytes([
-                    c.first().copied().unwrap_or(0),
-                    c.get(1).copied().unwrap_or(0),
-                ])
-            })
-            .collect();
-        let s = String::from_utf16_lossy(&units);
-        return crate::record::escape_wire(s.as_bytes(), MAX_NAME_VALUE);
+        return crate::record::escape_wire(bmp_text(raw).as_bytes(), MAX_NAME_VALUE);
     }
     crate::record::escape_wire(raw, MAX_NAME_VALUE)
 }
@@ -256,16 +260,7 @@ pub fn rfc4514(name: &X509Name<'_>) -> String {
             out.push('=');
             let value = atv.as_slice();
             if atv.attr_value().tag() == x509_parser::der_parser::asn1_rs::Tag::BmpString {
-                let units: Vec<u16> = value
-                    .chunks_exact(2)
-                    .map(|c| {
-                        u16::from_be_bytes([
-                            c.first().copied().unwrap_or(0),
-                            c.get(1).copied().unwrap_or(0),
-                        ])
-                    })
-                    .collect();
-                escape_dn_value(String::from_utf16_lossy(&units).as_bytes(), &mut out);
+                escape_dn_value(bmp_text(value).as_bytes(), &mut out);
             } else {
                 escape_dn_value(value, &mut out);
             }
