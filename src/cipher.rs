@@ -4,7 +4,11 @@
 //! the fingerprints and the policy all read suites from here and nowhere else.
 
 pub use crate::version::is_grease;
+use std::borrow::Cow;
 use tls_parser::{TlsCipherAu, TlsCipherEnc, TlsCipherKx};
+
+/// A name from a table, borrowed; or made up (hex of an unknown value), owned.
+pub type Name = Cow<'static, str>;
 
 /// Signalling values that sit in the cipher-suite list but name no suite.
 pub const EMPTY_RENEGOTIATION_INFO_SCSV: u16 = 0x00ff;
@@ -164,10 +168,10 @@ pub fn suite(id: u16) -> Option<Suite> {
 }
 
 /// Suite name (IANA), or hex for unknown values.
-pub fn name(id: u16) -> String {
+pub fn name(id: u16) -> Name {
     match suite(id) {
-        Some(s) => s.name.to_string(),
-        None => format!("0x{id:04x}"),
+        Some(s) => Cow::Borrowed(s.name),
+        None => Cow::Owned(format!("0x{id:04x}")),
     }
 }
 
@@ -183,7 +187,7 @@ pub fn is_signalling(id: u16) -> bool {
 }
 
 /// Name of a 3-byte SSLv2 cipher kind; kinds `00 XX YY` are TLS suites `XXYY`.
-pub fn sslv2_name(kind: u32) -> String {
+pub fn sslv2_name(kind: u32) -> Name {
     let name = match kind {
         0x01_0080 => "SSL_CK_RC4_128_WITH_MD5",
         0x02_0080 => "SSL_CK_RC4_128_EXPORT40_WITH_MD5",
@@ -193,9 +197,9 @@ pub fn sslv2_name(kind: u32) -> String {
         0x06_0040 => "SSL_CK_DES_64_CBC_WITH_MD5",
         0x07_00c0 => "SSL_CK_DES_192_EDE3_CBC_WITH_MD5",
         k if k >> 16 == 0 => return name(k as u16),
-        _ => return format!("0x{kind:06x}"),
+        _ => return Cow::Owned(format!("0x{kind:06x}")),
     };
-    name.to_string()
+    Cow::Borrowed(name)
 }
 
 /// Name of a named group (`supported_groups`, `key_share`, ECDHE ServerKeyExchange),

@@ -241,9 +241,9 @@ pub struct ClientHelloInfo {
     pub sni: Option<String>,
     pub alpn: Vec<String>,
     /// IANA names (GREASE values left out); unknown suites as hex.
-    pub cipher_suites: Vec<String>,
+    pub cipher_suites: Vec<crate::cipher::Name>,
     /// Compression methods offered (`null`, `deflate`, `lzs`, or the number).
-    pub compression_methods: Vec<String>,
+    pub compression_methods: Vec<crate::cipher::Name>,
     /// `TLS_FALLBACK_SCSV` among the suites: a client retrying with a lower version (RFC 7507).
     pub fallback_scsv: bool,
     /// Secure renegotiation signalled: the `renegotiation_info` extension or its SCSV (RFC 5746).
@@ -274,13 +274,13 @@ pub struct ServerHelloInfo {
     pub version: Version,
     /// `supported_versions` extension of the ServerHello, if present.
     pub selected_version: Option<Version>,
-    pub cipher_suite: Option<String>,
+    pub cipher_suite: Option<crate::cipher::Name>,
     /// The selected suite's number, for policy checks.
     #[serde(skip)]
     pub cipher_id: Option<u16>,
     pub alpn: Option<String>,
     /// Compression method selected (`null` unless something is wrong).
-    pub compression_method: Option<String>,
+    pub compression_method: Option<crate::cipher::Name>,
     /// The `renegotiation_info` extension (RFC 5746).
     pub renegotiation_info: bool,
     /// JA3S fingerprint: MD5 (lowercase hex) of `ja3s_full`; null for SSLv2.
@@ -550,7 +550,12 @@ impl FlowRecord {
                     + opt(&ch.sni);
             }
             if let Some(sh) = &t.server_hello {
-                n += std::mem::size_of::<ServerHelloInfo>() + opt(&sh.cipher_suite) + opt(&sh.alpn);
+                n += std::mem::size_of::<ServerHelloInfo>()
+                    + sh.cipher_suite.as_ref().map_or(0, |c| match c {
+                        std::borrow::Cow::Owned(o) => o.capacity(),
+                        std::borrow::Cow::Borrowed(_) => 0,
+                    })
+                    + opt(&sh.alpn);
             }
         }
         n

@@ -85,12 +85,12 @@ fn alpn_names(data: &[u8]) -> Vec<&[u8]> {
 }
 
 /// Name of a compression method (RFC 3749, RFC 3943).
-pub fn compression_name(m: u8) -> String {
+pub fn compression_name(m: u8) -> cipher::Name {
     match m {
         0 => "null".into(),
         1 => "deflate".into(),
         64 => "lzs".into(),
-        n => n.to_string(),
+        n => n.to_string().into(),
     }
 }
 

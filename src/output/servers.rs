@@ -565,7 +565,7 @@ mod tests {
                         Version::TLS13
                     }),
                     server_hello: Some(ServerHelloInfo {
-                        cipher_suite: Some(format!("SUITE_{}", i % 3)),
+                        cipher_suite: Some(format!("SUITE_{}", i % 3).into()),
                         ..ServerHelloInfo::default()
                     }),
                     ..TlsInfo::default()
@@ -691,7 +691,7 @@ mod tests {
         r.id = i;
         r.client.port = 1000 + i as u16;
         if let Some(sh) = r.tls.as_mut().and_then(|t| t.server_hello.as_mut()) {
-            sh.cipher_suite = Some(cs.to_string());
+            sh.cipher_suite = Some(cs.to_string().into());
         }
         r
     }
