@@ -12,7 +12,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 /// Initial read buffer of the capture reader.
-pub const READ_BUFFER: usize = 1 << 20;
+pub const READ_BUFFER: usize = 1 << 18;
 /// Interfaces remembered per pcapng section; a file describing more is hostile.
 pub const MAX_INTERFACES: usize = 4096;
 /// Largest capture record accepted; a bigger length field means the file is corrupt

@@ -463,7 +463,7 @@ struct Progress {
     upto: u64,
     /// First-packet ordinals of the flows begun in this batch, in order.
     started: Vec<u64>,
-    ended: Vec<(EndKey, FlowRecord)>,
+    ended: Vec<(EndKey, Box<FlowRecord>)>,
     /// First-packet ordinals of flows ended without payload and not listed
     /// (without `--all`): only counted, so their records never travel.
     silent: Vec<u64>,
@@ -796,7 +796,7 @@ impl Progress {
     /// records waiting for the output stage.
     fn end(&mut self, key: EndKey, rec: FlowRecord, all: bool) {
         if all || rec.has_payload() {
-            self.ended.push((key, rec));
+            self.ended.push((key, Box::new(rec)));
         } else {
             self.silent.push(rec.id);
         }
@@ -813,7 +813,8 @@ struct Merge {
     /// First-packet ordinal to `id`, for flows numbered but not yet released.
     ids: FxHashMap<u64, u64>,
     next_id: u64,
-    pending: BTreeMap<EndKey, FlowRecord>,
+    /// Boxed: the map's nodes move entries on every insert and removal.
+    pending: BTreeMap<EndKey, Box<FlowRecord>>,
     /// Flows ended silently (see [`Progress::silent`]) but not yet numbered:
     /// they take their `id` and nothing else.
     silent: rustc_hash::FxHashSet<u64>,
@@ -874,7 +875,7 @@ impl Merge {
             if let Some(id) = self.ids.remove(&rec.id) {
                 rec.id = id;
             }
-            emit(rec);
+            emit(*rec);
         }
     }
 
