@@ -22,7 +22,7 @@
 use crate::capture::{Chunk, Packet};
 use crate::cli::Config;
 use crate::collect::{Collector, Notice};
-use crate::decode::{Datagram, Decoded, Decoder, Segment};
+use crate::decode::{Datagram, DecodeNotes, Decoded, Decoder, Flags, Segment, TunnelPath};
 use crate::flow::{Clock, Emit, Engine, IdScheme, Limits, MemoryStats, PacketStats, Stamp};
 use crate::record::{EndReason, FlowRecord, Timestamp, Transport};
 use crate::shard::{Shard, flow_hash, route_hash, worker_of};
@@ -30,6 +30,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -110,48 +111,88 @@ impl Unit<'_> {
         }
     }
 
-    fn payload(&self) -> &[u8] {
-        match self {
-            Unit::Tcp(s) => s.payload,
-            Unit::Udp(d) => d.payload,
+    /// The header fields for a batch; the payload and any tunnel path stay
+    /// with the batch (see [`Batch::hold`]), so a queued item is small.
+    fn queue(self, at: Stamp, batch: &mut Batch, chunk: Option<&Chunk>) -> Queued {
+        let (head, payload, tunnel) = match self {
+            Unit::Tcp(s) => (
+                Head {
+                    src: s.src,
+                    dst: s.dst,
+                    sport: s.sport,
+                    dport: s.dport,
+                    seq: s.seq,
+                    ack: s.ack,
+                    flags: s.flags,
+                    udp: false,
+                    truncated: s.truncated,
+                    notes: s.notes,
+                },
+                s.payload,
+                s.tunnel,
+            ),
+            Unit::Udp(d) => (
+                Head {
+                    src: d.src,
+                    dst: d.dst,
+                    sport: d.sport,
+                    dport: d.dport,
+                    seq: 0,
+                    ack: 0,
+                    flags: Flags::default(),
+                    udp: true,
+                    truncated: d.truncated,
+                    notes: d.notes,
+                },
+                d.payload,
+                d.tunnel,
+            ),
+        };
+        Queued {
+            at,
+            head,
+            tunnel: batch.hold_tunnel(tunnel),
+            payload: batch.hold(payload, chunk),
         }
     }
+}
 
-    /// The same without its payload, to travel in a batch.
-    fn detach(&self) -> Unit<'static> {
-        match self {
-            Unit::Tcp(s) => Unit::Tcp(Segment {
-                src: s.src,
-                dst: s.dst,
-                sport: s.sport,
-                dport: s.dport,
-                seq: s.seq,
-                ack: s.ack,
-                flags: s.flags,
-                payload: &[],
-                truncated: s.truncated,
-                tunnel: s.tunnel.clone(),
-                notes: s.notes,
-            }),
-            Unit::Udp(d) => Unit::Udp(Datagram {
-                src: d.src,
-                dst: d.dst,
-                sport: d.sport,
-                dport: d.dport,
-                payload: &[],
-                truncated: d.truncated,
-                tunnel: d.tunnel.clone(),
-                notes: d.notes,
-            }),
-        }
-    }
-
-    /// Into the engine, with `payload` put back.
-    fn feed(self, payload: &[u8], engine: &mut Engine, at: Stamp, emit: &mut Emit<'_>) {
-        match self {
-            Unit::Tcp(s) => engine.segment(&Segment { payload, ..s }, at, emit),
-            Unit::Udp(d) => engine.datagram(&Datagram { payload, ..d }, at, emit),
-        }
+/// Into the engine: a queued item with its payload and tunnel path put back.
+fn feed(
+    h: Head,
+    tunnel: TunnelPath,
+    payload: &[u8],
+    engine: &mut Engine,
+    at: Stamp,
+    emit: &mut Emit<'_>,
+) {
+    if h.udp {
+        let d = Datagram {
+            src: h.src,
+            dst: h.dst,
+            sport: h.sport,
+            dport: h.dport,
+            payload,
+            truncated: h.truncated,
+            tunnel,
+            notes: h.notes,
+        };
+        engine.datagram(&d, at, emit);
+    } else {
+        let s = Segment {
+            src: h.src,
+            dst: h.dst,
+            sport: h.sport,
+            dport: h.dport,
+            seq: h.seq,
+            ack: h.ack,
+            flags: h.flags,
+            payload,
+            truncated: h.truncated,
+            tunnel,
+            notes: h.notes,
+        };
+        engine.segment(&s, at, emit);
     }
 }
 
@@ -363,19 +404,68 @@ struct Plan<'p> {
     all: bool,
 }
 
-/// A segment or datagram waiting in a batch, its payload apart.
+/// A segment or datagram waiting in a batch: its header fields, with its
+/// payload and tunnel path held by the batch. About half the size of a
+/// [`Segment`]: the reader writes, and a worker on another core reads, one
+/// per packet.
 struct Queued {
     at: Stamp,
-    unit: Unit<'static>,
-    payload: Payload,
+    head: Head,
+    /// Index in [`Batch::tunnels`], or [`NO_TUNNEL`].
+    tunnel: u32,
+    payload: Held,
 }
 
-/// Where the payload of a queued segment lies.
-enum Payload {
-    /// In one of the batch's shared read buffers: the bytes were not copied.
-    Shared { chunk: usize, range: Range<usize> },
-    /// Copied into the batch's byte buffer (live capture, reassembled fragments).
-    Copied(Range<usize>),
+/// The fields of a [`Segment`] or [`Datagram`] other than payload and tunnel path.
+#[derive(Clone, Copy)]
+struct Head {
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: Flags,
+    udp: bool,
+    truncated: bool,
+    notes: DecodeNotes,
+}
+
+// One per packet crosses between cores: keep it within 96 bytes.
+const _: () = assert!(std::mem::size_of::<Item>() <= 96);
+
+const NO_TUNNEL: u32 = u32::MAX;
+/// [`Held::chunk`] of a payload copied into [`Batch::bytes`].
+const COPIED: u32 = u32::MAX;
+
+/// Where the payload of a queued segment lies: bytes `start..end` of one of
+/// the batch's shared read buffers (not copied), or of its byte buffer
+/// (live capture, reassembled fragments) when `chunk` is [`COPIED`].
+#[derive(Clone, Copy)]
+struct Held {
+    chunk: u32,
+    start: u32,
+    end: u32,
+}
+
+impl Held {
+    const EMPTY: Held = Held {
+        chunk: COPIED,
+        start: 0,
+        end: 0,
+    };
+
+    fn new(chunk: usize, range: Range<usize>) -> Option<Held> {
+        Some(Held {
+            chunk: u32::try_from(chunk).ok()?,
+            start: u32::try_from(range.start).ok()?,
+            end: u32::try_from(range.end).ok()?,
+        })
+    }
+
+    fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
 }
 
 /// Where `part` lies in `chunk`, if it does.
@@ -401,6 +491,8 @@ struct Batch {
     items: Vec<Item>,
     chunks: Vec<Chunk>,
     bytes: Vec<u8>,
+    /// Tunnel paths of the items that came through one.
+    tunnels: Vec<TunnelPath>,
     /// Every item up to this position, for this worker, is in this batch or an earlier one.
     upto: u64,
 }
@@ -408,34 +500,60 @@ struct Batch {
 impl Batch {
     /// Keeps `payload` for the worker: by reference to the read buffer it lies
     /// in when there is one, else as a copy.
-    fn hold(&mut self, payload: &[u8], chunk: Option<&Chunk>) -> Payload {
-        if !payload.is_empty()
-            && let Some(chunk) = chunk
+    fn hold(&mut self, payload: &[u8], chunk: Option<&Chunk>) -> Held {
+        if payload.is_empty() {
+            return Held::EMPTY;
+        }
+        if let Some(chunk) = chunk
             && let Some(range) = within(chunk, payload)
         {
             let same = self.chunks.last().is_some_and(|c| Chunk::ptr_eq(c, chunk));
             if !same {
                 self.chunks.push(Chunk::clone(chunk));
             }
-            return Payload::Shared {
-                chunk: self.chunks.len() - 1,
-                range,
-            };
+            if let Some(held) = Held::new(self.chunks.len() - 1, range) {
+                return held;
+            }
         }
         let start = self.bytes.len();
         self.bytes.extend_from_slice(payload);
-        Payload::Copied(start..self.bytes.len())
+        Held::new(COPIED as usize, start..self.bytes.len()).unwrap_or(Held::EMPTY)
     }
 
-    fn payload(&self, p: Payload) -> &[u8] {
-        match p {
-            Payload::Shared { chunk, range } => self
-                .chunks
-                .get(chunk)
-                .and_then(|c| c.get(range))
-                .unwrap_or_default(),
-            Payload::Copied(range) => self.bytes.get(range).unwrap_or_default(),
+    fn hold_tunnel(&mut self, tunnel: TunnelPath) -> u32 {
+        if tunnel.is_empty() {
+            return NO_TUNNEL;
         }
+        self.tunnels.push(tunnel);
+        u32::try_from(self.tunnels.len() - 1).unwrap_or(NO_TUNNEL)
+    }
+
+    fn take_tunnel(&mut self, i: u32) -> TunnelPath {
+        if i == NO_TUNNEL {
+            return TunnelPath::default();
+        }
+        self.tunnels
+            .get_mut(i as usize)
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn payload(&self, p: Held) -> &[u8] {
+        if p.chunk == COPIED {
+            return self.bytes.get(p.range()).unwrap_or_default();
+        }
+        self.chunks
+            .get(p.chunk as usize)
+            .and_then(|c| c.get(p.range()))
+            .unwrap_or_default()
+    }
+
+    /// Empty, its buffers kept for the next batch.
+    fn clear(&mut self) {
+        self.items.clear();
+        self.chunks.clear();
+        self.bytes.clear();
+        self.tunnels.clear();
     }
 }
 
@@ -615,6 +733,7 @@ impl<'s> Router<'s> {
             pending.items.retain(|i| matches!(i, Item::Sweep { .. }));
             pending.bytes.clear();
             pending.chunks.clear();
+            pending.tunnels.clear();
             if let Some(d) = self.dropped.get_mut(w) {
                 *d += (before - pending.items.len()) as u64;
             }
@@ -670,15 +789,12 @@ impl Stage for Router<'_> {
             let (a, z) = unit.ends();
             let w = worker_of(route_hash(a, z), self.queues.len());
             if let Some(b) = self.pending.get_mut(w) {
-                let payload = b.hold(unit.payload(), pkt.chunk);
-                b.items.push(Item::Unit(Queued {
-                    at: Stamp {
-                        ts: pkt.ts,
-                        ordinal: self.ordinal,
-                    },
-                    unit: unit.detach(),
-                    payload,
-                }));
+                let at = Stamp {
+                    ts: pkt.ts,
+                    ordinal: self.ordinal,
+                };
+                let q = unit.queue(at, b, pkt.chunk);
+                b.items.push(Item::Unit(q));
                 if b.items.len() >= BATCH_ITEMS || b.bytes.len() >= BATCH_BYTES {
                     self.send(w);
                 }
@@ -741,10 +857,11 @@ fn work(
                     p.end(key, rec, all);
                 }),
                 Item::Unit(q) => {
+                    let tunnel = batch.take_tunnel(q.tunnel);
                     let payload = batch.payload(q.payload);
                     let before = engine.flows_started();
                     let pos = q.at.ordinal * 2;
-                    q.unit.feed(payload, &mut engine, q.at, &mut |rec| {
+                    feed(q.head, tunnel, payload, &mut engine, q.at, &mut |rec| {
                         tie += 1;
                         p.end((pos, PHASE_PACKET, tie, w), rec, all);
                     });
@@ -756,9 +873,8 @@ fn work(
         }
         engine.take_unlisted(&mut p.unlisted);
         engine.take_payloadless(&mut p.silent);
+        batch.clear();
         batch.items = items;
-        batch.bytes.clear();
-        batch.chunks.clear();
         let _ = pool.try_send(batch);
         if out.send(Out::Progress(p)).is_err() {
             return;
