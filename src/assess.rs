@@ -2,6 +2,7 @@
 //! The only place that decides what is a problem and how bad it is.
 
 use crate::analyzer::certificate;
+use crate::cipher;
 use crate::record::{Certificate, Encryption, Finding, FlowRecord, Severity, TlsInfo};
 use crate::version::Version;
 
@@ -539,6 +540,15 @@ fn handshake_findings(tls: &TlsInfo, out: &mut Vec<Finding>) {
             format!("{bits}-bit Diffie-Hellman group (Logjam, RFC 7919)"),
         ));
     }
+    if let Some((group, bits)) = weak_curve(tls) {
+        out.push(finding(
+            "WEAK_KEY",
+            Severity::High,
+            format!(
+                "key exchange over {group}, a {bits}-bit curve (under {MIN_EC_BITS} bits; RFC 8422 deprecates it)"
+            ),
+        ));
+    }
     if tls
         .alerts
         .iter()
@@ -546,6 +556,17 @@ fn handshake_findings(tls: &TlsInfo, out: &mut Vec<Finding>) {
     {
         out.push(inappropriate_fallback());
     }
+}
+
+/// The key exchange's elliptic curve and its size, when under [`MIN_EC_BITS`].
+fn weak_curve(tls: &TlsInfo) -> Option<(&str, u32)> {
+    let group = tls.group.as_deref()?;
+    let id = cipher::group_id(group)?;
+    if cipher::is_ffdhe(id) {
+        return None;
+    }
+    let bits = cipher::group_bits(id)?;
+    (bits < MIN_EC_BITS).then_some((group, bits))
 }
 
 fn inappropriate_fallback() -> Finding {
@@ -577,6 +598,42 @@ mod tests {
         let mut r = flow_to(port, enc);
         p.apply(&mut r);
         r.findings.iter().map(|f| f.code).collect()
+    }
+
+    /// WEAK_KEY for a key exchange over a curve under 224 bits (RFC 8422's
+    /// deprecated ones), not for the current curves, ffdhe or an unknown group.
+    #[test]
+    fn a_key_exchange_over_a_small_curve_is_a_weak_key() {
+        let weak_key = |group: &str| {
+            let mut r = flow_to(443, Encryption::Tls);
+            let tls = r.tls_mut();
+            tls.version = Some(Version::TLS12);
+            tls.client_hello = Some(Default::default());
+            tls.server_hello = Some(Default::default());
+            tls.group = Some(group.to_string().into());
+            assess(&r)
+                .into_iter()
+                .find(|f| f.code == "WEAK_KEY")
+                .map(|f| f.message)
+        };
+        for (group, bits) in [("secp192r1", 192), ("sect163k1", 163), ("secp160r1", 160)] {
+            let msg = weak_key(group).unwrap_or_default();
+            assert!(
+                msg.contains(&format!("over {group}, a {bits}-bit curve")),
+                "{group}: {msg}"
+            );
+        }
+        for group in [
+            "secp224r1",
+            "secp256r1",
+            "x25519",
+            "x448",
+            "ffdhe2048",
+            "X25519MLKEM768",
+            "0x1234",
+        ] {
+            assert_eq!(weak_key(group), None, "{group}");
+        }
     }
 
     #[test]

@@ -204,7 +204,7 @@ pub fn sslv2_name(kind: u32) -> Name {
 
 /// Name of a named group (`supported_groups`, `key_share`, ECDHE ServerKeyExchange),
 /// IANA spelling; unknown values as hex.
-pub fn group_name(id: u16) -> String {
+pub fn group_name(id: u16) -> Name {
     let s = match id {
         1..=22 => {
             const OLD: [&str; 22] = [
@@ -233,7 +233,7 @@ pub fn group_name(id: u16) -> String {
             ];
             return OLD
                 .get(usize::from(id) - 1)
-                .map_or_else(|| format!("0x{id:04x}"), |s| (*s).to_string());
+                .map_or_else(|| Cow::Owned(format!("0x{id:04x}")), |s| Cow::Borrowed(*s));
         }
         23 => "secp256r1",
         24 => "secp384r1",
@@ -263,20 +263,48 @@ pub fn group_name(id: u16) -> String {
         0x639a => "SecP256r1Kyber768Draft00",
         0xff01 => "arbitrary_explicit_prime_curves",
         0xff02 => "arbitrary_explicit_char2_curves",
-        _ => return format!("0x{id:04x}"),
+        _ => return Cow::Owned(format!("0x{id:04x}")),
     };
-    s.to_string()
+    Cow::Borrowed(s)
 }
 
-/// Security strength in bits of an elliptic or hybrid group, for the weak-key policy.
+/// Every group [`group_name`] has a name for.
+const NAMED_GROUPS: [std::ops::RangeInclusive<u16>; 7] = [
+    1..=34,
+    41..=41,
+    256..=260,
+    0x0200..=0x0202,
+    0x11eb..=0x11ed,
+    0x6399..=0x639a,
+    0xff01..=0xff02,
+];
+
+/// The code point of a group by its [`group_name`] (what a record holds).
+pub fn group_id(name: &str) -> Option<u16> {
+    NAMED_GROUPS
+        .iter()
+        .flat_map(|r| r.clone())
+        .find(|&id| matches!(group_name(id), Cow::Borrowed(n) if n == name))
+}
+
+/// Key size in bits of a group (the field size of an elliptic curve, the
+/// modulus of a finite-field group, the classical part of a hybrid), for the
+/// weak-key policy.
 pub fn group_bits(id: u16) -> Option<u32> {
     Some(match id {
-        1..=3 | 15..=17 => 163,
-        4 | 5 | 18 | 19 => 192,
-        6 | 7 | 8 | 20 | 21 => 224,
-        9 | 10 | 22 | 23 | 26 | 29 | 31 | 34 => 256,
-        11 | 12 | 24 | 27 | 32 => 384,
-        13 | 14 | 28 | 33 => 512,
+        1..=3 => 163,
+        4 | 5 => 193,
+        6 | 7 => 233,
+        8 => 239,
+        9 | 10 => 283,
+        11 | 12 => 409,
+        13 | 14 => 571,
+        15..=17 => 160,
+        18 | 19 => 192,
+        20 | 21 => 224,
+        22 | 23 | 26 | 29 | 31 | 34 => 256,
+        24 | 27 | 32 => 384,
+        28 | 33 => 512,
         25 => 521,
         30 => 448,
         41 => 256,
@@ -349,6 +377,16 @@ mod tests {
         assert_eq!(group_name(0x11ec), "X25519MLKEM768");
         assert_eq!(group_name(21), "secp224r1");
         assert_eq!(group_name(0x0a0a), "0x0a0a");
+        for range in NAMED_GROUPS {
+            for id in range {
+                let name = group_name(id);
+                assert!(!name.starts_with("0x"), "{id:#06x} has no name");
+                assert_eq!(group_id(&name), Some(id), "{name}");
+            }
+        }
+        assert_eq!(group_id("0x0a0a"), None);
+        assert_eq!(group_bits(group_id("secp160k1").unwrap_or(0)), Some(160));
+        assert_eq!(group_bits(group_id("sect571r1").unwrap_or(0)), Some(571));
         assert!(is_grease(0x0a0a));
     }
 }

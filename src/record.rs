@@ -312,7 +312,7 @@ pub struct TlsInfo {
     /// for TLS 1.3 `ecdhe`, `dhe`, `psk` or `psk_ecdhe`/`psk_dhe` from the key_share and pre_shared_key.
     pub key_exchange: Option<String>,
     /// Group of the key exchange (ServerKeyExchange curve or TLS 1.3 key_share).
-    pub group: Option<String>,
+    pub group: Option<crate::cipher::Name>,
     /// Size in bits of the DH prime (finite-field ServerKeyExchange).
     pub dh_bits: Option<u32>,
     /// An earlier session was resumed: session id echoed, ticket or PSK accepted, no certificate exchange.

@@ -1966,6 +1966,21 @@ fn depth_fixtures_show_what_they_were_recorded_for() {
     assert_eq!(dhe["tls"]["key_exchange"], "dhe");
     assert_eq!(dhe["tls"]["dh_bits"], 1024);
     assert!(codes(&dhe).contains(&"WEAK_KEY"));
+    // The curve as OpenSSL reported it ("Server Temp Key: ECDH, prime192v1, 192
+    // bits") and tshark reads it (tls.handshake.server_named_curve 0x0013).
+    let ec192 = one("depth_ecdhe192");
+    assert_eq!(ec192["tls"]["key_exchange"], "ecdhe");
+    assert_eq!(ec192["tls"]["group"], "secp192r1");
+    let weak: Vec<&str> = ec192["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "WEAK_KEY")
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(weak.len(), 1, "{weak:?}");
+    assert!(weak[0].contains("secp192r1, a 192-bit curve"), "{weak:?}");
+    assert!(!codes(&one("depth_chain")).contains(&"WEAK_KEY"));
     let rsa = one("depth_rsa_kx");
     assert_eq!(rsa["tls"]["key_exchange"], "rsa");
     assert!(codes(&rsa).contains(&"NO_FORWARD_SECRECY"));
