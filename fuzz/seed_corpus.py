@@ -4,7 +4,8 @@
     python3 fuzz/seed_corpus.py [OUT_DIR]     # default: fuzz/corpus
 
 Writes OUT_DIR/<target>/<name> for every target:
-  capture, pipeline   the capture files themselves (up to 256 KiB each)
+  capture, pipeline,  the capture files themselves (up to 256 KiB each)
+  threads
   decode              [link type index] + frame, for a few frames of every capture
   tls, starttls,      each TCP connection's payload as a transcript (see fuzz/src/lib.rs),
   analyzer            prefixed as the target expects
@@ -229,6 +230,7 @@ def main():
         if len(raw) <= MAX_CAPTURE:
             put("capture", raw)
             put("pipeline", raw)
+            put("threads", raw)
         try:
             pkts = list(packets(path))
         except (struct.error, IndexError):

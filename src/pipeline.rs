@@ -614,6 +614,7 @@ fn threaded<T: Send>(
     let (pool_tx, pool_rx) = bounded::<Batch>(plan.workers * (QUEUE_BATCHES + 2));
     std::thread::scope(|s| {
         let mut queues = Vec::with_capacity(plan.workers);
+        let mut workers = Vec::with_capacity(plan.workers);
         for w in 0..plan.workers {
             let (tx, rx) = bounded::<Batch>(QUEUE_BATCHES);
             queues.push(tx);
@@ -623,7 +624,7 @@ fn threaded<T: Send>(
                 engine.count_payloadless();
             }
             let (out, pool, end, all) = (out_tx.clone(), pool_tx.clone(), plan.end, plan.all);
-            s.spawn(move || work(w, engine, &rx, &pool, &out, end, all));
+            workers.push(s.spawn(move || work(w, engine, &rx, &pool, &out, end, all)));
         }
         drop(pool_tx);
         let reader_out = out_tx;
@@ -664,6 +665,14 @@ fn threaded<T: Send>(
             Ok(t) => t,
             Err(e) => std::panic::resume_unwind(e),
         };
+        // Joined one by one, not left to the scope: the scope's own wait ends
+        // when a thread's closure returns, before its thread-locals (the
+        // certificate cache) are freed.
+        for h in workers {
+            if let Err(e) = h.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
         (t, totals)
     })
 }
