@@ -328,6 +328,7 @@ impl Inline {
 
     /// The clock moved on without a packet (live capture).
     pub fn tick(&mut self, now: Timestamp, emit: &mut Emit<'_>) {
+        self.decoder.tick(now);
         self.engine.tick(now, emit);
     }
 
@@ -826,6 +827,7 @@ impl Stage for Router<'_> {
 
     fn tick(&mut self, now: Timestamp) {
         self.pos = self.ordinal * 2 + 1;
+        self.decoder.tick(now);
         if let Some(now) = self.clock.advance(now) {
             self.sweep_all(now);
         }
@@ -1032,6 +1034,38 @@ mod tests {
     /// reader drops that worker's batches and counts every segment in them, never
     /// blocks, and keeps the sweeps. File reading with a worker that is slow to
     /// start waits for it and drops nothing.
+    /// A fragment waiting for the rest of its datagram is dropped when the live
+    /// clock passes its timeout, without another packet arriving.
+    #[test]
+    fn an_idle_tick_times_fragments_out() {
+        // 20 + 12 bytes: a non-last fragment carries a multiple of 8.
+        let mut frag = segment(40000, b"first half!!");
+        // More fragments follow (MF), offset 0.
+        frag[6] = 0x20;
+        let pkt = |ts: Timestamp| Packet {
+            number: 1,
+            ts,
+            linktype: linktype::RAW,
+            data: &frag,
+            orig_len: frag.len() as u32,
+            chunk: None,
+        };
+        let limits = crate::flow::Limits::default();
+        let mut inline = Inline::new(
+            Engine::new(limits, crate::analyzer::Options::default(), Vec::new()),
+            None,
+        );
+        let mut emit = |_rec: FlowRecord| {};
+        let at = |secs| Timestamp { secs, nanos: 0 };
+        inline.packet(&pkt(at(100)), &mut emit);
+        assert_eq!(inline.decoder.fragments_held().0, 1);
+        inline.tick(at(110), &mut emit);
+        assert_eq!(inline.decoder.fragments_held().0, 1, "not yet timed out");
+        inline.tick(at(200), &mut emit);
+        assert_eq!(inline.decoder.fragments_held(), (0, 0));
+        assert_eq!(inline.stats().decode.fragments.timed_out, 1);
+    }
+
     #[test]
     fn a_full_queue_drops_and_counts_in_live_capture_only() {
         for live in [true, false] {

@@ -485,6 +485,12 @@ impl Decoder {
         s
     }
 
+    /// The clock moved on to `now` without a packet (live capture): fragments
+    /// held past their timeout are dropped now, not at the next packet.
+    pub fn tick(&mut self, now: crate::record::Timestamp) {
+        self.defrag.expire(now);
+    }
+
     /// Decodes one packet. A fragment that completes a datagram yields the
     /// reassembled packet; other fragments are held and yield [`Decoded::Fragment`].
     pub fn decode<'a>(&'a mut self, pkt: &Packet<'a>) -> Decoded<'a> {
