@@ -1064,6 +1064,29 @@ mod tests {
         inline.tick(at(200), &mut emit);
         assert_eq!(inline.decoder.fragments_held(), (0, 0));
         assert_eq!(inline.stats().decode.fragments.timed_out, 1);
+
+        // The threaded reader decodes, so it holds fragments and ticks the same way.
+        let (tx, _rx) = bounded::<Batch>(QUEUE_BATCHES);
+        let (_pool_tx, pool_rx) = bounded::<Batch>(4);
+        let (out_tx, _out_rx) = bounded::<Out>(4);
+        let stop = AtomicBool::new(false);
+        let plan = Plan {
+            workers: 1,
+            limits,
+            opts: crate::analyzer::Options::default(),
+            ports: &[],
+            shard: None,
+            end: EndReason::EndOfInput,
+            live: true,
+            all: false,
+        };
+        let mut router = Router::new(vec![tx], pool_rx, out_tx, &plan, &stop);
+        router.packet(&pkt(at(100)));
+        assert_eq!(router.decoder.fragments_held().0, 1);
+        router.tick(at(110));
+        assert_eq!(router.decoder.fragments_held().0, 1, "not yet timed out");
+        router.tick(at(200));
+        assert_eq!(router.decoder.fragments_held(), (0, 0));
     }
 
     #[test]
