@@ -561,11 +561,8 @@ fn handshake_findings(tls: &TlsInfo, out: &mut Vec<Finding>) {
 /// The key exchange's elliptic curve and its size, when under [`MIN_EC_BITS`].
 fn weak_curve(tls: &TlsInfo) -> Option<(&str, u32)> {
     let group = tls.group.as_deref()?;
-    let id = cipher::group_id(group)?;
-    if cipher::is_ffdhe(id) {
-        return None;
-    }
-    let bits = cipher::group_bits(id)?;
+    // Finite-field groups are 2048 bits and more: never under the EC minimum.
+    let bits = cipher::group_bits(cipher::group_id(group)?)?;
     (bits < MIN_EC_BITS).then_some((group, bits))
 }
 

@@ -1030,10 +1030,20 @@ mod tests {
         f
     }
 
-    /// Live capture with a worker that takes nothing: once its queue is full the
-    /// reader drops that worker's batches and counts every segment in them, never
-    /// blocks, and keeps the sweeps. File reading with a worker that is slow to
-    /// start waits for it and drops nothing.
+    /// The plan of a run with one worker and default limits.
+    fn one_worker(live: bool) -> Plan<'static> {
+        Plan {
+            workers: 1,
+            limits: Limits::default(),
+            opts: crate::analyzer::Options::default(),
+            ports: &[],
+            shard: None,
+            end: EndReason::EndOfInput,
+            live,
+            all: false,
+        }
+    }
+
     /// A fragment waiting for the rest of its datagram is dropped when the live
     /// clock passes its timeout, without another packet arriving.
     #[test]
@@ -1050,7 +1060,7 @@ mod tests {
             orig_len: frag.len() as u32,
             chunk: None,
         };
-        let limits = crate::flow::Limits::default();
+        let limits = Limits::default();
         let mut inline = Inline::new(
             Engine::new(limits, crate::analyzer::Options::default(), Vec::new()),
             None,
@@ -1070,16 +1080,7 @@ mod tests {
         let (_pool_tx, pool_rx) = bounded::<Batch>(4);
         let (out_tx, _out_rx) = bounded::<Out>(4);
         let stop = AtomicBool::new(false);
-        let plan = Plan {
-            workers: 1,
-            limits,
-            opts: crate::analyzer::Options::default(),
-            ports: &[],
-            shard: None,
-            end: EndReason::EndOfInput,
-            live: true,
-            all: false,
-        };
+        let plan = one_worker(true);
         let mut router = Router::new(vec![tx], pool_rx, out_tx, &plan, &stop);
         router.packet(&pkt(at(100)));
         assert_eq!(router.decoder.fragments_held().0, 1);
@@ -1089,6 +1090,10 @@ mod tests {
         assert_eq!(router.decoder.fragments_held(), (0, 0));
     }
 
+    /// Live capture with a worker that takes nothing: once its queue is full the
+    /// reader drops that worker's batches and counts every segment in them, never
+    /// blocks, and keeps the sweeps. File reading with a worker that is slow to
+    /// start waits for it and drops nothing.
     #[test]
     fn a_full_queue_drops_and_counts_in_live_capture_only() {
         for live in [true, false] {
@@ -1096,16 +1101,7 @@ mod tests {
             let (_pool_tx, pool_rx) = bounded::<Batch>(4);
             let (out_tx, _out_rx) = bounded::<Out>(4);
             let stop = AtomicBool::new(false);
-            let plan = Plan {
-                workers: 1,
-                limits: Limits::default(),
-                opts: crate::analyzer::Options::default(),
-                ports: &[],
-                shard: None,
-                end: EndReason::EndOfInput,
-                live,
-                all: false,
-            };
+            let plan = one_worker(live);
             let slow = (!live).then(|| {
                 let rx = rx.clone();
                 std::thread::spawn(move || {

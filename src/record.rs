@@ -575,6 +575,23 @@ impl FlowRecord {
     }
 }
 
+/// Appends `bytes` as lowercase hex, without the formatting machinery (digests,
+/// fingerprints and identifiers run through it for every handshake).
+pub fn push_hex(s: &mut String, bytes: &[u8]) {
+    let digit = |n: u8| char::from(if n < 10 { b'0' + n } else { b'a' + n - 10 });
+    for &b in bytes {
+        s.push(digit(b >> 4));
+        s.push(digit(b & 0xf));
+    }
+}
+
+/// `bytes` as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
+}
+
 /// Renders bytes from the wire as a safe string: printable ASCII kept, anything
 /// else (control characters, bytes >= 0x7f, backslash) as `\xNN` escapes, so no
 /// wire byte can ever reach a terminal raw. Capped at `max` input bytes.
@@ -608,6 +625,12 @@ pub fn decode_notes(d: &DecodeNotes) -> impl Iterator<Item = Note> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x09, 0xab, 0x10, 0xff]), "0009ab10ff");
+        assert_eq!(hex(&[]), "");
+    }
 
     #[test]
     fn escape_wire_neutralises_control_bytes() {

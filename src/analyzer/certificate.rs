@@ -3,7 +3,7 @@
 //! SHA-256 of the DER, since real traffic repeats the same few chains).
 
 use super::hello::bit_len;
-use crate::record::{Certificate, FlowRecord, Note, PublicKey};
+use crate::record::{Certificate, FlowRecord, Note, PublicKey, hex};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -82,14 +82,6 @@ pub fn cached(der: &[u8]) -> Arc<Certificate> {
     let cert = Arc::new(parse(der, &key));
     CACHE.with(|c| c.borrow_mut().insert(key, Arc::clone(&cert)));
     cert
-}
-
-fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
 }
 
 /// Parses one DER certificate (uncached).

@@ -3,6 +3,7 @@
 //! (FoxIO's JA4 for TLS, BSD-3-Clause). Pure functions on the hello fields.
 
 use crate::cipher::is_grease;
+use crate::record::{hex, push_hex};
 use md5::{Digest, Md5};
 use sha2::Sha256;
 
@@ -52,49 +53,8 @@ fn dash_joined<T: Copy + Into<u32>>(items: impl Iterator<Item = T>) -> String {
         if i > 0 {
             s.push('-');
         }
-        push_decimal(&mut s, v.into());
-    }
-    s
-}
-
-/// Decimal digits of `v`, without the formatting machinery (this runs for
-/// every value of every hello).
-fn push_decimal(s: &mut String, v: u32) {
-    let mut buf = [0u8; 10];
-    let mut n = v;
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        if let Some(d) = buf.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || at == 0 {
-            break;
-        }
-    }
-    for &d in buf.get(at..).unwrap_or_default() {
-        s.push(char::from(d));
-    }
-}
-
-/// Lowercase hex digit of the low four bits of `n`.
-fn hex_digit(n: u16) -> char {
-    let d = (n & 0xf) as u8;
-    char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 })
-}
-
-fn push_hex_u16(s: &mut String, v: u16) {
-    for shift in [12u16, 8, 4, 0] {
-        s.push(hex_digit(v >> shift));
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(hex_digit(u16::from(b >> 4)));
-        s.push(hex_digit(u16::from(b)));
+        // Not `write!`: this runs for every value of every hello.
+        s.push_str(itoa::Buffer::new().format(v.into()));
     }
     s
 }
@@ -178,7 +138,7 @@ fn hex_list(items: &[u16]) -> String {
         if i > 0 {
             s.push(',');
         }
-        push_hex_u16(&mut s, v);
+        push_hex(&mut s, &v.to_be_bytes());
     }
     s
 }
@@ -315,19 +275,6 @@ mod tests {
         assert_eq!(ja4_alpn(Some(&[0x30, 0xab])), "3b");
         assert_eq!(ja4_alpn(Some(&[0x30, 0x31, 0xab, 0xcd])), "3d");
         assert_eq!(ja4_alpn(Some(&[0x30, 0xab, 0xcd, 0x31])), "01");
-    }
-
-    #[test]
-    fn digit_helpers() {
-        for v in [0u32, 7, 10, 65535, 4_294_967_295] {
-            let mut s = String::new();
-            push_decimal(&mut s, v);
-            assert_eq!(s, v.to_string());
-        }
-        let mut s = String::new();
-        push_hex_u16(&mut s, 0x0a1f);
-        assert_eq!(s, "0a1f");
-        assert_eq!(hex(&[0x00, 0xab, 0x10]), "00ab10");
     }
 
     #[test]

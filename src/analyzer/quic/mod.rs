@@ -7,7 +7,7 @@ pub mod initial;
 pub mod packet;
 
 use super::tls::{Carrier, Hello, alert_name, hello_message};
-use crate::record::{Alert, Dir, FlowRecord, Note, PerDir, QuicInfo};
+use crate::record::{Alert, Dir, FlowRecord, Note, PerDir, QuicInfo, hex};
 use crypto::{CryptoStream, Messages};
 use initial::{InitialKeys, Suite};
 use packet::{Bad, Frame, Kind, Long, long_header};
@@ -58,10 +58,6 @@ pub fn version_name(v: u32) -> String {
         initial::V2 => "2".to_string(),
         _ => format!("0x{v:08x}"),
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Versions worth calling QUIC without a port hint: v1, v2, IETF drafts, Google's
