@@ -50,25 +50,26 @@ pub const SYNC_PACKETS: u64 = 8192;
 /// Live capture: partial batches go out at least this often, so flows show promptly.
 const LIVE_SYNC: Duration = Duration::from_millis(50);
 
-/// What goes on to a flow table: one table per transport.
-#[derive(Clone, Debug)]
-pub enum Unit<'a> {
-    Tcp(Segment<'a>),
-    Udp(Datagram<'a>),
+/// What goes on to a flow table: one table per transport. Borrowed from the
+/// decoded packet, which stays where decode wrote it (a segment is a few
+/// hundred bytes, and every packet has one).
+#[derive(Clone, Copy, Debug)]
+pub enum Unit<'u, 'a> {
+    Tcp(&'u Segment<'a>),
+    Udp(&'u Datagram<'a>),
 }
 
-/// Decodes one packet down to its flow key and counts what it was; a TCP
-/// segment or UDP datagram of this shard goes on to the flow engine. Either may
-/// borrow the decoder's reassembled datagram.
-pub fn dissect<'a>(
-    decoder: &'a mut Decoder,
+/// Counts what a decoded packet was; a TCP segment or UDP datagram of this
+/// shard goes on to the flow engine. Either may borrow the decoder's
+/// reassembled datagram.
+pub fn admit<'u, 'a>(
     stats: &mut PacketStats,
-    pkt: &Packet<'a>,
+    pkt: &Packet<'_>,
+    decoded: &'u Decoded<'a>,
     shard: Option<Shard>,
-) -> Option<Unit<'a>> {
-    let decoded = decoder.decode(pkt);
+) -> Option<Unit<'u, 'a>> {
     if let Some(shard) = shard {
-        let ours = match &decoded {
+        let ours = match decoded {
             Decoded::Tcp(s) => shard.holds(flow_hash(6, (s.src, s.sport), (s.dst, s.dport))),
             Decoded::Udp(d) => shard.holds(flow_hash(17, (d.src, d.sport), (d.dst, d.dport))),
             _ => shard.counts_flowless(),
@@ -102,7 +103,7 @@ pub fn dissect<'a>(
     None
 }
 
-impl Unit<'_> {
+impl Unit<'_, '_> {
     /// The endpoints of the flow key.
     fn ends(&self) -> ((std::net::IpAddr, u16), (std::net::IpAddr, u16)) {
         match self {
@@ -129,7 +130,7 @@ impl Unit<'_> {
                     notes: s.notes,
                 },
                 s.payload,
-                s.tunnel,
+                &s.tunnel,
             ),
             Unit::Udp(d) => (
                 Head {
@@ -145,7 +146,7 @@ impl Unit<'_> {
                     notes: d.notes,
                 },
                 d.payload,
-                d.tunnel,
+                &d.tunnel,
             ),
         };
         Queued {
@@ -319,9 +320,10 @@ impl Inline {
             ts: pkt.ts,
             ordinal: self.ordinal,
         };
-        match dissect(&mut self.decoder, &mut self.stats, pkt, self.shard) {
-            Some(Unit::Tcp(seg)) => self.engine.segment(&seg, at, emit),
-            Some(Unit::Udp(d)) => self.engine.datagram(&d, at, emit),
+        let decoded = self.decoder.decode(pkt);
+        match admit(&mut self.stats, pkt, &decoded, self.shard) {
+            Some(Unit::Tcp(seg)) => self.engine.segment(seg, at, emit),
+            Some(Unit::Udp(d)) => self.engine.datagram(d, at, emit),
             None => {}
         }
     }
@@ -521,11 +523,11 @@ impl Batch {
         Held::new(COPIED as usize, start..self.bytes.len()).unwrap_or(Held::EMPTY)
     }
 
-    fn hold_tunnel(&mut self, tunnel: TunnelPath) -> u32 {
+    fn hold_tunnel(&mut self, tunnel: &TunnelPath) -> u32 {
         if tunnel.is_empty() {
             return NO_TUNNEL;
         }
-        self.tunnels.push(tunnel);
+        self.tunnels.push(tunnel.clone());
         u32::try_from(self.tunnels.len() - 1).unwrap_or(NO_TUNNEL)
     }
 
@@ -795,7 +797,8 @@ impl Stage for Router<'_> {
         if let Some(now) = self.clock.advance(pkt.ts) {
             self.sweep_all(now);
         }
-        if let Some(unit) = dissect(&mut self.decoder, &mut self.stats, pkt, self.shard) {
+        let decoded = self.decoder.decode(pkt);
+        if let Some(unit) = admit(&mut self.stats, pkt, &decoded, self.shard) {
             let (a, z) = unit.ends();
             let w = worker_of(route_hash(a, z), self.queues.len());
             if let Some(b) = self.pending.get_mut(w) {

@@ -56,7 +56,11 @@ pub struct Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&crate::output::rfc3339(*self))
+        let mut buf = [0; crate::output::RFC3339_MAX];
+        match crate::output::rfc3339_in(*self, &mut buf) {
+            Some(text) => s.serialize_str(text),
+            None => s.serialize_str(&crate::output::rfc3339(*self)),
+        }
     }
 }
 

@@ -47,8 +47,8 @@ impl Carrier {
     }
 }
 
-fn dash_joined<T: Copy + Into<u32>>(items: impl Iterator<Item = T>) -> String {
-    let mut s = String::new();
+/// Appends the decimal values of `items`, joined by `-`.
+fn push_joined<T: Copy + Into<u32>>(s: &mut String, items: impl Iterator<Item = T>) {
     for (i, v) in items.enumerate() {
         if i > 0 {
             s.push('-');
@@ -56,7 +56,6 @@ fn dash_joined<T: Copy + Into<u32>>(items: impl Iterator<Item = T>) -> String {
         // Not `write!`: this runs for every value of every hello.
         s.push_str(itoa::Buffer::new().format(v.into()));
     }
-    s
 }
 
 /// Lowercase hex MD5 of a string.
@@ -64,30 +63,38 @@ pub fn md5_hex(s: &str) -> String {
     hex(&Md5::digest(s.as_bytes()))
 }
 
-/// Lowercase hex SHA-256 of bytes.
-pub fn sha256_hex(b: &[u8]) -> String {
-    hex(&Sha256::digest(b))
-}
-
 /// JA3 string of a ClientHello: `version,ciphers,extensions,groups,point_formats`,
 /// decimal values joined by `-`, GREASE left out of the first four lists.
 pub fn ja3_string(f: &ClientHelloFields) -> String {
-    format!(
-        "{},{},{},{},{}",
-        f.version,
-        dash_joined(f.ciphers.iter().copied().filter(|&c| !is_grease(c))),
-        dash_joined(f.extensions.iter().copied().filter(|&e| !is_grease(e))),
-        dash_joined(f.groups.iter().copied().filter(|&g| !is_grease(g))),
-        dash_joined(f.point_formats.iter().copied()),
-    )
+    let values = f.ciphers.len() + f.extensions.len() + f.groups.len() + f.point_formats.len();
+    let mut s = String::with_capacity(16 + 6 * values);
+    s.push_str(itoa::Buffer::new().format(f.version));
+    s.push(',');
+    push_joined(&mut s, f.ciphers.iter().copied().filter(|&c| !is_grease(c)));
+    s.push(',');
+    push_joined(
+        &mut s,
+        f.extensions.iter().copied().filter(|&e| !is_grease(e)),
+    );
+    s.push(',');
+    push_joined(&mut s, f.groups.iter().copied().filter(|&g| !is_grease(g)));
+    s.push(',');
+    push_joined(&mut s, f.point_formats.iter().copied());
+    s
 }
 
 /// JA3S string of a ServerHello: `version,cipher,extensions`.
 pub fn ja3s_string(version: u16, cipher: u16, extensions: &[u16]) -> String {
-    format!(
-        "{version},{cipher},{}",
-        dash_joined(extensions.iter().copied().filter(|&e| !is_grease(e)))
-    )
+    let mut s = String::with_capacity(16 + 6 * extensions.len());
+    s.push_str(itoa::Buffer::new().format(version));
+    s.push(',');
+    s.push_str(itoa::Buffer::new().format(cipher));
+    s.push(',');
+    push_joined(
+        &mut s,
+        extensions.iter().copied().filter(|&e| !is_grease(e)),
+    );
+    s
 }
 
 fn ja4_version(f: &ClientHelloFields) -> &'static str {
@@ -112,24 +119,30 @@ fn ja4_version(f: &ClientHelloFields) -> &'static str {
     }
 }
 
-/// First and last character of the first ALPN value; the ends of its hex form
-/// when either end byte is not alphanumeric.
-fn ja4_alpn(first: Option<&[u8]>) -> String {
-    let Some(v) = first else {
-        return "00".into();
-    };
-    let (Some(&a), Some(&z)) = (v.first(), v.last()) else {
-        return "00".into();
+/// Appends the first and last character of the first ALPN value; the ends of
+/// its hex form when either end byte is not alphanumeric.
+fn push_ja4_alpn(s: &mut String, first: Option<&[u8]>) {
+    let ends = first.and_then(|v| Some((*v.first()?, *v.last()?)));
+    let Some((a, z)) = ends else {
+        s.push_str("00");
+        return;
     };
     if a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric() {
-        return format!("{}{}", char::from(a), char::from(z));
+        s.push(char::from(a));
+        s.push(char::from(z));
+        return;
     }
-    let h = hex(v);
-    let mut chars = h.chars();
-    match (chars.next(), chars.next_back()) {
-        (Some(x), Some(y)) => format!("{x}{y}"),
-        _ => "00".into(),
-    }
+    // The first hex digit of the first byte and the last of the last.
+    let mut h = String::with_capacity(4);
+    push_hex(&mut h, &[a, z]);
+    s.extend(h.chars().step_by(3));
+}
+
+/// Appends a count of at most 99 as two digits.
+fn push_count(s: &mut String, n: usize) {
+    let n = n.min(99) as u8;
+    s.push(char::from(b'0' + n / 10));
+    s.push(char::from(b'0' + n % 10));
 }
 
 fn hex_list(items: &[u16]) -> String {
@@ -143,15 +156,18 @@ fn hex_list(items: &[u16]) -> String {
     s
 }
 
-fn hash12(s: &str) -> String {
-    let mut h = sha256_hex(s.as_bytes());
-    h.truncate(12);
-    h
+/// Appends the first 12 hex digits of the SHA-256 of `text`, or twelve
+/// zeros when there was nothing to hash.
+fn push_hash12(s: &mut String, text: &str, nothing: bool) {
+    if nothing {
+        s.push_str("000000000000");
+    } else if let Some(head) = Sha256::digest(text.as_bytes()).get(..6) {
+        push_hex(s, head);
+    }
 }
 
 /// JA4 and its raw form JA4_r of a ClientHello.
 pub fn ja4(f: &ClientHelloFields, carrier: Carrier) -> (String, String) {
-    let proto = carrier.ja4_prefix();
     let mut ciphers: Vec<u16> = f
         .ciphers
         .iter()
@@ -164,14 +180,13 @@ pub fn ja4(f: &ClientHelloFields, carrier: Carrier) -> (String, String) {
         .copied()
         .filter(|&e| !is_grease(e))
         .collect();
-    let sni = if exts.contains(&EXT_SNI) { 'd' } else { 'i' };
-    let a = format!(
-        "{proto}{}{sni}{:02}{:02}{}",
-        ja4_version(f),
-        ciphers.len().min(99),
-        exts.len().min(99),
-        ja4_alpn(f.first_alpn.as_deref()),
-    );
+    let mut a = String::with_capacity(10);
+    a.push(carrier.ja4_prefix());
+    a.push_str(ja4_version(f));
+    a.push(if exts.contains(&EXT_SNI) { 'd' } else { 'i' });
+    push_count(&mut a, ciphers.len());
+    push_count(&mut a, exts.len());
+    push_ja4_alpn(&mut a, f.first_alpn.as_deref());
     ciphers.sort_unstable();
     let mut sorted_exts: Vec<u16> = exts
         .into_iter()
@@ -190,17 +205,19 @@ pub fn ja4(f: &ClientHelloFields, carrier: Carrier) -> (String, String) {
         c_raw.push('_');
         c_raw.push_str(&hex_list(&sigs));
     }
-    let b = if ciphers.is_empty() {
-        "000000000000".to_string()
-    } else {
-        hash12(&b_raw)
-    };
-    let c = if sorted_exts.is_empty() {
-        "000000000000".to_string()
-    } else {
-        hash12(&c_raw)
-    };
-    (format!("{a}_{b}_{c}"), format!("{a}_{b_raw}_{c_raw}"))
+    let mut hashed = String::with_capacity(a.len() + 26);
+    hashed.push_str(&a);
+    hashed.push('_');
+    push_hash12(&mut hashed, &b_raw, ciphers.is_empty());
+    hashed.push('_');
+    push_hash12(&mut hashed, &c_raw, sorted_exts.is_empty());
+    let mut raw = a;
+    raw.reserve(b_raw.len() + c_raw.len() + 2);
+    raw.push('_');
+    raw.push_str(&b_raw);
+    raw.push('_');
+    raw.push_str(&c_raw);
+    (hashed, raw)
 }
 
 #[cfg(test)]
@@ -261,6 +278,12 @@ mod tests {
         };
         assert_eq!(ja4_of(&empty), "t10i000000_000000000000_000000000000");
         assert_eq!(ja4(&empty, Carrier::Tcp).1, "t10i000000__");
+    }
+
+    fn ja4_alpn(first: Option<&[u8]>) -> String {
+        let mut s = String::new();
+        push_ja4_alpn(&mut s, first);
+        s
     }
 
     #[test]
