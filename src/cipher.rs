@@ -169,8 +169,9 @@ pub fn suite(id: u16) -> Option<Suite> {
 
 /// Suite name (IANA), or hex for unknown values.
 pub fn name(id: u16) -> Name {
-    match suite(id) {
-        Some(s) => Cow::Borrowed(s.name),
+    // The name alone: every suite of every ClientHello is named.
+    match tls_parser::TlsCipherSuite::from_id(id) {
+        Some(cs) => Cow::Borrowed(cs.name),
         None => Cow::Owned(format!("0x{id:04x}")),
     }
 }
