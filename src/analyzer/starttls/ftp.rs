@@ -1,15 +1,13 @@
 //! FTP control connections (RFC 959, 2389, 4217): the FEAT list, AUTH TLS / SSL
 //! and its answer matched through the command pipeline, cleartext USER/PASS.
 
-use super::lines::{Lines, contains_ci, drive, first_line, starts_with_ci, trim, words};
-use super::{Cx, Protocol, Step, Verdict};
-use crate::record::{Dir, PerDir};
+use super::lines::{
+    LineFn, LineProtocol, LineRules, contains_ci, enqueue, first_line, kept_user, starts_with_ci,
+    trim, words,
+};
+use super::{Cx, Step, Verdict};
 use std::collections::VecDeque;
 
-/// Commands awaiting a reply, capped.
-const MAX_PENDING: usize = 64;
-/// Longest user name remembered between USER and PASS.
-const MAX_USER: usize = 256;
 /// A partial first line longer than this is not an FTP greeting or command.
 const MAX_PARTIAL: usize = 1024;
 /// Ports where a bare `220` greeting is taken for FTP.
@@ -68,7 +66,7 @@ enum Cmd {
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub struct State {
     greeted: bool,
     pending: VecDeque<Cmd>,
     /// Code of the multi-line reply being read.
@@ -77,24 +75,12 @@ struct State {
 }
 
 /// The FTP state machine.
-#[derive(Debug, Default)]
-pub struct Ftp {
-    lines: PerDir<Lines>,
-    st: State,
-}
+pub type Ftp = LineProtocol<State>;
 
-impl Protocol for Ftp {
-    fn on_data(&mut self, dir: Dir, data: &[u8], cx: &mut Cx<'_>) -> Step {
-        drive(&mut self.lines, &mut self.st, dir, data, cx, line)
-    }
-}
-
-fn line(st: &mut State, dir: Dir, l: &[u8], cx: &mut Cx<'_>) -> Step {
-    cx.app("ftp");
-    match dir {
-        Dir::Client => client_line(st, l, cx),
-        Dir::Server => server_line(st, l, cx),
-    }
+impl LineRules for State {
+    const APP: Option<&'static str> = Some("ftp");
+    const CLIENT: LineFn<Self> = client_line;
+    const SERVER: LineFn<Self> = server_line;
 }
 
 fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
@@ -108,7 +94,7 @@ fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
         },
         b"FEAT" => Cmd::Feat,
         b"USER" => {
-            st.user = arg.map(|u| u.get(..u.len().min(MAX_USER)).unwrap_or(u).to_vec());
+            st.user = arg.map(kept_user);
             Cmd::Other
         }
         b"PASS" => {
@@ -127,14 +113,7 @@ fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
         }
         _ => Cmd::Other,
     };
-    if st.pending.len() < MAX_PENDING {
-        st.pending.push_back(cmd);
-    }
-    if cmd == Cmd::Auth {
-        cx.command(trim(l));
-        return Step::Requested { at: 0 };
-    }
-    Step::Continue
+    enqueue(&mut st.pending, cmd, Cmd::Auth, l, cx)
 }
 
 fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
@@ -196,6 +175,7 @@ mod tests {
     use crate::analyzer::starttls::tests::{
         assert_accepted, client_hello, run_split_invariant, server_hello,
     };
+    use crate::record::Dir;
     use crate::record::Encryption;
 
     fn accepted() -> Vec<(Dir, Vec<u8>)> {

@@ -3,13 +3,11 @@
 //! plaintext), and RFC 2817's `Upgrade: TLS/1.0` answered `101`. Plain HTTP that
 //! never speaks of an upgrade is not claimed here.
 
-use super::lines::{Lines, base64, contains_ci, starts_with_ci, trim, words};
+use super::lines::{Lines, MAX_PENDING, base64, contains_ci, starts_with_ci, trim, words};
 use super::{Cx, EVIDENCE, Protocol, Step, Verdict};
 use crate::record::{Dir, PerDir};
 use std::collections::VecDeque;
 
-/// Requests awaiting a response (pipelining), capped.
-const MAX_PENDING: usize = 64;
 /// A header block longer than this without its end is given up on.
 const MAX_HEAD: usize = 8 * 1024;
 /// Longest Upgrade header value kept for the evidence.

@@ -3,16 +3,13 @@
 //! cleartext LOGIN / AUTHENTICATE PLAIN and LOGIN.
 
 use super::lines::{
-    Lines, base64, drive, first_line, literal_len, masked, sasl_plain_user, starts_with_ci, trim,
-    words,
+    LineFn, LineProtocol, LineRules, MAX_USER, base64, capability, first_line, literal_len,
+    sasl_plain_user, starts_with_ci, trim, words,
 };
-use super::{Cx, Protocol, Step, Verdict};
-use crate::record::{Dir, PerDir};
+use super::{Cx, Step, Verdict};
 
 /// Longest tag remembered for matching a reply; longer tags are not tracked.
 const MAX_TAG: usize = 64;
-/// Longest user name taken from a literal.
-const MAX_USER: usize = 256;
 /// A partial greeting longer than this without its line end is not IMAP.
 const MAX_PARTIAL: usize = 1024;
 
@@ -63,7 +60,7 @@ enum Mech {
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub struct State {
     greeted: bool,
     /// Tag of the outstanding STARTTLS.
     starttls_tag: Option<Vec<u8>>,
@@ -75,24 +72,12 @@ struct State {
 }
 
 /// The IMAP state machine.
-#[derive(Debug, Default)]
-pub struct Imap {
-    lines: PerDir<Lines>,
-    st: State,
-}
+pub type Imap = LineProtocol<State>;
 
-impl Protocol for Imap {
-    fn on_data(&mut self, dir: Dir, data: &[u8], cx: &mut Cx<'_>) -> Step {
-        drive(&mut self.lines, &mut self.st, dir, data, cx, line)
-    }
-}
-
-fn line(st: &mut State, dir: Dir, l: &[u8], cx: &mut Cx<'_>) -> Step {
-    cx.app("imap");
-    match dir {
-        Dir::Client => client_line(st, l, cx),
-        Dir::Server => server_line(st, l, cx),
-    }
+impl LineRules for State {
+    const APP: Option<&'static str> = Some("imap");
+    const CLIENT: LineFn<Self> = client_line;
+    const SERVER: LineFn<Self> = server_line;
 }
 
 /// Splits `tag SP rest`.
@@ -271,11 +256,7 @@ fn capabilities(l: &[u8], cx: &mut Cx<'_>) {
         return;
     }
     for w in toks {
-        if w.eq_ignore_ascii_case(b"STARTTLS") {
-            cx.offered();
-        } else if masked(w, 8) {
-            cx.stripped(l);
-        }
+        capability(w, &[b"STARTTLS"], l, cx);
     }
 }
 
@@ -284,6 +265,7 @@ mod tests {
     use super::*;
     use crate::analyzer::starttls::Proto;
     use crate::analyzer::starttls::tests::{client_hello, run_split_invariant, server_hello};
+    use crate::record::Dir;
     use crate::record::Encryption;
 
     const GREETING: &[u8] =

@@ -3,10 +3,10 @@
 //! and SASL PLAIN. Registration (numeric 001) ends the chance to upgrade.
 
 use super::lines::{
-    Lines, base64, drive, first_line, sasl_plain_user, starts_with_ci, trim, words,
+    LineFn, LineProtocol, LineRules, base64, first_line, sasl_plain_user, starts_with_ci, trim,
+    words,
 };
-use super::{Cx, Protocol, Step, Verdict};
-use crate::record::{Dir, PerDir};
+use super::{Cx, Step, Verdict};
 
 /// A partial first line longer than this is not IRC.
 const MAX_PARTIAL: usize = 1024;
@@ -78,31 +78,19 @@ pub fn detect(client: &[u8], server: &[u8], port: u16) -> Verdict {
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub struct State {
     starttls_pending: bool,
     /// The next `AUTHENTICATE` line carries SASL PLAIN's credentials.
     sasl_plain: bool,
 }
 
 /// The IRC state machine.
-#[derive(Debug, Default)]
-pub struct Irc {
-    lines: PerDir<Lines>,
-    st: State,
-}
+pub type Irc = LineProtocol<State>;
 
-impl Protocol for Irc {
-    fn on_data(&mut self, dir: Dir, data: &[u8], cx: &mut Cx<'_>) -> Step {
-        drive(&mut self.lines, &mut self.st, dir, data, cx, line)
-    }
-}
-
-fn line(st: &mut State, dir: Dir, l: &[u8], cx: &mut Cx<'_>) -> Step {
-    cx.app("irc");
-    match dir {
-        Dir::Client => client_line(st, l, cx),
-        Dir::Server => server_line(st, l, cx),
-    }
+impl LineRules for State {
+    const APP: Option<&'static str> = Some("irc");
+    const CLIENT: LineFn<Self> = client_line;
+    const SERVER: LineFn<Self> = server_line;
 }
 
 fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
@@ -180,6 +168,7 @@ mod tests {
     use crate::analyzer::starttls::tests::{
         assert_accepted, client_hello, run_split_invariant, server_hello,
     };
+    use crate::record::Dir;
     use crate::record::Encryption;
 
     fn accepted() -> Vec<(Dir, Vec<u8>)> {

@@ -1,7 +1,8 @@
 //! A bounded line splitter shared by the text protocols, and small helpers for them.
 
-use super::{Cx, Step};
+use super::{Cx, Protocol, Step};
 use crate::record::{Dir, PerDir};
+use std::collections::VecDeque;
 
 /// Longest line kept; the rest of a longer line is dropped (the line still ends at its newline).
 pub const MAX_LINE: usize = 4096;
@@ -40,6 +41,58 @@ impl Lines {
         };
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         Some((line, nl + 1))
+    }
+}
+
+/// Longest user name kept from a cleartext login (the rest is cut off).
+pub const MAX_USER: usize = 256;
+
+/// A user name as kept for a finding: at most [`MAX_USER`] bytes of it.
+pub fn kept_user(name: &[u8]) -> Vec<u8> {
+    name.get(..MAX_USER).unwrap_or(name).to_vec()
+}
+
+/// What one line does to a line-based protocol's state.
+pub type LineFn<S> = fn(&mut S, &[u8], &mut Cx<'_>) -> Step;
+
+/// The rules of a line-based protocol (SMTP, IMAP, POP3, FTP, NNTP, Sieve, IRC):
+/// its state, and what a client line and a server line do to it.
+pub trait LineRules: std::fmt::Debug + Default + Send {
+    /// The application every line shows, or `None` when the rules name it
+    /// themselves (SMTP or LMTP, from the greeting).
+    const APP: Option<&'static str>;
+    const CLIENT: LineFn<Self>;
+    const SERVER: LineFn<Self>;
+}
+
+/// A line-based protocol: each direction cut into lines (see [`Lines`]), every
+/// line handed to the rules in order.
+#[derive(Debug, Default)]
+pub struct LineProtocol<R> {
+    lines: PerDir<Lines>,
+    rules: R,
+}
+
+impl<R: LineRules> Protocol for LineProtocol<R> {
+    fn on_data(&mut self, dir: Dir, data: &[u8], cx: &mut Cx<'_>) -> Step {
+        drive(
+            &mut self.lines,
+            &mut self.rules,
+            dir,
+            data,
+            cx,
+            dispatch::<R>,
+        )
+    }
+}
+
+fn dispatch<R: LineRules>(rules: &mut R, dir: Dir, line: &[u8], cx: &mut Cx<'_>) -> Step {
+    if let Some(app) = R::APP {
+        cx.app(app);
+    }
+    match dir {
+        Dir::Client => R::CLIENT(rules, line, cx),
+        Dir::Server => R::SERVER(rules, line, cx),
     }
 }
 
@@ -152,6 +205,43 @@ pub fn base64(s: &[u8]) -> Option<Vec<u8>> {
 pub fn words(l: &[u8]) -> impl Iterator<Item = &[u8]> {
     l.split(|&b| b == b' ' || b == b'\t')
         .filter(|w| !w.is_empty())
+}
+
+/// Commands remembered while their replies are awaited; a client pipelining
+/// more is not tracked further.
+pub const MAX_PENDING: usize = 64;
+
+/// Queues a client command for the reply that will answer it; the upgrade
+/// command (`upgrade`) is reported as requested, ending at this line.
+pub fn enqueue<C: Copy + PartialEq>(
+    pending: &mut VecDeque<C>,
+    cmd: C,
+    upgrade: C,
+    line: &[u8],
+    cx: &mut Cx<'_>,
+) -> Step {
+    if pending.len() < MAX_PENDING {
+        pending.push_back(cmd);
+    }
+    if cmd == upgrade {
+        cx.command(trim(line));
+        return Step::Requested { at: 0 };
+    }
+    Step::Continue
+}
+
+/// A capability `keyword` of a server's list: the upgrade offered when it is one
+/// of `upgrades` (all of one length), its stripping noted when it is that
+/// length of `X`s. Returns whether it offered the upgrade.
+pub fn capability(keyword: &[u8], upgrades: &[&[u8]], line: &[u8], cx: &mut Cx<'_>) -> bool {
+    if upgrades.iter().any(|u| keyword.eq_ignore_ascii_case(u)) {
+        cx.offered();
+        return true;
+    }
+    if upgrades.first().is_some_and(|u| masked(keyword, u.len())) {
+        cx.stripped(line);
+    }
+    false
 }
 
 /// A capability keyword of `len` bytes overwritten with `X` by a middlebox that

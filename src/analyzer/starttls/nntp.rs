@@ -2,17 +2,12 @@
 //! matched through the command pipeline, cleartext AUTHINFO USER/PASS and SASL PLAIN.
 
 use super::lines::{
-    Lines, base64, contains_ci, drive, first_line, masked, sasl_plain_user, starts_with_ci, trim,
-    words,
+    LineFn, LineProtocol, LineRules, base64, capability, contains_ci, enqueue, first_line,
+    kept_user, sasl_plain_user, starts_with_ci, trim, words,
 };
-use super::{Cx, Protocol, Step, Verdict};
-use crate::record::{Dir, PerDir};
+use super::{Cx, Step, Verdict};
 use std::collections::VecDeque;
 
-/// Commands awaiting a reply (pipelining, RFC 3977 3.5), capped.
-const MAX_PENDING: usize = 64;
-/// Longest user name remembered between AUTHINFO USER and PASS.
-const MAX_USER: usize = 256;
 /// A partial first line longer than this is not an NNTP greeting.
 const MAX_PARTIAL: usize = 1024;
 /// Ports where a `200`/`201` greeting is taken for NNTP without more evidence.
@@ -71,7 +66,7 @@ enum Cmd {
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub struct State {
     greeted: bool,
     pending: VecDeque<Cmd>,
     /// Inside a multi-line answer; `caps` when it is the CAPABILITIES list.
@@ -82,24 +77,12 @@ struct State {
 }
 
 /// The NNTP state machine.
-#[derive(Debug, Default)]
-pub struct Nntp {
-    lines: PerDir<Lines>,
-    st: State,
-}
+pub type Nntp = LineProtocol<State>;
 
-impl Protocol for Nntp {
-    fn on_data(&mut self, dir: Dir, data: &[u8], cx: &mut Cx<'_>) -> Step {
-        drive(&mut self.lines, &mut self.st, dir, data, cx, line)
-    }
-}
-
-fn line(st: &mut State, dir: Dir, l: &[u8], cx: &mut Cx<'_>) -> Step {
-    cx.app("nntp");
-    match dir {
-        Dir::Client => client_line(st, l, cx),
-        Dir::Server => server_line(st, l, cx),
-    }
+impl LineRules for State {
+    const APP: Option<&'static str> = Some("nntp");
+    const CLIENT: LineFn<Self> = client_line;
+    const SERVER: LineFn<Self> = server_line;
 }
 
 fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
@@ -120,9 +103,7 @@ fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
             let sub = w.next().unwrap_or_default().to_ascii_uppercase();
             match sub.as_slice() {
                 b"USER" => {
-                    st.user = w
-                        .next()
-                        .map(|u| u.get(..u.len().min(MAX_USER)).unwrap_or(u).to_vec());
+                    st.user = w.next().map(kept_user);
                     Cmd::Auth
                 }
                 b"PASS" => {
@@ -151,14 +132,7 @@ fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
         b"LIST" | b"HELP" | b"NEWGROUPS" | b"NEWNEWS" | b"HDR" | b"XHDR" => Cmd::Multi,
         _ => Cmd::Other,
     };
-    if st.pending.len() < MAX_PENDING {
-        st.pending.push_back(cmd);
-    }
-    if cmd == Cmd::Starttls {
-        cx.command(trim(l));
-        return Step::Requested { at: 0 };
-    }
-    Step::Continue
+    enqueue(&mut st.pending, cmd, Cmd::Starttls, l, cx)
 }
 
 fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
@@ -167,11 +141,7 @@ fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
             st.multi = None;
         } else if caps {
             let keyword = words(l).next().unwrap_or_default();
-            if keyword.eq_ignore_ascii_case(b"STARTTLS") {
-                cx.offered();
-            } else if masked(keyword, 8) {
-                cx.stripped(l);
-            }
+            capability(keyword, &[b"STARTTLS"], l, cx);
         }
         return Step::Continue;
     }
@@ -213,6 +183,7 @@ mod tests {
     use crate::analyzer::starttls::tests::{
         assert_accepted, client_hello, run_split_invariant, server_hello,
     };
+    use crate::record::Dir;
     use crate::record::Encryption;
 
     fn accepted() -> Vec<(Dir, Vec<u8>)> {
@@ -255,6 +226,24 @@ mod tests {
             "382 Begin TLS negotiation now",
             "nntp",
         );
+    }
+
+    /// RFC 4642: a middlebox that blanks the STARTTLS capability (`XXXXXXXA`)
+    /// leaves a capability list with no upgrade in it.
+    #[test]
+    fn stripped_capability() {
+        let mut t = accepted();
+        t.truncate(3);
+        t.push((Dir::Client, b"QUIT\r\n".to_vec()));
+        t[2] = (
+            Dir::Server,
+            b"101 Capability list:\r\nVERSION 2\r\nXXXXXXXA\r\nXXXX\r\n.\r\n".to_vec(),
+        );
+        let rec = run_split_invariant(Proto::Nntp, &t);
+        let st = rec.starttls.clone().unwrap_or_default();
+        assert!(!st.offered);
+        assert_eq!(st.stripped.as_deref(), Some("XXXXXXXA"));
+        assert_eq!(rec.encryption, Encryption::Plaintext);
     }
 
     #[test]

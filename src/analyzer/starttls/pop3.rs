@@ -2,16 +2,12 @@
 //! through the command pipeline, cleartext USER/PASS and AUTH PLAIN / LOGIN.
 
 use super::lines::{
-    Lines, base64, drive, first_line, masked, sasl_plain_user, starts_with_ci, trim, words,
+    LineFn, LineProtocol, LineRules, base64, capability, enqueue, first_line, kept_user,
+    sasl_plain_user, starts_with_ci, trim, words,
 };
-use super::{Cx, Protocol, Step, Verdict};
-use crate::record::{Dir, PerDir};
+use super::{Cx, Step, Verdict};
 use std::collections::VecDeque;
 
-/// Commands awaiting a reply (PIPELINING, RFC 2449), capped.
-const MAX_PENDING: usize = 64;
-/// Longest user name remembered between USER and PASS.
-const MAX_USER: usize = 256;
 /// A partial greeting longer than this without its line end is not POP3.
 const MAX_PARTIAL: usize = 1024;
 
@@ -56,7 +52,7 @@ enum Sasl {
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub struct State {
     greeted: bool,
     pending: VecDeque<Cmd>,
     /// Inside a multi-line answer; `capa` when it is the CAPA list.
@@ -66,24 +62,12 @@ struct State {
 }
 
 /// The POP3 state machine.
-#[derive(Debug, Default)]
-pub struct Pop3 {
-    lines: PerDir<Lines>,
-    st: State,
-}
+pub type Pop3 = LineProtocol<State>;
 
-impl Protocol for Pop3 {
-    fn on_data(&mut self, dir: Dir, data: &[u8], cx: &mut Cx<'_>) -> Step {
-        drive(&mut self.lines, &mut self.st, dir, data, cx, line)
-    }
-}
-
-fn line(st: &mut State, dir: Dir, l: &[u8], cx: &mut Cx<'_>) -> Step {
-    cx.app("pop3");
-    match dir {
-        Dir::Client => client_line(st, l, cx),
-        Dir::Server => server_line(st, l, cx),
-    }
+impl LineRules for State {
+    const APP: Option<&'static str> = Some("pop3");
+    const CLIENT: LineFn<Self> = client_line;
+    const SERVER: LineFn<Self> = server_line;
 }
 
 fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
@@ -113,7 +97,7 @@ fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
         b"CAPA" => Cmd::Capa,
         b"STLS" => Cmd::Stls,
         b"USER" => {
-            st.user = arg.map(|u| u.get(..u.len().min(MAX_USER)).unwrap_or(u).to_vec());
+            st.user = arg.map(kept_user);
             Cmd::Other
         }
         b"PASS" => {
@@ -154,14 +138,7 @@ fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
         b"LIST" | b"UIDL" if arg.is_none() => Cmd::Multi,
         _ => Cmd::Other,
     };
-    if st.pending.len() < MAX_PENDING {
-        st.pending.push_back(cmd);
-    }
-    if cmd == Cmd::Stls {
-        cx.command(trim(l));
-        return Step::Requested { at: 0 };
-    }
-    Step::Continue
+    enqueue(&mut st.pending, cmd, Cmd::Stls, l, cx)
 }
 
 fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
@@ -170,11 +147,7 @@ fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
             st.multi = None;
         } else if capa {
             let keyword = words(l).next().unwrap_or_default();
-            if keyword.eq_ignore_ascii_case(b"STLS") {
-                cx.offered();
-            } else if masked(keyword, 4) {
-                cx.stripped(l);
-            }
+            capability(keyword, &[b"STLS"], l, cx);
         }
         return Step::Continue;
     }
@@ -224,6 +197,7 @@ mod tests {
     use crate::analyzer::starttls::tests::{
         assert_accepted, client_hello, run_split_invariant, server_hello,
     };
+    use crate::record::Dir;
     use crate::record::Encryption;
 
     fn accepted() -> Vec<(Dir, Vec<u8>)> {

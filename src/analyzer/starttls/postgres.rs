@@ -7,6 +7,7 @@
 //! TLS and handled by the core.
 
 use super::frame::{Framer, Next, Parse, be, cstr, with_at};
+use super::lines::kept_user;
 use super::{Cx, Protocol, Step, Verdict};
 use crate::record::{Dir, Encryption, Note, PerDir};
 
@@ -23,8 +24,6 @@ const PROTOCOL_2: u32 = 0x0002_0000;
 pub const MAX_STARTUP: usize = 10_000;
 /// Longest typed message kept whole; longer ones (query results) are cut.
 const MAX_MSG: usize = 8 * 1024;
-/// Longest user name kept from the StartupMessage.
-const MAX_USER: usize = 256;
 /// AuthenticationRequest codes.
 const AUTH_OK: u32 = 0;
 const AUTH_CLEARTEXT: u32 = 3;
@@ -216,7 +215,7 @@ impl Postgres {
             CANCEL_REQUEST => Step::Stop,
             _ => {
                 self.started = true;
-                self.user = startup_user(msg).map(|u| u.get(..MAX_USER).unwrap_or(u).to_vec());
+                self.user = startup_user(msg).map(kept_user);
                 Step::Continue
             }
         }

@@ -2,14 +2,12 @@
 //! `OK` / `NO` matched through the command pipeline, cleartext AUTHENTICATE PLAIN.
 
 use super::lines::{
-    Lines, base64, drive, first_line, literal_len, sasl_plain_user, starts_with_ci, trim, words,
+    LineFn, LineProtocol, LineRules, base64, enqueue, first_line, literal_len, sasl_plain_user,
+    starts_with_ci, trim, words,
 };
-use super::{Cx, Protocol, Step, Verdict};
-use crate::record::{Dir, PerDir};
+use super::{Cx, Step, Verdict};
 use std::collections::VecDeque;
 
-/// Commands awaiting a reply, capped.
-const MAX_PENDING: usize = 64;
 /// A partial first line longer than this is not a ManageSieve greeting.
 const MAX_PARTIAL: usize = 1024;
 
@@ -46,7 +44,7 @@ enum Cmd {
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub struct State {
     greeted: bool,
     pending: VecDeque<Cmd>,
     /// The next client line is AUTHENTICATE PLAIN's credentials (a string or literal).
@@ -58,24 +56,12 @@ struct State {
 }
 
 /// The ManageSieve state machine.
-#[derive(Debug, Default)]
-pub struct Sieve {
-    lines: PerDir<Lines>,
-    st: State,
-}
+pub type Sieve = LineProtocol<State>;
 
-impl Protocol for Sieve {
-    fn on_data(&mut self, dir: Dir, data: &[u8], cx: &mut Cx<'_>) -> Step {
-        drive(&mut self.lines, &mut self.st, dir, data, cx, line)
-    }
-}
-
-fn line(st: &mut State, dir: Dir, l: &[u8], cx: &mut Cx<'_>) -> Step {
-    cx.app("sieve");
-    match dir {
-        Dir::Client => client_line(st, l, cx),
-        Dir::Server => server_line(st, l, cx),
-    }
+impl LineRules for State {
+    const APP: Option<&'static str> = Some("sieve");
+    const CLIENT: LineFn<Self> = client_line;
+    const SERVER: LineFn<Self> = server_line;
 }
 
 /// The contents of a quoted string, or the word itself.
@@ -126,14 +112,7 @@ fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
         }
         _ => Cmd::Other,
     };
-    if st.pending.len() < MAX_PENDING {
-        st.pending.push_back(cmd);
-    }
-    if cmd == Cmd::Starttls {
-        cx.command(trim(l));
-        return Step::Requested { at: 0 };
-    }
-    Step::Continue
+    enqueue(&mut st.pending, cmd, Cmd::Starttls, l, cx)
 }
 
 fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
@@ -179,6 +158,7 @@ mod tests {
     use super::*;
     use crate::analyzer::starttls::Proto;
     use crate::analyzer::starttls::tests::{client_hello, run_split_invariant, server_hello};
+    use crate::record::Dir;
     use crate::record::Encryption;
 
     const GREETING: &[u8] = b"\"IMPLEMENTATION\" \"Dovecot Pigeonhole\"\r\n\"SIEVE\" \"fileinto reject\"\r\n\"SASL\" \"PLAIN\"\r\n\"STARTTLS\"\r\n\"VERSION\" \"1.0\"\r\nOK \"Dovecot ready.\"\r\n";

@@ -2,15 +2,11 @@
 //! and its reply matched through the command pipeline, cleartext AUTH, stripping.
 
 use super::lines::{
-    Lines, base64, contains_ci, drive, eq_ci, first_line, masked, sasl_plain_user, starts_with_ci,
-    trim,
+    LineFn, LineProtocol, LineRules, MAX_PENDING, base64, capability, contains_ci, eq_ci,
+    first_line, sasl_plain_user, starts_with_ci, trim,
 };
-use super::{Cx, Protocol, Step, Verdict};
-use crate::record::{Dir, PerDir};
+use super::{Cx, Step, Verdict};
 use std::collections::VecDeque;
-
-/// Commands awaiting a reply (pipelining, RFC 2920), capped.
-const MAX_PENDING: usize = 64;
 
 /// Does this flow speak SMTP? `client` and `server` are the first bytes of each side.
 pub fn detect(client: &[u8], server: &[u8], port: u16) -> Verdict {
@@ -55,7 +51,7 @@ enum Cmd {
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub struct State {
     pending: VecDeque<Cmd>,
     /// Expecting the client's base64 user name after `AUTH LOGIN`.
     login_user_next: bool,
@@ -67,23 +63,12 @@ struct State {
 }
 
 /// The SMTP state machine.
-#[derive(Debug, Default)]
-pub struct Smtp {
-    lines: PerDir<Lines>,
-    st: State,
-}
+pub type Smtp = LineProtocol<State>;
 
-impl Protocol for Smtp {
-    fn on_data(&mut self, dir: Dir, data: &[u8], cx: &mut Cx<'_>) -> Step {
-        drive(&mut self.lines, &mut self.st, dir, data, cx, line)
-    }
-}
-
-fn line(st: &mut State, dir: Dir, l: &[u8], cx: &mut Cx<'_>) -> Step {
-    match dir {
-        Dir::Client => client_line(st, l, cx),
-        Dir::Server => server_line(st, l, cx),
-    }
+impl LineRules for State {
+    const APP: Option<&'static str> = None;
+    const CLIENT: LineFn<Self> = client_line;
+    const SERVER: LineFn<Self> = server_line;
 }
 
 fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
@@ -153,13 +138,8 @@ fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
     let text = trim(l.get(4..).unwrap_or_default());
     if code == b"250" {
         let keyword = text.split(|&b| b == b' ').next().unwrap_or_default();
-        if keyword.eq_ignore_ascii_case(b"STARTTLS")
-            || keyword.eq_ignore_ascii_case(b"X-ANONYMOUSTLS")
-        {
+        if capability(keyword, &[b"STARTTLS", b"X-ANONYMOUSTLS"], l, cx) {
             st.offered = true;
-            cx.offered();
-        } else if masked(keyword, 8) {
-            cx.stripped(l);
         }
     }
     if !last {
@@ -193,6 +173,7 @@ fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
 mod tests {
     use super::*;
     use crate::analyzer::starttls::tests::run_split_invariant;
+    use crate::record::Dir;
     use crate::record::Encryption;
 
     use crate::analyzer::starttls::tests::{assert_accepted, client_hello, server_hello};
