@@ -1512,8 +1512,11 @@ fn tsv_maps(path: &Path) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
-/// Flows keyed by (client ip, client port, server ip, server port).
-type FlowsByTuple = BTreeMap<(String, u16, String, u16), Vec<Value>>;
+/// (client ip, client port, server ip, server port).
+type TupleKey = (String, u16, String, u16);
+
+/// Flows keyed by their [`TupleKey`].
+type FlowsByTuple = BTreeMap<TupleKey, Vec<Value>>;
 
 /// Flows of each capture named in `rows`, keyed by (client ip, client port, server ip, server port).
 fn flows_by_tuple(
@@ -1543,6 +1546,80 @@ fn flows_by_tuple(
     out
 }
 
+/// The flows tlswatch reported for the connection of a reference row (several
+/// when a 4-tuple was reused), with their key; `None`, said on standard error,
+/// when it reported none.
+fn connection<'f>(
+    row: &BTreeMap<String, String>,
+    flows: &'f BTreeMap<String, FlowsByTuple>,
+) -> Option<(TupleKey, &'f [Value])> {
+    let port = |k: &str| row[k].parse::<u16>().unwrap_or(0);
+    let key = (
+        norm_ip(&row["client_ip"]),
+        port("client_port"),
+        norm_ip(&row["server_ip"]),
+        port("server_port"),
+    );
+    match flows[&row["file"]].get(&key) {
+        Some(found) if !found.is_empty() => Some((key, found.as_slice())),
+        _ => {
+            eprintln!(
+                "{} {key:?}: connection not reported by tlswatch, skipped",
+                row["file"]
+            );
+            None
+        }
+    }
+}
+
+/// `fixtures/NAME.tsv` over the fixtures, and `fixtures/NAME-shared.tsv` over
+/// the shared captures when they are present, each with the fewest values it
+/// must check.
+fn reference_sets(
+    name: &str,
+    min_fixtures: usize,
+    min_shared: usize,
+) -> Vec<(PathBuf, PathBuf, usize)> {
+    let mut sets = vec![(
+        root().join(format!("fixtures/{name}.tsv")),
+        root().join("fixtures"),
+        min_fixtures,
+    )];
+    match shared_captures() {
+        Some(dir) => sets.push((
+            root().join(format!("fixtures/{name}-shared.tsv")),
+            dir,
+            min_shared,
+        )),
+        None => eprintln!("shared captures absent: only fixtures/{name}.tsv checked"),
+    }
+    sets
+}
+
+/// Fails unless every set's rows match (`mismatches` gives how many values it
+/// checked and the differences) and each checked enough `what`.
+fn assert_references(
+    sets: Vec<(PathBuf, PathBuf, usize)>,
+    what: &str,
+    mismatches: fn(&Path, &Path) -> (usize, Vec<String>),
+) {
+    for (tsv, base, min) in sets {
+        if !tsv.exists() {
+            eprintln!("{} absent: not checked", tsv.display());
+            continue;
+        }
+        let (checked, errors) = mismatches(&tsv, &base);
+        assert!(checked >= min, "{}: only {checked} {what}", tsv.display());
+        assert!(
+            errors.is_empty(),
+            "{}: {} of {checked} {what} differ:\n{}",
+            tsv.display(),
+            errors.len(),
+            errors.join("\n")
+        );
+    }
+}
+
 /// Compares tlswatch's JA3/JA3S with the rows tshark gave (`fixtures/tools/ja3_expect.py`).
 fn ja3_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
     let rows = tsv_maps(tsv);
@@ -1560,21 +1637,9 @@ fn ja3_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
     let mut checked = 0;
     let mut errors = Vec::new();
     for row in &rows {
-        let port = |k: &str| row[k].parse::<u16>().unwrap_or(0);
-        let key = (
-            norm_ip(&row["client_ip"]),
-            port("client_port"),
-            norm_ip(&row["server_ip"]),
-            port("server_port"),
-        );
-        let candidates = flows[&row["file"]].get(&key).cloned().unwrap_or_default();
-        if candidates.is_empty() {
-            eprintln!(
-                "{} {key:?}: connection not reported by tlswatch, skipped",
-                row["file"]
-            );
+        let Some((key, candidates)) = connection(row, &flows) else {
             continue;
-        }
+        };
         for (obj, field, full) in [
             ("client_hello", "ja3", "ja3_full"),
             ("server_hello", "ja3s", "ja3s_full"),
@@ -1610,22 +1675,7 @@ fn ja3_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
 
 #[test]
 fn ja3_and_ja3s_match_tshark() {
-    let mut sets = vec![(root().join("fixtures/JA3.tsv"), root().join("fixtures"))];
-    match shared_captures() {
-        Some(dir) => sets.push((root().join("fixtures/JA3-shared.tsv"), dir)),
-        None => eprintln!("shared captures absent: only fixtures/JA3.tsv checked"),
-    }
-    for (tsv, base) in sets {
-        let (checked, errors) = ja3_mismatches(&tsv, &base);
-        assert!(checked > 40, "{}: only {checked} values", tsv.display());
-        assert!(
-            errors.is_empty(),
-            "{}: {} of {checked} differ:\n{}",
-            tsv.display(),
-            errors.len(),
-            errors.join("\n")
-        );
-    }
+    assert_references(reference_sets("JA3", 41, 41), "values", ja3_mismatches);
 }
 
 /// Compares tlswatch's certificates with the rows openssl gave (`fixtures/tools/cert_expect.py`).
@@ -1635,21 +1685,9 @@ fn cert_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
     let mut checked = 0;
     let mut errors = Vec::new();
     for row in &rows {
-        let port = |k: &str| row[k].parse::<u16>().unwrap_or(0);
-        let key = (
-            norm_ip(&row["client_ip"]),
-            port("client_port"),
-            norm_ip(&row["server_ip"]),
-            port("server_port"),
-        );
-        let candidates = flows[&row["file"]].get(&key).cloned().unwrap_or_default();
-        if candidates.is_empty() {
-            eprintln!(
-                "{} {key:?}: connection not reported by tlswatch, skipped",
-                row["file"]
-            );
+        let Some((key, candidates)) = connection(row, &flows) else {
             continue;
-        }
+        };
         let list = if row["from"] == "client" {
             "client_certificates"
         } else {
@@ -1722,94 +1760,48 @@ fn cert_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
 
 #[test]
 fn certificates_match_openssl() {
-    let mut sets = vec![(
-        root().join("fixtures/CERTS.tsv"),
-        root().join("fixtures"),
-        1,
-    )];
-    match shared_captures() {
-        Some(dir) => sets.push((root().join("fixtures/CERTS-shared.tsv"), dir, 20)),
-        None => eprintln!("shared captures absent: only fixtures/CERTS.tsv checked"),
-    }
-    for (tsv, base, min) in sets {
-        if !tsv.exists() {
-            eprintln!("{} absent: not checked", tsv.display());
+    assert_references(
+        reference_sets("CERTS", 1, 20),
+        "certificates",
+        cert_mismatches,
+    );
+}
+
+/// Compares tlswatch's JA4 and JA4_r with the rows the JA4+ reference gave
+/// (`fixtures/tools/ja4_expect.py`).
+fn ja4_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
+    let rows = tsv_maps(tsv);
+    let flows = flows_by_tuple(base, &rows);
+    let mut checked = 0;
+    let mut errors = Vec::new();
+    for row in &rows {
+        let Some((key, candidates)) = connection(row, &flows) else {
             continue;
+        };
+        checked += 1;
+        let got: Vec<(&str, &str)> = candidates
+            .iter()
+            .map(|f| {
+                let ch = &f["tls"]["client_hello"];
+                (
+                    ch["ja4"].as_str().unwrap_or("-"),
+                    ch["ja4_r"].as_str().unwrap_or("-"),
+                )
+            })
+            .collect();
+        if !got.contains(&(row["ja4"].as_str(), row["ja4_r"].as_str())) {
+            errors.push(format!(
+                "{} {key:?}: reference {} ({}), tlswatch {got:?}",
+                row["file"], row["ja4"], row["ja4_r"]
+            ));
         }
-        let (checked, errors) = cert_mismatches(&tsv, &base);
-        assert!(
-            checked >= min,
-            "{}: only {checked} certificates",
-            tsv.display()
-        );
-        assert!(
-            errors.is_empty(),
-            "{}: {} differences over {checked} certificates:\n{}",
-            tsv.display(),
-            errors.len(),
-            errors.join("\n")
-        );
     }
+    (checked, errors)
 }
 
 #[test]
 fn ja4_matches_the_reference() {
-    let mut sets = vec![(root().join("fixtures/JA4.tsv"), root().join("fixtures"))];
-    match shared_captures() {
-        Some(dir) => sets.push((root().join("fixtures/JA4-shared.tsv"), dir)),
-        None => eprintln!("shared captures absent: only fixtures/JA4.tsv checked"),
-    }
-    for (tsv, base) in sets {
-        if !tsv.exists() {
-            eprintln!("{} absent: not checked", tsv.display());
-            continue;
-        }
-        let rows = tsv_maps(&tsv);
-        let flows = flows_by_tuple(&base, &rows);
-        let mut checked = 0;
-        let mut errors = Vec::new();
-        for row in &rows {
-            let port = |k: &str| row[k].parse::<u16>().unwrap_or(0);
-            let key = (
-                norm_ip(&row["client_ip"]),
-                port("client_port"),
-                norm_ip(&row["server_ip"]),
-                port("server_port"),
-            );
-            let Some(candidates) = flows[&row["file"]].get(&key) else {
-                eprintln!(
-                    "{} {key:?}: connection not reported by tlswatch, skipped",
-                    row["file"]
-                );
-                continue;
-            };
-            checked += 1;
-            let got: Vec<(&str, &str)> = candidates
-                .iter()
-                .map(|f| {
-                    let ch = &f["tls"]["client_hello"];
-                    (
-                        ch["ja4"].as_str().unwrap_or("-"),
-                        ch["ja4_r"].as_str().unwrap_or("-"),
-                    )
-                })
-                .collect();
-            if !got.contains(&(row["ja4"].as_str(), row["ja4_r"].as_str())) {
-                errors.push(format!(
-                    "{} {key:?}: reference {} ({}), tlswatch {got:?}",
-                    row["file"], row["ja4"], row["ja4_r"]
-                ));
-            }
-        }
-        assert!(checked >= 20, "{}: only {checked} values", tsv.display());
-        assert!(
-            errors.is_empty(),
-            "{}: {} of {checked} differ:\n{}",
-            tsv.display(),
-            errors.len(),
-            errors.join("\n")
-        );
-    }
+    assert_references(reference_sets("JA4", 20, 20), "values", ja4_mismatches);
 }
 
 /// A TLS 1.2 handshake no current peer produces: the client offers DEFLATE, the
