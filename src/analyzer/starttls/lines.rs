@@ -98,7 +98,7 @@ fn dispatch<R: LineRules>(rules: &mut R, dir: Dir, line: &[u8], cx: &mut Cx<'_>)
 
 /// Runs a per-line state machine over `data`, turning the first event into a
 /// [`Step`] whose `at` is the end of the line that caused it.
-pub fn drive<S>(
+fn drive<S>(
     lines: &mut PerDir<Lines>,
     state: &mut S,
     dir: Dir,
