@@ -1572,6 +1572,28 @@ fn connection<'f>(
     }
 }
 
+/// A reference row, by column name.
+type RefRow = BTreeMap<String, String>;
+
+/// Compares one reference row with the flows tlswatch reported for its
+/// connection: returns how many values it compared, adds a line per difference.
+type RowCheck<'c> = dyn FnMut(&RefRow, &TupleKey, &[Value], &mut Vec<String>) -> usize + 'c;
+
+/// Runs `check` over every row of `tsv` whose connection tlswatch reported in
+/// the capture under `base`: how many values were compared, and the differences.
+fn reference_mismatches(tsv: &Path, base: &Path, check: &mut RowCheck<'_>) -> (usize, Vec<String>) {
+    let rows = tsv_maps(tsv);
+    let flows = flows_by_tuple(base, &rows);
+    let mut checked = 0;
+    let mut errors = Vec::new();
+    for row in &rows {
+        if let Some((key, candidates)) = connection(row, &flows) {
+            checked += check(row, &key, candidates, &mut errors);
+        }
+    }
+    (checked, errors)
+}
+
 /// `fixtures/NAME.tsv` over the fixtures, and `fixtures/NAME-shared.tsv` over
 /// the shared captures when they are present, each with the fewest values it
 /// must check.
@@ -1622,8 +1644,6 @@ fn assert_references(
 
 /// Compares tlswatch's JA3/JA3S with the rows tshark gave (`fixtures/tools/ja3_expect.py`).
 fn ja3_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
-    let rows = tsv_maps(tsv);
-    let flows = flows_by_tuple(base, &rows);
     let exceptions: Vec<(String, String, String)> =
         std::fs::read_to_string(root().join("fixtures/JA3-exceptions.tsv"))
             .unwrap_or_default()
@@ -1634,12 +1654,8 @@ fn ja3_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
                 Some((c.next()?.into(), c.next()?.into(), c.next()?.into()))
             })
             .collect();
-    let mut checked = 0;
-    let mut errors = Vec::new();
-    for row in &rows {
-        let Some((key, candidates)) = connection(row, &flows) else {
-            continue;
-        };
+    reference_mismatches(tsv, base, &mut |row, key, candidates, errors| {
+        let mut checked = 0;
         for (obj, field, full) in [
             ("client_hello", "ja3", "ja3_full"),
             ("server_hello", "ja3s", "ja3s_full"),
@@ -1669,8 +1685,8 @@ fn ja3_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
                 ));
             }
         }
-    }
-    (checked, errors)
+        checked
+    })
 }
 
 #[test]
@@ -1680,14 +1696,7 @@ fn ja3_and_ja3s_match_tshark() {
 
 /// Compares tlswatch's certificates with the rows openssl gave (`fixtures/tools/cert_expect.py`).
 fn cert_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
-    let rows = tsv_maps(tsv);
-    let flows = flows_by_tuple(base, &rows);
-    let mut checked = 0;
-    let mut errors = Vec::new();
-    for row in &rows {
-        let Some((key, candidates)) = connection(row, &flows) else {
-            continue;
-        };
+    reference_mismatches(tsv, base, &mut |row, key, candidates, errors| {
         let list = if row["from"] == "client" {
             "client_certificates"
         } else {
@@ -1703,9 +1712,8 @@ fn cert_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
                 "{} {key:?} {list}[{index}]: sha256 {} not reported",
                 row["file"], row["sha256"]
             ));
-            continue;
+            return 0;
         };
-        checked += 1;
         let text = |v: &Value| match v {
             Value::Null => "-".to_string(),
             Value::Bool(b) => if *b { "T" } else { "F" }.to_string(),
@@ -1754,8 +1762,8 @@ fn cert_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
                 ));
             }
         }
-    }
-    (checked, errors)
+        1
+    })
 }
 
 #[test]
@@ -1770,15 +1778,7 @@ fn certificates_match_openssl() {
 /// Compares tlswatch's JA4 and JA4_r with the rows the JA4+ reference gave
 /// (`fixtures/tools/ja4_expect.py`).
 fn ja4_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
-    let rows = tsv_maps(tsv);
-    let flows = flows_by_tuple(base, &rows);
-    let mut checked = 0;
-    let mut errors = Vec::new();
-    for row in &rows {
-        let Some((key, candidates)) = connection(row, &flows) else {
-            continue;
-        };
-        checked += 1;
+    reference_mismatches(tsv, base, &mut |row, key, candidates, errors| {
         let got: Vec<(&str, &str)> = candidates
             .iter()
             .map(|f| {
@@ -1795,8 +1795,8 @@ fn ja4_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
                 row["file"], row["ja4"], row["ja4_r"]
             ));
         }
-    }
-    (checked, errors)
+        1
+    })
 }
 
 #[test]
