@@ -132,10 +132,9 @@ fn push_ja4_alpn(s: &mut String, first: Option<&[u8]>) {
         s.push(char::from(z));
         return;
     }
-    // The first hex digit of the first byte and the last of the last.
-    let mut h = String::with_capacity(4);
-    push_hex(&mut h, &[a, z]);
-    s.extend(h.chars().step_by(3));
+    // The first hex digit of the first byte and the last of the last: the
+    // two digits of one byte made of those two nibbles.
+    push_hex(s, &[(a & 0xf0) | (z & 0x0f)]);
 }
 
 /// Appends a count of at most 99 as two digits.

@@ -74,54 +74,33 @@ pub struct LineProtocol<R> {
 }
 
 impl<R: LineRules> Protocol for LineProtocol<R> {
+    /// Hands every complete line to the rules, turning the first event into a
+    /// [`Step`] whose `at` is the end of the line that caused it.
     fn on_data(&mut self, dir: Dir, data: &[u8], cx: &mut Cx<'_>) -> Step {
-        drive(
-            &mut self.lines,
-            &mut self.rules,
-            dir,
-            data,
-            cx,
-            dispatch::<R>,
-        )
-    }
-}
-
-fn dispatch<R: LineRules>(rules: &mut R, dir: Dir, line: &[u8], cx: &mut Cx<'_>) -> Step {
-    if let Some(app) = R::APP {
-        cx.app(app);
-    }
-    match dir {
-        Dir::Client => R::CLIENT(rules, line, cx),
-        Dir::Server => R::SERVER(rules, line, cx),
-    }
-}
-
-/// Runs a per-line state machine over `data`, turning the first event into a
-/// [`Step`] whose `at` is the end of the line that caused it.
-fn drive<S>(
-    lines: &mut PerDir<Lines>,
-    state: &mut S,
-    dir: Dir,
-    data: &[u8],
-    cx: &mut Cx<'_>,
-    on_line: fn(&mut S, Dir, &[u8], &mut Cx<'_>) -> Step,
-) -> Step {
-    let mut used = 0;
-    while let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
-        let Some((line, n)) = lines.get_mut(dir).next(rest) else {
-            return Step::Continue;
+        let on_line = match dir {
+            Dir::Client => R::CLIENT,
+            Dir::Server => R::SERVER,
         };
-        used += n;
-        match on_line(state, dir, line, cx) {
-            Step::Continue => {}
-            Step::Stop => return Step::Stop,
-            Step::Requested { .. } => return Step::Requested { at: used },
-            Step::Accepted { .. } => return Step::Accepted { at: used },
-            Step::Refused { .. } => return Step::Refused { at: used },
-            Step::Upgrade { .. } => return Step::Upgrade { at: used },
+        let mut used = 0;
+        while let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
+            let Some((line, n)) = self.lines.get_mut(dir).next(rest) else {
+                return Step::Continue;
+            };
+            used += n;
+            if let Some(app) = R::APP {
+                cx.app(app);
+            }
+            match on_line(&mut self.rules, line, cx) {
+                Step::Continue => {}
+                Step::Stop => return Step::Stop,
+                Step::Requested { .. } => return Step::Requested { at: used },
+                Step::Accepted { .. } => return Step::Accepted { at: used },
+                Step::Refused { .. } => return Step::Refused { at: used },
+                Step::Upgrade { .. } => return Step::Upgrade { at: used },
+            }
         }
+        Step::Continue
     }
-    Step::Continue
 }
 
 /// ASCII case-insensitive prefix test.
