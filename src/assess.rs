@@ -3,7 +3,7 @@
 
 use crate::analyzer::certificate;
 use crate::cipher;
-use crate::record::{Certificate, Encryption, Finding, FlowRecord, Severity, TlsInfo};
+use crate::record::{Certificate, Encryption, Finding, FlowRecord, Note, Severity, TlsInfo};
 use crate::version::Version;
 
 /// Smallest RSA, DSA and finite-field DH size not reported as weak (NIST SP 800-57, 112-bit security).
@@ -128,7 +128,7 @@ impl Policy {
                 | Encryption::RdpStandard
                 | Encryption::LoginOnly
         );
-        if !began_plain {
+        if !began_plain && !rec.has_note(Note::ServerPlaintext) {
             return None;
         }
         let service = TLS_PORTS
@@ -139,13 +139,18 @@ impl Policy {
             .app_protocol
             .as_deref()
             .unwrap_or("an unidentified protocol");
+        let how = if rec.has_note(Note::ServerPlaintext) {
+            format!("the server answered the ClientHello in plaintext ({spoken})")
+        } else {
+            format!(
+                "the flow began in plaintext ({spoken}, encryption {})",
+                rec.encryption.as_str()
+            )
+        };
         Some(finding(
             "PLAINTEXT_ON_TLS_PORT",
             Severity::High,
-            format!(
-                "port {port} ({service}) expects TLS from the first byte; the flow began in plaintext ({spoken}, encryption {})",
-                rec.encryption.as_str()
-            ),
+            format!("port {port} ({service}) expects TLS from the first byte; {how}"),
         ))
     }
 }
@@ -267,6 +272,12 @@ pub fn assess(rec: &FlowRecord) -> Vec<Finding> {
                 "HANDSHAKE_FAILED",
                 Severity::Medium,
                 format!("fatal alert {} from the {:?} side", a.description, a.from).to_lowercase(),
+            ));
+        } else if started && tls.server_hello.is_none() && rec.has_note(Note::ServerPlaintext) {
+            out.push(finding(
+                "HANDSHAKE_FAILED",
+                Severity::Medium,
+                "the server answered the ClientHello in plaintext, not TLS".into(),
             ));
         } else if started && tls.server_hello.is_none() {
             out.push(finding(

@@ -213,6 +213,9 @@ pub enum Note {
     CertificateListMalformed,
     /// A certificate's DER did not parse; it is listed by its hash only.
     CertificateUnparsed,
+    /// The server answered the client's ClientHello with plaintext (a banner or an
+    /// error line), not with TLS records: no TLS session took place.
+    ServerPlaintext,
 }
 
 /// Severity of a finding.

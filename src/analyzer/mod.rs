@@ -9,9 +9,11 @@ pub mod options;
 pub mod quic;
 pub mod sslv2;
 pub mod starttls;
+pub mod text;
 pub mod tls;
 
 pub use options::Options;
+pub use text::looks_like_text;
 
 use crate::record::{Dir, Encryption, FlowRecord, Note, PerDir};
 use tls::{Start, TlsAnalyzer};
@@ -154,6 +156,11 @@ impl Analyzer {
             }
             State::Tls(t) => {
                 rec.encryption = Encryption::Tls;
+                let no_hello = rec.tls.as_ref().is_none_or(|t| t.server_hello.is_none());
+                if let (Some(Some(spoken)), true) = (t.server_plaintext(), no_hello) {
+                    // The client tried TLS; the server spoke its own protocol in plaintext.
+                    rec.app_protocol = Some(spoken.to_string());
+                }
                 // PostgreSQL 17 direct TLS (sslnegotiation=direct) names itself by ALPN.
                 let pg = rec
                     .tls
@@ -288,16 +295,6 @@ impl Analyzer {
         }
         self.state = State::StartTls(d);
     }
-}
-
-/// Mostly printable ASCII (text protocols), as opposed to binary or encrypted bytes.
-pub fn looks_like_text(b: &[u8]) -> bool {
-    let sample = b.get(..b.len().min(256)).unwrap_or_default();
-    let printable = sample
-        .iter()
-        .filter(|&&c| (0x20..0x7f).contains(&c) || c == b'\r' || c == b'\n' || c == b'\t')
-        .count();
-    !sample.is_empty() && printable * 10 >= sample.len() * 9
 }
 
 /// Names a few plaintext protocols with no upgrade to follow, for the report.

@@ -66,6 +66,9 @@ pub enum Start {
 
 /// Decides whether `b` starts with a TLS or SSLv2 record. Used to find TLS on any
 /// port, and to check the first bytes after a STARTTLS go-ahead.
+/// Bytes of a server's first reply judged when deciding whether it is plaintext.
+const PLAINTEXT_SAMPLE: usize = 64;
+
 pub fn record_start(b: &[u8]) -> Start {
     let Some(&b0) = b.first() else {
         return Start::NeedMore;
@@ -174,6 +177,10 @@ pub struct TlsAnalyzer {
     kx: Option<cipher::KeyExchange>,
     /// The server finished its part of a full handshake (ServerHelloDone).
     server_hello_done: bool,
+    /// The server's first bytes were plaintext text, not a TLS record.
+    server_plaintext: bool,
+    /// The protocol its plaintext names, where the banner says.
+    plaintext_protocol: Option<&'static str>,
 }
 
 impl TlsAnalyzer {
@@ -195,6 +202,11 @@ impl TlsAnalyzer {
     }
 
     /// A ServerHello (TLS or SSLv2) was seen.
+    /// The server answered in plaintext (and which protocol its banner names).
+    pub fn server_plaintext(&self) -> Option<Option<&'static str>> {
+        self.server_plaintext.then_some(self.plaintext_protocol)
+    }
+
     pub fn saw_server_hello(&self) -> bool {
         self.server_hello
     }
@@ -367,6 +379,21 @@ impl TlsAnalyzer {
         }
         let version = u16::from_be_bytes([hdr[1], hdr[2]]);
         let len = usize::from(u16::from_be_bytes([hdr[3], hdr[4]]));
+        if !is_tls && dir == Dir::Server && side.records == 0 && !self.server_hello {
+            // Judge the bytes: a banner or an error line is plaintext; anything else
+            // (another encrypted protocol, garbage) stays a parse error.
+            let rest = data.get(n..).unwrap_or_default();
+            let mut sample = hdr.to_vec();
+            sample.extend(rest.iter().take(PLAINTEXT_SAMPLE - hdr.len()));
+            if super::text::looks_like_text(&sample) {
+                side.dead = true;
+                self.server_plaintext = true;
+                self.plaintext_protocol = super::text::banner_protocol(&sample);
+                rec.note(Note::ServerPlaintext);
+                self.check_done(rec);
+                return data.len();
+            }
+        }
         if !is_tls || hdr[1] != 3 || len > MAX_RECORD_LEN {
             self.parse_error(dir, rec);
             return data.len();
@@ -1038,5 +1065,22 @@ mod tests {
         );
         a.on_data(Dir::Client, &[0x99; 64], &mut r);
         assert!(r.has_note(Note::TlsParseError));
+    }
+
+    #[test]
+    fn a_plaintext_answer_to_a_client_hello_is_judged_by_its_bytes() {
+        let ch = hs_record(0x0301, HS_CLIENT_HELLO, &client_hello_body());
+        // Split after three bytes: the judgement must not depend on segmentation.
+        for split in [None, Some(3)] {
+            let banner = b"220 mx.example.net ESMTP ready\r\n".to_vec();
+            let r = run(&[(Dir::Client, ch.clone()), (Dir::Server, banner)], split);
+            assert!(r.has_note(Note::ServerPlaintext), "{:?}", r.notes);
+            assert!(!r.has_note(Note::TlsParseError), "{:?}", r.notes);
+        }
+        // High-entropy bytes (another encrypted protocol) are not plaintext.
+        let noise: Vec<u8> = (0..64u32).map(|i| (i * 151 + 89) as u8 | 0x80).collect();
+        let r = run(&[(Dir::Client, ch), (Dir::Server, noise)], None);
+        assert!(!r.has_note(Note::ServerPlaintext), "{:?}", r.notes);
+        assert!(r.has_note(Note::TlsParseError), "{:?}", r.notes);
     }
 }
