@@ -2,9 +2,9 @@
 
 use crate::analyzer::Options;
 use crate::assess::{FailOn, Policy};
-use crate::flow::Limits;
+use crate::flow::tcp::Limits;
 use crate::pipeline::MAX_THREADS;
-use crate::shard::Shard;
+use crate::pipeline::shard::Shard;
 use clap::{CommandFactory, Parser, ValueEnum};
 use std::io::{self, Write};
 

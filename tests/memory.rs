@@ -19,9 +19,10 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use tlswatch::analyzer::Options;
 use tlswatch::decode::{DecodeNotes, Flags, Segment, TunnelPath};
-use tlswatch::flow::{Engine, Limits, Stamp};
-use tlswatch::reassembly::StreamLimits;
-use tlswatch::record::{EndReason, FlowRecord, Note, Timestamp};
+use tlswatch::flow::reassembly::StreamLimits;
+use tlswatch::flow::tcp::{Engine, Limits, Stamp};
+use tlswatch::record::{EndReason, FlowRecord, Note};
+use tlswatch::time::Timestamp;
 
 #[global_allocator]
 static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
@@ -516,7 +517,8 @@ fn pipeline_flood(udp: bool) {
             })
         };
         let mut sink = tlswatch::output::json::Ndjson::new(std::io::sink(), false);
-        let report = tlswatch::run::process(&cfg, &mut sink, &tlswatch::progress::Progress::off());
+        let report =
+            tlswatch::run::process(&cfg, &mut sink, &tlswatch::run::progress::Progress::off());
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         sampler.join().unwrap();
         let s = &report.summary;

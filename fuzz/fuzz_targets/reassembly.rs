@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tlswatch::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
+use tlswatch::flow::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
 
 struct Ops<'a>(&'a [u8]);
 

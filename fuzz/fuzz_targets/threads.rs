@@ -34,7 +34,7 @@ fn flows(file: &str, threads: &str) -> (Vec<String>, u64) {
         .into_config()
         .expect("configuration");
     let mut sink = Lines(Vec::new());
-    let report = tlswatch::run::process(&cfg, &mut sink, &tlswatch::progress::Progress::off());
+    let report = tlswatch::run::process(&cfg, &mut sink, &tlswatch::run::progress::Progress::off());
     let mut lines = sink.0;
     lines.sort();
     (lines, report.summary.flows.total)

@@ -442,7 +442,8 @@ impl DtlsAnalyzer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Endpoint, Timestamp};
+    use crate::record::Endpoint;
+    use crate::time::Timestamp;
 
     fn rec() -> FlowRecord {
         let ep = |port| Endpoint {

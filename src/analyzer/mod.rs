@@ -1,13 +1,9 @@
 //! The per-flow analyzer: sniffs the first bytes of each direction, then hands the
 //! stream to the TLS analyzer (direct TLS) or to a STARTTLS protocol driver.
 
-pub mod certificate;
 pub mod dtls;
-pub mod fingerprint;
-pub mod hello;
 pub mod options;
 pub mod quic;
-pub mod sslv2;
 pub mod starttls;
 pub mod text;
 pub mod tls;
@@ -315,7 +311,8 @@ fn plain_protocol(client: &[u8], server: &[u8]) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Endpoint, Timestamp};
+    use crate::record::Endpoint;
+    use crate::time::Timestamp;
 
     fn rec() -> FlowRecord {
         let ep = |port| Endpoint {
@@ -360,7 +357,7 @@ mod tests {
         };
         let mut rec = crate::record::FlowRecord::new(
             1,
-            crate::record::Timestamp::default(),
+            crate::time::Timestamp::default(),
             ep(40000),
             ep(15432),
         );

@@ -41,12 +41,18 @@ mod tests {
 
     #[test]
     fn banners_name_their_protocol() {
-        assert_eq!(banner_protocol(b"220 mx.example ESMTP Postfix\r\n"), Some("smtp"));
+        assert_eq!(
+            banner_protocol(b"220 mx.example ESMTP Postfix\r\n"),
+            Some("smtp")
+        );
         assert_eq!(banner_protocol(b"220 mail ready\r\n"), None);
         assert_eq!(banner_protocol(b"220 ProFTPD FTP server\r\n"), Some("ftp"));
         assert_eq!(banner_protocol(b"* OK IMAP4rev1 ready\r\n"), Some("imap"));
         assert_eq!(banner_protocol(b"+OK POP3 ready\r\n"), Some("pop3"));
-        assert_eq!(banner_protocol(b"HTTP/1.1 400 Bad Request\r\n"), Some("http"));
+        assert_eq!(
+            banner_protocol(b"HTTP/1.1 400 Bad Request\r\n"),
+            Some("http")
+        );
         assert_eq!(banner_protocol(b"\x16\x03\x03"), None);
     }
 

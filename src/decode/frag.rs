@@ -5,7 +5,7 @@
 //! in `order`, oldest first; `held_bytes` is the sum of `Partial::cost` over `table`
 //! and never exceeds `max_bytes` after an insert returns; `table.len() <= max_datagrams`.
 
-use crate::record::Timestamp;
+use crate::time::Timestamp;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::VecDeque;

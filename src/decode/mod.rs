@@ -487,7 +487,7 @@ impl Decoder {
 
     /// The clock moved on to `now` without a packet (live capture): fragments
     /// held past their timeout are dropped now, not at the next packet.
-    pub fn tick(&mut self, now: crate::record::Timestamp) {
+    pub fn tick(&mut self, now: crate::time::Timestamp) {
         self.defrag.expire(now);
     }
 
@@ -1193,7 +1193,7 @@ fn nflog(frame: &[u8]) -> Link<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Timestamp;
+    use crate::time::Timestamp;
 
     /// IPv4 + TCP 10.0.0.1:1234 -> 10.0.0.2:443, seq 7, flags PSH|ACK, payload "hi".
     fn ipv4_tcp() -> Vec<u8> {

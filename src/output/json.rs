@@ -125,7 +125,8 @@ impl<W: Write> Sink for Document<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Endpoint, Timestamp};
+    use crate::record::Endpoint;
+    use crate::time::Timestamp;
 
     #[test]
     fn streamed_document_is_one_valid_json_value() {

@@ -5,7 +5,8 @@
 //! Output order is decided at the end: worst finding first, then most flows.
 
 use super::negotiated_version;
-use crate::record::{Endpoint, FlowRecord, Severity, Timestamp, Transport};
+use crate::record::{Endpoint, FlowRecord, Severity, Transport};
+use crate::time::Timestamp;
 use crate::version::Version;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;

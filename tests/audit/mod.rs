@@ -226,7 +226,7 @@ fn big_sparse_capture() -> std::path::PathBuf {
     header.extend((record * 2).to_le_bytes());
     header.extend(1u32.to_le_bytes());
     f.write_all(&header).unwrap();
-    let count = (tlswatch::progress::MIN_BYTES >> 20) + 8;
+    let count = (tlswatch::run::progress::MIN_BYTES >> 20) + 8;
     for i in 0..count {
         f.seek(SeekFrom::Start(24 + i * (16 + u64::from(record))))
             .unwrap();

@@ -394,7 +394,8 @@ impl QuicAnalyzer {
 mod tests {
     use super::initial::{V1, V2};
     use super::*;
-    use crate::record::{Encryption, Endpoint, Timestamp};
+    use crate::record::{Encryption, Endpoint};
+    use crate::time::Timestamp;
     use crate::version::Version;
 
     fn rec() -> FlowRecord {

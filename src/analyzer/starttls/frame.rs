@@ -160,7 +160,8 @@ pub fn with_users(
     proto: super::Proto,
     transcript: &[(crate::record::Dir, Vec<u8>)],
 ) -> crate::record::FlowRecord {
-    use crate::record::{Endpoint, FlowRecord, Timestamp};
+    use crate::record::{Endpoint, FlowRecord};
+    use crate::time::Timestamp;
     let ep = |port| Endpoint {
         ip: std::net::IpAddr::from([127, 0, 0, 1]),
         port,

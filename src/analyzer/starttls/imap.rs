@@ -446,7 +446,7 @@ mod tests {
         use crate::analyzer::starttls::Driver;
         let mut rec = crate::record::FlowRecord::new(
             1,
-            crate::record::Timestamp::default(),
+            crate::time::Timestamp::default(),
             crate::record::Endpoint {
                 ip: std::net::IpAddr::from([127, 0, 0, 1]),
                 port: 40000,

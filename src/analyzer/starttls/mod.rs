@@ -530,7 +530,8 @@ fn record_injection(rec: &mut FlowRecord, dir: Dir, evidence: String) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::record::{Endpoint, Timestamp};
+    use crate::record::Endpoint;
+    use crate::time::Timestamp;
 
     /// A minimal valid ClientHello record (TLS 1.2, one suite).
     pub fn client_hello() -> Vec<u8> {

@@ -156,7 +156,7 @@ fn self_signed(cert: &X509Certificate<'_>) -> bool {
 }
 
 fn rfc3339(secs: i64) -> String {
-    let s = crate::output::rfc3339(crate::record::Timestamp { secs, nanos: 0 });
+    let s = crate::time::rfc3339(crate::time::Timestamp { secs, nanos: 0 });
     s.replace(".000000Z", "Z")
 }
 

@@ -1,8 +1,8 @@
 //! Policy: from a finished flow record to the findings an auditor must see.
 //! The only place that decides what is a problem and how bad it is.
 
-use crate::analyzer::certificate;
-use crate::cipher;
+use crate::analyzer::tls::certificate;
+use crate::analyzer::tls::cipher;
 use crate::record::{Certificate, Encryption, Finding, FlowRecord, Note, Severity, TlsInfo};
 use crate::version::Version;
 
@@ -247,11 +247,12 @@ pub fn assess(rec: &FlowRecord) -> Vec<Finding> {
             )),
             _ => {}
         }
-        if let Some((sh, why)) = tls
-            .server_hello
-            .as_ref()
-            .and_then(|sh| Some((sh, sh.cipher_id.and_then(crate::cipher::weak)?)))
-        {
+        if let Some((sh, why)) = tls.server_hello.as_ref().and_then(|sh| {
+            Some((
+                sh,
+                sh.cipher_id.and_then(crate::analyzer::tls::cipher::weak)?,
+            ))
+        }) {
             {
                 out.push(finding(
                     "WEAK_CIPHER",
@@ -589,7 +590,8 @@ fn inappropriate_fallback() -> Finding {
 mod tests {
     use super::*;
 
-    use crate::record::{Endpoint, Timestamp};
+    use crate::record::Endpoint;
+    use crate::time::Timestamp;
 
     fn flow_to(port: u16, enc: Encryption) -> FlowRecord {
         let ep = |port| Endpoint {

@@ -1,6 +1,12 @@
-//! Packet sources: pcap and pcapng files (recognised by magic number), read as a stream.
+//! Packet sources: pcap and pcapng files (recognised by magic number), read as a stream,
+//! and live interfaces (`live`, cargo feature `live`).
+//!
+//! In: file bytes or an interface. Out: [`Packet`]s (link type, timestamp, bytes), in order.
 
-use crate::record::Timestamp;
+#[cfg(feature = "live")]
+pub mod live;
+
+use crate::time::Timestamp;
 use pcap_parser::nom::{self, Needed};
 use pcap_parser::pcap::{
     LegacyPcapBlock, parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified,

@@ -1,6 +1,7 @@
 //! The serde model of what was learned about one flow: the JSON contract.
 
 use crate::decode::{DecodeNotes, TunnelPath};
+use crate::time::Timestamp;
 use crate::version::Version;
 use serde::Serialize;
 use std::net::IpAddr;
@@ -44,23 +45,6 @@ impl<T> PerDir<T> {
     }
     pub fn swap(&mut self) {
         std::mem::swap(&mut self.client, &mut self.server);
-    }
-}
-
-/// Packet time: seconds and nanoseconds since the Unix epoch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Timestamp {
-    pub secs: i64,
-    pub nanos: u32,
-}
-
-impl Serialize for Timestamp {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut buf = [0; crate::output::RFC3339_MAX];
-        match crate::output::rfc3339_in(*self, &mut buf) {
-            Some(text) => s.serialize_str(text),
-            None => s.serialize_str(&crate::output::rfc3339(*self)),
-        }
     }
 }
 
@@ -248,9 +232,9 @@ pub struct ClientHelloInfo {
     pub sni: Option<String>,
     pub alpn: Vec<String>,
     /// IANA names (GREASE values left out); unknown suites as hex.
-    pub cipher_suites: Vec<crate::cipher::Name>,
+    pub cipher_suites: Vec<crate::analyzer::tls::cipher::Name>,
     /// Compression methods offered (`null`, `deflate`, `lzs`, or the number).
-    pub compression_methods: Vec<crate::cipher::Name>,
+    pub compression_methods: Vec<crate::analyzer::tls::cipher::Name>,
     /// `TLS_FALLBACK_SCSV` among the suites: a client retrying with a lower version (RFC 7507).
     pub fallback_scsv: bool,
     /// Secure renegotiation signalled: the `renegotiation_info` extension or its SCSV (RFC 5746).
@@ -281,13 +265,13 @@ pub struct ServerHelloInfo {
     pub version: Version,
     /// `supported_versions` extension of the ServerHello, if present.
     pub selected_version: Option<Version>,
-    pub cipher_suite: Option<crate::cipher::Name>,
+    pub cipher_suite: Option<crate::analyzer::tls::cipher::Name>,
     /// The selected suite's number, for policy checks.
     #[serde(skip)]
     pub cipher_id: Option<u16>,
     pub alpn: Option<String>,
     /// Compression method selected (`null` unless something is wrong).
-    pub compression_method: Option<crate::cipher::Name>,
+    pub compression_method: Option<crate::analyzer::tls::cipher::Name>,
     /// The `renegotiation_info` extension (RFC 5746).
     pub renegotiation_info: bool,
     /// JA3S fingerprint: MD5 (lowercase hex) of `ja3s_full`; null for SSLv2.
@@ -319,7 +303,7 @@ pub struct TlsInfo {
     /// for TLS 1.3 `ecdhe`, `dhe`, `psk` or `psk_ecdhe`/`psk_dhe` from the key_share and pre_shared_key.
     pub key_exchange: Option<String>,
     /// Group of the key exchange (ServerKeyExchange curve or TLS 1.3 key_share).
-    pub group: Option<crate::cipher::Name>,
+    pub group: Option<crate::analyzer::tls::cipher::Name>,
     /// Size in bits of the DH prime (finite-field ServerKeyExchange).
     pub dh_bits: Option<u32>,
     /// An earlier session was resumed: session id echoed, ticket or PSK accepted, no certificate exchange.

@@ -2,7 +2,7 @@
 //! definitions, as tshark computes `tls.handshake.ja3`/`ja3s`) and JA4
 //! (FoxIO's JA4 for TLS, BSD-3-Clause). Pure functions on the hello fields.
 
-use crate::cipher::is_grease;
+use crate::analyzer::tls::cipher::is_grease;
 use crate::record::{hex, push_hex};
 use md5::{Digest, Md5};
 use sha2::Sha256;

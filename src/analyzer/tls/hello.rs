@@ -4,7 +4,7 @@
 //! so TLS over TCP, QUIC CRYPTO frames and DTLS all feed the same code.
 
 use super::fingerprint::{self, Carrier, ClientHelloFields};
-use crate::cipher::{self, KeyExchange, is_grease};
+use crate::analyzer::tls::cipher::{self, KeyExchange, is_grease};
 use crate::record::{ClientHelloInfo, ServerHelloInfo};
 use crate::version::Version;
 use nom::Parser;

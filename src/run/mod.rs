@@ -1,14 +1,20 @@
 //! One run: inputs through the flow engine into a sink; exit status.
+//!
+//! In: a [`Config`]. Out: flow records in a sink (`collect`), progress on standard
+//! error (`progress`), and the [`Exit`] status.
+
+pub mod collect;
+pub mod progress;
 
 use crate::cli::Config;
-use crate::collect::{Collector, input_notices, make_sink};
-pub use crate::collect::{Exit, Report};
 use crate::output::Sink;
 #[cfg(not(feature = "live"))]
 use crate::output::Summary;
 use crate::pipeline::{Stage, drive};
-use crate::progress::Progress;
 use crate::record::EndReason;
+use crate::run::collect::{Collector, input_notices, make_sink};
+pub use crate::run::collect::{Exit, Report};
+use crate::run::progress::Progress;
 
 /// Runs tlswatch as configured, writing to standard output.
 pub fn run(cfg: &Config) -> Exit {
@@ -32,7 +38,7 @@ pub fn run(cfg: &Config) -> Exit {
 
 #[cfg(feature = "live")]
 fn list_interfaces() -> Exit {
-    crate::live::list_interfaces()
+    crate::capture::live::list_interfaces()
 }
 
 #[cfg(not(feature = "live"))]
@@ -43,7 +49,7 @@ fn list_interfaces() -> Exit {
 
 #[cfg(feature = "live")]
 fn live_run(cfg: &Config, sink: &mut dyn Sink) -> Report {
-    crate::live::run(cfg, sink)
+    crate::capture::live::run(cfg, sink)
 }
 
 /// How to get live capture in a build without it.
@@ -109,12 +115,12 @@ fn read_files(cfg: &Config, stage: &mut dyn Stage, progress: &Progress) -> bool 
 }
 
 #[cfg(feature = "live")]
-fn file_filter(cfg: &Config) -> Result<Option<crate::live::FileFilter>, String> {
+fn file_filter(cfg: &Config) -> Result<Option<crate::capture::live::FileFilter>, String> {
     if cfg.filter_expr.is_empty() {
         // `--port` alone is applied by the flow engine; no BPF needed for files.
         return Ok(None);
     }
-    let f = crate::live::FileFilter::new(cfg.bpf.clone());
+    let f = crate::capture::live::FileFilter::new(cfg.bpf.clone());
     f.check()?;
     Ok(Some(f))
 }

@@ -19,13 +19,16 @@
 //! Flow caps apply per worker (`--max-flows` divided by the worker count), so
 //! which flows get evicted when the table is full can differ from one thread.
 
+pub mod shard;
+
 use crate::capture::{Chunk, Packet};
 use crate::cli::Config;
-use crate::collect::{Collector, Notice};
 use crate::decode::{Datagram, DecodeNotes, Decoded, Decoder, Flags, Segment, TunnelPath};
-use crate::flow::{Clock, Emit, Engine, IdScheme, Limits, MemoryStats, PacketStats, Stamp};
-use crate::record::{EndReason, FlowRecord, Timestamp, Transport};
-use crate::shard::{Shard, flow_hash, route_hash, worker_of};
+use crate::flow::tcp::{Clock, Emit, Engine, IdScheme, Limits, MemoryStats, PacketStats, Stamp};
+use crate::pipeline::shard::{Shard, flow_hash, route_hash, worker_of};
+use crate::record::{EndReason, FlowRecord, Transport};
+use crate::run::collect::{Collector, Notice};
+use crate::time::Timestamp;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;

@@ -1,14 +1,19 @@
 //! TLS analysis of one connection: record layer, handshake defragmentation,
 //! ClientHello/ServerHello, alerts, SSLv2 — fed per direction, bounded memory.
 
-pub use super::fingerprint::Carrier;
-pub use super::hello::{
-    ParsedClientHello, ParsedServerHello, client_hello, client_hello_over, server_hello,
-};
-use super::sslv2;
-use crate::cipher::{self, is_grease};
+pub mod certificate;
+pub mod cipher;
+pub mod fingerprint;
+pub mod hello;
+pub mod sslv2;
+
 use crate::record::{Alert, ClientHelloInfo, Dir, FlowRecord, Note, PerDir, ServerHelloInfo};
 use crate::version::Version;
+use cipher::is_grease;
+pub use fingerprint::Carrier;
+pub use hello::{
+    ParsedClientHello, ParsedServerHello, client_hello, client_hello_over, server_hello,
+};
 
 /// Largest TLS record body accepted (2^14 plus the 2048 bytes RFC 5246 allows for expansion).
 pub const MAX_RECORD_LEN: usize = 16384 + 2048;
@@ -547,11 +552,11 @@ impl TlsAnalyzer {
                 }
             }
             (HS_CERTIFICATE, _) => {
-                let (ders, cut) = super::hello::certificate_list(body);
+                let (ders, cut) = hello::certificate_list(body);
                 if cut {
                     rec.note(Note::CertificateListMalformed);
                 }
-                let chain = super::certificate::chain(&ders, rec);
+                let chain = certificate::chain(&ders, rec);
                 let tls = rec.tls_mut();
                 match dir {
                     Dir::Server => tls.certificates = chain,
@@ -559,10 +564,7 @@ impl TlsAnalyzer {
                 }
             }
             (HS_SERVER_KEY_EXCHANGE, Dir::Server) => {
-                if let Some(p) = self
-                    .kx
-                    .and_then(|kx| super::hello::server_key_exchange(body, kx))
-                {
+                if let Some(p) = self.kx.and_then(|kx| hello::server_key_exchange(body, kx)) {
                     let tls = rec.tls_mut();
                     tls.group = p.group.map(cipher::group_name).or(tls.group.take());
                     tls.dh_bits = p.dh_bits.or(tls.dh_bits);
@@ -797,9 +799,10 @@ pub fn alert_name(d: u8) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::hello::HRR_RANDOM;
+    use super::hello::HRR_RANDOM;
     use super::*;
-    use crate::record::{Endpoint, Timestamp};
+    use crate::record::Endpoint;
+    use crate::time::Timestamp;
 
     fn rec() -> FlowRecord {
         let ep = |port| Endpoint {
@@ -990,7 +993,7 @@ mod tests {
         t.on_data(Dir::Server, &[0x80, 0x05, 0x00], &mut r);
         t.on_data(
             Dir::Client,
-            &crate::analyzer::sslv2::tests::client_hello_bytes(),
+            &crate::analyzer::tls::sslv2::tests::client_hello_bytes(),
             &mut r,
         );
         t.on_data(Dir::Server, &[0x00], &mut r);

@@ -11,10 +11,11 @@
 use crate::analyzer::{Analyzer, Options, Signal};
 use crate::decode::frag::FragNotes;
 use crate::decode::{Datagram, DecodeNotes, DecodeStats, Segment, TunnelPath};
-use crate::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
-use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Timestamp};
-use crate::table::{Budget, Slot, Table};
-use crate::udp::{UdpLimits, UdpStats, UdpTable};
+use crate::flow::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
+use crate::flow::table::{Budget, Slot, Table};
+use crate::flow::udp::{UdpLimits, UdpStats, UdpTable};
+use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir};
+use crate::time::Timestamp;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 

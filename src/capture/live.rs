@@ -4,10 +4,11 @@
 
 use crate::capture::Packet;
 use crate::cli::{Config, LiveOptions};
-use crate::collect::{Collector, Exit, Notice, Report, input_names};
 use crate::output::{CaptureStats, Sink};
 use crate::pipeline::{Stage, drive};
-use crate::record::{EndReason, Timestamp};
+use crate::record::EndReason;
+use crate::run::collect::{Collector, Exit, Notice, Report, input_names};
+use crate::time::Timestamp;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -1,0 +1,16 @@
+//! Flows: decoded packets in, finished flow records out.
+//!
+//! In: a decoded TCP [`Segment`](crate::decode::Segment) or UDP
+//! [`Datagram`](crate::decode::Datagram) with its time. Out: one
+//! [`FlowRecord`](crate::record::FlowRecord) per flow when it ends (FIN/RST, idle
+//! timeout, eviction, end of input), judged by `assess`.
+//!
+//! - `tcp`: the TCP flow table, the engine that owns both tables, and the clock;
+//! - `udp`: the UDP conversation table;
+//! - `table`: the keyed, recency-ordered storage both tables use, and its memory budget;
+//! - `reassembly`: one TCP direction's segments turned into an ordered byte stream.
+
+pub mod reassembly;
+pub mod table;
+pub mod tcp;
+pub mod udp;
