@@ -22,5 +22,6 @@ pub mod output;
 pub mod pipeline;
 pub mod record;
 pub mod run;
+pub mod stats;
 pub mod time;
 pub mod version;

@@ -18,7 +18,7 @@ use std::alloc::System;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use tlswatch::analyzer::Options;
-use tlswatch::decode::{DecodeNotes, Flags, Segment, TunnelPath};
+use tlswatch::decode::path::{DecodeNotes, Flags, Segment, TunnelPath};
 use tlswatch::flow::reassembly::StreamLimits;
 use tlswatch::flow::tcp::{Engine, Limits, Stamp};
 use tlswatch::record::{EndReason, FlowRecord, Note};

@@ -2,7 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tlswatch::decode::{Decoded, decode, linktype};
+use tlswatch::decode::{decode, linktype};
+use tlswatch::decode::path::Decoded;
 
 const LINKTYPES: [i32; 15] = [
     linktype::NULL,

@@ -5,9 +5,10 @@
 //! in `order`, oldest first; `held_bytes` is the sum of `Partial::cost` over `table`
 //! and never exceeds `max_bytes` after an insert returns; `table.len() <= max_datagrams`.
 
+use super::path::FragNotes;
+use crate::stats::FragStats;
 use crate::time::Timestamp;
 use rustc_hash::FxHashMap;
-use serde::Serialize;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
@@ -48,52 +49,6 @@ impl Default for DefragLimits {
             timeout_secs: TIMEOUT_SECS,
         }
     }
-}
-
-/// Fragment counters for the summary.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct FragStats {
-    /// Fragments seen.
-    pub fragments: u64,
-    /// Datagrams put back together.
-    pub reassembled: u64,
-    /// Datagrams dropped because their last fragment never came in time.
-    pub timed_out: u64,
-    /// Fragments that overlapped data already held (duplicates included).
-    pub overlaps: u64,
-    /// Overlaps that carried different bytes (the first data was kept).
-    pub conflicting_overlaps: u64,
-    /// Datagrams dropped by a cap (datagrams, fragments per datagram, bytes).
-    pub dropped_at_cap: u64,
-    /// Fragments that contradict the datagram (length, offsets) or were cut by the snap length.
-    pub invalid: u64,
-}
-
-impl FragStats {
-    pub fn is_empty(&self) -> bool {
-        *self == FragStats::default()
-    }
-
-    pub fn merge(&mut self, o: &FragStats) {
-        self.fragments += o.fragments;
-        self.reassembled += o.reassembled;
-        self.timed_out += o.timed_out;
-        self.overlaps += o.overlaps;
-        self.conflicting_overlaps += o.conflicting_overlaps;
-        self.dropped_at_cap += o.dropped_at_cap;
-        self.invalid += o.invalid;
-    }
-}
-
-/// What a reassembled datagram's fragments showed, for the flow's notes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FragNotes {
-    /// Two fragments carried different bytes for the same offsets.
-    pub conflicting_overlap: bool,
-    /// The first fragment was too short to hold the transport header (RFC 1858).
-    pub tiny_first: bool,
-    /// A later fragment overlapped the transport header (RFC 1858).
-    pub header_overlap: bool,
 }
 
 /// Identifies one datagram: addresses, ID, protocol, and the tunnel it came through.

@@ -2,7 +2,7 @@
 //! VXLAN, Geneve, GTP-U v1, Teredo and AYIYA. Each takes the bytes after the outer
 //! header and returns what it carries, or `None` when the header does not parse.
 
-use super::{be16, be32};
+use super::bytes::{be16, be32};
 
 /// GRE protocol types (ethertypes) this tool follows.
 pub mod proto {

@@ -1,7 +1,7 @@
 //! Flows: decoded packets in, finished flow records out.
 //!
-//! In: a decoded TCP [`Segment`](crate::decode::Segment) or UDP
-//! [`Datagram`](crate::decode::Datagram) with its time. Out: one
+//! In: a decoded TCP [`Segment`](crate::decode::path::Segment) or UDP
+//! [`Datagram`](crate::decode::path::Datagram) with its time. Out: one
 //! [`FlowRecord`](crate::record::FlowRecord) per flow when it ends (FIN/RST, idle
 //! timeout, eviction, end of input), judged by `assess`.
 //!

@@ -9,14 +9,14 @@
 //! recently active flow costs O(1).
 
 use crate::analyzer::{Analyzer, Options, Signal};
-use crate::decode::frag::FragNotes;
-use crate::decode::{Datagram, DecodeNotes, DecodeStats, Segment, TunnelPath};
+use crate::decode::path::FragNotes;
+use crate::decode::path::{Datagram, DecodeNotes, Segment, TunnelPath};
 use crate::flow::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
 use crate::flow::table::{Budget, Slot, Table};
-use crate::flow::udp::{UdpLimits, UdpStats, UdpTable};
+use crate::flow::udp::{UdpLimits, UdpTable};
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir};
+use crate::stats::{MemoryStats, PacketStats};
 use crate::time::Timestamp;
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// Default `--memcap`: 1 GiB.
@@ -49,112 +49,6 @@ impl Default for Limits {
             stream: StreamLimits::default(),
             udp_idle_timeout_secs: UdpLimits::default().idle_timeout_secs,
         }
-    }
-}
-
-/// Packet-level counters for the summary.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct PacketStats {
-    pub total: u64,
-    pub bytes: u64,
-    pub tcp: u64,
-    pub udp: u64,
-    /// IP packets that are neither TCP nor UDP, and non-IP frames.
-    pub non_tcp: u64,
-    pub ip_fragments: u64,
-    pub undecodable: u64,
-    /// Packets of link types not decoded, by LINKTYPE number.
-    pub unsupported_link_types: BTreeMap<i32, u64>,
-    /// TCP segments without payload or SYN that belong to no known flow.
-    pub stray: u64,
-    /// Packets left out by `--port`.
-    pub filtered: u64,
-    /// Packets of flows that `--shard` leaves to other shards (shown with `--shard` only).
-    #[serde(skip_serializing_if = "is_zero")]
-    pub other_shard: u64,
-    /// The UDP conversations (shown as the summary's `udp`, not under `packets`).
-    #[serde(skip)]
-    pub udp_flows: UdpStats,
-    /// Tunnels, fragments and undecodable packets by reason.
-    #[serde(flatten)]
-    pub decode: DecodeStats,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-impl PacketStats {
-    /// Adds counters kept by another stage or shard.
-    pub fn absorb(&mut self, o: &PacketStats) {
-        // Destructured without `..`: a new counter must be added here too.
-        let PacketStats {
-            total,
-            bytes,
-            tcp,
-            udp,
-            non_tcp,
-            ip_fragments,
-            undecodable,
-            unsupported_link_types,
-            stray,
-            filtered,
-            other_shard,
-            udp_flows,
-            decode,
-        } = o;
-        self.total += total;
-        self.bytes += bytes;
-        self.tcp += tcp;
-        self.udp += udp;
-        self.non_tcp += non_tcp;
-        self.ip_fragments += ip_fragments;
-        self.undecodable += undecodable;
-        for (lt, n) in unsupported_link_types {
-            *self.unsupported_link_types.entry(*lt).or_default() += n;
-        }
-        self.stray += stray;
-        self.filtered += filtered;
-        self.other_shard += other_shard;
-        self.udp_flows.absorb(udp_flows);
-        self.decode.merge(decode);
-    }
-}
-
-/// What the memory cap did, for the summary.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct MemoryStats {
-    /// The cap, in bytes.
-    pub memcap: u64,
-    /// Most bytes held at once (as accounted: flow entries, records, reassembly buffers,
-    /// analyzer buffers, tombstones). Not in the JSON summary: it depends on struct layouts
-    /// and on how flows spread over threads, and the summary must not.
-    #[serde(skip)]
-    pub peak: u64,
-    /// Flows whose out-of-order buffering was stopped (their held bytes became gaps).
-    pub buffering_stopped: u64,
-    /// Closed-connection tombstones dropped before their time.
-    pub tombstones_dropped: u64,
-    /// Flows ended early (`evicted`) to stay under the cap.
-    pub evicted: u64,
-}
-
-impl MemoryStats {
-    /// Adds another shard's: caps and peaks add up (each shard has its own cap).
-    pub fn absorb(&mut self, o: &MemoryStats) {
-        // Destructured without `..`: a new counter must be added here too.
-        let MemoryStats {
-            memcap,
-            peak,
-            buffering_stopped,
-            tombstones_dropped,
-            evicted,
-        } = o;
-        self.memcap += memcap;
-        self.peak += peak;
-        self.buffering_stopped += buffering_stopped;
-        self.tombstones_dropped += tombstones_dropped;
-        self.evicted += evicted;
     }
 }
 

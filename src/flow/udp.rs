@@ -5,19 +5,16 @@
 
 use crate::analyzer::dtls::{self, DtlsAnalyzer};
 use crate::analyzer::quic::{self, QuicAnalyzer};
-use crate::decode::Datagram;
-use crate::decode::TunnelPath;
+use crate::decode::path::Datagram;
+use crate::decode::path::TunnelPath;
 use crate::flow::table::{Budget, Slot, Table};
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Transport};
+use crate::stats::UdpStats;
 use crate::time::Timestamp;
-use serde::Serialize;
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// Datagrams of a conversation looked at before it is taken for neither QUIC nor DTLS.
 pub const SNIFF_DATAGRAMS: u32 = 8;
-/// Server ports listed in the summary's count of other UDP.
-pub const TOP_PORTS: usize = 10;
 
 /// Caps and timeouts of the UDP table.
 #[derive(Clone, Copy, Debug)]
@@ -125,73 +122,6 @@ struct Lite {
 struct UdpFlow {
     lite: Lite,
     proto: Proto,
-}
-
-/// Counters of the UDP table, for the summary.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct UdpStats {
-    /// Conversations seen (QUIC, DTLS and other).
-    pub flows: u64,
-    pub quic: u64,
-    pub dtls: u64,
-    /// Conversations that were neither QUIC nor DTLS.
-    pub other: u64,
-    /// Other conversations by server port (bounded: 65,536 ports); the summary
-    /// shows the top few, most first.
-    #[serde(rename = "other_by_server_port", serialize_with = "top_ports")]
-    pub other_by_port: BTreeMap<u16, u64>,
-    /// Conversations ended early because the table was full.
-    pub evicted: u64,
-}
-
-impl UdpStats {
-    /// Adds counters kept by another shard.
-    pub fn absorb(&mut self, o: &UdpStats) {
-        // Destructured without `..`: a new counter must be added here too.
-        let UdpStats {
-            flows,
-            quic,
-            dtls,
-            other,
-            other_by_port,
-            evicted,
-        } = o;
-        self.flows += flows;
-        self.quic += quic;
-        self.dtls += dtls;
-        self.other += other;
-        for (p, n) in other_by_port {
-            *self.other_by_port.entry(*p).or_default() += n;
-        }
-        self.evicted += evicted;
-    }
-
-    /// The [`TOP_PORTS`] server ports with the most other conversations.
-    pub fn top_ports(&self) -> Vec<PortCount> {
-        let mut ports: Vec<PortCount> = self
-            .other_by_port
-            .iter()
-            .map(|(&port, &flows)| PortCount { port, flows })
-            .collect();
-        ports.sort_by(|a, b| b.flows.cmp(&a.flows).then(a.port.cmp(&b.port)));
-        ports.truncate(TOP_PORTS);
-        ports
-    }
-}
-
-fn top_ports<S: serde::Serializer>(m: &BTreeMap<u16, u64>, s: S) -> Result<S::Ok, S::Error> {
-    let stats = UdpStats {
-        other_by_port: m.clone(),
-        ..UdpStats::default()
-    };
-    s.collect_seq(stats.top_ports())
-}
-
-/// A server port and how many conversations it had.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct PortCount {
-    pub port: u16,
-    pub flows: u64,
 }
 
 /// The UDP conversations of a run, least recently active first, each charged to
@@ -454,7 +384,7 @@ impl Lite {
         }
     }
 
-    fn note_decode(&mut self, d: &crate::decode::DecodeNotes) {
+    fn note_decode(&mut self, d: &crate::decode::path::DecodeNotes) {
         for n in crate::record::decode_notes(d) {
             self.note(n);
         }
@@ -675,6 +605,7 @@ fn new_flow(dg: &Datagram<'_>, ts: Timestamp, id: u64) -> UdpFlow {
 mod tests {
     use super::*;
     use crate::record::Encryption;
+    use crate::stats::PortCount;
 
     fn ep(last: u8, port: u16) -> (IpAddr, u16) {
         (IpAddr::from([10, 0, 0, last]), port)

@@ -4,9 +4,9 @@ pub mod json;
 pub mod servers;
 pub mod table;
 
-use crate::flow::tcp::{MemoryStats, PacketStats};
-use crate::flow::udp::UdpStats;
-use crate::record::{Encryption, FlowRecord};
+use crate::record::{FlowRecord, version_key};
+use crate::stats::UdpStats;
+use crate::stats::{MemoryStats, PacketStats};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io;
@@ -104,24 +104,4 @@ impl Summary {
         }
         true
     }
-}
-
-/// The version a flow is counted under in `by_version` and a server's `versions`:
-/// TLS-protected flows only, `unknown` without a ServerHello.
-pub fn version_key(rec: &FlowRecord) -> Option<String> {
-    negotiated_version(rec).map(|v| v.map_or_else(|| "unknown".to_string(), |v| v.to_string()))
-}
-
-/// The negotiated version of a TLS-protected flow (`Some(None)` without a
-/// ServerHello); `None` for flows TLS did not protect.
-pub fn negotiated_version(rec: &FlowRecord) -> Option<Option<crate::version::Version>> {
-    let tls_used = matches!(
-        rec.encryption,
-        Encryption::Tls
-            | Encryption::Starttls
-            | Encryption::StarttlsFailed
-            | Encryption::Quic
-            | Encryption::Dtls
-    );
-    tls_used.then(|| rec.tls.as_ref().and_then(|t| t.version))
 }

@@ -4,7 +4,7 @@
 //! inventories built apart (one per worker thread) `merge` into the same result.
 //! Output order is decided at the end: worst finding first, then most flows.
 
-use super::negotiated_version;
+use crate::record::negotiated_version;
 use crate::record::{Endpoint, FlowRecord, Severity, Transport};
 use crate::time::Timestamp;
 use crate::version::Version;

@@ -23,11 +23,13 @@ pub mod shard;
 
 use crate::capture::{Chunk, Packet};
 use crate::cli::Config;
-use crate::decode::{Datagram, DecodeNotes, Decoded, Decoder, Flags, Segment, TunnelPath};
-use crate::flow::tcp::{Clock, Emit, Engine, IdScheme, Limits, MemoryStats, PacketStats, Stamp};
+use crate::decode::Decoder;
+use crate::decode::path::{Datagram, DecodeNotes, Decoded, Flags, Segment, TunnelPath};
+use crate::flow::tcp::{Clock, Emit, Engine, IdScheme, Limits, Stamp};
 use crate::pipeline::shard::{Shard, flow_hash, route_hash, worker_of};
 use crate::record::{EndReason, FlowRecord, Transport};
 use crate::run::collect::{Collector, Notice};
+use crate::stats::{MemoryStats, PacketStats};
 use crate::time::Timestamp;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use rustc_hash::FxHashMap;

@@ -1,6 +1,6 @@
 //! The serde model of what was learned about one flow: the JSON contract.
 
-use crate::decode::{DecodeNotes, TunnelPath};
+use crate::decode::path::{DecodeNotes, TunnelPath};
 use crate::time::Timestamp;
 use crate::version::Version;
 use serde::Serialize;
@@ -611,6 +611,26 @@ pub fn decode_notes(d: &DecodeNotes) -> impl Iterator<Item = Note> {
     ]
     .into_iter()
     .filter_map(|(on, n)| on.then_some(n))
+}
+
+/// The version a flow is counted under in `by_version` and a server's `versions`:
+/// TLS-protected flows only, `unknown` without a ServerHello.
+pub fn version_key(rec: &FlowRecord) -> Option<String> {
+    negotiated_version(rec).map(|v| v.map_or_else(|| "unknown".to_string(), |v| v.to_string()))
+}
+
+/// The negotiated version of a TLS-protected flow (`Some(None)` without a
+/// ServerHello); `None` for flows TLS did not protect.
+pub fn negotiated_version(rec: &FlowRecord) -> Option<Option<Version>> {
+    let tls_used = matches!(
+        rec.encryption,
+        Encryption::Tls
+            | Encryption::Starttls
+            | Encryption::StarttlsFailed
+            | Encryption::Quic
+            | Encryption::Dtls
+    );
+    tls_used.then(|| rec.tls.as_ref().and_then(|t| t.version))
 }
 
 #[cfg(test)]

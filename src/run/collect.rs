@@ -3,13 +3,13 @@
 
 use crate::capture::{CaptureError, ReadOutcome};
 use crate::cli::{ColorChoice, Config, Format};
-use crate::flow::tcp::PacketStats;
 use crate::output::json::{Document, Ndjson};
 use crate::output::servers::Inventory;
 use crate::output::table::Table;
 use crate::output::{Sink, Summary};
 use crate::record::FlowRecord;
 use crate::run::progress::Progress;
+use crate::stats::PacketStats;
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
 
