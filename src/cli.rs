@@ -267,23 +267,9 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 impl Args {
     /// Checks the arguments and builds the configuration.
     pub fn into_config(self) -> Result<Config, String> {
-        if self.read.is_empty() && self.interface.is_none() && !self.list_interfaces {
-            return Err("nothing to read: give -r FILE (or -i IFACE); see --help".to_string());
-        }
-        if !self.read.is_empty() && self.interface.is_some() {
-            return Err("-r and -i cannot be combined".to_string());
-        }
+        self.check_inputs()?;
         let fail_on = FailOn::parse(&self.fail_on)?;
-        let threads = match self.threads {
-            Some(0) => return Err("--threads must be at least 1".to_string()),
-            Some(n) if n > MAX_THREADS => {
-                return Err(format!("--threads: at most {MAX_THREADS}"));
-            }
-            Some(n) => n,
-            None => std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(MAX_THREADS),
-        };
+        let threads = self.thread_count()?;
         let shard = self.shard.as_deref().map(Shard::parse).transpose()?;
         if self.max_flows == 0 {
             return Err("--max-flows must be at least 1".to_string());
@@ -291,31 +277,12 @@ impl Args {
         if self.max_servers == 0 {
             return Err("--max-servers must be at least 1".to_string());
         }
-
-        let format = if self.json {
-            Format::Json
-        } else if self.ndjson {
-            Format::Ndjson
-        } else {
-            Format::Table
-        };
-        let expr = self.filter.join(" ");
-        let ports = self
-            .port
-            .iter()
-            .map(|p| format!("port {p}"))
-            .collect::<Vec<_>>()
-            .join(" or ");
-        let expr = expr.trim().to_string();
-        let bpf = match (expr.is_empty(), ports.is_empty()) {
-            (true, true) => String::new(),
-            (false, true) => expr.clone(),
-            (true, false) => ports,
-            (false, false) => format!("({expr}) and ({ports})"),
-        };
+        let format = self.format();
+        let (bpf, filter_expr) = self.bpf();
+        let limits = self.limits();
         Ok(Config {
             bpf,
-            filter_expr: expr,
+            filter_expr,
             list_interfaces: self.list_interfaces,
             threads,
             shard,
@@ -338,18 +305,77 @@ impl Args {
             policy: Policy::with_tls_ports(&self.tls_port),
             quiet: self.quiet,
             ports: self.port,
-            limits: Limits {
-                max_flows: self.max_flows,
-                memcap: self.memcap,
-                idle_timeout_secs: i64::from(self.idle_timeout.max(1)),
-                udp_idle_timeout_secs: i64::from(self.udp_idle_timeout.max(1)),
-                ..Limits::default()
-            },
+            limits,
             opts: Options {
                 show_users: self.show_users,
             },
             color: self.color,
         })
+    }
+
+    /// Exactly one source: files (`-r`) or an interface (`-i`), unless only
+    /// the interfaces are listed.
+    fn check_inputs(&self) -> Result<(), String> {
+        if self.read.is_empty() && self.interface.is_none() && !self.list_interfaces {
+            return Err("nothing to read: give -r FILE (or -i IFACE); see --help".to_string());
+        }
+        if !self.read.is_empty() && self.interface.is_some() {
+            return Err("-r and -i cannot be combined".to_string());
+        }
+        Ok(())
+    }
+
+    /// `--threads`, checked; by default one per available core, up to [`MAX_THREADS`].
+    fn thread_count(&self) -> Result<usize, String> {
+        match self.threads {
+            Some(0) => Err("--threads must be at least 1".to_string()),
+            Some(n) if n > MAX_THREADS => Err(format!("--threads: at most {MAX_THREADS}")),
+            Some(n) => Ok(n),
+            None => Ok(std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_THREADS)),
+        }
+    }
+
+    fn format(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else if self.ndjson {
+            Format::Ndjson
+        } else {
+            Format::Table
+        }
+    }
+
+    /// The BPF expression (the trailing filter and the `--port`s combined; empty
+    /// for none) and the trailing filter alone.
+    fn bpf(&self) -> (String, String) {
+        let expr = self.filter.join(" ");
+        let ports = self
+            .port
+            .iter()
+            .map(|p| format!("port {p}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let expr = expr.trim().to_string();
+        let bpf = match (expr.is_empty(), ports.is_empty()) {
+            (true, true) => String::new(),
+            (false, true) => expr.clone(),
+            (true, false) => ports,
+            (false, false) => format!("({expr}) and ({ports})"),
+        };
+        (bpf, expr)
+    }
+
+    /// The flow table's limits (`--max-flows`, `--memcap`, the idle timeouts).
+    fn limits(&self) -> Limits {
+        Limits {
+            max_flows: self.max_flows,
+            memcap: self.memcap,
+            idle_timeout_secs: i64::from(self.idle_timeout.max(1)),
+            udp_idle_timeout_secs: i64::from(self.udp_idle_timeout.max(1)),
+            ..Limits::default()
+        }
     }
 }
 

@@ -3,7 +3,10 @@
 
 use crate::analyzer::tls::certificate;
 use crate::analyzer::tls::cipher;
-use crate::record::{Certificate, Encryption, Finding, FlowRecord, Note, Severity, TlsInfo};
+use crate::record::{
+    Certificate, ClientHelloInfo, Encryption, Finding, FlowRecord, Note, Severity, StartTls,
+    TlsInfo,
+};
 use crate::version::Version;
 
 /// Smallest RSA, DSA and finite-field DH size not reported as weak (NIST SP 800-57, 112-bit security).
@@ -224,128 +227,148 @@ pub fn assess(rec: &FlowRecord) -> Vec<Finding> {
             | Encryption::Dtls
     );
     if let (true, Some(tls)) = (tls_used, &rec.tls) {
-        match tls.version {
-            Some(Version::SSLV2) => out.push(finding(
-                "SSLV2",
-                Severity::Critical,
-                "SSLv2 negotiated; prohibited by RFC 6176".into(),
-            )),
-            Some(Version::SSLV3) => out.push(finding(
-                "SSLV3",
-                Severity::High,
-                "SSLv3 negotiated; prohibited by RFC 7568".into(),
-            )),
-            Some(v @ (Version::TLS10 | Version::TLS11 | Version::DTLS10)) => out.push(finding(
-                "DEPRECATED_TLS",
-                Severity::Medium,
-                format!("{v} negotiated; deprecated by RFC 8996"),
-            )),
-            Some(v) if v.is_tls13() || v == Version::DTLS13 => out.push(finding(
-                "TLS_1_3",
-                Severity::Info,
-                format!("{v} negotiated"),
-            )),
-            _ => {}
-        }
-        if let Some((sh, why)) = tls.server_hello.as_ref().and_then(|sh| {
-            Some((
-                sh,
-                sh.cipher_id.and_then(crate::analyzer::tls::cipher::weak)?,
-            ))
-        }) {
-            {
-                out.push(finding(
-                    "WEAK_CIPHER",
-                    Severity::High,
-                    format!(
-                        "server selected {} ({why})",
-                        sh.cipher_suite.as_deref().unwrap_or("?")
-                    ),
-                ));
-            }
-        }
-        handshake_findings(tls, &mut out);
-        certificate_findings(rec, tls, &mut out);
-        let fatal = tls.alerts.iter().find(|a| a.level == "fatal");
-        let started = tls.client_hello.is_some() || tls.server_hello.is_some();
-        if let Some(a) = fatal.filter(|_| !tls.established) {
-            out.push(finding(
-                "HANDSHAKE_FAILED",
-                Severity::Medium,
-                format!("fatal alert {} from the {:?} side", a.description, a.from).to_lowercase(),
-            ));
-        } else if started && tls.server_hello.is_none() && rec.has_note(Note::ServerPlaintext) {
-            out.push(finding(
-                "HANDSHAKE_FAILED",
-                Severity::Medium,
-                "the server answered the ClientHello in plaintext, not TLS".into(),
-            ));
-        } else if started && tls.server_hello.is_none() {
-            out.push(finding(
-                "HANDSHAKE_FAILED",
-                Severity::Medium,
-                "ClientHello without a ServerHello before the flow ended".into(),
-            ));
-        }
+        tls_findings(rec, tls, &mut out);
     }
     if let Some(st) = &rec.starttls {
-        if st.stripped.is_some() {
-            out.push(finding(
-                "STARTTLS_STRIPPED",
-                Severity::Critical,
-                format!(
-                    "STARTTLS capability masked or removed: {}",
-                    st.stripped.as_deref().unwrap_or_default()
-                ),
-            ));
-        }
-        if let Some(junk) = &st.injection {
-            out.push(finding(
-                "STARTTLS_INJECTION",
-                Severity::Critical,
-                format!("client sent plaintext after its STARTTLS command: {junk}"),
-            ));
-        }
-        if let Some(junk) = &st.response_injection {
-            out.push(finding(
-                "STARTTLS_RESPONSE_INJECTION",
-                Severity::Critical,
-                format!("server sent plaintext after its go-ahead: {junk}"),
-            ));
-        }
-        if st.requested && !st.accepted && rec.encryption == Encryption::StarttlsRefused {
-            out.push(finding(
-                "STARTTLS_REFUSED",
-                Severity::High,
-                format!(
-                    "server refused the upgrade: {}",
-                    st.reply.as_deref().unwrap_or("(no reply line)")
-                ),
-            ));
-        }
-        if st.offered && !st.requested && rec.encryption == Encryption::Plaintext {
-            out.push(finding(
-                "STARTTLS_NOT_USED",
-                Severity::High,
-                "server offered STARTTLS; the client went on in plaintext".into(),
-            ));
-        }
-        if rec.encryption == Encryption::StarttlsFailed {
-            out.push(finding(
-                "STARTTLS_FAILED",
-                Severity::High,
-                "server accepted the upgrade but no TLS handshake completed".into(),
-            ));
-        }
-        if st.preauth {
-            out.push(finding(
-                "IMAP_PREAUTH",
-                Severity::High,
-                "IMAP PREAUTH greeting: the session is authenticated before any chance to upgrade"
-                    .into(),
-            ));
-        }
+        starttls_findings(rec, st, &mut out);
     }
+    cleartext_auth_findings(rec, &mut out);
+    out.extend(encryption_finding(rec));
+    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    out
+}
+
+/// Findings of a flow that used TLS: the negotiated version and cipher, the
+/// handshake, the certificates, and a handshake that did not complete.
+fn tls_findings(rec: &FlowRecord, tls: &TlsInfo, out: &mut Vec<Finding>) {
+    out.extend(version_finding(tls.version));
+    out.extend(weak_cipher_finding(tls));
+    handshake_findings(tls, out);
+    certificate_findings(rec, tls, out);
+    out.extend(handshake_failed(rec, tls));
+}
+
+/// The negotiated protocol version, when it is worth a finding.
+fn version_finding(version: Option<Version>) -> Option<Finding> {
+    match version {
+        Some(Version::SSLV2) => Some(finding(
+            "SSLV2",
+            Severity::Critical,
+            "SSLv2 negotiated; prohibited by RFC 6176".into(),
+        )),
+        Some(Version::SSLV3) => Some(finding(
+            "SSLV3",
+            Severity::High,
+            "SSLv3 negotiated; prohibited by RFC 7568".into(),
+        )),
+        Some(v @ (Version::TLS10 | Version::TLS11 | Version::DTLS10)) => Some(finding(
+            "DEPRECATED_TLS",
+            Severity::Medium,
+            format!("{v} negotiated; deprecated by RFC 8996"),
+        )),
+        Some(v) if v.is_tls13() || v == Version::DTLS13 => Some(finding(
+            "TLS_1_3",
+            Severity::Info,
+            format!("{v} negotiated"),
+        )),
+        _ => None,
+    }
+}
+
+/// `WEAK_CIPHER`: the server selected a suite [`cipher::weak`] names a reason for.
+fn weak_cipher_finding(tls: &TlsInfo) -> Option<Finding> {
+    let sh = tls.server_hello.as_ref()?;
+    let why = sh.cipher_id.and_then(cipher::weak)?;
+    Some(finding(
+        "WEAK_CIPHER",
+        Severity::High,
+        format!(
+            "server selected {} ({why})",
+            sh.cipher_suite.as_deref().unwrap_or("?")
+        ),
+    ))
+}
+
+/// `HANDSHAKE_FAILED`: a fatal alert before the handshake completed, or a
+/// ClientHello that got no ServerHello (a plaintext answer, or none).
+fn handshake_failed(rec: &FlowRecord, tls: &TlsInfo) -> Option<Finding> {
+    let fatal = tls.alerts.iter().find(|a| a.level == "fatal");
+    let started = tls.client_hello.is_some() || tls.server_hello.is_some();
+    let message = if let Some(a) = fatal.filter(|_| !tls.established) {
+        format!("fatal alert {} from the {:?} side", a.description, a.from).to_lowercase()
+    } else if started && tls.server_hello.is_none() && rec.has_note(Note::ServerPlaintext) {
+        "the server answered the ClientHello in plaintext, not TLS".into()
+    } else if started && tls.server_hello.is_none() {
+        "ClientHello without a ServerHello before the flow ended".into()
+    } else {
+        return None;
+    };
+    Some(finding("HANDSHAKE_FAILED", Severity::Medium, message))
+}
+
+/// Findings from a STARTTLS exchange: a stripped or refused upgrade, plaintext
+/// injected around it, an upgrade not used or not completed, IMAP PREAUTH.
+fn starttls_findings(rec: &FlowRecord, st: &StartTls, out: &mut Vec<Finding>) {
+    if st.stripped.is_some() {
+        out.push(finding(
+            "STARTTLS_STRIPPED",
+            Severity::Critical,
+            format!(
+                "STARTTLS capability masked or removed: {}",
+                st.stripped.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    if let Some(junk) = &st.injection {
+        out.push(finding(
+            "STARTTLS_INJECTION",
+            Severity::Critical,
+            format!("client sent plaintext after its STARTTLS command: {junk}"),
+        ));
+    }
+    if let Some(junk) = &st.response_injection {
+        out.push(finding(
+            "STARTTLS_RESPONSE_INJECTION",
+            Severity::Critical,
+            format!("server sent plaintext after its go-ahead: {junk}"),
+        ));
+    }
+    if st.requested && !st.accepted && rec.encryption == Encryption::StarttlsRefused {
+        out.push(finding(
+            "STARTTLS_REFUSED",
+            Severity::High,
+            format!(
+                "server refused the upgrade: {}",
+                st.reply.as_deref().unwrap_or("(no reply line)")
+            ),
+        ));
+    }
+    if st.offered && !st.requested && rec.encryption == Encryption::Plaintext {
+        out.push(finding(
+            "STARTTLS_NOT_USED",
+            Severity::High,
+            "server offered STARTTLS; the client went on in plaintext".into(),
+        ));
+    }
+    if rec.encryption == Encryption::StarttlsFailed {
+        out.push(finding(
+            "STARTTLS_FAILED",
+            Severity::High,
+            "server accepted the upgrade but no TLS handshake completed".into(),
+        ));
+    }
+    if st.preauth {
+        out.push(finding(
+            "IMAP_PREAUTH",
+            Severity::High,
+            "IMAP PREAUTH greeting: the session is authenticated before any chance to upgrade"
+                .into(),
+        ));
+    }
+}
+
+/// `CLEARTEXT_AUTH`: one per credential exchange seen before TLS.
+fn cleartext_auth_findings(rec: &FlowRecord, out: &mut Vec<Finding>) {
     for a in &rec.cleartext_auth {
         let who = a
             .user
@@ -358,8 +381,13 @@ pub fn assess(rec: &FlowRecord) -> Vec<Finding> {
             format!("credentials sent before TLS ({}{who})", a.mechanism),
         ));
     }
+}
+
+/// The flow's encryption outcome, when it is a problem in itself (no TLS, or
+/// a protection weaker than TLS).
+fn encryption_finding(rec: &FlowRecord) -> Option<Finding> {
     match rec.encryption {
-        Encryption::Plaintext => out.push(finding(
+        Encryption::Plaintext => Some(finding(
             "PLAINTEXT",
             Severity::Medium,
             format!(
@@ -367,20 +395,18 @@ pub fn assess(rec: &FlowRecord) -> Vec<Finding> {
                 rec.bytes.client, rec.bytes.server
             ),
         )),
-        Encryption::RdpStandard => out.push(finding(
+        Encryption::RdpStandard => Some(finding(
             "RDP_STANDARD_SECURITY",
             Severity::High,
             "RDP Standard Security (RC4, no server authentication) instead of TLS".into(),
         )),
-        Encryption::LoginOnly => out.push(finding(
+        Encryption::LoginOnly => Some(finding(
             "LOGIN_ONLY_ENCRYPTION",
             Severity::High,
             "TLS protected the login packet only; the session continued in plaintext".into(),
         )),
-        _ => {}
+        _ => None,
     }
-    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
-    out
 }
 
 /// The certificate's name for messages: its subject CN, else its subject.
@@ -482,35 +508,10 @@ fn certificate_findings(rec: &FlowRecord, tls: &TlsInfo, out: &mut Vec<Finding>)
 /// Findings from the hellos and the key exchange.
 fn handshake_findings(tls: &TlsInfo, out: &mut Vec<Finding>) {
     let (Some(ch), Some(sh)) = (&tls.client_hello, &tls.server_hello) else {
-        if tls
-            .alerts
-            .iter()
-            .any(|a| a.description == "inappropriate_fallback")
-        {
-            out.push(inappropriate_fallback());
-        }
+        out.extend(fallback_finding(tls));
         return;
     };
-    let offered = ch
-        .supported_versions
-        .iter()
-        .copied()
-        .chain(std::iter::once(ch.version))
-        .filter(|v| v.is_record_version())
-        .max();
-    if let (Some(sentinel), Some(offered)) = (tls.downgrade_sentinel, offered)
-        && offered >= sentinel
-        && tls.version.is_some_and(|v| v < sentinel)
-    {
-        out.push(finding(
-            "TLS_DOWNGRADE",
-            Severity::Critical,
-            format!(
-                "the client offered {offered} and the server supports {sentinel} (downgrade sentinel in its random, RFC 8446 §4.1.3), yet {} was negotiated: the handshake was rewritten in the path",
-                tls.version.map_or_else(|| "?".to_string(), |v| v.to_string())
-            ),
-        ));
-    }
+    out.extend(downgrade_finding(tls, ch));
     if let Some(m) = sh.compression_method.as_deref().filter(|m| *m != "null") {
         out.push(finding(
             "TLS_COMPRESSION",
@@ -522,17 +523,55 @@ fn handshake_findings(tls: &TlsInfo, out: &mut Vec<Finding>) {
         .version
         .is_some_and(|v| v.is_record_version() && !v.is_tls13());
     if pre13 && !sh.renegotiation_info {
-        let who = if ch.renegotiation_info {
-            "the client signalled RFC 5746 secure renegotiation, the server did not"
-        } else {
-            "neither side signalled RFC 5746 secure renegotiation"
-        };
-        out.push(finding(
-            "INSECURE_RENEGOTIATION",
-            Severity::Medium,
-            format!("{who} (renegotiation attack, CVE-2009-3555)"),
-        ));
+        out.push(insecure_renegotiation(ch));
     }
+    key_exchange_findings(tls, pre13, out);
+    out.extend(fallback_finding(tls));
+}
+
+/// `TLS_DOWNGRADE`: the server's random carries the downgrade sentinel of a
+/// version the client offered, yet an older one was negotiated.
+fn downgrade_finding(tls: &TlsInfo, ch: &ClientHelloInfo) -> Option<Finding> {
+    let offered = ch
+        .supported_versions
+        .iter()
+        .copied()
+        .chain(std::iter::once(ch.version))
+        .filter(|v| v.is_record_version())
+        .max();
+    let (Some(sentinel), Some(offered)) = (tls.downgrade_sentinel, offered) else {
+        return None;
+    };
+    let negotiated = tls.version.filter(|&v| v < sentinel)?;
+    if offered < sentinel {
+        return None;
+    }
+    Some(finding(
+        "TLS_DOWNGRADE",
+        Severity::Critical,
+        format!(
+            "the client offered {offered} and the server supports {sentinel} (downgrade sentinel in its random, RFC 8446 §4.1.3), yet {negotiated} was negotiated: the handshake was rewritten in the path"
+        ),
+    ))
+}
+
+/// `INSECURE_RENEGOTIATION`, for a server that did not signal RFC 5746.
+fn insecure_renegotiation(ch: &ClientHelloInfo) -> Finding {
+    let who = if ch.renegotiation_info {
+        "the client signalled RFC 5746 secure renegotiation, the server did not"
+    } else {
+        "neither side signalled RFC 5746 secure renegotiation"
+    };
+    finding(
+        "INSECURE_RENEGOTIATION",
+        Severity::Medium,
+        format!("{who} (renegotiation attack, CVE-2009-3555)"),
+    )
+}
+
+/// Findings from the key exchange: no forward secrecy (before TLS 1.3), a small
+/// Diffie-Hellman group, a small curve.
+fn key_exchange_findings(tls: &TlsInfo, pre13: bool, out: &mut Vec<Finding>) {
     if let Some(kx) = tls.key_exchange.as_deref()
         && pre13
         && matches!(kx, "rsa" | "dh" | "ecdh" | "psk" | "rsa_psk" | "krb5")
@@ -561,13 +600,14 @@ fn handshake_findings(tls: &TlsInfo, out: &mut Vec<Finding>) {
             ),
         ));
     }
-    if tls
-        .alerts
+}
+
+/// `INAPPROPRIATE_FALLBACK`, when an alert of that name was seen.
+fn fallback_finding(tls: &TlsInfo) -> Option<Finding> {
+    tls.alerts
         .iter()
         .any(|a| a.description == "inappropriate_fallback")
-    {
-        out.push(inappropriate_fallback());
-    }
+        .then(inappropriate_fallback)
 }
 
 /// The key exchange's elliptic curve and its size, when under [`MIN_EC_BITS`].

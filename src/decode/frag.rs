@@ -124,6 +124,72 @@ fn transport_header_len(proto: u8) -> u32 {
     }
 }
 
+/// The fragment's length and end offset; `None` for a fragment the datagram
+/// cannot hold: cut by the snap length, past the largest datagram, or a
+/// non-last fragment whose length is not a positive multiple of 8.
+#[inline]
+fn span(p: &Piece<'_>) -> Option<(u32, u32)> {
+    let len = u32::try_from(p.data.len()).ok()?;
+    let end = p.offset.saturating_add(len);
+    // Only the last fragment may have a length that is not a multiple of 8.
+    if p.truncated || end > MAX_DATAGRAM || (p.more && (len == 0 || len % 8 != 0)) {
+        return None;
+    }
+    Some((len, end))
+}
+
+impl Partial {
+    /// Counts a fragment ending at `end` (`more`: not the last); false when the
+    /// datagram must be dropped: the fragment contradicts the length already
+    /// known, or the datagram has more than `max_fragments`.
+    #[inline]
+    fn admit(&mut self, more: bool, end: u32, max_fragments: usize, stats: &mut FragStats) -> bool {
+        self.fragments += 1;
+        let held_end = self.pieces.last().map_or(0, |(s, b)| *s + b.len() as u32);
+        let contradicts = if more {
+            self.total.is_some_and(|t| end > t)
+        } else {
+            self.total.is_some_and(|t| t != end) || held_end > end
+        };
+        if contradicts {
+            stats.invalid += 1;
+            return false;
+        }
+        if self.fragments > max_fragments {
+            stats.dropped_at_cap += 1;
+            return false;
+        }
+        if !more {
+            self.total = Some(end);
+        }
+        true
+    }
+
+    /// Stores an admitted fragment of `len` bytes, noting RFC 1858 header tricks
+    /// and overlaps; returns the bytes it added to the datagram's cost.
+    #[inline]
+    fn store(&mut self, p: &Piece<'_>, len: u32, stats: &mut FragStats) -> usize {
+        let start = p.offset;
+        let hdr = transport_header_len(p.key.proto);
+        if start == 0 && p.more && len < hdr {
+            self.notes.tiny_first = true;
+        }
+        if start > 0 && start < hdr {
+            self.notes.header_overlap = true;
+        }
+        let (overlap, conflict, added) = merge(&mut self.pieces, start, p.data);
+        if overlap {
+            stats.overlaps += 1;
+        }
+        if conflict {
+            stats.conflicting_overlaps += 1;
+            self.notes.conflicting_overlap = true;
+        }
+        self.cost += added;
+        added
+    }
+}
+
 impl Defrag {
     pub fn new(limits: DefragLimits) -> Self {
         Defrag {
@@ -158,103 +224,82 @@ impl Defrag {
     /// Adds one fragment.
     pub fn insert(&mut self, now: Timestamp, p: Piece<'_>) -> Insert {
         self.stats.fragments += 1;
-        let Ok(len) = u32::try_from(p.data.len()) else {
+        let Some((len, end)) = span(&p) else {
             self.stats.invalid += 1;
             return Insert::Dropped;
         };
-        let start = p.offset;
-        let end = start.saturating_add(len);
-        // Only the last fragment may have a length that is not a multiple of 8.
-        if p.truncated || end > MAX_DATAGRAM || (p.more && (len == 0 || len % 8 != 0)) {
-            self.stats.invalid += 1;
-            return Insert::Dropped;
-        }
         if !self.table.contains_key(&p.key) {
-            while self.table.len() >= self.limits.max_datagrams.max(1) {
-                if !self.drop_oldest() {
-                    break;
-                }
-            }
-            let generation = self.next_generation;
-            self.next_generation += 1;
-            self.table.insert(
-                p.key,
-                Partial {
-                    pieces: Vec::new(),
-                    total: None,
-                    fragments: 0,
-                    generation,
-                    notes: FragNotes::default(),
-                    cost: 0,
-                },
-            );
-            self.order.push_back((now, p.key, generation));
-            if self.order.len() > self.limits.max_datagrams.saturating_mul(4).max(64) {
-                let table = &self.table;
-                self.order
-                    .retain(|(_, k, g)| table.get(k).is_some_and(|d| d.generation == *g));
-            }
+            self.open(now, p.key);
         }
         let Some(d) = self.table.get_mut(&p.key) else {
             return Insert::Dropped;
         };
-        d.fragments += 1;
-        let held_end = d.pieces.last().map_or(0, |(s, b)| *s + b.len() as u32);
-        let contradicts = if p.more {
-            d.total.is_some_and(|t| end > t)
-        } else {
-            d.total.is_some_and(|t| t != end) || held_end > end
-        };
-        if contradicts {
-            self.stats.invalid += 1;
+        if !d.admit(p.more, end, self.limits.max_fragments, &mut self.stats) {
             let generation = d.generation;
             self.remove_if(&p.key, generation);
             return Insert::Dropped;
         }
-        if d.fragments > self.limits.max_fragments {
-            self.stats.dropped_at_cap += 1;
-            let generation = d.generation;
-            self.remove_if(&p.key, generation);
-            return Insert::Dropped;
-        }
-        if !p.more {
-            d.total = Some(end);
-        }
-        let hdr = transport_header_len(p.key.proto);
-        if start == 0 && p.more && len < hdr {
-            d.notes.tiny_first = true;
-        }
-        if start > 0 && start < hdr {
-            d.notes.header_overlap = true;
-        }
-        let (overlap, conflict, added) = merge(&mut d.pieces, start, p.data);
-        if overlap {
-            self.stats.overlaps += 1;
-        }
-        if conflict {
-            self.stats.conflicting_overlaps += 1;
-            d.notes.conflicting_overlap = true;
-        }
-        d.cost += added;
+        let added = d.store(&p, len, &mut self.stats);
         self.held_bytes += added;
-        let complete = d.total.is_some_and(|t| contiguous_to(&d.pieces) == t);
-        if complete {
-            let Some(d) = self.table.remove(&p.key) else {
-                return Insert::Dropped;
-            };
-            self.held_bytes -= d.cost;
-            self.stats.reassembled += 1;
-            let mut payload = Vec::with_capacity(d.total.unwrap_or(0) as usize);
-            for (_, b) in d.pieces {
-                payload.extend_from_slice(&b);
-            }
-            return Insert::Complete(Complete {
-                key: p.key,
-                payload,
-                notes: d.notes,
-            });
+        if d.total.is_some_and(|t| contiguous_to(&d.pieces) == t) {
+            return self.complete(p.key);
         }
         let generation = d.generation;
+        self.shed_bytes(&p.key, generation)
+    }
+
+    /// Starts a datagram for `key`, dropping the oldest ones to make room.
+    #[inline]
+    fn open(&mut self, now: Timestamp, key: FragKey) {
+        while self.table.len() >= self.limits.max_datagrams.max(1) {
+            if !self.drop_oldest() {
+                break;
+            }
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.table.insert(
+            key,
+            Partial {
+                pieces: Vec::new(),
+                total: None,
+                fragments: 0,
+                generation,
+                notes: FragNotes::default(),
+                cost: 0,
+            },
+        );
+        self.order.push_back((now, key, generation));
+        if self.order.len() > self.limits.max_datagrams.saturating_mul(4).max(64) {
+            let table = &self.table;
+            self.order
+                .retain(|(_, k, g)| table.get(k).is_some_and(|d| d.generation == *g));
+        }
+    }
+
+    /// Takes the complete datagram `key` out of the table and joins its pieces.
+    #[inline]
+    fn complete(&mut self, key: FragKey) -> Insert {
+        let Some(d) = self.table.remove(&key) else {
+            return Insert::Dropped;
+        };
+        self.held_bytes -= d.cost;
+        self.stats.reassembled += 1;
+        let mut payload = Vec::with_capacity(d.total.unwrap_or(0) as usize);
+        for (_, b) in d.pieces {
+            payload.extend_from_slice(&b);
+        }
+        Insert::Complete(Complete {
+            key,
+            payload,
+            notes: d.notes,
+        })
+    }
+
+    /// Drops the oldest datagrams while the byte cap is exceeded; whether the
+    /// datagram `key` (of `generation`) is still held.
+    #[inline]
+    fn shed_bytes(&mut self, key: &FragKey, generation: u64) -> Insert {
         while self.held_bytes > self.limits.max_bytes {
             if !self.drop_oldest() {
                 break;
@@ -262,7 +307,7 @@ impl Defrag {
         }
         if self
             .table
-            .get(&p.key)
+            .get(key)
             .is_some_and(|d| d.generation == generation)
         {
             Insert::Held

@@ -52,6 +52,18 @@ fn fit(s: &str, w: usize) -> String {
     }
 }
 
+/// `name count` pairs joined with commas, or `-` for none.
+fn counts(m: Vec<(String, u64)>) -> String {
+    if m.is_empty() {
+        "-".to_string()
+    } else {
+        m.into_iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 impl<W: Write> Table<W> {
     pub fn new(out: W, color: bool, width: Option<usize>, flush_each: bool) -> Self {
         Table {
@@ -121,6 +133,106 @@ impl<W: Write> Table<W> {
             }
         }
         writeln!(self.out, "{}", line.trim_end())
+    }
+
+    /// Flows listed, not listed and evicted, and what the memory cap cost.
+    fn flow_counts(&mut self, s: &Summary) -> io::Result<()> {
+        writeln!(
+            self.out,
+            "flows: {} listed, {} without payload (not listed; --all shows them), {} evicted",
+            s.flows.listed, s.flows.without_payload, s.flows.evicted
+        )?;
+        let m = &s.memory;
+        if m.buffering_stopped + m.tombstones_dropped + m.evicted > 0 {
+            writeln!(
+                self.out,
+                "memcap {} MiB reached: out-of-order buffering stopped for {} flows, {} closed-connection records dropped, {} flows evicted",
+                m.memcap >> 20,
+                m.buffering_stopped,
+                m.tombstones_dropped,
+                m.evicted
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Flows by encryption and by version, and findings by code.
+    fn breakdowns(&mut self, s: &Summary) -> io::Result<()> {
+        writeln!(
+            self.out,
+            "encryption: {}",
+            counts(
+                s.by_encryption
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect()
+            )
+        )?;
+        writeln!(
+            self.out,
+            "versions: {}",
+            counts(s.by_version.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        )?;
+        writeln!(
+            self.out,
+            "findings: {}",
+            counts(
+                s.by_finding
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect()
+            )
+        )
+    }
+
+    /// Packets by kind, and the UDP conversations not listed.
+    fn packet_counts(&mut self, s: &Summary) -> io::Result<()> {
+        let p = &s.packets;
+        writeln!(
+            self.out,
+            "packets: {} ({} bytes): {} TCP, {} UDP, {} other, {} IP fragments, {} undecodable",
+            p.total, p.bytes, p.tcp, p.udp, p.non_tcp, p.ip_fragments, p.undecodable
+        )?;
+        let u = &s.udp;
+        if u.other > 0 {
+            writeln!(
+                self.out,
+                "other UDP (not listed): {} conversations; by server port: {}",
+                u.other,
+                counts(
+                    u.top_ports()
+                        .iter()
+                        .map(|c| (c.port.to_string(), c.flows))
+                        .collect()
+                )
+            )?;
+        }
+        Ok(())
+    }
+
+    /// What the capture lost (live), and the link types that could not be read.
+    fn capture_counts(&mut self, s: &Summary) -> io::Result<()> {
+        if let Some(c) = &s.capture {
+            writeln!(
+                self.out,
+                "capture: {} received, {} dropped by the kernel, {} dropped by the interface",
+                c.received, c.dropped_by_kernel, c.dropped_by_interface
+            )?;
+        }
+        let p = &s.packets;
+        if !p.unsupported_link_types.is_empty() {
+            writeln!(
+                self.out,
+                "unsupported link types: {}",
+                counts(
+                    p.unsupported_link_types
+                        .iter()
+                        .map(|(k, v)| (format!("LINKTYPE {k}"), *v))
+                        .collect()
+                )
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -375,78 +487,10 @@ impl<W: Write> Sink for Table<W> {
     }
 
     fn finish(&mut self, s: &Summary) -> io::Result<()> {
-        let join = |m: Vec<(String, u64)>| {
-            if m.is_empty() {
-                "-".to_string()
-            } else {
-                m.into_iter()
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        };
         writeln!(self.out)?;
-        writeln!(
-            self.out,
-            "flows: {} listed, {} without payload (not listed; --all shows them), {} evicted",
-            s.flows.listed, s.flows.without_payload, s.flows.evicted
-        )?;
-        let m = &s.memory;
-        if m.buffering_stopped + m.tombstones_dropped + m.evicted > 0 {
-            writeln!(
-                self.out,
-                "memcap {} MiB reached: out-of-order buffering stopped for {} flows, {} closed-connection records dropped, {} flows evicted",
-                m.memcap >> 20,
-                m.buffering_stopped,
-                m.tombstones_dropped,
-                m.evicted
-            )?;
-        }
-        writeln!(
-            self.out,
-            "encryption: {}",
-            join(
-                s.by_encryption
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), *v))
-                    .collect()
-            )
-        )?;
-        writeln!(
-            self.out,
-            "versions: {}",
-            join(s.by_version.iter().map(|(k, v)| (k.clone(), *v)).collect())
-        )?;
-        writeln!(
-            self.out,
-            "findings: {}",
-            join(
-                s.by_finding
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), *v))
-                    .collect()
-            )
-        )?;
-        let p = &s.packets;
-        writeln!(
-            self.out,
-            "packets: {} ({} bytes): {} TCP, {} UDP, {} other, {} IP fragments, {} undecodable",
-            p.total, p.bytes, p.tcp, p.udp, p.non_tcp, p.ip_fragments, p.undecodable
-        )?;
-        let u = &s.udp;
-        if u.other > 0 {
-            writeln!(
-                self.out,
-                "other UDP (not listed): {} conversations; by server port: {}",
-                u.other,
-                join(
-                    u.top_ports()
-                        .iter()
-                        .map(|c| (c.port.to_string(), c.flows))
-                        .collect()
-                )
-            )?;
-        }
+        self.flow_counts(s)?;
+        self.breakdowns(s)?;
+        self.packet_counts(s)?;
         if let Some(v) = &s.servers {
             writeln!(
                 self.out,
@@ -454,25 +498,7 @@ impl<W: Write> Sink for Table<W> {
                 v.listed, v.flows_beyond_cap, v.clients_capped
             )?;
         }
-        if let Some(c) = &s.capture {
-            writeln!(
-                self.out,
-                "capture: {} received, {} dropped by the kernel, {} dropped by the interface",
-                c.received, c.dropped_by_kernel, c.dropped_by_interface
-            )?;
-        }
-        if !p.unsupported_link_types.is_empty() {
-            writeln!(
-                self.out,
-                "unsupported link types: {}",
-                join(
-                    p.unsupported_link_types
-                        .iter()
-                        .map(|(k, v)| (format!("LINKTYPE {k}"), *v))
-                        .collect()
-                )
-            )?;
-        }
+        self.capture_counts(s)?;
         self.out.flush()
     }
 }

@@ -80,6 +80,30 @@ pub fn type_bits(first: u8) -> u8 {
 /// `retry_type` are the version's type codes (from its [`super::initial::Suite`]);
 /// `None` for versions whose layout after the connection IDs is unknown.
 pub fn long_header(d: &[u8], types: Option<(u8, u8)>) -> Result<Long<'_>, Bad> {
+    let (mut long, rest) = invariant_header(d)?;
+    let known = types.is_some();
+    if known && (long.dcid.len() > MAX_CID_LEN || long.scid.len() > MAX_CID_LEN) {
+        return Err(Bad::Invalid);
+    }
+    if long.version == 0 {
+        if rest.is_empty() || rest.len() % 4 != 0 {
+            return Err(Bad::Invalid);
+        }
+        long.kind = Kind::VersionNegotiation { versions: rest };
+        return Ok(long);
+    }
+    let Some((initial_type, retry_type)) = types else {
+        return Ok(long);
+    };
+    (long.kind, long.len) = versioned_kind(d, long.first, rest, initial_type, retry_type)?;
+    Ok(long)
+}
+
+/// The version-independent part of a long header (RFC 8999 §5.1): first byte,
+/// version and connection IDs, as an [`Kind::Opaque`] packet taking the whole
+/// datagram, and the bytes after the connection IDs.
+#[inline]
+fn invariant_header(d: &[u8]) -> Result<(Long<'_>, &[u8]), Bad> {
     let (&first, rest) = d.split_first().ok_or(Bad::Truncated)?;
     if first & 0x80 == 0 {
         return Err(Bad::Invalid);
@@ -90,33 +114,27 @@ pub fn long_header(d: &[u8], types: Option<(u8, u8)>) -> Result<Long<'_>, Bad> {
     let (dcid, rest) = take(rest, usize::from(dl))?;
     let (&sl, rest) = rest.split_first().ok_or(Bad::Truncated)?;
     let (scid, rest) = take(rest, usize::from(sl))?;
-    let known = types.is_some();
-    if known && (dcid.len() > MAX_CID_LEN || scid.len() > MAX_CID_LEN) {
-        return Err(Bad::Invalid);
-    }
-    if version == 0 {
-        if rest.is_empty() || rest.len() % 4 != 0 {
-            return Err(Bad::Invalid);
-        }
-        return Ok(Long {
-            first,
-            version,
-            dcid,
-            scid,
-            kind: Kind::VersionNegotiation { versions: rest },
-            len: d.len(),
-        });
-    }
-    let Some((initial_type, retry_type)) = types else {
-        return Ok(Long {
-            first,
-            version,
-            dcid,
-            scid,
-            kind: Kind::Opaque,
-            len: d.len(),
-        });
+    let long = Long {
+        first,
+        version,
+        dcid,
+        scid,
+        kind: Kind::Opaque,
+        len: d.len(),
     };
+    Ok((long, rest))
+}
+
+/// What follows the connection IDs (`rest`) in a version whose type codes are
+/// known, and the bytes of `d` the packet takes.
+#[inline]
+fn versioned_kind<'a>(
+    d: &[u8],
+    first: u8,
+    rest: &'a [u8],
+    initial_type: u8,
+    retry_type: u8,
+) -> Result<(Kind<'a>, usize), Bad> {
     if first & 0x40 == 0 {
         // The fixed bit must be set in v1 and v2.
         return Err(Bad::Invalid);
@@ -125,14 +143,7 @@ pub fn long_header(d: &[u8], types: Option<(u8, u8)>) -> Result<Long<'_>, Bad> {
     if t == retry_type {
         let token_len = rest.len().checked_sub(TAG_LEN).ok_or(Bad::Truncated)?;
         let token = rest.get(..token_len).ok_or(Bad::Truncated)?;
-        return Ok(Long {
-            first,
-            version,
-            dcid,
-            scid,
-            kind: Kind::Retry { token },
-            len: d.len(),
-        });
+        return Ok((Kind::Retry { token }, d.len()));
     }
     let (token, rest) = if t == initial_type {
         take_varint_len(rest)?
@@ -148,18 +159,12 @@ pub fn long_header(d: &[u8], types: Option<(u8, u8)>) -> Result<Long<'_>, Bad> {
     if rest.len() < length {
         return Err(Bad::Truncated);
     }
-    Ok(Long {
-        first,
-        version,
-        dcid,
-        scid,
-        kind: Kind::Protected {
-            type_bits: t,
-            token,
-            pn_offset,
-        },
-        len: pn_offset + length,
-    })
+    let kind = Kind::Protected {
+        type_bits: t,
+        token,
+        pn_offset,
+    };
+    Ok((kind, pn_offset + length))
 }
 
 /// Removes header protection and opens the payload of the protected long-header

@@ -114,83 +114,21 @@ pub fn client_hello(body: &[u8]) -> Option<ClientHelloInfo> {
 /// Parses a ClientHello body carried by `carrier` (JA4 names it). The body has
 /// TLS's layout: a DTLS ClientHello comes with its cookie field taken out.
 pub fn client_hello_over(body: &[u8], carrier: Carrier) -> Option<ParsedClientHello> {
-    let (i, (version, _random, session_id)) =
-        (be_u16::<&[u8], E<'_>>, take(32usize), length_data(be_u8))
-            .parse(body)
-            .ok()?;
-    if session_id.len() > 32 {
-        return None;
-    }
-    let (i, (ciphers, compression)) = (length_data::<&[u8], E<'_>, _>(be_u16), length_data(be_u8))
-        .parse(i)
-        .ok()?;
-    let ext = if i.is_empty() {
-        &[][..]
-    } else {
-        length_data::<&[u8], E<'_>, _>(be_u16).parse(i).ok()?.1
-    };
+    let raw = client_hello_layout(body)?;
     let mut f = ClientHelloFields {
-        version,
-        ciphers: u16_list(ciphers),
+        version: raw.version,
+        ciphers: u16_list(raw.ciphers),
         ..ClientHelloFields::default()
     };
-    let mut info = ClientHelloInfo {
-        version: Version(version),
-        cipher_suites: f
-            .ciphers
-            .iter()
-            .filter(|&&c| !is_grease(c))
-            .map(|&c| cipher::name(c))
-            .collect(),
-        compression_methods: compression.iter().map(|&m| compression_name(m)).collect(),
-        fallback_scsv: f.ciphers.contains(&cipher::FALLBACK_SCSV),
-        renegotiation_info: f.ciphers.contains(&cipher::EMPTY_RENEGOTIATION_INFO_SCSV),
-        ..ClientHelloInfo::default()
+    let mut parsed = ParsedClientHello {
+        info: client_hello_info(&f, raw.compression, raw.session_id),
+        ..ParsedClientHello::default()
     };
-    info.session_id = session_id.to_vec();
-    let mut parsed = ParsedClientHello::default();
-    for (t, data) in extensions(ext) {
+    for (t, data) in extensions(raw.extensions) {
         f.extensions.push(t);
-        match t {
-            EXT_SERVER_NAME => {
-                if let Ok((_, tls_parser::TlsExtension::SNI(names))) =
-                    tls_parser::parse_tls_extension_sni_content(data)
-                {
-                    info.sni = names
-                        .iter()
-                        .find(|(t, _)| t.0 == 0)
-                        .map(|(_, name)| printable(name));
-                }
-            }
-            EXT_SUPPORTED_GROUPS => f.groups = prefixed_u16_list(data, false),
-            EXT_EC_POINT_FORMATS => {
-                if let Ok((_, l)) = length_data::<&[u8], E<'_>, _>(be_u8).parse(data) {
-                    f.point_formats = l.to_vec();
-                }
-            }
-            EXT_SIGNATURE_ALGORITHMS => f.signature_algorithms = prefixed_u16_list(data, false),
-            EXT_ALPN => {
-                let names = alpn_names(data);
-                f.first_alpn = names.first().map(|n| n.to_vec());
-                info.alpn = names.iter().map(|p| printable(p)).collect();
-            }
-            EXT_SUPPORTED_VERSIONS => {
-                f.supported_versions = prefixed_u16_list(data, true);
-                info.supported_versions = f
-                    .supported_versions
-                    .iter()
-                    .filter(|&&v| !is_grease(v))
-                    .map(|&v| Version(v))
-                    .collect();
-            }
-            EXT_SESSION_TICKET => parsed.ticket_offered = !data.is_empty(),
-            EXT_PRE_SHARED_KEY => parsed.psk_offered = true,
-            EXT_EARLY_DATA => info.early_data = true,
-            EXT_ENCRYPTED_CLIENT_HELLO => info.ech = true,
-            EXT_RENEGOTIATION_INFO => info.renegotiation_info = true,
-            _ => {}
-        }
+        client_extension(t, data, &mut f, &mut parsed);
     }
+    let info = &mut parsed.info;
     let ja3 = fingerprint::ja3_string(&f);
     info.ja3 = Some(fingerprint::md5_hex(&ja3));
     info.ja3_full = Some(ja3);
@@ -204,8 +142,117 @@ pub fn client_hello_over(body: &[u8], carrier: Carrier) -> Option<ParsedClientHe
         .filter(|v| !v.is_grease())
         .max_by_key(|v| version_rank(*v))
         .unwrap_or(info.version);
-    parsed.info = info;
     Some(parsed)
+}
+
+/// The fields of a ClientHello body, unparsed.
+struct ClientHelloLayout<'a> {
+    version: u16,
+    session_id: &'a [u8],
+    ciphers: &'a [u8],
+    compression: &'a [u8],
+    /// The extensions block (empty when the hello has none).
+    extensions: &'a [u8],
+}
+
+/// Splits a ClientHello body into its fields; `None` when it is malformed.
+#[inline]
+fn client_hello_layout(body: &[u8]) -> Option<ClientHelloLayout<'_>> {
+    let (i, (version, _random, session_id)) =
+        (be_u16::<&[u8], E<'_>>, take(32usize), length_data(be_u8))
+            .parse(body)
+            .ok()?;
+    if session_id.len() > 32 {
+        return None;
+    }
+    let (i, (ciphers, compression)) = (length_data::<&[u8], E<'_>, _>(be_u16), length_data(be_u8))
+        .parse(i)
+        .ok()?;
+    let extensions = if i.is_empty() {
+        &[][..]
+    } else {
+        length_data::<&[u8], E<'_>, _>(be_u16).parse(i).ok()?.1
+    };
+    Some(ClientHelloLayout {
+        version,
+        session_id,
+        ciphers,
+        compression,
+        extensions,
+    })
+}
+
+/// The record's fields of a ClientHello that come before its extensions.
+#[inline]
+fn client_hello_info(
+    f: &ClientHelloFields,
+    compression: &[u8],
+    session_id: &[u8],
+) -> ClientHelloInfo {
+    ClientHelloInfo {
+        version: Version(f.version),
+        cipher_suites: f
+            .ciphers
+            .iter()
+            .filter(|&&c| !is_grease(c))
+            .map(|&c| cipher::name(c))
+            .collect(),
+        compression_methods: compression.iter().map(|&m| compression_name(m)).collect(),
+        fallback_scsv: f.ciphers.contains(&cipher::FALLBACK_SCSV),
+        renegotiation_info: f.ciphers.contains(&cipher::EMPTY_RENEGOTIATION_INFO_SCSV),
+        session_id: session_id.to_vec(),
+        ..ClientHelloInfo::default()
+    }
+}
+
+/// Reads one ClientHello extension into the fingerprint fields and the record.
+#[inline]
+fn client_extension(
+    t: u16,
+    data: &[u8],
+    f: &mut ClientHelloFields,
+    parsed: &mut ParsedClientHello,
+) {
+    let info = &mut parsed.info;
+    match t {
+        EXT_SERVER_NAME => {
+            if let Ok((_, tls_parser::TlsExtension::SNI(names))) =
+                tls_parser::parse_tls_extension_sni_content(data)
+            {
+                info.sni = names
+                    .iter()
+                    .find(|(t, _)| t.0 == 0)
+                    .map(|(_, name)| printable(name));
+            }
+        }
+        EXT_SUPPORTED_GROUPS => f.groups = prefixed_u16_list(data, false),
+        EXT_EC_POINT_FORMATS => {
+            if let Ok((_, l)) = length_data::<&[u8], E<'_>, _>(be_u8).parse(data) {
+                f.point_formats = l.to_vec();
+            }
+        }
+        EXT_SIGNATURE_ALGORITHMS => f.signature_algorithms = prefixed_u16_list(data, false),
+        EXT_ALPN => {
+            let names = alpn_names(data);
+            f.first_alpn = names.first().map(|n| n.to_vec());
+            info.alpn = names.iter().map(|p| printable(p)).collect();
+        }
+        EXT_SUPPORTED_VERSIONS => {
+            f.supported_versions = prefixed_u16_list(data, true);
+            info.supported_versions = f
+                .supported_versions
+                .iter()
+                .filter(|&&v| !is_grease(v))
+                .map(|&v| Version(v))
+                .collect();
+        }
+        EXT_SESSION_TICKET => parsed.ticket_offered = !data.is_empty(),
+        EXT_PRE_SHARED_KEY => parsed.psk_offered = true,
+        EXT_EARLY_DATA => info.early_data = true,
+        EXT_ENCRYPTED_CLIENT_HELLO => info.ech = true,
+        EXT_RENEGOTIATION_INFO => info.renegotiation_info = true,
+        _ => {}
+    }
 }
 
 /// Orders versions by age, TLS 1.3 drafts just below TLS 1.3.

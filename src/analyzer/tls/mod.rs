@@ -168,6 +168,23 @@ struct Side {
     sslv2_buf: Vec<u8>,
 }
 
+impl Side {
+    /// Copies record-header bytes from `data` until the 5-byte header is full;
+    /// returns how many it took.
+    #[inline]
+    fn fill_header(&mut self, data: &[u8]) -> usize {
+        let want = 5 - self.hdr_len;
+        let n = want.min(data.len());
+        for (i, &b) in data.iter().take(n).enumerate() {
+            if let Some(slot) = self.hdr.get_mut(self.hdr_len + i) {
+                *slot = b;
+            }
+        }
+        self.hdr_len += n;
+        n
+    }
+}
+
 /// Per-flow TLS state. Writes everything it learns into the flow record.
 #[derive(Debug, Default)]
 pub struct TlsAnalyzer {
@@ -329,14 +346,7 @@ impl TlsAnalyzer {
     /// Reads record-header bytes; returns how many of `data` were used.
     fn header_bytes(&mut self, dir: Dir, data: &[u8], rec: &mut FlowRecord) -> usize {
         let side = self.side.get_mut(dir);
-        let want = 5 - side.hdr_len;
-        let n = want.min(data.len());
-        for (i, &b) in data.iter().take(n).enumerate() {
-            if let Some(slot) = side.hdr.get_mut(side.hdr_len + i) {
-                *slot = b;
-            }
-        }
-        side.hdr_len += n;
+        let n = side.fill_header(data);
         let hdr = side.hdr;
         let have = side.hdr_len;
         let first = hdr[0];
@@ -344,86 +354,122 @@ impl TlsAnalyzer {
             (CT_CHANGE_CIPHER_SPEC..=CT_HEARTBEAT).contains(&first) && (have < 2 || hdr[1] == 3);
         let sslv2_ok = self.sslv2_client || (dir == Dir::Client && side.records == 0);
         if !is_tls && sslv2_ok {
-            // SSLv2 record header: 2 or 3 bytes; give back what was over-read.
-            return match sslv2::record_header(hdr.get(..have).unwrap_or_default()) {
-                sslv2::Parse::NeedMore => n,
-                sslv2::Parse::Invalid => {
-                    self.parse_error(dir, rec);
-                    data.len()
-                }
-                sslv2::Parse::Done(h) => {
-                    // Only this call's bytes can be given back: a header that was already
-                    // complete before them (bytes held while SSLv2 was not yet expected)
-                    // cannot be re-read, and the stream is garbage.
-                    let Some(unread) = have
-                        .checked_sub(h.header_len)
-                        .and_then(|over| n.checked_sub(over))
-                    else {
-                        self.parse_error(dir, rec);
-                        return data.len();
-                    };
-                    let side = self.side.get_mut(dir);
-                    side.hdr_len = 0;
-                    let first_record = side.records == 0;
-                    let collect =
-                        (first_record || !self.server_hello) && h.body_len <= MAX_SSLV2_HELLO;
-                    side.sslv2_buf.clear();
-                    side.body = Body::Sslv2 {
-                        remaining: h.body_len,
-                        collect,
-                    };
-                    if dir == Dir::Client && first_record {
-                        self.sslv2_client = true;
-                    }
-                    unread
-                }
-            };
+            let held = hdr.get(..have).unwrap_or_default();
+            return self.sslv2_header(dir, held, n, data.len(), rec);
         }
         if have < 5 {
             return n;
         }
         let version = u16::from_be_bytes([hdr[1], hdr[2]]);
         let len = usize::from(u16::from_be_bytes([hdr[3], hdr[4]]));
-        if !is_tls && dir == Dir::Server && side.records == 0 && !self.server_hello {
-            // Judge the bytes: a banner or an error line is plaintext; anything else
-            // (another encrypted protocol, garbage) stays a parse error.
-            let rest = data.get(n..).unwrap_or_default();
-            let mut sample = hdr.to_vec();
-            sample.extend(rest.iter().take(PLAINTEXT_SAMPLE - hdr.len()));
-            if super::text::looks_like_text(&sample) {
-                side.dead = true;
-                self.server_plaintext = true;
-                self.plaintext_protocol = super::text::banner_protocol(&sample);
-                rec.note(Note::ServerPlaintext);
-                self.check_done(rec);
-                return data.len();
-            }
+        let first_server_bytes =
+            !is_tls && dir == Dir::Server && side.records == 0 && !self.server_hello;
+        if first_server_bytes && self.plaintext_reply(&hdr, data.get(n..).unwrap_or_default(), rec)
+        {
+            return data.len();
         }
         if !is_tls || hdr[1] != 3 || len > MAX_RECORD_LEN {
             self.parse_error(dir, rec);
             return data.len();
         }
+        self.start_record(dir, first, Version(version), len, rec);
+        n
+    }
+
+    /// A complete or partial SSLv2 record header (2 or 3 bytes, `held`), of which
+    /// this call added the last `n` of its `data_len` bytes; returns how many of
+    /// them were used (what was over-read is given back).
+    fn sslv2_header(
+        &mut self,
+        dir: Dir,
+        held: &[u8],
+        n: usize,
+        data_len: usize,
+        rec: &mut FlowRecord,
+    ) -> usize {
+        let h = match sslv2::record_header(held) {
+            sslv2::Parse::NeedMore => return n,
+            sslv2::Parse::Invalid => {
+                self.parse_error(dir, rec);
+                return data_len;
+            }
+            sslv2::Parse::Done(h) => h,
+        };
+        // Only this call's bytes can be given back: a header that was already
+        // complete before them (bytes held while SSLv2 was not yet expected)
+        // cannot be re-read, and the stream is garbage.
+        let Some(unread) = held
+            .len()
+            .checked_sub(h.header_len)
+            .and_then(|over| n.checked_sub(over))
+        else {
+            self.parse_error(dir, rec);
+            return data_len;
+        };
         let side = self.side.get_mut(dir);
         side.hdr_len = 0;
-        if first == CT_HANDSHAKE && side.hs.hdr_len == 0 {
-            side.record_version = Some(Version(version));
+        let first_record = side.records == 0;
+        let collect = (first_record || !self.server_hello) && h.body_len <= MAX_SSLV2_HELLO;
+        side.sslv2_buf.clear();
+        side.body = Body::Sslv2 {
+            remaining: h.body_len,
+            collect,
+        };
+        if dir == Dir::Client && first_record {
+            self.sslv2_client = true;
         }
-        if first == CT_APPLICATION_DATA {
+        unread
+    }
+
+    /// Judges a server's first bytes that are not a TLS record (`hdr`, then
+    /// `rest`): a banner or an error line is plaintext, and the server side stops
+    /// there (true); anything else (another encrypted protocol, garbage) is left
+    /// to be a parse error (false).
+    fn plaintext_reply(&mut self, hdr: &[u8; 5], rest: &[u8], rec: &mut FlowRecord) -> bool {
+        let mut sample = hdr.to_vec();
+        sample.extend(rest.iter().take(PLAINTEXT_SAMPLE - hdr.len()));
+        if !super::text::looks_like_text(&sample) {
+            return false;
+        }
+        self.side.server.dead = true;
+        self.server_plaintext = true;
+        self.plaintext_protocol = super::text::banner_protocol(&sample);
+        rec.note(Note::ServerPlaintext);
+        self.check_done(rec);
+        true
+    }
+
+    /// Starts the body of a TLS record of `content_type` and `len` bytes, whose
+    /// header is read.
+    #[inline]
+    fn start_record(
+        &mut self,
+        dir: Dir,
+        content_type: u8,
+        version: Version,
+        len: usize,
+        rec: &mut FlowRecord,
+    ) {
+        let side = self.side.get_mut(dir);
+        side.hdr_len = 0;
+        if content_type == CT_HANDSHAKE && side.hs.hdr_len == 0 {
+            side.record_version = Some(version);
+        }
+        if content_type == CT_APPLICATION_DATA {
             side.encrypted = true;
         }
-        if first == CT_ALERT {
+        if content_type == CT_ALERT {
             // A plaintext alert is exactly two bytes; a longer one is encrypted
             // (seen when a capture starts after the handshake) and is skipped.
             side.alert_len = if len == 2 { 0 } else { usize::MAX };
         }
         side.body = Body::Tls {
-            content_type: first,
+            content_type,
             remaining: len,
         };
         if len == 0 {
-            self.record_end(dir, first, rec);
+            self.record_end(dir, content_type, rec);
         }
-        n
     }
 
     fn record_end(&mut self, dir: Dir, content_type: u8, rec: &mut FlowRecord) {
