@@ -2,17 +2,27 @@
 
 use crate::analyzer::Options;
 use crate::assess::{FailOn, Policy};
-use crate::flow::tcp::Limits;
-use crate::pipeline::MAX_THREADS;
+use crate::config::{ColorChoice, Config, Format, Limits, LiveOptions, MAX_THREADS, MIN_MEMCAP};
 use crate::pipeline::shard::Shard;
 use clap::{CommandFactory, Parser, ValueEnum};
 use std::io::{self, Write};
 
+/// `--color`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
+pub enum Color {
     Auto,
     Always,
     Never,
+}
+
+impl From<Color> for ColorChoice {
+    fn from(c: Color) -> Self {
+        match c {
+            Color::Auto => ColorChoice::Auto,
+            Color::Always => ColorChoice::Always,
+            Color::Never => ColorChoice::Never,
+        }
+    }
 }
 
 /// What `--generate` writes.
@@ -139,8 +149,8 @@ pub struct Args {
     pub show_users: bool,
 
     /// Colour in the table.
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
-    pub color: ColorChoice,
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
 
     /// List the interfaces live capture can use, and exit.
     #[arg(short = 'D', long = "list-interfaces")]
@@ -182,60 +192,6 @@ pub struct Args {
     #[arg(value_name = "FILTER", trailing_var_arg = true)]
     pub filter: Vec<String>,
 }
-
-/// Live-capture settings.
-#[derive(Clone, Debug, Default)]
-pub struct LiveOptions {
-    pub count: Option<u64>,
-    pub duration: Option<u64>,
-    pub write: Option<String>,
-    pub snaplen: u32,
-    pub promisc: bool,
-    pub buffer_mib: u32,
-    pub user: Option<String>,
-    pub keep_root: bool,
-}
-
-/// How results are printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Table,
-    Json,
-    Ndjson,
-}
-
-/// A validated run configuration.
-#[derive(Debug)]
-pub struct Config {
-    pub inputs: Vec<String>,
-    pub interface: Option<String>,
-    pub format: Format,
-    pub all: bool,
-    pub fail_on: FailOn,
-    /// `--servers`: the most servers inventoried.
-    pub servers: Option<usize>,
-    /// Run-time policy (`--tls-port`).
-    pub policy: Policy,
-    /// `--quiet`: no progress display.
-    pub quiet: bool,
-    pub ports: Vec<u16>,
-    pub limits: Limits,
-    pub opts: Options,
-    pub color: ColorChoice,
-    /// The BPF expression: the trailing filter and `--port`s combined; empty for none.
-    pub bpf: String,
-    /// The trailing filter expression alone.
-    pub filter_expr: String,
-    pub list_interfaces: bool,
-    pub live: LiveOptions,
-    /// Worker threads (1: no threads besides the one running).
-    pub threads: usize,
-    /// `--shard K/N`.
-    pub shard: Option<Shard>,
-}
-
-/// Smallest `--memcap` accepted: room for a few busy flows.
-pub const MIN_MEMCAP: usize = 1 << 20;
 
 /// A byte size: a number with an optional K, M, G or T suffix (powers of 1024; `KiB`,
 /// `MB` and the like are read the same way).
@@ -309,7 +265,7 @@ impl Args {
             opts: Options {
                 show_users: self.show_users,
             },
-            color: self.color,
+            color: self.color.into(),
         })
     }
 

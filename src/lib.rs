@@ -16,6 +16,7 @@ pub mod analyzer;
 pub mod assess;
 pub mod capture;
 pub mod cli;
+pub mod config;
 pub mod decode;
 pub mod flow;
 pub mod output;

@@ -1346,7 +1346,8 @@ fn golden_reports_of_recorded_captures() {
 fn mutated_captures_never_panic() {
     use tlswatch::analyzer::Options;
     use tlswatch::capture::read_capture;
-    use tlswatch::flow::tcp::{Engine, Limits};
+    use tlswatch::config::Limits;
+    use tlswatch::flow::tcp::Engine;
     use tlswatch::pipeline::Inline;
     use tlswatch::record::EndReason;
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;

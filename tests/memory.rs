@@ -18,9 +18,10 @@ use std::alloc::System;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use tlswatch::analyzer::Options;
+use tlswatch::config::Limits;
+use tlswatch::config::StreamLimits;
 use tlswatch::decode::path::{DecodeNotes, Flags, Segment, TunnelPath};
-use tlswatch::flow::reassembly::StreamLimits;
-use tlswatch::flow::tcp::{Engine, Limits, Stamp};
+use tlswatch::flow::tcp::{Engine, Stamp};
 use tlswatch::record::{EndReason, FlowRecord, Note};
 use tlswatch::time::Timestamp;
 

@@ -5,9 +5,10 @@
 use libfuzzer_sys::fuzz_target;
 use tlswatch::analyzer::Options;
 use tlswatch::capture::read_capture;
-use tlswatch::flow::tcp::{Engine, Limits};
+use tlswatch::flow::tcp::Engine;
+use tlswatch::config::Limits;
 use tlswatch::pipeline::Inline;
-use tlswatch::flow::reassembly::StreamLimits;
+use tlswatch::config::StreamLimits;
 use tlswatch::record::EndReason;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tlswatch::flow::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
+use tlswatch::flow::reassembly::{Chunk, SeqNum, Stream};
+use tlswatch::config::StreamLimits;
 
 struct Ops<'a>(&'a [u8]);
 

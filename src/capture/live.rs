@@ -3,7 +3,7 @@
 //! timeouts, clean stop on SIGINT/SIGTERM, and root dropped once the handle is open.
 
 use crate::capture::Packet;
-use crate::cli::{Config, LiveOptions};
+use crate::config::{Config, LiveOptions};
 use crate::output::{CaptureStats, Sink};
 use crate::pipeline::{Stage, drive};
 use crate::record::EndReason;

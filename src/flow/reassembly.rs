@@ -1,6 +1,7 @@
 //! TCP stream reassembly: sequence-number arithmetic and turning one direction's segments into an
 //! ordered byte stream with explicit gaps.
 
+use crate::config::StreamLimits;
 use std::collections::BTreeMap;
 
 /// How far from the delivery point a sequence number may be before it is treated as garbage.
@@ -48,27 +49,6 @@ pub enum Chunk<'a> {
     Data(&'a [u8]),
     /// This many stream bytes were never captured (or were given up on); never zero.
     Gap(u64),
-}
-
-/// Per-direction caps on out-of-order buffering, so a hostile or lossy capture cannot make one
-/// flow hold unbounded memory.
-#[derive(Clone, Copy, Debug)]
-pub struct StreamLimits {
-    /// Out-of-order bytes held per direction (default 256 KiB). Exceeding it turns the oldest
-    /// hole into a gap instead of growing.
-    pub max_buffered: usize,
-    /// Separate out-of-order runs held per direction (default 256); bounds per-run overhead
-    /// when a capture is full of tiny scattered segments.
-    pub max_segments: usize,
-}
-
-impl Default for StreamLimits {
-    fn default() -> Self {
-        StreamLimits {
-            max_buffered: 256 * 1024,
-            max_segments: 256,
-        }
-    }
 }
 
 /// Anomalies the stream noticed (become notes on the flow).

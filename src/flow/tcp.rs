@@ -9,48 +9,18 @@
 //! recently active flow costs O(1).
 
 use crate::analyzer::{Analyzer, Options, Signal};
+use crate::config::Limits;
+use crate::config::StreamLimits;
+use crate::config::UdpLimits;
 use crate::decode::path::FragNotes;
 use crate::decode::path::{Datagram, DecodeNotes, Segment, TunnelPath};
-use crate::flow::reassembly::{Chunk, SeqNum, Stream, StreamLimits};
+use crate::flow::reassembly::{Chunk, SeqNum, Stream};
 use crate::flow::table::{Budget, Slot, Table};
-use crate::flow::udp::{UdpLimits, UdpTable};
+use crate::flow::udp::UdpTable;
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir};
 use crate::stats::{MemoryStats, PacketStats};
 use crate::time::Timestamp;
 use std::net::IpAddr;
-
-/// Default `--memcap`: 1 GiB.
-pub const DEFAULT_MEMCAP: usize = 1 << 30;
-
-/// Caps and timeouts, in one place.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// Most flows held at once; past it the least recently active are evicted.
-    pub max_flows: usize,
-    /// A flow with no packet for this long (packet time) is ended.
-    pub idle_timeout_secs: i64,
-    /// Bytes of flow state, reassembly buffers, analyzer state and closed-connection
-    /// tombstones held at once. Past it, out-of-order buffering stops for the flows that
-    /// started buffering first, then tombstones are dropped, then the least recently
-    /// active flows are evicted.
-    pub memcap: usize,
-    /// Per-direction reassembly caps.
-    pub stream: StreamLimits,
-    /// A UDP conversation with no datagram for this long (packet time) is ended.
-    pub udp_idle_timeout_secs: i64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_flows: 1_000_000,
-            idle_timeout_secs: 300,
-            memcap: DEFAULT_MEMCAP,
-            stream: StreamLimits::default(),
-            udp_idle_timeout_secs: UdpLimits::default().idle_timeout_secs,
-        }
-    }
-}
 
 /// Canonical key: the two endpoints in sorted order, and the identity of the
 /// tunnels the flow came through (0 for none).

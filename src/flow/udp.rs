@@ -5,6 +5,7 @@
 
 use crate::analyzer::dtls::{self, DtlsAnalyzer};
 use crate::analyzer::quic::{self, QuicAnalyzer};
+use crate::config::UdpLimits;
 use crate::decode::path::Datagram;
 use crate::decode::path::TunnelPath;
 use crate::flow::table::{Budget, Slot, Table};
@@ -15,24 +16,6 @@ use std::net::IpAddr;
 
 /// Datagrams of a conversation looked at before it is taken for neither QUIC nor DTLS.
 pub const SNIFF_DATAGRAMS: u32 = 8;
-
-/// Caps and timeouts of the UDP table.
-#[derive(Clone, Copy, Debug)]
-pub struct UdpLimits {
-    /// Most conversations held at once; past it the least recently active are evicted.
-    pub max_flows: usize,
-    /// A conversation with no datagram for this long (packet time) is ended.
-    pub idle_timeout_secs: i64,
-}
-
-impl Default for UdpLimits {
-    fn default() -> Self {
-        UdpLimits {
-            max_flows: 1_000_000,
-            idle_timeout_secs: 120,
-        }
-    }
-}
 
 /// UDP ports where QUIC usually runs: a long header there is QUIC whatever its version.
 fn quic_port(p: u16) -> bool {

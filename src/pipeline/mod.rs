@@ -22,10 +22,12 @@
 pub mod shard;
 
 use crate::capture::{Chunk, Packet};
-use crate::cli::Config;
+use crate::config::Config;
+use crate::config::Limits;
+use crate::config::MAX_THREADS;
 use crate::decode::Decoder;
 use crate::decode::path::{Datagram, DecodeNotes, Decoded, Flags, Segment, TunnelPath};
-use crate::flow::tcp::{Clock, Emit, Engine, IdScheme, Limits, Stamp};
+use crate::flow::tcp::{Clock, Emit, Engine, IdScheme, Stamp};
 use crate::pipeline::shard::{Shard, flow_hash, route_hash, worker_of};
 use crate::record::{EndReason, FlowRecord, Transport};
 use crate::run::collect::{Collector, Notice};
@@ -40,8 +42,6 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Most worker threads `--threads` accepts; also caps the default (the core count).
-pub const MAX_THREADS: usize = 64;
 /// Segments in a batch before it goes to its worker.
 pub const BATCH_ITEMS: usize = 256;
 /// Payload bytes in a batch before it goes to its worker.
@@ -283,7 +283,7 @@ pub fn drive<T: Send>(
 pub fn per_worker(limits: Limits, workers: usize) -> Limits {
     Limits {
         max_flows: (limits.max_flows / workers.max(1)).max(1),
-        memcap: (limits.memcap / workers.max(1)).max(crate::cli::MIN_MEMCAP),
+        memcap: (limits.memcap / workers.max(1)).max(crate::config::MIN_MEMCAP),
         ..limits
     }
 }

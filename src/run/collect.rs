@@ -2,7 +2,7 @@
 //! `--fail-on`, and the exit status. Shared by file and live runs.
 
 use crate::capture::{CaptureError, ReadOutcome};
-use crate::cli::{ColorChoice, Config, Format};
+use crate::config::{ColorChoice, Config, Format};
 use crate::output::json::{Document, Ndjson};
 use crate::output::servers::Inventory;
 use crate::output::table::Table;

@@ -6,7 +6,7 @@
 pub mod collect;
 pub mod progress;
 
-use crate::cli::Config;
+use crate::config::Config;
 use crate::output::Sink;
 #[cfg(not(feature = "live"))]
 use crate::output::Summary;

@@ -4,7 +4,7 @@
 //! `CI` in the environment; never for small inputs or live capture.
 
 use crate::capture::{CaptureError, Packet, ReadOutcome, read_capture};
-use crate::cli::Config;
+use crate::config::Config;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{self, IsTerminal, Read, Write};
 
