@@ -6,7 +6,7 @@ use super::lines::{
     LineFn, LineProtocol, LineRules, MAX_USER, base64, capability, first_line, literal_len,
     sasl_plain_user, starts_with_ci, trim, words,
 };
-use super::{Cx, Step, Verdict};
+use super::protocol::{Cx, Step, Verdict};
 
 /// Longest tag remembered for matching a reply; longer tags are not tracked.
 const MAX_TAG: usize = 64;
@@ -446,7 +446,7 @@ mod tests {
         use crate::analyzer::starttls::Driver;
         let mut rec = crate::record::FlowRecord::new(
             1,
-            crate::record::Timestamp::default(),
+            crate::time::Timestamp::default(),
             crate::record::Endpoint {
                 ip: std::net::IpAddr::from([127, 0, 0, 1]),
                 port: 40000,
