@@ -15,6 +15,7 @@ Also reads ../shared/captures (or ../../shared/captures) when present. Only the 
 
 import hashlib
 import os
+import re
 import struct
 import sys
 
@@ -23,8 +24,10 @@ ROOT = os.path.dirname(HERE)
 
 # Order of LINKTYPES in fuzz_targets/decode.rs.
 LINKTYPES = [0, 1, 9, 12, 14, 50, 51, 101, 104, 108, 113, 228, 229, 239, 276]
-# Order of PROTOS in fuzz/src/lib.rs, with the file-name words that select them.
-PROTOS = [
+# File-name words that select a STARTTLS protocol, tried in this order (an
+# "http-upgrade" capture is HTTP, though it holds PostgreSQL's "pg"); a protocol of
+# the registry not listed here is selected by its own name.
+PROTO_WORDS = [
     ("smtp", ["smtp", "lmtp", "submission"]),
     ("imap", ["imap"]),
     ("pop3", ["pop3"]),
@@ -195,11 +198,25 @@ def reassembly_ops(isn, segs):
     return bytes(out)
 
 
-def proto_index(name):
+def registry_order():
+    """STARTTLS protocol names in the order of starttls::ALL (the starttls target's
+    first byte indexes it), read from the registry in src/analyzer/starttls/mod.rs."""
+    with open(os.path.join(ROOT, "src", "analyzer", "starttls", "mod.rs"), encoding="utf-8") as f:
+        text = f.read()
+    body = text[text.index("registry! {"):]
+    names = re.findall(r'=>\s*"(\w+)"', body[: body.index("}")])
+    unknown = [p for p, _ in PROTO_WORDS if p not in names]
+    if not names or unknown:
+        sys.exit(f"seed_corpus.py: registry not read, or without {unknown}")
+    return names
+
+
+def proto_index(name, order):
     low = os.path.basename(name).lower()
-    for i, (_, words) in enumerate(PROTOS):
+    listed = [p for p, _ in PROTO_WORDS]
+    for proto, words in PROTO_WORDS + [(p, [p]) for p in order if p not in listed]:
         if any(w in low for w in words):
-            return i
+            return order.index(proto)
     return None
 
 
@@ -213,6 +230,7 @@ def main():
         for dirpath, _, names in os.walk(d):
             files += [os.path.join(dirpath, n) for n in sorted(names) if n.endswith((".pcap", ".pcapng", ".cap"))]
     counts = {}
+    order = registry_order()
 
     def put(target, blob):
         if not blob:
@@ -238,7 +256,7 @@ def main():
         for lt, frame in pkts[:4]:
             if lt in LINKTYPES:
                 put("decode", bytes([LINKTYPES.index(lt)]) + frame)
-        pi = proto_index(path)
+        pi = proto_index(path, order)
         for port, events, segs, isn in connections(path):
             tr = transcript(events)
             if not tr:

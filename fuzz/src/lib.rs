@@ -1,28 +1,8 @@
 //! Shared input formats of the fuzz targets: a two-sided stream transcript, and a
 //! helper that checks a finished record can be assessed and serialised.
 
-use tlswatch::analyzer::starttls::Proto;
-use tlswatch::record::{Dir, Endpoint, FlowRecord, Timestamp};
-
-/// Every protocol with a STARTTLS state machine, indexed by a fuzz input byte.
-pub const PROTOS: [Proto; 16] = [
-    Proto::Smtp,
-    Proto::Imap,
-    Proto::Pop3,
-    Proto::Ftp,
-    Proto::Xmpp,
-    Proto::Nntp,
-    Proto::Sieve,
-    Proto::Irc,
-    Proto::Http,
-    Proto::Telnet,
-    Proto::Postgres,
-    Proto::Mysql,
-    Proto::Ldap,
-    Proto::Rdp,
-    Proto::Tds,
-    Proto::Socks,
-];
+use tlswatch::record::{Dir, Endpoint, FlowRecord};
+use tlswatch::time::Timestamp;
 
 /// One event of a transcript.
 #[derive(Debug, PartialEq, Eq)]

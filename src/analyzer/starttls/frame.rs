@@ -4,7 +4,7 @@
 //! to hold, and says how many bytes of the current slice a message used, so an
 //! event's `at` lands exactly at the end of its message.
 
-use super::Step;
+use super::protocol::Step;
 use std::borrow::Cow;
 
 /// Result of an incremental parse of the start of a buffer.
@@ -152,29 +152,6 @@ pub fn cstr(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let rest = b.get(at..)?;
     let nul = rest.iter().position(|&c| c == 0)?;
     Some((rest.get(..nul)?, at + nul + 1))
-}
-
-/// Runs a transcript through a driver that reports user names (`--show-users`).
-#[cfg(test)]
-pub fn with_users(
-    proto: super::Proto,
-    transcript: &[(crate::record::Dir, Vec<u8>)],
-) -> crate::record::FlowRecord {
-    use crate::record::{Endpoint, FlowRecord};
-    use crate::time::Timestamp;
-    let ep = |port| Endpoint {
-        ip: std::net::IpAddr::from([127, 0, 0, 1]),
-        port,
-    };
-    let mut rec = FlowRecord::new(1, Timestamp::default(), ep(40000), ep(1));
-    let opts = crate::analyzer::options::Options { show_users: true };
-    let mut d = super::Driver::new(proto, opts);
-    for (dir, bytes) in transcript {
-        *rec.bytes.get_mut(*dir) += bytes.len() as u64;
-        d.on_data(*dir, bytes, &mut rec);
-    }
-    d.finish(&mut rec);
-    rec
 }
 
 #[cfg(test)]

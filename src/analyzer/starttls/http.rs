@@ -4,7 +4,7 @@
 //! never speaks of an upgrade is not claimed here.
 
 use super::lines::{Lines, MAX_PENDING, base64, contains_ci, starts_with_ci, trim, words};
-use super::{Cx, EVIDENCE, Protocol, Step, Verdict};
+use super::protocol::{Cx, EVIDENCE, Protocol, Step, Verdict};
 use crate::record::{Dir, PerDir};
 use std::collections::VecDeque;
 

@@ -6,7 +6,7 @@ use super::lines::{
     LineFn, LineProtocol, LineRules, MAX_USER, base64, capability, first_line, literal_len,
     sasl_plain_user, starts_with_ci, trim, words,
 };
-use super::{Cx, Step, Verdict};
+use super::protocol::{Cx, Step, Verdict};
 
 /// Longest tag remembered for matching a reply; longer tags are not tracked.
 const MAX_TAG: usize = 64;
@@ -120,45 +120,57 @@ fn astring(s: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// A client line: a new command, or the continuation of one the state says is open.
 fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
     match st.cont {
-        Cont::Command => {}
-        Cont::Literal { user } => {
-            // The literal's bytes end this line; a further literal continues the command.
-            if let Some(n) = user {
-                let name = l.get(..n.min(l.len()).min(MAX_USER)).unwrap_or_default();
-                cx.cleartext_auth("IMAP LOGIN", Some(name));
-            }
-            st.cont = match literal_len(l) {
-                Some(_) => Cont::Literal { user: None },
-                None => Cont::Command,
-            };
-            return Step::Continue;
-        }
-        Cont::Sasl(mech) => {
-            let resp = trim(l);
-            if resp == b"*" {
-                st.cont = Cont::Sasl(Mech::Other);
-                return Step::Continue;
-            }
-            match mech {
-                Mech::Plain => {
-                    let user = base64(resp).and_then(|d| sasl_plain_user(&d));
-                    cx.cleartext_auth("IMAP AUTHENTICATE PLAIN", user.as_deref());
-                }
-                Mech::Login => {
-                    cx.cleartext_auth("IMAP AUTHENTICATE LOGIN", base64(resp).as_deref());
-                }
-                Mech::Other => {}
-            }
-            st.cont = Cont::Sasl(Mech::Other);
-            return Step::Continue;
-        }
+        Cont::Command => command(st, l, cx),
+        Cont::Literal { user } => after_literal(st, l, user, cx),
+        Cont::Sasl(mech) => sasl_response(st, l, mech, cx),
     }
+}
+
+/// The line that a literal's bytes start: LOGIN's user name when `user` gives its
+/// length; a further literal continues the command.
+fn after_literal(st: &mut State, l: &[u8], user: Option<usize>, cx: &mut Cx<'_>) -> Step {
+    if let Some(n) = user {
+        let name = l.get(..n.min(l.len()).min(MAX_USER)).unwrap_or_default();
+        cx.cleartext_auth("IMAP LOGIN", Some(name));
+    }
+    st.cont = match literal_len(l) {
+        Some(_) => Cont::Literal { user: None },
+        None => Cont::Command,
+    };
+    Step::Continue
+}
+
+/// A SASL response to AUTHENTICATE: the credentials of PLAIN or LOGIN's user name
+/// are in the first one; `*` cancels.
+fn sasl_response(st: &mut State, l: &[u8], mech: Mech, cx: &mut Cx<'_>) -> Step {
+    let resp = trim(l);
+    if resp == b"*" {
+        st.cont = Cont::Sasl(Mech::Other);
+        return Step::Continue;
+    }
+    match mech {
+        Mech::Plain => {
+            let user = base64(resp).and_then(|d| sasl_plain_user(&d));
+            cx.cleartext_auth("IMAP AUTHENTICATE PLAIN", user.as_deref());
+        }
+        Mech::Login => {
+            cx.cleartext_auth("IMAP AUTHENTICATE LOGIN", base64(resp).as_deref());
+        }
+        Mech::Other => {}
+    }
+    st.cont = Cont::Sasl(Mech::Other);
+    Step::Continue
+}
+
+/// A tagged command: STARTTLS, LOGIN and AUTHENTICATE matter; any command ending
+/// in a literal continues on the next line.
+fn command(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
     let (tag, rest) = tag_and_rest(l);
     let mut w = words(rest);
     let cmd = w.next().unwrap_or_default().to_ascii_uppercase();
-    let literal = literal_len(l);
     match cmd.as_slice() {
         b"STARTTLS" => {
             st.starttls_tag = keep_tag(tag);
@@ -167,39 +179,51 @@ fn client_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
         }
         b"LOGIN" => {
             st.auth_tag = keep_tag(tag);
-            let args = rest.get(5..).unwrap_or_default();
-            let user_literal = trim(args).first() == Some(&b'{');
-            if user_literal {
-                let n = literal_len(trim(args).split(|&b| b == b' ').next().unwrap_or_default());
-                st.cont = Cont::Literal {
-                    user: n.and_then(|n| usize::try_from(n).ok()),
-                };
+            if login(st, rest.get(5..).unwrap_or_default(), cx) {
                 return Step::Continue;
             }
-            cx.cleartext_auth("IMAP LOGIN", astring(args).as_deref());
         }
         b"AUTHENTICATE" => {
             st.auth_tag = keep_tag(tag);
             let mech = w.next().unwrap_or_default().to_ascii_uppercase();
-            let initial = w.next();
-            let mech = match mech.as_slice() {
-                b"PLAIN" => Mech::Plain,
-                b"LOGIN" => Mech::Login,
-                _ => Mech::Other,
-            };
-            st.cont = Cont::Sasl(mech);
-            if let Some(ir) = initial {
-                // SASL-IR (RFC 4959): the first response is on the command line.
-                return client_line(st, ir, cx);
-            }
-            return Step::Continue;
+            return authenticate(st, &mech, w.next(), cx);
         }
         _ => {}
     }
-    if literal.is_some() {
+    if literal_len(l).is_some() {
         st.cont = Cont::Literal { user: None };
     }
     Step::Continue
+}
+
+/// LOGIN's arguments: the user name now when it is an atom or a quoted string;
+/// when it is a literal, `true` and the state waits for it on the next line.
+fn login(st: &mut State, args: &[u8], cx: &mut Cx<'_>) -> bool {
+    let user_literal = trim(args).first() == Some(&b'{');
+    if user_literal {
+        let n = literal_len(trim(args).split(|&b| b == b' ').next().unwrap_or_default());
+        st.cont = Cont::Literal {
+            user: n.and_then(|n| usize::try_from(n).ok()),
+        };
+        return true;
+    }
+    cx.cleartext_auth("IMAP LOGIN", astring(args).as_deref());
+    false
+}
+
+/// AUTHENTICATE with mechanism `mech` (upper case): the responses that follow are
+/// SASL, the first possibly on the command line itself (SASL-IR, RFC 4959).
+fn authenticate(st: &mut State, mech: &[u8], initial: Option<&[u8]>, cx: &mut Cx<'_>) -> Step {
+    let mech = match mech {
+        b"PLAIN" => Mech::Plain,
+        b"LOGIN" => Mech::Login,
+        _ => Mech::Other,
+    };
+    st.cont = Cont::Sasl(mech);
+    match initial {
+        Some(ir) => sasl_response(st, ir, mech, cx),
+        None => Step::Continue,
+    }
 }
 
 fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {

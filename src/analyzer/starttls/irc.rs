@@ -6,7 +6,7 @@ use super::lines::{
     LineFn, LineProtocol, LineRules, base64, first_line, sasl_plain_user, starts_with_ci, trim,
     words,
 };
-use super::{Cx, Step, Verdict};
+use super::protocol::{Cx, Step, Verdict};
 
 /// A partial first line longer than this is not IRC.
 const MAX_PARTIAL: usize = 1024;

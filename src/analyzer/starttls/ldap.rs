@@ -7,7 +7,7 @@
 
 use super::frame::{Framer, Next, Parse, with_at};
 use super::lines::sasl_plain_user;
-use super::{Cx, Protocol, Step, Verdict};
+use super::protocol::{Cx, Protocol, Step, Verdict};
 use crate::record::{Dir, PerDir};
 
 /// The StartTLS extended operation's name.
@@ -291,7 +291,7 @@ impl Ldap {
 mod tests {
     use super::*;
     use crate::analyzer::starttls::Proto;
-    use crate::analyzer::starttls::frame::with_users;
+    use crate::analyzer::starttls::tests::with_users;
     use crate::analyzer::starttls::tests::{client_hello, run_split_invariant, server_hello};
     use crate::record::Encryption;
 

@@ -1,6 +1,6 @@
 //! A bounded line splitter shared by the text protocols, and small helpers for them.
 
-use super::{Cx, Protocol, Step};
+use super::protocol::{Cx, Protocol, Step};
 use crate::record::{Dir, PerDir};
 use std::collections::VecDeque;
 

@@ -1,11 +1,18 @@
-//! STARTTLS: follows a plaintext protocol to its upgrade and hands the rest of each
-//! direction to the TLS analyzer at exactly the right byte.
+//! STARTTLS: in come the reassembled bytes of a flow whose first bytes [`detect`]
+//! picked a plaintext protocol for; out go the protocol's findings and the TLS
+//! analysis of the rest of each direction, both in the flow's record.
 //!
-//! Every protocol is one file with the same three parts: `detect` (does this flow
-//! speak it?), a state machine implementing [`Protocol`], and the events it reports
-//! ([`Step`]). The [`Driver`] owns the handoff: it holds client bytes sent after an
-//! upgrade request until the server answers, checks that the first bytes after the
-//! handoff are TLS (flagging injected plaintext), and records the stream offsets.
+//! The [`Driver`] follows a plaintext protocol to its upgrade and hands the rest of
+//! each direction to the TLS analyzer at exactly the right byte: it holds client
+//! bytes sent after an upgrade request until the server answers, checks that the
+//! first bytes after the handoff are TLS (flagging injected plaintext), and records
+//! the stream offsets.
+//!
+//! Every protocol is one file with the same parts: `detect` (does this flow speak
+//! it?), a state machine implementing [`Protocol`], and the events it reports
+//! ([`Step`]); those types live in [`protocol`], which the protocol files import
+//! (never this module). The files are listed once, in the registry below, which
+//! gives [`Proto`], [`ALL`] and the detection order.
 
 pub mod frame;
 pub mod ftp;
@@ -18,6 +25,7 @@ pub mod mysql;
 pub mod nntp;
 pub mod pop3;
 pub mod postgres;
+pub mod protocol;
 pub mod rdp;
 pub mod sieve;
 pub mod smtp;
@@ -26,81 +34,84 @@ pub mod tds;
 pub mod telnet;
 pub mod xmpp;
 
+pub use protocol::{Cx, DetectFn, EVIDENCE, MAX_AUTH, MakeFn, Protocol, Step, Verdict};
+
 use super::options::Options;
 use super::tls::{self, Start, TlsAnalyzer};
-use crate::record::{CleartextAuth, Dir, Encryption, FlowRecord, Note, PerDir, escape_wire};
+use crate::record::{Dir, Encryption, FlowRecord, Note, PerDir, escape_wire};
+use protocol::make;
 
 /// Client bytes held after an upgrade request while waiting for the server's answer.
 pub const MAX_HELD: usize = 16 * 1024;
 /// Non-TLS bytes searched through for the start of TLS after a handoff.
 pub const MAX_JUNK: usize = 16 * 1024;
-/// Cleartext credentials recorded per flow.
-pub const MAX_AUTH: usize = 16;
-/// Longest evidence string kept for a finding.
-pub const EVIDENCE: usize = 80;
 
 /// What a protocol state machine is assumed to hold on the heap: its boxed state and a
 /// partial line or message per direction, well below the caps (`lines::MAX_LINE`).
 const MACHINE_BYTES: usize = 1024;
 
-/// A protocol that can upgrade in place.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Proto {
-    Smtp,
-    Imap,
-    Pop3,
-    Ftp,
-    Xmpp,
-    Nntp,
-    Sieve,
-    Irc,
-    Http,
-    Telnet,
-    Postgres,
-    Mysql,
-    Ldap,
-    Rdp,
-    Tds,
-    Socks,
+/// One protocol of the registry (see `registry!` below).
+#[derive(Clone, Copy, Debug)]
+pub struct Row {
+    pub proto: Proto,
+    /// Short name, for listings (not the reported `app_protocol`, which the machine sets).
+    pub name: &'static str,
+    pub detect: DetectFn,
+    pub make: MakeFn,
 }
 
-impl Proto {
-    fn machine(self) -> Box<dyn Protocol> {
-        match self {
-            Proto::Smtp => Box::new(smtp::Smtp::default()),
-            Proto::Imap => Box::new(imap::Imap::default()),
-            Proto::Pop3 => Box::new(pop3::Pop3::default()),
-            Proto::Ftp => Box::new(ftp::Ftp::default()),
-            Proto::Xmpp => Box::new(xmpp::Xmpp::default()),
-            Proto::Nntp => Box::new(nntp::Nntp::default()),
-            Proto::Sieve => Box::new(sieve::Sieve::default()),
-            Proto::Irc => Box::new(irc::Irc::default()),
-            Proto::Http => Box::new(http::Http::default()),
-            Proto::Telnet => Box::new(telnet::Telnet::default()),
-            Proto::Postgres => Box::new(postgres::Postgres::default()),
-            Proto::Mysql => Box::new(mysql::Mysql::default()),
-            Proto::Ldap => Box::new(ldap::Ldap::default()),
-            Proto::Rdp => Box::new(rdp::Rdp::default()),
-            Proto::Tds => Box::new(tds::Tds::default()),
-            Proto::Socks => Box::new(socks::Socks::default()),
+/// Declares [`Proto`] (one variant per row, in row order), [`ALL`] and
+/// [`Proto::row`] from one list of rows `Variant => "name", module::Machine;`, where
+/// `module::detect` is the detector and `Machine::default()` the initial state.
+macro_rules! registry {
+    ($($proto:ident => $name:literal, $module:ident::$machine:ident;)+) => {
+        /// A protocol that can upgrade in place; the variants are in registry
+        /// (detection) order.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Proto {
+            $($proto,)+
         }
-    }
+
+        impl Proto {
+            /// This protocol's row of the registry.
+            pub const fn row(self) -> Row {
+                match self {
+                    $(Proto::$proto => Row {
+                        proto: Proto::$proto,
+                        name: $name,
+                        detect: $module::detect,
+                        make: make::<$module::$machine>,
+                    },)+
+                }
+            }
+        }
+
+        /// Every protocol, in detection order.
+        pub const ALL: &[Row] = &[$(Proto::$proto.row(),)+];
+    };
 }
 
-/// Answer of one protocol's `detect`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// This protocol; `swap` when the bytes show the roles are reversed.
-    Yes {
-        swap: bool,
-    },
-    /// Could be, need more bytes.
-    Maybe,
-    No,
+// The registry, in detection order. More specific first: binary openings, then
+// greetings that name their protocol, then FTP before SMTP (both greet with 220),
+// and IRC last (its USER and PASS are also FTP and POP3 commands).
+registry! {
+    Postgres => "postgres", postgres::Postgres;
+    Mysql => "mysql", mysql::Mysql;
+    Ldap => "ldap", ldap::Ldap;
+    Rdp => "rdp", rdp::Rdp;
+    Tds => "tds", tds::Tds;
+    Socks => "socks", socks::Socks;
+    Telnet => "telnet", telnet::Telnet;
+    Xmpp => "xmpp", xmpp::Xmpp;
+    Http => "http", http::Http;
+    Imap => "imap", imap::Imap;
+    Pop3 => "pop3", pop3::Pop3;
+    Sieve => "sieve", sieve::Sieve;
+    Nntp => "nntp", nntp::Nntp;
+    Ftp => "ftp", ftp::Ftp;
+    Smtp => "smtp", smtp::Smtp;
+    Irc => "irc", irc::Irc;
 }
-
-/// A protocol's detector: first bytes of the client and server sides, and the server port.
-pub type DetectFn = fn(&[u8], &[u8], u16) -> Verdict;
 
 /// Result of looking at the first bytes of a flow.
 #[derive(Debug)]
@@ -110,43 +121,31 @@ pub enum Detect {
     No,
 }
 
-/// Picks the protocol from the first bytes of each direction; the port is only a
-/// hint that breaks ties between protocols whose greetings look alike.
+/// Picks the protocol from the first bytes of each direction, trying [`ALL`] in
+/// order; the port is only a hint that breaks ties between protocols whose
+/// greetings look alike.
 pub fn detect(client: &[u8], server: &[u8], server_port: u16, at_end: bool) -> Detect {
-    // More specific first: binary openings, then greetings that name their
-    // protocol, then FTP before SMTP (both greet with 220), and IRC last (its
-    // USER and PASS are also FTP and POP3 commands).
-    let candidates: &[(Proto, DetectFn)] = &[
-        (Proto::Postgres, postgres::detect),
-        (Proto::Mysql, mysql::detect),
-        (Proto::Ldap, ldap::detect),
-        (Proto::Rdp, rdp::detect),
-        (Proto::Tds, tds::detect),
-        (Proto::Socks, socks::detect),
-        (Proto::Telnet, telnet::detect),
-        (Proto::Xmpp, xmpp::detect),
-        (Proto::Http, http::detect),
-        (Proto::Imap, imap::detect),
-        (Proto::Pop3, pop3::detect),
-        (Proto::Sieve, sieve::detect),
-        (Proto::Nntp, nntp::detect),
-        (Proto::Ftp, ftp::detect),
-        (Proto::Smtp, smtp::detect),
-        (Proto::Irc, irc::detect),
-    ];
     let mut maybe = false;
-    for &(proto, f) in candidates {
-        match f(client, server, server_port) {
-            Verdict::Yes { swap } => return Detect::Found { proto, swap },
+    for row in ALL {
+        match (row.detect)(client, server, server_port) {
+            Verdict::Yes { swap } => {
+                return Detect::Found {
+                    proto: row.proto,
+                    swap,
+                };
+            }
             Verdict::Maybe => maybe = true,
             Verdict::No => {}
         }
     }
     // The same greeting seen from the other side: the roles are reversed.
     if !maybe {
-        for &(proto, f) in candidates {
-            if let Verdict::Yes { swap } = f(server, client, server_port) {
-                return Detect::Found { proto, swap: !swap };
+        for row in ALL {
+            if let Verdict::Yes { swap } = (row.detect)(server, client, server_port) {
+                return Detect::Found {
+                    proto: row.proto,
+                    swap: !swap,
+                };
             }
         }
     }
@@ -154,85 +153,6 @@ pub fn detect(client: &[u8], server: &[u8], server_port: u16, at_end: bool) -> D
         Detect::NeedMore
     } else {
         Detect::No
-    }
-}
-
-/// What a protocol state machine reports for the bytes it was given. `at` counts
-/// bytes of the slice passed in, up to and including the event (for example the
-/// end of the `STARTTLS\r\n` line); the driver passes the rest in a new call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// All bytes consumed; nothing happened yet.
-    Continue,
-    /// The client asked to upgrade; its bytes after `at` are TLS if the server agrees.
-    Requested { at: usize },
-    /// The server agreed; its bytes after `at` are TLS (and so are the client's after its request).
-    Accepted { at: usize },
-    /// The server said no; the dialogue goes on in plaintext.
-    Refused { at: usize },
-    /// TLS starts after `at` in this direction and at the current offset in the
-    /// other, with no answer awaited (MySQL's SSLRequest).
-    Upgrade { at: usize },
-    /// Nothing more to learn from this dialogue (for example the mail transaction began without an upgrade).
-    Stop,
-}
-
-/// Where a protocol writes what it sees.
-pub struct Cx<'a> {
-    pub rec: &'a mut FlowRecord,
-    pub opts: Options,
-    /// For protocols that carry TLS inside their own framing (TDS): feed unwrapped bytes here.
-    pub tls: &'a mut TlsAnalyzer,
-}
-
-impl Cx<'_> {
-    pub fn offered(&mut self) {
-        self.rec.starttls_mut().offered = true;
-    }
-    pub fn command(&mut self, line: &[u8]) {
-        self.rec.starttls_mut().command = Some(escape_wire(line, EVIDENCE));
-    }
-    pub fn reply(&mut self, line: &[u8]) {
-        self.rec.starttls_mut().reply = Some(escape_wire(line, EVIDENCE));
-    }
-    pub fn stripped(&mut self, evidence: &[u8]) {
-        self.rec.starttls_mut().stripped = Some(escape_wire(evidence, EVIDENCE));
-    }
-    /// Credentials in the clear: the mechanism, and the user only when asked for. Never the secret.
-    pub fn cleartext_auth(&mut self, mechanism: &str, user: Option<&[u8]>) {
-        let user = if self.opts.show_users {
-            user.map(|u| escape_wire(u, 64))
-        } else {
-            None
-        };
-        let entry = CleartextAuth {
-            mechanism: mechanism.to_string(),
-            user,
-        };
-        if !self.rec.cleartext_auth.contains(&entry) && self.rec.cleartext_auth.len() < MAX_AUTH {
-            self.rec.cleartext_auth.push(entry);
-        }
-    }
-    pub fn app(&mut self, name: &str) {
-        if self.rec.app_protocol.as_deref() != Some(name) {
-            self.rec.app_protocol = Some(name.to_string());
-        }
-    }
-}
-
-/// One plaintext protocol's state machine.
-pub trait Protocol: std::fmt::Debug + Send {
-    /// In-order bytes of one direction. Returns at the first event.
-    fn on_data(&mut self, dir: Dir, data: &[u8], cx: &mut Cx<'_>) -> Step;
-    /// A hole in one direction. Most protocols cannot resynchronise.
-    fn on_gap(&mut self, _dir: Dir, _cx: &mut Cx<'_>) -> Step {
-        Step::Stop
-    }
-    /// A verdict of the protocol's own that replaces the STARTTLS one at the end
-    /// of the flow: RDP Standard Security, PostgreSQL GSSAPI encryption, MSSQL
-    /// login-only TLS.
-    fn encryption(&self) -> Option<Encryption> {
-        None
     }
 }
 
@@ -268,7 +188,7 @@ pub struct Driver {
 impl Driver {
     pub fn new(proto: Proto, opts: Options) -> Self {
         Driver {
-            proto: proto.machine(),
+            proto: (proto.row().make)(),
             side: PerDir {
                 client: Side::Plain,
                 server: Side::Plain,
@@ -580,6 +500,60 @@ pub(crate) mod tests {
                 }
                 _ => d.on_data(*dir, bytes, &mut rec),
             }
+        }
+        d.finish(&mut rec);
+        rec
+    }
+
+    #[test]
+    fn registry_rows_in_detection_order_one_per_proto() {
+        let names: Vec<_> = ALL.iter().map(|r| r.name).collect();
+        assert_eq!(
+            names,
+            [
+                "postgres", "mysql", "ldap", "rdp", "tds", "socks", "telnet", "xmpp", "http",
+                "imap", "pop3", "sieve", "nntp", "ftp", "smtp", "irc"
+            ]
+        );
+        for (i, row) in ALL.iter().enumerate() {
+            assert_eq!(row.proto as usize, i, "{}", row.name);
+            assert_eq!(row.proto.row().name, row.name);
+        }
+    }
+
+    #[test]
+    fn detect_takes_the_first_row_that_says_yes() {
+        // Each flow is claimed by two detectors; the earlier row wins.
+        let cases: [(&[u8], &[u8], Proto, Proto); 2] = [
+            (b"USER bob\r\n", b"220 Welcome\r\n", Proto::Ftp, Proto::Smtp),
+            (b"EHLO x\r\n", b"* OK ready\r\n", Proto::Imap, Proto::Smtp),
+        ];
+        for (client, server, first, second) in cases {
+            let yes =
+                |p: Proto| (p.row().detect)(client, server, 25) == Verdict::Yes { swap: false };
+            assert!(yes(first) && yes(second), "{first:?} {second:?}");
+            let at = |p: Proto| ALL.iter().position(|r| r.proto == p);
+            assert!(at(first) < at(second));
+            let found = detect(client, server, 25, false);
+            assert!(
+                matches!(found, Detect::Found { proto, swap: false } if proto == first),
+                "{found:?}"
+            );
+        }
+    }
+
+    /// Runs a transcript through a driver that reports user names (`--show-users`).
+    pub fn with_users(proto: Proto, transcript: &[(Dir, Vec<u8>)]) -> FlowRecord {
+        let ep = |port| Endpoint {
+            ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            port,
+        };
+        let mut rec = FlowRecord::new(1, Timestamp::default(), ep(40000), ep(1));
+        let opts = Options { show_users: true };
+        let mut d = Driver::new(proto, opts);
+        for (dir, bytes) in transcript {
+            *rec.bytes.get_mut(*dir) += bytes.len() as u64;
+            d.on_data(*dir, bytes, &mut rec);
         }
         d.finish(&mut rec);
         rec

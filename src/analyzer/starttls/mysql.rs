@@ -6,7 +6,7 @@
 //! in the clear.
 
 use super::frame::{Framer, Next, Parse, cstr, le, with_at};
-use super::{Cx, Protocol, Step, Verdict};
+use super::protocol::{Cx, Protocol, Step, Verdict};
 use crate::record::{Dir, Note, PerDir};
 
 /// Capability flags (MySQL `include/mysql_com.h`).
@@ -264,7 +264,7 @@ fn lenenc(p: &[u8], at: usize) -> Option<(u64, usize)> {
 mod tests {
     use super::*;
     use crate::analyzer::starttls::Proto;
-    use crate::analyzer::starttls::frame::with_users;
+    use crate::analyzer::starttls::tests::with_users;
     use crate::analyzer::starttls::tests::{client_hello, run_split_invariant, server_hello};
     use crate::record::Encryption;
 

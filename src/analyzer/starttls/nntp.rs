@@ -5,7 +5,7 @@ use super::lines::{
     LineFn, LineProtocol, LineRules, base64, capability, contains_ci, enqueue, first_line,
     kept_user, sasl_plain_user, starts_with_ci, trim, words,
 };
-use super::{Cx, Step, Verdict};
+use super::protocol::{Cx, Step, Verdict};
 use std::collections::VecDeque;
 
 /// A partial first line longer than this is not an NNTP greeting.

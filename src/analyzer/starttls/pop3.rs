@@ -5,7 +5,7 @@ use super::lines::{
     LineFn, LineProtocol, LineRules, base64, capability, enqueue, first_line, kept_user,
     sasl_plain_user, starts_with_ci, trim, words,
 };
-use super::{Cx, Step, Verdict};
+use super::protocol::{Cx, Step, Verdict};
 use std::collections::VecDeque;
 
 /// A partial greeting longer than this without its line end is not POP3.

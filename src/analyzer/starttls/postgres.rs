@@ -8,7 +8,7 @@
 
 use super::frame::{Framer, Next, Parse, be, cstr, with_at};
 use super::lines::kept_user;
-use super::{Cx, Protocol, Step, Verdict};
+use super::protocol::{Cx, Protocol, Step, Verdict};
 use crate::record::{Dir, Encryption, Note, PerDir};
 
 /// SSLRequest code (1234 << 16 | 5679).
@@ -291,7 +291,7 @@ fn error_text(msg: &[u8]) -> Option<&[u8]> {
 mod tests {
     use super::*;
     use crate::analyzer::starttls::Proto;
-    use crate::analyzer::starttls::frame::with_users;
+    use crate::analyzer::starttls::tests::with_users;
     use crate::analyzer::starttls::tests::{client_hello, run_split_invariant, server_hello};
 
     fn ssl_request() -> Vec<u8> {

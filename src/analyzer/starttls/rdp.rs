@@ -6,7 +6,7 @@
 //! data, is Standard RDP Security: RC4 inside RDP, reported as `rdp-standard`.
 
 use super::frame::{Framer, Next, Parse, be, le, with_at};
-use super::{Cx, Protocol, Step, Verdict};
+use super::protocol::{Cx, Protocol, Step, Verdict};
 use crate::record::{Dir, Encryption, PerDir};
 
 /// TPKT version byte.

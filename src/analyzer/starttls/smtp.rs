@@ -5,7 +5,7 @@ use super::lines::{
     LineFn, LineProtocol, LineRules, MAX_PENDING, base64, capability, contains_ci, eq_ci,
     first_line, sasl_plain_user, starts_with_ci, trim,
 };
-use super::{Cx, Step, Verdict};
+use super::protocol::{Cx, Step, Verdict};
 use std::collections::VecDeque;
 
 /// Does this flow speak SMTP? `client` and `server` are the first bytes of each side.

@@ -7,7 +7,7 @@
 //! TLS was ever asked for, so it is not an upgrade refusal.
 
 use super::frame::{Framer, Next, Parse, be, with_at};
-use super::{Cx, Protocol, Step, Verdict};
+use super::protocol::{Cx, Protocol, Step, Verdict};
 use crate::record::{Dir, PerDir};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -442,7 +442,7 @@ impl Socks {
 mod tests {
     use super::*;
     use crate::analyzer::starttls::Proto;
-    use crate::analyzer::starttls::frame::with_users;
+    use crate::analyzer::starttls::tests::with_users;
     use crate::analyzer::starttls::tests::{client_hello, run_split_invariant, server_hello};
     use crate::record::Encryption;
 

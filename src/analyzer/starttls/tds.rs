@@ -12,7 +12,7 @@
 //! wrapped packet) itself; `Driver::finish` then judges the TLS it was fed.
 
 use super::frame::{Framer, Next, Parse, be, with_at};
-use super::{Cx, Protocol, Step, Verdict};
+use super::protocol::{Cx, Protocol, Step, Verdict};
 use crate::record::{Dir, Encryption, PerDir};
 
 /// TDS packet header length.
@@ -328,7 +328,7 @@ fn le16(p: &[u8], at: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::analyzer::starttls::Proto;
-    use crate::analyzer::starttls::frame::with_users;
+    use crate::analyzer::starttls::tests::with_users;
     use crate::analyzer::starttls::tests::{client_hello, run, run_split_invariant, server_hello};
 
     fn tds(kind: u8, status: u8, payload: &[u8]) -> Vec<u8> {

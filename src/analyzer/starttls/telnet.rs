@@ -4,7 +4,7 @@
 //! `IAC SB START_TLS FOLLOWS IAC SE`. Telnet is binary: commands are parsed
 //! byte by byte, not as lines.
 
-use super::{Cx, Protocol, Step, Verdict};
+use super::protocol::{Cx, Protocol, Step, Verdict};
 use crate::record::{Dir, PerDir};
 
 const IAC: u8 = 255;

@@ -5,7 +5,7 @@
 //! TLS begins after `<proceed/>`.
 
 use super::lines::{base64, contains_ci, sasl_plain_user, starts_with_ci, trim};
-use super::{Cx, Protocol, Step, Verdict};
+use super::protocol::{Cx, Protocol, Step, Verdict};
 use crate::record::{Dir, PerDir};
 
 /// Longest tag kept; the rest of a longer tag is dropped (it still ends at its `>`).
