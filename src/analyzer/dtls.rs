@@ -628,7 +628,7 @@ mod tests {
         assert_eq!(tls.version, Some(Version::DTLS13));
         assert!(tls.established);
         assert_eq!(
-            crate::assess::assess(&r)
+            crate::assess::assess(&r, &Default::default())
                 .iter()
                 .map(|f| f.code)
                 .collect::<Vec<_>>(),

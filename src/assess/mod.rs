@@ -104,15 +104,6 @@ impl Policy {
         &self.tls_ports
     }
 
-    /// Adds the findings that depend on the run's policy, keeping the list most
-    /// severe first.
-    pub fn apply(&self, rec: &mut FlowRecord) {
-        if let Some(f) = self.port_finding(rec) {
-            rec.findings.push(f);
-            rec.findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
-        }
-    }
-
     /// `PLAINTEXT_ON_TLS_PORT`: the server port expects TLS from the first byte,
     /// but the flow began in plaintext (upgraded later or not at all). Encrypted
     /// protocols other than TLS (SSH multiplexed on 443) and flows too short to
@@ -216,7 +207,7 @@ fn finding(code: &'static str, severity: Severity, message: String) -> Finding {
 }
 
 /// Findings for one flow, most severe first.
-pub fn assess(rec: &FlowRecord) -> Vec<Finding> {
+pub fn assess(rec: &FlowRecord, policy: &Policy) -> Vec<Finding> {
     let mut out = Vec::new();
     let tls_used = matches!(
         rec.encryption,
@@ -234,6 +225,7 @@ pub fn assess(rec: &FlowRecord) -> Vec<Finding> {
     }
     cleartext_auth_findings(rec, &mut out);
     out.extend(encryption_finding(rec));
+    out.extend(policy.port_finding(rec));
     out.sort_by_key(|f| std::cmp::Reverse(f.severity));
     out
 }
@@ -640,13 +632,13 @@ mod tests {
         };
         let mut r = FlowRecord::new(1, Timestamp::default(), ep(40000), ep(port));
         r.encryption = enc;
-        r.findings = assess(&r);
+        r.findings = assess(&r, &Default::default());
         r
     }
 
     fn policy_codes(p: &Policy, port: u16, enc: Encryption) -> Vec<&'static str> {
         let mut r = flow_to(port, enc);
-        p.apply(&mut r);
+        r.findings = assess(&r, &p);
         r.findings.iter().map(|f| f.code).collect()
     }
 
@@ -661,7 +653,7 @@ mod tests {
             tls.client_hello = Some(Default::default());
             tls.server_hello = Some(Default::default());
             tls.group = Some(group.to_string().into());
-            assess(&r)
+            assess(&r, &Default::default())
                 .into_iter()
                 .find(|f| f.code == "WEAK_KEY")
                 .map(|f| f.message)
@@ -694,7 +686,7 @@ mod tests {
             assert_eq!(codes, ["PLAINTEXT_ON_TLS_PORT", "PLAINTEXT"], "port {port}");
         }
         let mut r = flow_to(993, Encryption::Plaintext);
-        p.apply(&mut r);
+        r.findings = assess(&r, &p);
         assert_eq!(r.findings[0].severity, Severity::High);
         assert!(
             r.findings[0].message.contains("993 (imaps)"),
@@ -743,7 +735,7 @@ mod tests {
         let codes = policy_codes(&p, 9443, Encryption::Plaintext);
         assert_eq!(codes, ["PLAINTEXT_ON_TLS_PORT", "PLAINTEXT"]);
         let mut r = flow_to(9443, Encryption::Plaintext);
-        p.apply(&mut r);
+        r.findings = assess(&r, &p);
         assert!(r.findings[0].message.contains("9443 (--tls-port)"));
     }
 

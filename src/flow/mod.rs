@@ -10,6 +10,7 @@
 //! - `table`: the keyed, recency-ordered storage both tables use, and its memory budget;
 //! - `reassembly`: one TCP direction's segments turned into an ordered byte stream.
 
+pub mod ending;
 pub mod reassembly;
 pub mod table;
 pub mod tcp;

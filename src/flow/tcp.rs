@@ -8,7 +8,9 @@
 //! [`Table`] that never moves them and keeps them in recency order, so ending the least
 //! recently active flow costs O(1).
 
+use super::ending::settle;
 use crate::analyzer::{Analyzer, Options, Signal};
+use crate::assess::Policy;
 use crate::config::Limits;
 use crate::config::StreamLimits;
 use crate::config::UdpLimits;
@@ -21,6 +23,7 @@ use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir};
 use crate::stats::{MemoryStats, PacketStats};
 use crate::time::Timestamp;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Canonical key: the two endpoints in sorted order, and the identity of the
 /// tunnels the flow came through (0 for none).
@@ -417,6 +420,8 @@ pub struct Engine {
     limits: Limits,
     opts: Options,
     ports: Vec<u16>,
+    /// The run's policy, for the findings of each flow that ends.
+    policy: Arc<Policy>,
     next_id: u64,
     ids: IdScheme,
     /// What one open flow is charged beyond its reassembly and analyzer state.
@@ -507,6 +512,7 @@ impl Engine {
             limits,
             opts,
             ports,
+            policy: Arc::default(),
             next_id: 1,
             ids: IdScheme::Sequential,
             flow_bytes: FLOW_BYTES,
@@ -521,6 +527,12 @@ impl Engine {
                 idle_timeout_secs: limits.udp_idle_timeout_secs,
             }),
         }
+    }
+
+    /// The policy findings follow (`--tls-port`); the default knows the IANA TLS ports.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.udp.set_policy(Arc::clone(&policy));
+        self.policy = policy;
     }
 
     /// What the memory cap did so far.
@@ -954,13 +966,7 @@ impl Engine {
             rec.note(Note::OneSided);
         }
         analyzer.finish(&mut rec);
-        rec.end_reason = reason;
-        match reason {
-            EndReason::Evicted => rec.note(Note::Evicted),
-            EndReason::CaptureStopped => rec.note(Note::CaptureStopped),
-            _ => {}
-        }
-        rec.findings = crate::assess::assess(&rec);
+        settle(&mut rec, reason, &self.policy);
         emit(rec);
     }
 

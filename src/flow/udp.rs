@@ -3,8 +3,10 @@
 //! time, a cap with eviction. QUIC and DTLS conversations become flow records;
 //! other UDP is only counted, by server port.
 
+use super::ending::settle;
 use crate::analyzer::dtls::{self, DtlsAnalyzer};
 use crate::analyzer::quic::{self, QuicAnalyzer};
+use crate::assess::Policy;
 use crate::config::UdpLimits;
 use crate::decode::path::Datagram;
 use crate::decode::path::TunnelPath;
@@ -13,6 +15,7 @@ use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Transpor
 use crate::stats::UdpStats;
 use crate::time::Timestamp;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Datagrams of a conversation looked at before it is taken for neither QUIC nor DTLS.
 pub const SNIFF_DATAGRAMS: u32 = 8;
@@ -120,6 +123,8 @@ pub struct UdpTable {
     /// With several workers: ids of conversations ended without a record, so the
     /// output stage can forget their numbers.
     unlisted: Option<Vec<u64>>,
+    /// The run's policy, for the findings of each conversation that ends.
+    policy: Arc<Policy>,
 }
 
 /// What a conversation costs in the table (slot and index share), analysis apart.
@@ -136,7 +141,13 @@ impl UdpTable {
             now: Timestamp::default(),
             extra_bytes: 0,
             unlisted: None,
+            policy: Arc::default(),
         }
+    }
+
+    /// The policy the findings of ending conversations follow (default: the IANA TLS ports).
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.policy = policy;
     }
 
     /// Numbering for the threaded stage: each conversation is charged `extra_bytes`
@@ -314,13 +325,7 @@ impl UdpTable {
         if rec.packets.client == 0 || rec.packets.server == 0 {
             rec.note(Note::OneSided);
         }
-        rec.end_reason = reason;
-        match reason {
-            EndReason::Evicted => rec.note(Note::Evicted),
-            EndReason::CaptureStopped => rec.note(Note::CaptureStopped),
-            _ => {}
-        }
-        rec.findings = crate::assess::assess(&rec);
+        settle(&mut rec, reason, &self.policy);
         emit(rec);
     }
 

@@ -579,7 +579,7 @@ mod tests {
             }
             _ => r.encryption = Encryption::Unknown,
         }
-        r.findings = crate::assess::assess(&r);
+        r.findings = crate::assess::assess(&r, &Default::default());
         if i.is_multiple_of(11) {
             r.findings.push(Finding {
                 code: "CLEARTEXT_AUTH",

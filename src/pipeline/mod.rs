@@ -21,6 +21,7 @@
 
 pub mod shard;
 
+use crate::assess::Policy;
 use crate::capture::{Chunk, Packet};
 use crate::config::Config;
 use crate::config::Limits;
@@ -39,6 +40,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::IpAddr;
 use std::ops::Range;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -243,6 +245,7 @@ pub fn drive<T: Send>(
     let workers = cfg.threads.clamp(1, MAX_THREADS);
     if workers == 1 {
         let mut engine = Engine::new(cfg.limits, cfg.opts, ports.to_vec());
+        engine.set_policy(Arc::new(cfg.policy.clone()));
         if !cfg.all {
             engine.count_payloadless();
         }
@@ -268,6 +271,7 @@ pub fn drive<T: Send>(
         limits: per_worker(cfg.limits, workers),
         opts: cfg.opts,
         ports,
+        policy: Arc::new(cfg.policy.clone()),
         shard: cfg.shard,
         end,
         live,
@@ -405,6 +409,7 @@ struct Plan<'p> {
     limits: Limits,
     opts: crate::analyzer::Options,
     ports: &'p [u16],
+    policy: Arc<Policy>,
     shard: Option<Shard>,
     end: EndReason,
     live: bool,
@@ -628,6 +633,7 @@ fn threaded<T: Send>(
             queues.push(tx);
             let mut engine = Engine::new(plan.limits, plan.opts, plan.ports.to_vec());
             engine.set_ids(IdScheme::FirstPacket);
+            engine.set_policy(Arc::clone(&plan.policy));
             if !plan.all {
                 engine.count_payloadless();
             }
@@ -1045,6 +1051,7 @@ mod tests {
             limits: Limits::default(),
             opts: crate::analyzer::Options::default(),
             ports: &[],
+            policy: Arc::default(),
             shard: None,
             end: EndReason::EndOfInput,
             live,

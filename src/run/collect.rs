@@ -94,11 +94,10 @@ impl<'a> Collector<'a> {
         }
     }
 
-    pub fn emit(&mut self, mut rec: FlowRecord) {
+    pub fn emit(&mut self, rec: FlowRecord) {
         if self.write_err.is_some() {
             return;
         }
-        self.cfg.policy.apply(&mut rec);
         if self.summary.count(&rec, self.cfg.all) {
             if rec.findings.iter().any(|f| self.cfg.fail_on.matches(f)) {
                 self.hit_fail_on = true;

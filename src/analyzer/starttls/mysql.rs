@@ -390,7 +390,10 @@ mod tests {
         assert_eq!(rec.encryption, Encryption::Plaintext);
         assert!(rec.cleartext_auth.is_empty());
         assert!(!rec.has_note(Note::MysqlNoSslCapability));
-        let codes: Vec<_> = crate::assess::assess(&rec).iter().map(|f| f.code).collect();
+        let codes: Vec<_> = crate::assess::assess(&rec, &Default::default())
+            .iter()
+            .map(|f| f.code)
+            .collect();
         assert!(codes.contains(&"STARTTLS_NOT_USED"));
 
         let mut t = t;

@@ -406,7 +406,10 @@ mod tests {
         );
         assert_eq!(st.server_offset, Some(10));
         assert_eq!(rec.encryption, Encryption::Starttls);
-        let codes: Vec<_> = crate::assess::assess(&rec).iter().map(|f| f.code).collect();
+        let codes: Vec<_> = crate::assess::assess(&rec, &Default::default())
+            .iter()
+            .map(|f| f.code)
+            .collect();
         assert!(codes.contains(&"STARTTLS_RESPONSE_INJECTION"));
     }
 

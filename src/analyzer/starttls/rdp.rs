@@ -396,7 +396,10 @@ mod tests {
             let rec = run_split_invariant(Proto::Rdp, &t);
             assert_eq!(rec.encryption, Encryption::RdpStandard);
             assert!(rec.tls.is_none());
-            let codes: Vec<_> = crate::assess::assess(&rec).iter().map(|f| f.code).collect();
+            let codes: Vec<_> = crate::assess::assess(&rec, &Default::default())
+                .iter()
+                .map(|f| f.code)
+                .collect();
             assert_eq!(codes, vec!["RDP_STANDARD_SECURITY"]);
         }
     }

@@ -504,7 +504,10 @@ mod tests {
         let rec = run_split_invariant(Proto::Tds, &t);
         assert_eq!(rec.encryption, Encryption::LoginOnly);
         assert!(rec.tls.as_ref().is_some_and(|t| t.server_hello.is_some()));
-        let codes: Vec<_> = crate::assess::assess(&rec).iter().map(|f| f.code).collect();
+        let codes: Vec<_> = crate::assess::assess(&rec, &Default::default())
+            .iter()
+            .map(|f| f.code)
+            .collect();
         assert!(codes.contains(&"LOGIN_ONLY_ENCRYPTION"));
     }
 
