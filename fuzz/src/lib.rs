@@ -51,7 +51,7 @@ pub fn record(port: u16) -> FlowRecord {
 
 /// What every finished record must survive: assessment and JSON output.
 pub fn settle(rec: &mut FlowRecord) {
-    rec.findings = tlswatch::assess::assess(rec);
+    rec.findings = tlswatch::assess::assess(rec, &Default::default());
     let json = serde_json::to_string(&*rec).unwrap_or_default();
     assert!(!json.is_empty(), "record did not serialise");
 }
