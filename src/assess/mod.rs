@@ -638,7 +638,7 @@ mod tests {
 
     fn policy_codes(p: &Policy, port: u16, enc: Encryption) -> Vec<&'static str> {
         let mut r = flow_to(port, enc);
-        r.findings = assess(&r, &p);
+        r.findings = assess(&r, p);
         r.findings.iter().map(|f| f.code).collect()
     }
 

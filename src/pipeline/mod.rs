@@ -19,6 +19,7 @@
 //! Flow caps apply per worker (`--max-flows` divided by the worker count), so
 //! which flows get evicted when the table is full can differ from one thread.
 
+pub mod deliver;
 pub mod shard;
 
 use crate::assess::Policy;
@@ -31,10 +32,10 @@ use crate::decode::path::{Datagram, DecodeNotes, Decoded, Flags, Segment, Tunnel
 use crate::flow::tcp::{Clock, Emit, Engine, IdScheme, Stamp};
 use crate::pipeline::shard::{Shard, flow_hash, route_hash, worker_of};
 use crate::record::{EndReason, FlowRecord, Transport};
-use crate::run::collect::{Collector, Notice};
 use crate::stats::{MemoryStats, PacketStats};
 use crate::time::Timestamp;
 use crossbeam_channel::{Receiver, Sender, bounded};
+use deliver::{Deliver, Notice};
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -236,7 +237,7 @@ pub struct Totals {
 /// `ports` is the engine's own port filter; `live` drops on full queues.
 pub fn drive<T: Send>(
     cfg: &Config,
-    col: &mut Collector<'_>,
+    col: &mut dyn Deliver,
     ports: &[u16],
     end: EndReason,
     live: bool,
@@ -369,12 +370,12 @@ impl Inline {
     }
 }
 
-struct InlineStage<'c, 'a> {
+struct InlineStage<'c> {
     inline: Inline,
-    col: &'c mut Collector<'a>,
+    col: &'c mut dyn Deliver,
 }
 
-impl Stage for InlineStage<'_, '_> {
+impl Stage for InlineStage<'_> {
     fn packet(&mut self, pkt: &Packet<'_>) {
         let col = &mut *self.col;
         self.inline.packet(pkt, &mut |rec| col.emit(rec));
@@ -619,7 +620,7 @@ enum Out {
 
 fn threaded<T: Send>(
     plan: &Plan<'_>,
-    col: &mut Collector<'_>,
+    col: &mut dyn Deliver,
     read: impl FnOnce(&mut dyn Stage) -> T + Send,
 ) -> (T, Totals) {
     let stop = AtomicBool::new(false);

@@ -7,6 +7,7 @@ use crate::output::json::{Document, Ndjson};
 use crate::output::servers::Inventory;
 use crate::output::table::Table;
 use crate::output::{Sink, Summary};
+use crate::pipeline::deliver::{Deliver, Notice};
 use crate::record::FlowRecord;
 use crate::run::progress::Progress;
 use crate::stats::PacketStats;
@@ -80,6 +81,21 @@ pub struct Collector<'a> {
     write_err: Option<io::Error>,
     /// `--servers`: the inventory, fed every listed flow.
     servers: Option<Inventory>,
+}
+
+impl Deliver for Collector<'_> {
+    fn emit(&mut self, rec: FlowRecord) {
+        Collector::emit(self, rec);
+    }
+    fn count_silent(&mut self, n: u64) {
+        Collector::count_silent(self, n);
+    }
+    fn notice(&mut self, n: Notice) {
+        Collector::notice(self, n);
+    }
+    fn broken(&self) -> bool {
+        Collector::broken(self)
+    }
 }
 
 impl<'a> Collector<'a> {
@@ -193,19 +209,6 @@ impl<'a> Collector<'a> {
             Exit::Ok
         };
         Report { exit, summary }
-    }
-}
-
-/// Something to tell the user about one input, beside its flows.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Notice {
-    Warn(String),
-    Error(String),
-}
-
-impl Notice {
-    pub fn is_error(&self) -> bool {
-        matches!(self, Notice::Error(_))
     }
 }
 

@@ -4,6 +4,8 @@
 //! error (`progress`), and the [`Exit`] status.
 
 pub mod collect;
+#[cfg(feature = "live")]
+pub mod live;
 pub mod progress;
 
 use crate::config::Config;
@@ -38,7 +40,7 @@ pub fn run(cfg: &Config) -> Exit {
 
 #[cfg(feature = "live")]
 fn list_interfaces() -> Exit {
-    crate::capture::live::list_interfaces()
+    live::list_interfaces()
 }
 
 #[cfg(not(feature = "live"))]
@@ -49,7 +51,7 @@ fn list_interfaces() -> Exit {
 
 #[cfg(feature = "live")]
 fn live_run(cfg: &Config, sink: &mut dyn Sink) -> Report {
-    crate::capture::live::run(cfg, sink)
+    live::run(cfg, sink)
 }
 
 /// How to get live capture in a build without it.
