@@ -9,68 +9,24 @@
 )]
 
 mod audit;
+mod kit;
 mod tunnels;
 
+use kit::net::{ACK, FIN, PSH, SYN};
+use kit::pcap::{Conn, Pcap};
+use kit::report::{
+    bin, codes, endpoint, flows, json_of, norm_ip, notes, only_flow, parse_json, parse_ndjson,
+    ports, run, run_once,
+};
+use kit::tls::{
+    C, CCS, S, client_hello, dtls_handshake, handshake, server_hello, sslv2_capture,
+    sslv2_server_hello, tls12_capture,
+};
+use kit::{TsvRow, arg, fixture, root, tmp, tsv_rows};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tlswatch"))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run_once(args: &[&str]) -> Output {
-    bin()
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("spawn: {e}"))
-}
-
-/// Runs the binary. A run that reads files and does not choose its threads runs
-/// twice, with `--threads 1` and `--threads 4`: the two must print the same
-/// (flows, ids, their order, the summary), exit the same and warn the same.
-fn run(args: &[&str]) -> Output {
-    if !args.contains(&"-r") || args.contains(&"--threads") {
-        return run_once(args);
-    }
-    let one = run_once(&[&["--threads", "1"], args].concat());
-    let four = run_once(&[&["--threads", "4"], args].concat());
-    assert_eq!(
-        String::from_utf8_lossy(&one.stdout),
-        String::from_utf8_lossy(&four.stdout),
-        "{args:?}: --threads 1 and --threads 4 print different results"
-    );
-    assert_eq!(
-        one.status.code(),
-        four.status.code(),
-        "{args:?}: exit status"
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&one.stderr),
-        String::from_utf8_lossy(&four.stderr),
-        "{args:?}: messages"
-    );
-    one
-}
-
-fn json_of(path: &Path) -> Value {
-    let out = run(&["-r", path.to_str().unwrap_or_default(), "--json", "--all"]);
-    assert!(
-        out.status.code() == Some(0) || out.status.code() == Some(1),
-        "{}: exit {:?}: {}",
-        path.display(),
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{}: bad JSON: {e}", path.display()))
-}
+use std::process::Output;
 
 /// One expectation row of an EXPECTED*.tsv (the format of ../shared/captures/EXPECTED.tsv).
 struct Row {
@@ -84,59 +40,28 @@ struct Row {
 }
 
 fn read_tsv(path: &Path) -> Vec<Row> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut lines = text.lines().enumerate();
-    let header: Vec<&str> = lines
-        .next()
-        .map(|(_, h)| h.split('\t').collect())
-        .unwrap_or_default();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .unwrap_or_else(|| panic!("no column {name}"))
-    };
-    let (f, ci, cp, si, sp, tr, enc, ver, fl) = (
-        col("file"),
-        col("client_ip"),
-        col("client_port"),
-        col("server_ip"),
-        col("server_port"),
-        col("transport"),
-        col("encryption"),
-        col("version"),
-        col("expected_flags"),
-    );
     let mut rows = Vec::new();
-    for (n, l) in lines {
-        let c: Vec<&str> = l.split('\t').collect();
-        let get = |i: usize| c.get(i).copied().unwrap_or("-");
-        if !matches!(get(tr), "tcp" | "udp") {
+    for r in tsv_rows(path) {
+        if !matches!(r["transport"].as_str(), "tcp" | "udp") {
             continue;
         }
-        let (Ok(cport), Ok(sport)) = (get(cp).parse(), get(sp).parse()) else {
+        let (Ok(cport), Ok(sport)) = (r["client_port"].parse(), r["server_port"].parse()) else {
             continue;
         };
         rows.push(Row {
-            file: get(f).to_string(),
-            client: (get(ci).to_string(), cport),
-            server: (get(si).to_string(), sport),
-            encryption: get(enc).to_string(),
-            version: get(ver).to_string(),
-            flags: match get(fl) {
+            file: r["file"].clone(),
+            client: (r["client_ip"].clone(), cport),
+            server: (r["server_ip"].clone(), sport),
+            encryption: r["encryption"].clone(),
+            version: r["version"].clone(),
+            flags: match r["expected_flags"].as_str() {
                 "-" | "" => Vec::new(),
                 s => s.split(',').map(str::to_string).collect(),
             },
-            line: n + 1,
+            line: r.line,
         });
     }
     rows
-}
-
-fn norm_ip(s: &str) -> String {
-    s.parse::<std::net::IpAddr>()
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|_| s.to_string())
 }
 
 /// Compares every row of `tsv` with what tlswatch reports; returns the mismatches.
@@ -149,23 +74,16 @@ fn compare(tsv: &Path, base: &Path, skip: &[(String, u16)]) -> Vec<String> {
     }
     let mut errors = Vec::new();
     for (file, rows) in by_file {
-        let doc = json_of(&base.join(&file));
-        let flows = doc["flows"].as_array().cloned().unwrap_or_default();
+        let flows = flows(&json_of(&base.join(&file)));
         for r in rows {
             if skip.iter().any(|(f, p)| *f == r.file && *p == r.client.1) {
                 continue;
             }
             let want_c = (norm_ip(&r.client.0), r.client.1);
             let want_s = (norm_ip(&r.server.0), r.server.1);
-            let ep = |v: &Value| {
-                (
-                    norm_ip(v["ip"].as_str().unwrap_or_default()),
-                    v["port"].as_u64().unwrap_or(0) as u16,
-                )
-            };
             let Some(flow) = flows
                 .iter()
-                .find(|f| ep(&f["client"]) == want_c && ep(&f["server"]) == want_s)
+                .find(|f| endpoint(&f["client"]) == want_c && endpoint(&f["server"]) == want_s)
             else {
                 errors.push(format!(
                     "{}:{} {file} {want_c:?}->{want_s:?}: not reported with these roles",
@@ -211,34 +129,31 @@ fn compare(tsv: &Path, base: &Path, skip: &[(String, u16)]) -> Vec<String> {
     errors
 }
 
-/// Rows of the shared captures where the oracle is wrong, with the evidence
-/// (`tests/oracle-errors.tsv`); every other TCP row must match.
-fn skipped_rows() -> Vec<(String, u16)> {
-    let text = std::fs::read_to_string(root().join("tests/oracle-errors.tsv")).unwrap_or_default();
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let mut c = l.split('\t');
-            Some((c.next()?.to_string(), c.next()?.parse().ok()?))
-        })
-        .collect()
-}
-
-#[test]
-fn shared_real_captures_match_the_oracles() {
-    let dir = root().join("../shared/captures");
-    let tsv = dir.join("EXPECTED.tsv");
-    if !tsv.exists() {
-        eprintln!("skipped: {} is absent", tsv.display());
-        return;
-    }
-    let errors = compare(&tsv, &dir, &skipped_rows());
+fn assert_no_mismatches(errors: &[String]) {
     assert!(
         errors.is_empty(),
         "{} mismatches:\n{}",
         errors.len(),
         errors.join("\n")
     );
+}
+
+/// Rows of the shared captures where the oracle is wrong, with the evidence
+/// (`tests/oracle-errors.tsv`); every other TCP row must match.
+fn skipped_rows() -> Vec<(String, u16)> {
+    kit::tsv_lines(&root().join("tests/oracle-errors.tsv"))
+        .into_iter()
+        .filter_map(|c| Some((c.first()?.clone(), c.get(1)?.parse().ok()?)))
+        .collect()
+}
+
+#[test]
+fn shared_real_captures_match_the_oracles() {
+    let Some(tsv) = kit::shared_or_skip("captures/EXPECTED.tsv") else {
+        return;
+    };
+    let dir = tsv.parent().unwrap_or(&tsv).to_path_buf();
+    assert_no_mismatches(&compare(&tsv, &dir, &skipped_rows()));
 }
 
 #[test]
@@ -254,211 +169,11 @@ fn recorded_fixtures_match_tshark_expectations() {
         }
     }
     assert!(tables >= 1, "no fixtures/EXPECTED*.tsv");
-    assert!(
-        errors.is_empty(),
-        "{} mismatches:\n{}",
-        errors.len(),
-        errors.join("\n")
-    );
+    assert_no_mismatches(&errors);
 }
 
 // ---------------------------------------------------------------------------
 // Byte-built captures, for what no peer produces on request.
-
-/// Writes a classic little-endian microsecond pcap of raw IPv4 packets (LINKTYPE_RAW).
-struct Pcap {
-    bytes: Vec<u8>,
-    t: u32,
-}
-
-const SYN: u8 = 0x02;
-const ACK: u8 = 0x10;
-const PSH: u8 = 0x08;
-const FIN: u8 = 0x01;
-
-impl Pcap {
-    fn new() -> Self {
-        let mut bytes = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
-        bytes.extend([0u8; 8]);
-        bytes.extend(65535u32.to_le_bytes());
-        bytes.extend(101u32.to_le_bytes());
-        Pcap { bytes, t: 0 }
-    }
-
-    /// One TCP segment from `src` to `dst` (last octet of 10.0.0.x, port).
-    fn tcp(
-        &mut self,
-        src: (u8, u16),
-        dst: (u8, u16),
-        seq: u32,
-        ack: u32,
-        flags: u8,
-        payload: &[u8],
-    ) -> &mut Self {
-        let total = 20 + 20 + payload.len();
-        let mut p = vec![
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            0,
-            0x40,
-            0,
-            64,
-            6,
-            0,
-            0,
-        ];
-        p.extend([10, 0, 0, src.0, 10, 0, 0, dst.0]);
-        p.extend(src.1.to_be_bytes());
-        p.extend(dst.1.to_be_bytes());
-        p.extend(seq.to_be_bytes());
-        p.extend(ack.to_be_bytes());
-        p.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-        p.extend(payload);
-        self.t += 1;
-        // `t` counts milliseconds of packet time.
-        self.bytes
-            .extend((1_700_000_000 + self.t / 1000).to_le_bytes());
-        self.bytes.extend((self.t % 1000 * 1000).to_le_bytes());
-        self.bytes.extend((p.len() as u32).to_le_bytes());
-        self.bytes.extend((p.len() as u32).to_le_bytes());
-        self.bytes.extend(p);
-        self
-    }
-
-    /// One UDP datagram from `src` to `dst` (last octet of 10.0.0.x, port).
-    fn udp(&mut self, src: (u8, u16), dst: (u8, u16), payload: &[u8]) -> &mut Self {
-        let total = 20 + 8 + payload.len();
-        let mut p = vec![
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            0,
-            0x40,
-            0,
-            64,
-            17,
-            0,
-            0,
-        ];
-        p.extend([10, 0, 0, src.0, 10, 0, 0, dst.0]);
-        p.extend(src.1.to_be_bytes());
-        p.extend(dst.1.to_be_bytes());
-        p.extend(((8 + payload.len()) as u16).to_be_bytes());
-        p.extend([0, 0]);
-        p.extend(payload);
-        self.t += 1;
-        self.bytes
-            .extend((1_700_000_000 + self.t / 1000).to_le_bytes());
-        self.bytes.extend((self.t % 1000 * 1000).to_le_bytes());
-        self.bytes.extend((p.len() as u32).to_le_bytes());
-        self.bytes.extend((p.len() as u32).to_le_bytes());
-        self.bytes.extend(p);
-        self
-    }
-
-    fn write(&self, name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tlswatch-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-        let path = dir.join(name);
-        std::fs::write(&path, &self.bytes).unwrap_or_else(|e| panic!("{e}"));
-        path
-    }
-}
-
-fn hs_record(record_version: u16, msg: u8, body: &[u8]) -> Vec<u8> {
-    let mut hs = vec![msg, 0, (body.len() >> 8) as u8, body.len() as u8];
-    hs.extend(body);
-    let mut rec = vec![0x16];
-    rec.extend(record_version.to_be_bytes());
-    rec.extend((hs.len() as u16).to_be_bytes());
-    rec.extend(hs);
-    rec
-}
-
-/// ClientHello offering TLS 1.2 with SNI `a.example` and a GREASE suite.
-fn client_hello() -> Vec<u8> {
-    let mut b = vec![0x03, 0x03];
-    b.extend([7u8; 32]);
-    b.push(0);
-    b.extend([0x00, 0x06, 0x3a, 0x3a, 0xc0, 0x2f, 0x00, 0x2f]);
-    b.extend([0x01, 0x00]);
-    let sni = b"a.example";
-    let mut ext = vec![0x00, 0x00];
-    let list_len = sni.len() + 3;
-    ext.extend(((list_len + 2) as u16).to_be_bytes());
-    ext.extend((list_len as u16).to_be_bytes());
-    ext.push(0);
-    ext.extend((sni.len() as u16).to_be_bytes());
-    ext.extend(sni);
-    b.extend((ext.len() as u16).to_be_bytes());
-    b.extend(ext);
-    hs_record(0x0301, 1, &b)
-}
-
-fn server_hello(version: u16, cipher: u16) -> Vec<u8> {
-    let mut b = version.to_be_bytes().to_vec();
-    b.extend([9u8; 32]);
-    b.push(0);
-    b.extend(cipher.to_be_bytes());
-    b.push(0);
-    hs_record(version, 2, &b)
-}
-
-const CCS: &[u8] = &[0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
-const C: (u8, u16) = (1, 40000);
-const S: (u8, u16) = (2, 8443);
-
-/// A full TLS 1.2 connection; client ISN `ci`, server ISN `si`.
-fn tls12_capture(ci: u32, si: u32) -> Pcap {
-    let ch = client_hello();
-    let sh = server_hello(0x0303, 0xc02f);
-    let mut p = Pcap::new();
-    let (c1, s1) = (ci.wrapping_add(1), si.wrapping_add(1));
-    p.tcp(C, S, ci, 0, SYN, b"")
-        .tcp(S, C, si, c1, SYN | ACK, b"")
-        .tcp(C, S, c1, s1, ACK | PSH, &ch)
-        .tcp(S, C, s1, c1.wrapping_add(ch.len() as u32), ACK | PSH, &sh)
-        .tcp(
-            C,
-            S,
-            c1.wrapping_add(ch.len() as u32),
-            s1.wrapping_add(sh.len() as u32),
-            ACK | PSH,
-            CCS,
-        )
-        .tcp(
-            S,
-            C,
-            s1.wrapping_add(sh.len() as u32),
-            c1.wrapping_add((ch.len() + 6) as u32),
-            ACK | PSH,
-            CCS,
-        );
-    p
-}
-
-/// The finding codes of a flow.
-fn codes(flow: &Value) -> Vec<&str> {
-    let list = flow["findings"].as_array().into_iter().flatten();
-    list.filter_map(|x| x["code"].as_str()).collect()
-}
-
-/// The notes of a flow.
-fn notes(flow: &Value) -> Vec<&str> {
-    let list = flow["notes"].as_array().into_iter().flatten();
-    list.filter_map(|x| x.as_str()).collect()
-}
-
-fn only_flow(doc: &Value) -> Value {
-    let flows = doc["flows"].as_array().cloned().unwrap_or_default();
-    assert_eq!(flows.len(), 1, "{doc:#}");
-    flows.into_iter().next().unwrap_or_default()
-}
 
 #[test]
 fn byte_built_tls12_with_sequence_wraparound() {
@@ -519,56 +234,8 @@ fn byte_built_gap_is_reported_not_glued() {
 }
 
 #[test]
-fn byte_built_midstream_roles_from_content() {
-    // No SYN; the ClientHello comes from the high port to the low one, but the
-    // low-port side sends it: content, not ports, names the client.
-    let ch = client_hello();
-    let sh = server_hello(0x0303, 0xc02f);
-    let mut p = Pcap::new();
-    p.tcp((2, 443), (1, 50000), 1000, 7000, ACK, &ch).tcp(
-        (1, 50000),
-        (2, 443),
-        7000,
-        1000 + ch.len() as u32,
-        ACK,
-        &sh,
-    );
-    let f = only_flow(&json_of(&p.write("roles.pcap")));
-    assert_eq!(f["client"]["port"], 443);
-    assert_eq!(f["server"]["port"], 50000);
-    assert_eq!(f["tls"]["version"], "TLSv1.2");
-    let notes = notes(&f);
-    assert!(
-        notes.contains(&"midstream") && notes.contains(&"roles_from_content"),
-        "{notes:?}"
-    );
-}
-
-/// SSLv2 CLIENT-HELLO (2-byte header) offering SSLv2 ciphers.
-fn sslv2_client_hello(version: u16) -> Vec<u8> {
-    let mut body = vec![1];
-    body.extend(version.to_be_bytes());
-    body.extend([0x00, 0x06, 0x00, 0x00, 0x00, 0x10]);
-    body.extend([0x01, 0x00, 0x80, 0x07, 0x00, 0xc0]);
-    body.extend([0x42; 16]);
-    let mut rec = vec![0x80 | (body.len() >> 8) as u8, body.len() as u8];
-    rec.extend(body);
-    rec
-}
-
-#[test]
 fn byte_built_sslv2_negotiated() {
-    let ch = sslv2_client_hello(0x0002);
-    let mut body = vec![4, 0, 1, 0x00, 0x02, 0x00, 0x00, 0x00, 0x03, 0x00, 0x10];
-    body.extend([0x01, 0x00, 0x80]);
-    body.extend([0x33; 16]);
-    let mut sh = vec![0x80, body.len() as u8];
-    sh.extend(body);
-    let mut p = Pcap::new();
-    p.tcp(C, S, 100, 0, SYN, b"")
-        .tcp(S, C, 500, 101, SYN | ACK, b"")
-        .tcp(C, S, 101, 501, ACK, &ch)
-        .tcp(S, C, 501, 101 + ch.len() as u32, ACK, &sh);
+    let p = sslv2_capture(0x0002, &sslv2_server_hello());
     let f = only_flow(&json_of(&p.write("sslv2.pcap")));
     assert_eq!(f["tls"]["version"], "SSLv2");
     assert_eq!(f["tls"]["client_hello"]["record_version"], "SSLv2");
@@ -582,13 +249,7 @@ fn byte_built_sslv2_negotiated() {
 
 #[test]
 fn byte_built_sslv2_hello_answered_by_tls() {
-    let ch = sslv2_client_hello(0x0301);
-    let sh = server_hello(0x0301, 0x002f);
-    let mut p = Pcap::new();
-    p.tcp(C, S, 100, 0, SYN, b"")
-        .tcp(S, C, 500, 101, SYN | ACK, b"")
-        .tcp(C, S, 101, 501, ACK, &ch)
-        .tcp(S, C, 501, 101 + ch.len() as u32, ACK, &sh);
+    let p = sslv2_capture(0x0301, &server_hello(0x0301, 0x002f));
     let f = only_flow(&json_of(&p.write("sslv2-tls.pcap")));
     assert_eq!(f["tls"]["version"], "TLSv1.0");
     let notes = notes(&f);
@@ -602,11 +263,10 @@ fn byte_built_sslv2_hello_answered_by_tls() {
 
 #[test]
 fn no_server_hello_means_no_version() {
-    let ch = client_hello();
     let mut p = Pcap::new();
-    p.tcp(C, S, 100, 0, SYN, b"")
-        .tcp(S, C, 500, 101, SYN | ACK, b"")
-        .tcp(C, S, 101, 501, ACK | FIN, &ch);
+    Conn::new(C, S, 100, 500)
+        .open(&mut p)
+        .client(&mut p, ACK | FIN, &client_hello());
     let f = only_flow(&json_of(&p.write("noserverhello.pcap")));
     assert_eq!(f["tls"]["version"], Value::Null);
     assert_eq!(f["tls"]["client_hello"]["version"], "TLSv1.2");
@@ -622,12 +282,12 @@ fn control_characters_from_the_wire_never_reach_the_terminal() {
     ch[pos] = 0x1b;
     ch[pos + 1] = b'[';
     let mut p = Pcap::new();
-    p.tcp(C, S, 100, 0, SYN, b"")
-        .tcp(S, C, 500, 101, SYN | ACK, b"")
-        .tcp(C, S, 101, 501, ACK, &ch);
+    Conn::new(C, S, 100, 500)
+        .open(&mut p)
+        .client(&mut p, ACK, &ch);
     let path = p.write("escape.pcap");
     for args in [vec!["--color", "always"], vec!["--json"], vec!["--ndjson"]] {
-        let mut a = vec!["-r", path.to_str().unwrap_or_default()];
+        let mut a = vec!["-r", arg(&path)];
         a.extend(args.iter().copied());
         let out = run(&a);
         let text = String::from_utf8_lossy(&out.stdout);
@@ -650,12 +310,10 @@ fn control_characters_from_the_wire_never_reach_the_terminal() {
 
 #[test]
 fn not_a_capture_is_exit_2_with_the_file_named() {
-    let dir = std::env::temp_dir().join(format!("tlswatch-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let path = dir.join("notes.txt");
+    let path = tmp("notes.txt");
     std::fs::write(&path, "just some text, long enough to look at\n")
         .unwrap_or_else(|e| panic!("{e}"));
-    let out = run(&["-r", path.to_str().unwrap_or_default()]);
+    let out = run(&["-r", arg(&path)]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -670,11 +328,11 @@ fn truncated_capture_warns_with_packet_number_and_reports_flows() {
     let full = p.bytes.len();
     p.bytes.truncate(full - 3);
     let path = p.write("cut.pcap");
-    let out = run(&["-r", path.to_str().unwrap_or_default(), "--json"]);
+    let out = run(&["-r", arg(&path), "--json"]);
     assert_eq!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cut off in the middle of packet 6"), "{err}");
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let doc = parse_json(&out);
     assert_eq!(doc["flows"][0]["tls"]["version"], "TLSv1.2");
 }
 
@@ -687,18 +345,18 @@ fn garbage_in_the_middle_is_exit_2_with_offset_and_flows_kept() {
     p.bytes.extend(0x7fff_0000u32.to_le_bytes());
     p.bytes.extend([0xee; 100]);
     let path = p.write("garbage.pcap");
-    let out = run(&["-r", path.to_str().unwrap_or_default(), "--json"]);
+    let out = run(&["-r", arg(&path), "--json"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("byte offset {keep}")), "{err}");
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let doc = parse_json(&out);
     assert_eq!(doc["flows"][0]["tls"]["version"], "TLSv1.2");
 }
 
 #[test]
 fn fail_on_sets_exit_1_and_unknown_codes_are_refused() {
-    let f = root().join("fixtures/tls/tls10.pcap");
-    let f = f.to_str().unwrap_or_default();
+    let f = fixture("tls/tls10.pcap");
+    let f = arg(&f);
     assert_eq!(run(&["-r", f, "--fail-on", "SSLV3"]).status.code(), Some(0));
     assert_eq!(
         run(&["-r", f, "--fail-on", "SSLV3,DEPRECATED_TLS"])
@@ -713,20 +371,15 @@ fn fail_on_sets_exit_1_and_unknown_codes_are_refused() {
 
 #[test]
 fn ndjson_lines_then_summary_and_multiple_inputs_share_one_table() {
-    let a = root().join("fixtures/tls/tls13.pcap");
-    let b = root().join("fixtures/tls/tls12_ipv6.pcap");
     let out = run(&[
         "-r",
-        a.to_str().unwrap_or_default(),
+        "fixtures/tls/tls13.pcap",
         "-r",
-        b.to_str().unwrap_or_default(),
+        "fixtures/tls/tls12_ipv6.pcap",
         "--ndjson",
     ]);
     assert_eq!(out.status.code(), Some(0));
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_default())
-        .collect();
+    let lines = parse_ndjson(&out);
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["type"], "flow");
     assert_eq!(lines[0]["tls"]["version"], "TLSv1.3");
@@ -738,33 +391,17 @@ fn ndjson_lines_then_summary_and_multiple_inputs_share_one_table() {
 
 #[test]
 fn stdin_is_read_with_dash() {
-    let f = std::fs::read(root().join("fixtures/tls/sslv3.pcap")).unwrap_or_default();
-    let mut child = bin()
-        .args(["-r", "-", "--json"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    if let Some(mut stdin) = child.stdin.take() {
-        use std::io::Write;
-        let _ = stdin.write_all(&f);
-    }
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let f = std::fs::read(fixture("tls/sslv3.pcap")).unwrap_or_default();
+    let from_stdin = |extra: &[&str]| {
+        let mut cmd = bin();
+        cmd.args(["-r", "-", "--json"]).args(extra);
+        kit::report::with_stdin(cmd, &f).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let out = from_stdin(&[]);
+    let doc = parse_json(&out);
     assert_eq!(doc["flows"][0]["tls"]["version"], "SSLv3");
     // The reader thread takes standard input just as well.
-    let mut child = bin()
-        .args(["-r", "-", "--json", "--threads", "4"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    if let Some(mut stdin) = child.stdin.take() {
-        use std::io::Write;
-        let _ = stdin.write_all(&f);
-    }
-    let out4 = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(out.stdout, out4.stdout);
+    assert_eq!(out.stdout, from_stdin(&["--threads", "4"]).stdout);
 }
 
 /// Many flows of every kind the byte builder makes, interleaved, some idle past
@@ -800,8 +437,7 @@ fn many_flows_capture() -> Pcap {
 fn flows_without_ids(out: &Output) -> (Vec<String>, Value) {
     let mut flows = Vec::new();
     let mut summary = Value::Null;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let mut v: Value = serde_json::from_str(line).unwrap();
+    for mut v in parse_ndjson(out) {
         if v["type"] == "summary" {
             summary = v;
             continue;
@@ -844,31 +480,21 @@ fn assert_shards_partition(inputs: &[String]) {
 #[test]
 fn shards_together_are_the_whole_answer() {
     let path = many_flows_capture().write("many.pcap");
-    assert_shards_partition(&[path.to_str().unwrap().to_string()]);
-    let shared = root().join("../shared/captures");
-    if !shared.join("EXPECTED.tsv").exists() {
+    assert_shards_partition(&[arg(&path).to_string()]);
+    let Some(shared) = kit::shared_or_skip("captures") else {
         return;
-    }
-    let mut files = Vec::new();
-    let mut dirs = vec![shared];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
-                files.push(p.to_str().unwrap().to_string());
-            }
-        }
-    }
-    files.sort();
+    };
+    let files: Vec<String> = kit::capture_files(&shared)
+        .iter()
+        .map(|p| arg(p).to_string())
+        .collect();
     assert_shards_partition(&files);
 }
 
 #[test]
 fn threads_agree_on_many_interleaved_flows() {
     let path = many_flows_capture().write("many-threads.pcap");
-    let p = path.to_str().unwrap();
+    let p = arg(&path);
     let one = run_once(&["-r", p, "--ndjson", "--all", "--threads", "1"]);
     let lines = String::from_utf8_lossy(&one.stdout).lines().count();
     assert!(lines > 100, "{lines}");
@@ -895,83 +521,14 @@ fn threads_and_shard_arguments_are_checked() {
     }
 }
 
-/// pcapng writer: sections of interfaces and packet blocks, little-endian.
-fn ng_block(kind: u32, body: &[u8]) -> Vec<u8> {
-    let mut body = body.to_vec();
-    while !body.len().is_multiple_of(4) {
-        body.push(0);
-    }
-    let len = (body.len() + 12) as u32;
-    let mut b = kind.to_le_bytes().to_vec();
-    b.extend(len.to_le_bytes());
-    b.extend(body);
-    b.extend(len.to_le_bytes());
-    b
-}
-
-fn ng_shb() -> Vec<u8> {
-    let mut body = 0x1a2b_3c4du32.to_le_bytes().to_vec();
-    body.extend(1u16.to_le_bytes());
-    body.extend(0u16.to_le_bytes());
-    body.extend((-1i64).to_le_bytes());
-    ng_block(0x0a0d_0d0a, &body)
-}
-
-fn ng_idb(linktype: u16) -> Vec<u8> {
-    let mut body = linktype.to_le_bytes().to_vec();
-    body.extend(0u16.to_le_bytes());
-    body.extend(65535u32.to_le_bytes());
-    ng_block(1, &body)
-}
-
-fn ng_epb(if_id: u32, usecs: u64, data: &[u8]) -> Vec<u8> {
-    let mut body = if_id.to_le_bytes().to_vec();
-    body.extend(((usecs >> 32) as u32).to_le_bytes());
-    body.extend((usecs as u32).to_le_bytes());
-    body.extend((data.len() as u32).to_le_bytes());
-    body.extend((data.len() as u32).to_le_bytes());
-    body.extend(data);
-    ng_block(6, &body)
-}
-
-fn ng_spb(data: &[u8]) -> Vec<u8> {
-    let mut body = (data.len() as u32).to_le_bytes().to_vec();
-    body.extend(data);
-    ng_block(3, &body)
-}
-
-fn ng_obsolete_pb(if_id: u16, usecs: u64, data: &[u8]) -> Vec<u8> {
-    let mut body = if_id.to_le_bytes().to_vec();
-    body.extend(0u16.to_le_bytes());
-    body.extend(((usecs >> 32) as u32).to_le_bytes());
-    body.extend((usecs as u32).to_le_bytes());
-    body.extend((data.len() as u32).to_le_bytes());
-    body.extend((data.len() as u32).to_le_bytes());
-    body.extend(data);
-    ng_block(2, &body)
-}
-
-/// The raw IPv4 packets of a byte-built capture (LINKTYPE_RAW records).
-fn raw_packets(p: &Pcap) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut i = 24;
-    while i + 16 <= p.bytes.len() {
-        let len = u32::from_le_bytes(p.bytes[i + 8..i + 12].try_into().unwrap()) as usize;
-        out.push(p.bytes[i + 16..i + 16 + len].to_vec());
-        i += 16 + len;
-    }
-    out
-}
-
 #[test]
 fn pcapng_sections_interfaces_and_every_packet_block() {
-    let pkts = raw_packets(&tls12_capture(1000, 2000));
-    let eth = |ip: &[u8]| {
-        let mut f = vec![0u8; 12];
-        f.extend([0x08, 0x00]);
-        f.extend(ip);
-        f
-    };
+    use kit::net::ether as eth;
+    use kit::pcap::{ng_epb, ng_idb, ng_obsolete_pb, ng_shb, ng_spb};
+    let pkts: Vec<Vec<u8>> = kit::pcap::read_frames(&tls12_capture(1000, 2000).bytes)
+        .into_iter()
+        .map(|f| f.ip)
+        .collect();
     let mut f = ng_shb();
     f.extend(ng_idb(1)); // interface 0: Ethernet
     f.extend(ng_idb(101)); // interface 1: raw IP
@@ -984,10 +541,8 @@ fn pcapng_sections_interfaces_and_every_packet_block() {
     f.extend(ng_idb(101));
     f.extend(ng_epb(0, 1_700_000_000_000_400, &pkts[4]));
     f.extend(ng_epb(0, 1_700_000_000_000_500, &pkts[5]));
-    let dir = std::env::temp_dir().join(format!("tlswatch-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     // Named .pcap on purpose: the format comes from the magic number.
-    let path = dir.join("sections.pcap");
+    let path = tmp("sections.pcap");
     std::fs::write(&path, f).unwrap();
     let doc = json_of(&path);
     let flow = only_flow(&doc);
@@ -1010,16 +565,9 @@ fn idle_timeout_and_flow_cap_end_flows_visibly() {
         .tcp((1, 40003), S, 101, 0, ACK, &ch);
     let path = p.write("idle.pcap");
     let doc = json_of(&path);
-    let reasons: Vec<(u64, String)> = doc["flows"]
-        .as_array()
-        .unwrap()
+    let reasons: Vec<(u16, String)> = flows(&doc)
         .iter()
-        .map(|f| {
-            (
-                f["client"]["port"].as_u64().unwrap(),
-                f["end_reason"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|f| (ports(f).0, f["end_reason"].as_str().unwrap().to_string()))
         .collect();
     assert_eq!(
         reasons,
@@ -1030,21 +578,18 @@ fn idle_timeout_and_flow_cap_end_flows_visibly() {
         ]
     );
     // The cap is per worker thread: with one, the whole table holds one flow.
-    let out = run(&[
+    let doc = parse_json(&run(&[
         "-r",
-        path.to_str().unwrap(),
+        arg(&path),
         "--json",
         "--max-flows",
         "1",
         "--threads",
         "1",
-    ]);
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let evicted: Vec<&str> = doc["flows"]
-        .as_array()
-        .unwrap()
+    ]));
+    let evicted: Vec<String> = flows(&doc)
         .iter()
-        .map(|f| f["end_reason"].as_str().unwrap())
+        .map(|f| f["end_reason"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(evicted, vec!["idle_timeout", "evicted", "end_of_input"]);
     assert_eq!(doc["summary"]["flows"]["evicted"], 1);
@@ -1056,6 +601,7 @@ fn idle_timeout_and_flow_cap_end_flows_visibly() {
 #[cfg(feature = "live")]
 mod live {
     use super::*;
+    use std::process::Command;
     use std::process::Stdio;
     use std::time::Duration;
 
@@ -1188,10 +734,7 @@ mod live {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines = parse_ndjson(&out);
         let direct = flows_by_port(&lines, tls_port);
         assert_eq!(direct.len(), 1, "{lines:#?}");
         assert_eq!(direct[0]["encryption"], "tls");
@@ -1242,14 +785,12 @@ mod live {
 
     #[test]
     fn bpf_filter_applies_to_files_too() {
-        let f = root().join("fixtures/tls/multi.pcap");
-        let out = run(&[
+        let doc = parse_json(&run(&[
             "-r",
-            f.to_str().unwrap(),
+            "fixtures/tls/multi.pcap",
             "--json",
             "tcp port 9443 and tcp port 58026",
-        ]);
-        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        ]));
         let versions: Vec<&str> = doc["flows"]
             .as_array()
             .unwrap()
@@ -1267,71 +808,23 @@ mod live {
 /// `TLSWATCH_BLESS=1 cargo test golden` rewrites them.
 #[test]
 fn golden_reports_of_recorded_captures() {
-    let bless = std::env::var_os("TLSWATCH_BLESS").is_some();
+    use kit::golden::{Golden, check, pretty_without_memory};
     let mut checked = 0;
     let mut diffs = Vec::new();
-    for sub in ["tls", "starttls", "binary", "udp", "depth"] {
-        let dir = root().join("fixtures").join(sub);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let mut files: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
-            .collect();
-        files.sort();
-        for f in files {
-            let rel = f
-                .strip_prefix(root())
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_string();
-            let report = |threads: &str| {
-                let out = bin()
-                    .args(["-r", &rel, "--json", "--all", "--threads", threads])
-                    .current_dir(root())
-                    .output()
-                    .unwrap();
-                // Pretty-printed, so a change shows as a readable line diff.
-                let mut parsed: Value = serde_json::from_slice(&out.stdout)
-                    .unwrap_or_else(|e| panic!("{rel}: bad JSON: {e}"));
-                // Memory accounting follows struct layouts and threads, not the capture:
-                // tested on its own.
-                if let Some(summary) = parsed["summary"].as_object_mut() {
-                    summary.remove("memory");
-                }
-                serde_json::to_string_pretty(&parsed).unwrap() + "\n"
-            };
-            let got = report("1");
-            assert_eq!(got, report("4"), "{rel}: --threads 1 and 4 differ");
-            let golden = f.with_extension("golden.json");
-            if bless {
-                std::fs::write(&golden, &got).unwrap();
-                continue;
+    for f in kit::recorded_captures() {
+        let rel = arg(f.strip_prefix(root()).unwrap()).to_string();
+        // `run` also checks that --threads 1 and 4 print the same.
+        let got = pretty_without_memory(parse_json(&run(&["-r", &rel, "--json", "--all"])));
+        match check(&f.with_extension("golden.json"), &got) {
+            Golden::Same => checked += 1,
+            Golden::Differs(d) => {
+                checked += 1;
+                diffs.push(format!("{rel}: {d}"));
             }
-            let Ok(want) = std::fs::read_to_string(&golden) else {
-                continue;
-            };
-            checked += 1;
-            if want != got {
-                let line = want
-                    .lines()
-                    .zip(got.lines())
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(0);
-                diffs.push(format!(
-                    "{rel}: differs from {} at line {}:\n  want: {}\n  got:  {}",
-                    golden.display(),
-                    line + 1,
-                    want.lines().nth(line).unwrap_or(""),
-                    got.lines().nth(line).unwrap_or("")
-                ));
-            }
+            Golden::Absent | Golden::Blessed => {}
         }
     }
-    assert!(bless || checked > 0, "no golden files");
+    assert!(kit::golden::blessing() || checked > 0, "no golden files");
     assert!(
         diffs.is_empty(),
         "{}\n(rerun with TLSWATCH_BLESS=1 after checking the change)",
@@ -1350,26 +843,12 @@ fn mutated_captures_never_panic() {
     use tlswatch::flow::tcp::Engine;
     use tlswatch::pipeline::Inline;
     use tlswatch::record::EndReason;
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut rnd = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let mut inputs = Vec::new();
-    for sub in ["tls", "starttls", "binary", "udp", "depth"] {
-        for e in std::fs::read_dir(root().join("fixtures").join(sub))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
-                inputs.push(std::fs::read(&p).unwrap());
-            }
-        }
-    }
+    let mut rng = kit::Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rnd = move || rng.next_u64();
+    let inputs: Vec<Vec<u8>> = kit::recorded_captures()
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
     assert!(!inputs.is_empty());
     let mut runs = 0;
     for original in &inputs {
@@ -1434,19 +913,7 @@ const SECRETS: &[&str] = &[
 
 #[test]
 fn no_password_from_any_fixture_reaches_any_output() {
-    let mut files = Vec::new();
-    for sub in ["tls", "starttls", "binary", "udp", "depth"] {
-        for e in std::fs::read_dir(root().join("fixtures").join(sub))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
-                files.push(p);
-            }
-        }
-    }
+    let files = kit::recorded_captures();
     // The test means something only if the secrets are really in the captures.
     let mut in_captures = 0;
     for f in &files {
@@ -1463,7 +930,7 @@ fn no_password_from_any_fixture_reaches_any_output() {
     let mut args: Vec<String> = Vec::new();
     for f in &files {
         args.push("-r".into());
-        args.push(f.to_str().unwrap().into());
+        args.push(arg(f).into());
     }
     for extra in [
         vec![],
@@ -1484,36 +951,6 @@ fn no_password_from_any_fixture_reaches_any_output() {
 // ---------------------------------------------------------------------------
 // Fingerprints and certificates checked against tshark and openssl.
 
-/// `../shared/captures` beside the checkout (CI), or two levels up (a worktree).
-fn shared_captures() -> Option<PathBuf> {
-    ["../shared/captures", "../../shared/captures"]
-        .iter()
-        .map(|p| root().join(p))
-        .find(|p| p.join("EXPECTED.tsv").exists())
-}
-
-/// Rows of a tab-separated file with a header, as maps from column to value.
-fn tsv_maps(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut lines = text.lines();
-    let header: Vec<String> = lines
-        .next()
-        .unwrap_or_default()
-        .split('\t')
-        .map(String::from)
-        .collect();
-    lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            header
-                .iter()
-                .cloned()
-                .zip(l.split('\t').map(String::from))
-                .collect()
-        })
-        .collect()
-}
-
 /// (client ip, client port, server ip, server port).
 type TupleKey = (String, u16, String, u16);
 
@@ -1521,26 +958,16 @@ type TupleKey = (String, u16, String, u16);
 type FlowsByTuple = BTreeMap<TupleKey, Vec<Value>>;
 
 /// Flows of each capture named in `rows`, keyed by (client ip, client port, server ip, server port).
-fn flows_by_tuple(
-    base: &Path,
-    rows: &[BTreeMap<String, String>],
-) -> BTreeMap<String, FlowsByTuple> {
+fn flows_by_tuple(base: &Path, rows: &[TsvRow]) -> BTreeMap<String, FlowsByTuple> {
     let mut out: BTreeMap<String, BTreeMap<_, Vec<Value>>> = BTreeMap::new();
     for row in rows {
         let file = &row["file"];
         if out.contains_key(file) {
             continue;
         }
-        let doc = json_of(&base.join(file));
         let mut m: BTreeMap<_, Vec<Value>> = BTreeMap::new();
-        for f in doc["flows"].as_array().cloned().unwrap_or_default() {
-            let key = |side: &str| {
-                (
-                    norm_ip(f[side]["ip"].as_str().unwrap_or_default()),
-                    f[side]["port"].as_u64().unwrap_or(0) as u16,
-                )
-            };
-            let (c, s) = (key("client"), key("server"));
+        for f in flows(&json_of(&base.join(file))) {
+            let (c, s) = (endpoint(&f["client"]), endpoint(&f["server"]));
             m.entry((c.0, c.1, s.0, s.1)).or_default().push(f);
         }
         out.insert(file.clone(), m);
@@ -1552,7 +979,7 @@ fn flows_by_tuple(
 /// when a 4-tuple was reused), with their key; `None`, said on standard error,
 /// when it reported none.
 fn connection<'f>(
-    row: &BTreeMap<String, String>,
+    row: &TsvRow,
     flows: &'f BTreeMap<String, FlowsByTuple>,
 ) -> Option<(TupleKey, &'f [Value])> {
     let port = |k: &str| row[k].parse::<u16>().unwrap_or(0);
@@ -1574,17 +1001,14 @@ fn connection<'f>(
     }
 }
 
-/// A reference row, by column name.
-type RefRow = BTreeMap<String, String>;
-
 /// Compares one reference row with the flows tlswatch reported for its
 /// connection: returns how many values it compared, adds a line per difference.
-type RowCheck<'c> = dyn FnMut(&RefRow, &TupleKey, &[Value], &mut Vec<String>) -> usize + 'c;
+type RowCheck<'c> = dyn FnMut(&TsvRow, &TupleKey, &[Value], &mut Vec<String>) -> usize + 'c;
 
 /// Runs `check` over every row of `tsv` whose connection tlswatch reported in
 /// the capture under `base`: how many values were compared, and the differences.
 fn reference_mismatches(tsv: &Path, base: &Path, check: &mut RowCheck<'_>) -> (usize, Vec<String>) {
-    let rows = tsv_maps(tsv);
+    let rows = tsv_rows(tsv);
     let flows = flows_by_tuple(base, &rows);
     let mut checked = 0;
     let mut errors = Vec::new();
@@ -1609,13 +1033,12 @@ fn reference_sets(
         root().join("fixtures"),
         min_fixtures,
     )];
-    match shared_captures() {
-        Some(dir) => sets.push((
+    if let Some(expected) = kit::shared_or_skip("captures/EXPECTED.tsv") {
+        sets.push((
             root().join(format!("fixtures/{name}-shared.tsv")),
-            dir,
+            expected.parent().unwrap().to_path_buf(),
             min_shared,
-        )),
-        None => eprintln!("shared captures absent: only fixtures/{name}.tsv checked"),
+        ));
     }
     sets
 }
@@ -1646,16 +1069,10 @@ fn assert_references(
 
 /// Compares tlswatch's JA3/JA3S with the rows tshark gave (`fixtures/tools/ja3_expect.py`).
 fn ja3_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
-    let exceptions: Vec<(String, String, String)> =
-        std::fs::read_to_string(root().join("fixtures/JA3-exceptions.tsv"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| {
-                let mut c = l.split('\t');
-                Some((c.next()?.into(), c.next()?.into(), c.next()?.into()))
-            })
-            .collect();
+    let exceptions: Vec<(String, String, String)> = kit::tsv_lines(&fixture("JA3-exceptions.tsv"))
+        .into_iter()
+        .filter_map(|c| Some((c.first()?.clone(), c.get(1)?.clone(), c.get(2)?.clone())))
+        .collect();
     reference_mismatches(tsv, base, &mut |row, key, candidates, errors| {
         let mut checked = 0;
         for (obj, field, full) in [
@@ -1830,19 +1247,16 @@ fn byte_built_compression_and_malformed_certificate() {
     let mut cert_body = ((garbage.len() + 3) as u32).to_be_bytes()[1..].to_vec();
     cert_body.extend(&(garbage.len() as u32).to_be_bytes()[1..]);
     cert_body.extend(garbage);
-    let mut server = hs_record(0x0303, 2, &sh_body);
-    server.extend(hs_record(0x0303, 11, &cert_body));
-    server.extend(hs_record(0x0303, 14, &[]));
+    let mut server = handshake(0x0303, 2, &sh_body);
+    server.extend(handshake(0x0303, 11, &cert_body));
+    server.extend(handshake(0x0303, 14, &[]));
     let mut p = Pcap::new();
-    let (c1, s1) = (101u32, 501u32);
-    let c2 = c1 + ch.len() as u32;
-    let s2 = s1 + server.len() as u32;
-    p.tcp(C, S, 100, 0, SYN, b"")
-        .tcp(S, C, 500, c1, SYN | ACK, b"")
-        .tcp(C, S, c1, s1, ACK | PSH, &ch)
-        .tcp(S, C, s1, c2, ACK | PSH, &server)
-        .tcp(C, S, c2, s2, ACK | PSH, CCS)
-        .tcp(S, C, s2, c2 + 6, ACK | PSH, CCS);
+    Conn::new(C, S, 100, 500)
+        .open(&mut p)
+        .client(&mut p, ACK | PSH, &ch)
+        .server(&mut p, ACK | PSH, &server)
+        .client(&mut p, ACK | PSH, CCS)
+        .server(&mut p, ACK | PSH, CCS);
     let flow = only_flow(&json_of(&p.write("compression.pcap")));
     let tls = &flow["tls"];
     assert_eq!(
@@ -1869,7 +1283,7 @@ fn byte_built_compression_and_malformed_certificate() {
 /// and 301 SAN names (fixtures/depth/depth_hostile.pcap): every output escapes it.
 #[test]
 fn hostile_certificate_is_escaped_and_capped() {
-    let path = root().join("fixtures/depth/depth_hostile.pcap");
+    let path = fixture("depth/depth_hostile.pcap");
     let flow = only_flow(&json_of(&path));
     let cert = &flow["tls"]["certificates"][0];
     let subject = cert["subject"].as_str().unwrap_or_default();
@@ -1889,7 +1303,7 @@ fn hostile_certificate_is_escaped_and_capped() {
     assert_eq!(cert["san"][0], "nul\\x00.hostile.example");
     assert_eq!(cert["san_truncated"], true);
     for args in [vec!["--json"], vec!["--ndjson"], vec![]] {
-        let mut a = vec!["-r", path.to_str().unwrap_or_default()];
+        let mut a = vec!["-r", arg(&path)];
         a.extend(args.iter().copied());
         let out = run(&a);
         assert!(
@@ -1904,10 +1318,8 @@ fn hostile_certificate_is_escaped_and_capped() {
 /// Each fixtures/depth capture shows what it was recorded for (fixtures/README.md).
 #[test]
 fn depth_fixtures_show_what_they_were_recorded_for() {
-    let flows = |name: &str| -> Vec<Value> {
-        let doc = json_of(&root().join(format!("fixtures/depth/{name}.pcap")));
-        doc["flows"].as_array().cloned().unwrap_or_default()
-    };
+    let flows =
+        |name: &str| -> Vec<Value> { flows(&json_of(&fixture(&format!("depth/{name}.pcap")))) };
     let one = |name: &str| {
         let f = flows(name);
         assert_eq!(f.len(), 1, "{name}");
@@ -2009,29 +1421,6 @@ fn depth_fixtures_show_what_they_were_recorded_for() {
     assert!(!codes(&chain).contains(&"TLS_DOWNGRADE"));
 }
 
-/// A DTLS record carrying one unfragmented handshake message.
-fn dtls_handshake(msg: u8, version: u16, body: &[u8]) -> Vec<u8> {
-    let mut f = vec![
-        msg,
-        0,
-        (body.len() >> 8) as u8,
-        body.len() as u8,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ];
-    f.extend([0, (body.len() >> 8) as u8, body.len() as u8]);
-    f.extend(body);
-    let mut r = vec![22];
-    r.extend(version.to_be_bytes());
-    r.extend([0u8; 8]);
-    r.extend((f.len() as u16).to_be_bytes());
-    r.extend(f);
-    r
-}
-
 #[test]
 fn udp_other_than_quic_and_dtls_is_counted_by_port_not_listed() {
     let mut p = Pcap::new();
@@ -2053,12 +1442,11 @@ fn udp_other_than_quic_and_dtls_is_counted_by_port_not_listed() {
     p.t += 5000;
     p.udp((4, 41000), (1, 4433), &dtls_handshake(1, 0xfeff, &ch));
     let path = p.write("udp-mix.pcap");
-    let path = path.to_str().unwrap();
-    let out = run(&["-r", path, "--json", "--udp-idle-timeout", "1"]);
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let flows = doc["flows"].as_array().unwrap();
+    let path = arg(&path);
+    let doc = parse_json(&run(&["-r", path, "--json", "--udp-idle-timeout", "1"]));
+    let flows = flows(&doc);
     assert_eq!(flows.len(), 2, "{flows:?}");
-    for f in flows {
+    for f in &flows {
         assert_eq!(f["transport"], "udp");
         assert_eq!(f["encryption"], "dtls");
         assert_eq!(f["server"]["port"], 4433);
@@ -2074,8 +1462,7 @@ fn udp_other_than_quic_and_dtls_is_counted_by_port_not_listed() {
     );
     assert_eq!(doc["summary"]["packets"]["udp"], 10);
     // With the default timeout it is one conversation.
-    let out = run(&["-r", path, "--json"]);
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = parse_json(&run(&["-r", path, "--json"]));
     assert_eq!(doc["flows"].as_array().unwrap().len(), 1);
     // The table names the other UDP in its summary.
     let out = run(&["-r", path]);

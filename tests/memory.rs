@@ -13,7 +13,12 @@
     clippy::indexing_slicing
 )]
 
+mod kit;
+
 use cap::Cap;
+use kit::net;
+use kit::pcap::{ETHERNET, Pcap};
+use kit::tls::record;
 use std::alloc::System;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -60,20 +65,34 @@ fn client(n: u32) -> IpAddr {
     IpAddr::from((0x0a00_0000u32 | (n & 0x00ff_ffff)).to_be_bytes())
 }
 
-fn seg(src: IpAddr, sport: u16, dport: u16, seq: u32, flags: Flags, payload: &[u8]) -> Segment<'_> {
+/// A segment from `src:sport` to `dst:dport`, outside tunnels.
+fn segment<'p>(
+    (src, sport): (IpAddr, u16),
+    (dst, dport): (IpAddr, u16),
+    seq: u32,
+    ack: u32,
+    flags: Flags,
+    payload: &'p [u8],
+) -> Segment<'p> {
     Segment {
         src,
-        dst: IpAddr::from(SERVER),
+        dst,
         sport,
         dport,
         seq,
-        ack: 0,
+        ack,
         flags,
         payload,
         truncated: false,
         tunnel: TunnelPath::default(),
         notes: DecodeNotes::default(),
     }
+}
+
+/// A segment from `client:sport` to the server's `dport`.
+fn seg(src: IpAddr, sport: u16, dport: u16, seq: u32, flags: Flags, payload: &[u8]) -> Segment<'_> {
+    let server = (IpAddr::from(SERVER), dport);
+    segment((src, sport), server, seq, 0, flags, payload)
 }
 
 /// The server's reply to `client:sport`.
@@ -86,19 +105,8 @@ fn reply(
     flags: Flags,
     payload: &[u8],
 ) -> Segment<'_> {
-    Segment {
-        src: IpAddr::from(SERVER),
-        dst,
-        sport: dport,
-        dport: sport,
-        seq,
-        ack,
-        flags,
-        payload,
-        truncated: false,
-        tunnel: TunnelPath::default(),
-        notes: DecodeNotes::default(),
-    }
+    let server = (IpAddr::from(SERVER), dport);
+    segment(server, (dst, sport), seq, ack, flags, payload)
 }
 
 fn at(secs: i64) -> Timestamp {
@@ -134,6 +142,16 @@ impl Run {
 
     fn sample(&mut self) {
         self.peak = self.peak.max(ALLOC.allocated().saturating_sub(self.base));
+    }
+
+    /// What the engine holds is under `cap`, and the allocator's peak near it.
+    fn assert_within(&self, cap: usize) {
+        assert!(self.engine.memory_used() <= cap);
+        assert!(
+            self.peak <= cap + cap / 4,
+            "peak {} over cap {cap}",
+            self.peak
+        );
     }
 
     fn seg(&mut self, s: &Segment<'_>, ts: Timestamp) {
@@ -217,17 +235,12 @@ fn syn_flood_stays_under_the_memcap() {
         }
     }
     let mem = run.engine.memory();
-    assert!(run.engine.memory_used() <= CAP);
+    run.assert_within(CAP);
     assert!(mem.evicted > 0, "{mem:?}");
     assert_eq!(mem.evicted, run.engine.evicted);
     // Every SYN made a flow; the cap ended the oldest early.
     assert_eq!(run.ended + run.engine.open_flows() as u64, u64::from(N));
     assert_eq!(run.ended, mem.evicted);
-    assert!(
-        run.peak <= CAP + CAP / 4,
-        "peak {} over cap {CAP}",
-        run.peak
-    );
     run.finish();
     assert_eq!(run.ended, u64::from(N));
 }
@@ -259,12 +272,7 @@ fn flows_holding_out_of_order_data_at_the_cap() {
     }
     let mem = run.engine.memory();
     assert!(mem.buffering_stopped > 0, "{mem:?}");
-    assert!(run.engine.memory_used() <= CAP);
-    assert!(
-        run.peak <= CAP + CAP / 4,
-        "peak {} over cap {CAP}",
-        run.peak
-    );
+    run.assert_within(CAP);
     run.finish();
     assert_eq!(run.ended, u64::from(N));
     // Flows whose buffering stopped say so: their held bytes became gaps.
@@ -309,13 +317,8 @@ fn timestamps_going_backwards() {
         ..Limits::default()
     };
     let mut run = Run::new(limits, true);
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut rnd = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = kit::Rng(0x2545_f491_4f6c_dd1d);
+    let mut rnd = move || rng.next_u64();
     const N: u32 = 50_000;
     for i in 0..N {
         // Time jumps back and forth by up to a day, and far into the past.
@@ -335,14 +338,6 @@ fn timestamps_going_backwards() {
     ids.dedup();
     assert_eq!(ids.len(), run.recs.len());
     assert_eq!(run.engine.memory_used(), 0);
-}
-
-/// A TLS record carrying `body`.
-fn record(ct: u8, body: &[u8]) -> Vec<u8> {
-    let mut r = vec![ct, 3, 1];
-    r.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    r.extend_from_slice(body);
-    r
 }
 
 /// Sends `stream` from the client in 1400-byte segments after a handshake; returns the record.
@@ -374,10 +369,10 @@ fn one_flow(port: u16, greeting: &[u8], stream: &[u8], limits: Limits) -> (FlowR
 fn sixteen_mib_handshake_message() {
     let _g = serial();
     // A ClientHello header announcing 16 MiB - 1, then 16 MiB of records carrying it.
-    let mut stream = record(22, &[1, 0xff, 0xff, 0xff]);
+    let mut stream = record(22, 0x0301, &[1, 0xff, 0xff, 0xff]);
     let body = vec![0x5a; 16_000];
     while stream.len() < 16 << 20 {
-        stream.extend(record(22, &body));
+        stream.extend(record(22, 0x0301, &body));
     }
     let (rec, peak) = one_flow(443, b"", &stream, Limits::default());
     assert!(rec.has_note(Note::HandshakeTooLarge), "{:?}", rec.notes);
@@ -439,38 +434,21 @@ fn ldap_ber_length_bombs() {
 /// A classic pcap of `n` SYNs (or, with `udp`, DNS-style queries) from distinct
 /// sources to one server (Ethernet, IPv4).
 fn flood_pcap(n: u32, udp: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24 + n as usize * 70);
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&[2, 0, 4, 0]);
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
+    let mut p = Pcap::with_linktype(ETHERNET);
     for i in 0..n {
-        let mut f = vec![0u8; 12];
-        f.extend_from_slice(&[0x08, 0x00]);
         let src = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
-        let (proto, len) = if udp { (17, 20 + 8 + 12) } else { (6, 40) };
-        let mut ip = vec![0x45, 0, 0, len, 0, 0, 0x40, 0, 64, proto, 0, 0];
-        ip.extend_from_slice(&src);
-        ip.extend_from_slice(&SERVER);
-        f.extend_from_slice(&ip);
-        f.extend_from_slice(&(1024 + (i % 60_000) as u16).to_be_bytes());
-        if udp {
-            f.extend_from_slice(&[0, 53, 0, 20, 0, 0]);
-            f.extend_from_slice(&(i as u16).to_be_bytes());
-            f.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        let sport = 1024 + (i % 60_000) as u16;
+        let ip = if udp {
+            let mut query = (i as u16).to_be_bytes().to_vec();
+            query.extend([1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+            net::ipv4(17, src, SERVER, 0, 0x4000, &net::udp(sport, 53, &query))
         } else {
-            f.extend_from_slice(&443u16.to_be_bytes());
-            f.extend_from_slice(&i.to_be_bytes());
-            f.extend_from_slice(&[0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
-        }
-        out.extend_from_slice(&(1 + i / 100_000).to_le_bytes());
-        out.extend_from_slice(&(i % 1_000_000).to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(&f);
+            let syn = net::tcp(sport, 443, i, 0, net::SYN, b"");
+            net::ipv4(6, src, SERVER, 0, 0x4000, &syn)
+        };
+        p.frame_at((1 + i / 100_000, i % 1_000_000), &net::ether(&ip));
     }
-    out
+    p.bytes
 }
 
 /// The whole threaded pipeline under a SYN flood: workers count flows without
@@ -494,8 +472,7 @@ fn pipeline_flood(udp: bool) {
     let _g = serial();
     const N: u32 = 200_000;
     const CAP: usize = 8 << 20;
-    let path =
-        std::env::temp_dir().join(format!("tlswatch-flood-{}-{udp}.pcap", std::process::id()));
+    let path = kit::tmp(&format!("flood-{udp}.pcap"));
     std::fs::write(&path, flood_pcap(N, udp)).unwrap();
     let file = path.to_string_lossy().into_owned();
     for threads in ["1", "2", "3"] {

@@ -3,25 +3,14 @@
 
 mod servers;
 
-use super::{codes, root, run};
+use crate::kit::report::{codes, json_run, run, with_stdin};
+use crate::kit::{arg, fixture, tmp};
 use serde_json::Value;
 use std::process::Command;
 
-fn fixture(rel: &str) -> String {
-    root()
-        .join("fixtures")
-        .join(rel)
-        .to_string_lossy()
-        .into_owned()
-}
-
+/// The flows of a run with every flow listed.
 fn flows(args: &[&str]) -> Vec<Value> {
-    let mut argv = args.to_vec();
-    argv.extend(["--json", "--all"]);
-    let out = run(&argv);
-    let doc: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: bad JSON: {e}"));
-    doc["flows"].as_array().cloned().unwrap_or_default()
+    crate::kit::report::flows(&json_run(&[args, &["--json", "--all"]].concat()))
 }
 
 fn flagged(args: &[&str]) -> bool {
@@ -40,7 +29,7 @@ fn plaintext_moved_onto_tls_ports_is_flagged_high() {
         ("policy/smtp-cleartext-465.pcap", 465),
         ("policy/ldap-cleartext-636.pcap", 636),
     ] {
-        let f = fixture(file);
+        let f = format!("fixtures/{file}");
         let list = flows(&["-r", &f]);
         let hit: Vec<&Value> = list
             .iter()
@@ -58,31 +47,31 @@ fn plaintext_moved_onto_tls_ports_is_flagged_high() {
 
 #[test]
 fn tls_on_993_starttls_on_587_and_plaintext_elsewhere_are_not_flagged() {
-    assert!(!flagged(&["-r", &fixture("policy/tls13-993.pcap")]));
+    assert!(!flagged(&["-r", "fixtures/policy/tls13-993.pcap"]));
     assert!(!flagged(&[
         "-r",
-        &fixture("starttls/submission-587-starttls-auth.pcap")
+        "fixtures/starttls/submission-587-starttls-auth.pcap"
     ]));
-    let imap143 = fixture("starttls/imap-cleartext-login.pcap");
-    assert!(!flagged(&["-r", &imap143]));
+    let imap143 = "fixtures/starttls/imap-cleartext-login.pcap";
+    assert!(!flagged(&["-r", imap143]));
     // --tls-port adds the port to the policy.
-    assert!(flagged(&["-r", &imap143, "--tls-port", "143"]));
-    let out = run(&["-r", &imap143, "--tls-port", "143", "--fail-on", "high"]);
+    assert!(flagged(&["-r", imap143, "--tls-port", "143"]));
+    let out = run(&["-r", imap143, "--tls-port", "143", "--fail-on", "high"]);
     assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]
 fn fail_on_takes_severities_mixed_with_codes() {
     // tls12_ipv6.pcap: one flow, CERT_SELF_SIGNED (medium) and nothing worse.
-    let f = fixture("tls/tls12_ipv6.pcap");
-    let status = |list: &str| run(&["-r", &f, "--fail-on", list]).status.code();
+    let f = "fixtures/tls/tls12_ipv6.pcap";
+    let status = |list: &str| run(&["-r", f, "--fail-on", list]).status.code();
     assert_eq!(status("high"), Some(0));
     assert_eq!(status("critical"), Some(0));
     assert_eq!(status("medium"), Some(1));
     assert_eq!(status("Info"), Some(1));
     assert_eq!(status("critical,CERT_SELF_SIGNED"), Some(1));
     assert_eq!(status("critical,SSLV3"), Some(0));
-    let out = run(&["-r", &f, "--fail-on", "high,severe"]);
+    let out = run(&["-r", f, "--fail-on", "high,severe"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown finding code 'SEVERE'"), "{err}");
@@ -125,20 +114,9 @@ fn generated(kind: &str) -> String {
 /// Runs `program args` with `input` on standard input, or `None` when the program
 /// is not installed.
 fn pipe(program: &str, args: &[&str], input: &str) -> Option<std::process::Output> {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .ok()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    Some(child.wait_with_output().unwrap_or_else(|e| panic!("{e}")))
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    with_stdin(cmd, input.as_bytes()).ok()
 }
 
 #[test]
@@ -167,9 +145,7 @@ fn man_page_formats_without_warnings() {
 #[test]
 fn bash_completion_loads() {
     let script = generated("complete-bash");
-    let dir = std::env::temp_dir().join(format!("tlswatch-audit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let path = dir.join("tlswatch.bash");
+    let path = tmp("tlswatch.bash");
     std::fs::write(&path, &script).unwrap_or_else(|e| panic!("{e}"));
     let path = path.to_string_lossy().into_owned();
     let syntax = Command::new("bash").args(["-n", &path]).output();
@@ -215,25 +191,17 @@ fn other_shells_get_their_scripts() {
 /// A pcap just over the progress threshold that costs nothing to read: 1 MiB
 /// records of zeros (undecodable), written sparse.
 fn big_sparse_capture() -> std::path::PathBuf {
+    use crate::kit::pcap::{ETHERNET, header, record_header};
     use std::io::{Seek, SeekFrom, Write};
-    let dir = std::env::temp_dir().join(format!("tlswatch-audit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("big.pcap");
+    let path = tmp("big.pcap");
     let mut f = std::fs::File::create(&path).unwrap();
     let record = 1u32 << 20;
-    let mut header = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
-    header.extend([0u8; 8]);
-    header.extend((record * 2).to_le_bytes());
-    header.extend(1u32.to_le_bytes());
-    f.write_all(&header).unwrap();
+    f.write_all(&header(ETHERNET, record * 2)).unwrap();
     let count = (tlswatch::run::progress::MIN_BYTES >> 20) + 8;
     for i in 0..count {
         f.seek(SeekFrom::Start(24 + i * (16 + u64::from(record))))
             .unwrap();
-        let mut rec = vec![0u8; 8];
-        rec.extend(record.to_le_bytes());
-        rec.extend(record.to_le_bytes());
-        f.write_all(&rec).unwrap();
+        f.write_all(&record_header((0, 0), record)).unwrap();
     }
     f.set_len(24 + count * (16 + u64::from(record))).unwrap();
     path
@@ -276,7 +244,7 @@ fn progress_shows_on_a_terminal_only() {
     let ci = under_pty(&format!("-r {big} --servers"), &[("CI", "true")]).unwrap();
     assert!(!bar(&ci), "CI set:\n{ci}");
     let small = fixture("tls/tls13.pcap");
-    let small = under_pty(&format!("-r {small}"), &[]).unwrap();
+    let small = under_pty(&format!("-r {}", arg(&small)), &[]).unwrap();
     assert!(!small.contains("left)"), "small input:\n{small}");
     // Standard error a pipe: nothing but the report.
     let out = Command::new(env!("CARGO_BIN_EXE_tlswatch"))

@@ -1,22 +1,22 @@
 //! `--servers`: consistency with the flow records of the same run, the cap, and
 //! golden output for a fixture set with several servers, in all three formats.
 
-use super::super::{ACK, CCS, FIN, PSH, Pcap, SYN, bin, client_hello, root, run, server_hello};
+use crate::kit::golden::{assert_golden, ndjson_without_memory, pretty_without_memory};
+use crate::kit::net::{ACK, Ep, PSH};
+use crate::kit::pcap::{Conn, Pcap};
+use crate::kit::report::{codes, endpoint, ndjson_lines, parse_json, parse_ndjson, run, run_ok};
+use crate::kit::tls::{CCS, client_hello, server_hello};
+use crate::kit::{arg, fixture, tsv_rows};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One whole connection: handshake, one exchange, FIN both ways.
-fn connection(p: &mut Pcap, c: (u8, u16), s: (u8, u16), req: &[u8], resp: &[u8]) {
-    let (ci, si) = (1000u32, 5000u32);
-    let (c1, s1) = (ci + 1, si + 1);
-    let (c2, s2) = (c1 + req.len() as u32, s1 + resp.len() as u32);
-    p.tcp(c, s, ci, 0, SYN, b"")
-        .tcp(s, c, si, c1, SYN | ACK, b"")
-        .tcp(c, s, c1, s1, ACK | PSH, req)
-        .tcp(s, c, s1, c2, ACK | PSH, resp)
-        .tcp(c, s, c2, s2, ACK | FIN, b"")
-        .tcp(s, c, s2, c2 + 1, ACK | FIN, b"")
-        .tcp(c, s, c2 + 1, s2 + 1, ACK, b"");
+fn connection(p: &mut Pcap, c: Ep, s: Ep, req: &[u8], resp: &[u8]) {
+    Conn::new(c, s, 1000, 5000)
+        .open(p)
+        .client(p, ACK | PSH, req)
+        .server(p, ACK | PSH, resp)
+        .close(p);
 }
 
 /// A capture with many servers and a mix of TLS versions, ciphers and plaintext:
@@ -58,21 +58,11 @@ fn many_servers(n: u32) -> std::path::PathBuf {
 }
 
 fn ndjson(args: &[&str]) -> (Vec<Value>, Vec<Value>, Value) {
-    let out = run(args);
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    parse_ndjson(&String::from_utf8_lossy(&out.stdout))
+    split_servers(parse_ndjson(&run_ok(args)))
 }
 
 /// Flow lines, server lines and the summary of `--servers --ndjson` output.
-fn parse_ndjson(text: &str) -> (Vec<Value>, Vec<Value>, Value) {
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+fn split_servers(lines: Vec<Value>) -> (Vec<Value>, Vec<Value>, Value) {
     // Flow lines, then server lines, then the summary: never interleaved.
     let kinds: Vec<&str> = lines
         .iter()
@@ -107,14 +97,11 @@ fn parse_ndjson(text: &str) -> (Vec<Value>, Vec<Value>, Value) {
 }
 
 /// The server records a reader would compute from the flow records with jq.
-fn grouped(flows: &[Value]) -> BTreeMap<(String, u64), Value> {
-    let mut acc: BTreeMap<(String, u64), Value> = BTreeMap::new();
-    let mut clients: BTreeMap<(String, u64), BTreeSet<String>> = BTreeMap::new();
+fn grouped(flows: &[Value]) -> BTreeMap<(String, u16), Value> {
+    let mut acc: BTreeMap<(String, u16), Value> = BTreeMap::new();
+    let mut clients: BTreeMap<(String, u16), BTreeSet<String>> = BTreeMap::new();
     for f in flows {
-        let key = (
-            f["server"]["ip"].as_str().unwrap().to_string(),
-            f["server"]["port"].as_u64().unwrap(),
-        );
+        let key = endpoint(&f["server"]);
         clients
             .entry(key.clone())
             .or_default()
@@ -132,7 +119,7 @@ fn grouped(flows: &[Value]) -> BTreeMap<(String, u64), Value> {
         if let Some(cs) = f["tls"]["server_hello"]["cipher_suite"].as_str() {
             inc(&mut s["cipher_suites"][cs]);
         }
-        let codes: BTreeSet<&str> = super::super::codes(f).into_iter().collect();
+        let codes: BTreeSet<&str> = codes(f).into_iter().collect();
         for c in codes {
             inc(&mut s["findings"][c]);
         }
@@ -154,10 +141,7 @@ fn assert_consistent(flows: &[Value], servers: &[Value]) {
     let want = grouped(flows);
     assert_eq!(servers.len(), want.len());
     for s in servers {
-        let key = (
-            s["server"]["ip"].as_str().unwrap().to_string(),
-            s["server"]["port"].as_u64().unwrap(),
-        );
+        let key = endpoint(&s["server"]);
         let w = &want[&key];
         for field in [
             "flows",
@@ -176,7 +160,7 @@ fn assert_consistent(flows: &[Value], servers: &[Value]) {
 #[test]
 fn server_records_agree_with_the_flow_records_of_the_same_run() {
     let f = many_servers(900);
-    let f = f.to_str().unwrap();
+    let f = arg(&f);
     let (flows, servers, summary) = ndjson(&["-r", f, "--ndjson", "--servers"]);
     assert_eq!(flows.len(), 900);
     assert_eq!(servers.len(), 180, "60 addresses x 3 ports");
@@ -195,8 +179,7 @@ fn server_records_agree_with_the_flow_records_of_the_same_run() {
     };
     assert!(servers.windows(2).all(|w| rank(&w[0]) >= rank(&w[1])));
     // The JSON document carries the same servers beside the same flows.
-    let out = run(&["-r", f, "--json", "--servers"]);
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = parse_json(&run(&["-r", f, "--json", "--servers"]));
     assert_eq!(doc["servers"].as_array().unwrap(), &servers);
     assert_eq!(doc["flows"].as_array().unwrap().len(), 900);
     // Records from several workers, in whatever order they end: the same inventory.
@@ -209,14 +192,8 @@ fn server_records_agree_with_the_flow_records_of_the_same_run() {
 #[test]
 fn server_cap_is_counted() {
     let f = many_servers(300);
-    let (flows, servers, summary) = ndjson(&[
-        "-r",
-        f.to_str().unwrap(),
-        "--ndjson",
-        "--servers",
-        "--max-servers",
-        "7",
-    ]);
+    let (flows, servers, summary) =
+        ndjson(&["-r", arg(&f), "--ndjson", "--servers", "--max-servers", "7"]);
     assert_eq!(servers.len(), 7);
     let kept: u64 = servers.iter().map(|s| s["flows"].as_u64().unwrap()).sum();
     let beyond = summary["servers"]["flows_beyond_cap"].as_u64().unwrap();
@@ -225,10 +202,7 @@ fn server_cap_is_counted() {
     // The servers kept are still exact.
     let want = grouped(&flows);
     for s in &servers {
-        let key = (
-            s["server"]["ip"].as_str().unwrap().to_string(),
-            s["server"]["port"].as_u64().unwrap(),
-        );
+        let key = endpoint(&s["server"]);
         assert_eq!(s["flows"], want[&key]["flows"]);
     }
 }
@@ -251,75 +225,26 @@ fn golden_run(format: &[&str]) -> String {
         args.extend(["-r", f]);
     }
     args.extend(format);
-    let out = bin()
-        .args(&args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// NDJSON with the summary's `memory` object taken out, the rest byte for byte.
-fn without_memory(ndjson: &str) -> String {
-    let key = "\"memory\":{";
-    let Some(start) = ndjson.find(key) else {
-        return ndjson.to_string();
-    };
-    let end = ndjson[start..]
-        .find('}')
-        .map_or(ndjson.len(), |e| start + e + 1);
-    let end = if ndjson[end..].starts_with(',') {
-        end + 1
-    } else {
-        end
-    };
-    format!("{}{}", &ndjson[..start], &ndjson[end..])
+    String::from_utf8(run_ok(&args).stdout).unwrap()
 }
 
 #[test]
 fn golden_server_inventory_in_every_format() {
-    let bless = std::env::var_os("TLSWATCH_BLESS").is_some();
-    let dir = root().join("fixtures/servers");
-    let json_text = golden_run(&["--json"]);
-    // Pretty-printed, so a change shows as a readable line diff.
-    let doc: Value = serde_json::from_str(&json_text).unwrap();
-    // Memory accounting follows struct layouts, not the captures: tested on its own.
-    let mut stable = doc.clone();
-    if let Some(summary) = stable["summary"].as_object_mut() {
-        summary.remove("memory");
-    }
-    let pretty = serde_json::to_string_pretty(&stable).unwrap() + "\n";
+    let dir = fixture("servers");
+    let doc: Value = serde_json::from_str(&golden_run(&["--json"])).unwrap();
+    let ndjson = golden_run(&["--ndjson"]);
     for (name, got) in [
         ("inventory.golden.txt", golden_run(&[])),
-        ("inventory.golden.json", pretty),
-        (
-            "inventory.golden.ndjson",
-            without_memory(&golden_run(&["--ndjson"])),
-        ),
+        ("inventory.golden.json", pretty_without_memory(doc.clone())),
+        ("inventory.golden.ndjson", ndjson_without_memory(&ndjson)),
     ] {
-        let path = dir.join(name);
-        if bless {
-            std::fs::write(&path, &got).unwrap();
-            continue;
-        }
-        let want =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(
-            want, got,
-            "{name} differs (rerun with TLSWATCH_BLESS=1 after checking)"
-        );
+        assert_golden(&dir.join(name), &got);
     }
     // The three formats say the same.
     let flows = doc["flows"].as_array().unwrap();
     let servers = doc["servers"].as_array().unwrap();
     assert_consistent(flows, servers);
-    let (_, nd_servers, _) = parse_ndjson(&golden_run(&["--ndjson"]));
+    let (_, nd_servers, _) = split_servers(ndjson_lines(&ndjson));
     assert_eq!(&nd_servers, servers);
     let table = golden_run(&[]);
     for s in servers {
@@ -336,21 +261,24 @@ fn golden_server_inventory_in_every_format() {
         assert_eq!(cells[2], s["flows"].to_string(), "{row}");
     }
     // Counts derived by tshark from the captures (fixtures/tools/servers_expect.py).
-    let expected = std::fs::read_to_string(dir.join("EXPECTED-servers.tsv")).unwrap();
     let mut rows = 0;
-    for line in expected.lines().skip(1) {
-        let c: Vec<&str> = line.split('\t').collect();
-        let (ip, port) = (c[0], c[1].parse::<u64>().unwrap());
+    for r in tsv_rows(&dir.join("EXPECTED-servers.tsv")) {
+        let (ip, port) = (&r["server_ip"], r["server_port"].parse::<u64>().unwrap());
         let s = servers
             .iter()
-            .find(|s| s["server"]["ip"] == ip && s["server"]["port"] == port)
+            .find(|s| s["server"]["ip"] == ip.as_str() && s["server"]["port"] == port)
             .unwrap_or_else(|| panic!("tshark saw server {ip}:{port}; tlswatch did not"));
-        assert_eq!(s["flows"].to_string(), c[2], "{ip}:{port} flows");
-        assert_eq!(s["clients"].to_string(), c[3], "{ip}:{port} clients");
-        let versions: BTreeMap<String, u64> = if c[4] == "-" {
+        assert_eq!(s["flows"].to_string(), r["flows"], "{ip}:{port} flows");
+        assert_eq!(
+            s["clients"].to_string(),
+            r["clients"],
+            "{ip}:{port} clients"
+        );
+        let versions: BTreeMap<String, u64> = if r["versions"] == "-" {
             BTreeMap::new()
         } else {
-            c[4].split(',')
+            r["versions"]
+                .split(',')
                 .map(|kv| {
                     let (k, v) = kv.split_once('=').unwrap();
                     (k.to_string(), v.parse().unwrap())

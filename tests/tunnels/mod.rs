@@ -3,7 +3,11 @@
 //! fragments, which must give the same flow records as the bare capture apart
 //! from `tunnel`.
 
-use super::{ACK, C, Pcap, S, SYN, json_of, root, sslv2_client_hello};
+use crate::kit::net::{endpoints, ether, ether_vlan, ethertype, ipv4, ipv6, udp};
+use crate::kit::pcap::{raw_capture, read_ip_packets};
+use crate::kit::report::{flows, json_of, notes};
+use crate::kit::tls::{sslv2_capture, sslv2_server_hello};
+use crate::kit::{Rng, fixture, tsv_rows};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -55,31 +59,22 @@ fn flow_ids(doc: &Value) -> BTreeSet<FlowId> {
 
 #[test]
 fn shared_tunnel_captures_match_tshark() {
-    let dir = root().join("../shared/captures/tunnels");
-    if !dir.is_dir() {
-        eprintln!("skipped: {} is absent", dir.display());
+    let Some(dir) = crate::kit::shared_or_skip("captures/tunnels") else {
         return;
-    }
-    let tsv = std::fs::read_to_string(root().join("fixtures/tunnels/EXPECTED-shared-tunnels.tsv"))
-        .unwrap();
+    };
     let mut want: std::collections::BTreeMap<String, BTreeSet<FlowId>> = Default::default();
-    for line in tsv.lines().skip(1) {
-        let c: Vec<&str> = line.split('\t').collect();
-        want.entry(c[0].to_string()).or_default().insert((
-            c[1].to_string(),
-            c[2].to_string(),
-            c[3].to_string(),
-            c[4].to_string(),
+    for r in tsv_rows(&fixture("tunnels/EXPECTED-shared-tunnels.tsv")) {
+        want.entry(r["file"].clone()).or_default().insert((
+            r["a"].clone(),
+            r["b"].clone(),
+            r["tunnel"].clone(),
+            r["outer"].clone(),
         ));
     }
     let mut failures = Vec::new();
     let mut files = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
+    for path in crate::kit::capture_files(&dir) {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if !(name.ends_with(".pcap") || name.ends_with(".pcapng")) {
-            continue;
-        }
         files += 1;
         let got = flow_ids(&json_of(&path));
         let exp = want.remove(&name).unwrap_or_default();
@@ -93,150 +88,12 @@ fn shared_tunnel_captures_match_tshark() {
 }
 
 // ---------------------------------------------------------------------------
-// Reading and writing classic pcap.
-
-struct Frame {
-    ts: (u32, u32),
-    /// The IP packet (link layer removed, padding cut).
-    ip: Vec<u8>,
-}
-
-fn le_or_be(b: &[u8], big: bool) -> u32 {
-    let a: [u8; 4] = b.try_into().unwrap();
-    if big {
-        u32::from_be_bytes(a)
-    } else {
-        u32::from_le_bytes(a)
-    }
-}
-
-/// The IP packets of a classic pcap (Ethernet, SLL, SLL2 or raw), timestamps in
-/// microseconds.
-fn read_ip_packets(path: &Path) -> Vec<Frame> {
-    let b = std::fs::read(path).unwrap();
-    let magic = u32::from_le_bytes(b[..4].try_into().unwrap());
-    let (big, nanos) = match magic {
-        0xa1b2c3d4 => (false, false),
-        0xa1b23c4d => (false, true),
-        0xd4c3b2a1 => (true, false),
-        0x4d3cb2a1 => (true, true),
-        m => panic!("{}: not a classic pcap ({m:08x})", path.display()),
-    };
-    let linktype = le_or_be(&b[20..24], big);
-    let mut at = 24;
-    let mut out = Vec::new();
-    while at + 16 <= b.len() {
-        let sec = le_or_be(&b[at..at + 4], big);
-        let sub = le_or_be(&b[at + 4..at + 8], big);
-        let incl = le_or_be(&b[at + 8..at + 12], big) as usize;
-        let data = &b[at + 16..at + 16 + incl];
-        at += 16 + incl;
-        let usec = if nanos { sub / 1000 } else { sub };
-        let (ethertype, ip) = match linktype {
-            1 => (u16::from_be_bytes([data[12], data[13]]), &data[14..]),
-            113 => (u16::from_be_bytes([data[14], data[15]]), &data[16..]),
-            276 => (u16::from_be_bytes([data[0], data[1]]), &data[20..]),
-            101 => (if data[0] >> 4 == 6 { 0x86dd } else { 0x0800 }, data),
-            l => panic!("{}: link type {l}", path.display()),
-        };
-        let len = match ethertype {
-            0x0800 => usize::from(u16::from_be_bytes([ip[2], ip[3]])),
-            0x86dd => 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]])),
-            _ => continue,
-        };
-        out.push(Frame {
-            ts: (sec, usec),
-            ip: ip[..len.min(ip.len())].to_vec(),
-        });
-    }
-    out
-}
-
-/// Writes raw IP frames (LINKTYPE_RAW) as a classic microsecond pcap.
-fn write_raw_pcap(path: &Path, frames: &[((u32, u32), Vec<u8>)]) {
-    let mut b = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
-    b.extend([0u8; 8]);
-    b.extend(262_144u32.to_le_bytes());
-    b.extend(101u32.to_le_bytes());
-    for ((sec, usec), f) in frames {
-        b.extend(sec.to_le_bytes());
-        b.extend(usec.to_le_bytes());
-        b.extend((f.len() as u32).to_le_bytes());
-        b.extend((f.len() as u32).to_le_bytes());
-        b.extend(f);
-    }
-    std::fs::write(path, b).unwrap();
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tlswatch-tunnels-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-// ---------------------------------------------------------------------------
 // Building outer headers.
 
 const O1: [u8; 4] = [192, 0, 2, 1];
 const O2: [u8; 4] = [198, 51, 100, 2];
 const O1_6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const O2_6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
-
-fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], id: u16, frag: u16, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x45, 0];
-    p.extend(((20 + payload.len()) as u16).to_be_bytes());
-    p.extend(id.to_be_bytes());
-    p.extend(frag.to_be_bytes());
-    p.extend([64, proto, 0, 0]);
-    p.extend(src);
-    p.extend(dst);
-    p.extend(payload);
-    p
-}
-
-fn ipv6(next: u8, src: [u8; 16], dst: [u8; 16], payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend((payload.len() as u16).to_be_bytes());
-    p.extend([next, 64]);
-    p.extend(src);
-    p.extend(dst);
-    p.extend(payload);
-    p
-}
-
-fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut u = Vec::new();
-    u.extend(sport.to_be_bytes());
-    u.extend(dport.to_be_bytes());
-    u.extend(((8 + payload.len()) as u16).to_be_bytes());
-    u.extend([0, 0]);
-    u.extend(payload);
-    u
-}
-
-fn ethertype(ip: &[u8]) -> [u8; 2] {
-    if ip[0] >> 4 == 6 {
-        [0x86, 0xdd]
-    } else {
-        [0x08, 0x00]
-    }
-}
-
-fn ether(ip: &[u8]) -> Vec<u8> {
-    let mut e = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
-    e.extend(ethertype(ip));
-    e.extend(ip);
-    e
-}
-
-fn ether_vlan(ip: &[u8]) -> Vec<u8> {
-    let mut e = vec![
-        0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x81, 0x00, 0x00, 0x64,
-    ];
-    e.extend(ethertype(ip));
-    e.extend(ip);
-    e
-}
 
 /// Outer IPv4 between the two tunnel endpoints, oriented by direction.
 fn outer4(proto: u8, fwd: bool, payload: &[u8]) -> Vec<u8> {
@@ -397,25 +254,6 @@ fn wrap(kind: &str, ip: &[u8], fwd: bool) -> Vec<u8> {
     }
 }
 
-/// The inner endpoints of an IP packet with TCP (ports 0 when not TCP).
-fn endpoints(ip: &[u8]) -> ((IpAddr, u16), (IpAddr, u16)) {
-    let (src, dst, l4): (IpAddr, IpAddr, &[u8]) = if ip[0] >> 4 == 6 {
-        let s: [u8; 16] = ip[8..24].try_into().unwrap();
-        let d: [u8; 16] = ip[24..40].try_into().unwrap();
-        (s.into(), d.into(), &ip[40..])
-    } else {
-        let ihl = usize::from(ip[0] & 0xf) * 4;
-        let s: [u8; 4] = ip[12..16].try_into().unwrap();
-        let d: [u8; 4] = ip[16..20].try_into().unwrap();
-        (s.into(), d.into(), &ip[ihl..])
-    };
-    let port = |at: usize| {
-        l4.get(at..at + 2)
-            .map_or(0, |p| u16::from_be_bytes([p[0], p[1]]))
-    };
-    ((src, port(0)), (dst, port(2)))
-}
-
 fn is_fwd(ip: &[u8]) -> bool {
     let (a, b) = endpoints(ip);
     a <= b
@@ -431,17 +269,6 @@ enum Order {
     /// Every fragment twice, and one overlapping piece with the same bytes.
     Duplicated,
     Shuffled(u64),
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
 }
 
 /// Cuts an IP packet into fragments carrying `size` bytes (a multiple of 8) each.
@@ -505,7 +332,7 @@ fn fragment(ip: &[u8], size: usize, id: u32, order: Order) -> Vec<Vec<u8>> {
         Order::Shuffled(seed) => {
             let mut r = Rng(seed | 1);
             for i in (1..frags.len()).rev() {
-                let j = r.next(i as u64 + 1) as usize;
+                let j = r.below(i as u64 + 1) as usize;
                 frags.swap(i, j);
             }
         }
@@ -517,10 +344,7 @@ fn fragment(ip: &[u8], size: usize, id: u32, order: Order) -> Vec<Vec<u8>> {
 // Comparing records.
 
 fn flows_without_tunnel(doc: &Value) -> Vec<Value> {
-    doc["flows"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    flows(doc)
         .into_iter()
         .map(|mut f| {
             if let Some(o) = f.as_object_mut() {
@@ -541,20 +365,10 @@ fn bare_fixtures() -> Vec<PathBuf> {
         "starttls/smtp-2525-starttls-injection.pcap",
     ]
     .iter()
-    .map(|p| root().join("fixtures").join(p))
+    .map(|p| fixture(p))
     .collect();
     // SSLv2: no peer speaks it, so it is byte-built (see the SSLv2 tests).
-    let ch = sslv2_client_hello(0x0002);
-    let mut body = vec![4, 0, 1, 0x00, 0x02, 0x00, 0x00, 0x00, 0x03, 0x00, 0x10];
-    body.extend([0x01, 0x00, 0x80]);
-    body.extend([0x33; 16]);
-    let mut sh = vec![0x80, body.len() as u8];
-    sh.extend(body);
-    let mut p = Pcap::new();
-    p.tcp(C, S, 100, 0, SYN, b"")
-        .tcp(S, C, 500, 101, SYN | ACK, b"")
-        .tcp(C, S, 101, 501, ACK, &ch)
-        .tcp(S, C, 501, 101 + ch.len() as u32, ACK, &sh);
+    let p = sslv2_capture(0x0002, &sslv2_server_hello());
     v.push(p.write("tunnel-sslv2.pcap"));
     v
 }
@@ -571,8 +385,7 @@ fn assert_same(
         bare.file_stem().unwrap().to_string_lossy(),
         label.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
     );
-    let path = tmp(&name);
-    write_raw_pcap(&path, frames);
+    let path = raw_capture(frames).write(&name);
     let doc = json_of(&path);
     let got = flows_without_tunnel(&doc);
     assert_eq!(
@@ -656,10 +469,9 @@ fn fixtures_in_fragments_give_the_same_records() {
                 tiny.push((p.ts, f));
             }
         }
-        let path = tmp("tiny.pcap");
-        write_raw_pcap(&path, &tiny);
-        for f in json_of(&path)["flows"].as_array().unwrap() {
-            let notes = super::notes(f);
+        let path = raw_capture(&tiny).write("tiny.pcap");
+        for f in &flows(&json_of(&path)) {
+            let notes = notes(f);
             assert!(
                 notes.contains(&"tiny_ip_fragment"),
                 "{}: {notes:?}",
@@ -696,7 +508,7 @@ fn random_fragmenting_and_reordering_keeps_the_records() {
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let fixtures = bare_fixtures();
     for round in 0..12 {
-        let bare = &fixtures[rng.next(fixtures.len() as u64) as usize];
+        let bare = &fixtures[rng.below(fixtures.len() as u64) as usize];
         let want = flows_without_tunnel(&json_of(bare));
         let packets = read_ip_packets(bare);
         let v6 = packets.first().is_some_and(|p| p.ip[0] >> 4 == 6);
@@ -704,12 +516,12 @@ fn random_fragmenting_and_reordering_keeps_the_records() {
         let mut pending: Vec<((u32, u32), Vec<u8>)> = Vec::new();
         for (n, p) in packets.iter().enumerate() {
             // From 24 bytes up: smaller first fragments are noted as tiny.
-            let size = 8 * (3 + rng.next(22) as usize);
-            let order = match rng.next(4) {
+            let size = 8 * (3 + rng.below(22) as usize);
+            let order = match rng.below(4) {
                 0 => Order::Straight,
                 1 => Order::Reversed,
                 2 => Order::Duplicated,
-                _ => Order::Shuffled(rng.next(u64::MAX)),
+                _ => Order::Shuffled(rng.below(u64::MAX)),
             };
             let mut pieces = fragment(&p.ip, size, n as u32 + 1, order);
             // Fragments of this packet may arrive after the next packet's first
@@ -724,10 +536,10 @@ fn random_fragmenting_and_reordering_keeps_the_records() {
         }
         frames.append(&mut pending);
         // One tunnel (or none) for the round, so the records stay one per flow.
-        let kind = match rng.next(3) {
+        let kind = match rng.below(3) {
             0 => None,
             _ => {
-                let (k, _) = WRAPS[rng.next(WRAPS.len() as u64) as usize];
+                let (k, _) = WRAPS[rng.below(WRAPS.len() as u64) as usize];
                 (k != "teredo" || v6).then_some(k)
             }
         };
@@ -750,7 +562,7 @@ fn random_fragmenting_and_reordering_keeps_the_records() {
 /// the bare capture, and the flow says it happened.
 #[test]
 fn conflicting_fragment_overlap_keeps_first_data_and_is_noted() {
-    let bare = root().join("fixtures/tls/sslv3.pcap");
+    let bare = fixture("tls/sslv3.pcap");
     let mut want = flows_without_tunnel(&json_of(&bare));
     let packets = read_ip_packets(&bare);
     let mut frames = Vec::new();
