@@ -1,6 +1,6 @@
 //! Command-line arguments, turned into a validated configuration.
 
-use crate::analyzer::Options;
+use crate::analyzer::options::Options;
 use crate::assess::{FailOn, Policy};
 use crate::config::{ColorChoice, Config, Format, Limits, LiveOptions, MAX_THREADS, MIN_MEMCAP};
 use crate::pipeline::shard::Shard;

@@ -837,7 +837,7 @@ fn golden_reports_of_recorded_captures() {
 /// the test; every outcome must be a report or a clean error.
 #[test]
 fn mutated_captures_never_panic() {
-    use tlswatch::analyzer::Options;
+    use tlswatch::analyzer::options::Options;
     use tlswatch::capture::read_capture;
     use tlswatch::config::Limits;
     use tlswatch::flow::tcp::Engine;

@@ -22,7 +22,7 @@ use kit::tls::record;
 use std::alloc::System;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use tlswatch::analyzer::Options;
+use tlswatch::analyzer::options::Options;
 use tlswatch::config::Limits;
 use tlswatch::config::StreamLimits;
 use tlswatch::decode::path::{DecodeNotes, Flags, Segment, TunnelPath};

@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tlswatch::analyzer::{Analyzer, Options, Signal};
+use tlswatch::analyzer::options::Options;
+use tlswatch::analyzer::tcp::{Analyzer, Signal};
 use tlswatch_fuzz::{Event, record, settle, transcript};
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tlswatch::analyzer::Options;
+use tlswatch::analyzer::options::Options;
 use tlswatch::capture::read_capture;
 use tlswatch::flow::tcp::Engine;
 use tlswatch::config::Limits;

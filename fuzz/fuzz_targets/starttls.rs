@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tlswatch::analyzer::Options;
+use tlswatch::analyzer::options::Options;
 use tlswatch::analyzer::starttls::{ALL, Driver};
 use tlswatch_fuzz::{Event, record, settle, transcript};
 

@@ -9,7 +9,9 @@
 //! recently active flow costs O(1).
 
 use super::ending::settle;
-use crate::analyzer::{Analyzer, Options, Signal};
+use super::key::FlowKey;
+use crate::analyzer::options::Options;
+use crate::analyzer::tcp::{Analyzer, Signal};
 use crate::assess::Policy;
 use crate::config::Limits;
 use crate::config::StreamLimits;
@@ -24,25 +26,6 @@ use crate::stats::{MemoryStats, PacketStats};
 use crate::time::Timestamp;
 use std::net::IpAddr;
 use std::sync::Arc;
-
-/// Canonical key: the two endpoints in sorted order, and the identity of the
-/// tunnels the flow came through (0 for none).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct FlowKey {
-    a: (IpAddr, u16),
-    b: (IpAddr, u16),
-    tunnel: u64,
-}
-
-impl FlowKey {
-    fn new(x: (IpAddr, u16), y: (IpAddr, u16), tunnel: u64) -> Self {
-        if x <= y {
-            FlowKey { a: x, b: y, tunnel }
-        } else {
-            FlowKey { a: y, b: x, tunnel }
-        }
-    }
-}
 
 /// ISNs remembered per direction.
 const MAX_ISNS: usize = 4;

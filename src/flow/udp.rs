@@ -4,8 +4,8 @@
 //! other UDP is only counted, by server port.
 
 use super::ending::settle;
-use crate::analyzer::dtls::{self, DtlsAnalyzer};
-use crate::analyzer::quic::{self, QuicAnalyzer};
+use super::key::FlowKey;
+use crate::analyzer::udp::{SNIFF_DATAGRAMS, UdpAnalyzer, service_port, sniff};
 use crate::assess::Policy;
 use crate::config::UdpLimits;
 use crate::decode::path::Datagram;
@@ -17,65 +17,14 @@ use crate::time::Timestamp;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// Datagrams of a conversation looked at before it is taken for neither QUIC nor DTLS.
-pub const SNIFF_DATAGRAMS: u32 = 8;
-
-/// UDP ports where QUIC usually runs: a long header there is QUIC whatever its version.
-fn quic_port(p: u16) -> bool {
-    matches!(p, 443 | 80 | 784 | 853 | 4433 | 8443 | 6121)
-}
-
-/// Ports where a UDP server usually listens, to guess roles without a handshake.
-fn service_port(p: u16) -> bool {
-    p < 1024
-        || matches!(
-            p,
-            1194 | 1812
-                | 1813
-                | 3478
-                | 4433
-                | 4500
-                | 4740
-                | 5004
-                | 5060
-                | 5061
-                | 5349
-                | 5684
-                | 6514
-                | 8443
-                | 10161
-                | 10162
-                | 51820
-        )
-}
-
-/// Canonical key: the two endpoints in sorted order, and the identity of the
-/// tunnels the conversation came through (0 for none).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UdpKey {
-    a: (IpAddr, u16),
-    b: (IpAddr, u16),
-    tunnel: u64,
-}
-
-impl UdpKey {
-    pub fn new(x: (IpAddr, u16), y: (IpAddr, u16), tunnel: u64) -> Self {
-        if x <= y {
-            UdpKey { a: x, b: y, tunnel }
-        } else {
-            UdpKey { a: y, b: x, tunnel }
-        }
-    }
-}
-
 /// A conversation's analysis, once it is taken for QUIC or DTLS: only then does
 /// it get a flow record (a flood of other datagrams holds no more than [`Lite`]).
 #[derive(Debug)]
 enum Proto {
     /// Not yet known.
     Sniff,
-    Quic(Box<(FlowRecord, QuicAnalyzer)>),
-    Dtls(Box<(FlowRecord, DtlsAnalyzer)>),
+    /// Taken for QUIC or DTLS, and analysed.
+    Analyzing(Box<(FlowRecord, UdpAnalyzer)>),
     /// The handshake is understood: only datagrams and bytes are counted.
     Bypass(Box<FlowRecord>),
     /// Neither QUIC nor DTLS.
@@ -114,7 +63,7 @@ struct UdpFlow {
 /// the flow engine's memory budget.
 #[derive(Debug)]
 pub struct UdpTable {
-    table: Table<UdpKey, UdpFlow>,
+    table: Table<FlowKey, UdpFlow>,
     limits: UdpLimits,
     now: Timestamp,
     /// Charged per conversation beyond its table entry (the output stage's numbering
@@ -128,7 +77,7 @@ pub struct UdpTable {
 }
 
 /// What a conversation costs in the table (slot and index share), analysis apart.
-pub const UDP_FLOW_BYTES: usize = Table::<UdpKey, UdpFlow>::ENTRY_BYTES;
+pub const UDP_FLOW_BYTES: usize = Table::<FlowKey, UdpFlow>::ENTRY_BYTES;
 
 /// Receives each flow record as its flow ends.
 pub type Emit<'a> = dyn FnMut(FlowRecord) + 'a;
@@ -243,7 +192,7 @@ impl UdpTable {
         emit: &mut Emit<'_>,
     ) {
         let src = (dg.src, dg.sport);
-        let key = UdpKey::new(src, (dg.dst, dg.dport), dg.tunnel.identity());
+        let key = FlowKey::new(src, (dg.dst, dg.dport), dg.tunnel.identity());
         let idle_since = ts.secs.saturating_sub(self.limits.idle_timeout_secs);
         let mut slot = self.table.find(&key);
         if let Some(s) = slot
@@ -396,8 +345,7 @@ impl Lite {
 impl UdpFlow {
     fn record_mut(&mut self) -> Option<&mut FlowRecord> {
         match &mut self.proto {
-            Proto::Quic(b) => Some(&mut b.0),
-            Proto::Dtls(b) => Some(&mut b.0),
+            Proto::Analyzing(b) => Some(&mut b.0),
             Proto::Bypass(r) => Some(r),
             Proto::Sniff | Proto::Other => None,
         }
@@ -406,16 +354,7 @@ impl UdpFlow {
     /// Bytes the analysis holds beyond the table entry.
     fn analysis_bytes(&self) -> usize {
         match &self.proto {
-            Proto::Quic(b) => {
-                std::mem::size_of::<(FlowRecord, QuicAnalyzer)>()
-                    + b.0.heap_bytes()
-                    + b.1.heap_bytes()
-            }
-            Proto::Dtls(b) => {
-                std::mem::size_of::<(FlowRecord, DtlsAnalyzer)>()
-                    + b.0.heap_bytes()
-                    + b.1.heap_bytes()
-            }
+            Proto::Analyzing(b) => b.1.bytes_with(&b.0),
             Proto::Bypass(r) => std::mem::size_of::<FlowRecord>() + r.heap_bytes(),
             Proto::Sniff | Proto::Other => 0,
         }
@@ -462,39 +401,26 @@ impl UdpFlow {
                     }
                     self.lite.client = rec.client;
                     self.lite.server = rec.server;
-                    self.proto = match kind {
-                        Kind::Quic => Proto::Quic(Box::new((rec, QuicAnalyzer::default()))),
-                        Kind::Dtls => Proto::Dtls(Box::new((rec, DtlsAnalyzer::default()))),
-                    };
+                    self.proto = Proto::Analyzing(Box::new((rec, UdpAnalyzer::new(kind))));
                 }
                 None if self.lite.seen >= SNIFF_DATAGRAMS => self.proto = Proto::Other,
                 None => {}
             }
         }
         let done = match &mut self.proto {
-            Proto::Quic(b) => {
-                let (rec, q) = &mut **b;
-                q.on_datagram(dir, dg.payload, rec);
-                q.is_done()
-            }
-            Proto::Dtls(b) => {
-                let (rec, d) = &mut **b;
-                d.on_datagram(dir, dg.payload, rec);
-                d.is_done()
+            Proto::Analyzing(b) => {
+                let (rec, a) = &mut **b;
+                a.on_datagram(dir, dg.payload, rec);
+                a.is_done()
             }
             Proto::Sniff | Proto::Bypass(_) | Proto::Other => false,
         };
         if done {
             let proto = std::mem::replace(&mut self.proto, Proto::Other);
             self.proto = match proto {
-                Proto::Quic(b) => {
-                    let (mut rec, mut q) = *b;
-                    q.finish(&mut rec);
-                    Proto::Bypass(Box::new(rec))
-                }
-                Proto::Dtls(b) => {
-                    let (mut rec, mut d) = *b;
-                    d.finish(&mut rec);
+                Proto::Analyzing(b) => {
+                    let (mut rec, mut a) = *b;
+                    a.finish(&mut rec);
                     Proto::Bypass(Box::new(rec))
                 }
                 other => other,
@@ -506,48 +432,15 @@ impl UdpFlow {
     /// taken for QUIC or DTLS.
     fn into_record(self) -> Option<FlowRecord> {
         match self.proto {
-            Proto::Quic(b) => {
-                let (mut rec, mut q) = *b;
-                q.finish(&mut rec);
-                Some(rec)
-            }
-            Proto::Dtls(b) => {
-                let (mut rec, mut d) = *b;
-                d.finish(&mut rec);
+            Proto::Analyzing(b) => {
+                let (mut rec, mut a) = *b;
+                a.finish(&mut rec);
                 Some(rec)
             }
             Proto::Bypass(r) => Some(*r),
             Proto::Sniff | Proto::Other => None,
         }
     }
-}
-
-/// Which protocol a conversation was taken for.
-enum Kind {
-    Quic,
-    Dtls,
-}
-
-/// Is this datagram QUIC or DTLS, and who sent it (when the content says)?
-fn sniff(dg: &Datagram<'_>) -> Option<(Kind, Option<Dir>)> {
-    // A long header of an unknown version counts as QUIC only towards (or from) a
-    // QUIC port on the server's side: a DNS query from source port 8443 is not QUIC.
-    let hint = quic_port(dg.dport) || (quic_port(dg.sport) && !service_port(dg.dport));
-    if let Some(s) = quic::sniff(dg.payload, hint) {
-        let sender = match s {
-            quic::Sender::Client => Some(Dir::Client),
-            quic::Sender::Server => Some(Dir::Server),
-            quic::Sender::Either => None,
-        };
-        return Some((Kind::Quic, sender));
-    }
-    let s = dtls::sniff(dg.payload)?;
-    let sender = match s {
-        dtls::Sender::Client => Some(Dir::Client),
-        dtls::Sender::Server => Some(Dir::Server),
-        dtls::Sender::Either => None,
-    };
-    Some((Kind::Dtls, sender))
 }
 
 fn new_flow(dg: &Datagram<'_>, ts: Timestamp, id: u64) -> UdpFlow {

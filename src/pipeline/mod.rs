@@ -408,7 +408,7 @@ struct Plan<'p> {
     workers: usize,
     /// Caps of each worker's shard.
     limits: Limits,
-    opts: crate::analyzer::Options,
+    opts: crate::analyzer::options::Options,
     ports: &'p [u16],
     policy: Arc<Policy>,
     shard: Option<Shard>,
@@ -1050,7 +1050,7 @@ mod tests {
         Plan {
             workers: 1,
             limits: Limits::default(),
-            opts: crate::analyzer::Options::default(),
+            opts: crate::analyzer::options::Options::default(),
             ports: &[],
             policy: Arc::default(),
             shard: None,
@@ -1078,7 +1078,11 @@ mod tests {
         };
         let limits = Limits::default();
         let mut inline = Inline::new(
-            Engine::new(limits, crate::analyzer::Options::default(), Vec::new()),
+            Engine::new(
+                limits,
+                crate::analyzer::options::Options::default(),
+                Vec::new(),
+            ),
             None,
         );
         let mut emit = |_rec: FlowRecord| {};
