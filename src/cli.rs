@@ -411,6 +411,7 @@ fn roff_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Code;
 
     #[test]
     fn sizes_parse_with_binary_units() {
@@ -451,7 +452,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.fail_on.severity, Some(crate::record::Severity::Critical));
-        assert_eq!(c.fail_on.codes, ["CLEARTEXT_AUTH"]);
+        assert_eq!(c.fail_on.codes, [Code::CleartextAuth]);
         assert!(c.policy.tls_ports().contains(&8993));
         assert!(c.policy.tls_ports().contains(&993));
         assert!(config(&["-r", "x", "--fail-on", "bogus"]).is_err());

@@ -442,6 +442,7 @@ impl DtlsAnalyzer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Code;
     use crate::record::Endpoint;
     use crate::time::Timestamp;
 
@@ -632,7 +633,7 @@ mod tests {
                 .iter()
                 .map(|f| f.code)
                 .collect::<Vec<_>>(),
-            vec!["TLS_1_3"]
+            vec![Code::Tls13]
         );
     }
 

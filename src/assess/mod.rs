@@ -4,7 +4,7 @@
 use crate::analyzer::tls::certificate;
 use crate::analyzer::tls::cipher;
 use crate::record::{
-    Certificate, ClientHelloInfo, Encryption, Finding, FlowRecord, Note, Severity, StartTls,
+    Certificate, ClientHelloInfo, Code, Encryption, Finding, FlowRecord, Note, Severity, StartTls,
     TlsInfo,
 };
 use crate::version::Version;
@@ -13,48 +13,6 @@ use crate::version::Version;
 pub const MIN_RSA_BITS: u32 = 2048;
 /// Smallest elliptic-curve size not reported as weak.
 pub const MIN_EC_BITS: u32 = 224;
-
-/// Every finding code tlswatch can emit, for `--fail-on` validation and the README.
-pub const CODES: &[&str] = &[
-    "SSLV2",
-    "SSLV3",
-    "DEPRECATED_TLS",
-    "TLS_1_3",
-    "WEAK_CIPHER",
-    "PLAINTEXT",
-    "HANDSHAKE_FAILED",
-    "STARTTLS_REFUSED",
-    "STARTTLS_NOT_USED",
-    "STARTTLS_STRIPPED",
-    "STARTTLS_INJECTION",
-    "STARTTLS_RESPONSE_INJECTION",
-    "STARTTLS_FAILED",
-    "IMAP_PREAUTH",
-    "CLEARTEXT_AUTH",
-    "RDP_STANDARD_SECURITY",
-    "LOGIN_ONLY_ENCRYPTION",
-    "PLAINTEXT_ON_TLS_PORT",
-    "CERT_EXPIRED",
-    "CERT_NOT_YET_VALID",
-    "CERT_SELF_SIGNED",
-    "CERT_NAME_MISMATCH",
-    "WEAK_KEY",
-    "WEAK_SIGNATURE",
-    "NO_FORWARD_SECRECY",
-    "TLS_DOWNGRADE",
-    "TLS_COMPRESSION",
-    "INSECURE_RENEGOTIATION",
-    "INAPPROPRIATE_FALLBACK",
-];
-
-/// Severities as `--fail-on` and the JSON spell them, least severe first.
-pub const SEVERITIES: &[(&str, Severity)] = &[
-    ("info", Severity::Info),
-    ("low", Severity::Low),
-    ("medium", Severity::Medium),
-    ("high", Severity::High),
-    ("critical", Severity::Critical),
-];
 
 /// IANA ports where TLS is expected from the first byte, with their service names.
 pub const TLS_PORTS: &[(u16, &str)] = &[
@@ -141,9 +99,8 @@ impl Policy {
                 rec.encryption.as_str()
             )
         };
-        Some(finding(
-            "PLAINTEXT_ON_TLS_PORT",
-            Severity::High,
+        Some(Finding::new(
+            Code::PlaintextOnTlsPort,
             format!("port {port} ({service}) expects TLS from the first byte; {how}"),
         ))
     }
@@ -152,7 +109,7 @@ impl Policy {
 /// `--fail-on`: finding codes, and a severity at or above which any finding counts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FailOn {
-    pub codes: Vec<&'static str>,
+    pub codes: Vec<Code>,
     pub severity: Option<Severity>,
 }
 
@@ -167,20 +124,21 @@ impl FailOn {
                 continue;
             }
             let lower = word.to_ascii_lowercase();
-            if let Some((_, sev)) = SEVERITIES.iter().find(|(name, _)| *name == lower) {
+            if let Some(sev) = Severity::ALL.iter().find(|s| s.as_str() == lower) {
                 out.severity = Some(out.severity.map_or(*sev, |s| s.min(*sev)));
                 continue;
             }
             let upper = word.to_ascii_uppercase();
-            match CODES.iter().find(|c| **c == upper) {
-                Some(code) if !out.codes.contains(code) => out.codes.push(code),
-                Some(_) => {}
-                None => {
-                    let sevs: Vec<&str> = SEVERITIES.iter().map(|(n, _)| *n).collect();
+            match upper.parse::<Code>() {
+                Ok(code) if !out.codes.contains(&code) => out.codes.push(code),
+                Ok(_) => {}
+                Err(_) => {
+                    let sevs: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
+                    let codes: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
                     return Err(format!(
                         "--fail-on: unknown finding code '{upper}' (severities: {}; codes: {})",
                         sevs.join(", "),
-                        CODES.join(", ")
+                        codes.join(", ")
                     ));
                 }
             }
@@ -194,15 +152,7 @@ impl FailOn {
 
     /// Whether this finding makes the exit status 1.
     pub fn matches(&self, f: &Finding) -> bool {
-        self.severity.is_some_and(|s| f.severity >= s) || self.codes.contains(&f.code)
-    }
-}
-
-fn finding(code: &'static str, severity: Severity, message: String) -> Finding {
-    Finding {
-        code,
-        severity,
-        message,
+        self.severity.is_some_and(|s| f.severity() >= s) || self.codes.contains(&f.code)
     }
 }
 
@@ -226,7 +176,7 @@ pub fn assess(rec: &FlowRecord, policy: &Policy) -> Vec<Finding> {
     cleartext_auth_findings(rec, &mut out);
     out.extend(encryption_finding(rec));
     out.extend(policy.port_finding(rec));
-    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    out.sort_by_key(|f| std::cmp::Reverse(f.severity()));
     out
 }
 
@@ -243,26 +193,21 @@ fn tls_findings(rec: &FlowRecord, tls: &TlsInfo, out: &mut Vec<Finding>) {
 /// The negotiated protocol version, when it is worth a finding.
 fn version_finding(version: Option<Version>) -> Option<Finding> {
     match version {
-        Some(Version::SSLV2) => Some(finding(
-            "SSLV2",
-            Severity::Critical,
+        Some(Version::SSLV2) => Some(Finding::new(
+            Code::Sslv2,
             "SSLv2 negotiated; prohibited by RFC 6176".into(),
         )),
-        Some(Version::SSLV3) => Some(finding(
-            "SSLV3",
-            Severity::High,
+        Some(Version::SSLV3) => Some(Finding::new(
+            Code::Sslv3,
             "SSLv3 negotiated; prohibited by RFC 7568".into(),
         )),
-        Some(v @ (Version::TLS10 | Version::TLS11 | Version::DTLS10)) => Some(finding(
-            "DEPRECATED_TLS",
-            Severity::Medium,
+        Some(v @ (Version::TLS10 | Version::TLS11 | Version::DTLS10)) => Some(Finding::new(
+            Code::DeprecatedTls,
             format!("{v} negotiated; deprecated by RFC 8996"),
         )),
-        Some(v) if v.is_tls13() || v == Version::DTLS13 => Some(finding(
-            "TLS_1_3",
-            Severity::Info,
-            format!("{v} negotiated"),
-        )),
+        Some(v) if v.is_tls13() || v == Version::DTLS13 => {
+            Some(Finding::new(Code::Tls13, format!("{v} negotiated")))
+        }
         _ => None,
     }
 }
@@ -271,9 +216,8 @@ fn version_finding(version: Option<Version>) -> Option<Finding> {
 fn weak_cipher_finding(tls: &TlsInfo) -> Option<Finding> {
     let sh = tls.server_hello.as_ref()?;
     let why = sh.cipher_id.and_then(cipher::weak)?;
-    Some(finding(
-        "WEAK_CIPHER",
-        Severity::High,
+    Some(Finding::new(
+        Code::WeakCipher,
         format!(
             "server selected {} ({why})",
             sh.cipher_suite.as_deref().unwrap_or("?")
@@ -295,16 +239,15 @@ fn handshake_failed(rec: &FlowRecord, tls: &TlsInfo) -> Option<Finding> {
     } else {
         return None;
     };
-    Some(finding("HANDSHAKE_FAILED", Severity::Medium, message))
+    Some(Finding::new(Code::HandshakeFailed, message))
 }
 
 /// Findings from a STARTTLS exchange: a stripped or refused upgrade, plaintext
 /// injected around it, an upgrade not used or not completed, IMAP PREAUTH.
 fn starttls_findings(rec: &FlowRecord, st: &StartTls, out: &mut Vec<Finding>) {
     if st.stripped.is_some() {
-        out.push(finding(
-            "STARTTLS_STRIPPED",
-            Severity::Critical,
+        out.push(Finding::new(
+            Code::StarttlsStripped,
             format!(
                 "STARTTLS capability masked or removed: {}",
                 st.stripped.as_deref().unwrap_or_default()
@@ -312,23 +255,20 @@ fn starttls_findings(rec: &FlowRecord, st: &StartTls, out: &mut Vec<Finding>) {
         ));
     }
     if let Some(junk) = &st.injection {
-        out.push(finding(
-            "STARTTLS_INJECTION",
-            Severity::Critical,
+        out.push(Finding::new(
+            Code::StarttlsInjection,
             format!("client sent plaintext after its STARTTLS command: {junk}"),
         ));
     }
     if let Some(junk) = &st.response_injection {
-        out.push(finding(
-            "STARTTLS_RESPONSE_INJECTION",
-            Severity::Critical,
+        out.push(Finding::new(
+            Code::StarttlsResponseInjection,
             format!("server sent plaintext after its go-ahead: {junk}"),
         ));
     }
     if st.requested && !st.accepted && rec.encryption == Encryption::StarttlsRefused {
-        out.push(finding(
-            "STARTTLS_REFUSED",
-            Severity::High,
+        out.push(Finding::new(
+            Code::StarttlsRefused,
             format!(
                 "server refused the upgrade: {}",
                 st.reply.as_deref().unwrap_or("(no reply line)")
@@ -336,23 +276,20 @@ fn starttls_findings(rec: &FlowRecord, st: &StartTls, out: &mut Vec<Finding>) {
         ));
     }
     if st.offered && !st.requested && rec.encryption == Encryption::Plaintext {
-        out.push(finding(
-            "STARTTLS_NOT_USED",
-            Severity::High,
+        out.push(Finding::new(
+            Code::StarttlsNotUsed,
             "server offered STARTTLS; the client went on in plaintext".into(),
         ));
     }
     if rec.encryption == Encryption::StarttlsFailed {
-        out.push(finding(
-            "STARTTLS_FAILED",
-            Severity::High,
+        out.push(Finding::new(
+            Code::StarttlsFailed,
             "server accepted the upgrade but no TLS handshake completed".into(),
         ));
     }
     if st.preauth {
-        out.push(finding(
-            "IMAP_PREAUTH",
-            Severity::High,
+        out.push(Finding::new(
+            Code::ImapPreauth,
             "IMAP PREAUTH greeting: the session is authenticated before any chance to upgrade"
                 .into(),
         ));
@@ -367,9 +304,8 @@ fn cleartext_auth_findings(rec: &FlowRecord, out: &mut Vec<Finding>) {
             .as_deref()
             .map(|u| format!(" for user {u}"))
             .unwrap_or_default();
-        out.push(finding(
-            "CLEARTEXT_AUTH",
-            Severity::High,
+        out.push(Finding::new(
+            Code::CleartextAuth,
             format!("credentials sent before TLS ({}{who})", a.mechanism),
         ));
     }
@@ -379,22 +315,19 @@ fn cleartext_auth_findings(rec: &FlowRecord, out: &mut Vec<Finding>) {
 /// a protection weaker than TLS).
 fn encryption_finding(rec: &FlowRecord) -> Option<Finding> {
     match rec.encryption {
-        Encryption::Plaintext => Some(finding(
-            "PLAINTEXT",
-            Severity::Medium,
+        Encryption::Plaintext => Some(Finding::new(
+            Code::Plaintext,
             format!(
                 "no TLS: {} bytes client to server, {} bytes server to client in the clear",
                 rec.bytes.client, rec.bytes.server
             ),
         )),
-        Encryption::RdpStandard => Some(finding(
-            "RDP_STANDARD_SECURITY",
-            Severity::High,
+        Encryption::RdpStandard => Some(Finding::new(
+            Code::RdpStandardSecurity,
             "RDP Standard Security (RC4, no server authentication) instead of TLS".into(),
         )),
-        Encryption::LoginOnly => Some(finding(
-            "LOGIN_ONLY_ENCRYPTION",
-            Severity::High,
+        Encryption::LoginOnly => Some(Finding::new(
+            Code::LoginOnlyEncryption,
             "TLS protected the login packet only; the session continued in plaintext".into(),
         )),
         _ => None,
@@ -433,9 +366,8 @@ fn certificate_findings(rec: &FlowRecord, tls: &TlsInfo, out: &mut Vec<Finding>)
         };
         if let Some((not_before, not_after)) = c.validity {
             if now > not_after {
-                out.push(finding(
-                    "CERT_EXPIRED",
-                    Severity::High,
+                out.push(Finding::new(
+                    Code::CertExpired,
                     format!(
                         "{which} {} expired {} (before the capture)",
                         cert_label(c),
@@ -443,9 +375,8 @@ fn certificate_findings(rec: &FlowRecord, tls: &TlsInfo, out: &mut Vec<Finding>)
                     ),
                 ));
             } else if now < not_before {
-                out.push(finding(
-                    "CERT_NOT_YET_VALID",
-                    Severity::High,
+                out.push(Finding::new(
+                    Code::CertNotYetValid,
                     format!(
                         "{which} {} is valid only from {}",
                         cert_label(c),
@@ -455,9 +386,8 @@ fn certificate_findings(rec: &FlowRecord, tls: &TlsInfo, out: &mut Vec<Finding>)
             }
         }
         if let Some(why) = weak_key(c) {
-            out.push(finding(
-                "WEAK_KEY",
-                Severity::High,
+            out.push(Finding::new(
+                Code::WeakKey,
                 format!("{which} {} has a {why}", cert_label(c)),
             ));
         }
@@ -465,18 +395,16 @@ fn certificate_findings(rec: &FlowRecord, tls: &TlsInfo, out: &mut Vec<Finding>)
             && !c.self_signed
             && certificate::weak_signature(sig)
         {
-            out.push(finding(
-                "WEAK_SIGNATURE",
-                Severity::Medium,
+            out.push(Finding::new(
+                Code::WeakSignature,
                 format!("{which} {} is signed with {sig}", cert_label(c)),
             ));
         }
     }
     if let Some(leaf) = chain.first() {
         if leaf.self_signed {
-            out.push(finding(
-                "CERT_SELF_SIGNED",
-                Severity::Medium,
+            out.push(Finding::new(
+                Code::CertSelfSigned,
                 format!("server certificate {} is self-signed", cert_label(leaf)),
             ));
         }
@@ -485,9 +413,8 @@ fn certificate_findings(rec: &FlowRecord, tls: &TlsInfo, out: &mut Vec<Finding>)
             && leaf.error.is_none()
             && !certificate::covers(leaf, host)
         {
-            out.push(finding(
-                "CERT_NAME_MISMATCH",
-                Severity::High,
+            out.push(Finding::new(
+                Code::CertNameMismatch,
                 format!(
                     "server certificate {} does not cover the requested name {host}",
                     cert_label(leaf)
@@ -505,9 +432,8 @@ fn handshake_findings(tls: &TlsInfo, out: &mut Vec<Finding>) {
     };
     out.extend(downgrade_finding(tls, ch));
     if let Some(m) = sh.compression_method.as_deref().filter(|m| *m != "null") {
-        out.push(finding(
-            "TLS_COMPRESSION",
-            Severity::High,
+        out.push(Finding::new(
+            Code::TlsCompression,
             format!("server selected TLS compression ({m}): CRIME, RFC 7457 §2.6"),
         ));
     }
@@ -538,9 +464,8 @@ fn downgrade_finding(tls: &TlsInfo, ch: &ClientHelloInfo) -> Option<Finding> {
     if offered < sentinel {
         return None;
     }
-    Some(finding(
-        "TLS_DOWNGRADE",
-        Severity::Critical,
+    Some(Finding::new(
+        Code::TlsDowngrade,
         format!(
             "the client offered {offered} and the server supports {sentinel} (downgrade sentinel in its random, RFC 8446 §4.1.3), yet {negotiated} was negotiated: the handshake was rewritten in the path"
         ),
@@ -554,9 +479,8 @@ fn insecure_renegotiation(ch: &ClientHelloInfo) -> Finding {
     } else {
         "neither side signalled RFC 5746 secure renegotiation"
     };
-    finding(
-        "INSECURE_RENEGOTIATION",
-        Severity::Medium,
+    Finding::new(
+        Code::InsecureRenegotiation,
         format!("{who} (renegotiation attack, CVE-2009-3555)"),
     )
 }
@@ -568,25 +492,22 @@ fn key_exchange_findings(tls: &TlsInfo, pre13: bool, out: &mut Vec<Finding>) {
         && pre13
         && matches!(kx, "rsa" | "dh" | "ecdh" | "psk" | "rsa_psk" | "krb5")
     {
-        out.push(finding(
-            "NO_FORWARD_SECRECY",
-            Severity::Medium,
+        out.push(Finding::new(
+            Code::NoForwardSecrecy,
             format!(
                 "{kx} key exchange: recorded traffic is readable with the server's long-term key"
             ),
         ));
     }
     if let Some(bits) = tls.dh_bits.filter(|&b| b < MIN_RSA_BITS) {
-        out.push(finding(
-            "WEAK_KEY",
-            Severity::High,
+        out.push(Finding::new(
+            Code::WeakKey,
             format!("{bits}-bit Diffie-Hellman group (Logjam, RFC 7919)"),
         ));
     }
     if let Some((group, bits)) = weak_curve(tls) {
-        out.push(finding(
-            "WEAK_KEY",
-            Severity::High,
+        out.push(Finding::new(
+            Code::WeakKey,
             format!(
                 "key exchange over {group}, a {bits}-bit curve (under {MIN_EC_BITS} bits; RFC 8422 deprecates it)"
             ),
@@ -611,9 +532,8 @@ fn weak_curve(tls: &TlsInfo) -> Option<(&str, u32)> {
 }
 
 fn inappropriate_fallback() -> Finding {
-    finding(
-        "INAPPROPRIATE_FALLBACK",
-        Severity::High,
+    Finding::new(
+        Code::InappropriateFallback,
         "inappropriate_fallback alert: the server refused a client's retry at a lower version (RFC 7507); something made the first attempt fail".into(),
     )
 }
@@ -636,7 +556,7 @@ mod tests {
         r
     }
 
-    fn policy_codes(p: &Policy, port: u16, enc: Encryption) -> Vec<&'static str> {
+    fn policy_codes(p: &Policy, port: u16, enc: Encryption) -> Vec<Code> {
         let mut r = flow_to(port, enc);
         r.findings = assess(&r, p);
         r.findings.iter().map(|f| f.code).collect()
@@ -655,7 +575,7 @@ mod tests {
             tls.group = Some(group.to_string().into());
             assess(&r, &Default::default())
                 .into_iter()
-                .find(|f| f.code == "WEAK_KEY")
+                .find(|f| f.code == Code::WeakKey)
                 .map(|f| f.message)
         };
         for (group, bits) in [("secp192r1", 192), ("sect163k1", 163), ("secp160r1", 160)] {
@@ -683,11 +603,15 @@ mod tests {
         let p = Policy::default();
         for port in [443, 465, 636, 993, 995, 8443] {
             let codes = policy_codes(&p, port, Encryption::Plaintext);
-            assert_eq!(codes, ["PLAINTEXT_ON_TLS_PORT", "PLAINTEXT"], "port {port}");
+            assert_eq!(
+                codes,
+                [Code::PlaintextOnTlsPort, Code::Plaintext],
+                "port {port}"
+            );
         }
         let mut r = flow_to(993, Encryption::Plaintext);
         r.findings = assess(&r, &p);
-        assert_eq!(r.findings[0].severity, Severity::High);
+        assert_eq!(r.findings[0].severity(), Severity::High);
         assert!(
             r.findings[0].message.contains("993 (imaps)"),
             "{}",
@@ -701,7 +625,7 @@ mod tests {
             Encryption::LoginOnly,
         ] {
             assert!(
-                policy_codes(&p, 465, enc).contains(&"PLAINTEXT_ON_TLS_PORT"),
+                policy_codes(&p, 465, enc).contains(&Code::PlaintextOnTlsPort),
                 "{enc:?}"
             );
         }
@@ -717,13 +641,13 @@ mod tests {
             Encryption::Unknown,
         ] {
             assert!(
-                !policy_codes(&p, 993, enc).contains(&"PLAINTEXT_ON_TLS_PORT"),
+                !policy_codes(&p, 993, enc).contains(&Code::PlaintextOnTlsPort),
                 "{enc:?}"
             );
         }
         for port in [25, 143, 587, 8080, 9443] {
             assert!(
-                !policy_codes(&p, port, Encryption::Plaintext).contains(&"PLAINTEXT_ON_TLS_PORT")
+                !policy_codes(&p, port, Encryption::Plaintext).contains(&Code::PlaintextOnTlsPort)
             );
         }
     }
@@ -733,7 +657,7 @@ mod tests {
         let p = Policy::with_tls_ports(&[9443, 443]);
         assert_eq!(p.tls_ports().iter().filter(|x| **x == 443).count(), 1);
         let codes = policy_codes(&p, 9443, Encryption::Plaintext);
-        assert_eq!(codes, ["PLAINTEXT_ON_TLS_PORT", "PLAINTEXT"]);
+        assert_eq!(codes, [Code::PlaintextOnTlsPort, Code::Plaintext]);
         let mut r = flow_to(9443, Encryption::Plaintext);
         r.findings = assess(&r, &p);
         assert!(r.findings[0].message.contains("9443 (--tls-port)"));
@@ -751,15 +675,17 @@ mod tests {
     fn fail_on_mixes_severities_and_codes() {
         let f = FailOn::parse(&["critical", "cleartext_auth", " HIGH ", ""]).unwrap();
         assert_eq!(f.severity, Some(Severity::High));
-        assert_eq!(f.codes, ["CLEARTEXT_AUTH"]);
-        let mk = |code, severity| finding(code, severity, String::new());
-        assert!(f.matches(&mk("SSLV2", Severity::Critical)));
-        assert!(f.matches(&mk("SSLV3", Severity::High)));
-        assert!(!f.matches(&mk("PLAINTEXT", Severity::Medium)));
+        assert_eq!(f.codes, [Code::CleartextAuth]);
+        let mk = |code| Finding::new(code, String::new());
+        assert!(f.matches(&mk(Code::Sslv2)));
+        assert!(f.matches(&mk(Code::Sslv3)));
+        assert!(!f.matches(&mk(Code::Plaintext)));
         let f = FailOn::parse(&["medium", "TLS_1_3"]).unwrap();
-        assert!(f.matches(&mk("PLAINTEXT", Severity::Medium)));
-        assert!(f.matches(&mk("TLS_1_3", Severity::Info)));
-        assert!(!f.matches(&mk("X", Severity::Low)));
+        assert!(f.matches(&mk(Code::Plaintext)));
+        assert!(f.matches(&mk(Code::Tls13)));
+        let f = FailOn::parse(&["tls_1_3", "TLS_1_3", "weak_key"]).unwrap();
+        assert_eq!(f.codes, [Code::Tls13, Code::WeakKey]);
+        assert!(!f.matches(&mk(Code::Sslv2)));
         assert!(FailOn::parse::<&str>(&[]).unwrap().is_empty());
     }
 
@@ -767,11 +693,11 @@ mod tests {
     fn fail_on_unknown_word_names_every_valid_one() {
         let e = FailOn::parse(&["high", "nope"]).unwrap_err();
         assert!(e.contains("unknown finding code 'NOPE'"), "{e}");
-        for (name, _) in SEVERITIES {
-            assert!(e.contains(name), "{e}");
+        for s in Severity::ALL {
+            assert!(e.contains(s.as_str()), "{e}");
         }
-        for code in CODES {
-            assert!(e.contains(code), "{e}");
+        for code in Code::ALL {
+            assert!(e.contains(code.as_str()), "{e}");
         }
     }
 }

@@ -100,7 +100,7 @@ impl Summary {
             *self.by_version.entry(v).or_default() += 1;
         }
         for f in &rec.findings {
-            *self.by_finding.entry(f.code).or_default() += 1;
+            *self.by_finding.entry(f.code.as_str()).or_default() += 1;
         }
         true
     }

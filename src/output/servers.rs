@@ -5,7 +5,7 @@
 //! Output order is decided at the end: worst finding first, then most flows.
 
 use crate::record::negotiated_version;
-use crate::record::{Endpoint, FlowRecord, Severity, Transport};
+use crate::record::{Endpoint, Finding, FlowRecord, Severity, Transport};
 use crate::time::Timestamp;
 use crate::version::Version;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -374,10 +374,12 @@ impl Inventory {
         for (i, f) in rec.findings.iter().enumerate() {
             // Once per flow and code.
             if !rec.findings.iter().take(i).any(|g| g.code == f.code) {
-                acc.count(Field::Finding, names.id(f.code), 1);
+                acc.count(Field::Finding, names.id(f.code.as_str()), 1);
             }
         }
-        acc.worst = acc.worst.max(rec.findings.iter().map(|f| f.severity).max());
+        acc.worst = acc
+            .worst
+            .max(rec.findings.iter().map(Finding::severity).max());
         // The server's own certificate: the leaf of the chain it sent.
         if let Some(leaf) = rec.tls.as_ref().and_then(|t| t.certificates.first()) {
             self.add_certificate(
@@ -524,7 +526,7 @@ impl Inventory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Encryption, Finding, ServerHelloInfo, TlsInfo};
+    use crate::record::{Code, Encryption, ServerHelloInfo, TlsInfo};
     use std::collections::BTreeSet;
 
     fn ep(last: u8, port: u16) -> Endpoint {
@@ -581,16 +583,10 @@ mod tests {
         }
         r.findings = crate::assess::assess(&r, &Default::default());
         if i.is_multiple_of(11) {
-            r.findings.push(Finding {
-                code: "CLEARTEXT_AUTH",
-                severity: Severity::High,
-                message: String::new(),
-            });
-            r.findings.push(Finding {
-                code: "CLEARTEXT_AUTH",
-                severity: Severity::High,
-                message: String::new(),
-            });
+            r.findings
+                .push(Finding::new(Code::CleartextAuth, String::new()));
+            r.findings
+                .push(Finding::new(Code::CleartextAuth, String::new()));
         }
         r
     }
@@ -624,13 +620,19 @@ mod tests {
             assert_eq!(s.by_encryption.get("tls").copied().unwrap_or(0), tls);
             assert_eq!(s.versions.values().sum::<u64>(), tls);
             let auth = mine.iter().filter(|f| f.id % 11 == 0).count() as u64;
-            assert_eq!(s.findings.get("CLEARTEXT_AUTH").copied().unwrap_or(0), auth);
+            assert_eq!(
+                s.findings
+                    .get(Code::CleartextAuth.as_str())
+                    .copied()
+                    .unwrap_or(0),
+                auth
+            );
             assert_eq!(s.first, mine.iter().map(|f| f.start).min().unwrap());
             assert_eq!(s.last, mine.iter().map(|f| f.end).max().unwrap());
             let worst = mine
                 .iter()
                 .flat_map(|f| &f.findings)
-                .map(|f| f.severity)
+                .map(Finding::severity)
                 .max();
             assert_eq!(s.worst_severity, worst);
         }

@@ -3,7 +3,7 @@
 
 use super::servers::ServerRecord;
 use super::{Sink, Summary};
-use crate::record::{Encryption, FlowRecord, Severity, Transport};
+use crate::record::{Code, Encryption, FlowRecord, Severity, Transport};
 use std::io::{self, Write};
 
 /// Table writer.
@@ -237,12 +237,12 @@ impl<W: Write> Table<W> {
 }
 
 /// Finding codes about the server's certificates, for the certificate column.
-const CERT_CODES: &[&str] = &[
-    "CERT_EXPIRED",
-    "CERT_NOT_YET_VALID",
-    "CERT_NAME_MISMATCH",
-    "CERT_SELF_SIGNED",
-    "WEAK_SIGNATURE",
+const CERT_CODES: &[Code] = &[
+    Code::CertExpired,
+    Code::CertNotYetValid,
+    Code::CertNameMismatch,
+    Code::CertSelfSigned,
+    Code::WeakSignature,
 ];
 
 /// The leaf certificate's name and expiry date, or the worst certificate
@@ -260,11 +260,11 @@ fn certificate_cell(rec: &FlowRecord) -> (String, &'static str) {
         .findings
         .iter()
         .filter(|f| CERT_CODES.contains(&f.code))
-        .max_by_key(|f| f.severity);
+        .max_by_key(|f| f.severity());
     match worst {
         Some(f) => (
             format!("{} {name}", f.code),
-            if f.severity >= Severity::High {
+            if f.severity() >= Severity::High {
                 RED
             } else {
                 YELLOW
@@ -319,15 +319,7 @@ fn server_cells(s: &ServerRecord) -> [String; 8] {
         format!("{}{}", s.clients, if s.clients_capped { "+" } else { "" }),
         tally(s.by_encryption.iter().map(|(k, n)| (k.as_str(), *n))),
         tally(s.versions.iter().map(|(k, n)| (k.as_str(), *n))),
-        s.worst_severity
-            .map_or("-", |w| match w {
-                Severity::Info => "info",
-                Severity::Low => "low",
-                Severity::Medium => "medium",
-                Severity::High => "high",
-                Severity::Critical => "critical",
-            })
-            .to_string(),
+        s.worst_severity.map_or("-", Severity::as_str).to_string(),
         tally(s.findings.iter().map(|(k, n)| (k.as_str(), *n))),
     ]
 }
@@ -407,7 +399,7 @@ impl<W: Write> Sink for Table<W> {
         } else {
             rec.findings
                 .iter()
-                .map(|f| f.code)
+                .map(|f| f.code.as_str())
                 .collect::<Vec<_>>()
                 .join(",")
         };
@@ -417,7 +409,7 @@ impl<W: Write> Sink for Table<W> {
             Encryption::Unknown | Encryption::Ssh | Encryption::Gssapi => "",
             _ => RED,
         };
-        let find_color = Self::severity_color(rec.findings.iter().map(|f| f.severity).max());
+        let find_color = Self::severity_color(rec.findings.iter().map(|f| f.severity()).max());
         self.row(
             [
                 rec.id.to_string(),

@@ -6,6 +6,10 @@ use crate::version::Version;
 use serde::Serialize;
 use std::net::IpAddr;
 
+pub mod finding;
+
+pub use finding::{Code, Finding, Severity};
+
 /// Which side sent the bytes. Direction is always an enum, never a bool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -200,25 +204,6 @@ pub enum Note {
     /// The server answered the client's ClientHello with plaintext (a banner or an
     /// error line), not with TLS records: no TLS session took place.
     ServerPlaintext,
-}
-
-/// Severity of a finding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-/// What an auditor must see about a flow. Codes are stable SCREAMING_SNAKE strings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub code: &'static str,
-    pub severity: Severity,
-    pub message: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

@@ -266,6 +266,7 @@ mod tests {
     use crate::analyzer::starttls::Proto;
     use crate::analyzer::starttls::tests::with_users;
     use crate::analyzer::starttls::tests::{client_hello, run_split_invariant, server_hello};
+    use crate::record::Code;
     use crate::record::Encryption;
 
     fn pkt(seq: u8, payload: &[u8]) -> Vec<u8> {
@@ -394,7 +395,7 @@ mod tests {
             .iter()
             .map(|f| f.code)
             .collect();
-        assert!(codes.contains(&"STARTTLS_NOT_USED"));
+        assert!(codes.contains(&Code::StarttlsNotUsed));
 
         let mut t = t;
         t[0] = (Dir::Server, greeting(CAPS));

@@ -293,6 +293,7 @@ mod tests {
     use crate::analyzer::starttls::Proto;
     use crate::analyzer::starttls::tests::with_users;
     use crate::analyzer::starttls::tests::{client_hello, run_split_invariant, server_hello};
+    use crate::record::Code;
 
     fn ssl_request() -> Vec<u8> {
         vec![0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]
@@ -410,7 +411,7 @@ mod tests {
             .iter()
             .map(|f| f.code)
             .collect();
-        assert!(codes.contains(&"STARTTLS_RESPONSE_INJECTION"));
+        assert!(codes.contains(&Code::StarttlsResponseInjection));
     }
 
     #[test]

@@ -262,6 +262,7 @@ mod tests {
     use super::*;
     use crate::analyzer::starttls::Proto;
     use crate::analyzer::starttls::tests::{client_hello, run_split_invariant, server_hello};
+    use crate::record::Code;
 
     /// TPKT + X.224 TPDU with `code` and variable part `var`.
     fn tpdu(code: u8, var: &[u8]) -> Vec<u8> {
@@ -400,7 +401,7 @@ mod tests {
                 .iter()
                 .map(|f| f.code)
                 .collect();
-            assert_eq!(codes, vec!["RDP_STANDARD_SECURITY"]);
+            assert_eq!(codes, vec![Code::RdpStandardSecurity]);
         }
     }
 }

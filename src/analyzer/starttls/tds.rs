@@ -330,6 +330,7 @@ mod tests {
     use crate::analyzer::starttls::Proto;
     use crate::analyzer::starttls::tests::with_users;
     use crate::analyzer::starttls::tests::{client_hello, run, run_split_invariant, server_hello};
+    use crate::record::Code;
 
     fn tds(kind: u8, status: u8, payload: &[u8]) -> Vec<u8> {
         let len = HEADER + payload.len();
@@ -508,7 +509,7 @@ mod tests {
             .iter()
             .map(|f| f.code)
             .collect();
-        assert!(codes.contains(&"LOGIN_ONLY_ENCRYPTION"));
+        assert!(codes.contains(&Code::LoginOnlyEncryption));
     }
 
     #[test]
