@@ -37,12 +37,12 @@ pub struct Packet<'a> {
     pub orig_len: u32,
     /// The read buffer `data` lies in, when it can be shared: a stage that hands
     /// the packet to another thread keeps the buffer alive instead of copying.
-    pub chunk: Option<&'a Chunk>,
+    pub chunk: Option<&'a Buffer>,
 }
 
 /// A buffer of file bytes as read, shared by the packets in it. Never written
 /// again while shared: the reader starts a new one instead.
-pub type Chunk = Arc<Vec<u8>>;
+pub type Buffer = Arc<Vec<u8>>;
 
 /// What went wrong reading an input. Every message names the file.
 #[derive(Debug, thiserror::Error)]
@@ -295,12 +295,12 @@ enum Layout {
 /// Most retired buffers kept for reuse.
 const SPARE_CHUNKS: usize = 64;
 
-/// Reads a capture into [`Chunk`]s and parses its blocks in place (pcap-parser's
+/// Reads a capture into [`Buffer`]s and parses its blocks in place (pcap-parser's
 /// block parsers). Unread bytes at the end of a buffer move to the front when no
 /// packet of it is still shared, else to a fresh (recycled) buffer.
 struct Reader<R> {
     input: R,
-    chunk: Chunk,
+    chunk: Buffer,
     /// Bytes of `chunk` read so far, and consumed of those.
     filled: usize,
     pos: usize,
@@ -309,7 +309,7 @@ struct Reader<R> {
     exhausted: bool,
     layout: Layout,
     /// Buffers handed out before, reused once no packet holds them any more.
-    spare: Vec<Chunk>,
+    spare: Vec<Buffer>,
 }
 
 impl<R: Read> Reader<R> {
@@ -371,7 +371,7 @@ impl<R: Read> Reader<R> {
     }
 
     /// The next block, its length, and the buffer it lies in.
-    fn next(&mut self) -> Result<(usize, PcapBlockOwned<'_>, &Chunk), PcapError<&[u8]>> {
+    fn next(&mut self) -> Result<(usize, PcapBlockOwned<'_>, &Buffer), PcapError<&[u8]>> {
         let data = self.chunk.get(self.pos..self.filled).unwrap_or_default();
         if data.is_empty() && self.exhausted {
             return Err(PcapError::Eof);
@@ -448,7 +448,7 @@ impl<R: Read> Reader<R> {
     }
 
     /// A buffer of at least `capacity` bytes no packet holds, with `keep` at its front.
-    fn fresh(&mut self, capacity: usize, keep: std::ops::Range<usize>) -> Chunk {
+    fn fresh(&mut self, capacity: usize, keep: std::ops::Range<usize>) -> Buffer {
         let reusable = self
             .spare
             .iter()
@@ -766,14 +766,14 @@ mod tests {
             let (whole, expect) = read_all(&bytes);
             let whole = whole.unwrap();
             for (step, capacity, hold) in [(1, 16, true), (7, 64, true), (4096, 256, false)] {
-                let mut held: Vec<(Chunk, Range<usize>)> = Vec::new();
+                let mut held: Vec<(Buffer, Range<usize>)> = Vec::new();
                 let mut seen = Vec::new();
                 let input = Trickle { data: &bytes, step };
                 let r = read_buffered("t", input, capacity, &mut |p| {
                     seen.push((p.ts, p.linktype, p.data.to_vec()));
                     if hold && let Some(c) = p.chunk {
                         let start = p.data.as_ptr() as usize - c.as_ptr() as usize;
-                        held.push((Chunk::clone(c), start..start + p.data.len()));
+                        held.push((Buffer::clone(c), start..start + p.data.len()));
                     }
                 });
                 let what = format!("{} step {step} capacity {capacity}", path.display());

@@ -8,7 +8,7 @@
 //! [`Table`] that never moves them and keeps them in recency order, so ending the least
 //! recently active flow costs O(1).
 
-use super::ending::settle;
+use super::ending::{Emit, settle};
 use super::key::FlowKey;
 use crate::analyzer::options::Options;
 use crate::analyzer::tcp::{Analyzer, Signal};
@@ -19,7 +19,7 @@ use crate::config::UdpLimits;
 use crate::decode::path::FragNotes;
 use crate::decode::path::{Datagram, DecodeNotes, Segment, TunnelPath};
 use crate::flow::reassembly::{Chunk, SeqNum, Stream};
-use crate::flow::table::{Budget, Slot, Table};
+use crate::flow::store::{Budget, Slot, Table};
 use crate::flow::udp::UdpTable;
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir};
 use crate::stats::{MemoryStats, PacketStats};
@@ -422,9 +422,6 @@ pub struct Engine {
     /// The UDP conversations (QUIC, DTLS, and others counted by port).
     udp: UdpTable,
 }
-
-/// Receives each flow record as its flow ends.
-pub type Emit<'a> = dyn FnMut(FlowRecord) + 'a;
 
 /// Where a packet stands in the run: its capture time and its 1-based ordinal
 /// counted across all inputs (the order in which the reader saw it).

@@ -3,14 +3,14 @@
 //! time, a cap with eviction. QUIC and DTLS conversations become flow records;
 //! other UDP is only counted, by server port.
 
-use super::ending::settle;
+use super::ending::{Emit, settle};
 use super::key::FlowKey;
 use crate::analyzer::udp::{SNIFF_DATAGRAMS, UdpAnalyzer, service_port, sniff};
 use crate::assess::Policy;
 use crate::config::UdpLimits;
 use crate::decode::path::Datagram;
 use crate::decode::path::TunnelPath;
-use crate::flow::table::{Budget, Slot, Table};
+use crate::flow::store::{Budget, Slot, Table};
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Transport};
 use crate::stats::UdpStats;
 use crate::time::Timestamp;
@@ -78,9 +78,6 @@ pub struct UdpTable {
 
 /// What a conversation costs in the table (slot and index share), analysis apart.
 pub const UDP_FLOW_BYTES: usize = Table::<FlowKey, UdpFlow>::ENTRY_BYTES;
-
-/// Receives each flow record as its flow ends.
-pub type Emit<'a> = dyn FnMut(FlowRecord) + 'a;
 
 impl UdpTable {
     pub fn new(limits: UdpLimits) -> Self {

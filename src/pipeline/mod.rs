@@ -23,13 +23,14 @@ pub mod deliver;
 pub mod shard;
 
 use crate::assess::Policy;
-use crate::capture::{Chunk, Packet};
+use crate::capture::{Buffer, Packet};
 use crate::config::Config;
 use crate::config::Limits;
 use crate::config::MAX_THREADS;
 use crate::decode::Decoder;
 use crate::decode::path::{Datagram, DecodeNotes, Decoded, Flags, Segment, TunnelPath};
-use crate::flow::tcp::{Clock, Emit, Engine, IdScheme, Stamp};
+use crate::flow::ending::Emit;
+use crate::flow::tcp::{Clock, Engine, IdScheme, Stamp};
 use crate::pipeline::shard::{Shard, flow_hash, route_hash, worker_of};
 use crate::record::{EndReason, FlowRecord, Transport};
 use crate::stats::{MemoryStats, PacketStats};
@@ -122,7 +123,7 @@ impl Unit<'_, '_> {
 
     /// The header fields for a batch; the payload and any tunnel path stay
     /// with the batch (see [`Batch::hold`]), so a queued item is small.
-    fn queue(self, at: Stamp, batch: &mut Batch, chunk: Option<&Chunk>) -> Queued {
+    fn queue(self, at: Stamp, batch: &mut Batch, chunk: Option<&Buffer>) -> Queued {
         let (head, payload, tunnel) = match self {
             Unit::Tcp(s) => (
                 Head {
@@ -483,7 +484,7 @@ impl Held {
 }
 
 /// Where `part` lies in `chunk`, if it does.
-fn within(chunk: &Chunk, part: &[u8]) -> Option<Range<usize>> {
+fn within(chunk: &Buffer, part: &[u8]) -> Option<Range<usize>> {
     let start = (part.as_ptr() as usize).checked_sub(chunk.as_ptr() as usize)?;
     let end = start.checked_add(part.len())?;
     (end <= chunk.len()).then_some(start..end)
@@ -503,7 +504,7 @@ enum Item {
 #[derive(Default)]
 struct Batch {
     items: Vec<Item>,
-    chunks: Vec<Chunk>,
+    chunks: Vec<Buffer>,
     bytes: Vec<u8>,
     /// Tunnel paths of the items that came through one.
     tunnels: Vec<TunnelPath>,
@@ -514,16 +515,16 @@ struct Batch {
 impl Batch {
     /// Keeps `payload` for the worker: by reference to the read buffer it lies
     /// in when there is one, else as a copy.
-    fn hold(&mut self, payload: &[u8], chunk: Option<&Chunk>) -> Held {
+    fn hold(&mut self, payload: &[u8], chunk: Option<&Buffer>) -> Held {
         if payload.is_empty() {
             return Held::EMPTY;
         }
         if let Some(chunk) = chunk
             && let Some(range) = within(chunk, payload)
         {
-            let same = self.chunks.last().is_some_and(|c| Chunk::ptr_eq(c, chunk));
+            let same = self.chunks.last().is_some_and(|c| Buffer::ptr_eq(c, chunk));
             if !same {
-                self.chunks.push(Chunk::clone(chunk));
+                self.chunks.push(Buffer::clone(chunk));
             }
             if let Some(held) = Held::new(self.chunks.len() - 1, range) {
                 return held;
@@ -590,7 +591,7 @@ fn sweep_phase(rec: &FlowRecord) -> u8 {
 }
 
 /// What a worker reports after a batch.
-struct Progress {
+struct BatchReport {
     worker: usize,
     upto: u64,
     /// First-packet ordinals of the flows begun in this batch, in order.
@@ -605,7 +606,7 @@ struct Progress {
 }
 
 enum Out {
-    Progress(Progress),
+    BatchReport(BatchReport),
     Notice(Notice),
     ReaderDone {
         stats: PacketStats,
@@ -653,7 +654,7 @@ fn threaded<T: Send>(
         let mut totals = Totals::default();
         for msg in out_rx.iter() {
             match msg {
-                Out::Progress(p) => merge.add(p),
+                Out::BatchReport(p) => merge.add(p),
                 Out::Notice(n) => col.notice(n),
                 Out::ReaderDone { stats, dropped } => {
                     totals.stats.absorb(&stats);
@@ -874,7 +875,7 @@ fn work(
 ) {
     let mut tie = 0u64;
     for mut batch in batches.iter() {
-        let mut p = Progress::new(w, batch.upto);
+        let mut p = BatchReport::new(w, batch.upto);
         let mut items = std::mem::take(&mut batch.items);
         for item in items.drain(..) {
             match item {
@@ -902,18 +903,18 @@ fn work(
         batch.clear();
         batch.items = items;
         let _ = pool.try_send(batch);
-        if out.send(Out::Progress(p)).is_err() {
+        if out.send(Out::BatchReport(p)).is_err() {
             return;
         }
     }
-    let mut p = Progress::new(w, u64::MAX);
+    let mut p = BatchReport::new(w, u64::MAX);
     engine.finish(end, &mut |rec| {
         let key = (u64::MAX, PHASE_SWEEP, rec.id, w);
         p.end(key, rec, all);
     });
     engine.take_unlisted(&mut p.unlisted);
     engine.take_payloadless(&mut p.silent);
-    let _ = out.send(Out::Progress(p));
+    let _ = out.send(Out::BatchReport(p));
     let _ = out.send(Out::WorkerDone {
         stats: engine.stats.clone(),
         evicted: engine.evicted,
@@ -921,9 +922,9 @@ fn work(
     });
 }
 
-impl Progress {
+impl BatchReport {
     fn new(worker: usize, upto: u64) -> Self {
-        Progress {
+        BatchReport {
             worker,
             upto,
             started: Vec::new(),
@@ -957,7 +958,7 @@ struct Merge {
     next_id: u64,
     /// Boxed: the map's nodes move entries on every insert and removal.
     pending: BTreeMap<EndKey, Box<FlowRecord>>,
-    /// Flows ended silently (see [`Progress::silent`]) but not yet numbered:
+    /// Flows ended silently (see [`BatchReport::silent`]) but not yet numbered:
     /// they take their `id` and nothing else.
     silent: rustc_hash::FxHashSet<u64>,
     /// Silent ends not yet counted by the collector.
@@ -977,7 +978,7 @@ impl Merge {
         }
     }
 
-    fn add(&mut self, p: Progress) {
+    fn add(&mut self, p: BatchReport) {
         if let Some(u) = self.upto.get_mut(p.worker) {
             *u = (*u).max(p.upto);
         }

@@ -102,9 +102,9 @@ pub fn record_start(b: &[u8]) -> Start {
         }
     }
     match sslv2::record_header(b) {
-        sslv2::Parse::NeedMore => Start::NeedMore,
-        sslv2::Parse::Invalid => Start::No,
-        sslv2::Parse::Done(h) => {
+        sslv2::Outcome::NeedMore => Start::NeedMore,
+        sslv2::Outcome::Invalid => Start::No,
+        sslv2::Outcome::Done(h) => {
             let at = h.header_len;
             let (Some(&msg), Some(&v0), Some(&v1)) = (b.get(at), b.get(at + 1), b.get(at + 2))
             else {
@@ -388,12 +388,12 @@ impl TlsAnalyzer {
         rec: &mut FlowRecord,
     ) -> usize {
         let h = match sslv2::record_header(held) {
-            sslv2::Parse::NeedMore => return n,
-            sslv2::Parse::Invalid => {
+            sslv2::Outcome::NeedMore => return n,
+            sslv2::Outcome::Invalid => {
                 self.parse_error(dir, rec);
                 return data_len;
             }
-            sslv2::Parse::Done(h) => h,
+            sslv2::Outcome::Done(h) => h,
         };
         // Only this call's bytes can be given back: a header that was already
         // complete before them (bytes held while SSLv2 was not yet expected)
