@@ -841,7 +841,7 @@ fn mutated_captures_never_panic() {
     use tlswatch::capture::read_capture;
     use tlswatch::config::Limits;
     use tlswatch::flow::tcp::Engine;
-    use tlswatch::pipeline::Inline;
+    use tlswatch::pipeline::inline::Inline;
     use tlswatch::record::EndReason;
     let mut rng = kit::Rng(0x9e37_79b9_7f4a_7c15);
     let mut rnd = move || rng.next_u64();

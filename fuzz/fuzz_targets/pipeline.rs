@@ -7,7 +7,7 @@ use tlswatch::analyzer::options::Options;
 use tlswatch::capture::read_capture;
 use tlswatch::flow::tcp::Engine;
 use tlswatch::config::Limits;
-use tlswatch::pipeline::Inline;
+use tlswatch::pipeline::inline::Inline;
 use tlswatch::config::StreamLimits;
 use tlswatch::record::EndReason;
 

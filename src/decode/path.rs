@@ -237,7 +237,7 @@ pub enum Decoded<'a> {
     Fragment,
     /// A link type this tool does not decode.
     UnsupportedLink,
-    /// Headers that do not parse (the reason is counted in [`DecodeStats`]).
+    /// Headers that do not parse (the reason is counted in [`DecodeStats`](crate::stats::DecodeStats)).
     Malformed,
 }
 

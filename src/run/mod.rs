@@ -12,7 +12,8 @@ use crate::config::Config;
 use crate::output::Sink;
 #[cfg(not(feature = "live"))]
 use crate::output::Summary;
-use crate::pipeline::{Stage, drive};
+use crate::pipeline::drive;
+use crate::pipeline::stage::Stage;
 use crate::record::EndReason;
 use crate::run::collect::{Collector, input_notices, make_sink};
 pub use crate::run::collect::{Exit, Report};
