@@ -1,5 +1,8 @@
 //! Policy: from a finished flow record to the findings an auditor must see.
 //! The only place that decides what is a problem and how bad it is.
+//!
+//! In: a finished [`FlowRecord`] and the run's [`Policy`]. Out: its findings, most
+//! severe first. Called once per flow, by `flow::ending`.
 
 use crate::analyzer::tls::certificate;
 use crate::analyzer::tls::cipher;

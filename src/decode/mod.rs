@@ -1,6 +1,13 @@
 //! Everything below the flow: link layers, IPv4/IPv6 (with fragment reassembly),
 //! tunnels, and TCP/UDP headers. Turns a captured frame into the innermost TCP
 //! segment or UDP datagram with the tunnels it came through, or says why not.
+//!
+//! In: a [`Packet`] (link type and bytes). Out: a [`Decoded`] (see `path`), and the
+//! decode counters (`crate::stats::DecodeStats`).
+//!
+//! - this module: the [`Decoder`] and the walker down IP, tunnels and transports;
+//! - `link`: link layers down to IP; `tunnel`: tunnel headers; `frag`: IP fragment
+//!   reassembly; `bytes`: safe field reads; `path`: what decoding produces.
 
 pub mod bytes;
 pub mod frag;

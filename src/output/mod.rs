@@ -1,4 +1,7 @@
 //! Sinks: where finished flow records and the summary go (table, JSON, NDJSON).
+//!
+//! In: records in output order, the servers inventory and the [`Summary`]. Out:
+//! bytes on standard output. Nothing here judges a flow.
 
 pub mod json;
 pub mod servers;

@@ -1,5 +1,10 @@
-//! The stage between decode and the flow tables. With one thread, decode, the
-//! clock and one flow engine run inline in the reader's thread. With several,
+//! The stage between decode and the flow tables.
+//!
+//! In: packets from a reader (through [`stage::Stage`]). Out: finished flow records,
+//! in one order whatever the thread count, to a [`deliver::Deliver`].
+//!
+//! With one thread (`inline`), decode, the clock and one flow engine run in the
+//! reader's thread. With several (`router`, `batch`, `worker`, `merge`),
 //! the reader decodes each packet down to its flow key, hashes the key
 //! symmetrically and hands the segment, in batches over bounded queues, to the
 //! worker owning that flow's shard of the flow table; one output stage merges

@@ -1,4 +1,7 @@
 //! The serde model of what was learned about one flow: the JSON contract.
+//!
+//! In: written by the flow tables, the analyzers and `assess`. Out: serialized by
+//! `output`. `finding` holds the finding codes with their severity and reference.
 
 use crate::decode::path::{DecodeNotes, TunnelPath};
 use crate::time::Timestamp;
