@@ -6,7 +6,7 @@
 
 use super::options::Options;
 use super::starttls;
-use super::text::looks_like_text;
+use super::text::{looks_encrypted, looks_like_text};
 use super::tls::{self, Start, TlsAnalyzer};
 use crate::record::{Dir, Encryption, FlowRecord, Note, PerDir};
 
@@ -36,6 +36,27 @@ struct Sniff {
     /// Arrival order of the buffered bytes, to replay them interleaved as they came.
     log: Vec<(Dir, usize)>,
     gap: PerDir<bool>,
+}
+
+impl Sniff {
+    /// A detector, or a TLS record header cut short, still waits for more bytes.
+    fn waiting(&self, server_port: u16) -> bool {
+        let tls_pending = |b: &[u8]| !b.is_empty() && tls::record_start(b) == Start::NeedMore;
+        tls_pending(&self.buf.client)
+            || tls_pending(&self.buf.server)
+            || matches!(
+                starttls::detect(&self.buf.client, &self.buf.server, server_port, false),
+                starttls::Detect::NeedMore
+            )
+    }
+
+    /// High-entropy bytes from the first one and no text either way: another
+    /// encrypted protocol (see [`looks_encrypted`]), never plaintext.
+    fn opaque(&self) -> bool {
+        let sides = [&self.buf.client, &self.buf.server];
+        sides.iter().any(|b| looks_encrypted(b))
+            && !sides.iter().any(|b| !b.is_empty() && looks_like_text(b))
+    }
 }
 
 /// One flow's analysis state.
@@ -128,7 +149,13 @@ impl Analyzer {
 
     /// The flow ended: settle the verdict.
     pub fn finish(&mut self, rec: &mut FlowRecord) {
-        if let State::Sniff(_) = self.state {
+        if let State::Sniff(s) = &self.state {
+            if rec.incomplete && s.waiting(rec.server.port) {
+                // The record closed while a detector (or a TLS record header) waited
+                // for bytes that were never seen: nothing to say yet.
+                rec.encryption = Encryption::Unknown;
+                return;
+            }
             self.decide(rec, true);
         }
         match &mut self.state {
@@ -137,7 +164,10 @@ impl Analyzer {
                 let both = !s.buf.client.is_empty() && !s.buf.server.is_empty();
                 let one = s.buf.client.is_empty() != s.buf.server.is_empty();
                 let text = |b: &[u8]| !b.is_empty() && looks_like_text(b);
-                rec.encryption = if both {
+                rec.encryption = if both && s.opaque() {
+                    rec.note(Note::HighEntropy);
+                    Encryption::Unknown
+                } else if both {
                     Encryption::Plaintext
                 } else if one && (text(&s.buf.client) || text(&s.buf.server)) {
                     rec.note(Note::OneSided);
@@ -220,6 +250,10 @@ impl Analyzer {
             }
             rec.encryption = if rec.app_protocol.as_deref() == Some("ssh") {
                 Encryption::Ssh
+            } else if s.opaque() {
+                // Encrypted by something other than TLS: not plaintext.
+                rec.note(Note::HighEntropy);
+                Encryption::Unknown
             } else {
                 Encryption::Plaintext
             };
@@ -330,6 +364,63 @@ mod tests {
         }
         assert!(a.is_done(), "still sniffing after {} bytes", 3 * SNIFF_MAX);
         assert_eq!(r.encryption, Encryption::Plaintext);
+    }
+
+    /// Cut short while a detector waits for more (a bare `220` banner and a
+    /// client line too short to tell): nothing to say yet. The same bytes with the
+    /// connection closed are plaintext.
+    #[test]
+    fn a_record_cut_while_a_detector_waits_is_unknown() {
+        let feed = |incomplete: bool| {
+            let mut r = rec();
+            if incomplete {
+                r.mark_incomplete();
+            }
+            let mut a = Analyzer::new(true, Options::default());
+            a.on_data(Dir::Server, b"220 hello\r\n", &mut r);
+            a.on_data(Dir::Client, b"HE", &mut r);
+            a.finish(&mut r);
+            r.encryption
+        };
+        assert_eq!(feed(true), Encryption::Unknown);
+        assert_eq!(feed(false), Encryption::Plaintext);
+    }
+
+    /// High-entropy bytes from the first one, text neither way: another
+    /// encrypted protocol, `unknown` with the note `high_entropy`, never plaintext.
+    #[test]
+    fn high_entropy_both_ways_is_not_plaintext() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed >> 32) as u8
+                })
+                .collect()
+        };
+        let mut r = rec();
+        let mut a = Analyzer::new(true, Options::default());
+        a.on_data(Dir::Client, &random(120), &mut r);
+        a.on_data(Dir::Server, &random(90), &mut r);
+        assert!(a.is_done());
+        a.finish(&mut r);
+        assert_eq!(r.encryption, Encryption::Unknown);
+        assert!(r.has_note(Note::HighEntropy));
+        // Binary framing with text in it stays plaintext.
+        let mut r = rec();
+        let mut a = Analyzer::new(true, Options::default());
+        a.on_data(
+            Dir::Client,
+            b"\x00\x00\x00\x2c\x00\x00\x00\x01hello world\x00\x00\x00",
+            &mut r,
+        );
+        a.on_data(Dir::Server, b"\x00\x00\x00\x08\x00\x00\x00\x00", &mut r);
+        a.finish(&mut r);
+        assert_eq!(r.encryption, Encryption::Plaintext);
+        assert!(!r.has_note(Note::HighEntropy));
     }
 
     #[test]

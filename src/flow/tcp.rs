@@ -945,6 +945,11 @@ impl Engine {
         if rec.packets.client == 0 || rec.packets.server == 0 {
             rec.note(Note::OneSided);
         }
+        // A FIN from either side ends the dialogue: only a connection still open
+        // when the record closes is incomplete. The analyzer's verdict depends on it.
+        if reason.cuts_short() && !flow.fin.client && !flow.fin.server {
+            rec.mark_incomplete();
+        }
         analyzer.finish(&mut rec);
         settle(&mut rec, reason, &self.policy);
         emit(rec);

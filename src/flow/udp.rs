@@ -271,6 +271,10 @@ impl UdpTable {
         if rec.packets.client == 0 || rec.packets.server == 0 {
             rec.note(Note::OneSided);
         }
+        // UDP has no FIN: a conversation the capture ended is incomplete.
+        if reason.cuts_short() {
+            rec.mark_incomplete();
+        }
         settle(&mut rec, reason, &self.policy);
         emit(rec);
     }

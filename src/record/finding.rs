@@ -100,7 +100,7 @@ codes! {
     Plaintext = "PLAINTEXT", Medium, "RFC 7258",
         "No TLS at all: the flow's payload crossed the network in the clear.";
     HandshakeFailed = "HANDSHAKE_FAILED", Medium, "RFC 8446 §6.2",
-        "A fatal alert before the handshake finished, or a ClientHello without a ServerHello.";
+        "A fatal alert before the handshake finished, a plaintext answer to the ClientHello, or a ClientHello without a ServerHello when the connection ended (not the capture).";
     StarttlsRefused = "STARTTLS_REFUSED", High, "RFC 3207",
         "The client asked for the STARTTLS upgrade and the server refused it.";
     StarttlsNotUsed = "STARTTLS_NOT_USED", High, "RFC 8314",
@@ -113,7 +113,7 @@ codes! {
         "Poddebniak et al., Why TLS is better without STARTTLS (USENIX Security 2021)",
         "The server sent plaintext after its go-ahead, where TLS should begin.";
     StarttlsFailed = "STARTTLS_FAILED", High, "RFC 3207 §4.1",
-        "The server accepted the upgrade but no TLS handshake completed.";
+        "The server accepted the upgrade but no TLS handshake completed: the connection ended, or the packets show the failure.";
     ImapPreauth = "IMAP_PREAUTH", High, "RFC 3501 §7.1.4",
         "An IMAP PREAUTH greeting: the session is authenticated before any chance to upgrade.";
     CleartextAuth = "CLEARTEXT_AUTH", High, "RFC 8314",

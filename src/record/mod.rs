@@ -132,6 +132,17 @@ pub enum EndReason {
     PortReuse,
 }
 
+impl EndReason {
+    /// The record was closed by the capture or by tlswatch (end of input, capture
+    /// stopped, evicted), not by anything the peers did: what came after was not seen.
+    pub fn cuts_short(self) -> bool {
+        matches!(
+            self,
+            EndReason::EndOfInput | EndReason::CaptureStopped | EndReason::Evicted
+        )
+    }
+}
+
 /// Anomalies and facts about a flow, as stable snake_case codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -207,6 +218,13 @@ pub enum Note {
     /// The server answered the client's ClientHello with plaintext (a banner or an
     /// error line), not with TLS records: no TLS session took place.
     ServerPlaintext,
+    /// The record was closed while the connection was still open (end of input,
+    /// capture stopped, evicted; no FIN or RST seen): the rest was not seen, and
+    /// nothing is concluded from its absence.
+    Incomplete,
+    /// Bytes that are neither TLS nor a known protocol, high-entropy from the first
+    /// one and text in neither direction: encrypted by something else, not plaintext.
+    HighEntropy,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -446,6 +464,10 @@ pub struct FlowRecord {
     pub packets: PerDir<u64>,
     pub bytes: PerDir<u64>,
     pub end_reason: EndReason,
+    /// Present and true when the record was closed before the connection was (see
+    /// [`Note::Incomplete`]): verdicts say how far it got, not how it ended.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
     pub findings: Vec<Finding>,
     pub notes: Vec<Note>,
 }
@@ -471,6 +493,7 @@ impl FlowRecord {
             packets: PerDir::default(),
             bytes: PerDir::default(),
             end_reason: EndReason::EndOfInput,
+            incomplete: false,
             findings: Vec::new(),
             notes: Vec::new(),
         }
@@ -492,6 +515,12 @@ impl FlowRecord {
 
     pub fn has_note(&self, n: Note) -> bool {
         self.notes.contains(&n)
+    }
+
+    /// Marks the record as closed before the connection was ([`Note::Incomplete`]).
+    pub fn mark_incomplete(&mut self) {
+        self.incomplete = true;
+        self.note(Note::Incomplete);
     }
 
     pub fn tls_mut(&mut self) -> &mut TlsInfo {

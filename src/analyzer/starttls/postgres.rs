@@ -157,6 +157,11 @@ impl Protocol for Postgres {
     fn encryption(&self) -> Option<Encryption> {
         self.gssapi.then_some(Encryption::Gssapi)
     }
+
+    /// An SSLRequest may only open a connection: a StartupMessage ends the chance.
+    fn past_upgrade(&self) -> bool {
+        self.started
+    }
 }
 
 /// [`typed_frame`] with the header widened, so both framings share one `match`.

@@ -107,6 +107,12 @@ pub trait Protocol: std::fmt::Debug + Send {
     fn encryption(&self) -> Option<Encryption> {
         None
     }
+    /// The dialogue went past the point where an upgrade could come (a
+    /// PostgreSQL StartupMessage, a MySQL HandshakeResponse sent in plaintext):
+    /// a record closed before the connection was is `plaintext` already.
+    fn past_upgrade(&self) -> bool {
+        false
+    }
 }
 
 /// [`MakeFn`] for a machine type whose `Default` is its initial state.
