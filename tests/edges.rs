@@ -17,7 +17,7 @@ use tlswatch::analyzer::options::Options;
 use tlswatch::capture::read_capture;
 use tlswatch::config::Limits;
 use tlswatch::flow::tcp::Engine;
-use tlswatch::pipeline::Inline;
+use tlswatch::pipeline::inline::Inline;
 use tlswatch::record::{Code, Encryption, EndReason, FlowRecord, Note, Severity};
 
 /// Folders of captures recorded from real peers, each of whole connections
