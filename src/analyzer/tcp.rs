@@ -213,7 +213,10 @@ impl Analyzer {
         for dir in [Dir::Client, Dir::Server] {
             match tls::record_start(s.buf.get(dir)) {
                 Start::Tls { client_hello, .. } | Start::Sslv2 { client_hello } => {
-                    if client_hello && dir == Dir::Server && !self.roles_fixed {
+                    // The sender of a ClientHello is the client, of a ServerHello the server.
+                    let reversed = (client_hello && dir == Dir::Server)
+                        || (dir == Dir::Client && tls::starts_with_server_hello(s.buf.get(dir)));
+                    if reversed && !self.roles_fixed {
                         signal = Signal::SwapRoles;
                     }
                     self.start_tls(signal, rec);
