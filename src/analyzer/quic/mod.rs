@@ -21,6 +21,9 @@ pub const MAX_SCRATCH_KEPT: usize = 2048;
 /// Smallest UDP payload a client may carry an Initial packet in (RFC 9000 §14.1):
 /// a shorter datagram with an Initial is not a client's.
 pub const MIN_CLIENT_DATAGRAM: usize = 1200;
+/// Bytes looked at to tell zero padding after the last packet of a datagram from
+/// a short-header packet whose fixed bit is greased.
+const PADDING_PROBE: usize = 32;
 /// Shortest Destination Connection ID of a client's first Initial (RFC 9000 §7.2).
 pub const MIN_CLIENT_CID: usize = 8;
 
@@ -207,8 +210,10 @@ impl QuicAnalyzer {
         let mut rest = d;
         while let Some(&first) = rest.first() {
             if first & 0x80 == 0 {
-                if first & 0x40 == 0 && rest.iter().all(|&b| b == 0) {
-                    // Zeros after the last packet pad the datagram: not a packet.
+                if first & 0x40 == 0 && rest.iter().take(PADDING_PROBE).all(|&b| b == 0) {
+                    // Zeros after the last packet pad the datagram: not a packet
+                    // (a greased short header has a protected packet number and
+                    // ciphertext where these are zeros).
                     return;
                 }
                 // A short header runs to the end of the datagram (its fixed bit
