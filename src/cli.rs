@@ -3,9 +3,15 @@
 use crate::analyzer::options::Options;
 use crate::assess::{FailOn, Policy};
 use crate::config::{ColorChoice, Config, Format, Limits, LiveOptions, MAX_THREADS, MIN_MEMCAP};
+use crate::output::select::{Order, Select};
+use crate::output::tsv::Columns;
 use crate::pipeline::shard::Shard;
+use clap::builder::{PossibleValue, StringValueParser, TypedValueParser};
 use clap::{CommandFactory, Parser, ValueEnum};
 use std::io::{self, Write};
+
+mod complete;
+mod man;
 
 /// `--color`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -28,45 +34,98 @@ impl From<Color> for ColorChoice {
 /// What `--generate` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Generate {
-    /// The man page (roff): `man -l`, or into a man1 directory.
+    /// The man page (roff): read it with man -l, or install it in a man1 directory.
     Man,
     /// Bash completion: source it, or put it in the bash-completion directory.
     CompleteBash,
-    /// Zsh completion: save as `_tlswatch` in a directory of `$fpath`.
+    /// Zsh completion: save it as _tlswatch in a directory of $fpath.
     CompleteZsh,
-    /// Fish completion: save as `~/.config/fish/completions/tlswatch.fish`.
+    /// Fish completion: save it as ~/.config/fish/completions/tlswatch.fish.
     CompleteFish,
-    /// PowerShell completion: dot-source it from `$PROFILE`.
+    /// PowerShell completion: dot-source it from $PROFILE.
     CompletePowershell,
 }
 
-/// Worked examples shown by `--help` and in the man page.
-const EXAMPLES: &str = "\
-Examples:
-  tlswatch -r capture.pcap
-      one row per connection: encryption, TLS version, findings
-  tlswatch -r mail.pcap --servers --fail-on high
-      one row per server, worst first; exit status 1 if any flow has a high or critical finding
-  tlswatch -r a.pcap -r b.pcapng --ndjson | jq 'select(.encryption == \"plaintext\")'
-      both files in one flow table, one JSON line per flow
-  tlswatch -r capture.pcap --tls-port 8993 --fail-on PLAINTEXT_ON_TLS_PORT,STARTTLS_STRIPPED
-      also expect TLS on port 8993; fail on plaintext there or a stripped upgrade";
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// The table (the default).
+    Table,
+    /// One JSON document (as --json).
+    Json,
+    /// One JSON line per flow (as --ndjson).
+    Ndjson,
+    /// Tab-separated values with a header line (columns from --fields).
+    Tsv,
+}
 
-/// Was each TCP connection encrypted, how, and with which TLS version?
+/// `--sort`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SortArg {
+    /// Worst finding first (servers: then most flows).
+    Severity,
+    /// By server address and port.
+    Server,
+    /// By first packet.
+    Start,
+}
+
+impl From<SortArg> for Order {
+    fn from(s: SortArg) -> Self {
+        match s {
+            SortArg::Severity => Order::Severity,
+            SortArg::Server => Order::Server,
+            SortArg::Start => Order::Start,
+        }
+    }
+}
+
+/// A list option's words as completions offer them; any word is accepted here
+/// and checked when the configuration is built (with a message naming every
+/// valid one).
+#[derive(Clone, Copy, Debug)]
+struct Words(fn() -> Vec<String>);
+
+impl TypedValueParser for Words {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new((self.0)().into_iter().map(PossibleValue::new)))
+    }
+}
+
+/// Was each TCP connection and UDP conversation encrypted, how, and with which TLS version?
+///
+/// tlswatch reads packet captures (or a live interface), reassembles every TCP
+/// connection and follows UDP conversations, and reports per flow whether it was
+/// protected and how: TLS from the first byte, a STARTTLS upgrade of one of 17
+/// plaintext protocols, QUIC or DTLS; the TLS version, the server name and
+/// certificate; and findings (codes with a severity, listed under FINDINGS) such as
+/// SSLv3, plaintext, a refused or stripped upgrade, or credentials sent in the
+/// clear. Output is a table sized to the terminal, JSON, NDJSON or tab-separated
+/// values; the exit status can gate a CI job (--fail-on).
 #[derive(Debug, Parser)]
 #[command(
     name = "tlswatch",
     version,
-    about,
     max_term_width = 100,
-    after_help = EXAMPLES
+    after_help = man::EXAMPLES
 )]
 pub struct Args {
     /// Read packets from a pcap or pcapng file ('-' for standard input). Repeat for several files, read in order into one flow table.
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     pub read: Vec<String>,
 
-    /// Capture live from an interface (needs the `live` build feature).
+    /// Capture live from an interface (any for all; needs a build with the live feature).
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     pub interface: Option<String>,
 
@@ -78,6 +137,43 @@ pub struct Args {
     #[arg(long)]
     pub ndjson: bool,
 
+    /// Output format: table (the default; sized to the terminal, endpoints never cut), json,
+    /// ndjson, or tsv (tab-separated values with a header line, for spreadsheets and cut or awk).
+    #[arg(long, value_enum, value_name = "FORMAT", conflicts_with_all = ["json", "ndjson"])]
+    pub format: Option<FormatArg>,
+
+    /// With --format tsv: the columns, comma-separated. Named fields (id, start, client, server,
+    /// app, encryption, version, sni, certificate, not_after, severity, findings and more, listed
+    /// under TSV FIELDS) or a dotted path into the JSON record, such as tls.client_hello.ja4.
+    #[arg(
+        long,
+        value_name = "FIELD,...",
+        value_delimiter = ',',
+        value_parser = Words(complete::field_words),
+        hide_possible_values = true
+    )]
+    pub fields: Vec<String>,
+
+    /// List only the flows that match (see SELECTION in the man page for the words).
+    #[arg(
+        long,
+        help = "List only the flows that match (the summary and --fail-on still count every \
+                flow): finding codes and severities as --fail-on takes them, encryption=VALUE, \
+                app=PROTOCOL, server=IP[:PORT], client=IP[:PORT], id=N[-M]; comma-separated. \
+                Words of one kind are alternatives, different kinds must all match. With \
+                --servers, the servers of the flows that match",
+        value_name = "WORD,...",
+        value_delimiter = ',',
+        value_parser = Words(complete::select_words),
+        hide_possible_values = true
+    )]
+    pub select: Vec<String>,
+
+    /// List flows (and servers) in this order instead of as they end: severity (worst first),
+    /// server (address and port), or start (first packet). Holds every listed flow until the end.
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub sort: Option<SortArg>,
+
     /// Also list flows that carried no payload (scans, bare handshakes).
     #[arg(long)]
     pub all: bool,
@@ -87,12 +183,14 @@ pub struct Args {
     #[arg(
         long = "fail-on",
         value_name = "CODE|SEVERITY,...",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = Words(complete::fail_on_words),
+        hide_possible_values = true
     )]
     pub fail_on: Vec<String>,
 
     /// One record per server (ip, port): the server table replaces the flow table; in JSON a
-    /// `servers` array beside `flows`; in NDJSON server lines before the summary.
+    /// servers array beside flows; in NDJSON server lines before the summary; in TSV server lines.
     #[arg(long)]
     pub servers: bool,
 
@@ -117,8 +215,10 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
-    /// Keep only the flows in shard K of N (stable symmetric flow hash, see the README), so
-    /// N processes can split one capture or link between them.
+    /// Keep only the flows in shard K of N (0 <= K < N), so N processes can split one capture or
+    /// link between them. A flow's shard is a hash modulo N: FNV-1a 64 over its IP protocol number
+    /// and its two endpoints (16-byte address, then port; the smaller endpoint first), finished
+    /// with MurmurHash3's fmix64. Both directions, every process and every version agree on it.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
 
@@ -144,11 +244,12 @@ pub struct Args {
     #[arg(long = "memcap", value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
     pub memcap: usize,
 
-    /// Show the user name of credentials seen in cleartext (never the password).
+    /// Show the user name of credentials seen in cleartext (never the password): in JSON, in TSV
+    /// (users), and in the table a USER column with the user and the mechanism.
     #[arg(long = "show-users")]
     pub show_users: bool,
 
-    /// Colour in the table.
+    /// Colour in the table, following severity (auto: on a terminal, unless NO_COLOR is set).
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
 
@@ -188,10 +289,14 @@ pub struct Args {
     #[arg(long = "keep-root")]
     pub keep_root: bool,
 
-    /// A capture filter as tcpdump takes it (live capture, and files in a `live` build).
+    /// A capture filter as tcpdump takes it (live capture, and files in a build with the live
+    /// feature).
     #[arg(value_name = "FILTER", trailing_var_arg = true)]
     pub filter: Vec<String>,
 }
+
+/// The TSV columns, the selection and the order of a report.
+type View = (Option<Columns>, Option<Select>, Option<Order>);
 
 /// A byte size: a number with an optional K, M, G or T suffix (powers of 1024; `KiB`,
 /// `MB` and the like are read the same way).
@@ -234,6 +339,7 @@ impl Args {
             return Err("--max-servers must be at least 1".to_string());
         }
         let format = self.format();
+        let (fields, select, sort) = self.view(format)?;
         let (bpf, filter_expr) = self.bpf();
         let limits = self.limits();
         Ok(Config {
@@ -255,6 +361,9 @@ impl Args {
             inputs: self.read,
             interface: self.interface,
             format,
+            fields,
+            select,
+            sort,
             all: self.all,
             fail_on,
             servers: self.servers.then_some(self.max_servers),
@@ -294,13 +403,29 @@ impl Args {
     }
 
     fn format(&self) -> Format {
-        if self.json {
-            Format::Json
-        } else if self.ndjson {
-            Format::Ndjson
-        } else {
-            Format::Table
+        match self.format {
+            Some(FormatArg::Table) => Format::Table,
+            Some(FormatArg::Json) => Format::Json,
+            Some(FormatArg::Ndjson) => Format::Ndjson,
+            Some(FormatArg::Tsv) => Format::Tsv,
+            None if self.json => Format::Json,
+            None if self.ndjson => Format::Ndjson,
+            None => Format::Table,
         }
+    }
+
+    /// What the report lists and how: the TSV columns (`--fields`, TSV only), the
+    /// selection and the order.
+    fn view(&self, format: Format) -> Result<View, String> {
+        let fields = match format {
+            Format::Tsv => Some(Columns::parse(&self.fields, self.servers)?),
+            _ if !self.fields.is_empty() => {
+                return Err("--fields chooses the columns of --format tsv".to_string());
+            }
+            _ => None,
+        };
+        let select = Select::parse(&self.select)?;
+        Ok((fields, select, self.sort.map(Order::from)))
     }
 
     /// The BPF expression (the trailing filter and the `--port`s combined; empty
@@ -338,74 +463,14 @@ impl Args {
 /// Writes the man page or a completion script for `kind`.
 pub fn generate(kind: Generate, out: &mut dyn Write) -> io::Result<()> {
     use clap_complete::Shell;
-    let mut cmd = Args::command();
     let shell = match kind {
-        Generate::Man => return man_page(cmd, out),
+        Generate::Man => return man::page(Args::command(), out),
         Generate::CompleteBash => Shell::Bash,
         Generate::CompleteZsh => Shell::Zsh,
         Generate::CompleteFish => Shell::Fish,
         Generate::CompletePowershell => Shell::PowerShell,
     };
-    clap_complete::generate(shell, &mut cmd, "tlswatch", out);
-    Ok(())
-}
-
-/// The man page: clap's sections, then the examples and exit statuses as roff
-/// lists (the help text's layout would be refilled by the formatter).
-fn man_page(cmd: clap::Command, out: &mut dyn Write) -> io::Result<()> {
-    let man = clap_mangen::Man::new(cmd.after_help(None::<&str>));
-    man.render_title(out)?;
-    man.render_name_section(out)?;
-    man.render_synopsis_section(out)?;
-    man.render_description_section(out)?;
-    man.render_options_section(out)?;
-    writeln!(out, ".SH EXAMPLES")?;
-    for (command, meaning) in examples() {
-        writeln!(
-            out,
-            ".TP\n\\fB{}\\fR\n{}",
-            roff_escape(command),
-            roff_escape(meaning)
-        )?;
-    }
-    writeln!(out, ".SH \"EXIT STATUS\"")?;
-    for (status, meaning) in EXIT_STATUS {
-        writeln!(out, ".TP\n.B {status}\n{}", roff_escape(meaning))?;
-    }
-    man.render_version_section(out)
-}
-
-/// What each exit status means (the README's table).
-const EXIT_STATUS: &[(u8, &str)] = &[
-    (
-        0,
-        "all inputs read (a capture cut off mid-packet is a warning, not an error)",
-    ),
-    (
-        1,
-        "a listed flow carries a finding named in --fail-on, or one of the severity given there or worse",
-    ),
-    (
-        2,
-        "an input could not be read, or a usage error; flows read so far are still reported",
-    ),
-];
-
-/// The (command, meaning) pairs of the help text's examples.
-fn examples() -> impl Iterator<Item = (&'static str, &'static str)> {
-    let mut lines = EXAMPLES.lines().skip(1);
-    std::iter::from_fn(move || Some((lines.next()?.trim(), lines.next()?.trim())))
-}
-
-/// Escapes text for a roff line: backslashes, hyphens (so they stay ASCII in the
-/// output), and a leading control character.
-fn roff_escape(s: &str) -> String {
-    let body = s.replace('\\', "\\e").replace('-', "\\-");
-    if body.starts_with(['.', '\'']) {
-        format!("\\&{body}")
-    } else {
-        body
-    }
+    complete::script(shell, Args::command(), out)
 }
 
 #[cfg(test)]
@@ -463,21 +528,82 @@ mod tests {
     }
 
     #[test]
-    fn man_page_lists_every_example_and_exit_status() {
-        let mut out = Vec::new();
-        generate(Generate::Man, &mut out).unwrap();
-        let man = String::from_utf8(out).unwrap();
-        assert_eq!(examples().count(), 4);
-        for (command, meaning) in examples() {
-            assert!(command.starts_with("tlswatch -r"), "{command}");
-            assert!(man.contains(&roff_escape(command)), "{command}");
-            assert!(man.contains(&roff_escape(meaning)), "{meaning}");
-        }
-        assert!(man.contains(".SH \"EXIT STATUS\""));
-        assert!(
-            !man.contains("Examples:"),
-            "help-text layout leaked into the man page"
+    fn format_fields_select_and_sort_reach_the_config() {
+        let c = config(&[
+            "-r",
+            "x",
+            "--format",
+            "tsv",
+            "--fields",
+            "client,server,tls.version",
+        ])
+        .unwrap();
+        assert_eq!(c.format, Format::Tsv);
+        assert_eq!(
+            c.fields,
+            Some(Columns::parse(&["client", "server", "tls.version"], false).unwrap())
         );
+        let c = config(&["-r", "x", "--format", "tsv", "--servers"]).unwrap();
+        assert_eq!(c.fields, Some(Columns::defaults(true)));
+        assert_eq!(
+            config(&["-r", "x", "--format", "json"]).unwrap().format,
+            Format::Json
+        );
+        assert_eq!(
+            config(&["-r", "x", "--ndjson"]).unwrap().format,
+            Format::Ndjson
+        );
+        assert!(config(&["-r", "x", "--json", "--format", "tsv"]).is_err());
+        let e = config(&["-r", "x", "--fields", "client"]).unwrap_err();
+        assert!(e.contains("--format tsv"), "{e}");
+        assert!(config(&["-r", "x", "--format", "tsv", "--fields", "nope"]).is_err());
+        let c = config(&[
+            "-r",
+            "x",
+            "--select",
+            "high,encryption=plaintext",
+            "--sort",
+            "server",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.select,
+            Select::parse(&["high", "encryption=plaintext"]).unwrap()
+        );
+        assert!(c.select.is_some());
+        assert_eq!(c.sort, Some(Order::Server));
+        assert!(config(&["-r", "x", "--select", "nope"]).is_err());
+        assert!(config(&["-r", "x", "--sort", "nope"]).is_err());
+        let c = config(&["-r", "x"]).unwrap();
+        assert_eq!((c.select, c.sort, c.fields), (None, None, None));
+    }
+
+    #[test]
+    fn list_options_offer_their_words_to_completion() {
+        let cmd = Args::command();
+        let values = |id: &str| -> Vec<String> {
+            cmd.get_arguments()
+                .find(|a| a.get_id() == id)
+                .map(|a| {
+                    a.get_possible_values()
+                        .iter()
+                        .map(|v| v.get_name().to_string())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let fail_on = values("fail_on");
+        for c in Code::ALL {
+            assert!(fail_on.iter().any(|v| v == c.as_str()), "{c}");
+        }
+        assert!(fail_on.iter().any(|v| v == "critical"));
+        let select = values("select");
+        assert!(fail_on.iter().all(|w| select.contains(w)));
+        assert!(select.iter().any(|v| v == "encryption=starttls-refused"));
+        assert!(select.iter().any(|v| v == "server="));
+        assert!(values("fields").iter().any(|v| v == "findings"));
+        // Any word still reaches the configuration's own check.
+        assert!(config(&["-r", "x", "--fail-on", "high,cleartext_auth"]).is_ok());
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum Format {
     Table,
     Json,
     Ndjson,
+    /// Tab-separated values (`--format tsv`).
+    Tsv,
 }
 
 /// A validated run configuration.
@@ -43,6 +45,12 @@ pub struct Config {
     pub inputs: Vec<String>,
     pub interface: Option<String>,
     pub format: Format,
+    /// The TSV columns (`--fields`), with [`Format::Tsv`].
+    pub fields: Option<crate::output::tsv::Columns>,
+    /// `--select`: the flows listed (the summary and `--fail-on` still see every flow).
+    pub select: Option<crate::output::select::Select>,
+    /// `--sort`: the order flows and servers are listed in (else as they end).
+    pub sort: Option<crate::output::select::Order>,
     pub all: bool,
     pub fail_on: FailOn,
     /// `--servers`: the most servers inventoried.

@@ -4,8 +4,10 @@
 use crate::capture::{CaptureError, ReadOutcome};
 use crate::config::{ColorChoice, Config, Format};
 use crate::output::json::{Document, Ndjson};
+use crate::output::select::Sorted;
 use crate::output::servers::Inventory;
-use crate::output::table::Table;
+use crate::output::table::{self, Table};
+use crate::output::tsv::{Columns, Tsv};
 use crate::output::{Sink, Summary};
 use crate::pipeline::deliver::{Deliver, Notice};
 use crate::record::FlowRecord;
@@ -25,13 +27,21 @@ pub enum Exit {
     Error = 2,
 }
 
-/// The sink the configuration asks for, writing to standard output.
+/// The sink the configuration asks for, writing to standard output (holding the
+/// flows until the end for `--sort`).
 pub fn make_sink(cfg: &Config, live: bool, progress: &Progress) -> Box<dyn Sink> {
     let stdout = io::stdout();
     let out = io::BufWriter::with_capacity(64 * 1024, progress.writer(stdout.lock()));
-    match cfg.format {
+    let sink: Box<dyn Sink> = match cfg.format {
         Format::Json => Box::new(Document::new(out, input_names(cfg))),
         Format::Ndjson => Box::new(Ndjson::new(out, live)),
+        Format::Tsv => {
+            let columns = cfg
+                .fields
+                .clone()
+                .unwrap_or_else(|| Columns::defaults(cfg.servers.is_some()));
+            Box::new(Tsv::new(out, columns, live))
+        }
         Format::Table => {
             let tty = io::stdout().is_terminal();
             let color = match cfg.color {
@@ -41,20 +51,18 @@ pub fn make_sink(cfg: &Config, live: bool, progress: &Progress) -> Box<dyn Sink>
                     tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
                 }
             };
-            let width = if tty {
-                terminal_size::terminal_size()
-                    .map(|(w, _)| usize::from(w.0))
-                    .or(Some(120))
-            } else {
-                None
-            };
-            let table = Table::new(out, color, width, live);
+            let table =
+                Table::new(out, color, table::width(tty), live).with_users(cfg.opts.show_users);
             if cfg.servers.is_some() {
                 Box::new(table.without_flows())
             } else {
                 Box::new(table)
             }
         }
+    };
+    match cfg.sort {
+        Some(order) => Box::new(Sorted::new(sink, order)),
+        None => sink,
     }
 }
 
@@ -102,7 +110,7 @@ impl<'a> Collector<'a> {
     pub fn new(cfg: &'a Config, sink: &'a mut dyn Sink, inputs: Vec<String>) -> Self {
         Collector {
             cfg,
-            summary: Summary::new(inputs),
+            summary: Summary::new(inputs).selecting(cfg.select.is_some()),
             sink,
             hit_fail_on: false,
             write_err: None,
@@ -117,6 +125,13 @@ impl<'a> Collector<'a> {
         if self.summary.count(&rec, self.cfg.all) {
             if rec.findings.iter().any(|f| self.cfg.fail_on.matches(f)) {
                 self.hit_fail_on = true;
+            }
+            // `--select` decides what is listed; the gate and the summary saw it all.
+            if let Some(select) = &self.cfg.select {
+                if !select.matches(&rec) {
+                    return;
+                }
+                *self.summary.flows.selected.get_or_insert(0) += 1;
             }
             if let Some(inv) = &mut self.servers {
                 inv.add(&rec);
