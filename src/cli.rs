@@ -38,11 +38,11 @@ pub enum Generate {
     Man,
     /// Bash completion: source it, or put it in the bash-completion directory.
     CompleteBash,
-    /// Zsh completion: save it as _tlswatch in a directory of $fpath.
+    /// Zsh completion: save it as _tlswatch in a directory of the fpath array.
     CompleteZsh,
     /// Fish completion: save it as ~/.config/fish/completions/tlswatch.fish.
     CompleteFish,
-    /// PowerShell completion: dot-source it from $PROFILE.
+    /// PowerShell completion: dot-source it from your PowerShell profile.
     CompletePowershell,
 }
 
@@ -107,9 +107,10 @@ impl TypedValueParser for Words {
 ///
 /// tlswatch reads packet captures (or a live interface), reassembles every TCP
 /// connection and follows UDP conversations, and reports per flow whether it was
-/// protected and how: TLS from the first byte, a STARTTLS upgrade of one of 17
-/// plaintext protocols, QUIC or DTLS; the TLS version, the server name and
-/// certificate; and findings (codes with a severity, listed under FINDINGS) such as
+/// protected and how: TLS from the first byte, the STARTTLS-style upgrade of a
+/// plaintext protocol (SMTP, IMAP, POP3, FTP, XMPP, LDAP, PostgreSQL, MySQL, RDP and
+/// more), QUIC or DTLS; the TLS version, the server name and certificate; and
+/// findings (codes with a fixed severity, each explained in the man page) such as
 /// SSLv3, plaintext, a refused or stripped upgrade, or credentials sent in the
 /// clear. Output is a table sized to the terminal, JSON, NDJSON or tab-separated
 /// values; the exit status can gate a CI job (--fail-on).
@@ -143,7 +144,7 @@ pub struct Args {
     pub format: Option<FormatArg>,
 
     /// With --format tsv: the columns, comma-separated. Named fields (id, start, client, server,
-    /// app, encryption, version, sni, certificate, not_after, severity, findings and more, listed
+    /// app, encryption, version, sni, certificate, not_after, severity, findings and more; the man page lists them
     /// under TSV FIELDS) or a dotted path into the JSON record, such as tls.client_hello.ja4.
     #[arg(
         long,

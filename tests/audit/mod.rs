@@ -403,3 +403,26 @@ fn progress_shows_on_a_terminal_only() {
     );
     let _ = std::fs::remove_file(&big);
 }
+
+#[test]
+fn fish_completes_list_words_and_interfaces_when_fish_is_there() {
+    let path = tmp("tlswatch.fish");
+    std::fs::write(&path, generated("complete-fish")).unwrap_or_else(|e| panic!("{e}"));
+    let script = format!(
+        "source '{}'; complete -C 'tlswatch --fail-on high,CERT_E'; complete -C 'tlswatch -i '",
+        path.display()
+    );
+    let Ok(out) = Command::new("fish").args(["-c", &script]).output() else {
+        eprintln!("skipped: fish is not installed");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.first(), Some(&"high,CERT_EXPIRED"), "{text}");
+    assert!(lines.contains(&"any"), "{text}");
+}
