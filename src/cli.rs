@@ -144,8 +144,9 @@ pub struct Args {
     pub format: Option<FormatArg>,
 
     /// With --format tsv: the columns, comma-separated. Named fields (id, start, client, server,
-    /// app, encryption, version, sni, certificate, not_after, severity, findings and more; the man page lists them
-    /// under TSV FIELDS) or a dotted path into the JSON record, such as tls.client_hello.ja4.
+    /// app, encryption, version, sni, certificate, not_after, severity, findings and more; the man
+    /// page lists them under TSV FIELDS) or a dotted path into the JSON record, such as
+    /// tls.client_hello.ja4.
     #[arg(
         long,
         value_name = "FIELD,...",
