@@ -218,6 +218,7 @@ const FLOW_KEYS: &[&str] = &[
     "app_protocol",
     "encryption",
     "starttls",
+    "proxy",
     "tls",
     "quic",
     "dtls",
@@ -225,6 +226,7 @@ const FLOW_KEYS: &[&str] = &[
     "packets",
     "bytes",
     "end_reason",
+    "incomplete",
     "findings",
     "notes",
 ];
@@ -610,6 +612,38 @@ mod tests {
             assert!(servers.contains(&format!("| `{}` |", f.name)), "{}", f.name);
         }
         assert!(section.contains(FLOW_DEFAULT) && section.contains(SERVER_DEFAULT));
+    }
+
+    /// The names in the first column of the first table after `heading`.
+    fn table_names(readme: &str, heading: &str) -> Vec<String> {
+        let section = readme.split(heading).nth(1).unwrap_or("");
+        let table = section
+            .split("\n\n")
+            .map(str::trim_start)
+            .find(|p| p.starts_with("| "))
+            .unwrap_or("");
+        table
+            .lines()
+            .skip(2)
+            .flat_map(|l| l.split('|').nth(1).unwrap_or("").split(','))
+            .map(|n| n.trim().trim_matches('`').to_string())
+            .collect()
+    }
+
+    /// A dotted path may start at any field the README's JSON contract lists.
+    #[test]
+    fn every_documented_record_field_starts_a_path() {
+        let readme = include_str!("../../README.md");
+        let flow = table_names(readme, "\n### Flow\n");
+        assert!(flow.len() >= 20, "{flow:?}");
+        for f in &flow {
+            assert!(FLOW_KEYS.contains(&f.as_str()), "flow field {f}");
+        }
+        let server = table_names(readme, "\n### Servers\n");
+        assert!(server.len() >= 14, "{server:?}");
+        for f in &server {
+            assert!(SERVER_KEYS.contains(&f.as_str()), "server field {f}");
+        }
     }
 
     #[test]
