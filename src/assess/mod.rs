@@ -343,10 +343,20 @@ fn cleartext_auth_findings(rec: &FlowRecord, out: &mut Vec<Finding>) {
             .as_deref()
             .map(|u| format!(" for user {u}"))
             .unwrap_or_default();
-        out.push(Finding::new(
-            Code::CleartextAuth,
-            format!("credentials sent before TLS ({}{who})", a.mechanism),
-        ));
+        out.push(if a.hashed {
+            Finding::new(
+                Code::WeakAuthHash,
+                format!(
+                    "password hash sent before TLS ({}{who}): open to offline guessing",
+                    a.mechanism
+                ),
+            )
+        } else {
+            Finding::new(
+                Code::CleartextAuth,
+                format!("credentials sent before TLS ({}{who})", a.mechanism),
+            )
+        });
     }
 }
 

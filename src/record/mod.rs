@@ -427,6 +427,10 @@ pub struct CleartextAuth {
     pub mechanism: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The password went as a salted hash (PostgreSQL MD5): open to offline
+    /// guessing, not readable.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hashed: bool,
 }
 
 /// What the QUIC long headers of a flow said.
