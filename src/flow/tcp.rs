@@ -231,12 +231,19 @@ impl Active {
 
 impl Flow {
     /// Counts one segment of `dir` and its notes, at packet time `ts` (`now`: the
-    /// engine's clock).
-    fn count(&mut self, dir: Dir, seg: &Segment<'_>, ts: Timestamp, now: i64) {
+    /// engine's clock, [`follow_packet_time`]). The flow's end moves forward
+    /// only, and to a packet stamped more than `far` seconds after the flow's
+    /// latest one only once the clock followed (a lone packet years off does
+    /// not count). A packet held back ahead of the clock keeps its flow from
+    /// the sweep that the next packet, if it confirms the jump, runs.
+    fn count(&mut self, dir: Dir, seg: &Segment<'_>, ts: Timestamp, now: Timestamp, far: i64) {
         *self.packets.get_mut(dir) += 1;
         *self.bytes.get_mut(dir) += seg.payload.len() as u64;
-        self.end = ts.into();
-        self.last_seen = now;
+        let end = Timestamp::from(self.end);
+        if ts > end && (ts.secs.saturating_sub(end.secs) <= far || ts <= now) {
+            self.end = ts.into();
+        }
+        self.last_seen = now.secs.max(ts.secs);
         match self.state.as_mut() {
             Some(a) => {
                 if seg.truncated {
@@ -412,8 +419,11 @@ pub struct Engine {
     /// Flows that end without payload are counted here instead of getting a record
     /// (when nobody lists them: see [`Engine::count_payloadless`]).
     payloadless: Option<Payloadless>,
-    /// Latest packet time seen (the clock that ends idle flows; never goes back).
+    /// Latest packet time seen (the clock that ends idle flows; never goes back,
+    /// and a lone packet far ahead does not move it: [`follow_packet_time`]).
     now: Timestamp,
+    /// The packet before was far ahead of `now` and held back.
+    held: bool,
     clock: Clock,
     pub stats: PacketStats,
     /// Flows ended early, by `--max-flows` or by `--memcap`.
@@ -457,24 +467,56 @@ pub enum IdScheme {
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     now: Timestamp,
+    /// The packet before was far ahead of `now` and held back.
+    held: bool,
+    far: i64,
     next_sweep: i64,
     step: i64,
+}
+
+/// A jump ahead of the packet clock by more than this many seconds (or the
+/// idle timeout, when longer) is believed only when the next packet makes it
+/// too: a lone packet stamped years off is a capture artefact.
+const SUSPECT_JUMP_SECS: i64 = 86_400;
+
+/// How far ahead a lone packet may move the clock.
+fn far_jump(limits: &Limits) -> i64 {
+    limits.idle_timeout_secs.max(SUSPECT_JUMP_SECS)
+}
+
+/// Moves the packet clock `now` to `ts`: never backwards, and to a time more
+/// than `far` seconds ahead only when the packet before (`held`) was far ahead
+/// too. A lone packet stamped years off thus neither ends every open flow as
+/// idle nor splits its own connection.
+fn follow_packet_time(now: &mut Timestamp, held: &mut bool, ts: Timestamp, far: i64) {
+    if ts <= *now {
+        *held = false;
+        return;
+    }
+    let jump = *now != Timestamp::default() && ts.secs.saturating_sub(now.secs) > far;
+    if jump && !*held {
+        *held = true;
+        return;
+    }
+    *now = ts;
+    *held = false;
 }
 
 impl Clock {
     pub fn new(limits: &Limits) -> Self {
         Clock {
             now: Timestamp::default(),
+            held: false,
+            far: far_jump(limits),
             next_sweep: i64::MIN,
             step: (limits.idle_timeout_secs.min(limits.udp_idle_timeout_secs) / 10).max(1),
         }
     }
 
-    /// Moves the clock to `ts` (never backwards); says when a sweep is due.
+    /// Moves the clock to `ts` (never backwards, a lone far jump held back:
+    /// [`follow_packet_time`]); says when a sweep is due.
     pub fn advance(&mut self, ts: Timestamp) -> Option<Timestamp> {
-        if ts > self.now {
-            self.now = ts;
-        }
+        follow_packet_time(&mut self.now, &mut self.held, ts, self.far);
         if self.now.secs >= self.next_sweep {
             self.next_sweep = self.now.secs.saturating_add(self.step);
             return Some(self.now);
@@ -498,6 +540,7 @@ impl Engine {
             flow_bytes: FLOW_BYTES,
             payloadless: None,
             now: Timestamp::default(),
+            held: false,
             clock: Clock::new(&limits),
             stats: PacketStats::default(),
             evicted: 0,
@@ -622,9 +665,8 @@ impl Engine {
     /// One decoded TCP segment. The caller runs the clock first ([`Engine::tick`]).
     pub fn segment(&mut self, seg: &Segment<'_>, at: Stamp, emit: &mut Emit<'_>) {
         let ts = at.ts;
-        if ts > self.now {
-            self.now = ts;
-        }
+        let far = far_jump(&self.limits);
+        follow_packet_time(&mut self.now, &mut self.held, ts, far);
         if !self.ports.is_empty() && !self.ports.iter().any(|&p| p == seg.sport || p == seg.dport) {
             self.stats.filtered += 1;
             return;
@@ -635,12 +677,12 @@ impl Engine {
             return;
         };
         self.flows.touch(s);
-        let (limits, opts, now) = (self.limits.stream, self.opts, self.now.secs);
+        let (limits, opts, now) = (self.limits.stream, self.opts, self.now);
         let Some(flow) = self.flows.get_mut(s) else {
             return;
         };
         let mut dir = flow.dir_of(&key, src);
-        flow.count(dir, seg, ts, now);
+        flow.count(dir, seg, ts, now, far);
         let was_bypassed = flow.bypass;
         if !flow.bypass {
             flow.track_isns(dir, seg, limits);
@@ -664,7 +706,7 @@ impl Engine {
                 EndReason::Fin
             };
             self.close(s, reason, emit);
-            self.bury(key, ts.secs.max(self.now.secs));
+            self.bury(key, self.now.secs);
         }
         self.relieve(emit);
     }
@@ -855,7 +897,7 @@ impl Engine {
         self.next_id += 1;
         Flow {
             id,
-            last_seen: self.now.secs,
+            last_seen: self.now.secs.max(ts.secs),
             packets: PerDir::default(),
             bytes: PerDir::default(),
             state: None,

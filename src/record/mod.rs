@@ -263,6 +263,11 @@ pub struct ClientHelloInfo {
     pub ja4: Option<String>,
     /// JA4 raw form (sorted lists in hex).
     pub ja4_r: Option<String>,
+    /// A second ClientHello followed (after a HelloRetryRequest, RFC 8446
+    /// §4.1.4): the group of its key share, the one the client switched to.
+    /// Every other field, the fingerprints too, describes the first hello.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_group: Option<crate::analyzer::tls::cipher::Name>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -422,6 +427,10 @@ pub struct CleartextAuth {
     pub mechanism: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The password went as a salted hash (PostgreSQL MD5): open to offline
+    /// guessing, not readable.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hashed: bool,
 }
 
 /// What the QUIC long headers of a flow said.
