@@ -276,7 +276,8 @@ fn bash_completes_codes_severities_interfaces_and_kinds() {
     ] {
         assert!(codes.iter().any(|c| c == w), "{w}: {codes:?}");
     }
-    assert_eq!(codes.len(), 5 + 29, "{codes:?}");
+    let all = tlswatch::record::finding::Code::ALL.len();
+    assert_eq!(codes.len(), 5 + all, "{codes:?}");
     assert_eq!(got("tlswatch --fail-on CERT_E"), ["CERT_EXPIRED"]);
     assert_eq!(
         got("tlswatch --fail-on high,STARTTLS_S"),

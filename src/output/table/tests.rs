@@ -270,10 +270,12 @@ fn show_users_adds_the_user_and_mechanism() {
         CleartextAuth {
             mechanism: "SMTP AUTH PLAIN".into(),
             user: Some("alice".into()),
+            hashed: false,
         },
         CleartextAuth {
             mechanism: "LOGIN".into(),
             user: None,
+            hashed: false,
         },
     ];
     let text = render(std::slice::from_ref(&r), None, true);
