@@ -129,23 +129,22 @@ impl Default for UdpLimits {
     }
 }
 
-/// Per-direction caps on out-of-order buffering, so a hostile or lossy capture cannot make one
+/// Per-direction cap on out-of-order buffering, so a hostile or lossy capture cannot make one
 /// flow hold unbounded memory.
 #[derive(Clone, Copy, Debug)]
 pub struct StreamLimits {
-    /// Out-of-order bytes held per direction (default 256 KiB). Exceeding it turns the oldest
-    /// hole into a gap instead of growing.
+    /// Out-of-order budget per direction in bytes (default 256 KiB): the bytes held plus
+    /// 64 per run of contiguous bytes (adjacent pieces are merged into one run, in whatever
+    /// order they arrive). Exceeding it turns the oldest hole into a gap instead of growing;
+    /// scattered pieces with holes between them therefore reach it after at most
+    /// 256 KiB / 65 ≈ 4,000 runs.
     pub max_buffered: usize,
-    /// Separate out-of-order runs held per direction (default 256); bounds per-run overhead
-    /// when a capture is full of tiny scattered segments.
-    pub max_segments: usize,
 }
 
 impl Default for StreamLimits {
     fn default() -> Self {
         StreamLimits {
             max_buffered: 256 * 1024,
-            max_segments: 256,
         }
     }
 }

@@ -225,6 +225,13 @@ pub enum Note {
     /// Bytes that are neither TLS nor a known protocol, high-entropy from the first
     /// one and text in neither direction: encrypted by something else, not plaintext.
     HighEntropy,
+    /// An RST whose sequence number its receiver would not accept (RFC 5961 §3) was
+    /// ignored: the connection went on (a known way to blind a monitor).
+    RstIgnored,
+    /// The two directions came through different tunnel ids or outer addresses (each
+    /// direction its own VNI, GRE key or ERSPAN session; a 6to4 reply from another relay)
+    /// and were joined into one flow.
+    TunnelAsymmetric,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
