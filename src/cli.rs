@@ -605,6 +605,14 @@ mod tests {
         assert!(parse_size("M").is_err());
         assert!(parse_size("-1G").is_err());
         assert!(parse_size("99999999999T").is_err());
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("1.5 GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("2.25M"), Ok(9 << 18));
+        assert_eq!(parse_size("1.0000001M"), Ok(1 << 20));
+        assert!(parse_size("0.5M").is_err(), "below the minimum");
+        assert!(parse_size("1.5.5G").is_err());
+        assert!(parse_size(".5G").is_err());
+        assert!(parse_size("1.G").is_ok_and(|b| b == 1 << 30));
     }
 
     fn config(args: &[&str]) -> Result<Config, String> {

@@ -214,6 +214,18 @@ fn status_2_beats_1_and_the_flows_read_are_still_reported() {
         lines.last().unwrap()["errors"].as_array().map(Vec::len),
         Some(1)
     );
+    // The table's summary ends with the errors: how many, and the first.
+    let missing = tmp("no-such-file.pcap");
+    let out = run(&["-r", arg(&good), "-r", arg(&bad), "-r", arg(&missing)]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().last().unwrap_or_default(),
+        format!(
+            "2 errors, the first: {}: not a pcap or pcapng file",
+            bad.display()
+        )
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -110,7 +110,7 @@ impl Summary {
         for (kind, list) in [("warning", &self.warnings), ("error", &self.errors)] {
             if let Some(first) = list.first() {
                 let plural = if list.len() == 1 { "" } else { "s" };
-                let which = if list.len() == 1 { "" } else { " (the first)" };
+                let which = if list.len() == 1 { "" } else { ", the first" };
                 out.push(format!("{} {kind}{plural}{which}: {first}", list.len()));
             }
         }
