@@ -6,7 +6,7 @@ use crate::config::{ColorChoice, Config, Format, Limits, LiveOptions, MAX_THREAD
 use crate::output::select::{Order, Select};
 use crate::output::tsv::Columns;
 use crate::pipeline::shard::Shard;
-use crate::record::{Code, Severity};
+use crate::record::Severity;
 use clap::builder::{PossibleValue, StringValueParser, TypedValueParser};
 use clap::{CommandFactory, Parser, ValueEnum};
 use std::io::{self, Write};
@@ -182,7 +182,7 @@ pub struct Args {
     pub all: bool,
 
     /// Exit with status 1 when any listed flow carries one of these finding codes, or a finding of
-    /// this severity or worse (info, low, medium, high, critical); comma-separated, mixed.
+    /// this severity or worse (info, medium, high, critical); comma-separated, mixed.
     #[arg(
         long = "fail-on",
         value_name = "CODE|SEVERITY,...",
@@ -472,11 +472,7 @@ impl Args {
                     .to_string(),
             );
         }
-        let in_use: Vec<Severity> = Severity::ALL
-            .iter()
-            .copied()
-            .filter(|s| Code::ALL.iter().any(|c| c.severity() == *s))
-            .collect();
+        let in_use = complete::severities_in_use();
         for word in &self.fail_on {
             let word = word.trim().to_ascii_lowercase();
             if let Some(s) = Severity::ALL.iter().find(|s| s.as_str() == word)
