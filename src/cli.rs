@@ -6,6 +6,7 @@ use crate::config::{ColorChoice, Config, Format, Limits, LiveOptions, MAX_THREAD
 use crate::output::select::{Order, Select};
 use crate::output::tsv::Columns;
 use crate::pipeline::shard::Shard;
+use crate::record::Severity;
 use clap::builder::{PossibleValue, StringValueParser, TypedValueParser};
 use clap::{CommandFactory, Parser, ValueEnum};
 use std::io::{self, Write};
@@ -181,7 +182,7 @@ pub struct Args {
     pub all: bool,
 
     /// Exit with status 1 when any listed flow carries one of these finding codes, or a finding of
-    /// this severity or worse (info, low, medium, high, critical); comma-separated, mixed.
+    /// this severity or worse (info, medium, high, critical); comma-separated, mixed.
     #[arg(
         long = "fail-on",
         value_name = "CODE|SEVERITY,...",
@@ -259,7 +260,8 @@ pub struct Args {
     #[arg(short = 'D', long = "list-interfaces")]
     pub list_interfaces: bool,
 
-    /// Live: stop after this many packets.
+    /// Stop after this many packets (with -r: packets read that pass the filter expression and
+    /// --port, over all files).
     #[arg(short = 'c', long = "count", value_name = "N")]
     pub count: Option<u64>,
 
@@ -267,21 +269,22 @@ pub struct Args {
     #[arg(long = "duration", value_name = "SECS")]
     pub duration: Option<u64>,
 
-    /// Live: also write the captured packets to this pcap file.
+    /// Also write the packets captured (or, with -r, read) that pass the filter expression and
+    /// --port to this pcap file.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<String>,
 
-    /// Live: bytes captured per packet.
-    #[arg(long = "snaplen", value_name = "BYTES", default_value_t = 262_144)]
-    pub snaplen: u32,
+    /// Live: bytes captured per packet (default 262144).
+    #[arg(long = "snaplen", value_name = "BYTES")]
+    pub snaplen: Option<u32>,
 
     /// Live: do not put the interface in promiscuous mode.
     #[arg(long = "no-promisc")]
     pub no_promisc: bool,
 
-    /// Live: kernel capture buffer size in MiB.
-    #[arg(long = "buffer-size", value_name = "MIB", default_value_t = 128)]
-    pub buffer_size: u32,
+    /// Live: kernel capture buffer size in MiB (default 128).
+    #[arg(long = "buffer-size", value_name = "MIB")]
+    pub buffer_size: Option<u32>,
 
     /// Live: after opening the interface, run as this user (default: the user who ran sudo).
     #[arg(short = 'Z', long = "user", value_name = "USER")]
@@ -300,15 +303,31 @@ pub struct Args {
 /// The TSV columns, the selection and the order of a report.
 type View = (Option<Columns>, Option<Select>, Option<Order>);
 
-/// A byte size: a number with an optional K, M, G or T suffix (powers of 1024; `KiB`,
-/// `MB` and the like are read the same way).
+/// Default `--snaplen`.
+pub const DEFAULT_SNAPLEN: u32 = 262_144;
+/// Default `--buffer-size`, in MiB.
+pub const DEFAULT_BUFFER_MIB: u32 = 128;
+
+/// A byte size: a number, whole or decimal (`1.5G`), with an optional K, M, G or T
+/// suffix (powers of 1024; `KiB`, `MB` and the like are read the same way).
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let digits = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(digits);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (a number with an optional K, M, G or T)"))?;
+    let not_a_size = || format!("'{s}' is not a size (a number with an optional K, M, G or T)");
+    let (whole, fraction) = num.split_once('.').unwrap_or((num, ""));
+    if whole.is_empty() || fraction.len() > 9 || fraction.contains('.') {
+        return Err(not_a_size());
+    }
+    let whole: u128 = whole.parse().map_err(|_| not_a_size())?;
+    let fraction_digits = u32::try_from(fraction.len()).unwrap_or(u32::MAX);
+    let fraction: u128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().map_err(|_| not_a_size())?
+    };
     let shift = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 0,
         "K" | "KB" | "KIB" => 10,
@@ -317,8 +336,12 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         "T" | "TB" | "TIB" => 40,
         _ => return Err(format!("'{s}': unknown unit (use K, M, G or T)")),
     };
-    let bytes = n
-        .checked_mul(1 << shift)
+    let scale = 10u128.pow(fraction_digits);
+    let bytes = whole
+        .checked_mul(scale)
+        .and_then(|n| n.checked_add(fraction))
+        .and_then(|n| n.checked_mul(1 << shift))
+        .map(|n| n / scale)
         .and_then(|b| usize::try_from(b).ok())
         .ok_or_else(|| format!("'{s}' is too large"))?;
     if bytes < MIN_MEMCAP {
@@ -331,7 +354,8 @@ impl Args {
     /// Checks the arguments and builds the configuration.
     pub fn into_config(self) -> Result<Config, String> {
         self.check_inputs()?;
-        let fail_on = FailOn::parse(&self.fail_on)?;
+        self.check_file_options()?;
+        let fail_on = self.fail_on()?;
         let threads = self.thread_count()?;
         let shard = self.shard.as_deref().map(Shard::parse).transpose()?;
         if self.max_flows == 0 {
@@ -354,9 +378,9 @@ impl Args {
                 count: self.count,
                 duration: self.duration,
                 write: self.write,
-                snaplen: self.snaplen,
+                snaplen: self.snaplen.unwrap_or(DEFAULT_SNAPLEN),
                 promisc: !self.no_promisc,
-                buffer_mib: self.buffer_size,
+                buffer_mib: self.buffer_size.unwrap_or(DEFAULT_BUFFER_MIB),
                 user: self.user,
                 keep_root: self.keep_root,
             },
@@ -390,6 +414,79 @@ impl Args {
             return Err("-r and -i cannot be combined".to_string());
         }
         Ok(())
+    }
+
+    /// Options that act on a live capture only are refused with `-r` rather than
+    /// ignored; `-c` and `-w` work with files too (as with tcpdump), checked here.
+    /// A trailing word naming a file is a second capture missing its `-r`.
+    fn check_file_options(&self) -> Result<(), String> {
+        if self.count == Some(0) {
+            return Err("-c must be at least 1".to_string());
+        }
+        if self.read.is_empty() {
+            return Ok(());
+        }
+        let live_only = [
+            ("--duration", self.duration.is_some()),
+            ("--snaplen", self.snaplen.is_some()),
+            ("--buffer-size", self.buffer_size.is_some()),
+            ("--no-promisc", self.no_promisc),
+            ("-Z/--user", self.user.is_some()),
+            ("--keep-root", self.keep_root),
+        ];
+        if let Some((name, _)) = live_only.iter().find(|(_, given)| *given) {
+            return Err(format!(
+                "{name} applies to live capture (-i) only, not to files read with -r"
+            ));
+        }
+        if let Some(word) = self.filter.iter().find(|w| names_a_capture(w)) {
+            let first = self.read.first().map_or("FILE", String::as_str);
+            return Err(format!(
+                "'{word}' is a file, not a filter expression: each file needs its own -r \
+                 (-r {first} -r {word})"
+            ));
+        }
+        if let Some(out) = &self.write
+            && let Ok(out) = std::fs::canonicalize(out)
+            && self
+                .read
+                .iter()
+                .any(|r| std::fs::canonicalize(r).is_ok_and(|r| r == out))
+        {
+            return Err(format!(
+                "-w {}: is also read with -r; it would be overwritten while read",
+                out.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// `--fail-on`, parsed. An empty list (`--fail-on ''`, an unset variable) would
+    /// gate nothing, and a severity no finding has would never match: both are
+    /// refused.
+    fn fail_on(&self) -> Result<FailOn, String> {
+        let fail_on = FailOn::parse(&self.fail_on)?;
+        if !self.fail_on.is_empty() && fail_on.is_empty() {
+            return Err(
+                "--fail-on: empty: name finding codes or severities (or leave --fail-on out)"
+                    .to_string(),
+            );
+        }
+        let in_use = complete::severities_in_use();
+        for word in &self.fail_on {
+            let word = word.trim().to_ascii_lowercase();
+            if let Some(s) = Severity::ALL.iter().find(|s| s.as_str() == word)
+                && !in_use.contains(s)
+            {
+                let names: Vec<&str> = in_use.iter().map(|s| s.as_str()).collect();
+                return Err(format!(
+                    "--fail-on: no finding has severity '{word}' (findings are {}; a severity \
+                     means that one or worse)",
+                    names.join(", ")
+                ));
+            }
+        }
+        Ok(fail_on)
     }
 
     /// `--threads`, checked; by default one per available core, up to [`MAX_THREADS`].
@@ -462,6 +559,18 @@ impl Args {
     }
 }
 
+/// Whether a trailing word, taken for a filter expression, names a capture file
+/// instead: an existing file or folder whose name has a dot or slash (no filter
+/// word does), or a name ending as captures and compressed captures do.
+fn names_a_capture(word: &str) -> bool {
+    const ENDINGS: [&str; 9] = [
+        ".pcap", ".pcapng", ".cap", ".gz", ".zst", ".xz", ".bz2", ".lz4", ".dmp",
+    ];
+    let lower = word.to_ascii_lowercase();
+    let exists = std::path::Path::new(word).exists() && (word.contains('.') || word.contains('/'));
+    exists || ENDINGS.iter().any(|e| lower.ends_with(e))
+}
+
 /// Writes the man page or a completion script for `kind`.
 pub fn generate(kind: Generate, out: &mut dyn Write) -> io::Result<()> {
     use clap_complete::Shell;
@@ -492,6 +601,14 @@ mod tests {
         assert!(parse_size("M").is_err());
         assert!(parse_size("-1G").is_err());
         assert!(parse_size("99999999999T").is_err());
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("1.5 GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("2.25M"), Ok(9 << 18));
+        assert_eq!(parse_size("1.0000001M"), Ok(1 << 20));
+        assert!(parse_size("0.5M").is_err(), "below the minimum");
+        assert!(parse_size("1.5.5G").is_err());
+        assert!(parse_size(".5G").is_err());
+        assert!(parse_size("1.G").is_ok_and(|b| b == 1 << 30));
     }
 
     fn config(args: &[&str]) -> Result<Config, String> {

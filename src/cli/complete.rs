@@ -7,9 +7,20 @@
 use clap_complete::Shell;
 use std::io::{self, Write};
 
+/// The severities some finding code has, least first: those `--fail-on` takes
+/// (a severity no finding has would never match, so it is refused).
+pub fn severities_in_use() -> Vec<crate::record::Severity> {
+    use crate::record::{Code, Severity};
+    Severity::ALL
+        .iter()
+        .copied()
+        .filter(|s| Code::ALL.iter().any(|c| c.severity() == *s))
+        .collect()
+}
+
 /// The words `--fail-on` takes: severities, then finding codes.
 pub fn fail_on_words() -> Vec<String> {
-    let sevs = crate::record::Severity::ALL.iter().map(|s| s.as_str());
+    let sevs = severities_in_use().into_iter().map(|s| s.as_str());
     let codes = crate::record::Code::ALL.iter().map(|c| c.as_str());
     sevs.chain(codes).map(str::to_string).collect()
 }

@@ -43,6 +43,10 @@ pub mod linktype {
     pub const IPV6: i32 = 229;
     pub const NFLOG: i32 = 239;
     pub const LINUX_SLL2: i32 = 276;
+
+    /// The link types above by name, for messages about the others.
+    pub const SUPPORTED: &str = "Ethernet, raw IP, Linux cooked (SLL, SLL2), BSD loopback, \
+        PPP, PPPoE, Cisco HDLC, NFLOG";
 }
 
 /// Deepest nesting of tunnels followed (GRE in GRE in VXLAN ...); deeper is undecodable.

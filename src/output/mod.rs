@@ -102,6 +102,21 @@ impl Summary {
         self
     }
 
+    /// The summary's closing lines: how many warnings and errors the run had, each
+    /// kind with its first message (the messages themselves went to standard
+    /// error as they came, and may have scrolled away). None when there were none.
+    pub fn notice_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (kind, list) in [("warning", &self.warnings), ("error", &self.errors)] {
+            if let Some(first) = list.first() {
+                let plural = if list.len() == 1 { "" } else { "s" };
+                let which = if list.len() == 1 { "" } else { ", the first" };
+                out.push(format!("{} {kind}{plural}{which}: {first}", list.len()));
+            }
+        }
+        out
+    }
+
     /// Counts one finished flow; returns whether it is listed.
     pub fn count(&mut self, rec: &FlowRecord, all: bool) -> bool {
         self.flows.total += 1;

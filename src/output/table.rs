@@ -547,6 +547,9 @@ impl<W: Write> Sink for Table<W> {
             )?;
         }
         self.capture_counts(s)?;
+        for line in s.notice_lines() {
+            writeln!(self.out, "{}", escape(&line))?;
+        }
         self.out.flush()
     }
 }

@@ -8,6 +8,7 @@ use crate::kit::report::{codes, json_run, run, with_stdin};
 use crate::kit::{arg, fixture, tmp};
 use serde_json::Value;
 use std::process::Command;
+use tlswatch::record::finding::{Code, Severity};
 
 /// The flows of a run with every flow listed.
 fn flows(args: &[&str]) -> Vec<Value> {
@@ -276,8 +277,14 @@ fn bash_completes_codes_severities_interfaces_and_kinds() {
     ] {
         assert!(codes.iter().any(|c| c == w), "{w}: {codes:?}");
     }
-    let all = tlswatch::record::finding::Code::ALL.len();
-    assert_eq!(codes.len(), 5 + all, "{codes:?}");
+    // Every severity a finding has (no finding is low), and every code.
+    let all = Code::ALL.len();
+    let severities = Severity::ALL
+        .iter()
+        .filter(|s| Code::ALL.iter().any(|c| c.severity() == **s))
+        .count();
+    assert_eq!(codes.len(), severities + all, "{codes:?}");
+    assert!(!codes.iter().any(|c| c == "low"), "{codes:?}");
     assert_eq!(got("tlswatch --fail-on CERT_E"), ["CERT_EXPIRED"]);
     assert_eq!(
         got("tlswatch --fail-on high,STARTTLS_S"),
