@@ -4,6 +4,7 @@
 use crate::capture::{CaptureError, ReadOutcome};
 use crate::config::{ColorChoice, Config, Format};
 use crate::output::json::{Document, Ndjson};
+use crate::output::certificates::CertInventory;
 use crate::output::servers::Inventory;
 use crate::output::table::Table;
 use crate::output::{Sink, Summary};
@@ -49,7 +50,7 @@ pub fn make_sink(cfg: &Config, live: bool, progress: &Progress) -> Box<dyn Sink>
                 None
             };
             let table = Table::new(out, color, width, live);
-            if cfg.servers.is_some() {
+            if cfg.servers.is_some() || cfg.certificates.is_some() {
                 Box::new(table.without_flows())
             } else {
                 Box::new(table)
@@ -81,6 +82,8 @@ pub struct Collector<'a> {
     write_err: Option<io::Error>,
     /// `--servers`: the inventory, fed every listed flow.
     servers: Option<Inventory>,
+    /// `--certificates`: the certificate inventory, fed every listed flow.
+    certificates: Option<CertInventory>,
 }
 
 impl Deliver for Collector<'_> {
@@ -107,6 +110,7 @@ impl<'a> Collector<'a> {
             hit_fail_on: false,
             write_err: None,
             servers: cfg.servers.map(Inventory::new),
+            certificates: cfg.certificates.map(CertInventory::new),
         }
     }
 
@@ -119,6 +123,9 @@ impl<'a> Collector<'a> {
                 self.hit_fail_on = true;
             }
             if let Some(inv) = &mut self.servers {
+                inv.add(&rec);
+            }
+            if let Some(inv) = &mut self.certificates {
                 inv.add(&rec);
             }
             if let Err(e) = self.sink.flow(&rec) {
@@ -190,6 +197,14 @@ impl<'a> Collector<'a> {
             }
             None => Ok(()),
         };
+        let written = written.and_then(|()| match self.certificates.take() {
+            Some(inv) => {
+                let (list, counts) = inv.finish();
+                summary.certificates = Some(counts);
+                self.sink.certificates(&list)
+            }
+            None => Ok(()),
+        });
         if let Err(e) = written.and_then(|()| self.sink.finish(&summary))
             && e.kind() != io::ErrorKind::BrokenPipe
         {

@@ -1,0 +1,475 @@
+//! Certificate chain validation at capture time: does the chain a peer sent lead
+//! to a trust anchor, at the flow's first packet, for the use it was sent for?
+//!
+//! The path building, signature, basicConstraints, name-constraint and extended
+//! key usage checks are rustls-webpki's; the anchors are Mozilla's (webpki-roots)
+//! and/or the certificates of `--ca-file` / `--ca-path`. The answer is one
+//! [`Validation`]: the first problem in the order OpenSSL reports them — the path
+//! to an anchor, then the extensions, then the dates.
+//!
+//! A chain's structure does not depend on the time inside the window where all its
+//! certificates are valid, so the structural verdict is computed once per distinct
+//! chain (per worker thread, in a bounded cache) and the dates are checked per flow
+//! against the validity of the certificates on the path it found.
+
+use crate::record::{Certificate, Validation};
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use webpki::{EndEntityCert, KeyPurposeIdIter, KeyUsage};
+
+/// Distinct chains whose verdict is kept (per thread).
+pub const MAX_CACHED_CHAINS: usize = 4096;
+/// Certificates of one chain considered; a longer chain is judged on its first ones.
+pub const MAX_CHAIN: usize = 16;
+/// Files read from one `--ca-path` directory.
+pub const MAX_CA_PATH_FILES: usize = 10_000;
+
+/// What a chain was sent for: the extended key usage it must allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Usage {
+    Server,
+    Client,
+}
+
+/// The trust anchors of a run.
+pub struct TrustStore {
+    /// Tells stores apart in the per-thread cache.
+    id: u64,
+    anchors: Vec<TrustAnchor<'static>>,
+    /// Where the anchors came from, for messages.
+    origin: String,
+}
+
+impl fmt::Debug for TrustStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrustStore")
+            .field("anchors", &self.anchors.len())
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+static NEXT_STORE: AtomicU64 = AtomicU64::new(1);
+
+impl Default for TrustStore {
+    /// Mozilla's roots, as webpki-roots ships them.
+    fn default() -> Self {
+        TrustStore::new(webpki_roots::TLS_SERVER_ROOTS.to_vec(), "Mozilla roots")
+    }
+}
+
+impl TrustStore {
+    fn new(anchors: Vec<TrustAnchor<'static>>, origin: &str) -> Self {
+        TrustStore {
+            id: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
+            anchors,
+            origin: origin.to_string(),
+        }
+    }
+
+    /// Mozilla's roots unless `no_default_roots`, plus every certificate of the
+    /// PEM files `files` and of the files in the directories `dirs`. A file given
+    /// by name must hold at least one certificate; files in a directory that hold
+    /// none are skipped.
+    pub fn load(files: &[String], dirs: &[String], no_default_roots: bool) -> Result<Self, String> {
+        let mut ders: Vec<CertificateDer<'static>> = Vec::new();
+        for f in files {
+            let got = read_pem(Path::new(f)).map_err(|e| format!("--ca-file {f}: {e}"))?;
+            if got.is_empty() {
+                return Err(format!("--ca-file {f}: no PEM certificate in it"));
+            }
+            ders.extend(got);
+        }
+        for d in dirs {
+            ders.extend(read_dir(Path::new(d)).map_err(|e| format!("--ca-path {d}: {e}"))?);
+        }
+        ders.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        ders.dedup();
+        let mut anchors: Vec<TrustAnchor<'static>> = if no_default_roots {
+            Vec::new()
+        } else {
+            webpki_roots::TLS_SERVER_ROOTS.to_vec()
+        };
+        for der in &ders {
+            // A certificate webpki cannot read as an anchor is left out, as a
+            // system store's odd entry should not stop the run.
+            if let Ok(a) = webpki::anchor_from_trusted_cert(der) {
+                anchors.push(a.to_owned());
+            }
+        }
+        if anchors.is_empty() {
+            return Err("--no-default-roots without any --ca-file or --ca-path certificate: nothing would be trusted".into());
+        }
+        let mut origin = Vec::new();
+        if !no_default_roots {
+            origin.push("Mozilla roots".to_string());
+        }
+        if !ders.is_empty() {
+            origin.push(format!("{} certificates from --ca-file/--ca-path", ders.len()));
+        }
+        Ok(TrustStore::new(anchors, &origin.join(" and ")))
+    }
+
+    /// Number of trust anchors.
+    pub fn len(&self) -> usize {
+        self.anchors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.anchors.is_empty()
+    }
+
+    /// Where the anchors came from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Is this certificate (its subject and key) itself a trust anchor?
+    fn trusts_directly(&self, der: &[u8]) -> bool {
+        let der = CertificateDer::from(der);
+        let Ok(ta) = webpki::anchor_from_trusted_cert(&der) else {
+            return false;
+        };
+        self.anchors.iter().any(|a| {
+            a.subject.as_ref() == ta.subject.as_ref()
+                && a.subject_public_key_info.as_ref() == ta.subject_public_key_info.as_ref()
+        })
+    }
+}
+
+fn read_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not PEM: {e}"))
+}
+
+/// The certificates of the regular files in `dir` (not recursive), in name order.
+fn read_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let mut names: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .take(MAX_CA_PATH_FILES)
+        .collect();
+    names.sort();
+    Ok(names
+        .iter()
+        .filter_map(|p| read_pem(p).ok())
+        .flatten()
+        .collect())
+}
+
+/// The structural verdict on one chain: the validity windows of the certificates
+/// on the path found, leaf last, or the reason there is none.
+type Verdict = Result<Arc<[(i64, i64)]>, Validation>;
+
+#[derive(Default)]
+struct Cache {
+    map: HashMap<[u8; 32], Verdict>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl Cache {
+    fn insert(&mut self, key: [u8; 32], v: Verdict) {
+        while self.map.len() >= MAX_CACHED_CHAINS {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.order.push_back(key);
+        self.map.insert(key, v);
+    }
+}
+
+thread_local! {
+    // One cache per analysis thread: no locking on the flow path.
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+}
+
+/// Judges `chain` (as sent, leaf first) at `time` (Unix seconds) for `usage`.
+pub fn validate(
+    chain: &[Arc<Certificate>],
+    time: i64,
+    usage: Usage,
+    store: &TrustStore,
+) -> Option<Validation> {
+    let chain = chain.get(..chain.len().min(MAX_CHAIN))?;
+    chain.first()?;
+    let (when, key) = structural_time(chain, time, usage, store);
+    let cached = CACHE.with(|c| c.borrow().map.get(&key).cloned());
+    let verdict = match cached {
+        Some(v) => v,
+        None => {
+            let v = structure(chain, when, usage, store);
+            CACHE.with(|c| c.borrow_mut().insert(key, v.clone()));
+            v
+        }
+    };
+    Some(match verdict {
+        Ok(path) => dates(&path, time),
+        Err(reason) => reason,
+    })
+}
+
+/// The time to judge the structure at, and the cache key. Inside the window where
+/// every certificate of the chain is valid the structural verdict is the same at
+/// any time, so the flow's time is moved into it and the key is the chain alone;
+/// without such a window the key also holds where the flow's time falls in each
+/// certificate's validity.
+fn structural_time(
+    chain: &[Arc<Certificate>],
+    time: i64,
+    usage: Usage,
+    store: &TrustStore,
+) -> (i64, [u8; 32]) {
+    let mut h = Sha256::new();
+    h.update(store.id.to_le_bytes());
+    h.update([u8::from(usage == Usage::Server)]);
+    for c in chain {
+        h.update(c.sha256.as_bytes());
+    }
+    let windows = chain.iter().filter_map(|c| c.validity);
+    let from = windows.clone().map(|w| w.0).max().unwrap_or(time);
+    let to = windows.map(|w| w.1).min().unwrap_or(time);
+    if from <= to {
+        h.update(b"window");
+        return (time.clamp(from, to), h.finalize().into());
+    }
+    for c in chain {
+        h.update([match c.validity {
+            Some((nb, _)) if time < nb => 0u8,
+            Some((_, na)) if time > na => 2,
+            _ => 1,
+        }]);
+    }
+    (time, h.finalize().into())
+}
+
+/// The first date problem on the path, from the top down (OpenSSL's order).
+fn dates(path: &[(i64, i64)], time: i64) -> Validation {
+    for &(nb, na) in path {
+        if time < nb {
+            return Validation::NotYetValid;
+        }
+        if time > na {
+            return Validation::Expired;
+        }
+    }
+    Validation::Ok
+}
+
+/// Accepts any extended key usage: the trust path is judged before the leaf's purpose.
+struct AnyUsage;
+
+impl webpki::ExtendedKeyUsageValidator for AnyUsage {
+    fn validate(&self, _: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        Ok(())
+    }
+}
+
+/// The structural verdict at `when`: a path to an anchor (trust first, then the
+/// purpose), or the reason.
+fn structure(chain: &[Arc<Certificate>], when: i64, usage: Usage, store: &TrustStore) -> Verdict {
+    let leaf = chain.first().ok_or(Validation::Other)?;
+    if store.trusts_directly(&leaf.der) {
+        return match leaf_allows(&leaf.der, usage) {
+            true => Ok(Arc::from([leaf.validity.unwrap_or((i64::MIN, i64::MAX))])),
+            false => Err(purpose_reason(usage)),
+        };
+    }
+    if leaf.self_signed {
+        return Err(Validation::SelfSigned);
+    }
+    let ee_der = CertificateDer::from(&leaf.der[..]);
+    let ee = EndEntityCert::try_from(&ee_der).map_err(|_| Validation::Malformed)?;
+    reaches_an_anchor(chain, store)?;
+    let rest: Vec<CertificateDer<'_>> = chain
+        .iter()
+        .skip(1)
+        .map(|c| CertificateDer::from(&c.der[..]))
+        .collect();
+    let at = UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(when).unwrap_or(0)));
+    let algs = webpki::ALL_VERIFICATION_ALGS;
+    let path = ee
+        .verify_for_usage(algs, &store.anchors, &rest, at, AnyUsage, None, None)
+        .map_err(|e| reason(&e, chain, usage))?;
+    let mut windows: Vec<(i64, i64)> = path
+        .intermediate_certificates()
+        .filter_map(|c| {
+            let der = c.der();
+            chain
+                .iter()
+                .find(|x| x.der.as_ref() == der.as_ref())
+                .and_then(|x| x.validity)
+        })
+        .collect();
+    windows.reverse();
+    windows.extend(leaf.validity);
+    let eku = match usage {
+        Usage::Server => KeyUsage::server_auth(),
+        Usage::Client => KeyUsage::client_auth(),
+    };
+    ee.verify_for_usage(algs, &store.anchors, &rest, at, eku, None, None)
+        .map_err(|e| reason(&e, chain, usage))?;
+    Ok(Arc::from(windows))
+}
+
+fn purpose_reason(usage: Usage) -> Validation {
+    match usage {
+        Usage::Server => Validation::InvalidForServerAuth,
+        Usage::Client => Validation::InvalidForClientAuth,
+    }
+}
+
+/// Does a certificate's extended key usage (if any) allow `usage`?
+fn leaf_allows(der: &[u8], usage: Usage) -> bool {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return false;
+    };
+    match cert.extended_key_usage() {
+        Ok(Some(eku)) => {
+            let e = eku.value;
+            e.any
+                || match usage {
+                    Usage::Server => e.server_auth,
+                    Usage::Client => e.client_auth,
+                }
+        }
+        Ok(None) => true,
+        Err(_) => false,
+    }
+}
+
+/// Our reason for a webpki error.
+fn reason(e: &webpki::Error, chain: &[Arc<Certificate>], usage: Usage) -> Validation {
+    use webpki::Error as E;
+    #[allow(deprecated)]
+    match e {
+        E::UnknownIssuer => chain_top(chain),
+        E::CertExpired { .. } => Validation::Expired,
+        E::CertNotValidYet { .. } => Validation::NotYetValid,
+        E::InvalidSignatureForPublicKey | E::SignatureAlgorithmMismatch => {
+            Validation::BadSignature
+        }
+        E::UnsupportedSignatureAlgorithm
+        | E::UnsupportedSignatureAlgorithmContext(_)
+        | E::UnsupportedSignatureAlgorithmForPublicKey
+        | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            Validation::UnsupportedSignature
+        }
+        E::EndEntityUsedAsCa => Validation::NotACa,
+        E::CaUsedAsEndEntity => Validation::CaUsedAsLeaf,
+        E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) | E::EmptyEkuExtension => {
+            purpose_reason(usage)
+        }
+        E::PathLenConstraintViolated => Validation::PathLenExceeded,
+        E::NameConstraintViolation
+        | E::MalformedNameConstraint
+        | E::MaximumNameConstraintComparisonsExceeded
+        | E::InvalidNetworkMaskConstraint => Validation::NameConstraints,
+        E::UnsupportedCriticalExtension => Validation::UnsupportedCriticalExtension,
+        E::CertDistrusted => Validation::Distrusted,
+        E::MaximumPathBuildCallsExceeded
+        | E::MaximumSignatureChecksExceeded
+        | E::MaximumPathDepthExceeded => Validation::TooComplex,
+        E::BadDer
+        | E::BadDerTime
+        | E::TrailingData(_)
+        | E::MalformedExtensions
+        | E::ExtensionValueInvalid
+        | E::InvalidCertValidity
+        | E::InvalidSerialNumber
+        | E::UnsupportedCertVersion
+        | E::MalformedDnsIdentifier => Validation::Malformed,
+        _ => Validation::Other,
+    }
+}
+
+/// The subject and issuer (raw DER contents, as webpki compares them) of each
+/// certificate; `None` for one that does not parse.
+fn names(chain: &[Arc<Certificate>]) -> Vec<Option<(Vec<u8>, Vec<u8>)>> {
+    chain
+        .iter()
+        .map(|c| {
+            let der = CertificateDer::from(&c.der[..]);
+            let cert = EndEntityCert::try_from(&der).ok()?;
+            Some((cert.subject().to_vec(), cert.issuer().to_vec()))
+        })
+        .collect()
+}
+
+/// The trust question first, by names alone, as OpenSSL builds its chain before
+/// it checks anything else: is a certificate reachable from the leaf through
+/// the issuer names of the certificates sent either a trust anchor or issued by
+/// one? If not, the reason is where the chain stops ([`chain_top`]).
+fn reaches_an_anchor(chain: &[Arc<Certificate>], store: &TrustStore) -> Result<(), Validation> {
+    let names = names(chain);
+    let mut reached = vec![false; names.len()];
+    let mut todo = vec![0usize];
+    while let Some(i) = todo.pop() {
+        if std::mem::replace(reached.get_mut(i).ok_or(Validation::Other)?, true) {
+            continue;
+        }
+        let Some(Some((subject, issuer))) = names.get(i) else {
+            continue;
+        };
+        let anchored = store.anchors.iter().any(|a| a.subject.as_ref() == &issuer[..]);
+        let is_anchor = chain.get(i).is_some_and(|c| store.trusts_directly(&c.der));
+        if anchored || is_anchor {
+            return Ok(());
+        }
+        if subject == issuer {
+            continue;
+        }
+        for (j, n) in names.iter().enumerate() {
+            if matches!(n, Some((s, _)) if s == issuer) && !reached.get(j).copied().unwrap_or(true) {
+                todo.push(j);
+            }
+        }
+    }
+    Err(chain_top(chain))
+}
+
+/// Why a chain with no path to an anchor stops where it does: follow the issuer
+/// names from the leaf through the certificates sent; the last one reached is a
+/// self-signed root ([`Validation::UntrustedRoot`]), a CA whose issuer is unknown
+/// ([`Validation::UnknownIssuer`]) or a certificate that is no CA, sent without
+/// its issuer ([`Validation::IncompleteChain`]).
+fn chain_top(chain: &[Arc<Certificate>]) -> Validation {
+    let Some(mut top) = chain.first() else {
+        return Validation::Other;
+    };
+    for _ in 0..chain.len() {
+        if top.subject == top.issuer {
+            break;
+        }
+        let next = chain
+            .iter()
+            .find(|c| !Arc::ptr_eq(c, top) && c.subject.is_some() && c.subject == top.issuer);
+        match next {
+            Some(n) => top = n,
+            None => break,
+        }
+    }
+    if top.subject.is_some() && top.subject == top.issuer {
+        Validation::UntrustedRoot
+    } else if top.ca {
+        Validation::UnknownIssuer
+    } else {
+        Validation::IncompleteChain
+    }
+}
