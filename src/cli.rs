@@ -307,8 +307,8 @@ impl Args {
 
     /// The findings policy: `--tls-port`, the trust anchors, `--cert-expiry-days`.
     fn policy(&self) -> Result<Policy, String> {
-        let mut policy = Policy::with_tls_ports(&self.tls_port)
-            .with_cert_expiry_days(self.cert_expiry_days);
+        let mut policy =
+            Policy::with_tls_ports(&self.tls_port).with_cert_expiry_days(self.cert_expiry_days);
         if !self.ca_file.is_empty() || !self.ca_path.is_empty() || self.no_default_roots {
             let store = TrustStore::load(&self.ca_file, &self.ca_path, self.no_default_roots)?;
             policy = policy.with_trust(std::sync::Arc::new(store));

@@ -2,8 +2,7 @@
 //! `CERT_EXPIRING` for a certificate close to its end. The validation itself
 //! ([`validate`]) runs once per flow, when it ends, and is kept in the record.
 
-use super::Policy;
-use super::trust::{self, Usage};
+use super::trust::{self, TrustStore, Usage};
 use crate::record::{Certificate, Code, Finding, FlowRecord, TlsInfo, Validation};
 use std::sync::Arc;
 
@@ -14,23 +13,25 @@ const DAY: i64 = 86_400;
 
 /// Judges the flow's certificate chains at its first packet: `tls.validation`
 /// (the server's, for server authentication) and `tls.client_validation`.
-pub fn validate(rec: &mut FlowRecord, policy: &Policy) {
+pub fn validate(rec: &mut FlowRecord, store: &TrustStore) {
     let time = rec.start.secs;
     let Some(tls) = rec.tls.as_mut() else {
         return;
     };
-    tls.validation = trust::validate(&tls.certificates, time, Usage::Server, policy.trust());
-    tls.client_validation = trust::validate(
-        &tls.client_certificates,
-        time,
-        Usage::Client,
-        policy.trust(),
-    );
+    tls.validation = trust::validate(&tls.certificates, time, Usage::Server, store);
+    tls.client_validation = trust::validate(&tls.client_certificates, time, Usage::Client, store);
 }
 
-/// The findings of the validation results and of certificates about to expire.
-pub fn findings(rec: &FlowRecord, tls: &TlsInfo, policy: &Policy, out: &mut Vec<Finding>) {
-    let origin = policy.trust().origin();
+/// The findings of the validation results (`store`: the anchors they were made
+/// with) and of certificates ending within `expiry_days`.
+pub fn findings(
+    rec: &FlowRecord,
+    tls: &TlsInfo,
+    store: &TrustStore,
+    expiry_days: u32,
+    out: &mut Vec<Finding>,
+) {
+    let origin = store.origin();
     if let Some(v) = tls.validation {
         out.extend(chain_finding("server", v, tls.certificates.first(), origin));
     }
@@ -42,21 +43,26 @@ pub fn findings(rec: &FlowRecord, tls: &TlsInfo, policy: &Policy, out: &mut Vec<
             origin,
         ));
     }
-    out.extend(expiring(rec, tls, policy.cert_expiry_days()));
+    out.extend(expiring(rec, tls, expiry_days));
 }
 
 /// `CERT_UNTRUSTED` or `CERT_CHAIN_INCOMPLETE` for a chain that did not validate.
-/// The server's dates are `CERT_EXPIRED` and `CERT_NOT_YET_VALID` already.
+/// The server's dates are `CERT_EXPIRED` and `CERT_NOT_YET_VALID` already, and
+/// its self-signed leaf `CERT_SELF_SIGNED`.
 fn chain_finding(
     side: &str,
     v: Validation,
     leaf: Option<&Arc<Certificate>>,
     origin: &str,
 ) -> Option<Finding> {
-    let label = leaf.map_or_else(|| "?".to_string(), |c| super::cert_label(c));
+    let label = leaf.map_or_else(|| "?".to_string(), |c| cert_label(c));
     let code = match v {
         Validation::Ok => return None,
-        Validation::Expired | Validation::NotYetValid if side == "server" => return None,
+        Validation::Expired | Validation::NotYetValid | Validation::SelfSigned
+            if side == "server" =>
+        {
+            return None;
+        }
         Validation::IncompleteChain => Code::CertChainIncomplete,
         _ => Code::CertUntrusted,
     };
@@ -70,12 +76,24 @@ fn chain_finding(
     ))
 }
 
+/// The certificate's name for messages: its subject CN, else its subject.
+pub fn cert_label(c: &Certificate) -> String {
+    c.subject_cn
+        .clone()
+        .or_else(|| c.subject.clone())
+        .unwrap_or_else(|| format!("sha256 {}", c.sha256))
+}
+
 /// A validation result in words.
 pub fn describe(v: Validation) -> &'static str {
     match v {
         Validation::Ok => "a valid path to a trust anchor",
-        Validation::UnknownIssuer => "the chain ends in a CA whose issuer is neither sent nor trusted",
-        Validation::IncompleteChain => "sent without the intermediate CA certificate that issued it",
+        Validation::UnknownIssuer => {
+            "the chain ends in a CA whose issuer is neither sent nor trusted"
+        }
+        Validation::IncompleteChain => {
+            "sent without the intermediate CA certificate that issued it"
+        }
         Validation::UntrustedRoot => "the chain ends in a self-signed root that is not trusted",
         Validation::SelfSigned => "self-signed and not trusted",
         Validation::Expired => "a certificate on the path had expired",
@@ -126,7 +144,7 @@ fn expiring(rec: &FlowRecord, tls: &TlsInfo, days: u32) -> Option<Finding> {
         Code::CertExpiring,
         format!(
             "{which} {} expires in {} days ({}), within --cert-expiry-days {days}",
-            super::cert_label(c),
+            cert_label(c),
             left / DAY,
             c.not_after.as_deref().unwrap_or("?")
         ),

@@ -18,9 +18,17 @@ pub fn findings(tls: &TlsInfo, out: &mut Vec<Finding>) {
 /// The newest version the ClientHello offers: its `supported_versions`, else its
 /// legacy version (DTLS numbers count down).
 pub fn highest_offered(ch: &ClientHelloInfo) -> Version {
-    let offered = ch.supported_versions.iter().copied().filter(|v| !v.is_grease());
+    let offered = ch
+        .supported_versions
+        .iter()
+        .copied()
+        .filter(|v| !v.is_grease());
     if ch.version.is_dtls() {
-        offered.chain([ch.version]).filter(|v| v.is_dtls()).min().unwrap_or(ch.version)
+        offered
+            .chain([ch.version])
+            .filter(|v| v.is_dtls())
+            .min()
+            .unwrap_or(ch.version)
     } else if ch.supported_versions.is_empty() {
         ch.version
     } else {
@@ -53,10 +61,12 @@ pub fn weak_suite(name: &str) -> Option<&'static str> {
         Some("anonymous")
     } else if name.contains("RC4") {
         Some("RC4")
-    } else if name.contains("_WITH_NULL_") || name.starts_with("TLS_NULL_WITH") {
-        Some("NULL")
-    } else if name.contains("_DES_CBC_") || name.contains("_DES40_") || name.contains("_DES_64_")
+    } else if name.contains("_WITH_NULL_")
+        || name.starts_with("TLS_NULL_WITH")
+        || name.starts_with("TLS_SHA")
     {
+        Some("NULL")
+    } else if name.contains("_DES_CBC_") || name.contains("_DES40_") || name.contains("_DES_64_") {
         Some("single DES")
     } else {
         None
@@ -75,7 +85,12 @@ fn weak_offer(ch: &ClientHelloInfo) -> Option<Finding> {
     let mut kinds: Vec<&str> = weak.iter().filter_map(|n| weak_suite(n)).collect();
     kinds.sort_unstable();
     kinds.dedup();
-    let mut named = weak.iter().take(NAMED_SUITES).copied().collect::<Vec<_>>().join(", ");
+    let mut named = weak
+        .iter()
+        .take(NAMED_SUITES)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
     if weak.len() > NAMED_SUITES {
         named.push_str(", ...");
     }
@@ -143,16 +158,31 @@ mod tests {
     #[test]
     fn the_highest_offered_version_decides() {
         let modern = [0x1301, 0xc02f];
-        assert_eq!(codes(hello(Version::TLS10, &[], &modern)), [Code::ClientDeprecatedTls]);
-        assert_eq!(codes(hello(Version::TLS11, &[], &modern)), [Code::ClientDeprecatedTls]);
-        assert_eq!(codes(hello(Version::SSLV3, &[], &modern)), [Code::ClientDeprecatedTls]);
+        assert_eq!(
+            codes(hello(Version::TLS10, &[], &modern)),
+            [Code::ClientDeprecatedTls]
+        );
+        assert_eq!(
+            codes(hello(Version::TLS11, &[], &modern)),
+            [Code::ClientDeprecatedTls]
+        );
+        assert_eq!(
+            codes(hello(Version::SSLV3, &[], &modern)),
+            [Code::ClientDeprecatedTls]
+        );
         assert!(codes(hello(Version::TLS12, &[], &modern)).is_empty());
         // supported_versions beats the legacy field (which TLS 1.3 freezes at 1.2).
         let v = [Version(0x0a0a), Version::TLS13, Version::TLS12];
         assert!(codes(hello(Version::TLS12, &v, &modern)).is_empty());
         let v = [Version::TLS11, Version::TLS10];
-        assert_eq!(codes(hello(Version::TLS12, &v, &modern)), [Code::ClientDeprecatedTls]);
-        assert_eq!(codes(hello(Version::DTLS10, &[], &modern)), [Code::ClientDeprecatedTls]);
+        assert_eq!(
+            codes(hello(Version::TLS12, &v, &modern)),
+            [Code::ClientDeprecatedTls]
+        );
+        assert_eq!(
+            codes(hello(Version::DTLS10, &[], &modern)),
+            [Code::ClientDeprecatedTls]
+        );
         assert!(codes(hello(Version::DTLS12, &[], &modern)).is_empty());
     }
 
@@ -162,15 +192,29 @@ mod tests {
         let got = codes(hello(Version::TLS12, &[], &[0xc02f, 0x0005, 0x009c]));
         assert_eq!(got, [Code::ClientWeakCiphers]);
         let tls = TlsInfo {
-            client_hello: Some(hello(Version::TLS12, &[], &[0x0005, 0x0009, 0x0003, 0x0001])),
+            client_hello: Some(hello(
+                Version::TLS12,
+                &[],
+                &[0x0005, 0x0009, 0x0003, 0x0001],
+            )),
             ..TlsInfo::default()
         };
         let mut out = Vec::new();
         findings(&tls, &mut out);
         let msg = &out[0].message;
-        assert!(msg.contains("4 weak suites (NULL, RC4, export, single DES)"), "{msg}");
+        assert!(
+            msg.contains("4 weak suites (NULL, RC4, export, single DES)"),
+            "{msg}"
+        );
         assert!(msg.contains("TLS_RSA_WITH_RC4_128_SHA"), "{msg}");
         // 3DES, AES and the SCSVs are not weak offers.
-        assert!(codes(hello(Version::TLS12, &[], &[0x000a, 0x002f, 0x00ff, 0x5600])).is_empty());
+        assert!(
+            codes(hello(
+                Version::TLS12,
+                &[],
+                &[0x000a, 0x002f, 0x00ff, 0x5600]
+            ))
+            .is_empty()
+        );
     }
 }

@@ -202,7 +202,13 @@ pub fn assess(rec: &FlowRecord, policy: &Policy) -> Vec<Finding> {
     );
     if let (true, Some(tls)) = (tls_used, &rec.tls) {
         tls_findings(rec, tls, &mut out);
-        chain::findings(rec, tls, policy, &mut out);
+        chain::findings(
+            rec,
+            tls,
+            policy.trust(),
+            policy.cert_expiry_days(),
+            &mut out,
+        );
         client::findings(tls, &mut out);
     }
     if let Some(st) = &rec.starttls {
@@ -369,13 +375,7 @@ fn encryption_finding(rec: &FlowRecord) -> Option<Finding> {
     }
 }
 
-/// The certificate's name for messages: its subject CN, else its subject.
-fn cert_label(c: &Certificate) -> String {
-    c.subject_cn
-        .clone()
-        .or_else(|| c.subject.clone())
-        .unwrap_or_else(|| format!("sha256 {}", c.sha256))
-}
+use chain::cert_label;
 
 /// Why a key is weak, if it is.
 fn weak_key(c: &Certificate) -> Option<String> {

@@ -43,6 +43,10 @@ pub struct TrustStore {
     /// Tells stores apart in the per-thread cache.
     id: u64,
     anchors: Vec<TrustAnchor<'static>>,
+    /// The subject key identifier of each anchor read from a file (`None` for the
+    /// built-in ones, which carry no extensions): an issuer whose name matches but
+    /// whose key identifier differs is not the anchor (as OpenSSL matches them).
+    skis: Vec<Option<Vec<u8>>>,
     /// Where the anchors came from, for messages.
     origin: String,
 }
@@ -61,15 +65,18 @@ static NEXT_STORE: AtomicU64 = AtomicU64::new(1);
 impl Default for TrustStore {
     /// Mozilla's roots, as webpki-roots ships them.
     fn default() -> Self {
-        TrustStore::new(webpki_roots::TLS_SERVER_ROOTS.to_vec(), "Mozilla roots")
+        let anchors = webpki_roots::TLS_SERVER_ROOTS.to_vec();
+        let skis = vec![None; anchors.len()];
+        TrustStore::new(anchors, skis, "Mozilla roots")
     }
 }
 
 impl TrustStore {
-    fn new(anchors: Vec<TrustAnchor<'static>>, origin: &str) -> Self {
+    fn new(anchors: Vec<TrustAnchor<'static>>, skis: Vec<Option<Vec<u8>>>, origin: &str) -> Self {
         TrustStore {
             id: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
             anchors,
+            skis,
             origin: origin.to_string(),
         }
     }
@@ -97,11 +104,13 @@ impl TrustStore {
         } else {
             webpki_roots::TLS_SERVER_ROOTS.to_vec()
         };
+        let mut skis = vec![None; anchors.len()];
         for der in &ders {
             // A certificate webpki cannot read as an anchor is left out, as a
             // system store's odd entry should not stop the run.
             if let Ok(a) = webpki::anchor_from_trusted_cert(der) {
                 anchors.push(a.to_owned());
+                skis.push(key_ids(der).0);
             }
         }
         if anchors.is_empty() {
@@ -112,9 +121,12 @@ impl TrustStore {
             origin.push("Mozilla roots".to_string());
         }
         if !ders.is_empty() {
-            origin.push(format!("{} certificates from --ca-file/--ca-path", ders.len()));
+            origin.push(format!(
+                "{} certificates from --ca-file/--ca-path",
+                ders.len()
+            ));
         }
-        Ok(TrustStore::new(anchors, &origin.join(" and ")))
+        Ok(TrustStore::new(anchors, skis, &origin.join(" and ")))
     }
 
     /// Number of trust anchors.
@@ -293,9 +305,9 @@ fn structure(chain: &[Arc<Certificate>], when: i64, usage: Usage, store: &TrustS
     if leaf.self_signed {
         return Err(Validation::SelfSigned);
     }
+    reaches_an_anchor(chain, store)?;
     let ee_der = CertificateDer::from(&leaf.der[..]);
     let ee = EndEntityCert::try_from(&ee_der).map_err(|_| Validation::Malformed)?;
-    reaches_an_anchor(chain, store)?;
     let rest: Vec<CertificateDer<'_>> = chain
         .iter()
         .skip(1)
@@ -362,9 +374,7 @@ fn reason(e: &webpki::Error, chain: &[Arc<Certificate>], usage: Usage) -> Valida
         E::UnknownIssuer => chain_top(chain),
         E::CertExpired { .. } => Validation::Expired,
         E::CertNotValidYet { .. } => Validation::NotYetValid,
-        E::InvalidSignatureForPublicKey | E::SignatureAlgorithmMismatch => {
-            Validation::BadSignature
-        }
+        E::InvalidSignatureForPublicKey | E::SignatureAlgorithmMismatch => Validation::BadSignature,
         E::UnsupportedSignatureAlgorithm
         | E::UnsupportedSignatureAlgorithmContext(_)
         | E::UnsupportedSignatureAlgorithmForPublicKey
@@ -399,17 +409,74 @@ fn reason(e: &webpki::Error, chain: &[Arc<Certificate>], usage: Usage) -> Valida
     }
 }
 
-/// The subject and issuer (raw DER contents, as webpki compares them) of each
-/// certificate; `None` for one that does not parse.
-fn names(chain: &[Arc<Certificate>]) -> Vec<Option<(Vec<u8>, Vec<u8>)>> {
+/// A certificate's subject and issuer (raw DER contents, as webpki compares
+/// them) and its authority key identifier.
+struct Names {
+    subject: Vec<u8>,
+    issuer: Vec<u8>,
+    aki: Option<Vec<u8>>,
+}
+
+/// The [`Names`] of each certificate (X.509 v1 included); `None` for one that
+/// does not parse.
+fn names(chain: &[Arc<Certificate>]) -> Vec<Option<Names>> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
     chain
         .iter()
         .map(|c| {
-            let der = CertificateDer::from(&c.der[..]);
-            let cert = EndEntityCert::try_from(&der).ok()?;
-            Some((cert.subject().to_vec(), cert.issuer().to_vec()))
+            let (_, cert) = X509Certificate::from_der(&c.der).ok()?;
+            Some(Names {
+                subject: der_contents(cert.subject().as_raw())?.to_vec(),
+                issuer: der_contents(cert.issuer().as_raw())?.to_vec(),
+                aki: key_ids(&c.der).1,
+            })
         })
         .collect()
+}
+
+/// The contents of one DER element (its tag and length left out).
+fn der_contents(tlv: &[u8]) -> Option<&[u8]> {
+    let (&len0, rest) = tlv.get(1..)?.split_first()?;
+    if len0 < 0x80 {
+        return rest.get(..usize::from(len0));
+    }
+    let n = usize::from(len0 & 0x7f);
+    let len = rest.get(..n)?.iter().fold(0usize, |a, &b| {
+        a.saturating_mul(256).saturating_add(usize::from(b))
+    });
+    rest.get(n..)?.get(..len)
+}
+
+/// The subject and authority key identifiers of a certificate, when present.
+fn key_ids(der: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    use x509_parser::extensions::ParsedExtension;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return (None, None);
+    };
+    let (mut ski, mut aki) = (None, None);
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => ski = Some(k.0.to_vec()),
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                aki = a.key_identifier.as_ref().map(|k| k.0.to_vec());
+            }
+            _ => {}
+        }
+    }
+    (ski, aki)
+}
+
+/// Is `n`'s issuer this anchor: the same name and, when both are known, the
+/// same key identifier?
+fn issued_by_anchor(n: &Names, store: &TrustStore) -> bool {
+    store.anchors.iter().zip(&store.skis).any(|(a, ski)| {
+        a.subject.as_ref() == &n.issuer[..]
+            && match (&n.aki, ski) {
+                (Some(aki), Some(ski)) => aki == ski,
+                _ => true,
+            }
+    })
 }
 
 /// The trust question first, by names alone, as OpenSSL builds its chain before
@@ -424,19 +491,20 @@ fn reaches_an_anchor(chain: &[Arc<Certificate>], store: &TrustStore) -> Result<(
         if std::mem::replace(reached.get_mut(i).ok_or(Validation::Other)?, true) {
             continue;
         }
-        let Some(Some((subject, issuer))) = names.get(i) else {
+        let Some(Some(n)) = names.get(i) else {
             continue;
         };
-        let anchored = store.anchors.iter().any(|a| a.subject.as_ref() == &issuer[..]);
         let is_anchor = chain.get(i).is_some_and(|c| store.trusts_directly(&c.der));
-        if anchored || is_anchor {
+        if is_anchor || issued_by_anchor(n, store) {
             return Ok(());
         }
-        if subject == issuer {
+        if n.subject == n.issuer {
             continue;
         }
-        for (j, n) in names.iter().enumerate() {
-            if matches!(n, Some((s, _)) if s == issuer) && !reached.get(j).copied().unwrap_or(true) {
+        for (j, m) in names.iter().enumerate() {
+            if matches!(m, Some(m) if m.subject == n.issuer)
+                && !reached.get(j).copied().unwrap_or(true)
+            {
                 todo.push(j);
             }
         }

@@ -160,7 +160,10 @@ impl CertInventory {
         let mut done: Vec<(&str, u8)> = Vec::new();
         for sent in &chains {
             for cert in sent.chain {
-                if done.iter().any(|(s, by)| *s == cert.sha256 && *by == sent.by) {
+                if done
+                    .iter()
+                    .any(|(s, by)| *s == cert.sha256 && *by == sent.by)
+                {
                     continue;
                 }
                 let first_time = !done.iter().any(|(s, _)| *s == cert.sha256);
@@ -299,12 +302,24 @@ fn cells(r: &CertificateRecord) -> [String; 9] {
     let mut validation: Vec<(&str, u64)> = r.validation.iter().map(|(k, v)| (*k, *v)).collect();
     validation.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     [
-        c.not_after.as_deref().and_then(|d| d.get(..10)).unwrap_or("-").to_string(),
-        r.days_to_expiry.map_or_else(|| "-".to_string(), |d| d.to_string()),
-        c.subject_cn.clone().or_else(|| c.subject.clone()).unwrap_or_else(|| "(unparsed)".into()),
+        c.not_after
+            .as_deref()
+            .and_then(|d| d.get(..10))
+            .unwrap_or("-")
+            .to_string(),
+        r.days_to_expiry
+            .map_or_else(|| "-".to_string(), |d| d.to_string()),
+        c.subject_cn
+            .clone()
+            .or_else(|| c.subject.clone())
+            .unwrap_or_else(|| "(unparsed)".into()),
         c.issuer.clone().unwrap_or_else(|| "-".into()),
         key,
-        validation.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+        validation
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         r.flows.to_string(),
         c.sha256.get(..16).unwrap_or(&c.sha256).to_string(),
         servers.join(", "),
@@ -312,7 +327,15 @@ fn cells(r: &CertificateRecord) -> [String; 9] {
 }
 
 const HEADER: [&str; 9] = [
-    "EXPIRES", "DAYS", "SUBJECT", "ISSUER", "KEY", "VALIDATION", "FLOWS", "SHA256", "SERVERS",
+    "EXPIRES",
+    "DAYS",
+    "SUBJECT",
+    "ISSUER",
+    "KEY",
+    "VALIDATION",
+    "FLOWS",
+    "SHA256",
+    "SERVERS",
 ];
 
 /// Writes the certificate table: natural column widths, the subject and issuer
@@ -408,11 +431,20 @@ mod tests {
     }
 
     fn flows() -> Vec<FlowRecord> {
-        let (a, b, c) = (cert("aa", 2_000_000), cert("bb", 9_000_000), cert("cc", 1_500_000));
-        (0..60u64)
+        let (a, b, c) = (
+            cert("aa", 2_000_000),
+            cert("bb", 9_000_000),
+            cert("cc", 1_500_000),
+        );
+        (0..120u64)
             .map(|i| match i % 3 {
                 0 => flow(i, 1, vec![a.clone(), b.clone()], Validation::Ok),
-                1 => flow(i, 2 + (i % 40) as u8, vec![c.clone(), b.clone(), b.clone()], Validation::UnknownIssuer),
+                1 => flow(
+                    i,
+                    2 + (i % 97) as u8,
+                    vec![c.clone(), b.clone(), b.clone()],
+                    Validation::UnknownIssuer,
+                ),
                 _ => flow(i, 1, vec![a.clone()], Validation::IncompleteChain),
             })
             .collect()
@@ -434,7 +466,14 @@ mod tests {
         for r in &got {
             let mine: Vec<&FlowRecord> = list
                 .iter()
-                .filter(|f| f.tls.as_ref().unwrap().certificates.iter().any(|c| c.sha256 == r.certificate.sha256))
+                .filter(|f| {
+                    f.tls
+                        .as_ref()
+                        .unwrap()
+                        .certificates
+                        .iter()
+                        .any(|c| c.sha256 == r.certificate.sha256)
+                })
                 .collect();
             assert_eq!(r.flows, mine.len() as u64, "{}", r.certificate.sha256);
             assert_eq!(r.validation.values().sum::<u64>(), r.flows);
@@ -446,11 +485,11 @@ mod tests {
         let order: Vec<&str> = got.iter().map(|r| r.certificate.sha256.as_str()).collect();
         assert_eq!(order, ["cc", "aa", "bb"]);
         let aa = &got[1];
-        assert_eq!(aa.validation.get("ok"), Some(&20));
-        assert_eq!(aa.validation.get("incomplete_chain"), Some(&20));
+        assert_eq!(aa.validation.get("ok"), Some(&40));
+        assert_eq!(aa.validation.get("incomplete_chain"), Some(&40));
         assert_eq!(aa.servers.len(), 1);
-        // Last seen: flow 59 at 1_000_059 + 5 s; expiry 2_000_000.
-        assert_eq!(aa.days_to_expiry, Some((2_000_000 - 1_000_064) / 86_400));
+        // Last seen: flow 119 at 1_000_119 + 5 s; expiry 2_000_000.
+        assert_eq!(aa.days_to_expiry, Some((2_000_000 - 1_000_124) / 86_400));
         let cc = &got[0];
         assert_eq!(cc.servers.len(), MAX_CERT_SERVERS);
         assert!(cc.servers_capped);
@@ -465,10 +504,14 @@ mod tests {
         list.reverse();
         assert_eq!(build(&list, MAX_CERTIFICATES), want);
         assert_eq!(build(&list, 2), capped);
-        let kept: Vec<&str> = capped.0.iter().map(|r| r.certificate.sha256.as_str()).collect();
+        let kept: Vec<&str> = capped
+            .0
+            .iter()
+            .map(|r| r.certificate.sha256.as_str())
+            .collect();
         assert_eq!(kept, ["aa", "bb"]);
-        // cc is in 20 flows.
-        assert_eq!(capped.1.flows_beyond_cap, 20);
+        // cc is in 40 flows.
+        assert_eq!(capped.1.flows_beyond_cap, 40);
     }
 
     #[test]
@@ -478,7 +521,7 @@ mod tests {
         assert_eq!(v["type"], "certificate");
         assert_eq!(v["sha256"], "cc");
         assert_eq!(v["subject_cn"], "cc.example");
-        assert_eq!(v["validation"]["unknown_issuer"], 20);
+        assert_eq!(v["validation"]["unknown_issuer"], 40);
         assert_eq!(v["servers"][0]["server"]["port"], 443);
         assert!(v["first"].as_str().unwrap().ends_with('Z'));
         let mut buf = Vec::new();
@@ -486,6 +529,6 @@ mod tests {
         let text = String::from_utf8(buf).unwrap();
         assert!(text.starts_with("EXPIRES"), "{text}");
         assert_eq!(text.lines().count(), 4);
-        assert!(text.contains("unknown_issuer 20"), "{text}");
+        assert!(text.contains("unknown_issuer 40"), "{text}");
     }
 }

@@ -320,8 +320,17 @@ fn server_cells(s: &ServerRecord) -> [String; 8] {
         tally(s.by_encryption.iter().map(|(k, n)| (k.as_str(), *n))),
         tally(s.versions.iter().map(|(k, n)| (k.as_str(), *n))),
         s.worst_severity.map_or("-", Severity::as_str).to_string(),
-        tally(s.findings.iter().map(|(k, n)| (k.as_str(), *n))),
+        tally(s.findings.iter().map(|(k, n)| (k.as_str(), *n))) + &cert_days(s),
     ]
+}
+
+/// `; certificate ends in N days` for the server's certificate that ends first.
+fn cert_days(s: &ServerRecord) -> String {
+    s.certificates
+        .iter()
+        .filter_map(|c| c.days_left)
+        .min()
+        .map_or_else(String::new, |d| format!("; certificate ends in {d} days"))
 }
 
 /// Column widths for the server table: natural widths, the wide text columns

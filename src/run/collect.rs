@@ -3,8 +3,8 @@
 
 use crate::capture::{CaptureError, ReadOutcome};
 use crate::config::{ColorChoice, Config, Format};
-use crate::output::json::{Document, Ndjson};
 use crate::output::certificates::CertInventory;
+use crate::output::json::{Document, Ndjson};
 use crate::output::servers::Inventory;
 use crate::output::table::Table;
 use crate::output::{Sink, Summary};

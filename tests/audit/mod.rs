@@ -2,6 +2,7 @@
 //! completions, `--help` examples.
 
 mod servers;
+mod trust;
 
 use crate::kit::report::{codes, json_run, run, with_stdin};
 use crate::kit::{arg, fixture, tmp};
