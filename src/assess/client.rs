@@ -1,8 +1,11 @@
 //! Findings about what the client offered, whatever the server chose:
 //! `CLIENT_DEPRECATED_TLS` and `CLIENT_WEAK_CIPHERS`.
 
+use crate::analyzer::tls::cipher;
 use crate::record::{ClientHelloInfo, Code, Finding, TlsInfo};
 use crate::version::Version;
+use rustc_hash::FxHashMap;
+use std::sync::OnceLock;
 
 /// Suites named in a finding's message before `...`.
 const NAMED_SUITES: usize = 5;
@@ -73,22 +76,52 @@ pub fn weak_suite(name: &str) -> Option<&'static str> {
     }
 }
 
+/// SSLv2 cipher kinds, named as ClientHellos in the SSLv2 format list them.
+const SSLV2_KINDS: &[u32] = &[
+    0x01_0080, 0x02_0080, 0x03_0080, 0x04_0080, 0x05_0080, 0x06_0040, 0x07_00c0,
+];
+
+/// The first bytes of the suite numbers where weak suites are assigned (a test
+/// checks no weak suite lies elsewhere).
+const WEAK_RANGES: &[u8] = &[0x00, 0xc0, 0xc1];
+
+/// Every weak suite name (TLS and SSLv2) with its reason, made once: a
+/// ClientHello lists dozens of suites and every flow has one.
+fn weak_names() -> &'static FxHashMap<&'static str, &'static str> {
+    static WEAK: OnceLock<FxHashMap<&'static str, &'static str>> = OnceLock::new();
+    WEAK.get_or_init(|| {
+        let ids = WEAK_RANGES
+            .iter()
+            .flat_map(|&hi| (0..=u8::MAX).map(move |lo| u16::from_be_bytes([hi, lo])));
+        let tls = ids.filter_map(|id| Some(tls_parser::TlsCipherSuite::from_id(id)?.name));
+        let sslv2 = SSLV2_KINDS
+            .iter()
+            .filter_map(|&k| match cipher::sslv2_name(k) {
+                std::borrow::Cow::Borrowed(n) => Some(n),
+                std::borrow::Cow::Owned(_) => None,
+            });
+        tls.chain(sslv2)
+            .filter_map(|n| Some((n, weak_suite(n)?)))
+            .collect()
+    })
+}
+
 /// `CLIENT_WEAK_CIPHERS`: the client offered at least one weak suite.
 fn weak_offer(ch: &ClientHelloInfo) -> Option<Finding> {
-    let weak: Vec<&str> = ch
+    let table = weak_names();
+    let weak: Vec<(&str, &str)> = ch
         .cipher_suites
         .iter()
-        .map(|n| n.as_ref())
-        .filter(|n| weak_suite(n).is_some())
+        .filter_map(|n| table.get_key_value(n.as_ref()).map(|(k, v)| (*k, *v)))
         .collect();
     weak.first()?;
-    let mut kinds: Vec<&str> = weak.iter().filter_map(|n| weak_suite(n)).collect();
+    let mut kinds: Vec<&str> = weak.iter().map(|(_, why)| *why).collect();
     kinds.sort_unstable();
     kinds.dedup();
     let mut named = weak
         .iter()
         .take(NAMED_SUITES)
-        .copied()
+        .map(|(n, _)| *n)
         .collect::<Vec<_>>()
         .join(", ");
     if weak.len() > NAMED_SUITES {
@@ -121,6 +154,10 @@ mod tests {
             }
             seen += 1;
             let table = s.weak.filter(|w| !w.starts_with("RC2"));
+            if table.is_some() {
+                assert!(WEAK_RANGES.contains(&id.to_be_bytes()[0]), "{}", s.name);
+                assert!(weak_names().contains_key(s.name), "{}", s.name);
+            }
             assert_eq!(
                 weak_suite(s.name).is_some(),
                 table.is_some(),

@@ -13,11 +13,11 @@
 //! against the validity of the certificates on the path it found.
 
 use crate::record::{Certificate, Validation};
+use rustc_hash::FxHashMap;
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
-use sha2::{Digest, Sha256};
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
-use std::fmt;
+use std::collections::VecDeque;
+use std::fmt::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -185,14 +185,18 @@ fn read_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 /// on the path found, leaf last, or the reason there is none.
 type Verdict = Result<Arc<[(i64, i64)]>, Validation>;
 
+/// The cache key of a chain judged at a time: the store, the usage, where the
+/// time falls, and the chain's certificate hashes.
+type Key = Box<str>;
+
 #[derive(Default)]
 struct Cache {
-    map: HashMap<[u8; 32], Verdict>,
-    order: VecDeque<[u8; 32]>,
+    map: FxHashMap<Key, Verdict>,
+    order: VecDeque<Key>,
 }
 
 impl Cache {
-    fn insert(&mut self, key: [u8; 32], v: Verdict) {
+    fn insert(&mut self, key: Key, v: Verdict) {
         while self.map.len() >= MAX_CACHED_CHAINS {
             match self.order.pop_front() {
                 Some(old) => {
@@ -201,7 +205,7 @@ impl Cache {
                 None => break,
             }
         }
-        self.order.push_back(key);
+        self.order.push_back(key.clone());
         self.map.insert(key, v);
     }
 }
@@ -221,7 +225,7 @@ pub fn validate(
     let chain = chain.get(..chain.len().min(MAX_CHAIN))?;
     chain.first()?;
     let (when, key) = structural_time(chain, time, usage, store);
-    let cached = CACHE.with(|c| c.borrow().map.get(&key).cloned());
+    let cached = CACHE.with(|c| c.borrow().map.get(&*key).cloned());
     let verdict = match cached {
         Some(v) => v,
         None => {
@@ -246,28 +250,30 @@ fn structural_time(
     time: i64,
     usage: Usage,
     store: &TrustStore,
-) -> (i64, [u8; 32]) {
-    let mut h = Sha256::new();
-    h.update(store.id.to_le_bytes());
-    h.update([u8::from(usage == Usage::Server)]);
-    for c in chain {
-        h.update(c.sha256.as_bytes());
-    }
+) -> (i64, Key) {
+    let mut key = String::with_capacity(24 + chain.len() * 65);
+    let _ = write!(key, "{}/{}/", store.id, u8::from(usage == Usage::Server));
     let windows = chain.iter().filter_map(|c| c.validity);
     let from = windows.clone().map(|w| w.0).max().unwrap_or(time);
     let to = windows.map(|w| w.1).min().unwrap_or(time);
-    if from <= to {
-        h.update(b"window");
-        return (time.clamp(from, to), h.finalize().into());
-    }
+    let when = if from <= to {
+        key.push('w');
+        time.clamp(from, to)
+    } else {
+        for c in chain {
+            key.push(match c.validity {
+                Some((nb, _)) if time < nb => '<',
+                Some((_, na)) if time > na => '>',
+                _ => '=',
+            });
+        }
+        time
+    };
     for c in chain {
-        h.update([match c.validity {
-            Some((nb, _)) if time < nb => 0u8,
-            Some((_, na)) if time > na => 2,
-            _ => 1,
-        }]);
+        key.push('/');
+        key.push_str(&c.sha256);
     }
-    (time, h.finalize().into())
+    (when, key.into_boxed_str())
 }
 
 /// The first date problem on the path, from the top down (OpenSSL's order).
