@@ -289,11 +289,19 @@ fn dates(path: &[(i64, i64)], time: i64) -> Validation {
     Validation::Ok
 }
 
-/// Accepts any extended key usage: the trust path is judged before the leaf's purpose.
-struct AnyUsage;
+/// Accepts any extended key usage, noting whether the one required was missing:
+/// the trust path is judged before the purpose, and a second pass is needed
+/// only when a purpose failed somewhere.
+struct NoteUsage {
+    required: KeyUsage,
+    failed: std::cell::Cell<bool>,
+}
 
-impl webpki::ExtendedKeyUsageValidator for AnyUsage {
-    fn validate(&self, _: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+impl webpki::ExtendedKeyUsageValidator for NoteUsage {
+    fn validate(&self, iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        if self.required.validate(iter).is_err() {
+            self.failed.set(true);
+        }
         Ok(())
     }
 }
@@ -321,8 +329,16 @@ fn structure(chain: &[Arc<Certificate>], when: i64, usage: Usage, store: &TrustS
         .collect();
     let at = UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(when).unwrap_or(0)));
     let algs = webpki::ALL_VERIFICATION_ALGS;
+    let eku = || match usage {
+        Usage::Server => KeyUsage::server_auth(),
+        Usage::Client => KeyUsage::client_auth(),
+    };
+    let noted = NoteUsage {
+        required: eku(),
+        failed: std::cell::Cell::new(false),
+    };
     let path = ee
-        .verify_for_usage(algs, &store.anchors, &rest, at, AnyUsage, None, None)
+        .verify_for_usage(algs, &store.anchors, &rest, at, &noted, None, None)
         .map_err(|e| reason(&e, chain, usage))?;
     let mut windows: Vec<(i64, i64)> = path
         .intermediate_certificates()
@@ -336,12 +352,10 @@ fn structure(chain: &[Arc<Certificate>], when: i64, usage: Usage, store: &TrustS
         .collect();
     windows.reverse();
     windows.extend(leaf.validity);
-    let eku = match usage {
-        Usage::Server => KeyUsage::server_auth(),
-        Usage::Client => KeyUsage::client_auth(),
-    };
-    ee.verify_for_usage(algs, &store.anchors, &rest, at, eku, None, None)
-        .map_err(|e| reason(&e, chain, usage))?;
+    if noted.failed.get() {
+        ee.verify_for_usage(algs, &store.anchors, &rest, at, eku(), None, None)
+            .map_err(|e| reason(&e, chain, usage))?;
+    }
     Ok(Arc::from(windows))
 }
 
