@@ -1,6 +1,7 @@
 //! Command-line arguments, turned into a validated configuration.
 
 use crate::analyzer::options::Options;
+use crate::assess::trust::TrustStore;
 use crate::assess::{FailOn, Policy};
 use crate::config::{ColorChoice, Config, Format, Limits, LiveOptions, MAX_THREADS, MIN_MEMCAP};
 use crate::output::select::{Order, Select};
@@ -201,6 +202,36 @@ pub struct Args {
     #[arg(long = "max-servers", value_name = "N", default_value_t = crate::output::servers::MAX_SERVERS)]
     pub max_servers: usize,
 
+    /// One record per distinct certificate (subject, issuer, validity, key, validation, the
+    /// servers that presented it): the certificate table replaces the flow table; in JSON a
+    /// certificates array; in NDJSON certificate lines before the summary.
+    #[arg(long)]
+    pub certificates: bool,
+
+    /// Most distinct certificates inventoried by --certificates (those with the smallest
+    /// SHA-256 are kept); further ones are only counted.
+    #[arg(long = "max-certificates", value_name = "N", default_value_t = crate::output::certificates::MAX_CERTIFICATES)]
+    pub max_certificates: usize,
+
+    /// Trust the certificates of this PEM file when validating chains (repeatable; adds to
+    /// Mozilla's roots unless --no-default-roots).
+    #[arg(long = "ca-file", value_name = "FILE")]
+    pub ca_file: Vec<String>,
+
+    /// Trust the certificates of the PEM files in this directory, e.g. /etc/ssl/certs
+    /// (repeatable).
+    #[arg(long = "ca-path", value_name = "DIR")]
+    pub ca_path: Vec<String>,
+
+    /// Do not trust Mozilla's built-in roots: only --ca-file and --ca-path.
+    #[arg(long = "no-default-roots")]
+    pub no_default_roots: bool,
+
+    /// CERT_EXPIRING when a certificate of the server's chain ends within this many days of
+    /// the flow (0: never).
+    #[arg(long = "cert-expiry-days", value_name = "N", default_value_t = crate::assess::chain::CERT_EXPIRY_DAYS)]
+    pub cert_expiry_days: u32,
+
     /// Also expect TLS from the first byte on this port (repeatable; adds to the IANA list).
     #[arg(long = "tls-port", value_name = "N")]
     pub tls_port: Vec<u16>,
@@ -364,6 +395,10 @@ impl Args {
         if self.max_servers == 0 {
             return Err("--max-servers must be at least 1".to_string());
         }
+        if self.max_certificates == 0 {
+            return Err("--max-certificates must be at least 1".to_string());
+        }
+        let policy = self.policy()?;
         let format = self.format();
         let (fields, select, sort) = self.view(format)?;
         let (bpf, filter_expr) = self.bpf();
@@ -393,7 +428,8 @@ impl Args {
             all: self.all,
             fail_on,
             servers: self.servers.then_some(self.max_servers),
-            policy: Policy::with_tls_ports(&self.tls_port),
+            certificates: self.certificates.then_some(self.max_certificates),
+            policy,
             quiet: self.quiet,
             ports: self.port,
             limits,
@@ -402,6 +438,17 @@ impl Args {
             },
             color: self.color.into(),
         })
+    }
+
+    /// The findings policy: `--tls-port`, the trust anchors, `--cert-expiry-days`.
+    fn policy(&self) -> Result<Policy, String> {
+        let mut policy =
+            Policy::with_tls_ports(&self.tls_port).with_cert_expiry_days(self.cert_expiry_days);
+        if !self.ca_file.is_empty() || !self.ca_path.is_empty() || self.no_default_roots {
+            let store = TrustStore::load(&self.ca_file, &self.ca_path, self.no_default_roots)?;
+            policy = policy.with_trust(std::sync::Arc::new(store));
+        }
+        Ok(policy)
     }
 
     /// Exactly one source: files (`-r`) or an interface (`-i`), unless only

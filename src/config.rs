@@ -55,7 +55,9 @@ pub struct Config {
     pub fail_on: FailOn,
     /// `--servers`: the most servers inventoried.
     pub servers: Option<usize>,
-    /// Run-time policy (`--tls-port`).
+    /// `--certificates`: the most certificates inventoried.
+    pub certificates: Option<usize>,
+    /// Run-time policy (`--tls-port`, trust anchors, `--cert-expiry-days`).
     pub policy: Policy,
     /// `--quiet`: no progress display.
     pub quiet: bool,

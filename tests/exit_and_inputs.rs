@@ -243,10 +243,6 @@ fn usage_errors_are_status_2_with_the_reason() {
             "--fail-on: empty: name finding codes or severities".into(),
         ),
         (
-            vec!["-r", f, "--fail-on", "low"],
-            "--fail-on: no finding has severity 'low'".into(),
-        ),
-        (
             vec!["-r", f, other],
             format!(
                 "'{other}' is a file, not a filter expression: each file needs its own -r \

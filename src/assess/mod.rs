@@ -11,6 +11,11 @@ use crate::record::{
     TlsInfo,
 };
 use crate::version::Version;
+use std::sync::Arc;
+
+pub mod chain;
+pub mod client;
+pub mod trust;
 
 /// Smallest RSA, DSA and finite-field DH size not reported as weak (NIST SP 800-57, 112-bit security).
 pub const MIN_RSA_BITS: u32 = 2048;
@@ -43,6 +48,10 @@ pub const TLS_PORTS: &[(u16, &str)] = &[
 pub struct Policy {
     /// Ports where anything but TLS from the first byte is flagged, sorted.
     tls_ports: Vec<u16>,
+    /// Trust anchors for chain validation (`--ca-file`, `--ca-path`, `--no-default-roots`).
+    trust: Arc<trust::TrustStore>,
+    /// `CERT_EXPIRING` within this many days of the flow (`--cert-expiry-days`).
+    cert_expiry_days: u32,
 }
 
 impl Default for Policy {
@@ -58,7 +67,31 @@ impl Policy {
         tls_ports.extend_from_slice(extra);
         tls_ports.sort_unstable();
         tls_ports.dedup();
-        Policy { tls_ports }
+        Policy {
+            tls_ports,
+            trust: Arc::new(trust::TrustStore::default()),
+            cert_expiry_days: chain::CERT_EXPIRY_DAYS,
+        }
+    }
+
+    /// The same policy with these trust anchors.
+    pub fn with_trust(mut self, trust: Arc<trust::TrustStore>) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// The same policy with `CERT_EXPIRING` at `days`.
+    pub fn with_cert_expiry_days(mut self, days: u32) -> Self {
+        self.cert_expiry_days = days;
+        self
+    }
+
+    pub fn trust(&self) -> &trust::TrustStore {
+        &self.trust
+    }
+
+    pub fn cert_expiry_days(&self) -> u32 {
+        self.cert_expiry_days
     }
 
     pub fn tls_ports(&self) -> &[u16] {
@@ -207,6 +240,14 @@ pub fn assess(rec: &FlowRecord, policy: &Policy) -> Vec<Finding> {
     );
     if let (true, Some(tls)) = (tls_used, &rec.tls) {
         tls_findings(rec, tls, &mut out);
+        chain::findings(
+            rec,
+            tls,
+            policy.trust(),
+            policy.cert_expiry_days(),
+            &mut out,
+        );
+        client::findings(tls, &mut out);
     }
     if let Some(st) = &rec.starttls {
         starttls_findings(rec, st, &mut out);
@@ -406,13 +447,7 @@ fn encryption_finding(rec: &FlowRecord) -> Option<Finding> {
     }
 }
 
-/// The certificate's name for messages: its subject CN, else its subject.
-fn cert_label(c: &Certificate) -> String {
-    c.subject_cn
-        .clone()
-        .or_else(|| c.subject.clone())
-        .unwrap_or_else(|| format!("sha256 {}", c.sha256))
-}
+use chain::cert_label;
 
 /// Why a key is weak, if it is.
 fn weak_key(c: &Certificate) -> Option<String> {

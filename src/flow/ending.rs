@@ -15,5 +15,6 @@ pub fn settle(rec: &mut FlowRecord, reason: EndReason, policy: &Policy) {
         EndReason::CaptureStopped => rec.note(Note::CaptureStopped),
         _ => {}
     }
+    crate::assess::chain::validate(rec, policy.trust());
     rec.findings = assess(rec, policy);
 }

@@ -1,5 +1,6 @@
 //! JSON sinks: one document (`--json`) or one line per flow as it ends (`--ndjson`).
 
+use super::certificates::CertificateRecord;
 use super::servers::ServerRecord;
 use super::{Sink, Summary};
 use crate::record::FlowRecord;
@@ -31,6 +32,14 @@ impl<W: Write> Sink for Ndjson<W> {
     fn servers(&mut self, list: &[ServerRecord]) -> io::Result<()> {
         for s in list {
             serde_json::to_writer(&mut self.out, s)?;
+            self.out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    fn certificates(&mut self, list: &[CertificateRecord]) -> io::Result<()> {
+        for c in list {
+            serde_json::to_writer(&mut self.out, c)?;
             self.out.write_all(b"\n")?;
         }
         Ok(())
@@ -109,6 +118,17 @@ impl<W: Write> Sink for Document<W> {
             self.out
                 .write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
             serde_json::to_writer(&mut self.out, s)?;
+        }
+        write!(self.out, "\n  ]")
+    }
+
+    fn certificates(&mut self, list: &[CertificateRecord]) -> io::Result<()> {
+        self.close_flows()?;
+        write!(self.out, ",\n  \"certificates\": [")?;
+        for (i, c) in list.iter().enumerate() {
+            self.out
+                .write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+            serde_json::to_writer(&mut self.out, c)?;
         }
         write!(self.out, "\n  ]")
     }

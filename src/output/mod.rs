@@ -4,6 +4,7 @@
 //! In: records in output order, the servers inventory and the [`Summary`]. Out:
 //! bytes on standard output. Nothing here judges a flow.
 
+pub mod certificates;
 pub mod json;
 pub mod layout;
 pub mod select;
@@ -27,6 +28,10 @@ use std::io;
 pub trait Sink {
     fn flow(&mut self, rec: &FlowRecord) -> io::Result<()>;
     fn servers(&mut self, list: &[servers::ServerRecord]) -> io::Result<()>;
+    /// With `--certificates`: the certificate inventory, after the servers.
+    fn certificates(&mut self, _list: &[certificates::CertificateRecord]) -> io::Result<()> {
+        Ok(())
+    }
     fn finish(&mut self, summary: &Summary) -> io::Result<()>;
 }
 
@@ -77,6 +82,9 @@ pub struct Summary {
     /// The server inventory's counters (`--servers` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub servers: Option<servers::ServerCounts>,
+    /// The certificate inventory's counters (`--certificates` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<certificates::CertificateCounts>,
     /// UDP conversations: QUIC and DTLS ones are listed as flows; the others only counted here.
     pub udp: UdpStats,
     /// libpcap's counters (live capture only).

@@ -96,10 +96,10 @@ fn certificate(s: &ServerRecord) -> Cell {
         .and_then(|d| d.get(..10))
         .unwrap_or("?");
     let expired = s.certificates.len() == 1 && s.findings.contains_key(Code::CertExpired.as_str());
-    let mut text = if expired {
-        format!("{name} (expired {date})")
-    } else {
-        format!("{name} (to {date})")
+    let mut text = match top.days_left {
+        _ if expired => format!("{name} (expired {date})"),
+        Some(d) if d >= 0 => format!("{name} (to {date}, {d} days left)"),
+        _ => format!("{name} (to {date})"),
     };
     if s.certificates.len() > 1 {
         text.push_str(&format!(" +{}", s.certificates.len() - 1));

@@ -34,6 +34,8 @@ pub struct CertificateSeen {
     pub sha256: String,
     pub subject_cn: Option<String>,
     pub not_after: Option<String>,
+    /// Whole days from the server's last flow to `not_after` (negative once expired).
+    pub days_left: Option<i64>,
     pub flows: u64,
 }
 
@@ -98,6 +100,8 @@ impl Key {
 struct CertAcc {
     subject_cn: Option<String>,
     not_after: Option<String>,
+    /// `not_after` as Unix seconds.
+    expires: Option<i64>,
     flows: u64,
 }
 
@@ -271,6 +275,7 @@ impl Acc {
     fn certificate(&mut self, sha256: Name<String>, cert: CertAcc) {
         if let Some(e) = self.certificates.iter_mut().find(|(k, _)| *k == sha256) {
             e.1.flows += cert.flows;
+            e.1.expires = e.1.expires.or(cert.expires);
         } else if matches!(sha256, Name::Other) || self.certificates.len() < MAX_NAMES {
             self.certificates.push((sha256, cert));
         } else {
@@ -279,6 +284,7 @@ impl Acc {
                 CertAcc {
                     subject_cn: None,
                     not_after: None,
+                    expires: None,
                     flows: cert.flows,
                 },
             );
@@ -388,6 +394,7 @@ impl Inventory {
                 leaf.subject_cn.as_deref(),
                 leaf.not_after.as_deref(),
             );
+            self.certificate_expires(rec, &leaf.sha256, leaf.validity.map(|v| v.1));
         }
     }
 
@@ -412,9 +419,27 @@ impl Inventory {
             CertAcc {
                 subject_cn: subject_cn.map(str::to_string),
                 not_after: not_after.map(str::to_string),
+                expires: None,
                 flows: 1,
             },
         );
+    }
+
+    /// Records when a certificate counted under the flow's server ends (Unix seconds).
+    fn certificate_expires(&mut self, rec: &FlowRecord, sha256: &str, expires: Option<i64>) {
+        let key = Key {
+            transport: rec.transport,
+            ip: rec.server.ip,
+            port: rec.server.port,
+        };
+        if let Some(acc) = self.servers.get_mut(&key)
+            && let Some((_, c)) = acc
+                .certificates
+                .iter_mut()
+                .find(|(k, _)| matches!(k, Name::Is(s) if s == sha256))
+        {
+            c.expires = c.expires.or(expires);
+        }
     }
 
     /// Joins an inventory built apart (another worker's); the result is the one a
@@ -493,6 +518,7 @@ impl Inventory {
                         },
                         subject_cn: c.subject_cn,
                         not_after: c.not_after,
+                        days_left: c.expires.map(|e| (e - acc.last.secs).div_euclid(86_400)),
                         flows: c.flows,
                     })
                     .collect();

@@ -534,6 +534,10 @@ impl<W: Write> Sink for Table<W> {
         Ok(())
     }
 
+    fn certificates(&mut self, list: &[super::certificates::CertificateRecord]) -> io::Result<()> {
+        super::certificates::write_table(&mut self.out, list, self.width, &|s| escape(s).into_owned())
+    }
+
     fn finish(&mut self, s: &Summary) -> io::Result<()> {
         writeln!(self.out)?;
         self.flow_counts(s)?;
@@ -544,6 +548,13 @@ impl<W: Write> Sink for Table<W> {
                 self.out,
                 "servers: {} listed, {} flows to servers past --max-servers, {} with more clients than remembered",
                 v.listed, v.flows_beyond_cap, v.clients_capped
+            )?;
+        }
+        if let Some(c) = &s.certificates {
+            writeln!(
+                self.out,
+                "certificates: {} listed, {} flows under certificates past --max-certificates",
+                c.listed, c.flows_beyond_cap
             )?;
         }
         self.capture_counts(s)?;

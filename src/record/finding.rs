@@ -148,6 +148,16 @@ codes! {
         "TLS 1.2 or older and the server did not signal secure renegotiation (CVE-2009-3555).";
     InappropriateFallback = "INAPPROPRIATE_FALLBACK", High, "RFC 7507",
         "An inappropriate_fallback alert: the server refused a client's retry at a lower version.";
+    CertUntrusted = "CERT_UNTRUSTED", High, "RFC 5280 §6.1",
+        "A certificate chain (the server's, or a client's) does not lead to a trust anchor or is not valid for its purpose; tls.validation says why.";
+    CertChainIncomplete = "CERT_CHAIN_INCOMPLETE", Medium, "RFC 8446 §4.4.2",
+        "The server sent its certificate without the intermediate CA certificate that issued it.";
+    CertExpiring = "CERT_EXPIRING", Low, "RFC 5280 §4.1.2.5",
+        "A certificate of the server's chain expires within --cert-expiry-days (default 30) of the flow.";
+    ClientDeprecatedTls = "CLIENT_DEPRECATED_TLS", Medium, "RFC 8996",
+        "The client offered nothing newer than TLS 1.1 (or DTLS 1.0), whatever the server chose.";
+    ClientWeakCiphers = "CLIENT_WEAK_CIPHERS", Low, "RFC 7465, RFC 9325 §4.1",
+        "The client offered a NULL, export, anonymous, RC4 or single-DES cipher suite, whatever the server chose.";
 }
 
 impl fmt::Display for Code {
@@ -239,7 +249,7 @@ mod tests {
                 "{s} twice"
             );
         }
-        assert_eq!(Code::ALL.len(), 30);
+        assert_eq!(Code::ALL.len(), 35);
         assert_eq!("sslv3".parse::<Code>(), Err(UnknownCode));
         assert_eq!("".parse::<Code>(), Err(UnknownCode));
     }

@@ -334,6 +334,113 @@ pub struct TlsInfo {
     pub certificates: Vec<std::sync::Arc<Certificate>>,
     /// The client's certificate chain (mutual TLS), leaf first.
     pub client_certificates: Vec<std::sync::Arc<Certificate>>,
+    /// The server's chain judged at the flow's start for server authentication:
+    /// `ok` or why not; null when no server certificate was seen.
+    pub validation: Option<Validation>,
+    /// The client's chain judged the same way, for client authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_validation: Option<Validation>,
+}
+
+/// Whether a certificate chain leads to a trust anchor at the flow's time, or
+/// the one reason it does not. Stable strings; see the README.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validation {
+    /// A path to a trust anchor, every certificate on it valid at the flow's start.
+    Ok,
+    /// The chain ends in a CA certificate whose issuer was neither sent nor trusted.
+    UnknownIssuer,
+    /// The chain ends in a certificate that is no CA and whose issuer was not sent:
+    /// the intermediate is missing (a root never issues server certificates directly).
+    IncompleteChain,
+    /// The chain ends in a self-signed CA that is not a trust anchor.
+    UntrustedRoot,
+    /// The leaf is self-signed and not a trust anchor.
+    SelfSigned,
+    /// A certificate on the path had expired at the flow's start.
+    Expired,
+    /// A certificate on the path was not yet valid at the flow's start.
+    NotYetValid,
+    /// A signature on the path does not verify with its issuer's key.
+    BadSignature,
+    /// A certificate used as an issuer is not a CA (basicConstraints).
+    NotACa,
+    /// The leaf is a CA certificate (basicConstraints CA set).
+    CaUsedAsLeaf,
+    /// The leaf's extended key usage does not allow TLS server authentication.
+    InvalidForServerAuth,
+    /// The leaf's extended key usage does not allow TLS client authentication.
+    InvalidForClientAuth,
+    /// A CA's pathLenConstraint is exceeded.
+    PathLenExceeded,
+    /// A name is outside a CA's name constraints.
+    NameConstraints,
+    /// A signature algorithm or key the validator does not accept (MD5, SHA-1,
+    /// RSA under 2048 bits, unknown algorithms).
+    UnsupportedSignature,
+    /// A critical extension the validator does not know.
+    UnsupportedCriticalExtension,
+    /// A key the validator distrusts explicitly.
+    Distrusted,
+    /// A certificate the validator could not decode.
+    Malformed,
+    /// Path building gave up (too many candidates or signatures).
+    TooComplex,
+    /// Any other failure.
+    Other,
+}
+
+impl Validation {
+    /// Every value, in the README's order.
+    pub const ALL: &'static [Validation] = &[
+        Validation::Ok,
+        Validation::UnknownIssuer,
+        Validation::IncompleteChain,
+        Validation::UntrustedRoot,
+        Validation::SelfSigned,
+        Validation::Expired,
+        Validation::NotYetValid,
+        Validation::BadSignature,
+        Validation::NotACa,
+        Validation::CaUsedAsLeaf,
+        Validation::InvalidForServerAuth,
+        Validation::InvalidForClientAuth,
+        Validation::PathLenExceeded,
+        Validation::NameConstraints,
+        Validation::UnsupportedSignature,
+        Validation::UnsupportedCriticalExtension,
+        Validation::Distrusted,
+        Validation::Malformed,
+        Validation::TooComplex,
+        Validation::Other,
+    ];
+
+    /// The stable string (as serialized).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Validation::Ok => "ok",
+            Validation::UnknownIssuer => "unknown_issuer",
+            Validation::IncompleteChain => "incomplete_chain",
+            Validation::UntrustedRoot => "untrusted_root",
+            Validation::SelfSigned => "self_signed",
+            Validation::Expired => "expired",
+            Validation::NotYetValid => "not_yet_valid",
+            Validation::BadSignature => "bad_signature",
+            Validation::NotACa => "not_a_ca",
+            Validation::CaUsedAsLeaf => "ca_used_as_leaf",
+            Validation::InvalidForServerAuth => "invalid_for_server_auth",
+            Validation::InvalidForClientAuth => "invalid_for_client_auth",
+            Validation::PathLenExceeded => "path_len_exceeded",
+            Validation::NameConstraints => "name_constraints",
+            Validation::UnsupportedSignature => "unsupported_signature",
+            Validation::UnsupportedCriticalExtension => "unsupported_critical_extension",
+            Validation::Distrusted => "distrusted",
+            Validation::Malformed => "malformed",
+            Validation::TooComplex => "too_complex",
+            Validation::Other => "other",
+        }
+    }
 }
 
 /// Public key of a certificate.
@@ -377,6 +484,9 @@ pub struct Certificate {
     /// More SAN entries than kept.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub san_truncated: bool,
+    /// The DER as sent, for chain validation.
+    #[serde(skip)]
+    pub der: std::sync::Arc<[u8]>,
 }
 
 impl TlsInfo {
@@ -728,5 +838,18 @@ mod tests {
             assert_eq!(e.as_str(), s);
             assert_eq!(serde_json::to_value(e).ok(), Some(serde_json::json!(s)));
         }
+    }
+
+    #[test]
+    fn validation_spellings_are_their_serialization() {
+        for (i, v) in Validation::ALL.iter().enumerate() {
+            assert_eq!(
+                serde_json::to_value(v).ok(),
+                Some(serde_json::json!(v.as_str()))
+            );
+            assert!(Validation::ALL.iter().skip(i + 1).all(|w| w != v));
+        }
+        assert_eq!(Validation::NotACa.as_str(), "not_a_ca");
+        assert_eq!(Validation::ALL.len(), 20);
     }
 }

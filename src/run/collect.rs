@@ -5,6 +5,7 @@ use crate::assess::FailOn;
 use crate::capture::compressed::Compression;
 use crate::capture::{CaptureError, ReadOutcome};
 use crate::config::{ColorChoice, Config, Format};
+use crate::output::certificates::CertInventory;
 use crate::output::json::{Document, Ndjson};
 use crate::output::select::Sorted;
 use crate::output::servers::Inventory;
@@ -54,7 +55,7 @@ pub fn make_sink(cfg: &Config, live: bool, progress: &Progress) -> Box<dyn Sink>
             };
             let table =
                 Table::new(out, color, table::width(tty), live).with_users(cfg.opts.show_users);
-            if cfg.servers.is_some() {
+            if cfg.servers.is_some() || cfg.certificates.is_some() {
                 Box::new(table.without_flows())
             } else {
                 Box::new(table)
@@ -167,6 +168,8 @@ pub struct Collector<'a> {
     servers: Option<Inventory>,
     /// A live capture: a closed output ends it.
     live: bool,
+    /// `--certificates`: the certificate inventory, fed every listed flow.
+    certificates: Option<CertInventory>,
 }
 
 impl Deliver for Collector<'_> {
@@ -194,6 +197,7 @@ impl<'a> Collector<'a> {
             write_err: None,
             servers: cfg.servers.map(Inventory::new),
             live: cfg.interface.is_some(),
+            certificates: cfg.certificates.map(CertInventory::new),
         }
     }
 
@@ -213,6 +217,9 @@ impl<'a> Collector<'a> {
             return;
         }
         if let Some(inv) = &mut self.servers {
+            inv.add(&rec);
+        }
+        if let Some(inv) = &mut self.certificates {
             inv.add(&rec);
         }
         if let Err(e) = self.sink.flow(&rec) {
@@ -301,6 +308,11 @@ impl<'a> Collector<'a> {
             let (list, counts) = inv.finish();
             self.summary.servers = Some(counts);
             self.sink.servers(&list)?;
+        }
+        if let Some(inv) = self.certificates.take() {
+            let (list, counts) = inv.finish();
+            self.summary.certificates = Some(counts);
+            self.sink.certificates(&list)?;
         }
         self.sink.finish(&self.summary)
     }

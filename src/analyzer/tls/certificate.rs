@@ -56,7 +56,8 @@ thread_local! {
 
 fn approx_size(c: &Certificate) -> usize {
     let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-    256 + opt(&c.subject)
+    256 + c.der.len()
+        + opt(&c.subject)
         + opt(&c.issuer)
         + opt(&c.subject_cn)
         + opt(&c.serial)
@@ -88,6 +89,7 @@ pub fn cached(der: &[u8]) -> Arc<Certificate> {
 pub fn parse(der: &[u8], sha256: &[u8; 32]) -> Certificate {
     let mut out = Certificate {
         sha256: hex(sha256),
+        der: Arc::from(der),
         ..Certificate::default()
     };
     let cert = match X509Certificate::from_der(der) {
