@@ -406,8 +406,9 @@ fn client_findings_match_tshark() {
                 let mine: Vec<&Value> = all
                     .iter()
                     .filter(|f| {
-                        f["client"]["port"].to_string() == row["client_port"]
-                            && f["server"]["port"].to_string() == row["server_port"]
+                        let port = |k: &str| row[k].parse::<u64>().ok();
+                        f["client"]["port"].as_u64() == port("client_port")
+                            && f["server"]["port"].as_u64() == port("server_port")
                             && f["tls"]["client_hello"].is_object()
                     })
                     .collect();
