@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A capture of TLS 1.2 connections whose servers each send a distinct chain:
-the cost of chain validation when nothing is cached (bench/README in the
-project README's Development section).
+the cost of chain validation when nothing is cached (see the README's
+Development section).
 
     gen_chains.py -o chains.pcap -n 1000 [--repeat R] [--root root.pem]
 

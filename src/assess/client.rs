@@ -81,6 +81,10 @@ const SSLV2_KINDS: &[u32] = &[
     0x01_0080, 0x02_0080, 0x03_0080, 0x04_0080, 0x05_0080, 0x06_0040, 0x07_00c0,
 ];
 
+/// Weak suites the suite table does not name, so a ClientHello lists them by
+/// number: Netscape's pre-standard `SSL_RSA_FIPS_WITH_DES_CBC_SHA` (single DES).
+const UNNAMED_WEAK: &[(&str, &str)] = &[("0xfefe", "single DES"), ("0xffe1", "single DES")];
+
 /// The first bytes of the suite numbers where weak suites are assigned (a test
 /// checks no weak suite lies elsewhere).
 const WEAK_RANGES: &[u8] = &[0x00, 0xc0, 0xc1];
@@ -102,6 +106,7 @@ fn weak_names() -> &'static FxHashMap<&'static str, &'static str> {
             });
         tls.chain(sslv2)
             .filter_map(|n| Some((n, weak_suite(n)?)))
+            .chain(UNNAMED_WEAK.iter().copied())
             .collect()
     })
 }

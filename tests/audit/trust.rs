@@ -56,11 +56,7 @@ fn each_recorded_chain_gets_its_reason_and_finding() {
         ),
         ("trust_not_a_ca", "not_a_ca", &["CERT_UNTRUSTED"]),
         ("trust_expired_inter", "expired", &["CERT_EXPIRED"]),
-        (
-            "trust_selfsigned",
-            "self_signed",
-            &["CERT_UNTRUSTED", "CERT_SELF_SIGNED"],
-        ),
+        ("trust_selfsigned", "self_signed", &["CERT_SELF_SIGNED"]),
         (
             "trust_unknown_issuer",
             "unknown_issuer",
@@ -376,4 +372,82 @@ fn certificate_inventory_counts_the_flows_of_each_certificate() {
         "{table}"
     );
     assert!(table.contains("certificates: "), "{table}");
+}
+
+/// CLIENT_DEPRECATED_TLS and CLIENT_WEAK_CIPHERS against what tshark lists of
+/// each ClientHello (fixtures/CLIENTS*.tsv, fixtures/tools/client_expect.py):
+/// the highest version offered, and how many weak suites by tshark's names.
+#[test]
+fn client_findings_match_tshark() {
+    let mut sets = vec![(fixture("CLIENTS.tsv"), root().join("fixtures"), 60)];
+    if let Some(expected) = crate::kit::shared_or_skip("captures/EXPECTED.tsv") {
+        let base = expected.parent().unwrap().to_path_buf();
+        sets.push((fixture("CLIENTS-shared.tsv"), base, 60));
+    }
+    for (tsv, base, min) in sets {
+        let rows = tsv_rows(&tsv);
+        let (mut checked, mut missing) = (0, 0);
+        let mut errors = Vec::new();
+        let mut files: Vec<&str> = rows.iter().map(|r| r["file"].as_str()).collect();
+        files.dedup();
+        for file in files {
+            let path = base.join(file);
+            let all = flows(&json_run(&[
+                "-r",
+                path.to_str().unwrap(),
+                "--json",
+                "--all",
+            ]));
+            for row in rows.iter().filter(|r| r["file"] == file) {
+                let mine: Vec<&Value> = all
+                    .iter()
+                    .filter(|f| {
+                        let port = |k: &str| row[k].parse::<u64>().ok();
+                        f["client"]["port"].as_u64() == port("client_port")
+                            && f["server"]["port"].as_u64() == port("server_port")
+                            && f["tls"]["client_hello"].is_object()
+                    })
+                    .collect();
+                if mine.is_empty() {
+                    missing += 1;
+                    continue;
+                }
+                checked += 1;
+                let weak_count = format!("offered {} weak suites", row["weak_suites"]);
+                let agrees = |f: &&Value| {
+                    let c = codes(f);
+                    let weak = finding(f, "CLIENT_WEAK_CIPHERS");
+                    c.contains(&"CLIENT_DEPRECATED_TLS") == (row["deprecated"] == "T")
+                        && weak.is_some() == (row["weak"] == "T")
+                        && weak.is_none_or(|w| {
+                            w["message"].as_str().unwrap_or("").contains(&weak_count)
+                        })
+                };
+                if !mine.iter().any(agrees) {
+                    errors.push(format!(
+                        "{file} {}->{}: tshark highest {} deprecated {} weak {}, tlswatch {:?}",
+                        row["client_port"],
+                        row["server_port"],
+                        row["highest_offered"],
+                        row["deprecated"],
+                        row["weak_suites"],
+                        mine.iter().map(|f| codes(f)).collect::<Vec<_>>()
+                    ));
+                }
+            }
+        }
+        eprintln!("{}: {missing} connections not reported", tsv.display());
+        assert!(
+            checked >= min,
+            "{}: only {checked} connections",
+            tsv.display()
+        );
+        assert!(
+            errors.is_empty(),
+            "{}: {} of {checked} differ:\n{}",
+            tsv.display(),
+            errors.len(),
+            errors.join("\n")
+        );
+    }
 }
