@@ -535,7 +535,9 @@ impl<W: Write> Sink for Table<W> {
     }
 
     fn certificates(&mut self, list: &[super::certificates::CertificateRecord]) -> io::Result<()> {
-        super::certificates::write_table(&mut self.out, list, self.width, &|s| escape(s).into_owned())
+        super::certificates::write_table(&mut self.out, list, self.width, &|s| {
+            escape(s).into_owned()
+        })
     }
 
     fn finish(&mut self, s: &Summary) -> io::Result<()> {
