@@ -148,6 +148,12 @@ pub struct Args {
     #[arg(long = "show-users")]
     pub show_users: bool,
 
+    /// Decrypt TLS 1.3 and QUIC handshakes (never application data) with the secrets of
+    /// this NSS key log file (SSLKEYLOGFILE format; repeatable). Secrets a pcapng carries
+    /// (Decryption Secrets Blocks) are used without it.
+    #[arg(long = "keylog", value_name = "FILE")]
+    pub keylog: Vec<String>,
+
     /// Colour in the table.
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
@@ -265,6 +271,8 @@ impl Args {
             opts: Options {
                 show_users: self.show_users,
             },
+            keylog: self.keylog,
+            keys: std::sync::Arc::default(),
             color: self.color.into(),
         })
     }

@@ -86,6 +86,14 @@ impl UdpAnalyzer {
         }
     }
 
+    /// Hands the run's key table to a QUIC analysis (DTLS takes none).
+    pub fn with_keys(mut self, keys: Option<std::sync::Arc<crate::keylog::KeyLog>>) -> Self {
+        if let UdpAnalyzer::Quic(q) = &mut self {
+            q.set_keys(keys);
+        }
+        self
+    }
+
     /// One datagram's payload, sent by `dir`.
     pub fn on_datagram(&mut self, dir: Dir, payload: &[u8], rec: &mut FlowRecord) {
         match self {

@@ -84,6 +84,10 @@ struct Interface {
 /// A packet found in a block: time, link type, captured bytes, length on the wire.
 type Found<'b> = (Timestamp, i32, &'b [u8], u32);
 
+/// Receives the Decryption Secrets Blocks of a pcapng (their `secrets_type` and
+/// data), in file order, before the packets that follow them.
+pub type Secrets<'s> = &'s mut dyn FnMut(u32, &[u8]);
+
 /// What the blocks read so far say about the ones to come.
 struct Format {
     legacy_linktype: i32,
@@ -116,7 +120,12 @@ impl Format {
     }
 
     /// Learns from a header block, or finds the packet a block carries.
-    fn block<'b>(&mut self, block: PcapBlockOwned<'b>, out: &mut ReadOutcome) -> Option<Found<'b>> {
+    fn block<'b>(
+        &mut self,
+        block: PcapBlockOwned<'b>,
+        out: &mut ReadOutcome,
+        secrets: Secrets<'_>,
+    ) -> Option<Found<'b>> {
         match block {
             PcapBlockOwned::LegacyHeader(h) => {
                 self.legacy_linktype = h.network.0;
@@ -135,6 +144,11 @@ impl Format {
                     nanos: nanos.min(999_999_999),
                 };
                 Some((ts, self.legacy_linktype, b.data, b.origlen))
+            }
+            PcapBlockOwned::NG(Block::DecryptionSecrets(dsb)) => {
+                let len = (dsb.secrets_len as usize).min(dsb.data.len());
+                secrets(dsb.secrets_type.0, dsb.data.get(..len).unwrap_or_default());
+                None
             }
             PcapBlockOwned::NG(b) => self.ng_block(b, out),
         }
@@ -210,7 +224,17 @@ pub fn read_capture<R: Read + Send>(
     input: R,
     f: &mut dyn FnMut(&Packet<'_>),
 ) -> Result<ReadOutcome, CaptureError> {
-    read_buffered(file, input, READ_BUFFER, f)
+    read_buffered(file, input, READ_BUFFER, f, &mut |_, _| {})
+}
+
+/// [`read_capture`], handing the pcapng Decryption Secrets Blocks to `secrets`.
+pub fn read_capture_with_secrets<R: Read + Send>(
+    file: &str,
+    input: R,
+    f: &mut dyn FnMut(&Packet<'_>),
+    secrets: Secrets<'_>,
+) -> Result<ReadOutcome, CaptureError> {
+    read_buffered(file, input, READ_BUFFER, f, secrets)
 }
 
 /// [`read_capture`] with a read buffer of `capacity` bytes to begin with.
@@ -219,6 +243,7 @@ fn read_buffered<R: Read + Send>(
     input: R,
     mut capacity: usize,
     f: &mut dyn FnMut(&Packet<'_>),
+    secrets: Secrets<'_>,
 ) -> Result<ReadOutcome, CaptureError> {
     let mut reader = match Reader::new(capacity, input) {
         Ok(r) => r,
@@ -234,7 +259,8 @@ fn read_buffered<R: Read + Send>(
     loop {
         let stop = match reader.next() {
             Ok((len, block, chunk)) => {
-                if let Some((ts, linktype, data, orig_len)) = format.block(block, &mut out) {
+                if let Some((ts, linktype, data, orig_len)) = format.block(block, &mut out, secrets)
+                {
                     out.packets += 1;
                     format.last_ts = ts;
                     f(&Packet {
@@ -769,13 +795,14 @@ mod tests {
                 let mut held: Vec<(Buffer, Range<usize>)> = Vec::new();
                 let mut seen = Vec::new();
                 let input = Trickle { data: &bytes, step };
-                let r = read_buffered("t", input, capacity, &mut |p| {
+                let packet = &mut |p: &Packet<'_>| {
                     seen.push((p.ts, p.linktype, p.data.to_vec()));
                     if hold && let Some(c) = p.chunk {
                         let start = p.data.as_ptr() as usize - c.as_ptr() as usize;
                         held.push((Buffer::clone(c), start..start + p.data.len()));
                     }
-                });
+                };
+                let r = read_buffered("t", input, capacity, packet, &mut |_, _| {});
                 let what = format!("{} step {step} capacity {capacity}", path.display());
                 assert_eq!(r.unwrap().packets, whole.packets, "{what}");
                 assert_eq!(seen, expect, "{what}");

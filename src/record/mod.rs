@@ -225,6 +225,9 @@ pub enum Note {
     /// Bytes that are neither TLS nor a known protocol, high-entropy from the first
     /// one and text in neither direction: encrypted by something else, not plaintext.
     HighEntropy,
+    /// Secrets for this TLS 1.3 session were given (`--keylog`, pcapng secrets) but
+    /// do not open its handshake: the wrong keys, or another connection's.
+    KeysMismatch,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -322,6 +325,43 @@ pub struct TlsInfo {
     pub certificates: Vec<std::sync::Arc<Certificate>>,
     /// The client's certificate chain (mutual TLS), leaf first.
     pub client_certificates: Vec<std::sync::Arc<Certificate>>,
+    /// The TLS 1.3 handshake was decrypted with the session's keys (`--keylog`,
+    /// or secrets in the pcapng): its certificates and the rest below were read.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub decrypted: bool,
+    /// What the decrypted handshake showed beyond the certificates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encrypted_handshake: Option<EncryptedHandshake>,
+}
+
+/// The encrypted part of a TLS 1.3 handshake, read with the session's keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EncryptedHandshake {
+    /// The extensions of EncryptedExtensions, in order (the selected ALPN
+    /// protocol goes to `server_hello.alpn`).
+    pub encrypted_extensions: Vec<crate::analyzer::tls::cipher::Name>,
+    /// The algorithm a CompressedCertificate used (RFC 8879): `zlib`, `brotli`, `zstd`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_compression: Option<crate::analyzer::tls::cipher::Name>,
+    /// The server asked for a client certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_request: Option<CertificateRequest>,
+    /// Signature scheme of the server's CertificateVerify.
+    pub server_signature: Option<crate::analyzer::tls::cipher::Name>,
+    /// Signature scheme of the client's CertificateVerify (mutual TLS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_signature: Option<crate::analyzer::tls::cipher::Name>,
+    /// The sides whose Finished was read, in the order read.
+    pub finished: Vec<Dir>,
+}
+
+/// A TLS 1.3 CertificateRequest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CertificateRequest {
+    /// Signature schemes the server accepts from the client.
+    pub signature_algorithms: Vec<crate::analyzer::tls::cipher::Name>,
+    /// How many certificate authorities it names.
+    pub certificate_authorities: u32,
 }
 
 /// Public key of a certificate.

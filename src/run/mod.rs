@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::output::Sink;
 #[cfg(not(feature = "live"))]
 use crate::output::Summary;
+use crate::pipeline::deliver::Notice;
 use crate::pipeline::drive;
 use crate::pipeline::stage::Stage;
 use crate::record::EndReason;
@@ -78,6 +79,10 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink, progress: &Progress) -> Report
         col.error(msg);
         return col.abort();
     }
+    if let Err(msg) = load_keys(cfg, &mut col) {
+        col.error(msg);
+        return col.abort();
+    }
     let (failed, totals) = drive(
         cfg,
         &mut col,
@@ -91,6 +96,18 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink, progress: &Progress) -> Report
     col.finish(totals.stats, totals.evicted, failed)
 }
 
+/// Loads the `--keylog` files into the run's key table, warning once per file
+/// about lines it could not use; an unreadable file is an error.
+pub fn load_keys(cfg: &Config, col: &mut Collector<'_>) -> Result<(), String> {
+    for path in &cfg.keylog {
+        let stats = cfg.keys.load_file(path)?;
+        if let Some(w) = stats.warning(path) {
+            col.warn(w);
+        }
+    }
+    Ok(())
+}
+
 /// Reads the inputs in order into `stage`; says whether one of them failed.
 fn read_files(cfg: &Config, stage: &mut dyn Stage, progress: &Progress) -> bool {
     // Compiled here, in the thread that reads; checked once already.
@@ -98,13 +115,22 @@ fn read_files(cfg: &Config, stage: &mut dyn Stage, progress: &Progress) -> bool 
     let mut failed = false;
     for input in &cfg.inputs {
         let before = stage.decode_stats().unsupported_link_types.clone();
-        let result = progress.read_path(input, &mut |p| {
-            if filter.as_mut().is_none_or(|f| f.matches(p)) {
-                stage.packet(p);
-            } else {
-                stage.skip();
-            }
-        });
+        let mut secrets = crate::keylog::LoadStats::default();
+        let result = progress.read_path(
+            input,
+            &mut |p| {
+                if filter.as_mut().is_none_or(|f| f.matches(p)) {
+                    stage.packet(p);
+                } else {
+                    stage.skip();
+                }
+            },
+            // Added before the packets after the block are handed on.
+            &mut |kind, data| secrets.add(cfg.keys.add_block(kind, data)),
+        );
+        if let Some(w) = secrets.warning(input) {
+            progress.suspend(|| stage.notice(Notice::Warn(w)));
+        }
         let after = &stage.decode_stats().unsupported_link_types;
         for notice in input_notices(input, &result, &before, after) {
             failed |= notice.is_error();

@@ -3,7 +3,7 @@
 //! Shown only to a person watching: standard error a terminal, no `--quiet`, no
 //! `CI` in the environment; never for small inputs or live capture.
 
-use crate::capture::{CaptureError, Packet, ReadOutcome, read_capture};
+use crate::capture::{CaptureError, Packet, ReadOutcome, Secrets, read_capture_with_secrets};
 use crate::config::Config;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{self, IsTerminal, Read, Write};
@@ -109,17 +109,19 @@ impl Progress {
     }
 
     /// Reads the capture at `path` (`-`: standard input) as
-    /// [`crate::capture::read_path`] does, counting its bytes into the display.
+    /// [`crate::capture::read_path`] does, counting its bytes into the display;
+    /// pcapng Decryption Secrets Blocks go to `secrets`.
     pub fn read_path(
         &self,
         path: &str,
         f: &mut dyn FnMut(&Packet<'_>),
+        secrets: Secrets<'_>,
     ) -> Result<ReadOutcome, CaptureError> {
         if path == "-" {
-            return read_capture("-", self.reader(io::stdin()), f);
+            return read_capture_with_secrets("-", self.reader(io::stdin()), f, secrets);
         }
         match std::fs::File::open(path) {
-            Ok(file) => read_capture(path, self.reader(file), f),
+            Ok(file) => read_capture_with_secrets(path, self.reader(file), f, secrets),
             Err(e) => Err(CaptureError::Io {
                 file: path.to_string(),
                 source: e,

@@ -3,6 +3,7 @@
 //! (1-RTT) packets are recognised by their first bit and counted.
 
 pub mod crypto;
+pub mod handshake;
 pub mod initial;
 pub mod packet;
 
@@ -11,6 +12,7 @@ use crate::record::{Alert, Dir, FlowRecord, Note, PerDir, QuicInfo, hex};
 use crypto::{CryptoStream, Messages};
 use initial::{InitialKeys, Suite};
 use packet::{Bad, Frame, Kind, Long, long_header};
+use std::sync::Arc;
 
 /// Initial packets per direction that may fail to decrypt before that direction is given up.
 pub const MAX_DECRYPT_FAILURES: u32 = 8;
@@ -49,6 +51,11 @@ pub struct QuicAnalyzer {
     scratch: Vec<u8>,
     closed: bool,
     opaque: bool,
+    /// The run's key table, when it holds secrets; the ClientHello random to
+    /// look this connection up by; its Handshake space once the keys are known.
+    keylog: Option<Arc<crate::keylog::KeyLog>>,
+    client_random: Option<[u8; 32]>,
+    handshake: Option<Box<handshake::HandshakeSpace>>,
 }
 
 /// The spelling of a QUIC version in the record: `1`, `2`, else hex.
@@ -125,6 +132,11 @@ impl QuicAnalyzer {
         Self::default()
     }
 
+    /// The key table this connection's Handshake packets are opened with.
+    pub fn set_keys(&mut self, keys: Option<Arc<crate::keylog::KeyLog>>) {
+        self.keylog = keys;
+    }
+
     /// Nothing more to learn: both hellos read and both sides past the handshake,
     /// the connection closed, or a version whose packets cannot be read.
     pub fn is_done(&self) -> bool {
@@ -133,7 +145,8 @@ impl QuicAnalyzer {
             || (self.side.client.hello
                 && self.side.server.hello
                 && self.side.client.one_rtt
-                && self.side.server.one_rtt)
+                && self.side.server.one_rtt
+                && !self.handshake.as_ref().is_some_and(|h| h.pending()))
     }
 
     /// One UDP datagram's payload from `dir`.
@@ -186,6 +199,9 @@ impl QuicAnalyzer {
                 .map_or(0, |c| c.cid.capacity() + std::mem::size_of::<InitialKeys>())
             + side(&self.side.client)
             + side(&self.side.server)
+            + self.handshake.as_ref().map_or(0, |h| {
+                std::mem::size_of::<handshake::HandshakeSpace>() + h.heap_bytes()
+            })
     }
 
     fn info(rec: &mut FlowRecord) -> &mut QuicInfo {
@@ -258,6 +274,13 @@ impl QuicAnalyzer {
                 }
                 self.initial(dir, l, pkt, &s, rec);
             }
+            (Kind::Protected { type_bits, pn_offset, .. }, _, Some(s))
+                if type_bits == s.handshake_type && self.handshake.is_some() =>
+            {
+                if let Some(h) = self.handshake.as_mut() {
+                    h.packet(dir, pkt, pn_offset, rec);
+                }
+            }
             (Kind::Protected { .. }, _, _) => {
                 let info = Self::info(rec);
                 if info.version.is_empty() {
@@ -304,6 +327,7 @@ impl QuicAnalyzer {
         let mut closed = None;
         let mut capped = false;
         let mut hellos = Vec::new();
+        let mut random = None;
         let Side {
             crypto, messages, ..
         } = side;
@@ -312,7 +336,11 @@ impl QuicAnalyzer {
                 capped |= crypto
                     .insert(offset, data, &mut |b| {
                         messages.feed(b, &mut |(t, body)| {
-                            hellos.push(hello_message(Carrier::Quic, dir, t, body, None, rec));
+                            let hello = hello_message(Carrier::Quic, dir, t, body, None, rec);
+                            if hello == Hello::ClientHello {
+                                random = super::tls::unseal::client_random(body);
+                            }
+                            hellos.push(hello);
                         })
                     })
                     .capped;
@@ -334,6 +362,7 @@ impl QuicAnalyzer {
         {
             side.hello = true;
         }
+        self.hello_keys(random, &hellos, l.version, rec);
         if let Some(error) = closed {
             self.closed = true;
             // CONNECTION_CLOSE with a crypto error carries a TLS alert (RFC 9001 §4.8).
@@ -348,6 +377,41 @@ impl QuicAnalyzer {
                 }
             }
         }
+    }
+
+    /// After the hellos of an Initial packet: keeps the ClientHello random, and at
+    /// a TLS 1.3 ServerHello opens the Handshake space when the key table holds
+    /// this connection's secrets.
+    fn hello_keys(
+        &mut self,
+        random: Option<[u8; 32]>,
+        hellos: &[Hello],
+        version: u32,
+        rec: &mut FlowRecord,
+    ) {
+        let Some(keylog) = self.keylog.as_ref() else {
+            return;
+        };
+        if random.is_some() {
+            self.client_random = random;
+        }
+        let tls13 = hellos
+            .iter()
+            .any(|h| matches!(h, Hello::ServerHello { version } if version.is_tls13()));
+        let Some(r) = self.client_random.filter(|_| tls13 && self.handshake.is_none()) else {
+            return;
+        };
+        let Some(secrets) = keylog.lookup(&r) else {
+            return;
+        };
+        let suite = rec
+            .tls
+            .as_ref()
+            .and_then(|t| t.server_hello.as_ref())
+            .and_then(|s| s.cipher_id);
+        self.handshake = suite
+            .and_then(|s| handshake::HandshakeSpace::new(s, &secrets, version))
+            .map(Box::new);
     }
 
     fn open(
@@ -385,6 +449,9 @@ impl QuicAnalyzer {
             .and_then(|c| c.alpn.first())
             .is_some_and(|a| a.starts_with("h3"));
         rec.app_protocol = Some(if h3 { "http3" } else { "quic" }.to_string());
+        if self.handshake.as_ref().is_some_and(|h| h.mismatch()) {
+            rec.note(Note::KeysMismatch);
+        }
         rec.encryption = crate::record::Encryption::Quic;
         rec.quic.get_or_insert_with(QuicInfo::default);
     }

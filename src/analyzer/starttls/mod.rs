@@ -202,6 +202,11 @@ impl Driver {
         }
     }
 
+    /// The key table for the TLS after the upgrade (see [`TlsAnalyzer::set_keys`]).
+    pub fn set_keys(&mut self, keys: Option<std::sync::Arc<crate::keylog::KeyLog>>) {
+        self.tls.set_keys(keys);
+    }
+
     /// Heap bytes held (an estimate for the protocol machine: its line and message
     /// buffers are capped; see `MACHINE_BYTES`), for the flow table's memory cap.
     pub fn heap_bytes(&self) -> usize {
