@@ -125,7 +125,7 @@ enum Line {
 /// Reads one line (without its end of line): `LABEL <client random hex> <secret hex>`.
 fn parse_line(line: &[u8]) -> Line {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line.iter().all(u8::is_ascii_whitespace) || line.first() == Some(&b'#') {
+    if line.first() == Some(&b'#') || line.iter().all(u8::is_ascii_whitespace) {
         return Line::Skip;
     }
     let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
@@ -134,16 +134,17 @@ fn parse_line(line: &[u8]) -> Line {
     else {
         return Line::Malformed;
     };
+    // Lines of other labels are not read further.
+    let Some(l) = label(l) else {
+        return Line::Skip;
+    };
     let mut r = [0u8; 32];
     if random.len() != 64 || decode_hex(random, &mut r).is_none() {
         return Line::Malformed;
     }
-    let Some(secret) = Secret::from_hex(secret) else {
-        return Line::Malformed;
-    };
-    match label(l) {
-        Some(l) => Line::Keep(l, r, secret),
-        None => Line::Skip,
+    match Secret::from_hex(secret) {
+        Some(secret) => Line::Keep(l, r, secret),
+        None => Line::Malformed,
     }
 }
 
@@ -225,22 +226,39 @@ impl KeyLog {
             .write()
             .map_err(|_| std::io::Error::other("key table poisoned"))?;
         let mut stats = LoadStats::default();
-        let mut line = Vec::with_capacity(256);
+        // The start of a line the buffer cut; `None` while skipping a line too long.
+        let mut carry: Option<Vec<u8>> = Some(Vec::new());
         loop {
-            line.clear();
-            let n = std::io::Read::take(&mut input, MAX_LINE_LEN as u64 + 1)
-                .read_until(b'\n', &mut line)?;
-            if n == 0 {
+            let buf = input.fill_buf()?;
+            if buf.is_empty() {
                 break;
             }
-            if line.last() != Some(&b'\n') && n > MAX_LINE_LEN {
-                // Too long: skip to the end of this line.
-                stats.malformed += 1;
-                skip_line(&mut input)?;
-                continue;
+            let n = buf.len();
+            let mut rest = buf;
+            while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+                let (line, after) = rest.split_at(i);
+                rest = after.get(1..).unwrap_or_default();
+                match carry.as_mut() {
+                    None => carry = Some(Vec::new()),
+                    Some(c) if c.is_empty() => stats.add(one_line(&mut table, line)),
+                    Some(c) => {
+                        c.extend_from_slice(line);
+                        stats.add(one_line(&mut table, c));
+                        c.clear();
+                    }
+                }
             }
-            let body = line.strip_suffix(b"\n").unwrap_or(&line);
-            stats.add(insert(&mut table, parse_line(body)));
+            if let Some(c) = carry.as_mut() {
+                c.extend_from_slice(rest);
+                if c.len() > MAX_LINE_LEN {
+                    stats.malformed += 1;
+                    carry = None;
+                }
+            }
+            input.consume(n);
+        }
+        if let Some(c) = carry.filter(|c| !c.is_empty()) {
+            stats.add(one_line(&mut table, &c));
         }
         self.settle(&table);
         Ok(stats)
@@ -258,12 +276,7 @@ impl KeyLog {
         for line in data.split(|&b| b == b'\n') {
             // A block is padded with zeros to a multiple of four bytes.
             let end = line.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-            let line = line.get(..end).unwrap_or_default();
-            if line.len() > MAX_LINE_LEN {
-                stats.malformed += 1;
-                continue;
-            }
-            stats.add(insert(&mut table, parse_line(line)));
+            stats.add(one_line(&mut table, line.get(..end).unwrap_or_default()));
         }
         self.settle(&table);
         stats
@@ -276,23 +289,15 @@ impl KeyLog {
     }
 }
 
-fn skip_line(input: &mut impl BufRead) -> std::io::Result<()> {
-    loop {
-        let buf = input.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                input.consume(i + 1);
-                return Ok(());
-            }
-            None => {
-                let n = buf.len();
-                input.consume(n);
-            }
-        }
+/// One line of a key log (without its end of line) into the table.
+fn one_line(table: &mut Table, line: &[u8]) -> LoadStats {
+    if line.len() > MAX_LINE_LEN {
+        return LoadStats {
+            malformed: 1,
+            ..LoadStats::default()
+        };
     }
+    insert(table, parse_line(line))
 }
 
 fn insert(table: &mut Table, line: Line) -> LoadStats {
