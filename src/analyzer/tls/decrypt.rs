@@ -166,40 +166,27 @@ impl RecordKeys {
     }
 }
 
-#[cfg(test)]
 impl RecordKeys {
-    /// Seals `plain` as a peer would (for tests): ciphertext then tag.
-    pub fn seal(&self, seq: u64, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+    /// Seals `plain` as a peer would (ciphertext then tag): the inverse of
+    /// [`RecordKeys::open`], for building test and fuzz input. The tool itself
+    /// never encrypts anything.
+    pub fn seal(&self, seq: u64, aad: &[u8], plain: &[u8]) -> Option<Vec<u8>> {
         let mut nonce = self.iv;
         for (n, p) in nonce.iter_mut().rev().zip(seq.to_be_bytes().iter().rev()) {
             *n ^= p;
         }
         let nonce = Array::from(nonce);
         let mut body = plain.to_vec();
+        let buf = body.as_mut_slice();
         let tag: Vec<u8> = match &self.aead {
-            Aead::Aes128Gcm(a) => a
-                .encrypt_inout_detached(&nonce, aad, body.as_mut_slice().into())
-                .unwrap()
-                .to_vec(),
-            Aead::Aes256Gcm(a) => a
-                .encrypt_inout_detached(&nonce, aad, body.as_mut_slice().into())
-                .unwrap()
-                .to_vec(),
-            Aead::ChaCha(a) => a
-                .encrypt_inout_detached(&nonce, aad, body.as_mut_slice().into())
-                .unwrap()
-                .to_vec(),
-            Aead::Ccm(a) => a
-                .encrypt_inout_detached(&nonce, aad, body.as_mut_slice().into())
-                .unwrap()
-                .to_vec(),
-            Aead::Ccm8(a) => a
-                .encrypt_inout_detached(&nonce, aad, body.as_mut_slice().into())
-                .unwrap()
-                .to_vec(),
+            Aead::Aes128Gcm(a) => a.encrypt_inout_detached(&nonce, aad, buf.into()).ok()?.to_vec(),
+            Aead::Aes256Gcm(a) => a.encrypt_inout_detached(&nonce, aad, buf.into()).ok()?.to_vec(),
+            Aead::ChaCha(a) => a.encrypt_inout_detached(&nonce, aad, buf.into()).ok()?.to_vec(),
+            Aead::Ccm(a) => a.encrypt_inout_detached(&nonce, aad, buf.into()).ok()?.to_vec(),
+            Aead::Ccm8(a) => a.encrypt_inout_detached(&nonce, aad, buf.into()).ok()?.to_vec(),
         };
         body.extend(tag);
-        body
+        Some(body)
     }
 }
 
@@ -244,7 +231,7 @@ mod tests {
             let secret = vec![7u8; if c.sha384() { 48 } else { 32 }];
             let k = RecordKeys::tls(c, &secret).unwrap();
             let aad = [23, 3, 3, 0, 40];
-            let mut sealed = k.seal(3, &aad, b"handshake bytes\x16");
+            let mut sealed = k.seal(3, &aad, b"handshake bytes\x16").unwrap();
             assert_eq!(sealed.len(), 16 + c.tag_len());
             let mut copy = sealed.clone();
             let n = k.open(3, &aad, &mut sealed).unwrap();
