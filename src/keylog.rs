@@ -39,7 +39,7 @@ impl Secret {
 
     fn from_hex(hex: &[u8]) -> Option<Secret> {
         let len = hex.len() / 2;
-        if hex.len() % 2 != 0 || len == 0 || len > MAX_SECRET_LEN {
+        if !hex.len().is_multiple_of(2) || len == 0 || len > MAX_SECRET_LEN {
             return None;
         }
         let mut s = Secret {

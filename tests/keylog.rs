@@ -31,7 +31,11 @@ fn text(v: &Value) -> String {
                 .iter()
                 .filter_map(|x| x.as_str().map(String::from))
                 .collect();
-            if s.is_empty() { "-".into() } else { s.join(",") }
+            if s.is_empty() {
+                "-".into()
+            } else {
+                s.join(",")
+            }
         }
         other => other.to_string(),
     }
@@ -178,12 +182,22 @@ fn keys_open_the_handshake_and_without_them_nothing_changes() {
             serde_json::json!(["server", "client"]),
             "{file}"
         );
-        assert!(!tls["certificates"].as_array().unwrap().is_empty(), "{file}");
+        assert!(
+            !tls["certificates"].as_array().unwrap().is_empty(),
+            "{file}"
+        );
         assert!(!notes(&with).contains(&"keys_mismatch"), "{file}");
         let without = flows(&report(file, "-")).remove(0);
         assert!(without["tls"].get("decrypted").is_none(), "{file}");
-        assert!(without["tls"].get("encrypted_handshake").is_none(), "{file}");
-        assert_eq!(without["tls"]["certificates"], serde_json::json!([]), "{file}");
+        assert!(
+            without["tls"].get("encrypted_handshake").is_none(),
+            "{file}"
+        );
+        assert_eq!(
+            without["tls"]["certificates"],
+            serde_json::json!([]),
+            "{file}"
+        );
     }
     let client = flows(&report(
         "keylog/tls13_client_cert.pcap",
@@ -238,7 +252,13 @@ fn secrets_of(path: &std::path::Path) -> Vec<String> {
 /// Every way tlswatch prints: JSON, NDJSON, the table, the server inventory.
 fn every_output(args: &[&str]) -> String {
     let mut all = String::new();
-    for extra in [&["--json"][..], &["--ndjson"], &[], &["--servers"], &["--json", "--all"]] {
+    for extra in [
+        &["--json"][..],
+        &["--ndjson"],
+        &[],
+        &["--servers"],
+        &["--json", "--all"],
+    ] {
         let out = run(&[args, extra].concat());
         all.push_str(&String::from_utf8_lossy(&out.stdout));
         all.push_str(&String::from_utf8_lossy(&out.stderr));
@@ -253,7 +273,10 @@ fn key_material_is_never_printed() {
             "fixtures/keylog/tls13_client_cert.pcap",
             "fixtures/keylog/keys/tls13_client_cert.keys",
         ),
-        ("fixtures/udp/quic_v1.pcap", "fixtures/udp/keys/quic_v1.keys"),
+        (
+            "fixtures/udp/quic_v1.pcap",
+            "fixtures/udp/keys/quic_v1.keys",
+        ),
     ] {
         let all = every_output(&["-r", file, "--keylog", keys]);
         let secrets = secrets_of(&kit::root().join(keys));
@@ -280,8 +303,14 @@ fn key_material_is_never_printed() {
 #[test]
 fn wrong_keys_are_noted_not_fatal() {
     for (file, keys) in [
-        ("keylog/tls13_aes256gcm.pcap", "keylog/keys/tls13_aes256gcm.keys"),
-        ("keylog/tls13_chacha20.pcap", "keylog/keys/tls13_chacha20.keys"),
+        (
+            "keylog/tls13_aes256gcm.pcap",
+            "keylog/keys/tls13_aes256gcm.keys",
+        ),
+        (
+            "keylog/tls13_chacha20.pcap",
+            "keylog/keys/tls13_chacha20.keys",
+        ),
         ("udp/quic_v1.pcap", "udp/keys/quic_v1.keys"),
     ] {
         let good = std::fs::read_to_string(fixture(keys)).unwrap();
@@ -356,7 +385,10 @@ fn malformed_lines_are_counted_and_warned_once() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("key log")).collect();
     assert_eq!(warnings.len(), 1, "{stderr}");
-    assert!(warnings[0].contains("3 malformed lines ignored"), "{stderr}");
+    assert!(
+        warnings[0].contains("3 malformed lines ignored"),
+        "{stderr}"
+    );
     assert_eq!(flows(&parse_json(&out))[0]["tls"]["decrypted"], true);
     // A key log that cannot be read is an error, before any capture is read.
     let out = run_once(&[

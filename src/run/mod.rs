@@ -79,7 +79,7 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink, progress: &Progress) -> Report
         col.error(msg);
         return col.abort();
     }
-    if let Err(msg) = load_keys(cfg, &mut col) {
+    if let Err(msg) = col.load_keys(cfg) {
         col.error(msg);
         return col.abort();
     }
@@ -94,18 +94,6 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink, progress: &Progress) -> Report
     progress.finish();
     col.summary.memory = totals.memory;
     col.finish(totals.stats, totals.evicted, failed)
-}
-
-/// Loads the `--keylog` files into the run's key table, warning once per file
-/// about lines it could not use; an unreadable file is an error.
-pub fn load_keys(cfg: &Config, col: &mut Collector<'_>) -> Result<(), String> {
-    for path in &cfg.keylog {
-        let stats = cfg.keys.load_file(path)?;
-        if let Some(w) = stats.warning(path) {
-            col.warn(w);
-        }
-    }
-    Ok(())
 }
 
 /// Reads the inputs in order into `stage`; says whether one of them failed.

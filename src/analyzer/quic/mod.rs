@@ -7,7 +7,7 @@ pub mod handshake;
 pub mod initial;
 pub mod packet;
 
-use super::tls::{Carrier, Hello, alert_name, hello_message};
+use super::tls::{Hello, alert_name};
 use crate::record::{Alert, Dir, FlowRecord, Note, PerDir, QuicInfo, hex};
 use crypto::{CryptoStream, Messages};
 use initial::{InitialKeys, Suite};
@@ -178,7 +178,10 @@ impl QuicAnalyzer {
             };
             let pkt = rest.get(..l.len).unwrap_or(rest);
             rest = rest.get(l.len..).unwrap_or_default();
-            self.packet(dir, &l, pkt, suite, rec);
+            if !self.handshake_packet(dir, &l, pkt, suite, rec) {
+                self.packet(dir, &l, pkt, suite, rec);
+            }
+            self.hello_keys(l.version, rec);
             if self.scratch.capacity() > MAX_SCRATCH_KEPT {
                 self.scratch = Vec::new();
             }
@@ -274,13 +277,6 @@ impl QuicAnalyzer {
                 }
                 self.initial(dir, l, pkt, &s, rec);
             }
-            (Kind::Protected { type_bits, pn_offset, .. }, _, Some(s))
-                if type_bits == s.handshake_type && self.handshake.is_some() =>
-            {
-                if let Some(h) = self.handshake.as_mut() {
-                    h.packet(dir, pkt, pn_offset, rec);
-                }
-            }
             (Kind::Protected { .. }, _, _) => {
                 let info = Self::info(rec);
                 if info.version.is_empty() {
@@ -327,7 +323,6 @@ impl QuicAnalyzer {
         let mut closed = None;
         let mut capped = false;
         let mut hellos = Vec::new();
-        let mut random = None;
         let Side {
             crypto, messages, ..
         } = side;
@@ -336,11 +331,13 @@ impl QuicAnalyzer {
                 capped |= crypto
                     .insert(offset, data, &mut |b| {
                         messages.feed(b, &mut |(t, body)| {
-                            let hello = hello_message(Carrier::Quic, dir, t, body, None, rec);
-                            if hello == Hello::ClientHello {
-                                random = super::tls::unseal::client_random(body);
-                            }
-                            hellos.push(hello);
+                            hellos.push(handshake::hello(
+                                dir,
+                                t,
+                                body,
+                                rec,
+                                &mut self.client_random,
+                            ));
                         })
                     })
                     .capped;
@@ -362,7 +359,6 @@ impl QuicAnalyzer {
         {
             side.hello = true;
         }
-        self.hello_keys(random, &hellos, l.version, rec);
         if let Some(error) = closed {
             self.closed = true;
             // CONNECTION_CLOSE with a crypto error carries a TLS alert (RFC 9001 §4.8).
@@ -379,39 +375,54 @@ impl QuicAnalyzer {
         }
     }
 
-    /// After the hellos of an Initial packet: keeps the ClientHello random, and at
-    /// a TLS 1.3 ServerHello opens the Handshake space when the key table holds
-    /// this connection's secrets.
-    fn hello_keys(
-        &mut self,
-        random: Option<[u8; 32]>,
-        hellos: &[Hello],
-        version: u32,
-        rec: &mut FlowRecord,
-    ) {
+    /// Once a TLS 1.3 ServerHello was read (a packet of `version` carried it):
+    /// looks the connection up in the key table, once, and opens its Handshake
+    /// space when the table holds its secrets.
+    fn hello_keys(&mut self, version: u32, rec: &mut FlowRecord) {
         let Some(keylog) = self.keylog.as_ref() else {
             return;
         };
-        if random.is_some() {
-            self.client_random = random;
-        }
-        let tls13 = hellos
-            .iter()
-            .any(|h| matches!(h, Hello::ServerHello { version } if version.is_tls13()));
-        let Some(r) = self.client_random.filter(|_| tls13 && self.handshake.is_none()) else {
-            return;
-        };
-        let Some(secrets) = keylog.lookup(&r) else {
-            return;
-        };
-        let suite = rec
+        let Some(tls) = rec
             .tls
             .as_ref()
-            .and_then(|t| t.server_hello.as_ref())
-            .and_then(|s| s.cipher_id);
-        self.handshake = suite
-            .and_then(|s| handshake::HandshakeSpace::new(s, &secrets, version))
+            .filter(|t| t.version.is_some_and(|v| v.is_tls13()))
+        else {
+            return;
+        };
+        let suite = tls.server_hello.as_ref().and_then(|s| s.cipher_id);
+        let found = self.client_random.and_then(|r| keylog.lookup(&r));
+        // Looked up once: the table is not asked again for this connection.
+        self.keylog = None;
+        self.handshake = found
+            .zip(suite)
+            .and_then(|(secrets, s)| handshake::HandshakeSpace::new(s, &secrets, version))
             .map(Box::new);
+    }
+
+    /// A Handshake packet, when this connection's Handshake space is open: read
+    /// there (true); anything else is left to [`QuicAnalyzer::packet`].
+    fn handshake_packet(
+        &mut self,
+        dir: Dir,
+        l: &Long<'_>,
+        pkt: &[u8],
+        suite: Option<Suite>,
+        rec: &mut FlowRecord,
+    ) -> bool {
+        let (Some(h), Some(s)) = (self.handshake.as_mut(), suite) else {
+            return false;
+        };
+        match l.kind {
+            Kind::Protected {
+                type_bits,
+                pn_offset,
+                ..
+            } if type_bits == s.handshake_type => {
+                h.packet(dir, pkt, pn_offset, rec);
+                true
+            }
+            _ => false,
+        }
     }
 
     fn open(

@@ -72,9 +72,15 @@ pub fn expand_label(cipher: Cipher, secret: &[u8], label: &[u8], out: &mut [u8])
     info.extend_from_slice(label);
     info.push(0);
     if cipher.sha384() {
-        Hkdf::<Sha384>::from_prk(secret).ok()?.expand(&info, out).ok()
+        Hkdf::<Sha384>::from_prk(secret)
+            .ok()?
+            .expand(&info, out)
+            .ok()
     } else {
-        Hkdf::<Sha256>::from_prk(secret).ok()?.expand(&info, out).ok()
+        Hkdf::<Sha256>::from_prk(secret)
+            .ok()?
+            .expand(&info, out)
+            .ok()
     }
 }
 
@@ -179,11 +185,26 @@ impl RecordKeys {
         let mut body = plain.to_vec();
         let buf = body.as_mut_slice();
         let tag: Vec<u8> = match &self.aead {
-            Aead::Aes128Gcm(a) => a.encrypt_inout_detached(&nonce, aad, buf.into()).ok()?.to_vec(),
-            Aead::Aes256Gcm(a) => a.encrypt_inout_detached(&nonce, aad, buf.into()).ok()?.to_vec(),
-            Aead::ChaCha(a) => a.encrypt_inout_detached(&nonce, aad, buf.into()).ok()?.to_vec(),
-            Aead::Ccm(a) => a.encrypt_inout_detached(&nonce, aad, buf.into()).ok()?.to_vec(),
-            Aead::Ccm8(a) => a.encrypt_inout_detached(&nonce, aad, buf.into()).ok()?.to_vec(),
+            Aead::Aes128Gcm(a) => a
+                .encrypt_inout_detached(&nonce, aad, buf.into())
+                .ok()?
+                .to_vec(),
+            Aead::Aes256Gcm(a) => a
+                .encrypt_inout_detached(&nonce, aad, buf.into())
+                .ok()?
+                .to_vec(),
+            Aead::ChaCha(a) => a
+                .encrypt_inout_detached(&nonce, aad, buf.into())
+                .ok()?
+                .to_vec(),
+            Aead::Ccm(a) => a
+                .encrypt_inout_detached(&nonce, aad, buf.into())
+                .ok()?
+                .to_vec(),
+            Aead::Ccm8(a) => a
+                .encrypt_inout_detached(&nonce, aad, buf.into())
+                .ok()?
+                .to_vec(),
         };
         body.extend(tag);
         Some(body)
@@ -218,7 +239,10 @@ mod tests {
                           e9 c9 12 bc de d9 10 5d 42 be fd 59 d3 91 ad 38");
         let mut key = [0u8; 16];
         expand_label(Cipher::Aes128Gcm, &secret, b"key", &mut key).unwrap();
-        assert_eq!(key.to_vec(), hex("3f ce 51 60 09 c2 17 27 d0 f2 e4 e8 6e e4 03 bc"));
+        assert_eq!(
+            key.to_vec(),
+            hex("3f ce 51 60 09 c2 17 27 d0 f2 e4 e8 6e e4 03 bc")
+        );
         let mut iv = [0u8; 12];
         expand_label(Cipher::Aes128Gcm, &secret, b"iv", &mut iv).unwrap();
         assert_eq!(iv.to_vec(), hex("5d 31 3e b2 67 12 76 ee 13 00 0b 30"));

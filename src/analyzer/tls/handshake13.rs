@@ -43,7 +43,12 @@ pub fn collect_cap(msg_type: u8, certificate_cap: usize) -> Option<usize> {
 pub fn signature_scheme_name(s: u16) -> Name {
     let n = match s {
         0x0201 => "rsa_pkcs1_sha1",
+        0x0202 => "dsa_sha1",
         0x0203 => "ecdsa_sha1",
+        0x0301 => "rsa_sha224",
+        0x0302 => "dsa_sha224",
+        0x0303 => "ecdsa_sha224",
+        0x0402 => "dsa_sha256",
         0x0401 => "rsa_pkcs1_sha256",
         0x0403 => "ecdsa_secp256r1_sha256",
         0x0501 => "rsa_pkcs1_sha384",
@@ -304,7 +309,11 @@ fn certificate_request(body: &[u8], rec: &mut FlowRecord) {
                 req.signature_algorithms = schemes
                     .chunks_exact(2)
                     .take(MAX_LISTED_SCHEMES)
-                    .filter_map(|p| Some(signature_scheme_name(u16::from_be_bytes(p.try_into().ok()?))))
+                    .filter_map(|p| {
+                        Some(signature_scheme_name(u16::from_be_bytes(
+                            p.try_into().ok()?,
+                        )))
+                    })
                     .collect();
             }
             EXT_CERTIFICATE_AUTHORITIES => {
@@ -387,7 +396,10 @@ pub mod tests {
         assert_eq!(decompress_certificate(&lie, 1 << 16).1, Err(Inflate::Bad));
         // Past the cap: refused before any work.
         let big = compressed(2, &vec![0; 70_000], b"x");
-        assert_eq!(decompress_certificate(&big, 1 << 16).1, Err(Inflate::TooLarge));
+        assert_eq!(
+            decompress_certificate(&big, 1 << 16).1,
+            Err(Inflate::TooLarge)
+        );
         // Garbage for every algorithm, and an unknown algorithm.
         for alg in 1..=4 {
             let g = compressed(alg, &plain, &[0x55; 40]);
@@ -412,7 +424,10 @@ pub mod tests {
         message(Dir::Server, 13, &cr, 1 << 16, &mut r);
         message(Dir::Server, 15, &[0x08, 0x04, 0, 0], 1 << 16, &mut r);
         message(Dir::Client, 15, &[0x04, 0x03, 0, 0], 1 << 16, &mut r);
-        assert_eq!(message(Dir::Server, 20, &[0; 32], 1 << 16, &mut r), Step::Finished);
+        assert_eq!(
+            message(Dir::Server, 20, &[0; 32], 1 << 16, &mut r),
+            Step::Finished
+        );
         let tls = r.tls.clone().unwrap();
         assert!(tls.decrypted);
         assert_eq!(tls.server_hello.unwrap().alpn.as_deref(), Some("h2"));
@@ -428,11 +443,17 @@ pub mod tests {
         let req = e.certificate_request.unwrap();
         assert_eq!(
             req.signature_algorithms,
-            vec![Name::from("rsa_pss_rsae_sha256"), "ecdsa_secp256r1_sha256".into()]
+            vec![
+                Name::from("rsa_pss_rsae_sha256"),
+                "ecdsa_secp256r1_sha256".into()
+            ]
         );
         assert_eq!(req.certificate_authorities, 2);
         assert_eq!(e.server_signature.as_deref(), Some("rsa_pss_rsae_sha256"));
-        assert_eq!(e.client_signature.as_deref(), Some("ecdsa_secp256r1_sha256"));
+        assert_eq!(
+            e.client_signature.as_deref(),
+            Some("ecdsa_secp256r1_sha256")
+        );
         assert_eq!(e.finished, vec![Dir::Server]);
         assert!(r.notes.is_empty(), "{:?}", r.notes);
         // Truncated bodies are noted, not a panic.

@@ -14,12 +14,12 @@ use crate::keylog::KeyLog;
 use crate::record::{Alert, ClientHelloInfo, Dir, FlowRecord, Note, PerDir, ServerHelloInfo};
 use crate::version::Version;
 use cipher::is_grease;
-use std::sync::Arc;
-use unseal::{Opened, Phase, Unseal};
 pub use fingerprint::Carrier;
 pub use hello::{
     ParsedClientHello, ParsedServerHello, client_hello, client_hello_over, server_hello,
 };
+use std::sync::Arc;
+use unseal::{Opened, Phase, Unseal};
 
 /// Largest TLS record body accepted (2^14 plus the 2048 bytes RFC 5246 allows for expansion).
 pub const MAX_RECORD_LEN: usize = 16384 + 2048;

@@ -210,3 +210,245 @@ impl Unseal {
         s.collecting = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::decrypt::RecordKeys;
+    use super::super::{CT_APPLICATION_DATA, TlsAnalyzer};
+    use super::*;
+    use crate::keylog::KeyLog;
+    use crate::record::{Endpoint, FlowRecord, Note};
+    use crate::time::Timestamp;
+    use std::sync::Arc;
+
+    const RANDOM: [u8; 32] = [0x42; 32];
+
+    fn rec() -> FlowRecord {
+        let ep = |port| Endpoint {
+            ip: std::net::IpAddr::from([10, 0, 0, 1]),
+            port,
+        };
+        FlowRecord::new(1, Timestamp::default(), ep(40000), ep(443))
+    }
+
+    fn hs(msg: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![msg];
+        m.extend(&(body.len() as u32).to_be_bytes()[1..]);
+        m.extend(body);
+        m
+    }
+
+    fn plain_record(ct: u8, body: &[u8]) -> Vec<u8> {
+        let mut r = vec![ct, 3, 3];
+        r.extend((body.len() as u16).to_be_bytes());
+        r.extend(body);
+        r
+    }
+
+    fn client_hello(early: bool) -> Vec<u8> {
+        let mut b = vec![3, 3];
+        b.extend(RANDOM);
+        b.extend([0, 0, 2, 0x13, 0x02, 1, 0]);
+        let mut ext = vec![0, 0x2b, 0, 3, 2, 3, 4];
+        if early {
+            ext.extend([0, 0x2a, 0, 0]);
+        }
+        b.extend((ext.len() as u16).to_be_bytes());
+        b.extend(ext);
+        plain_record(22, &hs(1, &b))
+    }
+
+    fn server_hello() -> Vec<u8> {
+        let mut b = vec![3, 3];
+        b.extend([7; 32]);
+        b.extend([0, 0x13, 0x02, 0, 0, 6, 0, 0x2b, 0, 2, 3, 4]);
+        plain_record(22, &hs(2, &b))
+    }
+
+    /// A protected record of `inner` content type, sealed with `keys` at `seq`.
+    fn sealed(keys: &RecordKeys, seq: u64, ct: u8, content: &[u8]) -> Vec<u8> {
+        let mut inner = content.to_vec();
+        inner.extend([ct, 0, 0]);
+        let mut r = vec![CT_APPLICATION_DATA, 3, 3];
+        r.extend(((inner.len() + 16) as u16).to_be_bytes());
+        let body = keys.seal(seq, &r, &inner).unwrap();
+        r.extend(body);
+        r
+    }
+
+    fn secret(b: u8) -> Vec<u8> {
+        vec![b; 48]
+    }
+
+    fn keylog() -> Arc<KeyLog> {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let text = format!(
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET {r} {c}\nSERVER_HANDSHAKE_TRAFFIC_SECRET {r} {s}\n",
+            r = hex(&RANDOM),
+            c = hex(&secret(1)),
+            s = hex(&secret(2))
+        );
+        let k = KeyLog::new();
+        k.load(text.as_bytes()).unwrap();
+        Arc::new(k)
+    }
+
+    fn keys(b: u8) -> RecordKeys {
+        RecordKeys::tls(Cipher::Aes256Gcm, &secret(b)).unwrap()
+    }
+
+    /// A TLS 1.3 handshake (AES-256-GCM) whose client offered early data and
+    /// sent two 0-RTT records, then everything after each Finished: a record the
+    /// handshake keys would open (it must not be tried) and application data.
+    fn transcript(client_last: Vec<u8>) -> Vec<(Dir, Vec<u8>)> {
+        let (s, other) = (keys(2), keys(9));
+        let ccs = vec![20, 3, 3, 0, 1, 1];
+        let mut ee_ext = vec![0, 16, 0, 5, 0, 3, 2, b'h', b'2'];
+        ee_ext.extend([0, 42, 0, 0]);
+        let mut ee = (ee_ext.len() as u16).to_be_bytes().to_vec();
+        ee.extend(ee_ext);
+        let der = b"\x30\x03\x02\x01\x05";
+        let cert = super::super::handshake13::tests::certificate_body(&[der]);
+        let mut flight = server_hello();
+        flight.extend(&ccs);
+        let mut first = hs(8, &ee);
+        first.extend(hs(11, &cert));
+        flight.extend(sealed(&s, 0, 22, &first));
+        let mut second = hs(15, &[0x08, 0x04, 0, 2, 1, 2]);
+        second.extend(hs(20, &[0xf0; 48]));
+        flight.extend(sealed(&s, 1, 22, &second));
+        // After Finished: the handshake keys would open this (a chain of two), but
+        // it is never tried.
+        let two = super::super::handshake13::tests::certificate_body(&[der, der]);
+        flight.extend(sealed(&s, 2, 22, &hs(11, &two)));
+        flight.extend(sealed(&other, 0, 23, b"application data"));
+        let mut client = ccs.clone();
+        client.extend(sealed(&other, 0, 23, b"early data"));
+        client.extend(sealed(&other, 1, 23, b"more early data"));
+        client.extend(client_last);
+        client.extend(sealed(&other, 2, 23, b"application data"));
+        vec![
+            (Dir::Client, client_hello(true)),
+            (Dir::Server, flight),
+            (Dir::Client, client),
+        ]
+    }
+
+    fn run(t: &[(Dir, Vec<u8>)], split: Option<usize>) -> (FlowRecord, bool) {
+        let mut r = rec();
+        let mut a = TlsAnalyzer::new();
+        a.set_keys(Some(keylog()));
+        for (dir, bytes) in t {
+            match split {
+                Some(at) if at < bytes.len() => {
+                    let (x, y) = bytes.split_at(at);
+                    a.on_data(*dir, x, &mut r);
+                    a.on_data(*dir, y, &mut r);
+                }
+                _ => a.on_data(*dir, bytes, &mut r),
+            }
+        }
+        let done = a.is_done();
+        (r, done)
+    }
+
+    #[test]
+    fn handshake_read_to_both_finished_and_no_further_split_invariant() {
+        let t = transcript(sealed(&keys(1), 0, 22, &hs(20, &[0x0f; 48])));
+        let (whole, done) = run(&t, None);
+        assert!(done);
+        let tls = whole.tls.clone().unwrap();
+        assert!(tls.decrypted && tls.established);
+        assert_eq!(
+            tls.server_hello.as_ref().unwrap().alpn.as_deref(),
+            Some("h2")
+        );
+        let e = tls.encrypted_handshake.clone().unwrap();
+        assert_eq!(e.finished, vec![Dir::Server, Dir::Client]);
+        assert_eq!(e.server_signature.as_deref(), Some("rsa_pss_rsae_sha256"));
+        assert_eq!(tls.certificates.len(), 1);
+        assert!(!whole.has_note(Note::KeysMismatch), "{:?}", whole.notes);
+        let want = serde_json::to_value(&whole).unwrap();
+        let longest = t.iter().map(|(_, b)| b.len()).max().unwrap();
+        for at in 1..longest {
+            let (r, _) = run(&t, Some(at));
+            assert_eq!(serde_json::to_value(&r).unwrap(), want, "split at {at}");
+        }
+    }
+
+    #[test]
+    fn an_encrypted_alert_is_read() {
+        let t = transcript(sealed(&keys(1), 0, 21, &[2, 48]));
+        let (r, done) = run(&t, None);
+        assert!(done);
+        let tls = r.tls.unwrap();
+        assert_eq!(tls.alerts.len(), 1);
+        assert_eq!(tls.alerts[0].description, "unknown_ca");
+        assert_eq!(tls.alerts[0].from, Dir::Client);
+    }
+
+    #[test]
+    fn wrong_keys_and_holes() {
+        // The server's first protected record does not open: the note, and no more tries.
+        let t = transcript(sealed(&keys(1), 0, 22, &hs(20, &[0x0f; 48])));
+        let k = KeyLog::new();
+        let text = format!(
+            "SERVER_HANDSHAKE_TRAFFIC_SECRET {} {}\n",
+            "42".repeat(32),
+            "03".repeat(48)
+        );
+        k.load(text.as_bytes()).unwrap();
+        let mut r = rec();
+        let mut a = TlsAnalyzer::new();
+        a.set_keys(Some(Arc::new(k)));
+        for (dir, bytes) in &t {
+            a.on_data(*dir, bytes, &mut r);
+        }
+        assert!(r.has_note(Note::KeysMismatch));
+        assert!(r.tls.as_ref().unwrap().certificates.is_empty());
+        assert!(a.is_done());
+        // A hole in the server's protected handshake: noted, the rest not read.
+        let mut r = rec();
+        let mut a = TlsAnalyzer::new();
+        a.set_keys(Some(keylog()));
+        a.on_data(Dir::Client, &t[0].1, &mut r);
+        // Into the first protected record of the server's flight.
+        a.on_data(
+            Dir::Server,
+            &t[1].1[..server_hello().len() + 6 + 20],
+            &mut r,
+        );
+        a.on_gap(Dir::Server, 10, &mut r);
+        assert!(r.has_note(Note::HandshakeGap), "{:?}", r.notes);
+        assert!(!r.has_note(Note::KeysMismatch));
+    }
+
+    #[test]
+    fn no_keys_no_change() {
+        let t = transcript(sealed(&keys(1), 0, 22, &hs(20, &[0x0f; 48])));
+        let mut r = rec();
+        let mut a = TlsAnalyzer::new();
+        for (dir, bytes) in &t {
+            a.on_data(*dir, bytes, &mut r);
+        }
+        let tls = r.tls.unwrap();
+        assert!(!tls.decrypted && tls.encrypted_handshake.is_none());
+        assert!(tls.certificates.is_empty() && tls.established);
+        // Keys for another connection: looked up, not found, nothing changes.
+        let other = KeyLog::new();
+        let text = format!(
+            "SERVER_HANDSHAKE_TRAFFIC_SECRET {} {}\n",
+            "43".repeat(32),
+            "02".repeat(48)
+        );
+        other.load(text.as_bytes()).unwrap();
+        let mut r2 = rec();
+        let mut a = TlsAnalyzer::new();
+        a.set_keys(Some(Arc::new(other)));
+        for (dir, bytes) in &t {
+            a.on_data(*dir, bytes, &mut r2);
+        }
+        assert!(r2.notes.is_empty(), "{:?}", r2.notes);
+        assert!(!r2.tls.unwrap().decrypted);
+    }
+}
