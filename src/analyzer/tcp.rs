@@ -1,5 +1,8 @@
 //! The TCP dispatch: sniffs the first bytes of each direction, then hands the
 //! stream to the TLS analyzer (direct TLS) or to a STARTTLS protocol driver.
+//! When a proxy tunnel (HTTP CONNECT, SOCKS) opens carrying something other
+//! than TLS, what travels in it is analysed as a connection of its own, by a
+//! second dispatch of this kind (one level deep).
 //!
 //! In: one flow's in-order bytes and gaps per direction. Out: the verdict in the
 //! flow record, and a signal when content shows the roles are reversed.
@@ -28,8 +31,20 @@ enum State {
     Sniff(Box<Sniff>),
     Tls(Box<TlsAnalyzer>),
     StartTls(Box<starttls::Driver>),
+    /// Inside an open proxy tunnel.
+    Tunnel(Box<Inner>),
     /// Decided: nothing more to learn from the bytes.
     Done,
+}
+
+/// The connection inside a proxy tunnel, and where the tunnel begins.
+#[derive(Debug)]
+struct Inner {
+    analyzer: Analyzer,
+    /// Stream offset where the tunnel begins in each direction.
+    start: PerDir<u64>,
+    /// The proxy protocol's name, for a tunnel whose contents go unnamed.
+    proxy_app: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +85,8 @@ pub struct Analyzer {
     opts: Options,
     /// The run's key table, when it holds secrets (TLS 1.3 handshakes are then decrypted).
     keys: Option<Arc<KeyLog>>,
+    /// Proxy tunnels are analysed (not inside one already).
+    tunnels: bool,
 }
 
 impl Analyzer {
@@ -78,6 +95,19 @@ impl Analyzer {
             state: State::Sniff(Box::default()),
             roles_fixed,
             opts,
+            keys: None,
+            tunnels: true,
+        }
+    }
+
+    /// The analysis of a proxy tunnel's contents: the roles are the connection's,
+    /// and a tunnel inside it is not followed further.
+    fn inside_tunnel(opts: Options) -> Self {
+        Analyzer {
+            state: State::Sniff(Box::default()),
+            roles_fixed: true,
+            opts,
+            tunnels: false,
             keys: None,
         }
     }
@@ -93,6 +123,7 @@ impl Analyzer {
             State::Sniff(_) => false,
             State::Tls(t) => t.is_done(),
             State::StartTls(d) => d.is_done(),
+            State::Tunnel(t) => t.analyzer.is_done(),
             State::Done => true,
         }
     }
@@ -108,6 +139,7 @@ impl Analyzer {
             }
             State::Tls(t) => std::mem::size_of::<TlsAnalyzer>() + t.heap_bytes(),
             State::StartTls(d) => std::mem::size_of::<starttls::Driver>() + d.heap_bytes(),
+            State::Tunnel(t) => std::mem::size_of::<Inner>() + t.analyzer.heap_bytes(),
             State::Done => 0,
         }
     }
@@ -132,10 +164,38 @@ impl Analyzer {
             }
             State::StartTls(d) => {
                 d.on_data(dir, data, rec);
+                self.enter_tunnel(rec);
+                Signal::Continue
+            }
+            State::Tunnel(t) => {
+                t.analyzer.on_data(dir, data, rec);
                 Signal::Continue
             }
             State::Done => Signal::Continue,
         }
+    }
+
+    /// Once the driver reports a proxy tunnel that opened in plaintext, the
+    /// tunnel's bytes go to an analysis of their own. The proxy's dialogue is
+    /// over: the record keeps its hop (`proxy`) and its credentials, and the
+    /// inner connection names `app_protocol` and fills `starttls`.
+    fn enter_tunnel(&mut self, rec: &mut FlowRecord) {
+        let State::StartTls(d) = &mut self.state else {
+            return;
+        };
+        let Some(tunnel) = d.take_tunnel() else {
+            return;
+        };
+        rec.starttls = None;
+        let mut inner = Box::new(Inner {
+            analyzer: Analyzer::inside_tunnel(self.opts).with_keys(self.keys.clone()),
+            start: tunnel.start,
+            proxy_app: rec.app_protocol.take(),
+        });
+        for (dir, bytes) in &tunnel.first {
+            inner.analyzer.on_data(*dir, bytes, rec);
+        }
+        self.state = State::Tunnel(inner);
     }
 
     /// A hole of `len` bytes in one direction.
@@ -152,6 +212,10 @@ impl Analyzer {
             }
             State::StartTls(d) => {
                 d.on_gap(dir, len, rec);
+                Signal::Continue
+            }
+            State::Tunnel(t) => {
+                t.analyzer.on_gap(dir, len, rec);
                 Signal::Continue
             }
             State::Done => Signal::Continue,
@@ -210,6 +274,7 @@ impl Analyzer {
                 }
             }
             State::StartTls(d) => d.finish(rec),
+            State::Tunnel(t) => t.finish(rec),
             State::Done => {}
         }
     }
@@ -224,7 +289,10 @@ impl Analyzer {
         for dir in [Dir::Client, Dir::Server] {
             match tls::record_start(s.buf.get(dir)) {
                 Start::Tls { client_hello, .. } | Start::Sslv2 { client_hello } => {
-                    if client_hello && dir == Dir::Server && !self.roles_fixed {
+                    // The sender of a ClientHello is the client, of a ServerHello the server.
+                    let reversed = (client_hello && dir == Dir::Server)
+                        || (dir == Dir::Client && tls::starts_with_server_hello(s.buf.get(dir)));
+                    if reversed && !self.roles_fixed {
                         signal = Signal::SwapRoles;
                     }
                     self.start_tls(signal, rec);
@@ -322,17 +390,38 @@ impl Analyzer {
             rec.note(Note::RolesFromContent);
         }
         let mut d = Box::new(starttls::Driver::new(proto, self.opts));
-        d.set_keys(self.keys.take());
+        d.set_keys(self.keys.clone());
+        d.follow_tunnels(self.tunnels);
+        self.state = State::StartTls(d);
+        // Through `on_data`: a tunnel may open part-way through what was sniffed.
         for (dir, bytes) in Self::replay(&s, swap) {
-            d.on_data(dir, bytes, rec);
+            self.on_data(dir, bytes, rec);
         }
         for dir in [Dir::Client, Dir::Server] {
             let d2 = if swap { dir.other() } else { dir };
             if *s.gap.get(dir) {
-                d.on_gap(d2, 1, rec);
+                self.on_gap(d2, 1, rec);
             }
         }
-        self.state = State::StartTls(d);
+    }
+}
+
+impl Inner {
+    /// The verdict is the inner connection's, with its offsets counted from the
+    /// start of the whole connection. A tunnel whose contents go unnamed keeps
+    /// the proxy's name, and is plaintext: the proxy's dialogue was.
+    fn finish(&mut self, rec: &mut FlowRecord) {
+        self.analyzer.finish(rec);
+        if let Some(st) = &mut rec.starttls {
+            st.client_offset = st.client_offset.map(|o| o + self.start.client);
+            st.server_offset = st.server_offset.map(|o| o + self.start.server);
+        }
+        if rec.app_protocol.is_none() {
+            rec.app_protocol = self.proxy_app.take();
+        }
+        if rec.encryption == Encryption::Unknown {
+            rec.encryption = Encryption::Plaintext;
+        }
     }
 }
 
@@ -469,5 +558,173 @@ mod tests {
         assert_eq!(rec.app_protocol.as_deref(), Some("postgresql"));
         let offered = rec.tls.and_then(|t| t.client_hello).map(|c| c.alpn);
         assert_eq!(offered, Some(vec!["postgresql".to_string()]));
+    }
+
+    /// Feeds a transcript to a fresh analyzer (roles from a SYN), each message
+    /// split at `split` when it is longer, and returns the finished record.
+    fn run(transcript: &[(Dir, Vec<u8>)], split: Option<usize>) -> FlowRecord {
+        let mut r = rec();
+        let mut a = Analyzer::new(true, Options::default());
+        for (dir, bytes) in transcript {
+            *r.bytes.get_mut(*dir) += bytes.len() as u64;
+            match split {
+                Some(at) if at < bytes.len() => {
+                    a.on_data(*dir, &bytes[..at], &mut r);
+                    a.on_data(*dir, &bytes[at..], &mut r);
+                }
+                _ => {
+                    a.on_data(*dir, bytes, &mut r);
+                }
+            }
+        }
+        a.finish(&mut r);
+        r
+    }
+
+    /// The same record whole and split at every offset.
+    fn run_split_invariant(transcript: &[(Dir, Vec<u8>)]) -> FlowRecord {
+        let whole = run(transcript, None);
+        let want = serde_json::to_value(&whole).unwrap();
+        let longest = transcript.iter().map(|(_, b)| b.len()).max().unwrap_or(0);
+        for at in 1..longest {
+            let got = serde_json::to_value(run(transcript, Some(at))).unwrap();
+            assert_eq!(got, want, "split at {at}");
+        }
+        whole
+    }
+
+    const CONNECT: &[u8] = b"CONNECT mx.example:25 HTTP/1.1\r\nHost: mx.example:25\r\n\r\n";
+    const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+
+    /// SMTP with STARTTLS, as it travels inside a tunnel (the server speaks first).
+    fn smtp_starttls() -> Vec<(Dir, Vec<u8>)> {
+        vec![
+            (Dir::Server, b"220 mx.example ESMTP\r\n".to_vec()),
+            (Dir::Client, b"EHLO c.example\r\n".to_vec()),
+            (Dir::Server, b"250-mx.example\r\n250 STARTTLS\r\n".to_vec()),
+            (Dir::Client, b"STARTTLS\r\n".to_vec()),
+            (Dir::Server, b"220 go ahead\r\n".to_vec()),
+            (Dir::Client, starttls::tests::client_hello()),
+            (Dir::Server, starttls::tests::server_hello()),
+        ]
+    }
+
+    fn proxy(r: &FlowRecord) -> (&str, &str, bool) {
+        let p = r.proxy.as_ref().expect("a proxy hop");
+        (p.kind, p.target.as_str(), p.established)
+    }
+
+    #[test]
+    fn smtp_inside_a_connect_tunnel_is_smtp_with_its_starttls() {
+        let inner = smtp_starttls();
+        let mut t = vec![(Dir::Client, CONNECT.to_vec())];
+        // The proxy's answer and the SMTP banner in one segment.
+        let mut first = ESTABLISHED.to_vec();
+        first.extend(&inner[0].1);
+        t.push((Dir::Server, first));
+        t.extend(inner[1..].iter().cloned());
+        let r = run_split_invariant(&t);
+        assert_eq!(r.app_protocol.as_deref(), Some("smtp"));
+        assert_eq!(r.encryption, Encryption::Starttls);
+        assert_eq!(proxy(&r), ("http-connect", "mx.example:25", true));
+        let st = r.starttls.clone().unwrap();
+        assert_eq!(st.command.as_deref(), Some("STARTTLS"));
+        assert!(st.offered && st.accepted);
+        // Offsets are of the whole connection, the proxy's dialogue included.
+        let before = |dir: Dir| -> u64 {
+            t.iter()
+                .filter(|(d, _)| *d == dir)
+                .take_while(|(_, b)| b.first() != Some(&0x16))
+                .map(|(_, b)| b.len() as u64)
+                .sum()
+        };
+        assert_eq!(st.client_offset, Some(before(Dir::Client)));
+        assert_eq!(st.server_offset, Some(before(Dir::Server)));
+        assert_eq!(r.tls.unwrap().version, Some(crate::version::Version::TLS12));
+    }
+
+    #[test]
+    fn smtp_inside_socks5_is_smtp() {
+        let mut t = vec![
+            (Dir::Client, vec![5, 1, 0]),
+            (Dir::Server, vec![5, 0]),
+            (Dir::Client, vec![5, 1, 0, 1, 192, 0, 2, 25, 0, 25]),
+            (Dir::Server, vec![5, 0, 0, 1, 0, 0, 0, 0, 0, 0]),
+        ];
+        t.extend(smtp_starttls());
+        let r = run_split_invariant(&t);
+        assert_eq!(r.app_protocol.as_deref(), Some("smtp"));
+        assert_eq!(r.encryption, Encryption::Starttls);
+        assert_eq!(proxy(&r), ("socks5", "192.0.2.25:25", true));
+        assert_eq!(r.starttls.unwrap().client_offset, Some(3 + 10 + 16 + 10));
+    }
+
+    #[test]
+    fn tunnel_bytes_sent_before_the_answer_are_the_inner_connections() {
+        let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut early = CONNECT.to_vec();
+        early.extend(get);
+        let mut answer = ESTABLISHED.to_vec();
+        answer.extend(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        let r = run_split_invariant(&[(Dir::Client, early), (Dir::Server, answer)]);
+        assert_eq!(r.app_protocol.as_deref(), Some("http"));
+        assert_eq!(r.encryption, Encryption::Plaintext);
+        assert_eq!(proxy(&r), ("http-connect", "mx.example:25", true));
+        assert!(r.starttls.is_none());
+        // SOCKS5 the same way: the request and the inner request in one segment.
+        let mut request = vec![5, 1, 0, 1, 192, 0, 2, 80, 0, 80];
+        request.extend(get);
+        let r = run_split_invariant(&[
+            (Dir::Client, vec![5, 1, 0]),
+            (Dir::Server, vec![5, 0]),
+            (Dir::Client, request),
+            (Dir::Server, vec![5, 0, 0, 1, 0, 0, 0, 0, 0, 0]),
+            (Dir::Server, b"HTTP/1.1 200 OK\r\n\r\n".to_vec()),
+        ]);
+        assert_eq!(r.app_protocol.as_deref(), Some("http"));
+        assert_eq!(proxy(&r), ("socks5", "192.0.2.80:80", true));
+    }
+
+    #[test]
+    fn tls_inside_a_tunnel_and_refusals_keep_their_verdicts() {
+        let r = run_split_invariant(&[
+            (Dir::Client, CONNECT.to_vec()),
+            (Dir::Server, ESTABLISHED.to_vec()),
+            (Dir::Client, starttls::tests::client_hello()),
+            (Dir::Server, starttls::tests::server_hello()),
+        ]);
+        assert_eq!(r.app_protocol.as_deref(), Some("http-connect"));
+        assert_eq!(r.encryption, Encryption::Starttls);
+        assert_eq!(proxy(&r), ("http-connect", "mx.example:25", true));
+        assert_eq!(
+            r.starttls.unwrap().client_offset,
+            Some(CONNECT.len() as u64)
+        );
+        let r = run_split_invariant(&[
+            (Dir::Client, CONNECT.to_vec()),
+            (
+                Dir::Server,
+                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            ),
+        ]);
+        assert_eq!(r.encryption, Encryption::StarttlsRefused);
+        assert_eq!(proxy(&r), ("http-connect", "mx.example:25", false));
+    }
+
+    #[test]
+    fn a_tunnel_inside_a_tunnel_is_not_followed() {
+        let second = b"CONNECT inner.example:25 HTTP/1.1\r\n\r\n".to_vec();
+        let r = run_split_invariant(&[
+            (Dir::Client, CONNECT.to_vec()),
+            (Dir::Server, ESTABLISHED.to_vec()),
+            (Dir::Client, second),
+            (Dir::Server, ESTABLISHED.to_vec()),
+            (Dir::Server, b"220 mx.example ESMTP\r\n".to_vec()),
+            (Dir::Client, b"EHLO c.example\r\n".to_vec()),
+        ]);
+        assert_eq!(r.app_protocol.as_deref(), Some("http-connect"));
+        assert_eq!(r.encryption, Encryption::Plaintext);
+        // The hop that opened first is the one recorded.
+        assert_eq!(proxy(&r), ("http-connect", "mx.example:25", true));
     }
 }

@@ -429,7 +429,7 @@ impl UdpFlow {
         let done = match &mut self.proto {
             Proto::Analyzing(b) => {
                 let (rec, a) = &mut **b;
-                a.on_datagram(dir, dg.payload, rec);
+                a.on_datagram(dir, dg, rec);
                 a.is_done()
             }
             Proto::Sniff | Proto::Bypass(_) | Proto::Other => false,

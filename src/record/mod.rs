@@ -444,6 +444,18 @@ pub struct StartTls {
     pub preauth: bool,
 }
 
+/// The proxy a connection was opened through (HTTP CONNECT, SOCKS): what the
+/// client asked for, and whether the tunnel opened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProxyHop {
+    /// `http-connect`, `socks4`, `socks4a` or `socks5`.
+    pub kind: &'static str,
+    /// `host:port` the client asked the proxy for (escaped; IPv6 in brackets).
+    pub target: String,
+    /// The proxy answered with success: the tunnel opened.
+    pub established: bool,
+}
+
 /// Credentials seen in the clear: the mechanism, and the user only on request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CleartextAuth {
@@ -494,6 +506,10 @@ pub struct FlowRecord {
     pub app_protocol: Option<String>,
     pub encryption: Encryption,
     pub starttls: Option<StartTls>,
+    /// The proxy the connection was opened through; what travels in its tunnel
+    /// is what the rest of the record describes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyHop>,
     pub tls: Option<TlsInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quic: Option<QuicInfo>,
@@ -526,6 +542,7 @@ impl FlowRecord {
             app_protocol: None,
             encryption: Encryption::Unknown,
             starttls: None,
+            proxy: None,
             tls: None,
             quic: None,
             dtls: None,
@@ -579,7 +596,11 @@ impl FlowRecord {
         let mut n = self.notes.capacity() * std::mem::size_of::<Note>()
             + self.findings.capacity() * (std::mem::size_of::<Finding>() + 64)
             + self.cleartext_auth.capacity() * (std::mem::size_of::<CleartextAuth>() + STR)
-            + opt(&self.app_protocol);
+            + opt(&self.app_protocol)
+            + self
+                .proxy
+                .as_ref()
+                .map_or(0, |p| std::mem::size_of::<ProxyHop>() + p.target.capacity());
         if let Some(st) = &self.starttls {
             n += std::mem::size_of::<StartTls>()
                 + opt(&st.command)

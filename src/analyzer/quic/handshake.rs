@@ -11,8 +11,8 @@ use super::initial::{SAMPLE_LEN, V2, decode_packet_number};
 use super::packet::{Frame, frames};
 use crate::analyzer::tls::decrypt::{Cipher, RecordKeys, expand_label};
 use crate::analyzer::tls::handshake13::{self, Step};
-use crate::analyzer::tls::unseal::{Phase, client_random};
-use crate::analyzer::tls::{Carrier, HS_CLIENT_HELLO, Hello, hello_message};
+use crate::analyzer::tls::unseal::Phase;
+pub use crate::analyzer::tls::unseal::client_random;
 use crate::keylog::HandshakeSecrets;
 use crate::record::{Dir, FlowRecord, Note, PerDir};
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
@@ -25,23 +25,6 @@ pub const MAX_FAILURES: u32 = 8;
 const MAX_SCRATCH_KEPT: usize = 2048;
 /// Largest certificate accepted after decompression (as over TCP).
 const CERTIFICATE_CAP: usize = crate::analyzer::tls::MAX_CERTIFICATE_LEN;
-
-/// One hello message of an Initial packet, read as TLS's (see
-/// [`hello_message`]); a ClientHello's random is kept in `random`, to look the
-/// connection's keys up by.
-pub fn hello(
-    dir: Dir,
-    msg_type: u8,
-    body: &[u8],
-    rec: &mut FlowRecord,
-    random: &mut Option<[u8; 32]>,
-) -> Hello {
-    let h = hello_message(Carrier::Quic, dir, msg_type, body, None, rec);
-    if h == Hello::ClientHello && msg_type == HS_CLIENT_HELLO {
-        *random = client_random(body);
-    }
-    h
-}
 
 /// Header protection of one direction (RFC 9001 §5.4.3, §5.4.4).
 #[derive(Clone)]

@@ -170,6 +170,17 @@ enum Side {
     Off,
 }
 
+/// A proxy tunnel that opened carrying something other than TLS
+/// ([`Step::Tunnel`]): its bytes are those of a new connection, for the caller to
+/// analyse; the driver follows them no further.
+#[derive(Debug, Default)]
+pub struct Tunnel {
+    /// Stream offset where the tunnel begins in each direction.
+    pub start: PerDir<u64>,
+    /// The tunnel bytes the driver was given, in the order they came.
+    pub first: Vec<(Dir, Vec<u8>)>,
+}
+
 /// Drives one protocol state machine and the TLS analyzer behind it.
 #[derive(Debug)]
 pub struct Driver {
@@ -183,6 +194,11 @@ pub struct Driver {
     opts: Options,
     stopped: bool,
     refused: bool,
+    /// A tunnel that opened, until the caller takes it.
+    tunnel: Option<Box<Tunnel>>,
+    /// Whether tunnels are handed over ([`Driver::take_tunnel`]) or, like any
+    /// plaintext, end what is followed.
+    follow_tunnels: bool,
 }
 
 impl Driver {
@@ -199,12 +215,25 @@ impl Driver {
             opts,
             stopped: false,
             refused: false,
+            tunnel: None,
+            follow_tunnels: true,
         }
     }
 
     /// The key table for the TLS after the upgrade (see [`TlsAnalyzer::set_keys`]).
     pub fn set_keys(&mut self, keys: Option<std::sync::Arc<crate::keylog::KeyLog>>) {
         self.tls.set_keys(keys);
+    }
+
+    /// Whether a proxy tunnel's contents are handed over to be analysed (the
+    /// default), or end what is followed (inside a tunnel already).
+    pub fn follow_tunnels(&mut self, yes: bool) {
+        self.follow_tunnels = yes;
+    }
+
+    /// The proxy tunnel that opened in plaintext, if one did since the last call.
+    pub fn take_tunnel(&mut self) -> Option<Box<Tunnel>> {
+        self.tunnel.take()
     }
 
     /// Heap bytes held (an estimate for the protocol machine: its line and message
@@ -215,10 +244,20 @@ impl Driver {
             Side::Gate { junk } => junk.capacity(),
             Side::Plain | Side::Tls | Side::Off => 0,
         };
-        MACHINE_BYTES + side(&self.side.client) + side(&self.side.server) + self.tls.heap_bytes()
+        let tunnel = self.tunnel.as_ref().map_or(0, |t| {
+            std::mem::size_of::<Tunnel>() + t.first.iter().map(|(_, b)| b.capacity()).sum::<usize>()
+        });
+        MACHINE_BYTES
+            + side(&self.side.client)
+            + side(&self.side.server)
+            + self.tls.heap_bytes()
+            + tunnel
     }
 
     pub fn is_done(&self) -> bool {
+        if self.tunnel.is_some() {
+            return false;
+        }
         let pending = |s: &Side| matches!(s, Side::Held(_) | Side::Gate { .. });
         let (c, s) = (&self.side.client, &self.side.server);
         if pending(c) || pending(s) {
@@ -273,14 +312,28 @@ impl Driver {
                             self.stopped = true;
                             data.len()
                         }
+                        // Inside a tunnel already: a tunnel ends what is followed.
+                        Step::Tunnel { .. } if !self.follow_tunnels => {
+                            self.stopped = true;
+                            data.len()
+                        }
                         Step::Requested { at }
                         | Step::Accepted { at }
                         | Step::Refused { at }
-                        | Step::Upgrade { at } => at.min(data.len()),
+                        | Step::Upgrade { at }
+                        | Step::Tunnel { at } => at.min(data.len()),
                     };
                     *self.pos.get_mut(dir) += at as u64;
                     data = data.get(at..).unwrap_or_default();
                     self.event(dir, step, rec);
+                    if let Some(t) = &mut self.tunnel {
+                        // The rest belongs to the connection inside the tunnel.
+                        if !data.is_empty() {
+                            t.first.push((dir, data.to_vec()));
+                        }
+                        *self.pos.get_mut(dir) += data.len() as u64;
+                        return;
+                    }
                 }
             }
         }
@@ -323,8 +376,29 @@ impl Driver {
                     self.on_data(other, &buf, rec);
                 }
             }
-            Step::Continue | Step::Stop => {}
+            Step::Tunnel { .. } if self.follow_tunnels => self.open_tunnel(dir),
+            Step::Continue | Step::Stop | Step::Tunnel { .. } => {}
         }
+    }
+
+    /// A tunnel opened at the current offset of `dir`: the other side's held
+    /// bytes (sent before the proxy answered) are its first, from the end of the
+    /// request on.
+    fn open_tunnel(&mut self, dir: Dir) {
+        let mut t = Box::<Tunnel>::default();
+        *t.start.get_mut(dir) = *self.pos.get(dir);
+        let other = dir.other();
+        *t.start.get_mut(other) = match std::mem::replace(self.side.get_mut(other), Side::Off) {
+            Side::Held(buf) => {
+                if !buf.is_empty() {
+                    t.first.push((other, buf));
+                }
+                self.request_end
+            }
+            _ => *self.pos.get(other),
+        };
+        *self.side.get_mut(dir) = Side::Off;
+        self.tunnel = Some(t);
     }
 
     /// The first bytes after a handoff: TLS, or plaintext that does not belong there.

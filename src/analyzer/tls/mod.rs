@@ -75,11 +75,23 @@ pub enum Start {
     No,
 }
 
-/// Decides whether `b` starts with a TLS or SSLv2 record. Used to find TLS on any
-/// port, and to check the first bytes after a STARTTLS go-ahead.
 /// Bytes of a server's first reply judged when deciding whether it is plaintext.
 const PLAINTEXT_SAMPLE: usize = 64;
 
+/// Whether `b` starts with a handshake record carrying a ServerHello: its sender is the
+/// server (a HelloRetryRequest is a ServerHello too).
+pub fn starts_with_server_hello(b: &[u8]) -> bool {
+    matches!(
+        record_start(b),
+        Start::Tls {
+            handshake: true,
+            ..
+        }
+    ) && b.get(5) == Some(&HS_SERVER_HELLO)
+}
+
+/// Decides whether `b` starts with a TLS or SSLv2 record. Used to find TLS on any
+/// port, and to check the first bytes after a STARTTLS go-ahead.
 pub fn record_start(b: &[u8]) -> Start {
     let Some(&b0) = b.first() else {
         return Start::NeedMore;
