@@ -149,8 +149,8 @@ fn decrypted_handshakes_match_tshark() {
         }
     }
     assert!(errors.is_empty(), "{}", errors.join("\n"));
-    // 14 captures; 30 certificates of 14 fields.
-    assert!(by_capture.len() >= 14, "{}", by_capture.len());
+    // 16 captures (one inside a SOCKS5 tunnel); 30 certificates of 14 fields.
+    assert!(by_capture.len() >= 16, "{}", by_capture.len());
     assert!(checked >= 400, "only {checked} values checked");
 }
 
