@@ -9,6 +9,7 @@
 )]
 
 mod audit;
+mod evasion;
 mod kit;
 mod tunnels;
 

@@ -74,6 +74,33 @@ impl Sniff {
         sides.iter().any(|b| looks_encrypted(b))
             && !sides.iter().any(|b| !b.is_empty() && looks_like_text(b))
     }
+
+    /// The roles are the other way round: each side's bytes go to the other.
+    fn swap(&mut self) {
+        self.buf.swap();
+        self.gap.swap();
+        for (dir, _) in &mut self.log {
+            *dir = dir.other();
+        }
+    }
+}
+
+/// An ONC RPC call over TCP (RFC 5531): a record mark (§11) whose fragment
+/// holds at least a call header, then xid, msg_type CALL (0), rpcvers 2 (§9),
+/// program, version, procedure, and credentials no longer than 400 bytes
+/// (§8.2). Only a client sends one.
+fn onc_rpc_call(b: &[u8]) -> bool {
+    let word = |i: usize| {
+        b.get(i..i + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map(u32::from_be_bytes)
+    };
+    let (Some(mark), Some(msg_type), Some(rpcvers), Some(cred_len)) =
+        (word(0), word(8), word(12), word(32))
+    else {
+        return false;
+    };
+    (mark & 0x7fff_ffff) >= 40 && msg_type == 0 && rpcvers == 2 && cred_len <= 400
 }
 
 /// One flow's analysis state.
@@ -284,6 +311,15 @@ impl Analyzer {
         let State::Sniff(s) = &mut self.state else {
             return Signal::Continue;
         };
+        // An ONC RPC call comes from the client (NFS from a reserved port such
+        // as 993 to 2049): roles that came from ports give way to it. The
+        // bytes are decided on at the next call, in their new places.
+        if !self.roles_fixed && onc_rpc_call(&s.buf.server) && !onc_rpc_call(&s.buf.client) {
+            s.swap();
+            rec.swap_roles();
+            rec.note(Note::RolesFromContent);
+            return Signal::SwapRoles;
+        }
         let mut signal = Signal::Continue;
         // Direct TLS, from either side.
         for dir in [Dir::Client, Dir::Server] {

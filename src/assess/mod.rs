@@ -214,7 +214,27 @@ pub fn assess(rec: &FlowRecord, policy: &Policy) -> Vec<Finding> {
     cleartext_auth_findings(rec, &mut out);
     out.extend(encryption_finding(rec));
     out.extend(policy.port_finding(rec));
+    let mut out = once_per_code(out);
     out.sort_by_key(|f| std::cmp::Reverse(f.severity()));
+    out
+}
+
+/// Each code once per flow: a code found several times (one weak key per
+/// certificate, a weak certificate key and a weak key exchange, two credential
+/// exchanges) becomes one finding whose message names every occurrence, in
+/// the order they were found.
+fn once_per_code(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut out: Vec<Finding> = Vec::with_capacity(findings.len());
+    for f in findings {
+        match out.iter_mut().find(|g| g.code == f.code) {
+            Some(g) if !g.message.split("; ").any(|m| m == f.message) => {
+                g.message.push_str("; ");
+                g.message.push_str(&f.message);
+            }
+            Some(_) => {}
+            None => out.push(f),
+        }
+    }
     out
 }
 
@@ -335,7 +355,10 @@ fn starttls_findings(rec: &FlowRecord, st: &StartTls, out: &mut Vec<Finding>) {
     }
 }
 
-/// `CLEARTEXT_AUTH`: one per credential exchange seen before TLS.
+/// `CLEARTEXT_AUTH` for each credential exchange seen before TLS (one finding
+/// per flow names them all: [`once_per_code`]). A password sent as a salted
+/// hash is `WEAK_AUTH_HASH`, medium: whoever sees it can test guesses offline
+/// at hash speed, but cannot read the password.
 fn cleartext_auth_findings(rec: &FlowRecord, out: &mut Vec<Finding>) {
     for a in &rec.cleartext_auth {
         let who = a
@@ -343,10 +366,20 @@ fn cleartext_auth_findings(rec: &FlowRecord, out: &mut Vec<Finding>) {
             .as_deref()
             .map(|u| format!(" for user {u}"))
             .unwrap_or_default();
-        out.push(Finding::new(
-            Code::CleartextAuth,
-            format!("credentials sent before TLS ({}{who})", a.mechanism),
-        ));
+        out.push(if a.hashed {
+            Finding::new(
+                Code::WeakAuthHash,
+                format!(
+                    "password hash sent before TLS ({}{who}): open to offline guessing",
+                    a.mechanism
+                ),
+            )
+        } else {
+            Finding::new(
+                Code::CleartextAuth,
+                format!("credentials sent before TLS ({}{who})", a.mechanism),
+            )
+        });
     }
 }
 

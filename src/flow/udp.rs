@@ -4,7 +4,7 @@
 //! other UDP is only counted, by server port.
 
 use super::ending::{Emit, settle};
-use super::key::FlowKey;
+use super::key::{FlowKey, Joins};
 use crate::analyzer::udp::{SNIFF_DATAGRAMS, UdpAnalyzer, service_port, sniff};
 use crate::assess::Policy;
 use crate::config::UdpLimits;
@@ -33,7 +33,7 @@ enum Proto {
 }
 
 /// Notes a conversation can gather before it has a record (in the order they came).
-const EARLY_NOTES: usize = 5;
+const EARLY_NOTES: usize = 6;
 
 /// What every conversation holds: enough to count it, and to make its record.
 #[derive(Debug)]
@@ -45,6 +45,9 @@ struct Lite {
     server: Endpoint,
     /// Oriented from the client.
     tunnel: TunnelPath,
+    /// The tunnel identity of the other direction, when it differed and joined the
+    /// conversation (0: none).
+    joined: u64,
     packets: PerDir<u64>,
     bytes: PerDir<u64>,
     notes: [Option<Note>; EARLY_NOTES],
@@ -77,6 +80,9 @@ pub struct UdpTable {
     policy: Arc<Policy>,
     /// The run's key table, for QUIC handshakes.
     keys: Option<Arc<KeyLog>>,
+    /// Tunnelled conversations waiting for their other direction, and directions that
+    /// joined one.
+    joins: Joins,
 }
 
 /// What a conversation costs in the table (slot and index share), analysis apart.
@@ -92,6 +98,7 @@ impl UdpTable {
             unlisted: None,
             policy: Arc::default(),
             keys: None,
+            joins: Joins::default(),
         }
     }
 
@@ -199,7 +206,8 @@ impl UdpTable {
         emit: &mut Emit<'_>,
     ) {
         let src = (dg.src, dg.sport);
-        let key = FlowKey::new(src, (dg.dst, dg.dport), dg.tunnel.identity());
+        let fine = FlowKey::new(src, (dg.dst, dg.dport), dg.tunnel.identity());
+        let key = self.joins.resolve(fine);
         let idle_since = ts.secs.saturating_sub(self.limits.idle_timeout_secs);
         let mut slot = self.table.find(&key);
         if let Some(s) = slot
@@ -211,6 +219,9 @@ impl UdpTable {
             // Idle past the timeout though no sweep has come by yet: a new conversation.
             self.end(s, EndReason::IdleTimeout, stats, budget, emit);
             slot = None;
+        }
+        if slot.is_none() && key.tunnel != 0 {
+            slot = self.join(&key, dg, budget);
         }
         let s = match slot {
             Some(s) => {
@@ -227,6 +238,12 @@ impl UdpTable {
                 };
                 stats.flows += 1;
                 budget.charge(self.entry_bytes());
+                if key.tunnel != 0 {
+                    let before = self.joins.bytes();
+                    self.joins
+                        .wait(key.with_tunnel(dg.tunnel.kinds_identity()), key.tunnel);
+                    budget.recharge(before, self.joins.bytes());
+                }
                 s
             }
         };
@@ -244,6 +261,38 @@ impl UdpTable {
         let charged = flow.analysis_bytes();
         budget.recharge(flow.lite.charged as usize, charged);
         flow.lite.charged = charged as u32;
+        let dir = flow.lite.dir(src);
+        if key.tunnel != 0 && flow.packets(dir) == 1 && flow.packets(dir.other()) > 0 {
+            // Both sides heard from: no reply through another tunnel is waited for.
+            let coarse = key.with_tunnel(flow.lite.tunnel.kinds_identity());
+            let before = self.joins.bytes();
+            self.joins.unwait(&coarse, key.tunnel);
+            budget.recharge(before, self.joins.bytes());
+        }
+    }
+
+    /// A tunnelled datagram whose key is unknown may be the other direction of a
+    /// conversation whose datagrams came through another tunnel id or other outer
+    /// addresses (see [`Joins`]): it joins the oldest conversation waiting under the same
+    /// inner endpoints and hop kinds that has not heard from its sender.
+    fn join(&mut self, key: &FlowKey, dg: &Datagram<'_>, budget: &mut Budget) -> Option<Slot> {
+        let coarse = key.with_tunnel(dg.tunnel.kinds_identity());
+        let src = (dg.src, dg.sport);
+        let (s, own) = self.joins.waiting(&coarse).find_map(|k| {
+            let s = self.table.find(&k)?;
+            let f = self.table.get(s)?;
+            (f.packets(f.lite.dir(src)) == 0).then_some((s, k))
+        })?;
+        let before = self.joins.bytes();
+        self.joins.join(&coarse, own.tunnel, *key);
+        budget.recharge(before, self.joins.bytes());
+        let flow = self.table.get_mut(s)?;
+        flow.lite.joined = key.tunnel;
+        match flow.record_mut() {
+            Some(rec) => rec.note(Note::TunnelAsymmetric),
+            None => flow.lite.note(Note::TunnelAsymmetric),
+        }
+        Some(s)
     }
 
     /// Ends one conversation (idle, evicted, end of input, capture stopped): QUIC
@@ -256,10 +305,17 @@ impl UdpTable {
         budget: &mut Budget,
         emit: &mut Emit<'_>,
     ) {
-        let Some((_, flow)) = self.table.remove(s) else {
+        let Some((key, flow)) = self.table.remove(s) else {
             return;
         };
         budget.release(self.entry_bytes() + flow.lite.charged as usize);
+        if key.tunnel != 0 {
+            let coarse = key.with_tunnel(flow.lite.tunnel.kinds_identity());
+            let joined = (flow.lite.joined != 0).then(|| key.with_tunnel(flow.lite.joined));
+            let before = self.joins.bytes();
+            self.joins.forget(&coarse, key.tunnel, joined);
+            budget.recharge(before, self.joins.bytes());
+        }
         let (port, id) = (flow.lite.server.port, flow.lite.id);
         let Some(mut rec) = flow.into_record() else {
             if let Some(ids) = &mut self.unlisted {
@@ -354,6 +410,15 @@ impl Lite {
 }
 
 impl UdpFlow {
+    /// Datagrams seen from `dir` so far.
+    fn packets(&self, dir: Dir) -> u64 {
+        match &self.proto {
+            Proto::Analyzing(b) => *b.0.packets.get(dir),
+            Proto::Bypass(r) => *r.packets.get(dir),
+            Proto::Sniff | Proto::Other => *self.lite.packets.get(dir),
+        }
+    }
+
     fn record_mut(&mut self) -> Option<&mut FlowRecord> {
         match &mut self.proto {
             Proto::Analyzing(b) => Some(&mut b.0),
@@ -491,6 +556,7 @@ fn new_flow(dg: &Datagram<'_>, ts: Timestamp, id: u64) -> UdpFlow {
             client,
             server,
             tunnel,
+            joined: 0,
             packets: PerDir::default(),
             bytes: PerDir::default(),
             notes,

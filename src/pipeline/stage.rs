@@ -45,6 +45,9 @@ pub fn admit<'u, 'a>(
     decoded: &'u Decoded<'a>,
     shard: Option<Shard>,
 ) -> Option<Unit<'u, 'a>> {
+    if !matches!(decoded, Decoded::UnsupportedLink) {
+        stats.decoded += 1;
+    }
     if let Some(shard) = shard {
         let ours = match decoded {
             Decoded::Tcp(s) => shard.holds(flow_hash(6, (s.src, s.sport), (s.dst, s.dport))),

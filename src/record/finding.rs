@@ -117,7 +117,9 @@ codes! {
     ImapPreauth = "IMAP_PREAUTH", High, "RFC 3501 §7.1.4",
         "An IMAP PREAUTH greeting: the session is authenticated before any chance to upgrade.";
     CleartextAuth = "CLEARTEXT_AUTH", High, "RFC 8314",
-        "Credentials sent before TLS (one per exchange; the mechanism only is reported).";
+        "Credentials sent before TLS (the mechanism of each exchange is reported, never the secret).";
+    WeakAuthHash = "WEAK_AUTH_HASH", Medium, "PostgreSQL documentation §21.5",
+        "A password sent before TLS as a salted hash (PostgreSQL MD5): open to offline guessing, not readable.";
     RdpStandardSecurity = "RDP_STANDARD_SECURITY", High, "MS-RDPBCGR §5.3",
         "RDP Standard Security (RC4, no server authentication) instead of TLS.";
     LoginOnlyEncryption = "LOGIN_ONLY_ENCRYPTION", High, "MS-TDS §2.2.6.5",
@@ -237,7 +239,7 @@ mod tests {
                 "{s} twice"
             );
         }
-        assert_eq!(Code::ALL.len(), 29);
+        assert_eq!(Code::ALL.len(), 30);
         assert_eq!("sslv3".parse::<Code>(), Err(UnknownCode));
         assert_eq!("".parse::<Code>(), Err(UnknownCode));
     }

@@ -225,6 +225,13 @@ pub enum Note {
     /// Bytes that are neither TLS nor a known protocol, high-entropy from the first
     /// one and text in neither direction: encrypted by something else, not plaintext.
     HighEntropy,
+    /// An RST whose sequence number its receiver would not accept (RFC 5961 §3) was
+    /// ignored: the connection went on (a known way to blind a monitor).
+    RstIgnored,
+    /// The two directions came through different tunnel ids or outer addresses (each
+    /// direction its own VNI, GRE key or ERSPAN session; a 6to4 reply from another relay)
+    /// and were joined into one flow.
+    TunnelAsymmetric,
     /// Secrets for this TLS 1.3 session were given (`--keylog`, pcapng secrets) but
     /// do not open its handshake: the wrong keys, or another connection's.
     KeysMismatch,
@@ -266,6 +273,11 @@ pub struct ClientHelloInfo {
     pub ja4: Option<String>,
     /// JA4 raw form (sorted lists in hex).
     pub ja4_r: Option<String>,
+    /// A second ClientHello followed (after a HelloRetryRequest, RFC 8446
+    /// §4.1.4): the group of its key share, the one the client switched to.
+    /// Every other field, the fingerprints too, describes the first hello.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_group: Option<crate::analyzer::tls::cipher::Name>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -462,6 +474,10 @@ pub struct CleartextAuth {
     pub mechanism: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The password went as a salted hash (PostgreSQL MD5): open to offline
+    /// guessing, not readable.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hashed: bool,
 }
 
 /// What the QUIC long headers of a flow said.

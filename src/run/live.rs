@@ -9,7 +9,7 @@ use crate::pipeline::deliver::Notice;
 use crate::pipeline::drive;
 use crate::pipeline::stage::Stage;
 use crate::record::EndReason;
-use crate::run::collect::{Collector, Exit, Report, input_names};
+use crate::run::collect::{Collector, Exit, Report, input_names, say};
 use crate::time::Timestamp;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +28,7 @@ pub fn list_interfaces() -> Exit {
             Exit::Ok
         }
         Err(e) => {
-            eprintln!("error: cannot list interfaces: {e}");
+            say(&format!("error: cannot list interfaces: {e}"));
             Exit::Error
         }
     }

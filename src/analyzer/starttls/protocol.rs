@@ -78,6 +78,14 @@ impl Cx<'_> {
     }
     /// Credentials in the clear: the mechanism, and the user only when asked for. Never the secret.
     pub fn cleartext_auth(&mut self, mechanism: &str, user: Option<&[u8]>) {
+        self.credentials(mechanism, user, false);
+    }
+    /// A password sent as a salted hash before TLS (PostgreSQL MD5): recorded
+    /// as `cleartext_auth` is, marked `hashed`.
+    pub fn hashed_auth(&mut self, mechanism: &str, user: Option<&[u8]>) {
+        self.credentials(mechanism, user, true);
+    }
+    fn credentials(&mut self, mechanism: &str, user: Option<&[u8]>, hashed: bool) {
         let user = if self.opts.show_users {
             user.map(|u| escape_wire(u, 64))
         } else {
@@ -86,6 +94,7 @@ impl Cx<'_> {
         let entry = CleartextAuth {
             mechanism: mechanism.to_string(),
             user,
+            hashed,
         };
         if !self.rec.cleartext_auth.contains(&entry) && self.rec.cleartext_auth.len() < MAX_AUTH {
             self.rec.cleartext_auth.push(entry);

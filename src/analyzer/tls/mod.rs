@@ -848,12 +848,25 @@ pub fn hello_message(
                 rec.note(Note::TlsParseError);
                 return Hello::Invalid;
             };
-            // A second ClientHello (after a HelloRetryRequest, or a DTLS
-            // HelloVerifyRequest) replaces the first: it is the one the
-            // handshake goes on with.
-            let mut info = ch.info;
-            info.record_version = record_version;
-            rec.tls_mut().client_hello = Some(info);
+            // The first ClientHello is the one reported and fingerprinted, as
+            // FoxIO's JA4 and Wireshark's JA3 do: fingerprint databases are
+            // keyed by it. Of a second one after a HelloRetryRequest only the
+            // group it switched to is kept; one resent after a DTLS
+            // HelloVerifyRequest or a QUIC Retry changes nothing that matters.
+            let tls = rec.tls_mut();
+            let retry = tls.hello_retry_request;
+            match tls.client_hello.as_mut() {
+                Some(first) => {
+                    if let (true, Some(g)) = (retry, ch.key_share_group) {
+                        first.retry_group = Some(cipher::group_name(g));
+                    }
+                }
+                None => {
+                    let mut info = ch.info;
+                    info.record_version = record_version;
+                    tls.client_hello = Some(info);
+                }
+            }
             Hello::ClientHello
         }
         (HS_SERVER_HELLO, Dir::Server) => {
@@ -1006,6 +1019,30 @@ mod tests {
         b
     }
 
+    /// `client_hello_body` with `extra` (whole extensions) appended.
+    fn client_hello_with(extra: &[u8]) -> Vec<u8> {
+        let mut b = client_hello_body();
+        let at = 2 + 32 + 1 + 2 + 6 + 2;
+        let ext_len = usize::from(u16::from_be_bytes([b[at], b[at + 1]])) + extra.len();
+        b[at..at + 2].copy_from_slice(&(ext_len as u16).to_be_bytes());
+        b.extend(extra);
+        b
+    }
+
+    /// A `key_share` extension with one empty-keyed entry per group.
+    fn key_share(groups: &[u16]) -> Vec<u8> {
+        let mut shares = Vec::new();
+        for g in groups {
+            shares.extend(g.to_be_bytes());
+            shares.extend([0, 1, 0x42]);
+        }
+        let mut e = vec![0x00, 0x33];
+        e.extend(((shares.len() + 2) as u16).to_be_bytes());
+        e.extend((shares.len() as u16).to_be_bytes());
+        e.extend(shares);
+        e
+    }
+
     fn server_hello_body(random: [u8; 32], selected: Option<u16>) -> Vec<u8> {
         let mut b = vec![0x03, 0x03];
         b.extend(random);
@@ -1020,7 +1057,14 @@ mod tests {
 
     /// A TLS 1.3 handshake with a HelloRetryRequest, CCS camouflage and encrypted records.
     fn transcript() -> Vec<(Dir, Vec<u8>)> {
-        let ch = hs_record(0x0301, HS_CLIENT_HELLO, &client_hello_body());
+        // The first hello offers an X25519 share (after a GREASE one) and
+        // early data; the second, as RFC 8446 §4.1.2 asks, a P-256 share, the
+        // cookie and no early data.
+        let mut first = key_share(&[0x0a0a, 0x001d]);
+        first.extend([0x00, 0x2a, 0x00, 0x00]);
+        let ch = hs_record(0x0301, HS_CLIENT_HELLO, &client_hello_with(&first));
+        let mut second = key_share(&[0x0017]);
+        second.extend([0x00, 0x2c, 0x00, 0x03, 0x00, 0x01, 0x07]);
         let hrr = hs_record(
             0x0303,
             HS_SERVER_HELLO,
@@ -1038,7 +1082,11 @@ mod tests {
         let mut server2 = sh;
         server2.extend(&app);
         let mut client2 = ccs.clone();
-        client2.extend(hs_record(0x0303, HS_CLIENT_HELLO, &client_hello_body()));
+        client2.extend(hs_record(
+            0x0303,
+            HS_CLIENT_HELLO,
+            &client_hello_with(&second),
+        ));
         let mut client3 = app.clone();
         client3.extend(&app);
         vec![
@@ -1085,10 +1133,20 @@ mod tests {
                 "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
             ]
         );
-        // The ClientHello after the HelloRetryRequest (record version 1.2) is the one reported.
-        assert_eq!(ch.record_version, Some(Version::TLS12));
+        // The first ClientHello (record version 1.0) is the one reported and
+        // fingerprinted; the second gives the group it switched to.
+        assert_eq!(ch.record_version, Some(Version::TLS10));
+        assert!(ch.early_data);
+        assert_eq!(
+            ch.ja3_full.as_deref(),
+            Some("771,4865-49199,0-16-43-51-42,,")
+        );
+        assert_eq!(
+            ch.ja4_r.as_deref(),
+            Some("t13d0205h2_1301,c02f_002a,002b,0033")
+        );
+        assert_eq!(ch.retry_group.as_deref(), Some("secp256r1"));
         assert_eq!(tls.key_exchange.as_deref(), Some("unknown"));
-        assert!(ch.ja3.is_some() && ch.ja4.is_some());
         let want = serde_json::to_value(&whole).ok();
         let longest = t.iter().map(|(_, b)| b.len()).max().unwrap_or(0);
         for at in 1..longest {
