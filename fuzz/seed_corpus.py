@@ -221,6 +221,30 @@ def proto_index(name, order):
     return None
 
 
+def keylog_seeds():
+    """Inputs of the `keylog` target: a suite selector, then a transcript whose
+    chunks start with how to send them (0: sealed as handshake records)."""
+    def hs(t, body):
+        return bytes([t]) + len(body).to_bytes(3, "big") + body
+
+    def chunk(direction, how, body):
+        data = bytes([how]) + body
+        return bytes([(len(data) >> 8) << 2 | direction, len(data) & 0xFF]) + data
+
+    ee = hs(8, bytes.fromhex("0007 0010 0005 0003 026832".replace(" ", "")))
+    cert = hs(11, b"\x00" + (11).to_bytes(3, "big") + (6).to_bytes(3, "big") + b"0\x04\x02\x00\x00\x00" + b"\x00\x00")
+    cr = hs(13, bytes.fromhex("00000a000d000600040804 0403".replace(" ", "")))
+    cv = hs(15, bytes.fromhex("08040002abcd"))
+    fin = hs(20, bytes(32))
+    comp = hs(25, bytes.fromhex("0002") + (20).to_bytes(3, "big") + (3).to_bytes(3, "big") + b"\x0b\x09\x80")
+    seeds = []
+    for sel in range(5):
+        server = chunk(1, 0, ee + cert) + chunk(1, 0, cr + cv + fin)
+        seeds.append(bytes([sel]) + server + chunk(0, 0, cert + cv + fin))
+        seeds.append(bytes([sel | 0x80]) + chunk(1, 0, ee + comp + cv + fin) + chunk(0, 0x80, b"\x17\x03\x03\x00\x20" + bytes(32)) + chunk(0, 0, fin))
+    return seeds
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     # The shared captures sit beside the repository (or beside a worktree's parent).
@@ -268,6 +292,8 @@ def main():
                 put("starttls", bytes([pi, 1]) + tr)
             if segs:
                 put("reassembly", reassembly_ops(isn, segs))
+    for blob in keylog_seeds():
+        put("keylog", blob)
     for t in sorted(counts):
         print(f"{t}: {counts[t]} seeds")
 

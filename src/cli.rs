@@ -283,6 +283,12 @@ pub struct Args {
     #[arg(long = "show-users")]
     pub show_users: bool,
 
+    /// Decrypt TLS 1.3 and QUIC handshakes (never application data) with the secrets of
+    /// this NSS key log file (SSLKEYLOGFILE format; repeatable). Secrets a pcapng carries
+    /// (Decryption Secrets Blocks) are used without it.
+    #[arg(long = "keylog", value_name = "FILE")]
+    pub keylog: Vec<String>,
+
     /// Colour in the table, following severity (auto: on a terminal, unless NO_COLOR is set).
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
@@ -436,6 +442,8 @@ impl Args {
             opts: Options {
                 show_users: self.show_users,
             },
+            keylog: self.keylog,
+            keys: std::sync::Arc::default(),
             color: self.color.into(),
         })
     }

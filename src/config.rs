@@ -64,6 +64,10 @@ pub struct Config {
     pub ports: Vec<u16>,
     pub limits: Limits,
     pub opts: Options,
+    /// `--keylog` files, loaded into `keys` when the run starts.
+    pub keylog: Vec<String>,
+    /// The run's key table: the `--keylog` files, then the secrets the inputs carry.
+    pub keys: std::sync::Arc<crate::keylog::KeyLog>,
     pub color: ColorChoice,
     /// The BPF expression: the trailing filter and `--port`s combined; empty for none.
     pub bpf: String,

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod flow;
+pub mod keylog;
 pub mod output;
 pub mod pipeline;
 pub mod record;

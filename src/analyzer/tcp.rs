@@ -11,7 +11,9 @@ use super::options::Options;
 use super::starttls;
 use super::text::{looks_encrypted, looks_like_text};
 use super::tls::{self, Start, TlsAnalyzer};
+use crate::keylog::KeyLog;
 use crate::record::{Dir, Encryption, FlowRecord, Note, PerDir};
+use std::sync::Arc;
 
 /// Bytes of each direction kept while deciding what a flow speaks.
 pub const SNIFF_MAX: usize = 8 * 1024;
@@ -108,6 +110,8 @@ pub struct Analyzer {
     /// Roles come from the TCP handshake and must not be swapped by content.
     roles_fixed: bool,
     opts: Options,
+    /// The run's key table, when it holds secrets (TLS 1.3 handshakes are then decrypted).
+    keys: Option<Arc<KeyLog>>,
     /// Proxy tunnels are analysed (not inside one already).
     tunnels: bool,
 }
@@ -118,6 +122,7 @@ impl Analyzer {
             state: State::Sniff(Box::default()),
             roles_fixed,
             opts,
+            keys: None,
             tunnels: true,
         }
     }
@@ -130,7 +135,14 @@ impl Analyzer {
             roles_fixed: true,
             opts,
             tunnels: false,
+            keys: None,
         }
+    }
+
+    /// Hands the run's key table to the TLS this flow may carry.
+    pub fn with_keys(mut self, keys: Option<Arc<KeyLog>>) -> Self {
+        self.keys = keys;
+        self
     }
 
     pub fn is_done(&self) -> bool {
@@ -203,7 +215,7 @@ impl Analyzer {
         };
         rec.starttls = None;
         let mut inner = Box::new(Inner {
-            analyzer: Analyzer::inside_tunnel(self.opts),
+            analyzer: Analyzer::inside_tunnel(self.opts).with_keys(self.keys.clone()),
             start: tunnel.start,
             proxy_app: rec.app_protocol.take(),
         });
@@ -391,6 +403,7 @@ impl Analyzer {
             rec.app_protocol = Some("tls".to_string());
         }
         let mut t = Box::new(TlsAnalyzer::new());
+        t.set_keys(self.keys.take());
         for (dir, bytes) in Self::replay(&s, swap) {
             t.on_data(dir, bytes, rec);
         }
@@ -413,6 +426,7 @@ impl Analyzer {
             rec.note(Note::RolesFromContent);
         }
         let mut d = Box::new(starttls::Driver::new(proto, self.opts));
+        d.set_keys(self.keys.clone());
         d.follow_tunnels(self.tunnels);
         self.state = State::StartTls(d);
         // Through `on_data`: a tunnel may open part-way through what was sniffed.

@@ -86,6 +86,14 @@ impl UdpAnalyzer {
         }
     }
 
+    /// Hands the run's key table to a QUIC analysis (DTLS takes none).
+    pub fn with_keys(mut self, keys: Option<std::sync::Arc<crate::keylog::KeyLog>>) -> Self {
+        if let UdpAnalyzer::Quic(q) = &mut self {
+            q.set_keys(keys);
+        }
+        self
+    }
+
     /// One datagram, sent by `dir` (its payload, and whether the capture's snap
     /// length cut it).
     pub fn on_datagram(&mut self, dir: Dir, dg: &Datagram<'_>, rec: &mut FlowRecord) {

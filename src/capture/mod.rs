@@ -158,7 +158,12 @@ impl Format {
     }
 
     /// Learns from a header block, or finds the packet a block carries.
-    fn block<'b>(&mut self, block: PcapBlockOwned<'b>, out: &mut ReadOutcome) -> Option<Found<'b>> {
+    fn block<'b>(
+        &mut self,
+        block: PcapBlockOwned<'b>,
+        out: &mut ReadOutcome,
+        secrets: Secrets<'_>,
+    ) -> Option<Found<'b>> {
         match block {
             PcapBlockOwned::LegacyHeader(h) => {
                 self.legacy_linktype = h.network.0;
@@ -177,6 +182,11 @@ impl Format {
                     nanos: nanos.min(999_999_999),
                 };
                 Some((ts, self.legacy_linktype, b.data, b.origlen))
+            }
+            PcapBlockOwned::NG(Block::DecryptionSecrets(dsb)) => {
+                let len = (dsb.secrets_len as usize).min(dsb.data.len());
+                secrets(dsb.secrets_type.0, dsb.data.get(..len).unwrap_or_default());
+                None
             }
             PcapBlockOwned::NG(b) => self.ng_block(b, out),
         }
@@ -231,6 +241,10 @@ impl Format {
 /// What a reader's caller says after each packet: go on, or stop reading.
 pub type Next = ControlFlow<()>;
 
+/// Receives the Decryption Secrets Blocks of a pcapng (their `secrets_type` and
+/// data), in file order, before the packets that follow them.
+pub type Secrets<'s> = &'s mut dyn FnMut(u32, &[u8]);
+
 /// Reads the capture file at `path` (`-` for standard input), handing each packet to `f`.
 pub fn read_path(path: &str, f: &mut dyn FnMut(&Packet<'_>)) -> Result<ReadOutcome, CaptureError> {
     if path == "-" {
@@ -274,8 +288,18 @@ pub fn read_capture<R: Read + Send>(
 /// [`read_capture`], stopping early when `f` says so.
 pub fn read_until<R: Read + Send>(
     file: &str,
+    input: R,
+    f: &mut dyn FnMut(&Packet<'_>) -> Next,
+) -> Result<ReadOutcome, CaptureError> {
+    read_until_with_secrets(file, input, f, &mut |_, _| {})
+}
+
+/// [`read_until`], handing the pcapng Decryption Secrets Blocks to `secrets`.
+pub fn read_until_with_secrets<R: Read + Send>(
+    file: &str,
     mut input: R,
     f: &mut dyn FnMut(&Packet<'_>) -> Next,
+    secrets: Secrets<'_>,
 ) -> Result<ReadOutcome, CaptureError> {
     let mut head = [0u8; SNIFF];
     let mut got = 0;
@@ -296,11 +320,11 @@ pub fn read_until<R: Read + Send>(
     let kind = Compression::sniff(head);
     let input = std::io::Cursor::new(head).chain(input);
     if kind == Compression::None {
-        return read_buffered(file, input, kind, READ_BUFFER, f);
+        return read_buffered(file, input, kind, READ_BUFFER, f, secrets);
     }
     std::thread::scope(|scope| {
         let ahead = compressed::read_ahead(scope, decompress(kind, input));
-        read_buffered(file, ahead, kind, READ_BUFFER, f)
+        read_buffered(file, ahead, kind, READ_BUFFER, f, secrets)
     })
 }
 
@@ -312,6 +336,7 @@ fn read_buffered<R: Read + Send>(
     kind: Compression,
     mut capacity: usize,
     f: &mut dyn FnMut(&Packet<'_>) -> Next,
+    secrets: Secrets<'_>,
 ) -> Result<ReadOutcome, CaptureError> {
     let mut reader = Reader::new(capacity, input).map_err(|e| e.error(file, kind))?;
     let mut out = ReadOutcome {
@@ -323,7 +348,8 @@ fn read_buffered<R: Read + Send>(
         let stop = match reader.next() {
             Ok((len, block, chunk)) => {
                 let mut next = Next::Continue(());
-                if let Some((ts, linktype, data, orig_len)) = format.block(block, &mut out) {
+                let found = format.block(block, &mut out, secrets);
+                if let Some((ts, linktype, data, orig_len)) = found {
                     out.packets += 1;
                     format.last_ts = ts;
                     next = f(&Packet {
@@ -1033,14 +1059,16 @@ mod tests {
                 let mut held: Vec<(Buffer, Range<usize>)> = Vec::new();
                 let mut seen = Vec::new();
                 let input = Trickle { data: &bytes, step };
-                let r = read_buffered("t", input, Compression::None, capacity, &mut |p| {
+                let packet = &mut |p: &Packet<'_>| {
                     seen.push((p.ts, p.linktype, p.data.to_vec()));
                     if hold && let Some(c) = p.chunk {
                         let start = p.data.as_ptr() as usize - c.as_ptr() as usize;
                         held.push((Buffer::clone(c), start..start + p.data.len()));
                     }
                     Next::Continue(())
-                });
+                };
+                let none = Compression::None;
+                let r = read_buffered("t", input, none, capacity, packet, &mut |_, _| {});
                 let what = format!("{} step {step} capacity {capacity}", path.display());
                 assert_eq!(r.unwrap().packets, whole.packets, "{what}");
                 assert_eq!(seen, expect, "{what}");

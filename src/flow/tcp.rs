@@ -21,6 +21,7 @@ use crate::decode::path::{Datagram, DecodeNotes, Segment, TunnelPath};
 use crate::flow::reassembly::{Chunk, SeqNum, Stream};
 use crate::flow::store::{Budget, Slot, Table};
 use crate::flow::udp::UdpTable;
+use crate::keylog::KeyLog;
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir};
 use crate::stats::{MemoryStats, PacketStats};
 use crate::time::Timestamp;
@@ -365,7 +366,13 @@ impl Flow {
     }
 
     /// Creates the record, streams and analyzer (first payload byte, or the end).
-    fn activate(&mut self, key: &FlowKey, limits: StreamLimits, opts: Options) -> &mut Active {
+    fn activate(
+        &mut self,
+        key: &FlowKey,
+        limits: StreamLimits,
+        opts: Options,
+        keys: Option<&Arc<KeyLog>>,
+    ) -> &mut Active {
         let (client, server) = self.endpoints(key);
         let streams = PerDir {
             client: self.fresh_stream(Dir::Client, limits),
@@ -386,7 +393,8 @@ impl Flow {
             Box::new(Active {
                 rec,
                 streams,
-                analyzer: Analyzer::new(roles_fixed, opts),
+                analyzer: Analyzer::new(roles_fixed, opts)
+                    .with_keys(keys.filter(|k| k.has_any()).cloned()),
             })
         })
     }
@@ -511,6 +519,8 @@ pub struct Engine {
     ports: Vec<u16>,
     /// The run's policy, for the findings of each flow that ends.
     policy: Arc<Policy>,
+    /// The run's key table (`--keylog`, pcapng secrets), for TLS 1.3 handshakes.
+    keys: Option<Arc<KeyLog>>,
     next_id: u64,
     ids: IdScheme,
     /// What one open flow is charged beyond its reassembly and analyzer state.
@@ -636,6 +646,7 @@ impl Engine {
             opts,
             ports,
             policy: Arc::default(),
+            keys: None,
             next_id: 1,
             ids: IdScheme::Sequential,
             flow_bytes: FLOW_BYTES,
@@ -658,6 +669,13 @@ impl Engine {
     pub fn set_policy(&mut self, policy: Arc<Policy>) {
         self.udp.set_policy(Arc::clone(&policy));
         self.policy = policy;
+    }
+
+    /// The key table TLS 1.3 and QUIC handshakes are decrypted with. Flows take
+    /// it only once it holds a secret: with none, they carry nothing.
+    pub fn set_keys(&mut self, keys: Arc<KeyLog>) {
+        self.udp.set_keys(Arc::clone(&keys));
+        self.keys = Some(keys);
     }
 
     /// What the memory cap did so far.
@@ -807,7 +825,7 @@ impl Engine {
         let was_bypassed = flow.bypass;
         if !flow.bypass {
             flow.track_isns(dir, seg, limits);
-            dir = Self::advance(flow, &key, dir, seg, limits, opts);
+            dir = Self::advance(flow, &key, dir, seg, limits, opts, self.keys.as_ref());
         }
         if seg.flags.fin {
             *flow.fin.get_mut(dir) = true;
@@ -937,13 +955,14 @@ impl Engine {
         seg: &Segment<'_>,
         limits: StreamLimits,
         opts: Options,
+        keys: Option<&Arc<KeyLog>>,
     ) -> Dir {
         let data_seq = SeqNum(seg.seq).wrapping_add(u32::from(seg.flags.syn));
         if flow.state.is_none()
             && (!seg.payload.is_empty()
                 || (seg.flags.ack && acks_missed_bytes(flow, dir.other(), seg.ack, limits)))
         {
-            flow.activate(key, limits, opts);
+            flow.activate(key, limits, opts, keys);
         }
         if flow.state.is_some() {
             return Self::deliver(flow, dir, seg, data_seq);
@@ -1113,7 +1132,7 @@ impl Engine {
             return;
         }
         // A flow without payload gets its record only now; it lives until `emit` returns.
-        flow.activate(&key, self.limits.stream, self.opts);
+        flow.activate(&key, self.limits.stream, self.opts, self.keys.as_ref());
         let Some(active) = flow.state.take() else {
             return;
         };

@@ -11,6 +11,7 @@ use crate::config::UdpLimits;
 use crate::decode::path::Datagram;
 use crate::decode::path::TunnelPath;
 use crate::flow::store::{Budget, Slot, Table};
+use crate::keylog::KeyLog;
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Transport};
 use crate::stats::UdpStats;
 use crate::time::Timestamp;
@@ -77,6 +78,8 @@ pub struct UdpTable {
     unlisted: Option<Vec<u64>>,
     /// The run's policy, for the findings of each conversation that ends.
     policy: Arc<Policy>,
+    /// The run's key table, for QUIC handshakes.
+    keys: Option<Arc<KeyLog>>,
     /// Tunnelled conversations waiting for their other direction, and directions that
     /// joined one.
     joins: Joins,
@@ -94,8 +97,15 @@ impl UdpTable {
             extra_bytes: 0,
             unlisted: None,
             policy: Arc::default(),
+            keys: None,
             joins: Joins::default(),
         }
+    }
+
+    /// The key table QUIC handshakes are decrypted with (taken by a conversation
+    /// only once it holds a secret).
+    pub fn set_keys(&mut self, keys: Arc<KeyLog>) {
+        self.keys = Some(keys);
     }
 
     /// The policy the findings of ending conversations follow (default: the IANA TLS ports).
@@ -247,7 +257,7 @@ impl UdpTable {
         let Some(flow) = self.table.get_mut(s) else {
             return;
         };
-        flow.on_datagram(dg, ts, seen);
+        flow.on_datagram(dg, ts, seen, self.keys.as_ref());
         let charged = flow.analysis_bytes();
         budget.recharge(flow.lite.charged as usize, charged);
         flow.lite.charged = charged as u32;
@@ -427,7 +437,13 @@ impl UdpFlow {
     }
 
     /// One datagram at packet time `ts`; `seen` is the table's clock (`ts` or later).
-    fn on_datagram(&mut self, dg: &Datagram<'_>, ts: Timestamp, seen: Timestamp) {
+    fn on_datagram(
+        &mut self,
+        dg: &Datagram<'_>,
+        ts: Timestamp,
+        seen: Timestamp,
+        keys: Option<&Arc<KeyLog>>,
+    ) {
         let src = (dg.src, dg.sport);
         let lite = &mut self.lite;
         lite.last_seen = seen;
@@ -467,7 +483,9 @@ impl UdpFlow {
                     }
                     self.lite.client = rec.client;
                     self.lite.server = rec.server;
-                    self.proto = Proto::Analyzing(Box::new((rec, UdpAnalyzer::new(kind))));
+                    let keys = keys.filter(|k| k.has_any()).cloned();
+                    let analyzer = UdpAnalyzer::new(kind).with_keys(keys);
+                    self.proto = Proto::Analyzing(Box::new((rec, analyzer)));
                 }
                 None if self.lite.seen >= SNIFF_DATAGRAMS => self.proto = Proto::Other,
                 None => {}

@@ -69,6 +69,7 @@ pub fn drive<T: Send>(
     if workers == 1 {
         let mut engine = Engine::new(cfg.limits, cfg.opts, ports.to_vec());
         engine.set_policy(Arc::new(cfg.policy.clone()));
+        engine.set_keys(Arc::clone(&cfg.keys));
         if !cfg.all {
             engine.count_payloadless();
         }
@@ -95,6 +96,7 @@ pub fn drive<T: Send>(
         opts: cfg.opts,
         ports,
         policy: Arc::new(cfg.policy.clone()),
+        keys: Arc::clone(&cfg.keys),
         shard: cfg.shard,
         end,
         live,
@@ -132,6 +134,7 @@ fn threaded<T: Send>(
             let mut engine = Engine::new(plan.limits, plan.opts, plan.ports.to_vec());
             engine.set_ids(IdScheme::FirstPacket);
             engine.set_policy(Arc::clone(&plan.policy));
+            engine.set_keys(Arc::clone(&plan.keys));
             if !plan.all {
                 engine.count_payloadless();
             }

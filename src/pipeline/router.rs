@@ -33,6 +33,8 @@ pub(super) struct Plan<'p> {
     pub(super) opts: crate::analyzer::options::Options,
     pub(super) ports: &'p [u16],
     pub(super) policy: Arc<Policy>,
+    /// The run's key table, shared by the reader (pcapng secrets) and the workers.
+    pub(super) keys: Arc<crate::keylog::KeyLog>,
     pub(super) shard: Option<Shard>,
     pub(super) end: EndReason,
     pub(super) live: bool,
@@ -242,6 +244,7 @@ mod tests {
             opts: crate::analyzer::options::Options::default(),
             ports: &[],
             policy: Arc::default(),
+            keys: Arc::default(),
             shard: None,
             end: EndReason::EndOfInput,
             live,

@@ -232,6 +232,9 @@ pub enum Note {
     /// direction its own VNI, GRE key or ERSPAN session; a 6to4 reply from another relay)
     /// and were joined into one flow.
     TunnelAsymmetric,
+    /// Secrets for this TLS 1.3 session were given (`--keylog`, pcapng secrets) but
+    /// do not open its handshake: the wrong keys, or another connection's.
+    KeysMismatch,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -340,6 +343,13 @@ pub struct TlsInfo {
     /// The client's chain judged the same way, for client authentication.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_validation: Option<Validation>,
+    /// The TLS 1.3 handshake was decrypted with the session's keys (`--keylog`,
+    /// or secrets in the pcapng): its certificates and the rest below were read.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub decrypted: bool,
+    /// What the decrypted handshake showed beyond the certificates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encrypted_handshake: Option<EncryptedHandshake>,
 }
 
 /// Whether a certificate chain leads to a trust anchor at the flow's time, or
@@ -441,6 +451,36 @@ impl Validation {
             Validation::Other => "other",
         }
     }
+}
+
+/// The encrypted part of a TLS 1.3 handshake, read with the session's keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EncryptedHandshake {
+    /// The extensions of EncryptedExtensions, in order (the selected ALPN
+    /// protocol goes to `server_hello.alpn`).
+    pub encrypted_extensions: Vec<crate::analyzer::tls::cipher::Name>,
+    /// The algorithm a CompressedCertificate used (RFC 8879): `zlib`, `brotli`, `zstd`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_compression: Option<crate::analyzer::tls::cipher::Name>,
+    /// The server asked for a client certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_request: Option<CertificateRequest>,
+    /// Signature scheme of the server's CertificateVerify.
+    pub server_signature: Option<crate::analyzer::tls::cipher::Name>,
+    /// Signature scheme of the client's CertificateVerify (mutual TLS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_signature: Option<crate::analyzer::tls::cipher::Name>,
+    /// The sides whose Finished was read, in the order read.
+    pub finished: Vec<Dir>,
+}
+
+/// A TLS 1.3 CertificateRequest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CertificateRequest {
+    /// Signature schemes the server accepts from the client.
+    pub signature_algorithms: Vec<crate::analyzer::tls::cipher::Name>,
+    /// How many certificate authorities it names.
+    pub certificate_authorities: u32,
 }
 
 /// Public key of a certificate.

@@ -252,6 +252,18 @@ impl<'a> Collector<'a> {
         }
     }
 
+    /// Loads the `--keylog` files into the run's key table, warning once per file
+    /// about lines it could not use; an unreadable file is an error.
+    pub fn load_keys(&mut self, cfg: &Config) -> Result<(), String> {
+        for path in &cfg.keylog {
+            let stats = cfg.keys.load_file(path)?;
+            if let Some(w) = stats.warning(path) {
+                self.warn(w);
+            }
+        }
+        Ok(())
+    }
+
     pub fn warn(&mut self, msg: String) {
         say(&format!("warning: {msg}"));
         self.summary.warnings.push(msg);

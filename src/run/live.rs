@@ -38,6 +38,10 @@ pub fn list_interfaces() -> Exit {
 pub fn run(cfg: &Config, sink: &mut dyn Sink) -> Report {
     let iface = cfg.interface.clone().unwrap_or_default();
     let mut col = Collector::new(cfg, sink, input_names(cfg));
+    if let Err(msg) = col.load_keys(cfg) {
+        col.error(msg);
+        return col.abort();
+    }
     let cap = match open(&iface, &cfg.live, &cfg.bpf) {
         Ok(c) => c,
         Err(msg) => {

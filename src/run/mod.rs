@@ -10,9 +10,11 @@ pub mod progress;
 pub mod read;
 
 use crate::config::Config;
+use crate::keylog::LoadStats;
 use crate::output::Sink;
 #[cfg(not(feature = "live"))]
 use crate::output::Summary;
+use crate::pipeline::deliver::Notice;
 use crate::pipeline::drive;
 use crate::pipeline::stage::Stage;
 use crate::record::EndReason;
@@ -80,6 +82,10 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink, progress: &Progress) -> Report
         col.error(msg);
         return col.abort();
     }
+    if let Err(msg) = col.load_keys(cfg) {
+        col.error(msg);
+        return col.abort();
+    }
     let save = match cfg.live.write.as_deref().map(Save::create).transpose() {
         Ok(save) => save,
         Err(msg) => {
@@ -115,7 +121,16 @@ fn read_files(
     for input in &cfg.inputs {
         let before = stage.decode_stats().clone();
         let mut passed = 0;
-        let result = progress.read_path(input, &mut |p| reading.packet(p, stage, &mut passed));
+        let mut secrets = LoadStats::default();
+        let result = progress.read_path(
+            input,
+            &mut |p| reading.packet(p, stage, &mut passed),
+            // Added before the packets after the block are handed on.
+            &mut |kind, data| secrets.add(cfg.keys.add_block(kind, data)),
+        );
+        if let Some(w) = secrets.warning(input) {
+            progress.suspend(|| stage.notice(Notice::Warn(w)));
+        }
         let after = stage.decode_stats();
         for notice in input_notices(input, &result, &before, after, passed) {
             failed |= notice.is_error();

@@ -3,7 +3,9 @@
 //! Shown only to a person watching: standard error a terminal, no `--quiet`, no
 //! `CI` in the environment; never for small inputs or live capture.
 
-use crate::capture::{CaptureError, Next, Packet, ReadOutcome, open_file, read_until};
+use crate::capture::{
+    CaptureError, Next, Packet, ReadOutcome, Secrets, open_file, read_until_with_secrets,
+};
 use crate::config::Config;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{self, IsTerminal, Read, Write};
@@ -110,16 +112,18 @@ impl Progress {
 
     /// Reads the capture at `path` (`-`: standard input) as
     /// [`crate::capture::read_path`] does, until `f` says stop, counting the bytes
-    /// of the file (compressed ones, for a compressed file) into the display.
+    /// of the file (compressed ones, for a compressed file) into the display;
+    /// pcapng Decryption Secrets Blocks go to `secrets`.
     pub fn read_path(
         &self,
         path: &str,
         f: &mut dyn FnMut(&Packet<'_>) -> Next,
+        secrets: Secrets<'_>,
     ) -> Result<ReadOutcome, CaptureError> {
         if path == "-" {
-            return read_until("-", self.reader(io::stdin()), f);
+            return read_until_with_secrets("-", self.reader(io::stdin()), f, secrets);
         }
-        read_until(path, self.reader(open_file(path)?), f)
+        read_until_with_secrets(path, self.reader(open_file(path)?), f, secrets)
     }
 
     /// Runs `f` (which writes to the terminal) with the display taken down.

@@ -3,6 +3,7 @@
 //! (1-RTT) packets are recognised by their first bit and counted.
 
 pub mod crypto;
+pub mod handshake;
 pub mod initial;
 pub mod packet;
 pub mod params;
@@ -12,6 +13,7 @@ use crate::record::{Alert, Dir, FlowRecord, Note, PerDir, QuicInfo, hex};
 use crypto::{CryptoStream, Messages};
 use initial::{InitialKeys, Suite};
 use packet::{Bad, Frame, Kind, Long, MAX_CID_LEN, long_header, type_bits};
+use std::sync::Arc;
 
 /// Initial packets per direction that may fail to decrypt before that direction is given up.
 pub const MAX_DECRYPT_FAILURES: u32 = 8;
@@ -65,6 +67,11 @@ pub struct QuicAnalyzer {
     /// Whether the client's ClientHello advertised `grease_quic_bit` (RFC 9287);
     /// `None` until it is read.
     client_grease: Option<bool>,
+    /// The run's key table, when it holds secrets; the ClientHello random to
+    /// look this connection up by; its Handshake space once the keys are known.
+    keylog: Option<Arc<crate::keylog::KeyLog>>,
+    client_random: Option<[u8; 32]>,
+    handshake: Option<Box<handshake::HandshakeSpace>>,
 }
 
 /// The spelling of a QUIC version in the record: `1`, `2`, else hex.
@@ -196,7 +203,13 @@ impl QuicAnalyzer {
             || (self.side.client.hello
                 && self.side.server.hello
                 && self.side.client.one_rtt
-                && self.side.server.one_rtt)
+                && self.side.server.one_rtt
+                && !self.handshake.as_ref().is_some_and(|h| h.pending()))
+    }
+
+    /// The key table this connection's Handshake packets are opened with.
+    pub fn set_keys(&mut self, keys: Option<Arc<crate::keylog::KeyLog>>) {
+        self.keylog = keys;
     }
 
     /// One UDP datagram's payload from `dir`.
@@ -249,7 +262,10 @@ impl QuicAnalyzer {
             };
             let pkt = rest.get(..l.len).unwrap_or(rest);
             rest = rest.get(l.len..).unwrap_or_default();
-            self.packet(dir, &l, pkt, suite, rec);
+            if !self.handshake_packet(dir, &l, pkt, suite, rec) {
+                self.packet(dir, &l, pkt, suite, rec);
+            }
+            self.hello_keys(l.version, rec);
             if self.scratch.capacity() > MAX_SCRATCH_KEPT {
                 self.scratch = Vec::new();
             }
@@ -270,6 +286,9 @@ impl QuicAnalyzer {
                 .map_or(0, |c| c.cid.capacity() + std::mem::size_of::<InitialKeys>())
             + side(&self.side.client)
             + side(&self.side.server)
+            + self.handshake.as_ref().map_or(0, |h| {
+                std::mem::size_of::<handshake::HandshakeSpace>() + h.heap_bytes()
+            })
     }
 
     fn info(rec: &mut FlowRecord) -> &mut QuicInfo {
@@ -430,7 +449,8 @@ impl QuicAnalyzer {
                     .insert(offset, data, &mut |b| {
                         messages.feed(b, &mut |(t, body)| {
                             if dir == Dir::Client && t == 1 {
-                                grease = Some(params::grease_quic_bit(body));
+                                let random = handshake::client_random(body);
+                                grease = Some((params::grease_quic_bit(body), random));
                             }
                             hellos.push(hello_message(Carrier::Quic, dir, t, body, None, rec));
                         })
@@ -439,8 +459,8 @@ impl QuicAnalyzer {
             }
             Frame::Close { error, .. } => closed = Some(error),
         });
-        if grease.is_some() {
-            *client_grease = grease;
+        if let Some((g, random)) = grease {
+            (*client_grease, self.client_random) = (Some(g), random);
         }
         if parsed.is_err() {
             rec.note(Note::QuicMalformed);
@@ -470,6 +490,56 @@ impl QuicAnalyzer {
                     });
                 }
             }
+        }
+    }
+
+    /// Once a TLS 1.3 ServerHello was read (a packet of `version` carried it):
+    /// looks the connection up in the key table, once, and opens its Handshake
+    /// space when the table holds its secrets.
+    fn hello_keys(&mut self, version: u32, rec: &mut FlowRecord) {
+        let Some(keylog) = self.keylog.as_ref() else {
+            return;
+        };
+        let Some(tls) = rec
+            .tls
+            .as_ref()
+            .filter(|t| t.version.is_some_and(|v| v.is_tls13()))
+        else {
+            return;
+        };
+        let suite = tls.server_hello.as_ref().and_then(|s| s.cipher_id);
+        let found = self.client_random.and_then(|r| keylog.lookup(&r));
+        // Looked up once: the table is not asked again for this connection.
+        self.keylog = None;
+        self.handshake = found
+            .zip(suite)
+            .and_then(|(secrets, s)| handshake::HandshakeSpace::new(s, &secrets, version))
+            .map(Box::new);
+    }
+
+    /// A Handshake packet, when this connection's Handshake space is open: read
+    /// there (true); anything else is left to [`QuicAnalyzer::packet`].
+    fn handshake_packet(
+        &mut self,
+        dir: Dir,
+        l: &Long<'_>,
+        pkt: &[u8],
+        suite: Option<Suite>,
+        rec: &mut FlowRecord,
+    ) -> bool {
+        let (Some(h), Some(s)) = (self.handshake.as_mut(), suite) else {
+            return false;
+        };
+        match l.kind {
+            Kind::Protected {
+                type_bits,
+                pn_offset,
+                ..
+            } if type_bits == s.handshake_type => {
+                h.packet(dir, pkt, pn_offset, rec);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -546,6 +616,9 @@ impl QuicAnalyzer {
             .and_then(|c| c.alpn.first())
             .is_some_and(|a| a.starts_with("h3"));
         rec.app_protocol = Some(if h3 { "http3" } else { "quic" }.to_string());
+        if self.handshake.as_ref().is_some_and(|h| h.mismatch()) {
+            rec.note(Note::KeysMismatch);
+        }
         rec.encryption = crate::record::Encryption::Quic;
         rec.quic.get_or_insert_with(QuicInfo::default);
     }

@@ -220,6 +220,11 @@ impl Driver {
         }
     }
 
+    /// The key table for the TLS after the upgrade (see [`TlsAnalyzer::set_keys`]).
+    pub fn set_keys(&mut self, keys: Option<std::sync::Arc<crate::keylog::KeyLog>>) {
+        self.tls.set_keys(keys);
+    }
+
     /// Whether a proxy tunnel's contents are handed over to be analysed (the
     /// default), or end what is followed (inside a tunnel already).
     pub fn follow_tunnels(&mut self, yes: bool) {

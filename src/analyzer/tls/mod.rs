@@ -3,10 +3,14 @@
 
 pub mod certificate;
 pub mod cipher;
+pub mod decrypt;
 pub mod fingerprint;
+pub mod handshake13;
 pub mod hello;
 pub mod sslv2;
+pub mod unseal;
 
+use crate::keylog::KeyLog;
 use crate::record::{Alert, ClientHelloInfo, Dir, FlowRecord, Note, PerDir, ServerHelloInfo};
 use crate::version::Version;
 use cipher::is_grease;
@@ -14,6 +18,8 @@ pub use fingerprint::Carrier;
 pub use hello::{
     ParsedClientHello, ParsedServerHello, client_hello, client_hello_over, server_hello,
 };
+use std::sync::Arc;
+use unseal::{Opened, Phase, Unseal};
 
 /// Largest TLS record body accepted (2^14 plus the 2048 bytes RFC 5246 allows for expansion).
 pub const MAX_RECORD_LEN: usize = 16384 + 2048;
@@ -215,11 +221,23 @@ pub struct TlsAnalyzer {
     server_plaintext: bool,
     /// The protocol its plaintext names, where the banner says.
     plaintext_protocol: Option<&'static str>,
+    /// The run's key table, when it holds any secret.
+    keys: Option<Arc<KeyLog>>,
+    /// The random of the ClientHello the handshake goes on with (to look its keys up).
+    client_random: Option<[u8; 32]>,
+    /// Opening the protected TLS 1.3 handshake with the logged secrets.
+    unseal: Option<Box<Unseal>>,
 }
 
 impl TlsAnalyzer {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The key table TLS 1.3 handshakes are looked up in; `None` (the default):
+    /// no lookup, no cost.
+    pub fn set_keys(&mut self, keys: Option<Arc<KeyLog>>) {
+        self.keys = keys;
     }
 
     /// Nothing more to learn: the handshake is understood (or failed, or unreadable).
@@ -232,7 +250,11 @@ impl TlsAnalyzer {
         [&self.side.client, &self.side.server]
             .iter()
             .map(|s| s.hs.buf.capacity() + s.sslv2_buf.capacity())
-            .sum()
+            .sum::<usize>()
+            + self
+                .unseal
+                .as_ref()
+                .map_or(0, |u| std::mem::size_of::<Unseal>() + u.heap_bytes())
     }
 
     /// A ServerHello (TLS or SSLv2) was seen.
@@ -272,7 +294,12 @@ impl TlsAnalyzer {
                     };
                     let encrypted = side.encrypted;
                     match content_type {
-                        CT_HANDSHAKE if !encrypted => self.handshake_bytes(dir, chunk, rec),
+                        CT_HANDSHAKE if !encrypted => self.handshake_bytes(dir, chunk, false, rec),
+                        CT_APPLICATION_DATA => {
+                            if let Some(u) = self.unseal.as_mut() {
+                                u.push(dir, chunk);
+                            }
+                        }
                         CT_ALERT if !encrypted => {
                             for &b in chunk {
                                 if let Some(slot) = side.alert.get_mut(side.alert_len) {
@@ -315,6 +342,13 @@ impl TlsAnalyzer {
         let side = self.side.get_mut(dir);
         if side.dead || self.done {
             return;
+        }
+        if let Some(u) = self.unseal.as_mut()
+            && u.phase(dir) == Phase::Reading
+        {
+            // The protected handshake cannot be read past a hole.
+            u.stop(dir);
+            rec.note(Note::HandshakeGap);
         }
         // A hole inside a record whose content is not needed leaves the record
         // layer in step: skip it.
@@ -469,6 +503,11 @@ impl TlsAnalyzer {
         }
         if content_type == CT_APPLICATION_DATA {
             side.encrypted = true;
+            if let Some(u) = self.unseal.as_mut() {
+                let [hi, lo] = version.0.to_be_bytes();
+                let [l1, l0] = u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes();
+                u.begin(dir, [CT_APPLICATION_DATA, hi, lo, l1, l0]);
+            }
         }
         if content_type == CT_ALERT {
             // A plaintext alert is exactly two bytes; a longer one is encrypted
@@ -485,6 +524,9 @@ impl TlsAnalyzer {
     }
 
     fn record_end(&mut self, dir: Dir, content_type: u8, rec: &mut FlowRecord) {
+        if content_type == CT_APPLICATION_DATA && self.unseal.is_some() {
+            self.sealed_record_end(dir, rec);
+        }
         // In TLS 1.3 a ChangeCipherSpec is only middlebox camouflage (and may follow
         // a HelloRetryRequest); before 1.3 it starts encryption.
         let ccs_encrypts = self.server_hello && !self.tls13;
@@ -502,28 +544,35 @@ impl TlsAnalyzer {
             }
             CT_ALERT if !side.encrypted && side.alert_len == 2 => {
                 let [level, desc] = side.alert;
-                let alerts = &mut rec.tls_mut().alerts;
-                if alerts.len() < MAX_ALERTS {
-                    alerts.push(Alert {
-                        from: dir,
-                        level: match level {
-                            1 => "warning".to_string(),
-                            2 => "fatal".to_string(),
-                            n => n.to_string(),
-                        },
-                        description: alert_name(desc),
-                    });
-                }
-                if level == 2 {
-                    self.done = true;
-                }
+                self.alert(dir, level, desc, rec);
             }
             _ => {}
         }
         self.check_done(rec);
     }
 
-    fn handshake_bytes(&mut self, dir: Dir, mut chunk: &[u8], rec: &mut FlowRecord) {
+    /// An alert of `dir` (plaintext, or read from a decrypted handshake record).
+    fn alert(&mut self, dir: Dir, level: u8, desc: u8, rec: &mut FlowRecord) {
+        let alerts = &mut rec.tls_mut().alerts;
+        if alerts.len() < MAX_ALERTS {
+            alerts.push(Alert {
+                from: dir,
+                level: match level {
+                    1 => "warning".to_string(),
+                    2 => "fatal".to_string(),
+                    n => n.to_string(),
+                },
+                description: alert_name(desc),
+            });
+        }
+        if level == 2 {
+            self.done = true;
+        }
+    }
+
+    /// Handshake bytes of `dir`, in order; `sealed` when they were decrypted
+    /// (a TLS 1.3 handshake read with its secrets).
+    fn handshake_bytes(&mut self, dir: Dir, mut chunk: &[u8], sealed: bool, rec: &mut FlowRecord) {
         loop {
             let hs = &mut self.side.get_mut(dir).hs;
             if hs.hdr_len < 4 {
@@ -546,7 +595,11 @@ impl TlsAnalyzer {
                     | (usize::from(hs.hdr[2]) << 8)
                     | usize::from(hs.hdr[3]);
                 hs.remaining = len;
-                let cap = collect_cap(msg_type);
+                let cap = if sealed {
+                    handshake13::collect_cap(msg_type, MAX_CERTIFICATE_LEN)
+                } else {
+                    collect_cap(msg_type)
+                };
                 hs.collecting = cap.is_some_and(|cap| len <= cap);
                 hs.buf.clear();
                 if cap.is_some() && !hs.collecting {
@@ -567,7 +620,11 @@ impl TlsAnalyzer {
             if hs.collecting {
                 hs.collecting = false;
                 let mut body = std::mem::take(&mut hs.buf);
-                self.message(dir, msg_type, &body, rec);
+                if sealed {
+                    self.sealed_message(dir, msg_type, &body, rec);
+                } else {
+                    self.message(dir, msg_type, &body, rec);
+                }
                 // Keep a small allocation for a possible second hello (after a
                 // HelloRetryRequest); give a large one back.
                 if body.capacity() <= MAX_HELLO_LEN {
@@ -588,14 +645,17 @@ impl TlsAnalyzer {
         match (msg_type, dir) {
             (HS_CLIENT_HELLO | HS_SERVER_HELLO, _) => {
                 let record_version = self.side.get(dir).record_version;
-                if let Hello::ServerHello { version } =
-                    hello_message(Carrier::Tcp, dir, msg_type, body, record_version, rec)
-                {
+                let hello = hello_message(Carrier::Tcp, dir, msg_type, body, record_version, rec);
+                if hello == Hello::ClientHello && self.keys.is_some() {
+                    self.client_random = unseal::client_random(body);
+                }
+                if let Hello::ServerHello { version } = hello {
                     self.server_hello = true;
                     if version.is_tls13() {
                         // Everything after a TLS 1.3 ServerHello is encrypted.
                         self.tls13 = true;
                         self.side.server.encrypted = true;
+                        self.unseal = self.unseal_for(rec);
                     }
                     self.kx = rec
                         .tls
@@ -629,6 +689,47 @@ impl TlsAnalyzer {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Handshake decryption for this connection, when the key table holds its
+    /// secrets: at its TLS 1.3 ServerHello, by its ClientHello random.
+    fn unseal_for(&self, rec: &mut FlowRecord) -> Option<Box<Unseal>> {
+        let secrets = self.keys.as_ref()?.lookup(self.client_random.as_ref()?)?;
+        let tls = rec.tls.as_ref()?;
+        let suite = tls.server_hello.as_ref()?.cipher_id?;
+        let early = tls.client_hello.as_ref().is_some_and(|c| c.early_data);
+        let u = Unseal::new(suite, &secrets, early)?;
+        if u.unusable() {
+            rec.note(Note::KeysMismatch);
+        }
+        Some(Box::new(u))
+    }
+
+    /// A protected record of `dir` ended: opens it if it belongs to the handshake.
+    fn sealed_record_end(&mut self, dir: Dir, rec: &mut FlowRecord) {
+        let Some(u) = self.unseal.as_mut() else {
+            return;
+        };
+        match u.end(dir) {
+            Opened::Plain(CT_HANDSHAKE, plain) => self.handshake_bytes(dir, &plain, true, rec),
+            Opened::Plain(CT_ALERT, plain) => {
+                if let &[level, desc] = plain.as_slice() {
+                    self.alert(dir, level, desc, rec);
+                }
+            }
+            Opened::Failed { first: true } => rec.note(Note::KeysMismatch),
+            Opened::Nothing | Opened::Skipped | Opened::Plain(..) | Opened::Failed { .. } => {}
+        }
+    }
+
+    /// One complete decrypted handshake message.
+    fn sealed_message(&mut self, dir: Dir, msg_type: u8, body: &[u8], rec: &mut FlowRecord) {
+        let step = handshake13::message(dir, msg_type, body, MAX_CERTIFICATE_LEN, rec);
+        if step == handshake13::Step::Finished
+            && let Some(u) = self.unseal.as_mut()
+        {
+            u.finish(dir);
         }
     }
 
@@ -701,9 +802,10 @@ impl TlsAnalyzer {
         } else {
             self.server_hello && c.encrypted && s.encrypted
         };
+        let reading = self.unseal.as_ref().is_some_and(|u| u.pending());
         if established {
             rec.tls_mut().established = true;
-            self.done = true;
+            self.done = !reading;
         } else if c.dead && s.dead {
             self.done = true;
         }
