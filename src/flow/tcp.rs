@@ -625,7 +625,7 @@ impl Clock {
     }
 
     /// Moves the clock to `ts` (never backwards, a lone far jump held back:
-    /// [`follow_packet_time`]); says when a sweep is due.
+    /// `follow_packet_time`); says when a sweep is due.
     pub fn advance(&mut self, ts: Timestamp) -> Option<Timestamp> {
         follow_packet_time(&mut self.now, &mut self.held, ts, self.far);
         if self.now.secs >= self.next_sweep {
