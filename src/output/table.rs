@@ -320,17 +320,22 @@ fn server_cells(s: &ServerRecord) -> [String; 8] {
         tally(s.by_encryption.iter().map(|(k, n)| (k.as_str(), *n))),
         tally(s.versions.iter().map(|(k, n)| (k.as_str(), *n))),
         s.worst_severity.map_or("-", Severity::as_str).to_string(),
-        tally(s.findings.iter().map(|(k, n)| (k.as_str(), *n))) + &cert_days(s),
+        with_cert_days(tally(s.findings.iter().map(|(k, n)| (k.as_str(), *n))), s),
     ]
 }
 
-/// `; certificate ends in N days` for the server's certificate that ends first.
-fn cert_days(s: &ServerRecord) -> String {
-    s.certificates
-        .iter()
-        .filter_map(|c| c.days_left)
-        .min()
-        .map_or_else(String::new, |d| format!("; certificate ends in {d} days"))
+/// The findings cell, then `certificate ends in N days` for the server's
+/// certificate that ends first.
+fn with_cert_days(findings: String, s: &ServerRecord) -> String {
+    let Some(d) = s.certificates.iter().filter_map(|c| c.days_left).min() else {
+        return findings;
+    };
+    let days = format!("certificate ends in {d} days");
+    if findings == "-" {
+        days
+    } else {
+        format!("{findings}; {days}")
+    }
 }
 
 /// Column widths for the server table: natural widths, the wide text columns
