@@ -185,7 +185,8 @@ def transcript(events):
 
 
 def reassembly_ops(isn, segs):
-    out = bytearray(struct.pack(">I", isn or 0))
+    # Mode byte 1 (odd): payloads are taken from the input, as recorded.
+    out = bytearray([1]) + struct.pack(">I", isn or 0)
     out += bytes([0]) + struct.pack(">H", 0)  # SYN at the ISN
     for seq, b in segs:
         off = (seq - (isn or 0)) & 0xFFFFFFFF

@@ -4,9 +4,16 @@ use crate::analyzer::options::Options;
 use crate::assess::trust::TrustStore;
 use crate::assess::{FailOn, Policy};
 use crate::config::{ColorChoice, Config, Format, Limits, LiveOptions, MAX_THREADS, MIN_MEMCAP};
+use crate::output::select::{Order, Select};
+use crate::output::tsv::Columns;
 use crate::pipeline::shard::Shard;
+use crate::record::Severity;
+use clap::builder::{PossibleValue, StringValueParser, TypedValueParser};
 use clap::{CommandFactory, Parser, ValueEnum};
 use std::io::{self, Write};
+
+mod complete;
+mod man;
 
 /// `--color`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -29,45 +36,99 @@ impl From<Color> for ColorChoice {
 /// What `--generate` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Generate {
-    /// The man page (roff): `man -l`, or into a man1 directory.
+    /// The man page (roff): read it with man -l, or install it in a man1 directory.
     Man,
     /// Bash completion: source it, or put it in the bash-completion directory.
     CompleteBash,
-    /// Zsh completion: save as `_tlswatch` in a directory of `$fpath`.
+    /// Zsh completion: save it as _tlswatch in a directory of the fpath array.
     CompleteZsh,
-    /// Fish completion: save as `~/.config/fish/completions/tlswatch.fish`.
+    /// Fish completion: save it as ~/.config/fish/completions/tlswatch.fish.
     CompleteFish,
-    /// PowerShell completion: dot-source it from `$PROFILE`.
+    /// PowerShell completion: dot-source it from your PowerShell profile.
     CompletePowershell,
 }
 
-/// Worked examples shown by `--help` and in the man page.
-const EXAMPLES: &str = "\
-Examples:
-  tlswatch -r capture.pcap
-      one row per connection: encryption, TLS version, findings
-  tlswatch -r mail.pcap --servers --fail-on high
-      one row per server, worst first; exit status 1 if any flow has a high or critical finding
-  tlswatch -r a.pcap -r b.pcapng --ndjson | jq 'select(.encryption == \"plaintext\")'
-      both files in one flow table, one JSON line per flow
-  tlswatch -r capture.pcap --tls-port 8993 --fail-on PLAINTEXT_ON_TLS_PORT,STARTTLS_STRIPPED
-      also expect TLS on port 8993; fail on plaintext there or a stripped upgrade";
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// The table (the default).
+    Table,
+    /// One JSON document (as --json).
+    Json,
+    /// One JSON line per flow (as --ndjson).
+    Ndjson,
+    /// Tab-separated values with a header line (columns from --fields).
+    Tsv,
+}
 
-/// Was each TCP connection encrypted, how, and with which TLS version?
+/// `--sort`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SortArg {
+    /// Worst finding first (servers: then most flows).
+    Severity,
+    /// By server address and port.
+    Server,
+    /// By first packet.
+    Start,
+}
+
+impl From<SortArg> for Order {
+    fn from(s: SortArg) -> Self {
+        match s {
+            SortArg::Severity => Order::Severity,
+            SortArg::Server => Order::Server,
+            SortArg::Start => Order::Start,
+        }
+    }
+}
+
+/// A list option's words as completions offer them; any word is accepted here
+/// and checked when the configuration is built (with a message naming every
+/// valid one).
+#[derive(Clone, Copy, Debug)]
+struct Words(fn() -> Vec<String>);
+
+impl TypedValueParser for Words {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new((self.0)().into_iter().map(PossibleValue::new)))
+    }
+}
+
+/// Was each TCP connection and UDP conversation encrypted, how, and with which TLS version?
+///
+/// tlswatch reads packet captures (or a live interface), reassembles every TCP
+/// connection and follows UDP conversations, and reports per flow whether it was
+/// protected and how: TLS from the first byte, the STARTTLS-style upgrade of a
+/// plaintext protocol (SMTP, IMAP, POP3, FTP, XMPP, LDAP, PostgreSQL, MySQL, RDP and
+/// more), QUIC or DTLS; the TLS version, the server name and certificate; and
+/// findings (codes with a fixed severity, each explained in the man page) such as
+/// SSLv3, plaintext, a refused or stripped upgrade, or credentials sent in the
+/// clear. Output is a table sized to the terminal, JSON, NDJSON or tab-separated
+/// values; the exit status can gate a CI job (--fail-on).
 #[derive(Debug, Parser)]
 #[command(
     name = "tlswatch",
     version,
-    about,
     max_term_width = 100,
-    after_help = EXAMPLES
+    after_help = man::EXAMPLES
 )]
 pub struct Args {
     /// Read packets from a pcap or pcapng file ('-' for standard input). Repeat for several files, read in order into one flow table.
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     pub read: Vec<String>,
 
-    /// Capture live from an interface (needs the `live` build feature).
+    /// Capture live from an interface (any for all; needs a build with the live feature).
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     pub interface: Option<String>,
 
@@ -79,21 +140,61 @@ pub struct Args {
     #[arg(long)]
     pub ndjson: bool,
 
+    /// Output format: table (the default; sized to the terminal, endpoints never cut), json,
+    /// ndjson, or tsv (tab-separated values with a header line, for spreadsheets and cut or awk).
+    #[arg(long, value_enum, value_name = "FORMAT", conflicts_with_all = ["json", "ndjson"])]
+    pub format: Option<FormatArg>,
+
+    /// With --format tsv: the columns, comma-separated. Named fields (id, start, client, server,
+    /// app, encryption, version, sni, certificate, not_after, severity, findings and more; the man
+    /// page lists them under TSV FIELDS) or a dotted path into the JSON record, such as
+    /// tls.client_hello.ja4.
+    #[arg(
+        long,
+        value_name = "FIELD,...",
+        value_delimiter = ',',
+        value_parser = Words(complete::field_words),
+        hide_possible_values = true
+    )]
+    pub fields: Vec<String>,
+
+    /// List only the flows that match (see SELECTION in the man page for the words).
+    #[arg(
+        long,
+        help = "List only the flows that match (the summary and --fail-on still count every \
+                flow): finding codes and severities as --fail-on takes them, encryption=VALUE, \
+                app=PROTOCOL, server=IP[:PORT], client=IP[:PORT], id=N[-M]; comma-separated. \
+                Words of one kind are alternatives, different kinds must all match. With \
+                --servers, the servers of the flows that match",
+        value_name = "WORD,...",
+        value_delimiter = ',',
+        value_parser = Words(complete::select_words),
+        hide_possible_values = true
+    )]
+    pub select: Vec<String>,
+
+    /// List flows (and servers) in this order instead of as they end: severity (worst first),
+    /// server (address and port), or start (first packet). Holds every listed flow until the end.
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub sort: Option<SortArg>,
+
     /// Also list flows that carried no payload (scans, bare handshakes).
     #[arg(long)]
     pub all: bool,
 
     /// Exit with status 1 when any listed flow carries one of these finding codes, or a finding of
-    /// this severity or worse (info, low, medium, high, critical); comma-separated, mixed.
+    /// this severity or worse (info, medium, high, critical); comma-separated, mixed.
     #[arg(
         long = "fail-on",
         value_name = "CODE|SEVERITY,...",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = Words(complete::fail_on_words),
+        hide_possible_values = true
     )]
     pub fail_on: Vec<String>,
 
     /// One record per server (ip, port): the server table replaces the flow table; in JSON a
-    /// `servers` array beside `flows`; in NDJSON server lines before the summary.
+    /// servers array beside flows; in NDJSON server lines before the summary; in TSV server lines.
     #[arg(long)]
     pub servers: bool,
 
@@ -103,7 +204,7 @@ pub struct Args {
 
     /// One record per distinct certificate (subject, issuer, validity, key, validation, the
     /// servers that presented it): the certificate table replaces the flow table; in JSON a
-    /// `certificates` array; in NDJSON certificate lines before the summary.
+    /// certificates array; in NDJSON certificate lines before the summary.
     #[arg(long)]
     pub certificates: bool,
 
@@ -148,8 +249,10 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
-    /// Keep only the flows in shard K of N (stable symmetric flow hash, see the README), so
-    /// N processes can split one capture or link between them.
+    /// Keep only the flows in shard K of N (0 <= K < N), so N processes can split one capture or
+    /// link between them. A flow's shard is a hash modulo N: FNV-1a 64 over its IP protocol number
+    /// and its two endpoints (16-byte address, then port; the smaller endpoint first), finished
+    /// with MurmurHash3's fmix64. Both directions, every process and every version agree on it.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
 
@@ -175,11 +278,12 @@ pub struct Args {
     #[arg(long = "memcap", value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
     pub memcap: usize,
 
-    /// Show the user name of credentials seen in cleartext (never the password).
+    /// Show the user name of credentials seen in cleartext (never the password): in JSON, in TSV
+    /// (users), and in the table a USER column with the user and the mechanism.
     #[arg(long = "show-users")]
     pub show_users: bool,
 
-    /// Colour in the table.
+    /// Colour in the table, following severity (auto: on a terminal, unless NO_COLOR is set).
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
 
@@ -187,7 +291,8 @@ pub struct Args {
     #[arg(short = 'D', long = "list-interfaces")]
     pub list_interfaces: bool,
 
-    /// Live: stop after this many packets.
+    /// Stop after this many packets (with -r: packets read that pass the filter expression and
+    /// --port, over all files).
     #[arg(short = 'c', long = "count", value_name = "N")]
     pub count: Option<u64>,
 
@@ -195,21 +300,22 @@ pub struct Args {
     #[arg(long = "duration", value_name = "SECS")]
     pub duration: Option<u64>,
 
-    /// Live: also write the captured packets to this pcap file.
+    /// Also write the packets captured (or, with -r, read) that pass the filter expression and
+    /// --port to this pcap file.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<String>,
 
-    /// Live: bytes captured per packet.
-    #[arg(long = "snaplen", value_name = "BYTES", default_value_t = 262_144)]
-    pub snaplen: u32,
+    /// Live: bytes captured per packet (default 262144).
+    #[arg(long = "snaplen", value_name = "BYTES")]
+    pub snaplen: Option<u32>,
 
     /// Live: do not put the interface in promiscuous mode.
     #[arg(long = "no-promisc")]
     pub no_promisc: bool,
 
-    /// Live: kernel capture buffer size in MiB.
-    #[arg(long = "buffer-size", value_name = "MIB", default_value_t = 128)]
-    pub buffer_size: u32,
+    /// Live: kernel capture buffer size in MiB (default 128).
+    #[arg(long = "buffer-size", value_name = "MIB")]
+    pub buffer_size: Option<u32>,
 
     /// Live: after opening the interface, run as this user (default: the user who ran sudo).
     #[arg(short = 'Z', long = "user", value_name = "USER")]
@@ -219,20 +325,40 @@ pub struct Args {
     #[arg(long = "keep-root")]
     pub keep_root: bool,
 
-    /// A capture filter as tcpdump takes it (live capture, and files in a `live` build).
+    /// A capture filter as tcpdump takes it (live capture, and files in a build with the live
+    /// feature).
     #[arg(value_name = "FILTER", trailing_var_arg = true)]
     pub filter: Vec<String>,
 }
 
-/// A byte size: a number with an optional K, M, G or T suffix (powers of 1024; `KiB`,
-/// `MB` and the like are read the same way).
+/// The TSV columns, the selection and the order of a report.
+type View = (Option<Columns>, Option<Select>, Option<Order>);
+
+/// Default `--snaplen`.
+pub const DEFAULT_SNAPLEN: u32 = 262_144;
+/// Default `--buffer-size`, in MiB.
+pub const DEFAULT_BUFFER_MIB: u32 = 128;
+
+/// A byte size: a number, whole or decimal (`1.5G`), with an optional K, M, G or T
+/// suffix (powers of 1024; `KiB`, `MB` and the like are read the same way).
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let digits = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(digits);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (a number with an optional K, M, G or T)"))?;
+    let not_a_size = || format!("'{s}' is not a size (a number with an optional K, M, G or T)");
+    let (whole, fraction) = num.split_once('.').unwrap_or((num, ""));
+    if whole.is_empty() || fraction.len() > 9 || fraction.contains('.') {
+        return Err(not_a_size());
+    }
+    let whole: u128 = whole.parse().map_err(|_| not_a_size())?;
+    let fraction_digits = u32::try_from(fraction.len()).unwrap_or(u32::MAX);
+    let fraction: u128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().map_err(|_| not_a_size())?
+    };
     let shift = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 0,
         "K" | "KB" | "KIB" => 10,
@@ -241,8 +367,12 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         "T" | "TB" | "TIB" => 40,
         _ => return Err(format!("'{s}': unknown unit (use K, M, G or T)")),
     };
-    let bytes = n
-        .checked_mul(1 << shift)
+    let scale = 10u128.pow(fraction_digits);
+    let bytes = whole
+        .checked_mul(scale)
+        .and_then(|n| n.checked_add(fraction))
+        .and_then(|n| n.checked_mul(1 << shift))
+        .map(|n| n / scale)
         .and_then(|b| usize::try_from(b).ok())
         .ok_or_else(|| format!("'{s}' is too large"))?;
     if bytes < MIN_MEMCAP {
@@ -255,7 +385,8 @@ impl Args {
     /// Checks the arguments and builds the configuration.
     pub fn into_config(self) -> Result<Config, String> {
         self.check_inputs()?;
-        let fail_on = FailOn::parse(&self.fail_on)?;
+        self.check_file_options()?;
+        let fail_on = self.fail_on()?;
         let threads = self.thread_count()?;
         let shard = self.shard.as_deref().map(Shard::parse).transpose()?;
         if self.max_flows == 0 {
@@ -269,6 +400,7 @@ impl Args {
         }
         let policy = self.policy()?;
         let format = self.format();
+        let (fields, select, sort) = self.view(format)?;
         let (bpf, filter_expr) = self.bpf();
         let limits = self.limits();
         Ok(Config {
@@ -281,15 +413,18 @@ impl Args {
                 count: self.count,
                 duration: self.duration,
                 write: self.write,
-                snaplen: self.snaplen,
+                snaplen: self.snaplen.unwrap_or(DEFAULT_SNAPLEN),
                 promisc: !self.no_promisc,
-                buffer_mib: self.buffer_size,
+                buffer_mib: self.buffer_size.unwrap_or(DEFAULT_BUFFER_MIB),
                 user: self.user,
                 keep_root: self.keep_root,
             },
             inputs: self.read,
             interface: self.interface,
             format,
+            fields,
+            select,
+            sort,
             all: self.all,
             fail_on,
             servers: self.servers.then_some(self.max_servers),
@@ -328,6 +463,79 @@ impl Args {
         Ok(())
     }
 
+    /// Options that act on a live capture only are refused with `-r` rather than
+    /// ignored; `-c` and `-w` work with files too (as with tcpdump), checked here.
+    /// A trailing word naming a file is a second capture missing its `-r`.
+    fn check_file_options(&self) -> Result<(), String> {
+        if self.count == Some(0) {
+            return Err("-c must be at least 1".to_string());
+        }
+        if self.read.is_empty() {
+            return Ok(());
+        }
+        let live_only = [
+            ("--duration", self.duration.is_some()),
+            ("--snaplen", self.snaplen.is_some()),
+            ("--buffer-size", self.buffer_size.is_some()),
+            ("--no-promisc", self.no_promisc),
+            ("-Z/--user", self.user.is_some()),
+            ("--keep-root", self.keep_root),
+        ];
+        if let Some((name, _)) = live_only.iter().find(|(_, given)| *given) {
+            return Err(format!(
+                "{name} applies to live capture (-i) only, not to files read with -r"
+            ));
+        }
+        if let Some(word) = self.filter.iter().find(|w| names_a_capture(w)) {
+            let first = self.read.first().map_or("FILE", String::as_str);
+            return Err(format!(
+                "'{word}' is a file, not a filter expression: each file needs its own -r \
+                 (-r {first} -r {word})"
+            ));
+        }
+        if let Some(out) = &self.write
+            && let Ok(out) = std::fs::canonicalize(out)
+            && self
+                .read
+                .iter()
+                .any(|r| std::fs::canonicalize(r).is_ok_and(|r| r == out))
+        {
+            return Err(format!(
+                "-w {}: is also read with -r; it would be overwritten while read",
+                out.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// `--fail-on`, parsed. An empty list (`--fail-on ''`, an unset variable) would
+    /// gate nothing, and a severity no finding has would never match: both are
+    /// refused.
+    fn fail_on(&self) -> Result<FailOn, String> {
+        let fail_on = FailOn::parse(&self.fail_on)?;
+        if !self.fail_on.is_empty() && fail_on.is_empty() {
+            return Err(
+                "--fail-on: empty: name finding codes or severities (or leave --fail-on out)"
+                    .to_string(),
+            );
+        }
+        let in_use = complete::severities_in_use();
+        for word in &self.fail_on {
+            let word = word.trim().to_ascii_lowercase();
+            if let Some(s) = Severity::ALL.iter().find(|s| s.as_str() == word)
+                && !in_use.contains(s)
+            {
+                let names: Vec<&str> = in_use.iter().map(|s| s.as_str()).collect();
+                return Err(format!(
+                    "--fail-on: no finding has severity '{word}' (findings are {}; a severity \
+                     means that one or worse)",
+                    names.join(", ")
+                ));
+            }
+        }
+        Ok(fail_on)
+    }
+
     /// `--threads`, checked; by default one per available core, up to [`MAX_THREADS`].
     fn thread_count(&self) -> Result<usize, String> {
         match self.threads {
@@ -341,13 +549,29 @@ impl Args {
     }
 
     fn format(&self) -> Format {
-        if self.json {
-            Format::Json
-        } else if self.ndjson {
-            Format::Ndjson
-        } else {
-            Format::Table
+        match self.format {
+            Some(FormatArg::Table) => Format::Table,
+            Some(FormatArg::Json) => Format::Json,
+            Some(FormatArg::Ndjson) => Format::Ndjson,
+            Some(FormatArg::Tsv) => Format::Tsv,
+            None if self.json => Format::Json,
+            None if self.ndjson => Format::Ndjson,
+            None => Format::Table,
         }
+    }
+
+    /// What the report lists and how: the TSV columns (`--fields`, TSV only), the
+    /// selection and the order.
+    fn view(&self, format: Format) -> Result<View, String> {
+        let fields = match format {
+            Format::Tsv => Some(Columns::parse(&self.fields, self.servers)?),
+            _ if !self.fields.is_empty() => {
+                return Err("--fields chooses the columns of --format tsv".to_string());
+            }
+            _ => None,
+        };
+        let select = Select::parse(&self.select)?;
+        Ok((fields, select, self.sort.map(Order::from)))
     }
 
     /// The BPF expression (the trailing filter and the `--port`s combined; empty
@@ -382,77 +606,29 @@ impl Args {
     }
 }
 
+/// Whether a trailing word, taken for a filter expression, names a capture file
+/// instead: an existing file or folder whose name has a dot or slash (no filter
+/// word does), or a name ending as captures and compressed captures do.
+fn names_a_capture(word: &str) -> bool {
+    const ENDINGS: [&str; 9] = [
+        ".pcap", ".pcapng", ".cap", ".gz", ".zst", ".xz", ".bz2", ".lz4", ".dmp",
+    ];
+    let lower = word.to_ascii_lowercase();
+    let exists = std::path::Path::new(word).exists() && (word.contains('.') || word.contains('/'));
+    exists || ENDINGS.iter().any(|e| lower.ends_with(e))
+}
+
 /// Writes the man page or a completion script for `kind`.
 pub fn generate(kind: Generate, out: &mut dyn Write) -> io::Result<()> {
     use clap_complete::Shell;
-    let mut cmd = Args::command();
     let shell = match kind {
-        Generate::Man => return man_page(cmd, out),
+        Generate::Man => return man::page(Args::command(), out),
         Generate::CompleteBash => Shell::Bash,
         Generate::CompleteZsh => Shell::Zsh,
         Generate::CompleteFish => Shell::Fish,
         Generate::CompletePowershell => Shell::PowerShell,
     };
-    clap_complete::generate(shell, &mut cmd, "tlswatch", out);
-    Ok(())
-}
-
-/// The man page: clap's sections, then the examples and exit statuses as roff
-/// lists (the help text's layout would be refilled by the formatter).
-fn man_page(cmd: clap::Command, out: &mut dyn Write) -> io::Result<()> {
-    let man = clap_mangen::Man::new(cmd.after_help(None::<&str>));
-    man.render_title(out)?;
-    man.render_name_section(out)?;
-    man.render_synopsis_section(out)?;
-    man.render_description_section(out)?;
-    man.render_options_section(out)?;
-    writeln!(out, ".SH EXAMPLES")?;
-    for (command, meaning) in examples() {
-        writeln!(
-            out,
-            ".TP\n\\fB{}\\fR\n{}",
-            roff_escape(command),
-            roff_escape(meaning)
-        )?;
-    }
-    writeln!(out, ".SH \"EXIT STATUS\"")?;
-    for (status, meaning) in EXIT_STATUS {
-        writeln!(out, ".TP\n.B {status}\n{}", roff_escape(meaning))?;
-    }
-    man.render_version_section(out)
-}
-
-/// What each exit status means (the README's table).
-const EXIT_STATUS: &[(u8, &str)] = &[
-    (
-        0,
-        "all inputs read (a capture cut off mid-packet is a warning, not an error)",
-    ),
-    (
-        1,
-        "a listed flow carries a finding named in --fail-on, or one of the severity given there or worse",
-    ),
-    (
-        2,
-        "an input could not be read, or a usage error; flows read so far are still reported",
-    ),
-];
-
-/// The (command, meaning) pairs of the help text's examples.
-fn examples() -> impl Iterator<Item = (&'static str, &'static str)> {
-    let mut lines = EXAMPLES.lines().skip(1);
-    std::iter::from_fn(move || Some((lines.next()?.trim(), lines.next()?.trim())))
-}
-
-/// Escapes text for a roff line: backslashes, hyphens (so they stay ASCII in the
-/// output), and a leading control character.
-fn roff_escape(s: &str) -> String {
-    let body = s.replace('\\', "\\e").replace('-', "\\-");
-    if body.starts_with(['.', '\'']) {
-        format!("\\&{body}")
-    } else {
-        body
-    }
+    complete::script(shell, Args::command(), out)
 }
 
 #[cfg(test)]
@@ -472,6 +648,14 @@ mod tests {
         assert!(parse_size("M").is_err());
         assert!(parse_size("-1G").is_err());
         assert!(parse_size("99999999999T").is_err());
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("1.5 GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("2.25M"), Ok(9 << 18));
+        assert_eq!(parse_size("1.0000001M"), Ok(1 << 20));
+        assert!(parse_size("0.5M").is_err(), "below the minimum");
+        assert!(parse_size("1.5.5G").is_err());
+        assert!(parse_size(".5G").is_err());
+        assert!(parse_size("1.G").is_ok_and(|b| b == 1 << 30));
     }
 
     fn config(args: &[&str]) -> Result<Config, String> {
@@ -510,21 +694,82 @@ mod tests {
     }
 
     #[test]
-    fn man_page_lists_every_example_and_exit_status() {
-        let mut out = Vec::new();
-        generate(Generate::Man, &mut out).unwrap();
-        let man = String::from_utf8(out).unwrap();
-        assert_eq!(examples().count(), 4);
-        for (command, meaning) in examples() {
-            assert!(command.starts_with("tlswatch -r"), "{command}");
-            assert!(man.contains(&roff_escape(command)), "{command}");
-            assert!(man.contains(&roff_escape(meaning)), "{meaning}");
-        }
-        assert!(man.contains(".SH \"EXIT STATUS\""));
-        assert!(
-            !man.contains("Examples:"),
-            "help-text layout leaked into the man page"
+    fn format_fields_select_and_sort_reach_the_config() {
+        let c = config(&[
+            "-r",
+            "x",
+            "--format",
+            "tsv",
+            "--fields",
+            "client,server,tls.version",
+        ])
+        .unwrap();
+        assert_eq!(c.format, Format::Tsv);
+        assert_eq!(
+            c.fields,
+            Some(Columns::parse(&["client", "server", "tls.version"], false).unwrap())
         );
+        let c = config(&["-r", "x", "--format", "tsv", "--servers"]).unwrap();
+        assert_eq!(c.fields, Some(Columns::defaults(true)));
+        assert_eq!(
+            config(&["-r", "x", "--format", "json"]).unwrap().format,
+            Format::Json
+        );
+        assert_eq!(
+            config(&["-r", "x", "--ndjson"]).unwrap().format,
+            Format::Ndjson
+        );
+        assert!(config(&["-r", "x", "--json", "--format", "tsv"]).is_err());
+        let e = config(&["-r", "x", "--fields", "client"]).unwrap_err();
+        assert!(e.contains("--format tsv"), "{e}");
+        assert!(config(&["-r", "x", "--format", "tsv", "--fields", "nope"]).is_err());
+        let c = config(&[
+            "-r",
+            "x",
+            "--select",
+            "high,encryption=plaintext",
+            "--sort",
+            "server",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.select,
+            Select::parse(&["high", "encryption=plaintext"]).unwrap()
+        );
+        assert!(c.select.is_some());
+        assert_eq!(c.sort, Some(Order::Server));
+        assert!(config(&["-r", "x", "--select", "nope"]).is_err());
+        assert!(config(&["-r", "x", "--sort", "nope"]).is_err());
+        let c = config(&["-r", "x"]).unwrap();
+        assert_eq!((c.select, c.sort, c.fields), (None, None, None));
+    }
+
+    #[test]
+    fn list_options_offer_their_words_to_completion() {
+        let cmd = Args::command();
+        let values = |id: &str| -> Vec<String> {
+            cmd.get_arguments()
+                .find(|a| a.get_id() == id)
+                .map(|a| {
+                    a.get_possible_values()
+                        .iter()
+                        .map(|v| v.get_name().to_string())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let fail_on = values("fail_on");
+        for c in Code::ALL {
+            assert!(fail_on.iter().any(|v| v == c.as_str()), "{c}");
+        }
+        assert!(fail_on.iter().any(|v| v == "critical"));
+        let select = values("select");
+        assert!(fail_on.iter().all(|w| select.contains(w)));
+        assert!(select.iter().any(|v| v == "encryption=starttls-refused"));
+        assert!(select.iter().any(|v| v == "server="));
+        assert!(values("fields").iter().any(|v| v == "findings"));
+        // Any word still reaches the configuration's own check.
+        assert!(config(&["-r", "x", "--fail-on", "high,cleartext_auth"]).is_ok());
     }
 
     #[test]

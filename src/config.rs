@@ -35,6 +35,8 @@ pub enum Format {
     Table,
     Json,
     Ndjson,
+    /// Tab-separated values (`--format tsv`).
+    Tsv,
 }
 
 /// A validated run configuration.
@@ -43,6 +45,12 @@ pub struct Config {
     pub inputs: Vec<String>,
     pub interface: Option<String>,
     pub format: Format,
+    /// The TSV columns (`--fields`), with [`Format::Tsv`].
+    pub fields: Option<crate::output::tsv::Columns>,
+    /// `--select`: the flows listed (the summary and `--fail-on` still see every flow).
+    pub select: Option<crate::output::select::Select>,
+    /// `--sort`: the order flows and servers are listed in (else as they end).
+    pub sort: Option<crate::output::select::Order>,
     pub all: bool,
     pub fail_on: FailOn,
     /// `--servers`: the most servers inventoried.
@@ -123,23 +131,22 @@ impl Default for UdpLimits {
     }
 }
 
-/// Per-direction caps on out-of-order buffering, so a hostile or lossy capture cannot make one
+/// Per-direction cap on out-of-order buffering, so a hostile or lossy capture cannot make one
 /// flow hold unbounded memory.
 #[derive(Clone, Copy, Debug)]
 pub struct StreamLimits {
-    /// Out-of-order bytes held per direction (default 256 KiB). Exceeding it turns the oldest
-    /// hole into a gap instead of growing.
+    /// Out-of-order budget per direction in bytes (default 256 KiB): the bytes held plus
+    /// 64 per run of contiguous bytes (adjacent pieces are merged into one run, in whatever
+    /// order they arrive). Exceeding it turns the oldest hole into a gap instead of growing;
+    /// scattered pieces with holes between them therefore reach it after at most
+    /// 256 KiB / 65 ≈ 4,000 runs.
     pub max_buffered: usize,
-    /// Separate out-of-order runs held per direction (default 256); bounds per-run overhead
-    /// when a capture is full of tiny scattered segments.
-    pub max_segments: usize,
 }
 
 impl Default for StreamLimits {
     fn default() -> Self {
         StreamLimits {
             max_buffered: 256 * 1024,
-            max_segments: 256,
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The `tlswatch` command: parse arguments, run, exit.
 
 use clap::Parser;
+use std::io::Write;
 use std::process::ExitCode;
 use tlswatch::cli::Args;
+use tlswatch::run::collect::say;
 use tlswatch::run::{Exit, run};
 
 fn main() -> ExitCode {
@@ -20,10 +22,12 @@ fn main() -> ExitCode {
     };
     if let Some(kind) = args.generate {
         let mut out = std::io::stdout().lock();
-        return match tlswatch::cli::generate(kind, &mut out) {
+        return match tlswatch::cli::generate(kind, &mut out).and_then(|()| out.flush()) {
+            // A reader that went away (`| head`) took what it wanted.
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: writing output: {e}");
+                say(&format!("error: writing output: {e}"));
                 ExitCode::from(Exit::Error as u8)
             }
         };
@@ -31,7 +35,7 @@ fn main() -> ExitCode {
     let cfg = match args.into_config() {
         Ok(c) => c,
         Err(msg) => {
-            eprintln!("error: {msg}");
+            say(&format!("error: {msg}"));
             return ExitCode::from(Exit::Error as u8);
         }
     };

@@ -30,6 +30,10 @@ pub struct PacketStats {
     /// Packets of flows that `--shard` leaves to other shards (shown with `--shard` only).
     #[serde(skip_serializing_if = "is_zero")]
     pub other_shard: u64,
+    /// Packets of a link type tlswatch decodes, whichever shard they belong to
+    /// (not shown: it tells whether an input could be read at all).
+    #[serde(skip)]
+    pub decoded: u64,
     /// The UDP conversations (shown as the summary's `udp`, not under `packets`).
     #[serde(skip)]
     pub udp_flows: UdpStats,
@@ -58,6 +62,7 @@ impl PacketStats {
             stray,
             filtered,
             other_shard,
+            decoded,
             udp_flows,
             decode,
         } = o;
@@ -74,6 +79,7 @@ impl PacketStats {
         self.stray += stray;
         self.filtered += filtered;
         self.other_shard += other_shard;
+        self.decoded += decoded;
         self.udp_flows.absorb(udp_flows);
         self.decode.merge(decode);
     }

@@ -9,6 +9,7 @@
 )]
 
 mod audit;
+mod evasion;
 mod kit;
 mod tunnels;
 
@@ -801,6 +802,48 @@ mod live {
     }
 }
 
+/// Proxied connections (`fixtures/proxy/`, `record_proxy.sh`): beyond what every
+/// expectations row checks, the inner protocol as `app_protocol`, the proxy hop,
+/// and where TLS begins in the whole connection, against `EXPECTED-proxy.tsv`
+/// (derived with tshark); and the shared capture of SMTP inside a CONNECT tunnel
+/// against Zeek's logs (its http.log: CONNECT `mailin03.sul.t-online.de:25`
+/// answered 200; its smtp.log: SMTP in the tunnel).
+#[test]
+fn proxied_connections_are_analysed_inside_the_tunnel() {
+    let fixtures = root().join("fixtures");
+    let rows = tsv_rows(&fixtures.join("EXPECTED-proxy.tsv"));
+    assert!(!rows.is_empty(), "no proxy rows");
+    for r in rows {
+        let f = only_flow(&json_of(&fixtures.join(&r["file"])));
+        let at = format!("EXPECTED-proxy.tsv:{}", r.line);
+        assert_eq!(f["app_protocol"], r["app_protocol"].as_str(), "{at}");
+        let notes: BTreeMap<&str, &str> = r["notes"]
+            .split([';', ' '])
+            .filter_map(|w| w.split_once('='))
+            .collect();
+        assert_eq!(f["proxy"]["kind"], notes["proxy"], "{at}");
+        assert_eq!(f["proxy"]["target"], notes["target"], "{at}");
+        assert_eq!(
+            f["proxy"]["established"],
+            notes["established"] == "T",
+            "{at}"
+        );
+        for side in ["client_offset", "server_offset"] {
+            let want = notes.get(side).map(|v| v.parse::<u64>().unwrap());
+            assert_eq!(f["starttls"][side].as_u64(), want, "{at}: {side}");
+        }
+    }
+    let Some(shared) = kit::shared_or_skip("captures/zeek/http__connect-with-smtp.pcap") else {
+        return;
+    };
+    let f = only_flow(&json_of(&shared));
+    assert_eq!(f["app_protocol"], "smtp");
+    assert_eq!(f["encryption"], "plaintext");
+    assert_eq!(f["proxy"]["kind"], "http-connect");
+    assert_eq!(f["proxy"]["target"], "mailin03.sul.t-online.de:25");
+    assert_eq!(f["proxy"]["established"], true);
+}
+
 /// Golden files: the whole JSON report of each recorded capture, kept beside it as
 /// `NAME.golden.json`. The fields that matter are checked independently against
 /// tshark by `recorded_fixtures_match_tshark_expectations`; the golden file pins the
@@ -841,7 +884,7 @@ fn mutated_captures_never_panic() {
     use tlswatch::capture::read_capture;
     use tlswatch::config::Limits;
     use tlswatch::flow::tcp::Engine;
-    use tlswatch::pipeline::Inline;
+    use tlswatch::pipeline::inline::Inline;
     use tlswatch::record::EndReason;
     let mut rng = kit::Rng(0x9e37_79b9_7f4a_7c15);
     let mut rnd = move || rng.next_u64();
@@ -909,6 +952,8 @@ const SECRETS: &[&str] = &[
     "FakeMyClear-8830",
     "FakeLdapBind-6604",
     "FakeSocksPass-1172",
+    "Pr0xySmtp-Secret-5150",
+    "AGFsaWNlAFByMHh5U210cC1TZWNyZXQtNTE1MA==",
 ];
 
 #[test]

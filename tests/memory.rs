@@ -26,6 +26,7 @@ use tlswatch::analyzer::options::Options;
 use tlswatch::config::Limits;
 use tlswatch::config::StreamLimits;
 use tlswatch::decode::path::{DecodeNotes, Flags, Segment, TunnelPath};
+use tlswatch::flow::reassembly::RUN_OVERHEAD;
 use tlswatch::flow::tcp::{Engine, Stamp};
 use tlswatch::record::{EndReason, FlowRecord, Note};
 use tlswatch::time::Timestamp;
@@ -253,8 +254,8 @@ fn flows_holding_out_of_order_data_at_the_cap() {
     let limits = Limits {
         memcap: CAP,
         stream: StreamLimits {
-            max_buffered: 2048,
-            max_segments: 4,
+            // Two 1 KiB pieces in one run (adjacent pieces merge), and its overhead.
+            max_buffered: 2048 + RUN_OVERHEAD,
         },
         ..Limits::default()
     };

@@ -7,7 +7,7 @@ use tlswatch::analyzer::options::Options;
 use tlswatch::capture::read_capture;
 use tlswatch::flow::tcp::Engine;
 use tlswatch::config::Limits;
-use tlswatch::pipeline::Inline;
+use tlswatch::pipeline::inline::Inline;
 use tlswatch::config::StreamLimits;
 use tlswatch::record::EndReason;
 
@@ -16,10 +16,7 @@ fuzz_target!(|data: &[u8]| {
         max_flows: 8,
         idle_timeout_secs: 30,
         memcap: 1 << 20,
-        stream: StreamLimits {
-            max_buffered: 4096,
-            max_segments: 8,
-        },
+        stream: StreamLimits { max_buffered: 4096 },
         ..Limits::default()
     };
     let opts = Options { show_users: true };

@@ -1,10 +1,16 @@
-//! One direction's reassembly driven by a sequence of arbitrary SYNs, segments, acks,
-//! FINs and flushes, with small caps so that they are hit; checks the stream's invariants.
+//! One direction's reassembly driven by a sequence of arbitrary SYNs, segments (some sent
+//! backwards one byte at a time), acks, FINs and flushes, with a small budget so that it
+//! is hit; checks the stream's invariants.
+//!
+//! In consistent mode (the first input byte even) every payload byte is a function of its
+//! sequence number, as a real sender's retransmissions are: then every byte handed on must
+//! be that function of its place in the stream, whatever the merging of runs did, and no
+//! conflicting overlap may be noted.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tlswatch::flow::reassembly::{Chunk, SeqNum, Stream};
 use tlswatch::config::StreamLimits;
+use tlswatch::flow::reassembly::{Chunk, HISTORY, RUN_OVERHEAD, SeqNum, Stream};
 
 struct Ops<'a>(&'a [u8]);
 
@@ -32,26 +38,74 @@ impl Ops<'_> {
     }
 }
 
+/// The byte a consistent sender puts at sequence number `seq`.
+fn content(seq: u32) -> u8 {
+    (seq.wrapping_mul(2_654_435_761) >> 24) as u8
+}
+
+const LIMITS: StreamLimits = StreamLimits { max_buffered: 2048 };
+
+/// What the harness knows of the stream: where offset 0 is, and how much was handed on.
+struct Model {
+    consistent: bool,
+    base: Option<u32>,
+    bypassed: bool,
+    out: u64,
+}
+
+impl Model {
+    fn sink(&mut self) -> impl FnMut(Chunk<'_>) + '_ {
+        |c: Chunk<'_>| match c {
+            Chunk::Data(b) => {
+                assert!(!b.is_empty(), "empty data chunk");
+                if self.consistent {
+                    let base = self.base.expect("data before the stream started");
+                    for (i, &x) in b.iter().enumerate() {
+                        let seq = SeqNum(base).advance(self.out + i as u64);
+                        assert_eq!(x, content(seq.0), "wrong byte at offset {}", self.out);
+                    }
+                }
+                self.out += b.len() as u64;
+            }
+            Chunk::Gap(n) => {
+                assert!(n > 0, "zero gap");
+                self.out += n;
+            }
+        }
+    }
+}
+
+fn segment(s: &mut Stream, m: &mut Model, seq: SeqNum, payload: &[u8]) {
+    if !payload.is_empty() && !m.bypassed {
+        m.base.get_or_insert(seq.0);
+    }
+    s.on_segment(seq, payload, &mut m.sink());
+}
+
+fn payload(ops: &mut Ops<'_>, m: &Model, seq: SeqNum, len: usize) -> Vec<u8> {
+    if m.consistent {
+        (0..len as u32)
+            .map(|i| content(seq.0.wrapping_add(i)))
+            .collect()
+    } else {
+        ops.bytes(len).to_vec()
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut ops = Ops(data);
-    let limits = StreamLimits {
-        max_buffered: 2048,
-        max_segments: 8,
+    let Some(mode) = ops.byte() else {
+        return;
     };
-    let mut s = Stream::new(limits);
+    let mut s = Stream::new(LIMITS);
     let Some(isn) = ops.u32() else {
         return;
     };
-    let mut out = 0u64;
-    let mut sink = |c: Chunk<'_>| match c {
-        Chunk::Data(b) => {
-            assert!(!b.is_empty(), "empty data chunk");
-            out += b.len() as u64;
-        }
-        Chunk::Gap(n) => {
-            assert!(n > 0, "zero gap");
-            out += n;
-        }
+    let mut m = Model {
+        consistent: mode & 1 == 0,
+        base: None,
+        bypassed: false,
+        out: 0,
     };
     while let Some(op) = ops.byte() {
         // Sequence numbers near the ISN most of the time, anywhere otherwise.
@@ -65,26 +119,51 @@ fuzz_target!(|data: &[u8]| {
         };
         let before = s.delivered();
         match op & 7 {
-            0 => s.on_syn(seq),
-            1 | 2 | 3 => {
-                let Some(len) = ops.byte() else { break };
-                let payload = ops.bytes(usize::from(len) * 4);
-                s.on_segment(seq, payload, &mut sink);
+            0 => {
+                m.base.get_or_insert(seq.0.wrapping_add(1));
+                s.on_syn(seq);
             }
-            4 => s.on_peer_ack(seq, &mut sink),
-            5 => s.on_fin(seq),
-            6 => s.flush(&mut sink),
+            1 | 2 => {
+                let Some(len) = ops.byte() else { break };
+                let p = payload(&mut ops, &m, seq, usize::from(len) * 4);
+                segment(&mut s, &mut m, seq, &p);
+            }
+            3 => {
+                // A block sent backwards, one byte per segment.
+                let Some(len) = ops.byte() else { break };
+                let p = payload(&mut ops, &m, seq, usize::from(len));
+                for i in (0..p.len()).rev() {
+                    segment(&mut s, &mut m, seq.wrapping_add(i as u32), &p[i..=i]);
+                }
+            }
+            4 => s.on_peer_ack(seq, &mut m.sink()),
+            5 => {
+                if !m.bypassed {
+                    m.base.get_or_insert(seq.0);
+                }
+                s.on_fin(seq);
+            }
+            6 => s.flush(&mut m.sink()),
             _ => {
                 if op & 0x40 != 0 {
+                    m.bypassed = true;
                     s.bypass();
                 }
             }
         }
         assert!(s.delivered() >= before, "delivery point moved back");
-        assert!(s.buffered() <= limits.max_buffered);
-        assert!(s.buffered_segments() <= limits.max_segments);
+        let used = s.buffered() + s.buffered_segments() * RUN_OVERHEAD;
+        assert!(used <= LIMITS.max_buffered, "over budget: {used}");
+        // Room in front of a run at most doubles it; the history is capped.
+        assert!(s.heap_bytes() <= 4 * LIMITS.max_buffered + HISTORY);
+        if m.consistent {
+            assert!(
+                !s.notes().conflicting_overlap,
+                "a consistent sender conflicted"
+            );
+        }
     }
-    s.flush(&mut sink);
+    s.flush(&mut m.sink());
     assert_eq!(s.buffered(), 0);
-    assert_eq!(out, s.delivered(), "chunks and delivery point disagree");
+    assert_eq!(m.out, s.delivered(), "chunks and delivery point disagree");
 });

@@ -1,12 +1,15 @@
 //! The TCP dispatch: sniffs the first bytes of each direction, then hands the
 //! stream to the TLS analyzer (direct TLS) or to a STARTTLS protocol driver.
+//! When a proxy tunnel (HTTP CONNECT, SOCKS) opens carrying something other
+//! than TLS, what travels in it is analysed as a connection of its own, by a
+//! second dispatch of this kind (one level deep).
 //!
 //! In: one flow's in-order bytes and gaps per direction. Out: the verdict in the
 //! flow record, and a signal when content shows the roles are reversed.
 
 use super::options::Options;
 use super::starttls;
-use super::text::looks_like_text;
+use super::text::{looks_encrypted, looks_like_text};
 use super::tls::{self, Start, TlsAnalyzer};
 use crate::record::{Dir, Encryption, FlowRecord, Note, PerDir};
 
@@ -26,8 +29,20 @@ enum State {
     Sniff(Box<Sniff>),
     Tls(Box<TlsAnalyzer>),
     StartTls(Box<starttls::Driver>),
+    /// Inside an open proxy tunnel.
+    Tunnel(Box<Inner>),
     /// Decided: nothing more to learn from the bytes.
     Done,
+}
+
+/// The connection inside a proxy tunnel, and where the tunnel begins.
+#[derive(Debug)]
+struct Inner {
+    analyzer: Analyzer,
+    /// Stream offset where the tunnel begins in each direction.
+    start: PerDir<u64>,
+    /// The proxy protocol's name, for a tunnel whose contents go unnamed.
+    proxy_app: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +53,54 @@ struct Sniff {
     gap: PerDir<bool>,
 }
 
+impl Sniff {
+    /// A detector, or a TLS record header cut short, still waits for more bytes.
+    fn waiting(&self, server_port: u16) -> bool {
+        let tls_pending = |b: &[u8]| !b.is_empty() && tls::record_start(b) == Start::NeedMore;
+        tls_pending(&self.buf.client)
+            || tls_pending(&self.buf.server)
+            || matches!(
+                starttls::detect(&self.buf.client, &self.buf.server, server_port, false),
+                starttls::Detect::NeedMore
+            )
+    }
+
+    /// High-entropy bytes from the first one and no text either way: another
+    /// encrypted protocol (see [`looks_encrypted`]), never plaintext.
+    fn opaque(&self) -> bool {
+        let sides = [&self.buf.client, &self.buf.server];
+        sides.iter().any(|b| looks_encrypted(b))
+            && !sides.iter().any(|b| !b.is_empty() && looks_like_text(b))
+    }
+
+    /// The roles are the other way round: each side's bytes go to the other.
+    fn swap(&mut self) {
+        self.buf.swap();
+        self.gap.swap();
+        for (dir, _) in &mut self.log {
+            *dir = dir.other();
+        }
+    }
+}
+
+/// An ONC RPC call over TCP (RFC 5531): a record mark (§11) whose fragment
+/// holds at least a call header, then xid, msg_type CALL (0), rpcvers 2 (§9),
+/// program, version, procedure, and credentials no longer than 400 bytes
+/// (§8.2). Only a client sends one.
+fn onc_rpc_call(b: &[u8]) -> bool {
+    let word = |i: usize| {
+        b.get(i..i + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map(u32::from_be_bytes)
+    };
+    let (Some(mark), Some(msg_type), Some(rpcvers), Some(cred_len)) =
+        (word(0), word(8), word(12), word(32))
+    else {
+        return false;
+    };
+    (mark & 0x7fff_ffff) >= 40 && msg_type == 0 && rpcvers == 2 && cred_len <= 400
+}
+
 /// One flow's analysis state.
 #[derive(Debug)]
 pub struct Analyzer {
@@ -45,6 +108,8 @@ pub struct Analyzer {
     /// Roles come from the TCP handshake and must not be swapped by content.
     roles_fixed: bool,
     opts: Options,
+    /// Proxy tunnels are analysed (not inside one already).
+    tunnels: bool,
 }
 
 impl Analyzer {
@@ -53,6 +118,18 @@ impl Analyzer {
             state: State::Sniff(Box::default()),
             roles_fixed,
             opts,
+            tunnels: true,
+        }
+    }
+
+    /// The analysis of a proxy tunnel's contents: the roles are the connection's,
+    /// and a tunnel inside it is not followed further.
+    fn inside_tunnel(opts: Options) -> Self {
+        Analyzer {
+            state: State::Sniff(Box::default()),
+            roles_fixed: true,
+            opts,
+            tunnels: false,
         }
     }
 
@@ -61,6 +138,7 @@ impl Analyzer {
             State::Sniff(_) => false,
             State::Tls(t) => t.is_done(),
             State::StartTls(d) => d.is_done(),
+            State::Tunnel(t) => t.analyzer.is_done(),
             State::Done => true,
         }
     }
@@ -76,6 +154,7 @@ impl Analyzer {
             }
             State::Tls(t) => std::mem::size_of::<TlsAnalyzer>() + t.heap_bytes(),
             State::StartTls(d) => std::mem::size_of::<starttls::Driver>() + d.heap_bytes(),
+            State::Tunnel(t) => std::mem::size_of::<Inner>() + t.analyzer.heap_bytes(),
             State::Done => 0,
         }
     }
@@ -100,10 +179,38 @@ impl Analyzer {
             }
             State::StartTls(d) => {
                 d.on_data(dir, data, rec);
+                self.enter_tunnel(rec);
+                Signal::Continue
+            }
+            State::Tunnel(t) => {
+                t.analyzer.on_data(dir, data, rec);
                 Signal::Continue
             }
             State::Done => Signal::Continue,
         }
+    }
+
+    /// Once the driver reports a proxy tunnel that opened in plaintext, the
+    /// tunnel's bytes go to an analysis of their own. The proxy's dialogue is
+    /// over: the record keeps its hop (`proxy`) and its credentials, and the
+    /// inner connection names `app_protocol` and fills `starttls`.
+    fn enter_tunnel(&mut self, rec: &mut FlowRecord) {
+        let State::StartTls(d) = &mut self.state else {
+            return;
+        };
+        let Some(tunnel) = d.take_tunnel() else {
+            return;
+        };
+        rec.starttls = None;
+        let mut inner = Box::new(Inner {
+            analyzer: Analyzer::inside_tunnel(self.opts),
+            start: tunnel.start,
+            proxy_app: rec.app_protocol.take(),
+        });
+        for (dir, bytes) in &tunnel.first {
+            inner.analyzer.on_data(*dir, bytes, rec);
+        }
+        self.state = State::Tunnel(inner);
     }
 
     /// A hole of `len` bytes in one direction.
@@ -122,13 +229,23 @@ impl Analyzer {
                 d.on_gap(dir, len, rec);
                 Signal::Continue
             }
+            State::Tunnel(t) => {
+                t.analyzer.on_gap(dir, len, rec);
+                Signal::Continue
+            }
             State::Done => Signal::Continue,
         }
     }
 
     /// The flow ended: settle the verdict.
     pub fn finish(&mut self, rec: &mut FlowRecord) {
-        if let State::Sniff(_) = self.state {
+        if let State::Sniff(s) = &self.state {
+            if rec.incomplete && s.waiting(rec.server.port) {
+                // The record closed while a detector (or a TLS record header) waited
+                // for bytes that were never seen: nothing to say yet.
+                rec.encryption = Encryption::Unknown;
+                return;
+            }
             self.decide(rec, true);
         }
         match &mut self.state {
@@ -137,7 +254,10 @@ impl Analyzer {
                 let both = !s.buf.client.is_empty() && !s.buf.server.is_empty();
                 let one = s.buf.client.is_empty() != s.buf.server.is_empty();
                 let text = |b: &[u8]| !b.is_empty() && looks_like_text(b);
-                rec.encryption = if both {
+                rec.encryption = if both && s.opaque() {
+                    rec.note(Note::HighEntropy);
+                    Encryption::Unknown
+                } else if both {
                     Encryption::Plaintext
                 } else if one && (text(&s.buf.client) || text(&s.buf.server)) {
                     rec.note(Note::OneSided);
@@ -169,6 +289,7 @@ impl Analyzer {
                 }
             }
             State::StartTls(d) => d.finish(rec),
+            State::Tunnel(t) => t.finish(rec),
             State::Done => {}
         }
     }
@@ -178,12 +299,24 @@ impl Analyzer {
         let State::Sniff(s) = &mut self.state else {
             return Signal::Continue;
         };
+        // An ONC RPC call comes from the client (NFS from a reserved port such
+        // as 993 to 2049): roles that came from ports give way to it. The
+        // bytes are decided on at the next call, in their new places.
+        if !self.roles_fixed && onc_rpc_call(&s.buf.server) && !onc_rpc_call(&s.buf.client) {
+            s.swap();
+            rec.swap_roles();
+            rec.note(Note::RolesFromContent);
+            return Signal::SwapRoles;
+        }
         let mut signal = Signal::Continue;
         // Direct TLS, from either side.
         for dir in [Dir::Client, Dir::Server] {
             match tls::record_start(s.buf.get(dir)) {
                 Start::Tls { client_hello, .. } | Start::Sslv2 { client_hello } => {
-                    if client_hello && dir == Dir::Server && !self.roles_fixed {
+                    // The sender of a ClientHello is the client, of a ServerHello the server.
+                    let reversed = (client_hello && dir == Dir::Server)
+                        || (dir == Dir::Client && tls::starts_with_server_hello(s.buf.get(dir)));
+                    if reversed && !self.roles_fixed {
                         signal = Signal::SwapRoles;
                     }
                     self.start_tls(signal, rec);
@@ -220,6 +353,10 @@ impl Analyzer {
             }
             rec.encryption = if rec.app_protocol.as_deref() == Some("ssh") {
                 Encryption::Ssh
+            } else if s.opaque() {
+                // Encrypted by something other than TLS: not plaintext.
+                rec.note(Note::HighEntropy);
+                Encryption::Unknown
             } else {
                 Encryption::Plaintext
             };
@@ -276,16 +413,37 @@ impl Analyzer {
             rec.note(Note::RolesFromContent);
         }
         let mut d = Box::new(starttls::Driver::new(proto, self.opts));
+        d.follow_tunnels(self.tunnels);
+        self.state = State::StartTls(d);
+        // Through `on_data`: a tunnel may open part-way through what was sniffed.
         for (dir, bytes) in Self::replay(&s, swap) {
-            d.on_data(dir, bytes, rec);
+            self.on_data(dir, bytes, rec);
         }
         for dir in [Dir::Client, Dir::Server] {
             let d2 = if swap { dir.other() } else { dir };
             if *s.gap.get(dir) {
-                d.on_gap(d2, 1, rec);
+                self.on_gap(d2, 1, rec);
             }
         }
-        self.state = State::StartTls(d);
+    }
+}
+
+impl Inner {
+    /// The verdict is the inner connection's, with its offsets counted from the
+    /// start of the whole connection. A tunnel whose contents go unnamed keeps
+    /// the proxy's name, and is plaintext: the proxy's dialogue was.
+    fn finish(&mut self, rec: &mut FlowRecord) {
+        self.analyzer.finish(rec);
+        if let Some(st) = &mut rec.starttls {
+            st.client_offset = st.client_offset.map(|o| o + self.start.client);
+            st.server_offset = st.server_offset.map(|o| o + self.start.server);
+        }
+        if rec.app_protocol.is_none() {
+            rec.app_protocol = self.proxy_app.take();
+        }
+        if rec.encryption == Encryption::Unknown {
+            rec.encryption = Encryption::Plaintext;
+        }
     }
 }
 
@@ -332,6 +490,63 @@ mod tests {
         assert_eq!(r.encryption, Encryption::Plaintext);
     }
 
+    /// Cut short while a detector waits for more (a bare `220` banner and a
+    /// client line too short to tell): nothing to say yet. The same bytes with the
+    /// connection closed are plaintext.
+    #[test]
+    fn a_record_cut_while_a_detector_waits_is_unknown() {
+        let feed = |incomplete: bool| {
+            let mut r = rec();
+            if incomplete {
+                r.mark_incomplete();
+            }
+            let mut a = Analyzer::new(true, Options::default());
+            a.on_data(Dir::Server, b"220 hello\r\n", &mut r);
+            a.on_data(Dir::Client, b"HE", &mut r);
+            a.finish(&mut r);
+            r.encryption
+        };
+        assert_eq!(feed(true), Encryption::Unknown);
+        assert_eq!(feed(false), Encryption::Plaintext);
+    }
+
+    /// High-entropy bytes from the first one, text neither way: another
+    /// encrypted protocol, `unknown` with the note `high_entropy`, never plaintext.
+    #[test]
+    fn high_entropy_both_ways_is_not_plaintext() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed >> 32) as u8
+                })
+                .collect()
+        };
+        let mut r = rec();
+        let mut a = Analyzer::new(true, Options::default());
+        a.on_data(Dir::Client, &random(120), &mut r);
+        a.on_data(Dir::Server, &random(90), &mut r);
+        assert!(a.is_done());
+        a.finish(&mut r);
+        assert_eq!(r.encryption, Encryption::Unknown);
+        assert!(r.has_note(Note::HighEntropy));
+        // Binary framing with text in it stays plaintext.
+        let mut r = rec();
+        let mut a = Analyzer::new(true, Options::default());
+        a.on_data(
+            Dir::Client,
+            b"\x00\x00\x00\x2c\x00\x00\x00\x01hello world\x00\x00\x00",
+            &mut r,
+        );
+        a.on_data(Dir::Server, b"\x00\x00\x00\x08\x00\x00\x00\x00", &mut r);
+        a.finish(&mut r);
+        assert_eq!(r.encryption, Encryption::Plaintext);
+        assert!(!r.has_note(Note::HighEntropy));
+    }
+
     #[test]
     fn direct_tls_with_postgresql_alpn_is_named() {
         // PostgreSQL 17 `sslnegotiation=direct`: a ClientHello first, ALPN "postgresql".
@@ -365,5 +580,173 @@ mod tests {
         assert_eq!(rec.app_protocol.as_deref(), Some("postgresql"));
         let offered = rec.tls.and_then(|t| t.client_hello).map(|c| c.alpn);
         assert_eq!(offered, Some(vec!["postgresql".to_string()]));
+    }
+
+    /// Feeds a transcript to a fresh analyzer (roles from a SYN), each message
+    /// split at `split` when it is longer, and returns the finished record.
+    fn run(transcript: &[(Dir, Vec<u8>)], split: Option<usize>) -> FlowRecord {
+        let mut r = rec();
+        let mut a = Analyzer::new(true, Options::default());
+        for (dir, bytes) in transcript {
+            *r.bytes.get_mut(*dir) += bytes.len() as u64;
+            match split {
+                Some(at) if at < bytes.len() => {
+                    a.on_data(*dir, &bytes[..at], &mut r);
+                    a.on_data(*dir, &bytes[at..], &mut r);
+                }
+                _ => {
+                    a.on_data(*dir, bytes, &mut r);
+                }
+            }
+        }
+        a.finish(&mut r);
+        r
+    }
+
+    /// The same record whole and split at every offset.
+    fn run_split_invariant(transcript: &[(Dir, Vec<u8>)]) -> FlowRecord {
+        let whole = run(transcript, None);
+        let want = serde_json::to_value(&whole).unwrap();
+        let longest = transcript.iter().map(|(_, b)| b.len()).max().unwrap_or(0);
+        for at in 1..longest {
+            let got = serde_json::to_value(run(transcript, Some(at))).unwrap();
+            assert_eq!(got, want, "split at {at}");
+        }
+        whole
+    }
+
+    const CONNECT: &[u8] = b"CONNECT mx.example:25 HTTP/1.1\r\nHost: mx.example:25\r\n\r\n";
+    const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+
+    /// SMTP with STARTTLS, as it travels inside a tunnel (the server speaks first).
+    fn smtp_starttls() -> Vec<(Dir, Vec<u8>)> {
+        vec![
+            (Dir::Server, b"220 mx.example ESMTP\r\n".to_vec()),
+            (Dir::Client, b"EHLO c.example\r\n".to_vec()),
+            (Dir::Server, b"250-mx.example\r\n250 STARTTLS\r\n".to_vec()),
+            (Dir::Client, b"STARTTLS\r\n".to_vec()),
+            (Dir::Server, b"220 go ahead\r\n".to_vec()),
+            (Dir::Client, starttls::tests::client_hello()),
+            (Dir::Server, starttls::tests::server_hello()),
+        ]
+    }
+
+    fn proxy(r: &FlowRecord) -> (&str, &str, bool) {
+        let p = r.proxy.as_ref().expect("a proxy hop");
+        (p.kind, p.target.as_str(), p.established)
+    }
+
+    #[test]
+    fn smtp_inside_a_connect_tunnel_is_smtp_with_its_starttls() {
+        let inner = smtp_starttls();
+        let mut t = vec![(Dir::Client, CONNECT.to_vec())];
+        // The proxy's answer and the SMTP banner in one segment.
+        let mut first = ESTABLISHED.to_vec();
+        first.extend(&inner[0].1);
+        t.push((Dir::Server, first));
+        t.extend(inner[1..].iter().cloned());
+        let r = run_split_invariant(&t);
+        assert_eq!(r.app_protocol.as_deref(), Some("smtp"));
+        assert_eq!(r.encryption, Encryption::Starttls);
+        assert_eq!(proxy(&r), ("http-connect", "mx.example:25", true));
+        let st = r.starttls.clone().unwrap();
+        assert_eq!(st.command.as_deref(), Some("STARTTLS"));
+        assert!(st.offered && st.accepted);
+        // Offsets are of the whole connection, the proxy's dialogue included.
+        let before = |dir: Dir| -> u64 {
+            t.iter()
+                .filter(|(d, _)| *d == dir)
+                .take_while(|(_, b)| b.first() != Some(&0x16))
+                .map(|(_, b)| b.len() as u64)
+                .sum()
+        };
+        assert_eq!(st.client_offset, Some(before(Dir::Client)));
+        assert_eq!(st.server_offset, Some(before(Dir::Server)));
+        assert_eq!(r.tls.unwrap().version, Some(crate::version::Version::TLS12));
+    }
+
+    #[test]
+    fn smtp_inside_socks5_is_smtp() {
+        let mut t = vec![
+            (Dir::Client, vec![5, 1, 0]),
+            (Dir::Server, vec![5, 0]),
+            (Dir::Client, vec![5, 1, 0, 1, 192, 0, 2, 25, 0, 25]),
+            (Dir::Server, vec![5, 0, 0, 1, 0, 0, 0, 0, 0, 0]),
+        ];
+        t.extend(smtp_starttls());
+        let r = run_split_invariant(&t);
+        assert_eq!(r.app_protocol.as_deref(), Some("smtp"));
+        assert_eq!(r.encryption, Encryption::Starttls);
+        assert_eq!(proxy(&r), ("socks5", "192.0.2.25:25", true));
+        assert_eq!(r.starttls.unwrap().client_offset, Some(3 + 10 + 16 + 10));
+    }
+
+    #[test]
+    fn tunnel_bytes_sent_before_the_answer_are_the_inner_connections() {
+        let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut early = CONNECT.to_vec();
+        early.extend(get);
+        let mut answer = ESTABLISHED.to_vec();
+        answer.extend(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        let r = run_split_invariant(&[(Dir::Client, early), (Dir::Server, answer)]);
+        assert_eq!(r.app_protocol.as_deref(), Some("http"));
+        assert_eq!(r.encryption, Encryption::Plaintext);
+        assert_eq!(proxy(&r), ("http-connect", "mx.example:25", true));
+        assert!(r.starttls.is_none());
+        // SOCKS5 the same way: the request and the inner request in one segment.
+        let mut request = vec![5, 1, 0, 1, 192, 0, 2, 80, 0, 80];
+        request.extend(get);
+        let r = run_split_invariant(&[
+            (Dir::Client, vec![5, 1, 0]),
+            (Dir::Server, vec![5, 0]),
+            (Dir::Client, request),
+            (Dir::Server, vec![5, 0, 0, 1, 0, 0, 0, 0, 0, 0]),
+            (Dir::Server, b"HTTP/1.1 200 OK\r\n\r\n".to_vec()),
+        ]);
+        assert_eq!(r.app_protocol.as_deref(), Some("http"));
+        assert_eq!(proxy(&r), ("socks5", "192.0.2.80:80", true));
+    }
+
+    #[test]
+    fn tls_inside_a_tunnel_and_refusals_keep_their_verdicts() {
+        let r = run_split_invariant(&[
+            (Dir::Client, CONNECT.to_vec()),
+            (Dir::Server, ESTABLISHED.to_vec()),
+            (Dir::Client, starttls::tests::client_hello()),
+            (Dir::Server, starttls::tests::server_hello()),
+        ]);
+        assert_eq!(r.app_protocol.as_deref(), Some("http-connect"));
+        assert_eq!(r.encryption, Encryption::Starttls);
+        assert_eq!(proxy(&r), ("http-connect", "mx.example:25", true));
+        assert_eq!(
+            r.starttls.unwrap().client_offset,
+            Some(CONNECT.len() as u64)
+        );
+        let r = run_split_invariant(&[
+            (Dir::Client, CONNECT.to_vec()),
+            (
+                Dir::Server,
+                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            ),
+        ]);
+        assert_eq!(r.encryption, Encryption::StarttlsRefused);
+        assert_eq!(proxy(&r), ("http-connect", "mx.example:25", false));
+    }
+
+    #[test]
+    fn a_tunnel_inside_a_tunnel_is_not_followed() {
+        let second = b"CONNECT inner.example:25 HTTP/1.1\r\n\r\n".to_vec();
+        let r = run_split_invariant(&[
+            (Dir::Client, CONNECT.to_vec()),
+            (Dir::Server, ESTABLISHED.to_vec()),
+            (Dir::Client, second),
+            (Dir::Server, ESTABLISHED.to_vec()),
+            (Dir::Server, b"220 mx.example ESMTP\r\n".to_vec()),
+            (Dir::Client, b"EHLO c.example\r\n".to_vec()),
+        ]);
+        assert_eq!(r.app_protocol.as_deref(), Some("http-connect"));
+        assert_eq!(r.encryption, Encryption::Plaintext);
+        // The hop that opened first is the one recorded.
+        assert_eq!(proxy(&r), ("http-connect", "mx.example:25", true));
     }
 }

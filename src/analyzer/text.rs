@@ -10,6 +10,39 @@ pub fn looks_like_text(b: &[u8]) -> bool {
     !sample.is_empty() && printable * 10 >= sample.len() * 9
 }
 
+/// Bytes judged by [`looks_encrypted`]: the first ones of a direction.
+const ENTROPY_SAMPLE: usize = 256;
+/// Fewest bytes [`looks_encrypted`] judges; below it, any bytes can look random.
+const ENTROPY_MIN: usize = 32;
+
+/// High-entropy bytes: encrypted (or compressed) by something that is not TLS.
+/// Judged on the first 256 bytes, at least 32 of them, not text, whose byte
+/// entropy comes within 15% of the most a sample of that length can have
+/// (random samples stay above it; text and binary framing, with their repeated
+/// bytes and zeros, stay well below).
+pub fn looks_encrypted(b: &[u8]) -> bool {
+    let sample = b.get(..b.len().min(ENTROPY_SAMPLE)).unwrap_or_default();
+    if sample.len() < ENTROPY_MIN || looks_like_text(sample) {
+        return false;
+    }
+    let mut counts = [0u32; 256];
+    for &c in sample {
+        if let Some(n) = counts.get_mut(usize::from(c)) {
+            *n += 1;
+        }
+    }
+    let n = sample.len() as f64;
+    let entropy: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum();
+    entropy >= 0.85 * n.log2().min(8.0)
+}
+
 /// The protocol a server's plaintext banner names, where it is unambiguous.
 pub fn banner_protocol(banner: &[u8]) -> Option<&'static str> {
     let line = banner
@@ -54,6 +87,35 @@ mod tests {
             Some("http")
         );
         assert_eq!(banner_protocol(b"\x16\x03\x03"), None);
+    }
+
+    /// A deterministic stand-in for ciphertext: xorshift output.
+    fn random_bytes(n: usize, mut seed: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn encrypted_bytes_are_told_from_text_and_binary_framing() {
+        for (n, seed) in [(32, 1), (64, 2), (200, 3), (4096, 4)] {
+            assert!(looks_encrypted(&random_bytes(n, seed)), "{n} random bytes");
+        }
+        // Too short to judge.
+        assert!(!looks_encrypted(&random_bytes(31, 5)));
+        assert!(!looks_encrypted(
+            b"GET /index.html HTTP/1.1\r\nHost: www.example.com\r\nAccept: */*\r\n\r\n"
+        ));
+        // Binary framing: a length, a type, zeros, small integers.
+        let mut framed = vec![0x00, 0x00, 0x00, 0x54, 0x00, 0x03, 0x00, 0x00];
+        framed.extend(b"user\0postgres\0database\0test\0application_name\0psql\0\0");
+        framed.extend([0u8; 24]);
+        assert!(!looks_encrypted(&framed));
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub fn sniff(dg: &Datagram<'_>) -> Option<(Kind, Option<Dir>)> {
     // A long header of an unknown version counts as QUIC only towards (or from) a
     // QUIC port on the server's side: a DNS query from source port 8443 is not QUIC.
     let hint = quic_port(dg.dport) || (quic_port(dg.sport) && !service_port(dg.dport));
-    if let Some(s) = quic::sniff(dg.payload, hint) {
+    if let Some(s) = quic::sniff(dg.payload, hint, dg.truncated) {
         let sender = match s {
             quic::Sender::Client => Some(Dir::Client),
             quic::Sender::Server => Some(Dir::Server),
@@ -86,11 +86,12 @@ impl UdpAnalyzer {
         }
     }
 
-    /// One datagram's payload, sent by `dir`.
-    pub fn on_datagram(&mut self, dir: Dir, payload: &[u8], rec: &mut FlowRecord) {
+    /// One datagram, sent by `dir` (its payload, and whether the capture's snap
+    /// length cut it).
+    pub fn on_datagram(&mut self, dir: Dir, dg: &Datagram<'_>, rec: &mut FlowRecord) {
         match self {
-            UdpAnalyzer::Quic(q) => q.on_datagram(dir, payload, rec),
-            UdpAnalyzer::Dtls(d) => d.on_datagram(dir, payload, rec),
+            UdpAnalyzer::Quic(q) => q.on_datagram_cut(dir, dg.payload, dg.truncated, rec),
+            UdpAnalyzer::Dtls(d) => d.on_datagram(dir, dg.payload, rec),
         }
     }
 

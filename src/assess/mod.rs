@@ -1,5 +1,8 @@
 //! Policy: from a finished flow record to the findings an auditor must see.
 //! The only place that decides what is a problem and how bad it is.
+//!
+//! In: a finished [`FlowRecord`] and the run's [`Policy`]. Out: its findings, most
+//! severe first. Called once per flow, by `flow::ending`.
 
 use crate::analyzer::tls::certificate;
 use crate::analyzer::tls::cipher;
@@ -101,7 +104,7 @@ impl Policy {
     /// judge are not flagged.
     fn port_finding(&self, rec: &FlowRecord) -> Option<Finding> {
         let port = rec.server.port;
-        if self.tls_ports.binary_search(&port).is_err() {
+        if self.tls_ports.binary_search(&port).is_err() || roles_in_doubt(rec) {
             return None;
         }
         let began_plain = matches!(
@@ -112,7 +115,7 @@ impl Policy {
                 | Encryption::StarttlsFailed
                 | Encryption::RdpStandard
                 | Encryption::LoginOnly
-        );
+        ) || plain_so_far(rec);
         if !began_plain && !rec.has_note(Note::ServerPlaintext) {
             return None;
         }
@@ -137,6 +140,41 @@ impl Policy {
             format!("port {port} ({service}) expects TLS from the first byte; {how}"),
         ))
     }
+}
+
+/// Registered ports (1024 and up) of well-known services; with every port under
+/// 1024 and the TLS ports, the ports a client's side of a flow is not expected on.
+const SERVICE_PORTS: &[u16] = &[
+    1080, 1194, 1433, 1521, 1723, 1883, 2049, 2525, 3128, 3268, 3269, 3306, 3389, 4190, 5060, 5222,
+    5269, 5432, 5671, 5672, 5900, 6379, 6443, 6667, 8008, 8080, 8883, 8888, 9092, 9200, 11211,
+    27017,
+];
+
+/// A port a server listens on: under 1024, a TLS port, or in [`SERVICE_PORTS`].
+fn service_port(port: u16) -> bool {
+    port < 1024 || TLS_PORTS.iter().any(|(p, _)| *p == port) || SERVICE_PORTS.contains(&port)
+}
+
+/// The roles were guessed from the port numbers alone (no SYN, no content said
+/// which side is which), and the client's port is a service port too: which of
+/// the two ports is the server's is a guess a port policy cannot rest on (an NFS
+/// client on reserved port 993 talking to 2049 is not plaintext IMAPS).
+fn roles_in_doubt(rec: &FlowRecord) -> bool {
+    rec.has_note(Note::RolesFromPorts)
+        && !rec.has_note(Note::RolesFromContent)
+        && !rec.has_note(Note::ServerPlaintext)
+        && service_port(rec.client.port)
+}
+
+/// A record closed before the connection was, whose plaintext dialogue could
+/// still have upgraded (encryption `unknown`, an application protocol named,
+/// bytes both ways): the flow began in plaintext whatever came next.
+fn plain_so_far(rec: &FlowRecord) -> bool {
+    rec.incomplete
+        && rec.encryption == Encryption::Unknown
+        && rec.bytes.client > 0
+        && rec.bytes.server > 0
+        && rec.app_protocol.as_deref().is_some_and(|a| a != "tls")
 }
 
 /// `--fail-on`: finding codes, and a severity at or above which any finding counts.
@@ -217,7 +255,27 @@ pub fn assess(rec: &FlowRecord, policy: &Policy) -> Vec<Finding> {
     cleartext_auth_findings(rec, &mut out);
     out.extend(encryption_finding(rec));
     out.extend(policy.port_finding(rec));
+    let mut out = once_per_code(out);
     out.sort_by_key(|f| std::cmp::Reverse(f.severity()));
+    out
+}
+
+/// Each code once per flow: a code found several times (one weak key per
+/// certificate, a weak certificate key and a weak key exchange, two credential
+/// exchanges) becomes one finding whose message names every occurrence, in
+/// the order they were found.
+fn once_per_code(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut out: Vec<Finding> = Vec::with_capacity(findings.len());
+    for f in findings {
+        match out.iter_mut().find(|g| g.code == f.code) {
+            Some(g) if !g.message.split("; ").any(|m| m == f.message) => {
+                g.message.push_str("; ");
+                g.message.push_str(&f.message);
+            }
+            Some(_) => {}
+            None => out.push(f),
+        }
+    }
     out
 }
 
@@ -275,7 +333,8 @@ fn handshake_failed(rec: &FlowRecord, tls: &TlsInfo) -> Option<Finding> {
         format!("fatal alert {} from the {:?} side", a.description, a.from).to_lowercase()
     } else if started && tls.server_hello.is_none() && rec.has_note(Note::ServerPlaintext) {
         "the server answered the ClientHello in plaintext, not TLS".into()
-    } else if started && tls.server_hello.is_none() {
+    } else if started && tls.server_hello.is_none() && !rec.incomplete {
+        // A record closed before the connection was says nothing of what came next.
         "ClientHello without a ServerHello before the flow ended".into()
     } else {
         return None;
@@ -337,7 +396,10 @@ fn starttls_findings(rec: &FlowRecord, st: &StartTls, out: &mut Vec<Finding>) {
     }
 }
 
-/// `CLEARTEXT_AUTH`: one per credential exchange seen before TLS.
+/// `CLEARTEXT_AUTH` for each credential exchange seen before TLS (one finding
+/// per flow names them all: [`once_per_code`]). A password sent as a salted
+/// hash is `WEAK_AUTH_HASH`, medium: whoever sees it can test guesses offline
+/// at hash speed, but cannot read the password.
 fn cleartext_auth_findings(rec: &FlowRecord, out: &mut Vec<Finding>) {
     for a in &rec.cleartext_auth {
         let who = a
@@ -345,10 +407,20 @@ fn cleartext_auth_findings(rec: &FlowRecord, out: &mut Vec<Finding>) {
             .as_deref()
             .map(|u| format!(" for user {u}"))
             .unwrap_or_default();
-        out.push(Finding::new(
-            Code::CleartextAuth,
-            format!("credentials sent before TLS ({}{who})", a.mechanism),
-        ));
+        out.push(if a.hashed {
+            Finding::new(
+                Code::WeakAuthHash,
+                format!(
+                    "password hash sent before TLS ({}{who}): open to offline guessing",
+                    a.mechanism
+                ),
+            )
+        } else {
+            Finding::new(
+                Code::CleartextAuth,
+                format!("credentials sent before TLS ({}{who})", a.mechanism),
+            )
+        });
     }
 }
 
@@ -683,6 +755,96 @@ mod tests {
         for port in [25, 143, 587, 8080, 9443] {
             assert!(
                 !policy_codes(&p, port, Encryption::Plaintext).contains(&Code::PlaintextOnTlsPort)
+            );
+        }
+    }
+
+    /// Without a SYN and with two service ports, which one is the server's is a
+    /// guess: no port-policy finding (an NFS client on 993 talking to 2049).
+    /// Roles told by content, or a client on an ephemeral port, keep it.
+    #[test]
+    fn roles_guessed_between_two_service_ports_raise_no_port_finding() {
+        let p = Policy::default();
+        let flagged = |client_port: u16, notes: &[Note]| {
+            let mut r = flow_to(993, Encryption::Plaintext);
+            r.client.port = client_port;
+            for n in notes {
+                r.note(*n);
+            }
+            assess(&r, &p)
+                .iter()
+                .any(|f| f.code == Code::PlaintextOnTlsPort)
+        };
+        for client in [2049, 111, 5432, 443] {
+            assert!(!flagged(client, &[Note::RolesFromPorts]), "{client}");
+            assert!(flagged(client, &[]), "{client}: roles from the SYN");
+            let content = [Note::RolesFromPorts, Note::RolesFromContent];
+            assert!(flagged(client, &content), "{client}: roles from content");
+        }
+        assert!(flagged(40000, &[Note::RolesFromPorts]));
+        assert!(flagged(2050, &[Note::RolesFromPorts]));
+    }
+
+    /// A record closed before the connection was, its plaintext dialogue not yet
+    /// settled (`unknown`), still began in plaintext on a TLS port.
+    #[test]
+    fn a_plaintext_dialogue_cut_short_on_a_tls_port_is_flagged() {
+        let p = Policy::default();
+        let codes = |incomplete: bool, app: Option<&str>, server_bytes: u64| {
+            let mut r = flow_to(465, Encryption::Unknown);
+            if incomplete {
+                r.mark_incomplete();
+            }
+            r.app_protocol = app.map(str::to_string);
+            r.bytes = crate::record::PerDir {
+                client: 20,
+                server: server_bytes,
+            };
+            assess(&r, &p).iter().map(|f| f.code).collect::<Vec<_>>()
+        };
+        assert_eq!(codes(true, Some("smtp"), 40), [Code::PlaintextOnTlsPort]);
+        assert!(codes(false, Some("smtp"), 40).is_empty());
+        assert!(codes(true, None, 40).is_empty());
+        assert!(codes(true, Some("tls"), 40).is_empty());
+        assert!(codes(true, Some("smtp"), 0).is_empty());
+    }
+
+    /// A ClientHello with no ServerHello is a failure when the connection ended
+    /// there, not when the record was closed before it did; a fatal alert or a
+    /// plaintext answer is a failure either way.
+    #[test]
+    fn a_missing_server_hello_fails_only_a_connection_that_ended() {
+        let p = Policy::default();
+        let failed = |incomplete: bool, edit: &dyn Fn(&mut FlowRecord)| {
+            let mut r = flow_to(443, Encryption::Tls);
+            r.tls_mut().client_hello = Some(Default::default());
+            if incomplete {
+                r.mark_incomplete();
+            }
+            edit(&mut r);
+            assess(&r, &p)
+                .iter()
+                .any(|f| f.code == Code::HandshakeFailed)
+        };
+        assert!(failed(false, &|_| {}));
+        assert!(!failed(true, &|_| {}));
+        let alert = |r: &mut FlowRecord| {
+            r.tls_mut().alerts.push(crate::record::Alert {
+                from: crate::record::Dir::Server,
+                level: "fatal".into(),
+                description: "handshake_failure".into(),
+            })
+        };
+        assert!(failed(true, &alert));
+        assert!(failed(true, &|r| r.note(Note::ServerPlaintext)));
+        for enc in [Encryption::Starttls, Encryption::Quic, Encryption::Dtls] {
+            let mut r = flow_to(443, enc);
+            r.tls_mut().client_hello = Some(Default::default());
+            r.mark_incomplete();
+            let codes = assess(&r, &p);
+            assert!(
+                codes.iter().all(|f| f.code != Code::HandshakeFailed),
+                "{enc:?}"
             );
         }
     }

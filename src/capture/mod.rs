@@ -1,11 +1,15 @@
-//! Packet sources: pcap and pcapng files (recognised by magic number), read as a stream,
-//! and live interfaces (`live`, cargo feature `live`).
+//! Packet sources: pcap and pcapng files (recognised by magic number, also inside
+//! gzip, zstd, xz, bzip2 or lz4 compression), read as a stream, the pcap files `-w`
+//! writes (`write`), and live interfaces (`live`, cargo feature `live`).
 //!
 //! In: file bytes or an interface. Out: [`Packet`]s (link type, timestamp, bytes), in order.
 
+pub mod compressed;
 #[cfg(feature = "live")]
 pub mod live;
+pub mod write;
 
+use crate::capture::compressed::{Compression, SNIFF, decompress};
 use crate::time::Timestamp;
 use pcap_parser::nom::{self, Needed};
 use pcap_parser::pcap::{
@@ -15,6 +19,7 @@ use pcap_parser::pcap::{
 use pcap_parser::pcapng::{Block, parse_block_be, parse_block_le, parse_sectionheaderblock};
 use pcap_parser::{PcapBlockOwned, PcapError};
 use std::io::Read;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// Initial read buffer of the capture reader.
@@ -24,6 +29,19 @@ pub const MAX_INTERFACES: usize = 4096;
 /// Largest capture record accepted; a bigger length field means the file is corrupt
 /// (the biggest snap length in use is 256 KiB; pcapng blocks may carry options too).
 pub const MAX_RECORD: usize = 4 << 20;
+
+/// The magic numbers a capture file begins with: pcap (microsecond and nanosecond,
+/// either byte order, and the modified format of Alexey Kuznetzov's patches) and
+/// pcapng (a Section Header Block).
+const CAPTURE_MAGICS: [[u8; 4]; 7] = [
+    [0xd4, 0xc3, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0xc3, 0xd4],
+    [0x4d, 0x3c, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0x3c, 0x4d],
+    [0x34, 0xcd, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0xcd, 0x34],
+    [0x0a, 0x0d, 0x0d, 0x0a],
+];
 
 /// One captured packet, borrowed from the reader's buffer.
 #[derive(Clone, Copy, Debug)]
@@ -37,14 +55,15 @@ pub struct Packet<'a> {
     pub orig_len: u32,
     /// The read buffer `data` lies in, when it can be shared: a stage that hands
     /// the packet to another thread keeps the buffer alive instead of copying.
-    pub chunk: Option<&'a Chunk>,
+    pub chunk: Option<&'a Buffer>,
 }
 
 /// A buffer of file bytes as read, shared by the packets in it. Never written
 /// again while shared: the reader starts a new one instead.
-pub type Chunk = Arc<Vec<u8>>;
+pub type Buffer = Arc<Vec<u8>>;
 
-/// What went wrong reading an input. Every message names the file.
+/// What went wrong reading an input. Every message names the file, and says
+/// what was inside the compression when the file was compressed.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("{file}: {source}")]
@@ -52,14 +71,31 @@ pub enum CaptureError {
         file: String,
         source: std::io::Error,
     },
-    #[error("{file}: not a pcap or pcapng file")]
-    NotACapture { file: String },
-    #[error("{file}: corrupt capture at byte offset {offset} (after packet {packet}): {what}")]
+    #[error("{file}: is a directory (each capture file needs its own -r)")]
+    Directory { file: String },
+    #[error("{file}: empty file{}", .compression.suffix())]
+    Empty {
+        file: String,
+        compression: Compression,
+    },
+    #[error("{file}: not a pcap or pcapng file{}", .compression.suffix())]
+    NotACapture {
+        file: String,
+        compression: Compression,
+    },
+    #[error("{file}: cut short in the capture file header ({bytes} bytes{})", .compression.listed())]
+    HeaderCutShort {
+        file: String,
+        bytes: usize,
+        compression: Compression,
+    },
+    #[error("{file}: corrupt capture at {}byte offset {offset} (after packet {packet}): {what}", .compression.offsets())]
     Corrupt {
         file: String,
         offset: u64,
         packet: u64,
         what: String,
+        compression: Compression,
     },
 }
 
@@ -71,6 +107,12 @@ pub struct ReadOutcome {
     pub truncated_at_packet: Option<u64>,
     /// Packets referring to an interface the file never described.
     pub bad_interface: u64,
+    /// How the input was compressed.
+    pub compression: Option<Compression>,
+    /// The compressed stream ended before its end mark: what the decoder said.
+    pub stream_cut: Option<String>,
+    /// The reader was told to stop before the end of the input.
+    pub stopped: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -186,58 +228,105 @@ impl Format {
     }
 }
 
+/// What a reader's caller says after each packet: go on, or stop reading.
+pub type Next = ControlFlow<()>;
+
 /// Reads the capture file at `path` (`-` for standard input), handing each packet to `f`.
 pub fn read_path(path: &str, f: &mut dyn FnMut(&Packet<'_>)) -> Result<ReadOutcome, CaptureError> {
     if path == "-" {
         return read_capture("-", std::io::stdin(), f);
     }
-    match std::fs::File::open(path) {
-        Ok(file) => read_capture(path, file, f),
-        Err(e) => Err(CaptureError::Io {
-            file: path.to_string(),
-            source: e,
-        }),
-    }
+    read_capture(path, open_file(path)?, f)
 }
 
-/// Reads every packet of `input` (pcap or pcapng, either byte order) and hands it to `f`.
+/// Opens the capture file at `path`; a directory is refused by name.
+pub fn open_file(path: &str) -> Result<std::fs::File, CaptureError> {
+    let io = |source| CaptureError::Io {
+        file: path.to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    if file.metadata().map_err(io)?.is_dir() {
+        return Err(CaptureError::Directory {
+            file: path.to_string(),
+        });
+    }
+    Ok(file)
+}
+
+/// Reads every packet of `input` (pcap or pcapng, either byte order, plain or
+/// compressed) and hands it to `f`.
 ///
-/// Streaming: memory is the read buffer (grown up to [`MAX_RECORD`] for a large record),
-/// whatever the file size. A file cut off mid-record is not an error: the outcome says
-/// where it stopped.
+/// Streaming: memory is the read buffer (grown up to [`MAX_RECORD`] for a large record)
+/// and the decompressor's window, whatever the file size. A file cut off mid-record
+/// is not an error: the outcome says where it stopped.
 pub fn read_capture<R: Read + Send>(
     file: &str,
     input: R,
     f: &mut dyn FnMut(&Packet<'_>),
 ) -> Result<ReadOutcome, CaptureError> {
-    read_buffered(file, input, READ_BUFFER, f)
+    read_until(file, input, &mut |p| {
+        f(p);
+        Next::Continue(())
+    })
 }
 
-/// [`read_capture`] with a read buffer of `capacity` bytes to begin with.
+/// [`read_capture`], stopping early when `f` says so.
+pub fn read_until<R: Read + Send>(
+    file: &str,
+    mut input: R,
+    f: &mut dyn FnMut(&Packet<'_>) -> Next,
+) -> Result<ReadOutcome, CaptureError> {
+    let mut head = [0u8; SNIFF];
+    let mut got = 0;
+    while got < SNIFF {
+        match input.read(head.get_mut(got..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(CaptureError::Io {
+                    file: file.to_string(),
+                    source,
+                });
+            }
+        }
+    }
+    let head = head.get(..got).unwrap_or_default();
+    let kind = Compression::sniff(head);
+    let input = std::io::Cursor::new(head).chain(input);
+    if kind == Compression::None {
+        return read_buffered(file, input, kind, READ_BUFFER, f);
+    }
+    std::thread::scope(|scope| {
+        let ahead = compressed::read_ahead(scope, decompress(kind, input));
+        read_buffered(file, ahead, kind, READ_BUFFER, f)
+    })
+}
+
+/// Reads the packets of `input` (compressed as `kind` says) with a read buffer of
+/// `capacity` bytes to begin with.
 fn read_buffered<R: Read + Send>(
     file: &str,
     input: R,
+    kind: Compression,
     mut capacity: usize,
-    f: &mut dyn FnMut(&Packet<'_>),
+    f: &mut dyn FnMut(&Packet<'_>) -> Next,
 ) -> Result<ReadOutcome, CaptureError> {
-    let mut reader = match Reader::new(capacity, input) {
-        Ok(r) => r,
-        Err(PcapError::ReadError) => return Err(read_failed(file)),
-        Err(_) => {
-            return Err(CaptureError::NotACapture {
-                file: file.to_string(),
-            });
-        }
+    let mut reader = Reader::new(capacity, input).map_err(|e| e.error(file, kind))?;
+    let mut out = ReadOutcome {
+        compression: (kind != Compression::None).then_some(kind),
+        ..ReadOutcome::default()
     };
-    let mut out = ReadOutcome::default();
     let mut format = Format::new();
     loop {
         let stop = match reader.next() {
             Ok((len, block, chunk)) => {
+                let mut next = Next::Continue(());
                 if let Some((ts, linktype, data, orig_len)) = format.block(block, &mut out) {
                     out.packets += 1;
                     format.last_ts = ts;
-                    f(&Packet {
+                    next = f(&Packet {
                         number: out.packets,
                         ts,
                         linktype,
@@ -247,12 +336,16 @@ fn read_buffered<R: Read + Send>(
                     });
                 }
                 reader.consume(len);
+                if next.is_break() {
+                    out.stopped = true;
+                    break;
+                }
                 continue;
             }
             Err(e) => Stop::of(&e),
         };
         let (offset, packets) = (reader.consumed(), out.packets);
-        let at = |what| corrupt(file, offset, packets, what);
+        let at = |what| corrupt(file, offset, packets, what, kind);
         let plausible = pending_record_len(reader.data(), format.is_ng, format.big());
         match stop {
             Stop::Eof => break,
@@ -275,10 +368,54 @@ fn read_buffered<R: Read + Send>(
             }
         }
         if reader.refill().is_err() {
-            return Err(read_failed(file));
+            match reader.take_error() {
+                // The compressed stream ended early: what is buffered is all there is.
+                Some(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    out.stream_cut = Some(e.to_string());
+                    reader.exhausted = true;
+                }
+                e => return Err(read_failed(file, e)),
+            }
         }
     }
     Ok(out)
+}
+
+/// Why no capture header could be read.
+enum Opening {
+    /// Reading failed.
+    Io(Option<std::io::Error>),
+    /// Nothing at all.
+    Empty,
+    /// The input ended inside a header that began like a capture's (bytes there were).
+    CutShort(usize),
+    /// Not a capture.
+    NotACapture,
+}
+
+impl Opening {
+    fn error(self, file: &str, compression: Compression) -> CaptureError {
+        let file = file.to_string();
+        match self {
+            Opening::Io(e) => read_failed(&file, e),
+            Opening::Empty => CaptureError::Empty { file, compression },
+            Opening::CutShort(bytes) => CaptureError::HeaderCutShort {
+                file,
+                bytes,
+                compression,
+            },
+            Opening::NotACapture => CaptureError::NotACapture { file, compression },
+        }
+    }
+}
+
+/// Whether `data` (the first bytes of an input) begins as a capture file does.
+fn begins_like_a_capture(data: &[u8]) -> bool {
+    let n = data.len().min(4);
+    let head = data.get(..n).unwrap_or_default();
+    CAPTURE_MAGICS
+        .iter()
+        .any(|m| m.get(..n).is_some_and(|m| m == head))
 }
 
 /// How the records of a legacy pcap file are laid out.
@@ -295,12 +432,12 @@ enum Layout {
 /// Most retired buffers kept for reuse.
 const SPARE_CHUNKS: usize = 64;
 
-/// Reads a capture into [`Chunk`]s and parses its blocks in place (pcap-parser's
+/// Reads a capture into [`Buffer`]s and parses its blocks in place (pcap-parser's
 /// block parsers). Unread bytes at the end of a buffer move to the front when no
 /// packet of it is still shared, else to a fresh (recycled) buffer.
 struct Reader<R> {
     input: R,
-    chunk: Chunk,
+    chunk: Buffer,
     /// Bytes of `chunk` read so far, and consumed of those.
     filled: usize,
     pos: usize,
@@ -309,11 +446,13 @@ struct Reader<R> {
     exhausted: bool,
     layout: Layout,
     /// Buffers handed out before, reused once no packet holds them any more.
-    spare: Vec<Chunk>,
+    spare: Vec<Buffer>,
+    /// Why the last read failed.
+    error: Option<std::io::Error>,
 }
 
 impl<R: Read> Reader<R> {
-    fn new(capacity: usize, input: R) -> Result<Self, PcapError<&'static [u8]>> {
+    fn new(capacity: usize, input: R) -> Result<Self, Opening> {
         let mut r = Reader {
             input,
             chunk: Arc::new(vec![0; capacity]),
@@ -323,19 +462,33 @@ impl<R: Read> Reader<R> {
             exhausted: false,
             layout: Layout::Ng { big_endian: false },
             spare: Vec::new(),
+            error: None,
         };
+        // A compressed stream that ended early, before the header was whole.
+        let mut cut = None;
         // A pipe may hand out the file header in pieces: read until it parses.
         loop {
             if r.filled == r.chunk.len() {
                 if r.chunk.len() >= MAX_RECORD {
-                    return Err(PcapError::HeaderNotRecognized);
+                    return Err(Opening::NotACapture);
                 }
                 r.make_room(r.chunk.len().saturating_mul(2));
             }
-            r.refill()?;
+            if r.refill().is_err() {
+                match r.take_error() {
+                    Some(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        r.exhausted = true;
+                        cut = Some(e);
+                    }
+                    e => return Err(Opening::Io(e)),
+                }
+            }
             let data = r.data();
-            if data.is_empty() {
-                return Err(PcapError::Eof);
+            if data.is_empty() && r.exhausted {
+                return Err(cut.map_or(Opening::Empty, |e| Opening::Io(Some(e))));
+            }
+            if !begins_like_a_capture(data) {
+                return Err(Opening::NotACapture);
             }
             let ng = parse_sectionheaderblock(data);
             if ng.is_ok() {
@@ -359,8 +512,10 @@ impl<R: Read> Reader<R> {
                     return Ok(r);
                 }
                 _ if more && !r.exhausted => {}
-                Err(nom::Err::Incomplete(_)) => return Err(PcapError::Incomplete(0)),
-                Err(_) => return Err(PcapError::HeaderNotRecognized),
+                _ if more => {
+                    return Err(cut.map_or(Opening::CutShort(data.len()), |e| Opening::Io(Some(e))));
+                }
+                Err(_) => return Err(Opening::NotACapture),
             }
         }
     }
@@ -371,7 +526,7 @@ impl<R: Read> Reader<R> {
     }
 
     /// The next block, its length, and the buffer it lies in.
-    fn next(&mut self) -> Result<(usize, PcapBlockOwned<'_>, &Chunk), PcapError<&[u8]>> {
+    fn next(&mut self) -> Result<(usize, PcapBlockOwned<'_>, &Buffer), PcapError<&[u8]>> {
         let data = self.chunk.get(self.pos..self.filled).unwrap_or_default();
         if data.is_empty() && self.exhausted {
             return Err(PcapError::Eof);
@@ -448,7 +603,7 @@ impl<R: Read> Reader<R> {
     }
 
     /// A buffer of at least `capacity` bytes no packet holds, with `keep` at its front.
-    fn fresh(&mut self, capacity: usize, keep: std::ops::Range<usize>) -> Chunk {
+    fn fresh(&mut self, capacity: usize, keep: std::ops::Range<usize>) -> Buffer {
         let reusable = self
             .spare
             .iter()
@@ -503,12 +658,20 @@ impl<R: Read> Reader<R> {
             match self.input.read(space) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(PcapError::ReadError),
+                Err(e) => {
+                    self.error = Some(e);
+                    return Err(PcapError::ReadError);
+                }
             }
         };
         self.exhausted = n == 0;
         self.filled += n;
         Ok(())
+    }
+
+    /// Why the last read failed, once.
+    fn take_error(&mut self) -> Option<std::io::Error> {
+        self.error.take()
     }
 
     /// Lets a buffer hold records of up to `capacity` bytes.
@@ -546,19 +709,26 @@ impl Stop {
     }
 }
 
-fn read_failed(file: &str) -> CaptureError {
+fn read_failed(file: &str, error: Option<std::io::Error>) -> CaptureError {
     CaptureError::Io {
         file: file.to_string(),
-        source: std::io::Error::other("read failed"),
+        source: error.unwrap_or_else(|| std::io::Error::other("read failed")),
     }
 }
 
-fn corrupt(file: &str, offset: usize, packet: u64, what: String) -> CaptureError {
+fn corrupt(
+    file: &str,
+    offset: usize,
+    packet: u64,
+    what: String,
+    compression: Compression,
+) -> CaptureError {
     CaptureError::Corrupt {
         file: file.to_string(),
         offset: offset as u64,
         packet,
         what,
+        compression,
     }
 }
 
@@ -691,7 +861,101 @@ mod tests {
         let msg = r.err().map(|e| e.to_string());
         assert_eq!(msg.as_deref(), Some("t.pcap: not a pcap or pcapng file"));
         let (r, _) = read_all(b"");
-        assert!(matches!(r, Err(CaptureError::NotACapture { .. })));
+        assert!(matches!(r, Err(CaptureError::Empty { .. })));
+        assert_eq!(
+            r.err().map(|e| e.to_string()).as_deref(),
+            Some("t.pcap: empty file")
+        );
+    }
+
+    /// A header that begins like a capture's and ends early is cut short, not
+    /// "not a pcap"; so is a pcapng section header block cut short.
+    #[test]
+    fn partial_header_is_cut_short() {
+        let whole = legacy([0xd4, 0xc3, 0xb2, 0xa1], 0, false);
+        for n in [1, 3, 4, 10, 23] {
+            let (r, _) = read_all(&whole[..n]);
+            let msg = r.err().map(|e| e.to_string());
+            let want = format!("t.pcap: cut short in the capture file header ({n} bytes)");
+            assert_eq!(msg.as_deref(), Some(want.as_str()), "{n}");
+        }
+        let (r, _) = read_all(&[0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c]);
+        assert!(
+            matches!(r, Err(CaptureError::HeaderCutShort { bytes: 10, .. })),
+            "{r:?}"
+        );
+        let (r, _) = read_all(b"GE");
+        assert!(matches!(r, Err(CaptureError::NotACapture { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn a_directory_is_named_as_one() {
+        let dir = std::env::temp_dir();
+        let path = dir.to_str().unwrap();
+        let r = read_path(path, &mut |_| {});
+        let msg = r.err().map(|e| e.to_string());
+        let want = format!("{path}: is a directory (each capture file needs its own -r)");
+        assert_eq!(msg.as_deref(), Some(want.as_str()));
+    }
+
+    /// Two records; the reader stops after the first when told to.
+    #[test]
+    fn the_caller_can_stop_the_reader() {
+        let mut f = legacy([0xd4, 0xc3, 0xb2, 0xa1], 0, false);
+        let record = f[24..].to_vec();
+        f.extend(record);
+        let mut seen = 0;
+        let r = read_until("t", &f[..], &mut |_| {
+            seen += 1;
+            Next::Break(())
+        });
+        let out = r.unwrap();
+        assert_eq!((seen, out.packets, out.stopped), (1, 1, true));
+    }
+
+    /// The same packets from a capture and from its gzip and zstd forms; a
+    /// compressed stream cut short keeps the packets before the cut and says so.
+    #[test]
+    fn compressed_captures_read_as_the_plain_one() {
+        use std::io::Write;
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls/multi.pcap");
+        let one = std::fs::read(path).unwrap();
+        // Its records twenty times over: big enough for several compressed blocks.
+        let mut plain = one.clone();
+        for _ in 1..20 {
+            plain.extend_from_slice(&one[24..]);
+        }
+        let (r, want) = read_all(&plain);
+        assert!(r.unwrap().compression.is_none());
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&plain).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = ruzstd::encoding::compress_to_vec(
+            &plain[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        for (packed, kind) in [(gz, Compression::Gzip), (zst, Compression::Zstd)] {
+            let (r, seen) = read_all(&packed);
+            let out = r.unwrap();
+            assert_eq!(out.compression, Some(kind));
+            assert_eq!(seen, want, "{kind:?}");
+            let (r, seen) = read_all(&packed[..packed.len() - 40]);
+            assert_eq!(seen[..], want[..seen.len()], "{kind:?}");
+            if kind == Compression::Gzip {
+                let cut = r.unwrap().stream_cut.unwrap_or_default();
+                assert!(cut.contains("cut off"), "{kind:?}: {cut}");
+                assert!(!seen.is_empty() && seen.len() < want.len(), "{kind:?}");
+            } else {
+                // ruzstd hands out what it decoded only a window behind (the whole of
+                // this small frame): nothing came out before the cut.
+                let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+                assert!(msg.contains("zstd stream cut off"), "{msg}");
+            }
+            // Cut before the capture header is whole: the cut is the error.
+            let (r, _) = read_all(&packed[..12]);
+            let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(msg.contains("stream cut off"), "{kind:?}: {msg}");
+        }
     }
 
     #[test]
@@ -766,15 +1030,16 @@ mod tests {
             let (whole, expect) = read_all(&bytes);
             let whole = whole.unwrap();
             for (step, capacity, hold) in [(1, 16, true), (7, 64, true), (4096, 256, false)] {
-                let mut held: Vec<(Chunk, Range<usize>)> = Vec::new();
+                let mut held: Vec<(Buffer, Range<usize>)> = Vec::new();
                 let mut seen = Vec::new();
                 let input = Trickle { data: &bytes, step };
-                let r = read_buffered("t", input, capacity, &mut |p| {
+                let r = read_buffered("t", input, Compression::None, capacity, &mut |p| {
                     seen.push((p.ts, p.linktype, p.data.to_vec()));
                     if hold && let Some(c) = p.chunk {
                         let start = p.data.as_ptr() as usize - c.as_ptr() as usize;
-                        held.push((Chunk::clone(c), start..start + p.data.len()));
+                        held.push((Buffer::clone(c), start..start + p.data.len()));
                     }
+                    Next::Continue(())
                 });
                 let what = format!("{} step {step} capacity {capacity}", path.display());
                 assert_eq!(r.unwrap().packets, whole.packets, "{what}");

@@ -1,6 +1,13 @@
 //! Everything below the flow: link layers, IPv4/IPv6 (with fragment reassembly),
 //! tunnels, and TCP/UDP headers. Turns a captured frame into the innermost TCP
 //! segment or UDP datagram with the tunnels it came through, or says why not.
+//!
+//! In: a [`Packet`] (link type and bytes). Out: a [`Decoded`] (see `path`), and the
+//! decode counters (`crate::stats::DecodeStats`).
+//!
+//! - this module: the [`Decoder`] and the walker down IP, tunnels and transports;
+//! - `link`: link layers down to IP; `tunnel`: tunnel headers; `frag`: IP fragment
+//!   reassembly; `bytes`: safe field reads; `path`: what decoding produces.
 
 pub mod bytes;
 pub mod frag;
@@ -36,6 +43,10 @@ pub mod linktype {
     pub const IPV6: i32 = 229;
     pub const NFLOG: i32 = 239;
     pub const LINUX_SLL2: i32 = 276;
+
+    /// The link types above by name, for messages about the others.
+    pub const SUPPORTED: &str = "Ethernet, raw IP, Linux cooked (SLL, SLL2), BSD loopback, \
+        PPP, PPPoE, Cisco HDLC, NFLOG";
 }
 
 /// Deepest nesting of tunnels followed (GRE in GRE in VXLAN ...); deeper is undecodable.
@@ -506,13 +517,13 @@ impl Walker {
                 len > p.len(),
             )
         };
-        let mut ports = [dport, sport];
+        let mut ports = [(dport, true), (sport, false)];
         if sport == dport {
-            ports[1] = 0;
+            ports[1] = (0, false);
         }
-        for port in ports {
+        for (port, to_port) in ports {
             let mark = self.mark();
-            if let Some(out) = self.udp_tunnel(port, src, dst, payload, truncated) {
+            if let Some(out) = self.udp_tunnel(port, to_port, src, dst, payload, truncated) {
                 return out;
             }
             self.reset(mark);
@@ -527,15 +538,30 @@ impl Walker {
         })
     }
 
-    /// A tunnel on UDP port `port`, if its header verifies; `None` means plain UDP.
+    /// A tunnel on UDP port `port` (the destination port when `to_port`), if its header
+    /// verifies; `None` means plain UDP. VXLAN (RFC 7348), Geneve (RFC 8926) and GRE in
+    /// UDP (RFC 8086) name the port the receiving tunnel endpoint listens on, and their
+    /// source port is a hash of the inner flow: they are recognised by the destination
+    /// port alone (a QUIC client that happens to send from port 4789 is not VXLAN).
+    /// GTP-U, Teredo and AYIYA are recognised by either port (a Teredo server answers
+    /// from 3544).
     fn udp_tunnel<'a>(
         &mut self,
         port: u16,
+        to_port: bool,
         src: IpAddr,
         dst: IpAddr,
         b: &'a [u8],
         truncated: bool,
     ) -> Option<Out<'a>> {
+        if !to_port
+            && matches!(
+                port,
+                port::VXLAN | port::VXLAN_LINUX | port::GENEVE | port::GRE_UDP
+            )
+        {
+            return None;
+        }
         let (kind, id, inner): (TunnelKind, Option<u32>, Link<'a>) = match port {
             port::VXLAN | port::VXLAN_LINUX => {
                 let (vni, frame) = tunnel::vxlan(b)?;
@@ -881,6 +907,56 @@ mod tests {
         let mut plain = f.clone();
         plain[28] = 0;
         assert!(matches!(decode(linktype::RAW, &plain), Decoded::Udp(_)));
+    }
+
+    #[test]
+    fn udp_tunnels_named_by_their_receiver_port_need_it_as_destination() {
+        // A valid VXLAN header (I flag) from source port 4789 to 443: a QUIC client that
+        // happened to pick 4789 is not a VTEP.
+        let mut v = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        v.extend(eth(&[0x08, 0], &ipv4_tcp()));
+        let mut g = vec![0x00, 0, 0x65, 0x58, 0, 0, 42, 0];
+        g.extend(eth(&[0x08, 0], &ipv4_tcp()));
+        let mut gre = vec![0, 0, 0x08, 0x00];
+        gre.extend(ipv4_tcp());
+        for (port, payload) in [(4789, &v), (8472, &v), (6081, &g), (4754, &gre)] {
+            let from = ipv4(
+                17,
+                [10, 0, 0, 1],
+                [10, 0, 0, 2],
+                0,
+                0,
+                &udp(port, 443, payload),
+            );
+            match decode(linktype::RAW, &from) {
+                Decoded::Udp(u) => assert!(u.tunnel.is_empty() && u.sport == port),
+                other => panic!("{port}: {other:?}"),
+            }
+            // The same bytes to the port are the tunnel.
+            let to = ipv4(
+                17,
+                [10, 0, 0, 1],
+                [10, 0, 0, 2],
+                0,
+                0,
+                &udp(50000, port, payload),
+            );
+            assert_tcp(decode(linktype::RAW, &to));
+        }
+    }
+
+    #[test]
+    fn kinds_identity_ignores_ids_and_outer_addresses() {
+        let (fa, fb) = (
+            vxlan(100, [192, 0, 2, 1], &ipv4_tcp()),
+            vxlan(200, [192, 0, 2, 9], &ipv4_tcp()),
+        );
+        let a = tcp_of(decode(linktype::RAW, &fa));
+        let b = tcp_of(decode(linktype::RAW, &fb));
+        assert_ne!(a.tunnel.identity(), b.tunnel.identity());
+        assert_eq!(a.tunnel.kinds_identity(), b.tunnel.kinds_identity());
+        assert_ne!(a.tunnel.kinds_identity(), 0);
+        assert_eq!(TunnelPath::default().kinds_identity(), 0);
     }
 
     #[test]

@@ -163,6 +163,21 @@ impl TunnelPath {
         h.finish() | 1
     }
 
+    /// The identity of the path's shape alone: the kinds of its hops, outermost first (0
+    /// when empty). The two directions of a flow give the same value even when their
+    /// tunnel ids or outer addresses differ (Open vSwitch gives each direction its own
+    /// VNI or key; 6to4 replies come from another relay).
+    pub fn kinds_identity(&self) -> u64 {
+        if self.is_empty() {
+            return 0;
+        }
+        let mut h = rustc_hash::FxHasher::default();
+        for e in self.iter() {
+            h.write_u64(e.kind as u64);
+        }
+        h.finish() | 1
+    }
+
     /// The same path seen from the other direction (outer addresses swapped).
     pub fn reversed(&self) -> TunnelPath {
         let flip = |e: &Encap| Encap {
@@ -237,7 +252,7 @@ pub enum Decoded<'a> {
     Fragment,
     /// A link type this tool does not decode.
     UnsupportedLink,
-    /// Headers that do not parse (the reason is counted in [`DecodeStats`]).
+    /// Headers that do not parse (the reason is counted in [`DecodeStats`](crate::stats::DecodeStats)).
     Malformed,
 }
 

@@ -177,10 +177,14 @@ pub fn erspan3(b: &[u8]) -> Option<(u32, ErspanInner<'_>)> {
     }
 }
 
-/// VXLAN (RFC 7348): 8 bytes with the I flag set; an Ethernet frame follows.
+/// VXLAN (RFC 7348): 8 bytes with the I flag set; an Ethernet frame follows. Bits 0x70
+/// of the flags are reserved in every VXLAN variant (Group Based Policy uses 0x80, the
+/// GPE extension 0x07, and version 0 leaves 0x30 clear): a datagram on the VXLAN port
+/// that sets them is something else, such as a QUIC packet (whose fixed bit is 0x40)
+/// sent to a client that happened to pick port 4789.
 pub fn vxlan(b: &[u8]) -> Option<(u32, &[u8])> {
     let flags = *b.first()?;
-    if flags & 0x08 == 0 {
+    if flags & 0x08 == 0 || flags & 0x70 != 0 {
         return None;
     }
     let vni = be32(b, 4)? >> 8;
@@ -384,8 +388,18 @@ mod tests {
         let mut v = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
         v.extend([0u8; 14]);
         assert_eq!(vxlan(&v).map(|(n, _)| n), Some(42));
+        // Group Based Policy's G bit and the GPE bits (Zeek's vxlan-triple-v2 sets 0x0c).
+        for first in [0x88, 0x0c, 0x0f] {
+            v[0] = first;
+            assert_eq!(vxlan(&v).map(|(n, _)| n), Some(42), "{first:#x}");
+        }
         v[0] = 0;
         assert_eq!(vxlan(&v), None);
+        // Reserved flag bits set: QUIC short headers (0x48, 0x68), a long header (0xc8).
+        for first in [0x48, 0x68, 0xc8, 0x18] {
+            v[0] = first;
+            assert_eq!(vxlan(&v), None, "{first:#x}");
+        }
         assert_eq!(vxlan(&[0x08, 0, 0, 0, 0, 0, 42, 0, 1]), None);
         let g = [0x01, 0, 0x65, 0x58, 0, 1, 0, 0, 1, 2, 3, 4, 0xee];
         assert_eq!(geneve(&g), Some((256, 0x6558, &[0xee][..])));

@@ -4,6 +4,9 @@
 use crate::assess::{Policy, assess};
 use crate::record::{EndReason, FlowRecord, Note};
 
+/// Receives each flow record as its flow ends.
+pub type Emit<'a> = dyn FnMut(FlowRecord) + 'a;
+
 /// Settles a finished record: why it ended, and what an auditor must see.
 pub fn settle(rec: &mut FlowRecord, reason: EndReason, policy: &Policy) {
     rec.end_reason = reason;

@@ -9,12 +9,12 @@
 //! - `udp`: the UDP conversation table;
 //! - `key`: the flow key both tables use;
 //! - `ending`: the last step of every flow, where its findings are made;
-//! - `table`: the keyed, recency-ordered storage both tables use, and its memory budget;
+//! - `store`: the keyed, recency-ordered storage both tables use, and its memory budget;
 //! - `reassembly`: one TCP direction's segments turned into an ordered byte stream.
 
 pub mod ending;
 pub mod key;
 pub mod reassembly;
-pub mod table;
+pub mod store;
 pub mod tcp;
 pub mod udp;

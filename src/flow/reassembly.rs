@@ -8,11 +8,18 @@ use std::collections::BTreeMap;
 /// Kept well below the 2^31 serial-number horizon so that wrap-around can never alias into it.
 const WINDOW: i64 = 1 << 30;
 
-/// Recently delivered bytes kept to catch retransmissions that disagree with what was delivered.
-const TAIL: usize = 64;
+/// Delivered bytes kept per direction to catch retransmissions that disagree with what was
+/// delivered: a conflict this far behind the delivery point (or less) is noted; older bytes
+/// are trimmed unchecked.
+pub const HISTORY: usize = 4096;
 
-/// Heap bytes one buffered run costs beside its bytes: its share of a B-tree node.
-const RUN_OVERHEAD: usize = 64;
+/// First allocation of the history (it grows by doubling up to [`HISTORY`]), so that a short
+/// exchange does not hold the whole history.
+const HISTORY_MIN: usize = 512;
+
+/// Bytes one buffered run costs beside its bytes (its share of a B-tree node), counted both
+/// in the heap estimate and against the out-of-order budget (`max_buffered`).
+pub const RUN_OVERHEAD: usize = 64;
 
 /// Serial-number arithmetic on TCP sequence numbers (RFC 1982). The only place u32 sequence math
 /// happens.
@@ -64,17 +71,145 @@ pub struct StreamNotes {
     pub out_of_window: bool,
 }
 
+/// One buffered run of contiguous out-of-order bytes, held at the end of its vector with
+/// room in front: a piece that arrives just before the run (data sent backwards) is
+/// prepended in place, and the room doubles when it runs out, so prepending costs O(1)
+/// per byte amortised, as appending does.
+#[derive(Debug, Clone, Default)]
+struct Run {
+    buf: Vec<u8>,
+    /// Where the run's bytes start in `buf`.
+    head: usize,
+}
+
+impl Run {
+    fn new(piece: &[u8]) -> Run {
+        Run {
+            buf: piece.to_vec(),
+            head: 0,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.buf.get(self.head..).unwrap_or_default()
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len().saturating_sub(self.head)
+    }
+
+    fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    fn append(&mut self, piece: &[u8]) {
+        self.buf.extend_from_slice(piece);
+    }
+
+    fn prepend(&mut self, piece: &[u8]) {
+        let n = piece.len();
+        if n <= self.head {
+            let at = self.head - n;
+            if let Some(dst) = self.buf.get_mut(at..self.head) {
+                dst.copy_from_slice(piece);
+                self.head = at;
+            }
+            return;
+        }
+        let len = self.len();
+        // Room in front as large as the run will be: the next prepends of the same
+        // size fit without moving it again.
+        let room = len.saturating_add(n).max(16);
+        let mut buf = Vec::with_capacity(room.saturating_add(n).saturating_add(len));
+        buf.resize(room, 0);
+        buf.extend_from_slice(piece);
+        buf.extend_from_slice(self.bytes());
+        *self = Run { buf, head: room };
+    }
+}
+
+/// The last delivered bytes of a stream (up to [`HISTORY`]), to compare retransmissions
+/// with. A ring once full; `valid` counts the bytes delivered since the last gap (a gap has
+/// no bytes to compare against).
+///
+/// Invariant: `valid <= buf.len() <= HISTORY`; while `buf` is not full `pos` is 0; the byte
+/// `k` positions behind the delivery point (`1 <= k <= valid`) is at
+/// `buf[(pos + buf.len() - k) % buf.len()]`.
+#[derive(Debug, Clone, Default)]
+struct History {
+    buf: Vec<u8>,
+    pos: usize,
+    valid: usize,
+}
+
+impl History {
+    fn push(&mut self, bytes: &[u8]) {
+        let mut b = bytes
+            .get(bytes.len().saturating_sub(HISTORY)..)
+            .unwrap_or_default();
+        let n = b.len();
+        if self.buf.len() < HISTORY {
+            let take = (HISTORY - self.buf.len()).min(b.len());
+            let want = self.buf.len() + take;
+            if want > self.buf.capacity() {
+                let cap = want
+                    .max(self.buf.capacity().saturating_mul(2))
+                    .clamp(HISTORY_MIN, HISTORY);
+                self.buf.reserve_exact(cap - self.buf.len());
+            }
+            let (now, rest) = b.split_at(take);
+            self.buf.extend_from_slice(now);
+            b = rest;
+        }
+        while !b.is_empty() {
+            let Some(dst) = self.buf.get_mut(self.pos..) else {
+                break;
+            };
+            let k = dst.len().min(b.len());
+            let (now, rest) = b.split_at(k);
+            if let Some(d) = dst.get_mut(..k) {
+                d.copy_from_slice(now);
+            }
+            b = rest;
+            self.pos = (self.pos + k) % self.buf.len().max(1);
+        }
+        self.valid = (self.valid + n).min(self.buf.len());
+    }
+
+    /// Whether `old`, whose first byte lies `back` bytes behind the delivery point, agrees
+    /// with what was delivered there (as far as it is still kept).
+    fn agrees(&self, back: u64, old: &[u8]) -> bool {
+        let valid = len64(self.valid);
+        // Bytes older than the history cannot be checked; skip them.
+        let skip = back.saturating_sub(valid);
+        let cmp = old.get(idx(skip)..).unwrap_or_default();
+        if cmp.is_empty() {
+            return true;
+        }
+        let len = self.buf.len();
+        let from = idx(back - skip);
+        let start = (self.pos + len - from) % len;
+        let first = self.buf.get(start..).unwrap_or_default();
+        let k = first.len().min(cmp.len());
+        let (a, b) = cmp.split_at(k);
+        first.get(..k) == Some(a) && self.buf.get(..b.len()) == Some(b)
+    }
+
+    fn forget(&mut self) {
+        self.valid = 0;
+    }
+}
+
 /// One direction of a TCP connection.
 ///
 /// Invariant, between calls:
 /// - `next` is the stream offset of the first byte not yet handed on; it never decreases.
-/// - every key of `ooo` is `> next`; entries are non-empty and never overlap or share a start;
-///   `buffered` is the sum of their lengths and is `<= limits.max_buffered`, `heap` is the
-///   sum of their capacities plus `RUN_OVERHEAD` each, and
-///   `ooo.len() <= limits.max_segments` (so memory is bounded by construction — Vec capacity
-///   may exceed length by the usual growth factor, no more).
-/// - the last `tail_len` bytes of `tail` are the data at offsets `next - tail_len .. next`
-///   (`tail_len` resets to 0 on a gap, as a gap has no bytes to compare against).
+/// - every key of `ooo` is `> next`; runs are non-empty and never overlap, touch or share a
+///   start (adjacent pieces are merged into one run); `buffered` is the sum of their lengths,
+///   and `buffered + RUN_OVERHEAD * ooo.len() <= limits.max_buffered` (so both the bytes and
+///   the number of runs are bounded by construction); `heap` is the sum of their capacities
+///   plus `RUN_OVERHEAD` each, plus the history's capacity.
+/// - `history` holds the data at offsets `next - history.valid .. next`.
 /// - `base` is `None` until the stream starts; afterwards stream offset `o` is sequence number
 ///   `base.advance(o)`. Offsets are u64 so streams longer than 4 GiB work; sequence numbers are
 ///   unwrapped relative to the delivery point, never to `base`.
@@ -83,12 +218,11 @@ pub struct Stream {
     limits: StreamLimits,
     base: Option<SeqNum>,
     next: u64,
-    ooo: BTreeMap<u64, Vec<u8>>,
+    ooo: BTreeMap<u64, Run>,
     buffered: usize,
-    /// Heap held by `ooo`: run capacities plus `RUN_OVERHEAD` per run.
+    /// Heap held: run capacities plus `RUN_OVERHEAD` per run, and the history's capacity.
     heap: usize,
-    tail: [u8; TAIL],
-    tail_len: usize,
+    history: History,
     fin: Option<u64>,
     notes: StreamNotes,
     bypassed: bool,
@@ -105,6 +239,17 @@ fn idx(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
+/// What buffering a piece of data would change, worked out before anything is stored.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Bytes not buffered yet.
+    need: usize,
+    /// Runs after storing them (new runs, minus runs joined into one).
+    runs: usize,
+    /// Some overlapping bytes differ from those buffered.
+    conflict: bool,
+}
+
 impl Stream {
     /// A stream that has seen nothing yet.
     #[must_use]
@@ -116,8 +261,7 @@ impl Stream {
             ooo: BTreeMap::new(),
             buffered: 0,
             heap: 0,
-            tail: [0; TAIL],
-            tail_len: 0,
+            history: History::default(),
             fin: None,
             notes: StreamNotes::default(),
             bypassed: false,
@@ -144,8 +288,9 @@ impl Stream {
     /// wins); out-of-order data is copied into the buffer until the hole fills. When the caps
     /// would be exceeded, the oldest hole becomes a `Gap` and whatever became in-order is
     /// delivered (note `buffer_cap_hit`). Overlaps keep the first copy and note
-    /// `conflicting_overlap` if bytes differ, checking both buffered data and the last 64
-    /// delivered bytes. Segments more than 1 GiB ahead or behind are ignored (`out_of_window`).
+    /// `conflicting_overlap` if bytes differ, checking all buffered data and the last
+    /// [`HISTORY`] delivered bytes. Segments more than 1 GiB ahead or behind are ignored
+    /// (`out_of_window`).
     pub fn on_segment(&mut self, seq: SeqNum, payload: &[u8], sink: &mut dyn FnMut(Chunk<'_>)) {
         if payload.is_empty() {
             return;
@@ -234,7 +379,7 @@ impl Stream {
         self.ooo = BTreeMap::new();
         self.buffered = 0;
         self.heap = 0;
-        self.tail_len = 0;
+        self.history = History::default();
     }
 
     /// Memory pressure: hand on everything buffered now (holes as gaps, note
@@ -242,16 +387,16 @@ impl Stream {
     /// beyond a hole turns the hole into a gap at once, as the per-direction cap does.
     pub fn stop_buffering(&mut self, sink: &mut dyn FnMut(Chunk<'_>)) {
         self.limits.max_buffered = 0;
-        self.limits.max_segments = 0;
         if !self.ooo.is_empty() {
             self.notes.buffer_cap_hit = true;
             self.flush(sink);
         }
         self.ooo = BTreeMap::new();
-        self.heap = 0;
+        self.heap = self.history.buf.capacity();
     }
 
-    /// Heap bytes this stream holds (buffered runs with their capacity and overhead).
+    /// Heap bytes this stream holds (buffered runs with their capacity and overhead, and the
+    /// history of delivered bytes).
     #[must_use]
     pub fn heap_bytes(&self) -> usize {
         self.heap
@@ -269,7 +414,8 @@ impl Stream {
         self.buffered
     }
 
-    /// Out-of-order runs currently held (bounded by `max_segments`).
+    /// Out-of-order runs currently held (adjacent pieces share one; at most
+    /// `max_buffered / (RUN_OVERHEAD + 1)`).
     #[must_use]
     pub fn buffered_segments(&self) -> usize {
         self.ooo.len()
@@ -297,19 +443,11 @@ impl Stream {
         self.ooo.first_key_value().map(|(&start, _)| start)
     }
 
-    /// `data` starts `back` bytes before the delivery point. Compares the part still in the tail
-    /// copy and returns what lies at or after the delivery point.
+    /// `data` starts `back` bytes before the delivery point. Compares the part still in the
+    /// history and returns what lies at or after the delivery point.
     fn trim_delivered<'p>(&mut self, back: u64, data: &'p [u8]) -> &'p [u8] {
         let (old, new) = data.split_at(idx(back).min(data.len()));
-        let tail_len = len64(self.tail_len);
-        // Bytes older than the tail copy cannot be checked; skip them.
-        let skip = back.saturating_sub(tail_len);
-        let from_end = back - skip;
-        let cmp = old.get(idx(skip)..).unwrap_or_default();
-        let start = TAIL.saturating_sub(idx(from_end));
-        let theirs = self.tail.get(start..).unwrap_or_default();
-        let n = cmp.len().min(theirs.len());
-        if cmp.get(..n) != theirs.get(..n) {
+        if !self.history.agrees(back, old) {
             self.notes.conflicting_overlap = true;
         }
         new
@@ -366,7 +504,10 @@ impl Stream {
             self.heap = self
                 .heap
                 .saturating_sub(run.capacity().saturating_add(RUN_OVERHEAD));
-            let fresh = run.get(idx(self.next - start)..).unwrap_or_default();
+            let fresh = run
+                .bytes()
+                .get(idx(self.next - start)..)
+                .unwrap_or_default();
             let overlap = fresh.len().min(rest.len());
             if fresh.get(..overlap) != rest.get(..overlap) {
                 self.notes.conflicting_overlap = true;
@@ -377,13 +518,57 @@ impl Stream {
         rest
     }
 
-    /// Copies the parts of `data` (at `off > next`) not already buffered, unless that would
-    /// break a cap, in which case nothing is stored and `false` is returned.
+    /// Copies the parts of `data` (at `off > next`) not already buffered, merged with the
+    /// runs they touch, unless that would break the cap, in which case nothing is stored and
+    /// `false` is returned.
     fn try_buffer(&mut self, off: u64, data: &[u8]) -> bool {
+        let plan = self.plan(off, data);
+        if plan.conflict {
+            self.notes.conflicting_overlap = true;
+        }
+        let cost = plan
+            .runs
+            .saturating_mul(RUN_OVERHEAD)
+            .saturating_add(self.buffered)
+            .saturating_add(plan.need);
+        if cost > self.limits.max_buffered {
+            return false;
+        }
         let end = off.saturating_add(len64(data.len()));
-        let mut holes: Vec<(u64, u64)> = Vec::new();
-        let mut conflict = false;
         let mut cursor = off;
+        while cursor < end {
+            if let Some((&start, run)) = self.ooo.range(..=cursor).next_back() {
+                let run_end = start.saturating_add(len64(run.len()));
+                if run_end > cursor {
+                    cursor = run_end;
+                    continue;
+                }
+            }
+            let hi = self
+                .ooo
+                .range(cursor..)
+                .next()
+                .map_or(end, |(&s, _)| s.min(end));
+            let piece = data
+                .get(idx(cursor - off)..idx(hi - off))
+                .unwrap_or_default();
+            self.store(cursor, piece);
+            cursor = hi;
+        }
+        true
+    }
+
+    /// What storing `data` at `off` would need: the bytes not buffered yet, the runs there
+    /// would be, and whether the bytes it shares with buffered runs agree.
+    fn plan(&self, off: u64, data: &[u8]) -> Plan {
+        let end = off.saturating_add(len64(data.len()));
+        let mut plan = Plan {
+            runs: self.ooo.len(),
+            ..Plan::default()
+        };
+        let mut cursor = off;
+        // Whether a run ends exactly at `cursor` (a hole starting there extends it).
+        let mut joined = self.run_ends_at(off);
         let from = self
             .ooo
             .range(..off)
@@ -395,56 +580,85 @@ impl Stream {
                 continue;
             }
             if start > cursor {
-                holes.push((cursor, start));
+                // A hole between two runs (or `off` and a run): the run after it absorbs it.
+                plan.need = plan.need.saturating_add(idx(start - cursor));
+                if joined {
+                    plan.runs = plan.runs.saturating_sub(1);
+                }
             }
             let lo = start.max(cursor);
             let hi = run_end.min(end);
-            let theirs = run.get(idx(lo - start)..idx(hi - start));
+            let theirs = run.bytes().get(idx(lo - start)..idx(hi - start));
             let ours = data.get(idx(lo - off)..idx(hi - off));
-            conflict |= theirs != ours;
+            plan.conflict |= theirs != ours;
             cursor = run_end;
+            joined = true;
         }
         if cursor < end {
-            holes.push((cursor, end));
+            plan.need = plan.need.saturating_add(idx(end - cursor));
+            match (joined, self.ooo.contains_key(&end)) {
+                (false, false) => plan.runs = plan.runs.saturating_add(1),
+                (true, true) => plan.runs = plan.runs.saturating_sub(1),
+                _ => {}
+            }
         }
-        if conflict {
-            self.notes.conflicting_overlap = true;
-        }
+        plan
+    }
 
-        let need: usize = holes.iter().map(|&(lo, hi)| idx(hi - lo)).sum();
-        // A hole that starts where a run ends extends that run instead of costing a new one.
-        let new_runs = holes
-            .iter()
-            .filter(|&&(lo, _)| !self.run_ends_at(lo))
-            .count();
-        if self.buffered.saturating_add(need) > self.limits.max_buffered
-            || self.ooo.len().saturating_add(new_runs) > self.limits.max_segments
-        {
-            return false;
+    /// Buffers `piece` at `lo`, a hole: it extends the run ending at `lo`, the run starting
+    /// where it ends, or both (joining them, the shorter copied into the longer), or starts a
+    /// run of its own.
+    fn store(&mut self, lo: u64, piece: &[u8]) {
+        if piece.is_empty() {
+            return;
         }
-        for (lo, hi) in holes {
-            let Some(piece) = data.get(idx(lo - off)..idx(hi - off)) else {
-                continue;
-            };
-            match self.ooo.range_mut(..lo).next_back() {
-                Some((&start, run)) if start.saturating_add(len64(run.len())) == lo => {
-                    let before = run.capacity();
-                    run.extend_from_slice(piece);
-                    self.heap = self
-                        .heap
-                        .saturating_add(run.capacity().saturating_sub(before));
-                }
-                _ => {
-                    let run = piece.to_vec();
-                    self.heap = self
-                        .heap
-                        .saturating_add(run.capacity().saturating_add(RUN_OVERHEAD));
-                    self.ooo.insert(lo, run);
+        let hi = lo.saturating_add(len64(piece.len()));
+        let left = self
+            .ooo
+            .range(..lo)
+            .next_back()
+            .filter(|&(&s, r)| s.saturating_add(len64(r.len())) == lo)
+            .map(|(&s, _)| s);
+        let left = left.and_then(|s| Some((s, self.ooo.remove(&s)?)));
+        let right = self.ooo.remove(&hi);
+        let (at, run, before) = match (left, right) {
+            (Some((s, mut l)), Some(mut r)) => {
+                // Two runs become one: one overhead less.
+                let before = l
+                    .capacity()
+                    .saturating_add(r.capacity())
+                    .saturating_add(RUN_OVERHEAD);
+                if l.len() >= r.len() {
+                    l.append(piece);
+                    l.append(r.bytes());
+                    (s, l, before)
+                } else {
+                    r.prepend(piece);
+                    r.prepend(l.bytes());
+                    (s, r, before)
                 }
             }
-            self.buffered = self.buffered.saturating_add(piece.len());
-        }
-        true
+            (Some((s, mut l)), None) => {
+                let before = l.capacity();
+                l.append(piece);
+                (s, l, before)
+            }
+            (None, Some(mut r)) => {
+                let before = r.capacity();
+                r.prepend(piece);
+                (lo, r, before)
+            }
+            (None, None) => {
+                self.heap = self.heap.saturating_add(RUN_OVERHEAD);
+                (lo, Run::new(piece), 0)
+            }
+        };
+        self.heap = self
+            .heap
+            .saturating_sub(before)
+            .saturating_add(run.capacity());
+        self.ooo.insert(at, run);
+        self.buffered = self.buffered.saturating_add(piece.len());
     }
 
     fn run_ends_at(&self, at: u64) -> bool {
@@ -460,14 +674,11 @@ impl Stream {
         }
         sink(Chunk::Data(bytes));
         self.next = self.next.saturating_add(len64(bytes.len()));
-        if let Some(last) = bytes.get(bytes.len().saturating_sub(TAIL)..) {
-            let n = last.len();
-            self.tail.copy_within(n.., 0);
-            if let Some(dst) = self.tail.get_mut(TAIL - n..) {
-                dst.copy_from_slice(last);
-            }
-            self.tail_len = (self.tail_len + n).min(TAIL);
-        }
+        let before = self.history.buf.capacity();
+        self.history.push(bytes);
+        self.heap = self
+            .heap
+            .saturating_add(self.history.buf.capacity().saturating_sub(before));
     }
 
     fn deliver_gap(&mut self, n: u64, sink: &mut dyn FnMut(Chunk<'_>)) {
@@ -476,7 +687,7 @@ impl Stream {
         }
         sink(Chunk::Gap(n));
         self.next = self.next.saturating_add(n);
-        self.tail_len = 0;
+        self.history.forget();
         self.notes.gap = true;
     }
 }
@@ -571,7 +782,6 @@ mod tests {
     fn limits_default_values() {
         let l = StreamLimits::default();
         assert_eq!(l.max_buffered, 256 * 1024);
-        assert_eq!(l.max_segments, 256);
     }
 
     #[test]
@@ -663,10 +873,9 @@ mod tests {
         seg(&mut s, 1003, b"defgh");
         assert_eq!(seg(&mut s, 1001, b"bcde"), vec![]);
         assert_eq!(s.buffered(), 7);
-        assert_eq!(
-            seg(&mut s, 1000, b"a"),
-            vec![d(b"a"), d(b"bc"), d(b"defgh")]
-        );
+        // The piece before the run was prepended to it.
+        assert_eq!(s.buffered_segments(), 1);
+        assert_eq!(seg(&mut s, 1000, b"a"), vec![d(b"a"), d(b"bcdefgh")]);
         assert_eq!(s.notes(), no_notes());
     }
 
@@ -698,8 +907,8 @@ mod tests {
         seg(&mut s, 1003, b"de");
         assert_eq!(seg(&mut s, 1001, b"bcdefg"), vec![]);
         assert_eq!(s.buffered(), 6);
-        assert_eq!(s.buffered_segments(), 2);
-        assert_eq!(seg(&mut s, 1000, b"a"), vec![d(b"a"), d(b"bc"), d(b"defg")]);
+        assert_eq!(s.buffered_segments(), 1);
+        assert_eq!(seg(&mut s, 1000, b"a"), vec![d(b"a"), d(b"bcdefg")]);
         assert_eq!(s.notes(), no_notes());
     }
 
@@ -766,18 +975,65 @@ mod tests {
     }
 
     #[test]
-    fn conflict_older_than_tail_is_not_detectable() {
+    fn conflict_within_history_is_noted_however_far_back() {
         let mut s = started();
-        let data: Vec<u8> = (0..100u8).collect();
+        let data: Vec<u8> = (0..HISTORY as u32 + 100).map(|i| (i % 251) as u8).collect();
+        for (i, piece) in data.chunks(1460).enumerate() {
+            seg(&mut s, 1000 + (i * 1460) as u32, piece);
+        }
+        // A full-size segment retransmitted with its first byte changed, 4 KiB back.
+        let from = data.len() - HISTORY;
+        let mut bad = data[from..from + 1460].to_vec();
+        assert_eq!(seg(&mut s, 1000 + from as u32, &bad), vec![]);
+        assert_eq!(s.notes(), no_notes());
+        bad[0] ^= 1;
+        assert_eq!(seg(&mut s, 1000 + from as u32, &bad), vec![]);
+        assert!(s.notes().conflicting_overlap);
+    }
+
+    #[test]
+    fn conflict_older_than_history_is_not_detectable() {
+        let mut s = started();
+        let data: Vec<u8> = (0..HISTORY as u32 + 100).map(|i| i as u8).collect();
         seg(&mut s, 1000, &data);
-        // Byte 0 is 100 bytes back; only the last 64 are remembered.
+        // Byte 0 is HISTORY + 100 bytes back: no longer kept.
         assert_eq!(seg(&mut s, 1000, &[0xFF]), vec![]);
         assert_eq!(s.notes(), no_notes());
-        // A retransmission reaching into the remembered tail is checked there.
-        let mut bad = data[30..40].to_vec();
-        bad[9] ^= 1; // offset 39 is inside the tail (36..100)
-        seg(&mut s, 1030, &bad);
+        // A retransmission reaching into the history is checked there.
+        let mut bad = data[90..110].to_vec();
+        bad[19] ^= 1; // offset 109 is inside the history (100..)
+        seg(&mut s, 1090, &bad);
         assert!(s.notes().conflicting_overlap);
+    }
+
+    #[test]
+    fn history_ring_wraps_and_forgets_at_a_gap() {
+        let mut s = started();
+        // Deliveries of odd sizes wrap the ring several times.
+        let data: Vec<u8> = (0..3 * HISTORY as u32 + 7).map(|i| (i * 7) as u8).collect();
+        let mut at = 0;
+        for n in [1usize, 700, 4095, 4096, 4097, 13].iter().cycle() {
+            if at >= data.len() {
+                break;
+            }
+            let end = (at + n).min(data.len());
+            seg(&mut s, 1000 + at as u32, &data[at..end]);
+            at = end;
+        }
+        // Every still-kept byte agrees; one changed byte anywhere in it is caught.
+        let from = data.len() - HISTORY;
+        seg(&mut s, 1000 + from as u32, &data[from..]);
+        assert_eq!(s.notes(), no_notes());
+        let mut bad = data[from..].to_vec();
+        bad[HISTORY / 2] ^= 0x80;
+        seg(&mut s, 1000 + from as u32, &bad);
+        assert!(s.notes().conflicting_overlap);
+        // After a gap nothing before it is compared.
+        let mut t = started();
+        seg(&mut t, 1000, b"abcdef");
+        ack(&mut t, 1010);
+        assert_eq!(seg(&mut t, 1000, b"XXXXXX"), vec![]);
+        assert!(!t.notes().conflicting_overlap);
     }
 
     #[test]
@@ -789,10 +1045,7 @@ mod tests {
         seg(&mut s, 1011, b"lm");
         seg(&mut s, 1008, b"ijklmnop");
         assert_eq!(s.notes(), no_notes());
-        assert_eq!(
-            seg(&mut s, 1004, b"efgh"),
-            vec![d(b"gh"), d(b"ij"), d(b"klmnop")]
-        );
+        assert_eq!(seg(&mut s, 1004, b"efgh"), vec![d(b"gh"), d(b"ijklmnop")]);
         assert_eq!(s.notes(), no_notes());
     }
 
@@ -803,14 +1056,14 @@ mod tests {
         let mut s = Stream::new(StreamLimits::default());
         s.on_syn(SeqNum(isn));
         let seq = |off: u32| isn.wrapping_add(1).wrapping_add(off);
-        // Offset 25 is past the wrap (seq 0x0A); deliver out of order across it. 75.. extends
-        // the run at 50; 25.. is a separate run because runs only grow at their end.
+        // Offset 25 is past the wrap (seq 0x0A); deliver out of order across it. 25.. is
+        // prepended to the run at 50 and 75.. extends it: one run.
         assert_eq!(seg(&mut s, seq(50), &data[50..75]), vec![]);
         assert_eq!(seg(&mut s, seq(25), &data[25..50]), vec![]);
         assert_eq!(seg(&mut s, seq(75), &data[75..100]), vec![]);
         assert_eq!(
             seg(&mut s, seq(0), &data[0..25]),
-            vec![d(&data[0..25]), d(&data[25..50]), d(&data[50..100])]
+            vec![d(&data[0..25]), d(&data[25..100])]
         );
         assert_eq!(s.delivered(), 100);
         assert_eq!(s.notes(), no_notes());
@@ -923,8 +1176,7 @@ mod tests {
     #[test]
     fn cap_hit_by_bytes() {
         let limits = StreamLimits {
-            max_buffered: 10,
-            max_segments: 256,
+            max_buffered: RUN_OVERHEAD + 10,
         };
         let mut s = started_with(limits);
         seg(&mut s, 1000, b"a");
@@ -939,10 +1191,9 @@ mod tests {
     }
 
     #[test]
-    fn cap_hit_by_segment_count() {
+    fn each_run_costs_its_overhead() {
         let limits = StreamLimits {
-            max_buffered: 1 << 20,
-            max_segments: 2,
+            max_buffered: 2 * RUN_OVERHEAD + 2,
         };
         let mut s = started_with(limits);
         seg(&mut s, 1002, b"c");
@@ -955,11 +1206,97 @@ mod tests {
         assert_eq!(flush(&mut s), vec![g(1), d(b"e"), g(1), d(b"g")]);
     }
 
+    /// Bytes the budget counts: held bytes plus the overhead of each run.
+    fn budget_used(s: &Stream) -> usize {
+        s.buffered() + s.buffered_segments() * RUN_OVERHEAD
+    }
+
+    #[test]
+    fn one_byte_segments_in_reverse_order_make_one_run() {
+        // 295 bytes sent backwards one byte at a time: more pieces than any run cap,
+        // but one run throughout, so nothing is given up as a gap.
+        let data: Vec<u8> = (0..295u32).map(|i| b'A' + (i % 26) as u8).collect();
+        let mut s = started();
+        for i in (1..data.len()).rev() {
+            assert_eq!(seg(&mut s, 1000 + i as u32, &data[i..=i]), vec![]);
+            assert_eq!(s.buffered_segments(), 1);
+        }
+        assert_eq!(
+            seg(&mut s, 1000, &data[..1]),
+            vec![d(&data[..1]), d(&data[1..])]
+        );
+        assert_eq!(s.notes(), no_notes());
+        assert_eq!(s.heap_bytes(), s.history.buf.capacity());
+    }
+
+    #[test]
+    fn reverse_order_fills_the_budget_in_linear_time() {
+        // 200 KiB backwards in 1-byte segments: quadratic copying would take minutes.
+        let n = 200 * 1024;
+        let data: Vec<u8> = (0..n as u32).map(|i| (i % 253) as u8).collect();
+        let mut s = started();
+        for i in (1..n).rev() {
+            s.on_segment(SeqNum(1000 + i as u32), &data[i..=i], &mut |_| {
+                panic!("early")
+            });
+        }
+        assert_eq!(s.buffered(), n - 1);
+        assert_eq!(s.buffered_segments(), 1);
+        // Room in front at most doubles what is held.
+        assert!(s.heap_bytes() <= 4 * n, "{}", s.heap_bytes());
+        let mut out = Vec::new();
+        s.on_segment(SeqNum(1000), &data[..1], &mut |c| render(&mut out, c));
+        assert_eq!(out.len(), n);
+        assert!(out.iter().zip(&data).all(|(a, b)| *a == Some(*b)));
+        assert_eq!(s.notes(), no_notes());
+    }
+
+    #[test]
+    fn a_piece_between_two_runs_joins_them() {
+        let mut s = started();
+        seg(&mut s, 1002, b"cd");
+        seg(&mut s, 1006, b"ghij");
+        assert_eq!(s.buffered_segments(), 2);
+        // The shorter run is copied into the longer, whichever side it is on.
+        seg(&mut s, 1004, b"ef");
+        assert_eq!(s.buffered_segments(), 1);
+        seg(&mut s, 1013, b"n");
+        seg(&mut s, 1015, b"pqrstu");
+        seg(&mut s, 1014, b"o");
+        assert_eq!(s.buffered_segments(), 2);
+        // A piece straddling a run: its holes on both sides merge too.
+        seg(&mut s, 1011, b"lmnop");
+        assert_eq!(s.buffered_segments(), 2);
+        seg(&mut s, 1010, b"k");
+        assert_eq!(s.buffered_segments(), 1);
+        assert_eq!(s.buffered(), 19);
+        assert_eq!(
+            seg(&mut s, 1000, b"ab"),
+            vec![d(b"ab"), d(b"cdefghijklmnopqrstu")]
+        );
+        assert_eq!(s.notes(), no_notes());
+        assert_eq!(budget_used(&s), 0);
+    }
+
+    #[test]
+    fn alternating_holes_are_capped_by_the_budget() {
+        let limits = StreamLimits::default();
+        let mut s = started_with(limits);
+        let mut peak = 0;
+        // One byte, one hole, one byte... far past a hole at offset 0.
+        for i in 0..20_000u32 {
+            seg(&mut s, 1001 + 2 * i, b"x");
+            assert!(budget_used(&s) <= limits.max_buffered);
+            peak = peak.max(s.buffered_segments());
+        }
+        assert!(s.notes().buffer_cap_hit);
+        assert_eq!(peak, limits.max_buffered / (RUN_OVERHEAD + 1));
+    }
+
     #[test]
     fn cap_hit_by_segment_before_buffered_data() {
         let limits = StreamLimits {
-            max_buffered: 4,
-            max_segments: 256,
+            max_buffered: RUN_OVERHEAD + 4,
         };
         let mut s = started_with(limits);
         seg(&mut s, 1010, b"wxyz");
@@ -973,8 +1310,7 @@ mod tests {
     #[test]
     fn cap_skip_over_part_of_new_segment() {
         let limits = StreamLimits {
-            max_buffered: 4,
-            max_segments: 256,
+            max_buffered: RUN_OVERHEAD + 4,
         };
         let mut s = started_with(limits);
         seg(&mut s, 1004, b"efgh");
@@ -986,10 +1322,7 @@ mod tests {
 
     #[test]
     fn oversized_segment_with_tiny_caps() {
-        let limits = StreamLimits {
-            max_buffered: 2,
-            max_segments: 0,
-        };
+        let limits = StreamLimits { max_buffered: 2 };
         let mut s = started_with(limits);
         assert_eq!(seg(&mut s, 1003, b"defg"), vec![g(3), d(b"defg")]);
         assert_eq!(s.buffered(), 0);
@@ -1004,8 +1337,7 @@ mod tests {
         // Every other 1000-byte block, far past a hole at 0: never adjacent, so each costs a run.
         for i in 0..2000u32 {
             seg(&mut s, 1000 + 1 + i * 2000, &chunk);
-            assert!(s.buffered() <= limits.max_buffered);
-            assert!(s.buffered_segments() <= limits.max_segments);
+            assert!(budget_used(&s) <= limits.max_buffered);
         }
         assert!(s.notes().buffer_cap_hit);
         assert!(s.notes().gap);
@@ -1275,7 +1607,6 @@ mod tests {
             let Case { src, segs, isn } = random_case(&mut rng);
             let limits = StreamLimits {
                 max_buffered: rng.below(700),
-                max_segments: rng.below(6),
             };
             let mut s = Stream::new(limits);
             s.on_syn(SeqNum(isn));
@@ -1290,8 +1621,7 @@ mod tests {
                     max_ack = max_ack.max(at);
                     s.on_peer_ack(origin.wrapping_add(at as u32), &mut sink);
                 }
-                assert!(s.buffered() <= limits.max_buffered, "seed {seed}");
-                assert!(s.buffered_segments() <= limits.max_segments, "seed {seed}");
+                assert!(budget_used(&s) <= limits.max_buffered, "seed {seed}");
                 assert_eq!(s.delivered(), out.len() as u64, "seed {seed}");
             }
             s.flush(&mut |c| render(&mut out, c));

@@ -8,8 +8,8 @@
 //! [`Table`] that never moves them and keeps them in recency order, so ending the least
 //! recently active flow costs O(1).
 
-use super::ending::settle;
-use super::key::FlowKey;
+use super::ending::{Emit, settle};
+use super::key::{FlowKey, Joins};
 use crate::analyzer::options::Options;
 use crate::analyzer::tcp::{Analyzer, Signal};
 use crate::assess::Policy;
@@ -19,7 +19,7 @@ use crate::config::UdpLimits;
 use crate::decode::path::FragNotes;
 use crate::decode::path::{Datagram, DecodeNotes, Segment, TunnelPath};
 use crate::flow::reassembly::{Chunk, SeqNum, Stream};
-use crate::flow::table::{Budget, Slot, Table};
+use crate::flow::store::{Budget, Slot, Table};
 use crate::flow::udp::UdpTable;
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir};
 use crate::stats::{MemoryStats, PacketStats};
@@ -29,6 +29,17 @@ use std::sync::Arc;
 
 /// ISNs remembered per direction.
 const MAX_ISNS: usize = 4;
+
+/// The receive window assumed where one is needed: an RST within this many bytes of the
+/// next sequence number its receiver expects ends the connection, and a reply through
+/// another tunnel joins a flow when it acknowledges bytes within this distance of what
+/// that flow's sender sent. The advertised window is not followed (its scale is unknown
+/// without the handshake); 1 MiB covers the windows of ordinary connections.
+pub const RCV_WINDOW: i64 = 1 << 20;
+
+/// Sequence numbers further than this from the latest one a side sent are not taken as
+/// its new latest (a stray or forged segment must not move what RSTs are judged by).
+const SEQ_JUMP: i64 = 1 << 30;
 
 /// A few ISNs, without a heap allocation.
 #[derive(Clone, Copy, Debug, Default)]
@@ -126,6 +137,8 @@ impl EarlyNotes {
     const FRAG_OVERLAP: u8 = 1 << 4;
     const FRAG_TINY: u8 = 1 << 5;
     const FRAG_HEADER: u8 = 1 << 6;
+    /// An RST was ignored: its sequence number was not acceptable (RFC 5961 §3).
+    const RST_IGNORED: u8 = 1 << 7;
 
     fn set(&mut self, bit: u8, on: bool) {
         if on {
@@ -157,6 +170,9 @@ impl EarlyNotes {
         if self.has(Self::TRUNCATED) {
             rec.note(Note::Truncated);
         }
+        if self.has(Self::RST_IGNORED) {
+            rec.note(Note::RstIgnored);
+        }
         let fragments = self.has(Self::FRAGMENTS).then_some(FragNotes {
             conflicting_overlap: self.has(Self::FRAG_OVERLAP),
             tiny_first: self.has(Self::FRAG_TINY),
@@ -164,6 +180,22 @@ impl EarlyNotes {
         });
         rec.note_decode(&DecodeNotes { fragments });
     }
+}
+
+/// What a tunnelled flow keeps of its tunnels, boxed so that a flow outside tunnels
+/// pays one word.
+#[derive(Debug)]
+struct TunnelInfo {
+    /// The tunnels as the client sees them, until the record takes them.
+    path: TunnelPath,
+    /// The identity of the path's hop kinds: with the endpoints, the key the flow waits
+    /// under for its other direction (see [`Joins`]).
+    kinds: u64,
+    /// The tunnel identity of the other direction, when it differed and joined the flow.
+    joined: Option<u64>,
+    /// Sequence number of the flow's first packet: a reply through another tunnel must
+    /// acknowledge bytes from about there on to join it.
+    first_seq: u32,
 }
 
 /// One connection while it has carried no payload: everything the record needs later,
@@ -179,9 +211,8 @@ struct Flow {
     bytes: PerDir<u64>,
     /// Everything that exists from the first payload byte on.
     state: Option<Box<Active>>,
-    /// The tunnels the flow came through, as the client sees them (moved into the
-    /// record when it is made); boxed so that a flow outside tunnels pays one word.
-    tunnel: Option<Box<TunnelPath>>,
+    /// The tunnels the flow came through (the path moves into the record when it is made).
+    tunnel: Option<Box<TunnelInfo>>,
     start: PackedTs,
     /// Time of the latest packet (the record's `end`).
     end: PackedTs,
@@ -193,9 +224,12 @@ struct Flow {
     isn_n: PerDir<u8>,
     /// The ISN each direction's stream is based on.
     cur_isn: PerDir<OptSeq>,
-    /// Sequence number of the first FIN per direction seen before the streams existed.
-    early_fin: PerDir<OptSeq>,
     client_isn: OptSeq,
+    /// Per direction: the next sequence number that side will send, as far as the flow
+    /// knows: after the latest byte (or SYN or FIN) it sent, or the latest acknowledgement
+    /// the other side sent, whichever is later. What an RST is judged by (RFC 5961 §3);
+    /// before the streams exist, a side's FIN is the sequence number before it.
+    nxt: PerDir<OptSeq>,
     fin: PerDir<bool>,
     /// The client is the key's `a` endpoint.
     client_is_a: bool,
@@ -231,12 +265,19 @@ impl Active {
 
 impl Flow {
     /// Counts one segment of `dir` and its notes, at packet time `ts` (`now`: the
-    /// engine's clock).
-    fn count(&mut self, dir: Dir, seg: &Segment<'_>, ts: Timestamp, now: i64) {
+    /// engine's clock, [`follow_packet_time`]). The flow's end moves forward
+    /// only, and to a packet stamped more than `far` seconds after the flow's
+    /// latest one only once the clock followed (a lone packet years off does
+    /// not count). A packet held back ahead of the clock keeps its flow from
+    /// the sweep that the next packet, if it confirms the jump, runs.
+    fn count(&mut self, dir: Dir, seg: &Segment<'_>, ts: Timestamp, now: Timestamp, far: i64) {
         *self.packets.get_mut(dir) += 1;
         *self.bytes.get_mut(dir) += seg.payload.len() as u64;
-        self.end = ts.into();
-        self.last_seen = now;
+        let end = Timestamp::from(self.end);
+        if ts > end && (ts.secs.saturating_sub(end.secs) <= far || ts <= now) {
+            self.end = ts.into();
+        }
+        self.last_seen = now.secs.max(ts.secs);
         match self.state.as_mut() {
             Some(a) => {
                 if seg.truncated {
@@ -315,8 +356,10 @@ impl Flow {
         if let Some(isn) = self.cur_isn.get(dir).get() {
             s.on_syn(SeqNum(isn));
         }
-        if let Some(fin) = self.early_fin.get(dir).get() {
-            s.on_fin(SeqNum(fin));
+        if *self.fin.get(dir)
+            && let Some(nxt) = self.nxt.get(dir).get()
+        {
+            s.on_fin(SeqNum(nxt.wrapping_sub(1)));
         }
         s
     }
@@ -333,8 +376,11 @@ impl Flow {
         let tunnel = &mut self.tunnel;
         self.state.get_or_insert_with(|| {
             let mut rec = FlowRecord::new(id, start, client, server);
-            if let Some(t) = tunnel.take() {
-                rec.tunnel = *t;
+            if let Some(t) = tunnel.as_mut() {
+                rec.tunnel = std::mem::take(&mut t.path);
+                if t.joined.is_some() {
+                    rec.note(Note::TunnelAsymmetric);
+                }
             }
             early.apply(&mut rec);
             Box::new(Active {
@@ -345,12 +391,72 @@ impl Flow {
         })
     }
 
-    /// Content showed the roles the other way round: follow the analyzer's swap.
-    fn swap_roles(&mut self) {
+    /// Follows the next sequence number of each side: the end of what `dir` sent, and
+    /// what it acknowledged of the other side. Only forward (and not by absurd jumps),
+    /// except that a SYN with a new ISN starts its side afresh.
+    fn track_seq(&mut self, dir: Dir, seg: &Segment<'_>) {
+        let len = u32::try_from(seg.payload.len()).unwrap_or(u32::MAX);
+        let control = u32::from(seg.flags.syn) + u32::from(seg.flags.fin);
+        let end = seg.seq.wrapping_add(len).wrapping_add(control);
+        let restart = seg.flags.syn && self.cur_isn.get(dir).get() != Some(seg.seq);
+        let nxt = self.nxt.get_mut(dir);
+        *nxt = OptSeq::some(match nxt.get() {
+            Some(cur) if !restart => later(cur, end),
+            _ => end,
+        });
+        if seg.flags.ack {
+            let peer = self.nxt.get_mut(dir.other());
+            *peer = OptSeq::some(peer.get().map_or(seg.ack, |cur| later(cur, seg.ack)));
+        }
+    }
+
+    /// Whether an RST from `dir` resets the connection at its receiver (RFC 5961 §3): its
+    /// sequence number is the next one the receiver expects or lies in the window after
+    /// it. The flow knows that number from the sender's segments and the receiver's
+    /// acknowledgements (a capture may miss some of either, and the receiver's
+    /// acknowledgement lags what is in flight), so it accepts [`RCV_WINDOW`] on either
+    /// side of it. A receiver that has acknowledged nothing (it sent only a SYN:
+    /// SYN-SENT) takes an RST only when it acknowledges that SYN (RFC 793).
+    fn rst_acceptable(&self, dir: Dir, seg: &Segment<'_>) -> bool {
+        match self.nxt.get(dir).get() {
+            Some(n) => (-RCV_WINDOW..RCV_WINDOW).contains(&SeqNum(seg.seq).diff(SeqNum(n))),
+            None => match self.nxt.get(dir.other()).get() {
+                Some(syn_end) => seg.flags.ack && seg.ack == syn_end,
+                None => true,
+            },
+        }
+    }
+
+    /// Whether `ack`, from the side `dir` not heard from yet, acknowledges bytes of what
+    /// the other side sent: from about its first packet to about its latest byte.
+    fn acknowledged_by(&self, dir: Dir, ack: u32) -> bool {
+        let (Some(t), Some(nxt)) = (self.tunnel.as_ref(), self.nxt.get(dir.other()).get()) else {
+            return false;
+        };
+        let ack = SeqNum(ack);
+        ack.diff(SeqNum(t.first_seq)) >= -RCV_WINDOW && ack.diff(SeqNum(nxt)) <= RCV_WINDOW
+    }
+
+    /// An RST was ignored; the record will say so.
+    fn note_rst_ignored(&mut self) {
+        match self.state.as_mut() {
+            Some(a) => a.rec.note(Note::RstIgnored),
+            None => self.early.set(EarlyNotes::RST_IGNORED, true),
+        }
+    }
+
+    /// The flow's own per-direction state follows a swap of the roles (the streams apart).
+    fn swap_dirs(&mut self) {
         self.client_is_a = !self.client_is_a;
         self.packets.swap();
         self.bytes.swap();
         self.fin.swap();
+        self.nxt.swap();
+    }
+
+    /// Content showed the roles the other way round: follow the analyzer's swap.
+    fn swap_roles(&mut self) {
+        self.swap_dirs();
         if let Some(a) = self.state.as_mut() {
             a.streams.swap();
         }
@@ -412,8 +518,11 @@ pub struct Engine {
     /// Flows that end without payload are counted here instead of getting a record
     /// (when nobody lists them: see [`Engine::count_payloadless`]).
     payloadless: Option<Payloadless>,
-    /// Latest packet time seen (the clock that ends idle flows; never goes back).
+    /// Latest packet time seen (the clock that ends idle flows; never goes back,
+    /// and a lone packet far ahead does not move it: [`follow_packet_time`]).
     now: Timestamp,
+    /// The packet before was far ahead of `now` and held back.
+    held: bool,
     clock: Clock,
     pub stats: PacketStats,
     /// Flows ended early, by `--max-flows` or by `--memcap`.
@@ -421,10 +530,9 @@ pub struct Engine {
     memory: MemoryStats,
     /// The UDP conversations (QUIC, DTLS, and others counted by port).
     udp: UdpTable,
+    /// Tunnelled flows waiting for their other direction, and directions that joined one.
+    joins: Joins,
 }
-
-/// Receives each flow record as its flow ends.
-pub type Emit<'a> = dyn FnMut(FlowRecord) + 'a;
 
 /// Where a packet stands in the run: its capture time and its 1-based ordinal
 /// counted across all inputs (the order in which the reader saw it).
@@ -460,24 +568,56 @@ pub enum IdScheme {
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     now: Timestamp,
+    /// The packet before was far ahead of `now` and held back.
+    held: bool,
+    far: i64,
     next_sweep: i64,
     step: i64,
+}
+
+/// A jump ahead of the packet clock by more than this many seconds (or the
+/// idle timeout, when longer) is believed only when the next packet makes it
+/// too: a lone packet stamped years off is a capture artefact.
+const SUSPECT_JUMP_SECS: i64 = 86_400;
+
+/// How far ahead a lone packet may move the clock.
+fn far_jump(limits: &Limits) -> i64 {
+    limits.idle_timeout_secs.max(SUSPECT_JUMP_SECS)
+}
+
+/// Moves the packet clock `now` to `ts`: never backwards, and to a time more
+/// than `far` seconds ahead only when the packet before (`held`) was far ahead
+/// too. A lone packet stamped years off thus neither ends every open flow as
+/// idle nor splits its own connection.
+fn follow_packet_time(now: &mut Timestamp, held: &mut bool, ts: Timestamp, far: i64) {
+    if ts <= *now {
+        *held = false;
+        return;
+    }
+    let jump = *now != Timestamp::default() && ts.secs.saturating_sub(now.secs) > far;
+    if jump && !*held {
+        *held = true;
+        return;
+    }
+    *now = ts;
+    *held = false;
 }
 
 impl Clock {
     pub fn new(limits: &Limits) -> Self {
         Clock {
             now: Timestamp::default(),
+            held: false,
+            far: far_jump(limits),
             next_sweep: i64::MIN,
             step: (limits.idle_timeout_secs.min(limits.udp_idle_timeout_secs) / 10).max(1),
         }
     }
 
-    /// Moves the clock to `ts` (never backwards); says when a sweep is due.
+    /// Moves the clock to `ts` (never backwards, a lone far jump held back:
+    /// [`follow_packet_time`]); says when a sweep is due.
     pub fn advance(&mut self, ts: Timestamp) -> Option<Timestamp> {
-        if ts > self.now {
-            self.now = ts;
-        }
+        follow_packet_time(&mut self.now, &mut self.held, ts, self.far);
         if self.now.secs >= self.next_sweep {
             self.next_sweep = self.now.secs.saturating_add(self.step);
             return Some(self.now);
@@ -501,6 +641,7 @@ impl Engine {
             flow_bytes: FLOW_BYTES,
             payloadless: None,
             now: Timestamp::default(),
+            held: false,
             clock: Clock::new(&limits),
             stats: PacketStats::default(),
             evicted: 0,
@@ -509,6 +650,7 @@ impl Engine {
                 max_flows: limits.max_flows,
                 idle_timeout_secs: limits.udp_idle_timeout_secs,
             }),
+            joins: Joins::default(),
         }
     }
 
@@ -625,25 +767,43 @@ impl Engine {
     /// One decoded TCP segment. The caller runs the clock first ([`Engine::tick`]).
     pub fn segment(&mut self, seg: &Segment<'_>, at: Stamp, emit: &mut Emit<'_>) {
         let ts = at.ts;
-        if ts > self.now {
-            self.now = ts;
-        }
+        let far = far_jump(&self.limits);
+        follow_packet_time(&mut self.now, &mut self.held, ts, far);
         if !self.ports.is_empty() && !self.ports.iter().any(|&p| p == seg.sport || p == seg.dport) {
             self.stats.filtered += 1;
             return;
         }
         let src = (seg.src, seg.sport);
-        let key = FlowKey::new(src, (seg.dst, seg.dport), seg.tunnel.identity());
+        let fine = FlowKey::new(src, (seg.dst, seg.dport), seg.tunnel.identity());
+        let key = self.joins.resolve(fine);
         let Some(s) = self.flow_for(&key, seg, at, emit) else {
             return;
         };
+        // A segment that joined a flow through another tunnel takes that flow's key.
+        let key = self.flows.key(s).copied().unwrap_or(key);
         self.flows.touch(s);
-        let (limits, opts, now) = (self.limits.stream, self.opts, self.now.secs);
+        let (limits, opts, now) = (self.limits.stream, self.opts, self.now);
         let Some(flow) = self.flows.get_mut(s) else {
             return;
         };
         let mut dir = flow.dir_of(&key, src);
-        flow.count(dir, seg, ts, now);
+        if seg.flags.rst && !flow.rst_acceptable(dir, seg) {
+            // Not part of the connection as its receiver sees it: not counted either.
+            flow.note_rst_ignored();
+            self.relieve(emit);
+            return;
+        }
+        flow.count(dir, seg, ts, now, far);
+        flow.track_seq(dir, seg);
+        if *flow.packets.get(dir) == 1
+            && *flow.packets.get(dir.other()) > 0
+            && let Some(t) = flow.tunnel.as_ref()
+        {
+            // Both sides heard from: the flow no longer waits for a reply through another tunnel.
+            let before = self.joins.bytes();
+            self.joins.unwait(&key.with_tunnel(t.kinds), key.tunnel);
+            self.budget.recharge(before, self.joins.bytes());
+        }
         let was_bypassed = flow.bypass;
         if !flow.bypass {
             flow.track_isns(dir, seg, limits);
@@ -666,8 +826,13 @@ impl Engine {
             } else {
                 EndReason::Fin
             };
+            let joined = flow.tunnel.as_ref().and_then(|t| t.joined);
             self.close(s, reason, emit);
-            self.bury(key, ts.secs.max(self.now.secs));
+            let at = self.now.secs;
+            self.bury(key, at);
+            if let Some(t) = joined {
+                self.bury(key.with_tunnel(t), at);
+            }
         }
         self.relieve(emit);
     }
@@ -698,6 +863,10 @@ impl Engine {
                 EndReason::PortReuse
             };
             self.close(s, reason, emit);
+        } else if key.tunnel != 0
+            && let Some(s) = self.join(key, seg)
+        {
+            return Some(s);
         }
         if let Some(t) = self.closed.find(key) {
             if !new_syn {
@@ -715,8 +884,45 @@ impl Engine {
             self.evict_oldest(emit);
         }
         let flow = self.new_flow(key, seg, at);
+        let kinds = flow.tunnel.as_ref().map(|t| t.kinds);
         let s = self.flows.insert(*key, flow)?;
         self.budget.charge(self.flow_bytes);
+        if let Some(kinds) = kinds {
+            let before = self.joins.bytes();
+            self.joins.wait(key.with_tunnel(kinds), key.tunnel);
+            self.budget.recharge(before, self.joins.bytes());
+        }
+        Some(s)
+    }
+
+    /// A tunnelled segment whose key is unknown may be the other direction of a flow
+    /// whose packets came through another tunnel id or other outer addresses (see
+    /// [`Joins`]). It joins the oldest flow waiting under the same inner endpoints and hop
+    /// kinds that has not heard from its sender, when it acknowledges bytes that flow's
+    /// sender sent; another tenant's connection on the same 4-tuple acknowledges other
+    /// sequence numbers, and a segment without ACK joins nothing.
+    fn join(&mut self, key: &FlowKey, seg: &Segment<'_>) -> Option<Slot> {
+        if !seg.flags.ack {
+            return None;
+        }
+        let coarse = key.with_tunnel(seg.tunnel.kinds_identity());
+        let src = (seg.src, seg.sport);
+        let (s, own) = self.joins.waiting(&coarse).find_map(|k| {
+            let s = self.flows.find(&k)?;
+            let f = self.flows.get(s)?;
+            let dir = f.dir_of(&k, src);
+            (*f.packets.get(dir) == 0 && f.acknowledged_by(dir, seg.ack)).then_some((s, k))
+        })?;
+        let before = self.joins.bytes();
+        self.joins.join(&coarse, own.tunnel, *key);
+        self.budget.recharge(before, self.joins.bytes());
+        let flow = self.flows.get_mut(s)?;
+        if let Some(t) = flow.tunnel.as_mut() {
+            t.joined = Some(key.tunnel);
+        }
+        if let Some(a) = flow.state.as_mut() {
+            a.rec.note(Note::TunnelAsymmetric);
+        }
         Some(s)
     }
 
@@ -739,12 +945,8 @@ impl Engine {
         {
             flow.activate(key, limits, opts);
         }
-        match flow.state.as_mut() {
-            Some(_) => return Self::deliver(flow, dir, seg, data_seq),
-            None if seg.flags.fin && flow.early_fin.get(dir).get().is_none() => {
-                *flow.early_fin.get_mut(dir) = OptSeq::some(data_seq.0);
-            }
-            None => {}
+        if flow.state.is_some() {
+            return Self::deliver(flow, dir, seg, data_seq);
         }
         dir
     }
@@ -816,10 +1018,7 @@ impl Engine {
         let done = analyzer.is_done();
         // The streams were swapped above; the flow's own per-direction state follows.
         for _ in 0..(swaps + swaps_ack) % 2 {
-            flow.client_is_a = !flow.client_is_a;
-            flow.packets.swap();
-            flow.bytes.swap();
-            flow.fin.swap();
+            flow.swap_dirs();
         }
         if done {
             flow.bypass = true;
@@ -858,15 +1057,20 @@ impl Engine {
         self.next_id += 1;
         Flow {
             id,
-            last_seen: self.now.secs,
+            last_seen: self.now.secs.max(ts.secs),
             packets: PerDir::default(),
             bytes: PerDir::default(),
             state: None,
-            tunnel: (seg.tunnel != TunnelPath::default()).then(|| {
-                Box::new(if src_is_client {
-                    seg.tunnel.clone()
-                } else {
-                    seg.tunnel.reversed()
+            tunnel: (!seg.tunnel.is_empty()).then(|| {
+                Box::new(TunnelInfo {
+                    path: if src_is_client {
+                        seg.tunnel.clone()
+                    } else {
+                        seg.tunnel.reversed()
+                    },
+                    kinds: seg.tunnel.kinds_identity(),
+                    joined: None,
+                    first_seq: seg.seq,
                 })
             }),
             start: ts.into(),
@@ -875,8 +1079,8 @@ impl Engine {
             isn: PerDir::default(),
             isn_n: PerDir::default(),
             cur_isn: PerDir::default(),
-            early_fin: PerDir::default(),
             client_isn: OptSeq::default(),
+            nxt: PerDir::default(),
             fin: PerDir::default(),
             client_is_a: (key.a == src) == src_is_client,
             roles_fixed,
@@ -891,6 +1095,13 @@ impl Engine {
         };
         self.budget
             .release(self.flow_bytes.saturating_add(flow.charged as usize));
+        if let Some(t) = flow.tunnel.as_ref() {
+            let before = self.joins.bytes();
+            let joined = t.joined.map(|j| key.with_tunnel(j));
+            self.joins
+                .forget(&key.with_tunnel(t.kinds), key.tunnel, joined);
+            self.budget.recharge(before, self.joins.bytes());
+        }
         if let Some(p) = &mut self.payloadless
             && flow.bytes.client == 0
             && flow.bytes.server == 0
@@ -947,6 +1158,11 @@ impl Engine {
         rec.end = flow.end.into();
         if rec.packets.client == 0 || rec.packets.server == 0 {
             rec.note(Note::OneSided);
+        }
+        // A FIN from either side ends the dialogue: only a connection still open
+        // when the record closes is incomplete. The analyzer's verdict depends on it.
+        if reason.cuts_short() && !flow.fin.client && !flow.fin.server {
+            rec.mark_incomplete();
         }
         analyzer.finish(&mut rec);
         settle(&mut rec, reason, &self.policy);
@@ -1082,10 +1298,7 @@ impl Engine {
         let done = a.analyzer.is_done();
         if swaps % 2 == 1 {
             // The streams were swapped already; the rest of the flow follows.
-            flow.client_is_a = !flow.client_is_a;
-            flow.packets.swap();
-            flow.bytes.swap();
-            flow.fin.swap();
+            flow.swap_dirs();
         }
         if done && !flow.bypass {
             flow.bypass = true;
@@ -1126,6 +1339,12 @@ impl Engine {
             }
         }
     }
+}
+
+/// `b` if it lies after `a` and not absurdly far, else `a`.
+fn later(a: u32, b: u32) -> u32 {
+    let d = SeqNum(b).diff(SeqNum(a));
+    if d > 0 && d <= SEQ_JUMP { b } else { a }
 }
 
 /// Whether an acknowledgement from the other side covers bytes of `dir` that were

@@ -3,14 +3,14 @@
 //! time, a cap with eviction. QUIC and DTLS conversations become flow records;
 //! other UDP is only counted, by server port.
 
-use super::ending::settle;
-use super::key::FlowKey;
+use super::ending::{Emit, settle};
+use super::key::{FlowKey, Joins};
 use crate::analyzer::udp::{SNIFF_DATAGRAMS, UdpAnalyzer, service_port, sniff};
 use crate::assess::Policy;
 use crate::config::UdpLimits;
 use crate::decode::path::Datagram;
 use crate::decode::path::TunnelPath;
-use crate::flow::table::{Budget, Slot, Table};
+use crate::flow::store::{Budget, Slot, Table};
 use crate::record::{Dir, EndReason, Endpoint, FlowRecord, Note, PerDir, Transport};
 use crate::stats::UdpStats;
 use crate::time::Timestamp;
@@ -32,7 +32,7 @@ enum Proto {
 }
 
 /// Notes a conversation can gather before it has a record (in the order they came).
-const EARLY_NOTES: usize = 5;
+const EARLY_NOTES: usize = 6;
 
 /// What every conversation holds: enough to count it, and to make its record.
 #[derive(Debug)]
@@ -44,6 +44,9 @@ struct Lite {
     server: Endpoint,
     /// Oriented from the client.
     tunnel: TunnelPath,
+    /// The tunnel identity of the other direction, when it differed and joined the
+    /// conversation (0: none).
+    joined: u64,
     packets: PerDir<u64>,
     bytes: PerDir<u64>,
     notes: [Option<Note>; EARLY_NOTES],
@@ -74,13 +77,13 @@ pub struct UdpTable {
     unlisted: Option<Vec<u64>>,
     /// The run's policy, for the findings of each conversation that ends.
     policy: Arc<Policy>,
+    /// Tunnelled conversations waiting for their other direction, and directions that
+    /// joined one.
+    joins: Joins,
 }
 
 /// What a conversation costs in the table (slot and index share), analysis apart.
 pub const UDP_FLOW_BYTES: usize = Table::<FlowKey, UdpFlow>::ENTRY_BYTES;
-
-/// Receives each flow record as its flow ends.
-pub type Emit<'a> = dyn FnMut(FlowRecord) + 'a;
 
 impl UdpTable {
     pub fn new(limits: UdpLimits) -> Self {
@@ -91,6 +94,7 @@ impl UdpTable {
             extra_bytes: 0,
             unlisted: None,
             policy: Arc::default(),
+            joins: Joins::default(),
         }
     }
 
@@ -192,7 +196,8 @@ impl UdpTable {
         emit: &mut Emit<'_>,
     ) {
         let src = (dg.src, dg.sport);
-        let key = FlowKey::new(src, (dg.dst, dg.dport), dg.tunnel.identity());
+        let fine = FlowKey::new(src, (dg.dst, dg.dport), dg.tunnel.identity());
+        let key = self.joins.resolve(fine);
         let idle_since = ts.secs.saturating_sub(self.limits.idle_timeout_secs);
         let mut slot = self.table.find(&key);
         if let Some(s) = slot
@@ -204,6 +209,9 @@ impl UdpTable {
             // Idle past the timeout though no sweep has come by yet: a new conversation.
             self.end(s, EndReason::IdleTimeout, stats, budget, emit);
             slot = None;
+        }
+        if slot.is_none() && key.tunnel != 0 {
+            slot = self.join(&key, dg, budget);
         }
         let s = match slot {
             Some(s) => {
@@ -220,6 +228,12 @@ impl UdpTable {
                 };
                 stats.flows += 1;
                 budget.charge(self.entry_bytes());
+                if key.tunnel != 0 {
+                    let before = self.joins.bytes();
+                    self.joins
+                        .wait(key.with_tunnel(dg.tunnel.kinds_identity()), key.tunnel);
+                    budget.recharge(before, self.joins.bytes());
+                }
                 s
             }
         };
@@ -237,6 +251,38 @@ impl UdpTable {
         let charged = flow.analysis_bytes();
         budget.recharge(flow.lite.charged as usize, charged);
         flow.lite.charged = charged as u32;
+        let dir = flow.lite.dir(src);
+        if key.tunnel != 0 && flow.packets(dir) == 1 && flow.packets(dir.other()) > 0 {
+            // Both sides heard from: no reply through another tunnel is waited for.
+            let coarse = key.with_tunnel(flow.lite.tunnel.kinds_identity());
+            let before = self.joins.bytes();
+            self.joins.unwait(&coarse, key.tunnel);
+            budget.recharge(before, self.joins.bytes());
+        }
+    }
+
+    /// A tunnelled datagram whose key is unknown may be the other direction of a
+    /// conversation whose datagrams came through another tunnel id or other outer
+    /// addresses (see [`Joins`]): it joins the oldest conversation waiting under the same
+    /// inner endpoints and hop kinds that has not heard from its sender.
+    fn join(&mut self, key: &FlowKey, dg: &Datagram<'_>, budget: &mut Budget) -> Option<Slot> {
+        let coarse = key.with_tunnel(dg.tunnel.kinds_identity());
+        let src = (dg.src, dg.sport);
+        let (s, own) = self.joins.waiting(&coarse).find_map(|k| {
+            let s = self.table.find(&k)?;
+            let f = self.table.get(s)?;
+            (f.packets(f.lite.dir(src)) == 0).then_some((s, k))
+        })?;
+        let before = self.joins.bytes();
+        self.joins.join(&coarse, own.tunnel, *key);
+        budget.recharge(before, self.joins.bytes());
+        let flow = self.table.get_mut(s)?;
+        flow.lite.joined = key.tunnel;
+        match flow.record_mut() {
+            Some(rec) => rec.note(Note::TunnelAsymmetric),
+            None => flow.lite.note(Note::TunnelAsymmetric),
+        }
+        Some(s)
     }
 
     /// Ends one conversation (idle, evicted, end of input, capture stopped): QUIC
@@ -249,10 +295,17 @@ impl UdpTable {
         budget: &mut Budget,
         emit: &mut Emit<'_>,
     ) {
-        let Some((_, flow)) = self.table.remove(s) else {
+        let Some((key, flow)) = self.table.remove(s) else {
             return;
         };
         budget.release(self.entry_bytes() + flow.lite.charged as usize);
+        if key.tunnel != 0 {
+            let coarse = key.with_tunnel(flow.lite.tunnel.kinds_identity());
+            let joined = (flow.lite.joined != 0).then(|| key.with_tunnel(flow.lite.joined));
+            let before = self.joins.bytes();
+            self.joins.forget(&coarse, key.tunnel, joined);
+            budget.recharge(before, self.joins.bytes());
+        }
         let (port, id) = (flow.lite.server.port, flow.lite.id);
         let Some(mut rec) = flow.into_record() else {
             if let Some(ids) = &mut self.unlisted {
@@ -273,6 +326,10 @@ impl UdpTable {
         }
         if rec.packets.client == 0 || rec.packets.server == 0 {
             rec.note(Note::OneSided);
+        }
+        // UDP has no FIN: a conversation the capture ended is incomplete.
+        if reason.cuts_short() {
+            rec.mark_incomplete();
         }
         settle(&mut rec, reason, &self.policy);
         emit(rec);
@@ -343,6 +400,15 @@ impl Lite {
 }
 
 impl UdpFlow {
+    /// Datagrams seen from `dir` so far.
+    fn packets(&self, dir: Dir) -> u64 {
+        match &self.proto {
+            Proto::Analyzing(b) => *b.0.packets.get(dir),
+            Proto::Bypass(r) => *r.packets.get(dir),
+            Proto::Sniff | Proto::Other => *self.lite.packets.get(dir),
+        }
+    }
+
     fn record_mut(&mut self) -> Option<&mut FlowRecord> {
         match &mut self.proto {
             Proto::Analyzing(b) => Some(&mut b.0),
@@ -410,7 +476,7 @@ impl UdpFlow {
         let done = match &mut self.proto {
             Proto::Analyzing(b) => {
                 let (rec, a) = &mut **b;
-                a.on_datagram(dir, dg.payload, rec);
+                a.on_datagram(dir, dg, rec);
                 a.is_done()
             }
             Proto::Sniff | Proto::Bypass(_) | Proto::Other => false,
@@ -472,6 +538,7 @@ fn new_flow(dg: &Datagram<'_>, ts: Timestamp, id: u64) -> UdpFlow {
             client,
             server,
             tunnel,
+            joined: 0,
             packets: PerDir::default(),
             bytes: PerDir::default(),
             notes,

@@ -1,15 +1,26 @@
-//! Sinks: where finished flow records and the summary go (table, JSON, NDJSON).
+//! Sinks: where finished flow records and the summary go (table, JSON, NDJSON,
+//! TSV), and what decides which flows they show and in which order.
+//!
+//! In: records in output order, the servers inventory and the [`Summary`]. Out:
+//! bytes on standard output. Nothing here judges a flow.
 
 pub mod certificates;
 pub mod json;
+pub mod layout;
+pub mod select;
+pub mod server_table;
 pub mod servers;
+pub mod style;
 pub mod table;
+pub mod tsv;
 
 use crate::record::{FlowRecord, version_key};
 use crate::stats::UdpStats;
 use crate::stats::{MemoryStats, PacketStats};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io;
 
 /// Receives flows as they end, then (with `--servers`) the server inventory, then
@@ -34,6 +45,9 @@ pub struct FlowCounts {
     pub without_payload: u64,
     /// Flows ended early (`evicted`): by `--max-flows` or by `--memcap`.
     pub evicted: u64,
+    /// Listed flows that `--select` kept (absent without `--select`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selected: Option<u64>,
 }
 
 /// libpcap's own counters for a live capture.
@@ -90,6 +104,27 @@ impl Summary {
         }
     }
 
+    /// Counts the flows `--select` keeps (`on`: a selection was given).
+    pub fn selecting(mut self, on: bool) -> Self {
+        self.flows.selected = on.then_some(0);
+        self
+    }
+
+    /// The summary's closing lines: how many warnings and errors the run had, each
+    /// kind with its first message (the messages themselves went to standard
+    /// error as they came, and may have scrolled away). None when there were none.
+    pub fn notice_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (kind, list) in [("warning", &self.warnings), ("error", &self.errors)] {
+            if let Some(first) = list.first() {
+                let plural = if list.len() == 1 { "" } else { "s" };
+                let which = if list.len() == 1 { "" } else { ", the first" };
+                out.push(format!("{} {kind}{plural}{which}: {first}", list.len()));
+            }
+        }
+        out
+    }
+
     /// Counts one finished flow; returns whether it is listed.
     pub fn count(&mut self, rec: &FlowRecord, all: bool) -> bool {
         self.flows.total += 1;
@@ -111,5 +146,70 @@ impl Summary {
             *self.by_finding.entry(f.code.as_str()).or_default() += 1;
         }
         true
+    }
+}
+
+/// Whether `c` is invisible text that can reorder or hide what is around it:
+/// bidirectional controls, zero-width characters, the byte order mark, line and
+/// paragraph separators, the soft hyphen.
+fn is_hiding(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{61c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+    )
+}
+
+/// Makes a value safe for a terminal line or a TSV cell: control characters (C0,
+/// DEL and C1, so tab and newline too) become `\xNN`, invisible characters that
+/// reorder or hide text become `\u{NNNN}`. Strings from the wire are already
+/// escaped when recorded; this is the last line of defence for every table and
+/// TSV cell, and leaves the usual text untouched (no copy).
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() || is_hiding(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        } else if is_hiding(c) {
+            let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// An endpoint as the tables and TSV write it: `ip:port`, `[ip]:port` for IPv6.
+pub fn endpoint(ip: std::net::IpAddr, port: u16) -> String {
+    match ip {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+        std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_makes_controls_and_hidden_characters_visible() {
+        assert_eq!(escape("mail.example.com"), "mail.example.com");
+        assert!(matches!(escape("caf\u{e9}"), Cow::Borrowed(_)));
+        assert_eq!(escape("a\x1b[2Jb\u{9b}c\n\t"), "a\\x1b[2Jb\\x9bc\\x0a\\x09");
+        assert_eq!(escape("\u{202e}gpj.exe"), "\\u{202e}gpj.exe");
+        assert_eq!(escape("a\u{200b}b\u{feff}"), "a\\u{200b}b\\u{feff}");
+        assert_eq!(escape("\x7f"), "\\x7f");
+        // Already escaped wire text is left as it is.
+        assert_eq!(escape("\\x1b[31m"), "\\x1b[31m");
     }
 }

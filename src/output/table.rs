@@ -1,9 +1,14 @@
-//! The human table: one row per flow as it ends, then a summary. Terminal-aware
-//! widths and colour; no byte from the wire reaches the terminal unescaped.
+//! The human table: one row per flow as it ends, then a summary. Sized to the
+//! terminal: the client and server endpoints are never cut; the other columns
+//! shrink, the findings wrap, and a narrow terminal gets two lines per flow.
+//! Piped, every cell is whole. No byte from the wire reaches the terminal
+//! unescaped.
 
+use super::layout::{self, Cell, Col, Fit, Flex};
 use super::servers::ServerRecord;
-use super::{Sink, Summary};
-use crate::record::{Code, Encryption, FlowRecord, Severity, Transport};
+use super::style::{BOLD, CERT_CODES, GREEN, paint, severity_color, shown};
+use super::{Sink, Summary, escape};
+use crate::record::{Code, Encryption, FlowRecord, Severity};
 use std::io::{self, Write};
 
 /// Table writer.
@@ -17,39 +22,9 @@ pub struct Table<W: Write> {
     flush_each: bool,
     /// Print a row per flow (not with `--servers`, whose table replaces them).
     show_flows: bool,
-}
-
-const RESET: &str = "\x1b[0m";
-const RED: &str = "\x1b[31m";
-const GREEN: &str = "\x1b[32m";
-const YELLOW: &str = "\x1b[33m";
-const BOLD: &str = "\x1b[1m";
-
-/// Replaces anything that is not printable with `?`: a last line of defence,
-/// since wire strings are already escaped when recorded.
-pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() || ('\u{80}'..='\u{9f}').contains(&c) {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
-fn fit(s: &str, w: usize) -> String {
-    let n = s.chars().count();
-    if n <= w {
-        format!("{s:<w$}")
-    } else if w == 0 {
-        String::new()
-    } else {
-        let mut t: String = s.chars().take(w.saturating_sub(1)).collect();
-        t.push('~');
-        t
-    }
+    /// A USER column (`--show-users`).
+    users: bool,
+    layout: FlowLayout,
 }
 
 /// `name count` pairs joined with commas, or `-` for none.
@@ -64,6 +39,172 @@ fn counts(m: Vec<(String, u64)>) -> String {
     }
 }
 
+/// The width the table fits: `COLUMNS` when it holds a number (so a script or a
+/// test can ask for a width), else the terminal's (120 when unknown) when
+/// standard output is one, else none (piped: every cell whole).
+pub fn width(tty: bool) -> Option<usize> {
+    let columns = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|c| *c > 0);
+    columns.or_else(|| {
+        tty.then(|| terminal_size::terminal_size().map_or(120, |(w, _)| usize::from(w.0)))
+    })
+}
+
+/// ID column width; the endpoints start one further.
+const ID_W: usize = 5;
+/// `CLIENT -> SERVER` column width: any IPv4 pair
+/// (`255.255.255.255:65535 -> 255.255.255.255:65535`).
+const EP_W: usize = 46;
+/// Where the second line of a two-line row starts.
+const INDENT: usize = ID_W + 1;
+/// Where the body starts beside the endpoints.
+const BESIDE: usize = ID_W + 1 + EP_W + 1;
+
+/// The start of a row: its ID and its endpoints, which are never cut.
+struct Head<'a> {
+    id: &'a str,
+    client: &'a str,
+    /// Empty for the header, whose `client` holds the whole title.
+    server: &'a str,
+    color: &'static str,
+}
+
+/// Where the flow table's columns go at one width.
+#[derive(Clone, Debug)]
+struct FlowLayout {
+    /// `None`: piped, the widths are minimums and nothing is cut.
+    width: Option<usize>,
+    /// One line per flow; else the endpoints on a line of their own.
+    one_line: bool,
+    /// PROTOCOL, ENCRYPTION, VERSION, SNI, CERTIFICATE, [USER,] FINDINGS.
+    body: Vec<Col>,
+}
+
+/// Room the body needs to read well beside the endpoints (below it a terminal
+/// gets two lines per flow): protocol, encryption, version, SNI, certificate and
+/// findings at 12, 16, 8, 16, 20 and 24, a user at 12, and the spaces between.
+fn comfortable(users: bool) -> usize {
+    12 + 16 + 8 + 16 + 20 + 24 + 5 + if users { 13 } else { 0 }
+}
+
+/// The flexible columns: SNI, certificate, [user,] findings (which take the rest).
+fn flexible(users: bool) -> Vec<Flex> {
+    let flex = |min, max, weight| Flex { min, max, weight };
+    let mut v = vec![flex(8, 40, 3), flex(10, 48, 4)];
+    if users {
+        v.push(flex(8, 32, 3));
+    }
+    // Room for the longer codes (`CERT_NAME_MISMATCH,`) on a line of their own.
+    v.push(flex(20, usize::MAX, 5));
+    v
+}
+
+impl FlowLayout {
+    fn new(width: Option<usize>, users: bool) -> Self {
+        let Some(total) = width else {
+            let mut widths = vec![12, 16, 8, 30, 40];
+            if users {
+                widths.push(24);
+            }
+            let mut body: Vec<Col> = widths.into_iter().map(|w| Col::new(w, Fit::Cut)).collect();
+            body.push(Col::new(0, Fit::Wrap));
+            return FlowLayout {
+                width,
+                one_line: true,
+                body,
+            };
+        };
+        let one_line = BESIDE + comfortable(users) <= total;
+        let room = total.saturating_sub(if one_line { BESIDE } else { INDENT });
+        let flex = flexible(users);
+        let seps = 2 + flex.len();
+        let mins: usize = flex.iter().map(|f| f.min).sum();
+        // Protocol and version give up a few characters before the flexible ones
+        // go below their minimums.
+        let (proto, ver) = if 12 + 16 + 8 + seps + mins <= room {
+            (12, 8)
+        } else {
+            (8, 7)
+        };
+        let shares = layout::share(room.saturating_sub(proto + 16 + ver + seps), &flex);
+        let mut body = vec![
+            Col::new(proto, Fit::Cut),
+            Col::new(16, Fit::Cut),
+            Col::new(ver, Fit::Cut),
+        ];
+        let last = shares.len().saturating_sub(1);
+        for (i, w) in shares.into_iter().enumerate() {
+            body.push(Col::new(w, if i == last { Fit::Wrap } else { Fit::Cut }));
+        }
+        FlowLayout {
+            width,
+            one_line,
+            body,
+        }
+    }
+
+    /// Where the body starts.
+    fn body_at(&self) -> usize {
+        if self.one_line { BESIDE } else { INDENT }
+    }
+
+    /// The lines of one row. Beside the endpoints when they fit their column (or
+    /// piped); else the endpoints on a line of their own (two if even that is too
+    /// wide: the server on the second, after `->`) and the body below, at its
+    /// usual columns.
+    fn lines(
+        &self,
+        head: &Head,
+        body: &[Cell],
+        paint: &dyn Fn(&str, &'static str) -> String,
+    ) -> Vec<String> {
+        let at = self.body_at();
+        let limited = self.width.is_some();
+        let mut lines = layout::render(body, &self.body, limited, at, self.width, paint);
+        let pair = if head.server.is_empty() {
+            head.client.to_string()
+        } else {
+            format!("{} -> {}", head.client, head.server)
+        };
+        let id = format!(
+            "{}{}",
+            paint(head.id, head.color),
+            " ".repeat(ID_W.saturating_sub(layout::width(head.id)))
+        );
+        let beside = self.one_line && (layout::width(&pair) <= EP_W || !limited);
+        let mut out = Vec::with_capacity(lines.len() + 2);
+        if beside {
+            let gap = " ".repeat(EP_W.saturating_sub(layout::width(&pair)));
+            let first = lines.first().map_or("", String::as_str);
+            let line = format!("{id} {}{gap} {first}", paint(&pair, head.color));
+            out.push(line.trim_end().to_string());
+            out.extend(lines.into_iter().skip(1));
+            return out;
+        }
+        let too_wide = self
+            .width
+            .is_some_and(|w| INDENT + layout::width(&pair) > w);
+        if too_wide && !head.server.is_empty() {
+            out.push(format!("{id} {}", paint(head.client, head.color)));
+            let server = format!("-> {}", head.server);
+            out.push(format!(
+                "{}{}",
+                " ".repeat(INDENT),
+                paint(&server, head.color)
+            ));
+        } else {
+            out.push(format!("{id} {}", paint(&pair, head.color)));
+        }
+        if let Some(first) = lines.first_mut() {
+            *first = format!("{}{first}", " ".repeat(at));
+        }
+        out.extend(lines);
+        out
+    }
+}
+
 impl<W: Write> Table<W> {
     pub fn new(out: W, color: bool, width: Option<usize>, flush_each: bool) -> Self {
         Table {
@@ -73,6 +214,8 @@ impl<W: Write> Table<W> {
             header_done: false,
             flush_each,
             show_flows: true,
+            users: false,
+            layout: FlowLayout::new(width, false),
         }
     }
 
@@ -82,57 +225,37 @@ impl<W: Write> Table<W> {
         self
     }
 
-    /// Colour for the worst severity of a row.
-    fn severity_color(worst: Option<Severity>) -> &'static str {
-        match worst {
-            Some(Severity::Critical | Severity::High) => RED,
-            Some(Severity::Medium) => YELLOW,
-            _ => "",
-        }
+    /// A USER column: the user and mechanism of credentials seen in cleartext
+    /// (`--show-users`).
+    pub fn with_users(mut self, on: bool) -> Self {
+        self.users = on;
+        self.layout = FlowLayout::new(self.width, on);
+        self
     }
 
-    /// Column widths: fixed ones first, the rest shared by endpoints, SNI,
-    /// certificate and findings.
-    fn widths(&self) -> [usize; 8] {
-        let (id, proto, enc, ver) = (5, 12, 16, 16);
-        match self.width {
-            None => [id, 47, proto, enc, ver, 30, 40, 60],
-            Some(total) => {
-                let rest = total.saturating_sub(id + proto + enc + ver + 7).max(36);
-                let ep = (rest * 36 / 100).max(12);
-                let sni = (rest * 16 / 100).max(4);
-                let cert = (rest * 22 / 100).max(6);
-                let fnd = rest.saturating_sub(ep + sni + cert).max(4);
-                [id, ep, proto, enc, ver, sni, cert, fnd]
-            }
+    fn write_row(&mut self, head: &Head, body: &[Cell]) -> io::Result<()> {
+        let on = self.color;
+        let paint = move |s: &str, c: &'static str| paint(on, s, c);
+        for line in self.layout.lines(head, body, &paint) {
+            writeln!(self.out, "{line}")?;
         }
+        Ok(())
     }
 
-    fn paint(&self, s: String, color: &str) -> String {
-        if self.color && !color.is_empty() {
-            format!("{color}{s}{RESET}")
-        } else {
-            s
+    fn header(&mut self) -> io::Result<()> {
+        let mut names = vec!["PROTOCOL", "ENCRYPTION", "VERSION", "SNI", "CERTIFICATE"];
+        if self.users {
+            names.push("USER");
         }
-    }
-
-    fn row(&mut self, cells: [String; 8], colors: [&str; 8]) -> io::Result<()> {
-        let w = self.widths();
-        let mut line = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            let width = w.get(i).copied().unwrap_or(10);
-            let text = if i + 1 == cells.len() && self.width.is_none() {
-                sanitize(cell)
-            } else {
-                fit(&sanitize(cell), width)
-            };
-            let painted = self.paint(text, colors.get(i).copied().unwrap_or(""));
-            line.push_str(&painted);
-            if i + 1 < cells.len() {
-                line.push(' ');
-            }
-        }
-        writeln!(self.out, "{}", line.trim_end())
+        names.push("FINDINGS");
+        let body: Vec<Cell> = names.into_iter().map(|n| Cell::colored(n, BOLD)).collect();
+        let head = Head {
+            id: "ID",
+            client: "CLIENT -> SERVER",
+            server: "",
+            color: BOLD,
+        };
+        self.write_row(&head, &body)
     }
 
     /// Flows listed, not listed and evicted, and what the memory cap cost.
@@ -142,6 +265,9 @@ impl<W: Write> Table<W> {
             "flows: {} listed, {} without payload (not listed; --all shows them), {} evicted",
             s.flows.listed, s.flows.without_payload, s.flows.evicted
         )?;
+        if let Some(n) = s.flows.selected {
+            writeln!(self.out, "selected: {n} of the listed flows match --select")?;
+        }
         let m = &s.memory;
         if m.buffering_stopped + m.tombstones_dropped + m.evicted > 0 {
             writeln!(
@@ -236,145 +362,142 @@ impl<W: Write> Table<W> {
     }
 }
 
-/// Finding codes about the server's certificates, for the certificate column.
-const CERT_CODES: &[Code] = &[
-    Code::CertExpired,
-    Code::CertNotYetValid,
-    Code::CertNameMismatch,
-    Code::CertSelfSigned,
-    Code::WeakSignature,
-];
+/// Finding codes about the negotiated version, for the version column's colour.
+const VERSION_CODES: &[Code] = &[Code::Sslv2, Code::Sslv3, Code::DeprecatedTls];
 
-/// The leaf certificate's name and expiry date, or the worst certificate
-/// finding in front of the name.
-fn certificate_cell(rec: &FlowRecord) -> (String, &'static str) {
-    let Some(leaf) = rec.tls.as_ref().and_then(|t| t.certificates.first()) else {
-        return ("-".to_string(), "");
+/// The worst severity among a flow's findings of `codes` (all shown codes when empty).
+fn worst_of(rec: &FlowRecord, codes: &[Code]) -> Option<Severity> {
+    rec.findings
+        .iter()
+        .filter(|f| shown(f.code) && (codes.is_empty() || codes.contains(&f.code)))
+        .map(|f| f.severity())
+        .max()
+}
+
+/// The day of an RFC 3339 time.
+fn day(t: Option<&str>) -> &str {
+    t.and_then(|d| d.get(..10)).unwrap_or("?")
+}
+
+/// The leaf certificate's name and the date that matters: when it expires, when
+/// it expired, or when it becomes valid; coloured by the worst certificate
+/// finding. Without a certificate: encrypted (TLS 1.3 sends it encrypted),
+/// resumed (none was sent), or `-`.
+fn certificate_cell(rec: &FlowRecord) -> Cell {
+    let Some(tls) = rec.tls.as_ref() else {
+        return Cell::plain("-");
+    };
+    let Some(leaf) = tls.certificates.first() else {
+        let tls13 = tls
+            .version
+            .is_some_and(|v| v.is_tls13() || v == crate::version::Version::DTLS13)
+            || rec.encryption == Encryption::Quic;
+        let text = if tls.resumed {
+            "(resumed)"
+        } else if tls13 {
+            "(encrypted)"
+        } else {
+            "-"
+        };
+        return Cell::plain(text);
     };
     let name = leaf
         .subject_cn
-        .clone()
-        .or_else(|| leaf.subject.clone())
-        .unwrap_or_else(|| "(unparsed)".to_string());
-    let worst = rec
+        .as_deref()
+        .or(leaf.subject.as_deref())
+        .unwrap_or("(unparsed)");
+    let has = |c: Code| rec.findings.iter().any(|f| f.code == c);
+    let when = if has(Code::CertExpired) {
+        format!("expired {}", day(leaf.not_after.as_deref()))
+    } else if has(Code::CertNotYetValid) {
+        format!("from {}", day(leaf.not_before.as_deref()))
+    } else {
+        format!("to {}", day(leaf.not_after.as_deref()))
+    };
+    Cell::colored(
+        format!("{name} ({when})"),
+        severity_color(worst_of(rec, CERT_CODES)),
+    )
+}
+
+/// Whether an encryption protects the flow's payload.
+fn encrypted(e: Encryption) -> bool {
+    matches!(
+        e,
+        Encryption::Tls
+            | Encryption::Starttls
+            | Encryption::Quic
+            | Encryption::Dtls
+            | Encryption::Ssh
+            | Encryption::Gssapi
+    )
+}
+
+/// The encryption cell, coloured by the flow's worst finding; green only for an
+/// encrypted flow without one.
+fn encryption_cell(rec: &FlowRecord) -> Cell {
+    let color = match worst_of(rec, &[]) {
+        None if encrypted(rec.encryption) => GREEN,
+        worst => severity_color(worst),
+    };
+    Cell::colored(rec.encryption.as_str(), color)
+}
+
+/// `user (MECHANISM)` for each credential seen in cleartext, or `-`.
+fn users_cell(rec: &FlowRecord) -> Cell {
+    if rec.cleartext_auth.is_empty() {
+        return Cell::plain("-");
+    }
+    let list: Vec<String> = rec
+        .cleartext_auth
+        .iter()
+        .map(|a| match &a.user {
+            Some(u) => format!("{u} ({})", a.mechanism),
+            None => format!("({})", a.mechanism),
+        })
+        .collect();
+    Cell::colored(
+        list.join(", "),
+        severity_color(Some(Code::CleartextAuth.severity())),
+    )
+}
+
+/// The body cells of one flow's row, escaped.
+fn flow_cells(rec: &FlowRecord, users: bool) -> Vec<Cell> {
+    let tls = rec.tls.as_ref();
+    let version = tls
+        .and_then(|t| t.version)
+        .map_or_else(|| "-".to_string(), |v| v.to_string());
+    let sni = tls
+        .and_then(|t| t.client_hello.as_ref())
+        .and_then(|c| c.sni.as_deref())
+        .unwrap_or("-");
+    let findings: Vec<&str> = rec
         .findings
         .iter()
-        .filter(|f| CERT_CODES.contains(&f.code))
-        .max_by_key(|f| f.severity());
-    match worst {
-        Some(f) => (
-            format!("{} {name}", f.code),
-            if f.severity() >= Severity::High {
-                RED
-            } else {
-                YELLOW
-            },
-        ),
-        None => {
-            let date = leaf
-                .not_after
-                .as_deref()
-                .and_then(|d| d.get(..10))
-                .unwrap_or("?");
-            (format!("{name} (to {date})"), "")
-        }
-    }
-}
-
-fn ep(ip: std::net::IpAddr, port: u16) -> String {
-    match ip {
-        std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
-        std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
-    }
-}
-
-/// `name n, name n`, most first (ties by name), or `-`.
-fn tally<K: AsRef<str>>(counts: impl IntoIterator<Item = (K, u64)>) -> String {
-    let mut v: Vec<(K, u64)> = counts.into_iter().collect();
-    if v.is_empty() {
-        return "-".to_string();
-    }
-    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.as_ref().cmp(b.0.as_ref())));
-    v.iter()
-        .map(|(k, n)| format!("{} {n}", k.as_ref()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The cells of one server row.
-fn server_cells(s: &ServerRecord) -> [String; 8] {
-    let udp = if s.transport == Transport::Udp {
-        "/udp"
+        .filter(|f| shown(f.code))
+        .map(|f| f.code.as_str())
+        .collect();
+    let findings = if findings.is_empty() {
+        "-".to_string()
     } else {
-        ""
+        findings.join(",")
     };
-    [
-        format!("{}{udp}", ep(s.server.ip, s.server.port)),
-        if s.app_protocols.is_empty() {
-            "-".to_string()
-        } else {
-            s.app_protocols.join(",")
-        },
-        s.flows.to_string(),
-        format!("{}{}", s.clients, if s.clients_capped { "+" } else { "" }),
-        tally(s.by_encryption.iter().map(|(k, n)| (k.as_str(), *n))),
-        tally(s.versions.iter().map(|(k, n)| (k.as_str(), *n))),
-        s.worst_severity.map_or("-", Severity::as_str).to_string(),
-        with_cert_days(tally(s.findings.iter().map(|(k, n)| (k.as_str(), *n))), s),
-    ]
-}
-
-/// The findings cell, then `certificate ends in N days` for the server's
-/// certificate that ends first.
-fn with_cert_days(findings: String, s: &ServerRecord) -> String {
-    let Some(d) = s.certificates.iter().filter_map(|c| c.days_left).min() else {
-        return findings;
-    };
-    let days = format!("certificate ends in {d} days");
-    if findings == "-" {
-        days
-    } else {
-        format!("{findings}; {days}")
+    let mut cells = vec![
+        Cell::plain(rec.app_protocol.as_deref().unwrap_or("-")),
+        encryption_cell(rec),
+        Cell::colored(version, severity_color(worst_of(rec, VERSION_CODES))),
+        Cell::plain(sni),
+        certificate_cell(rec),
+    ];
+    if users {
+        cells.push(users_cell(rec));
     }
-}
-
-/// Column widths for the server table: natural widths, the wide text columns
-/// shortened in turn until the row fits `total`; findings take the rest.
-fn server_widths(rows: &[[String; 8]], total: Option<usize>) -> [usize; 8] {
-    let mut w = [0usize; 8];
-    for r in rows {
-        for (i, cell) in r.iter().enumerate() {
-            if let Some(x) = w.get_mut(i) {
-                *x = (*x).max(cell.chars().count());
-            }
-        }
+    cells.push(Cell::colored(findings, severity_color(worst_of(rec, &[]))));
+    for c in &mut cells {
+        c.text = escape(&c.text).into_owned();
     }
-    let Some(total) = total else {
-        return w;
-    };
-    // Shrink encryption, versions, protocols and the server column, most room first.
-    for (i, floor) in [(4, 16), (5, 16), (1, 10), (0, 22)] {
-        let used: usize = w.iter().sum::<usize>() + 7;
-        if used <= total {
-            break;
-        }
-        if let Some(x) = w.get_mut(i) {
-            *x = (*x).saturating_sub(used - total).max(floor.min(*x));
-        }
-    }
-    let used: usize = w.iter().take(7).sum::<usize>() + 7;
-    if let Some(x) = w.get_mut(7) {
-        *x = total.saturating_sub(used).max(10);
-    }
-    w
-}
-
-fn endpoints(rec: &FlowRecord) -> String {
-    format!(
-        "{} -> {}",
-        ep(rec.client.ip, rec.client.port),
-        ep(rec.server.ip, rec.server.port)
-    )
+    cells
 }
 
 impl<W: Write> Sink for Table<W> {
@@ -384,59 +507,19 @@ impl<W: Write> Sink for Table<W> {
         }
         if !self.header_done {
             self.header_done = true;
-            let h = [
-                "ID",
-                "CLIENT -> SERVER",
-                "PROTOCOL",
-                "ENCRYPTION",
-                "VERSION",
-                "SNI",
-                "CERTIFICATE",
-                "FINDINGS",
-            ]
-            .map(String::from);
-            self.row(h, [BOLD; 8])?;
+            self.header()?;
         }
-        let version = rec
-            .tls
-            .as_ref()
-            .and_then(|t| t.version)
-            .map_or_else(|| "-".to_string(), |v| v.to_string());
-        let sni = rec
-            .tls
-            .as_ref()
-            .and_then(|t| t.client_hello.as_ref())
-            .and_then(|c| c.sni.clone())
-            .unwrap_or_else(|| "-".to_string());
-        let findings = if rec.findings.is_empty() {
-            "-".to_string()
-        } else {
-            rec.findings
-                .iter()
-                .map(|f| f.code.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
+        let body = flow_cells(rec, self.users);
+        let id = rec.id.to_string();
+        let client = super::endpoint(rec.client.ip, rec.client.port);
+        let server = super::endpoint(rec.server.ip, rec.server.port);
+        let head = Head {
+            id: &id,
+            client: &client,
+            server: &server,
+            color: "",
         };
-        let (cert, cert_color) = certificate_cell(rec);
-        let enc_color = match rec.encryption {
-            Encryption::Tls | Encryption::Starttls | Encryption::Quic | Encryption::Dtls => GREEN,
-            Encryption::Unknown | Encryption::Ssh | Encryption::Gssapi => "",
-            _ => RED,
-        };
-        let find_color = Self::severity_color(rec.findings.iter().map(|f| f.severity()).max());
-        self.row(
-            [
-                rec.id.to_string(),
-                endpoints(rec),
-                rec.app_protocol.clone().unwrap_or_else(|| "-".to_string()),
-                rec.encryption.as_str().to_string(),
-                version,
-                sni,
-                cert,
-                findings,
-            ],
-            ["", "", "", enc_color, "", "", cert_color, find_color],
-        )?;
+        self.write_row(&head, &body)?;
         if self.flush_each {
             self.out.flush()?;
         }
@@ -444,56 +527,17 @@ impl<W: Write> Sink for Table<W> {
     }
 
     fn servers(&mut self, list: &[ServerRecord]) -> io::Result<()> {
-        let header = [
-            "SERVER",
-            "PROTOCOLS",
-            "FLOWS",
-            "CLIENTS",
-            "ENCRYPTION",
-            "VERSIONS",
-            "WORST",
-            "FINDINGS",
-        ]
-        .map(String::from);
-        let mut rows = vec![header];
-        rows.extend(list.iter().map(server_cells));
-        let widths = server_widths(&rows, self.width);
-        for (n, cells) in rows.iter().enumerate() {
-            let worst = n.checked_sub(1).and_then(|i| list.get(i)?.worst_severity);
-            let color = if n == 0 {
-                BOLD
-            } else {
-                Self::severity_color(worst)
-            };
-            let mut line = String::new();
-            for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
-                let cell = sanitize(cell);
-                let text = if i == 7 && self.width.is_none() {
-                    cell
-                } else if (i == 2 || i == 3) && n > 0 {
-                    format!("{cell:>width$}")
-                } else {
-                    fit(&cell, width)
-                };
-                let painted = if i >= 6 {
-                    self.paint(text, color)
-                } else if n == 0 {
-                    self.paint(text, BOLD)
-                } else {
-                    text
-                };
-                line.push_str(&painted);
-                if i < 7 {
-                    line.push(' ');
-                }
-            }
-            writeln!(self.out, "{}", line.trim_end())?;
+        let lines = super::server_table::lines(list, self.width, self.color);
+        for line in lines {
+            writeln!(self.out, "{line}")?;
         }
         Ok(())
     }
 
     fn certificates(&mut self, list: &[super::certificates::CertificateRecord]) -> io::Result<()> {
-        super::certificates::write_table(&mut self.out, list, self.width, &sanitize)
+        super::certificates::write_table(&mut self.out, list, self.width, &|s| {
+            escape(s).into_owned()
+        })
     }
 
     fn finish(&mut self, s: &Summary) -> io::Result<()> {
@@ -516,23 +560,12 @@ impl<W: Write> Sink for Table<W> {
             )?;
         }
         self.capture_counts(s)?;
+        for line in s.notice_lines() {
+            writeln!(self.out, "{}", escape(&line))?;
+        }
         self.out.flush()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sanitize_removes_terminal_controls() {
-        assert_eq!(sanitize("a\x1b[2Jb\u{9b}c\n"), "a?[2Jb?c?");
-        assert_eq!(sanitize("mail.example.com"), "mail.example.com");
-    }
-
-    #[test]
-    fn fit_truncates_with_marker() {
-        assert_eq!(fit("abcdef", 4), "abc~");
-        assert_eq!(fit("ab", 4), "ab  ");
-    }
-}
+mod tests;

@@ -100,7 +100,7 @@ codes! {
     Plaintext = "PLAINTEXT", Medium, "RFC 7258",
         "No TLS at all: the flow's payload crossed the network in the clear.";
     HandshakeFailed = "HANDSHAKE_FAILED", Medium, "RFC 8446 §6.2",
-        "A fatal alert before the handshake finished, or a ClientHello without a ServerHello.";
+        "A fatal alert before the handshake finished, a plaintext answer to the ClientHello, or a ClientHello without a ServerHello when the connection ended (not the capture).";
     StarttlsRefused = "STARTTLS_REFUSED", High, "RFC 3207",
         "The client asked for the STARTTLS upgrade and the server refused it.";
     StarttlsNotUsed = "STARTTLS_NOT_USED", High, "RFC 8314",
@@ -113,11 +113,13 @@ codes! {
         "Poddebniak et al., Why TLS is better without STARTTLS (USENIX Security 2021)",
         "The server sent plaintext after its go-ahead, where TLS should begin.";
     StarttlsFailed = "STARTTLS_FAILED", High, "RFC 3207 §4.1",
-        "The server accepted the upgrade but no TLS handshake completed.";
+        "The server accepted the upgrade but no TLS handshake completed: the connection ended, or the packets show the failure.";
     ImapPreauth = "IMAP_PREAUTH", High, "RFC 3501 §7.1.4",
         "An IMAP PREAUTH greeting: the session is authenticated before any chance to upgrade.";
     CleartextAuth = "CLEARTEXT_AUTH", High, "RFC 8314",
-        "Credentials sent before TLS (one per exchange; the mechanism only is reported).";
+        "Credentials sent before TLS (the mechanism of each exchange is reported, never the secret).";
+    WeakAuthHash = "WEAK_AUTH_HASH", Medium, "PostgreSQL documentation §21.5",
+        "A password sent before TLS as a salted hash (PostgreSQL MD5): open to offline guessing, not readable.";
     RdpStandardSecurity = "RDP_STANDARD_SECURITY", High, "MS-RDPBCGR §5.3",
         "RDP Standard Security (RC4, no server authentication) instead of TLS.";
     LoginOnlyEncryption = "LOGIN_ONLY_ENCRYPTION", High, "MS-TDS §2.2.6.5",
@@ -247,7 +249,7 @@ mod tests {
                 "{s} twice"
             );
         }
-        assert_eq!(Code::ALL.len(), 34);
+        assert_eq!(Code::ALL.len(), 35);
         assert_eq!("sslv3".parse::<Code>(), Err(UnknownCode));
         assert_eq!("".parse::<Code>(), Err(UnknownCode));
     }

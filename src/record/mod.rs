@@ -1,4 +1,7 @@
 //! The serde model of what was learned about one flow: the JSON contract.
+//!
+//! In: written by the flow tables, the analyzers and `assess`. Out: serialized by
+//! `output`. `finding` holds the finding codes with their severity and reference.
 
 use crate::decode::path::{DecodeNotes, TunnelPath};
 use crate::time::Timestamp;
@@ -129,6 +132,17 @@ pub enum EndReason {
     PortReuse,
 }
 
+impl EndReason {
+    /// The record was closed by the capture or by tlswatch (end of input, capture
+    /// stopped, evicted), not by anything the peers did: what came after was not seen.
+    pub fn cuts_short(self) -> bool {
+        matches!(
+            self,
+            EndReason::EndOfInput | EndReason::CaptureStopped | EndReason::Evicted
+        )
+    }
+}
+
 /// Anomalies and facts about a flow, as stable snake_case codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -204,6 +218,20 @@ pub enum Note {
     /// The server answered the client's ClientHello with plaintext (a banner or an
     /// error line), not with TLS records: no TLS session took place.
     ServerPlaintext,
+    /// The record was closed while the connection was still open (end of input,
+    /// capture stopped, evicted; no FIN or RST seen): the rest was not seen, and
+    /// nothing is concluded from its absence.
+    Incomplete,
+    /// Bytes that are neither TLS nor a known protocol, high-entropy from the first
+    /// one and text in neither direction: encrypted by something else, not plaintext.
+    HighEntropy,
+    /// An RST whose sequence number its receiver would not accept (RFC 5961 §3) was
+    /// ignored: the connection went on (a known way to blind a monitor).
+    RstIgnored,
+    /// The two directions came through different tunnel ids or outer addresses (each
+    /// direction its own VNI, GRE key or ERSPAN session; a 6to4 reply from another relay)
+    /// and were joined into one flow.
+    TunnelAsymmetric,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -242,6 +270,11 @@ pub struct ClientHelloInfo {
     pub ja4: Option<String>,
     /// JA4 raw form (sorted lists in hex).
     pub ja4_r: Option<String>,
+    /// A second ClientHello followed (after a HelloRetryRequest, RFC 8446
+    /// §4.1.4): the group of its key share, the one the client switched to.
+    /// Every other field, the fingerprints too, describes the first hello.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_group: Option<crate::analyzer::tls::cipher::Name>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -505,12 +538,28 @@ pub struct StartTls {
     pub preauth: bool,
 }
 
+/// The proxy a connection was opened through (HTTP CONNECT, SOCKS): what the
+/// client asked for, and whether the tunnel opened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProxyHop {
+    /// `http-connect`, `socks4`, `socks4a` or `socks5`.
+    pub kind: &'static str,
+    /// `host:port` the client asked the proxy for (escaped; IPv6 in brackets).
+    pub target: String,
+    /// The proxy answered with success: the tunnel opened.
+    pub established: bool,
+}
+
 /// Credentials seen in the clear: the mechanism, and the user only on request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CleartextAuth {
     pub mechanism: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The password went as a salted hash (PostgreSQL MD5): open to offline
+    /// guessing, not readable.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hashed: bool,
 }
 
 /// What the QUIC long headers of a flow said.
@@ -555,6 +604,10 @@ pub struct FlowRecord {
     pub app_protocol: Option<String>,
     pub encryption: Encryption,
     pub starttls: Option<StartTls>,
+    /// The proxy the connection was opened through; what travels in its tunnel
+    /// is what the rest of the record describes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyHop>,
     pub tls: Option<TlsInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quic: Option<QuicInfo>,
@@ -565,6 +618,10 @@ pub struct FlowRecord {
     pub packets: PerDir<u64>,
     pub bytes: PerDir<u64>,
     pub end_reason: EndReason,
+    /// Present and true when the record was closed before the connection was (see
+    /// [`Note::Incomplete`]): verdicts say how far it got, not how it ended.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
     pub findings: Vec<Finding>,
     pub notes: Vec<Note>,
 }
@@ -583,6 +640,7 @@ impl FlowRecord {
             app_protocol: None,
             encryption: Encryption::Unknown,
             starttls: None,
+            proxy: None,
             tls: None,
             quic: None,
             dtls: None,
@@ -590,6 +648,7 @@ impl FlowRecord {
             packets: PerDir::default(),
             bytes: PerDir::default(),
             end_reason: EndReason::EndOfInput,
+            incomplete: false,
             findings: Vec::new(),
             notes: Vec::new(),
         }
@@ -613,6 +672,12 @@ impl FlowRecord {
         self.notes.contains(&n)
     }
 
+    /// Marks the record as closed before the connection was ([`Note::Incomplete`]).
+    pub fn mark_incomplete(&mut self) {
+        self.incomplete = true;
+        self.note(Note::Incomplete);
+    }
+
     pub fn tls_mut(&mut self) -> &mut TlsInfo {
         self.tls.get_or_insert_with(TlsInfo::default)
     }
@@ -629,7 +694,11 @@ impl FlowRecord {
         let mut n = self.notes.capacity() * std::mem::size_of::<Note>()
             + self.findings.capacity() * (std::mem::size_of::<Finding>() + 64)
             + self.cleartext_auth.capacity() * (std::mem::size_of::<CleartextAuth>() + STR)
-            + opt(&self.app_protocol);
+            + opt(&self.app_protocol)
+            + self
+                .proxy
+                .as_ref()
+                .map_or(0, |p| std::mem::size_of::<ProxyHop>() + p.target.capacity());
         if let Some(st) = &self.starttls {
             n += std::mem::size_of::<StartTls>()
                 + opt(&st.command)

@@ -1,18 +1,21 @@
 //! Where finished flows go: the sink chosen by the configuration, the summary,
 //! `--fail-on`, and the exit status. Shared by file and live runs.
 
+use crate::assess::FailOn;
+use crate::capture::compressed::Compression;
 use crate::capture::{CaptureError, ReadOutcome};
 use crate::config::{ColorChoice, Config, Format};
 use crate::output::certificates::CertInventory;
 use crate::output::json::{Document, Ndjson};
+use crate::output::select::Sorted;
 use crate::output::servers::Inventory;
-use crate::output::table::Table;
+use crate::output::table::{self, Table};
+use crate::output::tsv::{Columns, Tsv};
 use crate::output::{Sink, Summary};
 use crate::pipeline::deliver::{Deliver, Notice};
-use crate::record::FlowRecord;
+use crate::record::{Code, FlowRecord};
 use crate::run::progress::Progress;
 use crate::stats::PacketStats;
-use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
 
 /// Process exit status.
@@ -26,13 +29,21 @@ pub enum Exit {
     Error = 2,
 }
 
-/// The sink the configuration asks for, writing to standard output.
+/// The sink the configuration asks for, writing to standard output (holding the
+/// flows until the end for `--sort`).
 pub fn make_sink(cfg: &Config, live: bool, progress: &Progress) -> Box<dyn Sink> {
     let stdout = io::stdout();
     let out = io::BufWriter::with_capacity(64 * 1024, progress.writer(stdout.lock()));
-    match cfg.format {
+    let sink: Box<dyn Sink> = match cfg.format {
         Format::Json => Box::new(Document::new(out, input_names(cfg))),
         Format::Ndjson => Box::new(Ndjson::new(out, live)),
+        Format::Tsv => {
+            let columns = cfg
+                .fields
+                .clone()
+                .unwrap_or_else(|| Columns::defaults(cfg.servers.is_some()));
+            Box::new(Tsv::new(out, columns, live))
+        }
         Format::Table => {
             let tty = io::stdout().is_terminal();
             let color = match cfg.color {
@@ -42,20 +53,18 @@ pub fn make_sink(cfg: &Config, live: bool, progress: &Progress) -> Box<dyn Sink>
                     tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
                 }
             };
-            let width = if tty {
-                terminal_size::terminal_size()
-                    .map(|(w, _)| usize::from(w.0))
-                    .or(Some(120))
-            } else {
-                None
-            };
-            let table = Table::new(out, color, width, live);
+            let table =
+                Table::new(out, color, table::width(tty), live).with_users(cfg.opts.show_users);
             if cfg.servers.is_some() || cfg.certificates.is_some() {
                 Box::new(table.without_flows())
             } else {
                 Box::new(table)
             }
         }
+    };
+    match cfg.sort {
+        Some(order) => Box::new(Sorted::new(sink, order)),
+        None => sink,
     }
 }
 
@@ -73,15 +82,92 @@ pub struct Report {
     pub summary: Summary,
 }
 
+/// Writes one line to standard error. A closed standard error loses the line but
+/// never ends the run (the exit status must still be given).
+pub fn say(line: &str) {
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
+/// The flows `--fail-on` matched, and on how many flows each code did.
+#[derive(Debug, Default)]
+pub struct Matched {
+    pub flows: u64,
+    /// Each matching code with the number of flows it matched on, in order of first match.
+    pub codes: Vec<(Code, u64)>,
+}
+
+impl Matched {
+    /// Counts the findings of `rec` that `fail_on` names (a flow counts once per code).
+    fn add(&mut self, rec: &FlowRecord, fail_on: &FailOn) {
+        let mut codes: Vec<Code> = Vec::new();
+        for f in rec.findings.iter().filter(|f| fail_on.matches(f)) {
+            if !codes.contains(&f.code) {
+                codes.push(f.code);
+            }
+        }
+        if codes.is_empty() {
+            return;
+        }
+        self.flows += 1;
+        for code in codes {
+            match self.codes.iter_mut().find(|(c, _)| *c == code) {
+                Some((_, n)) => *n += 1,
+                None => self.codes.push((code, 1)),
+            }
+        }
+    }
+
+    /// The line standard error gets when anything matched: the codes, worst first,
+    /// each with its severity and the flows it was found on.
+    pub fn line(&self, exit: Exit) -> Option<String> {
+        if self.flows == 0 {
+            return None;
+        }
+        let mut codes = self.codes.clone();
+        codes.sort_by_key(|(c, n)| (std::cmp::Reverse(c.severity()), std::cmp::Reverse(*n)));
+        let list: Vec<String> = codes
+            .iter()
+            .map(|(c, n)| format!("{c} ({}) on {n} {}", c.severity().as_str(), flows(*n)))
+            .collect();
+        Some(format!(
+            "fail-on: {} {} matched (exit status {}): {}",
+            self.flows,
+            flows(self.flows),
+            exit as u8,
+            list.join(", ")
+        ))
+    }
+}
+
+fn flows(n: u64) -> &'static str {
+    if n == 1 { "flow" } else { "flows" }
+}
+
+/// `1 packet`, `2 packets`.
+fn packets(n: u64) -> String {
+    if n == 1 {
+        "1 packet".to_string()
+    } else {
+        format!("{n} packets")
+    }
+}
+
 /// Receives finished flows: counts them, applies `--fail-on`, writes them out.
+///
+/// The exit status never depends on what became of standard output: once it
+/// is closed (`| head`), flows are still counted and matched, only not written,
+/// and reading files goes on until the status can no longer change.
 pub struct Collector<'a> {
     cfg: &'a Config,
     pub summary: Summary,
     sink: &'a mut dyn Sink,
-    hit_fail_on: bool,
+    matched: Matched,
     write_err: Option<io::Error>,
     /// `--servers`: the inventory, fed every listed flow.
     servers: Option<Inventory>,
+    /// A live capture: a closed output ends it.
+    live: bool,
     /// `--certificates`: the certificate inventory, fed every listed flow.
     certificates: Option<CertInventory>,
 }
@@ -105,32 +191,39 @@ impl<'a> Collector<'a> {
     pub fn new(cfg: &'a Config, sink: &'a mut dyn Sink, inputs: Vec<String>) -> Self {
         Collector {
             cfg,
-            summary: Summary::new(inputs),
+            summary: Summary::new(inputs).selecting(cfg.select.is_some()),
             sink,
-            hit_fail_on: false,
+            matched: Matched::default(),
             write_err: None,
             servers: cfg.servers.map(Inventory::new),
+            live: cfg.interface.is_some(),
             certificates: cfg.certificates.map(CertInventory::new),
         }
     }
 
     pub fn emit(&mut self, rec: FlowRecord) {
+        if !self.summary.count(&rec, self.cfg.all) {
+            return;
+        }
+        self.matched.add(&rec, &self.cfg.fail_on);
+        // `--select` decides what is listed; the gate and the summary saw it all.
+        if let Some(select) = &self.cfg.select {
+            if !select.matches(&rec) {
+                return;
+            }
+            *self.summary.flows.selected.get_or_insert(0) += 1;
+        }
         if self.write_err.is_some() {
             return;
         }
-        if self.summary.count(&rec, self.cfg.all) {
-            if rec.findings.iter().any(|f| self.cfg.fail_on.matches(f)) {
-                self.hit_fail_on = true;
-            }
-            if let Some(inv) = &mut self.servers {
-                inv.add(&rec);
-            }
-            if let Some(inv) = &mut self.certificates {
-                inv.add(&rec);
-            }
-            if let Err(e) = self.sink.flow(&rec) {
-                self.write_err = Some(e);
-            }
+        if let Some(inv) = &mut self.servers {
+            inv.add(&rec);
+        }
+        if let Some(inv) = &mut self.certificates {
+            inv.add(&rec);
+        }
+        if let Err(e) = self.sink.flow(&rec) {
+            self.write_err = Some(e);
         }
     }
 
@@ -140,9 +233,16 @@ impl<'a> Collector<'a> {
         self.summary.flows.without_payload += n;
     }
 
-    /// Output can no longer be written (e.g. the reader of a pipe went away).
+    /// Whether reading may stop: nothing still to come can change what is
+    /// reported or the exit status. A live capture stops when its output is gone;
+    /// files are read on after a closed pipe unless an error already fixed the
+    /// status at 2.
     pub fn broken(&self) -> bool {
-        self.write_err.is_some()
+        match &self.write_err {
+            None => false,
+            Some(_) if self.live => true,
+            Some(e) => e.kind() != io::ErrorKind::BrokenPipe || !self.summary.errors.is_empty(),
+        }
     }
 
     pub fn notice(&mut self, n: Notice) {
@@ -153,12 +253,12 @@ impl<'a> Collector<'a> {
     }
 
     pub fn warn(&mut self, msg: String) {
-        eprintln!("warning: {msg}");
+        say(&format!("warning: {msg}"));
         self.summary.warnings.push(msg);
     }
 
     pub fn error(&mut self, msg: String) {
-        eprintln!("error: {msg}");
+        say(&format!("error: {msg}"));
         self.summary.errors.push(msg);
     }
 
@@ -170,96 +270,148 @@ impl<'a> Collector<'a> {
         }
     }
 
-    /// Writes the summary and settles the exit status.
+    /// Writes the rest (servers, summary) unless the output is gone, and settles
+    /// the exit status: 2 for any error (reading, writing other than a closed
+    /// pipe, or `failed`), else 1 when `--fail-on` matched, else 0.
     pub fn finish(mut self, packets: PacketStats, evicted: u64, failed: bool) -> Report {
         self.summary.flows.evicted = evicted + packets.udp_flows.evicted;
         self.summary.udp = packets.udp_flows.clone();
         self.summary.packets = packets;
-        let mut summary = self.summary;
-        if let Some(e) = self.write_err {
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                return Report {
-                    exit: Exit::Ok,
-                    summary,
-                };
-            }
-            eprintln!("error: writing output: {e}");
-            return Report {
-                exit: Exit::Error,
-                summary,
-            };
-        }
-        let written = match self.servers.take() {
-            Some(inv) => {
-                let (list, counts) = inv.finish();
-                summary.servers = Some(counts);
-                self.sink.servers(&list)
-            }
-            None => Ok(()),
+        let written = match self.write_err.take() {
+            Some(e) => Err(e),
+            None => self.write_rest(),
         };
-        let written = written.and_then(|()| match self.certificates.take() {
-            Some(inv) => {
-                let (list, counts) = inv.finish();
-                summary.certificates = Some(counts);
-                self.sink.certificates(&list)
-            }
-            None => Ok(()),
-        });
-        if let Err(e) = written.and_then(|()| self.sink.finish(&summary))
+        let mut summary = self.summary;
+        if let Err(e) = written
             && e.kind() != io::ErrorKind::BrokenPipe
         {
-            eprintln!("error: writing output: {e}");
-            summary.errors.push(e.to_string());
-            return Report {
-                exit: Exit::Error,
-                summary,
-            };
+            say(&format!("error: writing output: {e}"));
+            summary.errors.push(format!("writing output: {e}"));
         }
-        let _ = io::stderr().flush();
-        let exit = if failed {
+        let exit = if failed || !summary.errors.is_empty() {
             Exit::Error
-        } else if self.hit_fail_on {
+        } else if self.matched.flows > 0 {
             Exit::Findings
         } else {
             Exit::Ok
         };
+        if let Some(line) = self.matched.line(exit) {
+            say(&line);
+        }
+        let _ = io::stderr().flush();
         Report { exit, summary }
+    }
+
+    /// The server inventory (`--servers`) and the summary.
+    fn write_rest(&mut self) -> io::Result<()> {
+        if let Some(inv) = self.servers.take() {
+            let (list, counts) = inv.finish();
+            self.summary.servers = Some(counts);
+            self.sink.servers(&list)?;
+        }
+        if let Some(inv) = self.certificates.take() {
+            let (list, counts) = inv.finish();
+            self.summary.certificates = Some(counts);
+            self.sink.certificates(&list)?;
+        }
+        self.sink.finish(&self.summary)
     }
 }
 
-/// What reading `input` leaves to report: skipped link types (counts before and
-/// after the input), a cut-off end, undescribed interfaces, or the error that stopped it.
+/// What reading `input` leaves to report: an input without packets, or without a
+/// packet of a link type tlswatch decodes (errors), one whose every packet is
+/// malformed, skipped link types (counts before and after the input), a cut-off
+/// end, undescribed interfaces, or the error that stopped it.
+/// `passed` is the number of packets that passed the filter into the flow stage.
 pub fn input_notices(
     input: &str,
     result: &Result<ReadOutcome, CaptureError>,
-    links_before: &BTreeMap<i32, u64>,
-    links_after: &BTreeMap<i32, u64>,
+    before: &PacketStats,
+    after: &PacketStats,
+    passed: u64,
 ) -> Vec<Notice> {
+    let skipped = |out: &mut Vec<Notice>| {
+        for msg in skipped_links(before, after) {
+            out.push(Notice::Warn(format!("{input}: {msg} skipped")));
+        }
+    };
     let mut out = Vec::new();
-    for (lt, n) in links_after {
-        let was = links_before.get(lt).copied().unwrap_or(0);
-        if *n > was {
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            skipped(&mut out);
+            out.push(Notice::Error(e.to_string()));
+            return out;
+        }
+    };
+    let decoded = after.decoded.saturating_sub(before.decoded);
+    if outcome.packets == 0 {
+        let inside = outcome
+            .compression
+            .map(Compression::suffix)
+            .unwrap_or_default();
+        out.push(Notice::Error(format!(
+            "{input}: no packets: the capture{inside} has a file header and nothing after it"
+        )));
+    } else if passed > 0 && decoded == 0 {
+        let links: Vec<String> = skipped_links(before, after).collect();
+        let why = if links.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", links.join(", "))
+        };
+        out.push(Notice::Error(format!(
+            "{input}: no packet could be decoded{why}; tlswatch decodes {}",
+            crate::decode::linktype::SUPPORTED
+        )));
+    } else {
+        skipped(&mut out);
+        let bad = after.undecodable.saturating_sub(before.undecodable);
+        if bad > 0 && bad == passed {
             out.push(Notice::Warn(format!(
-                "{input}: {} packets of unsupported link type {lt} skipped",
-                n - was
+                "{input}: every packet is malformed ({}): nothing in it was analysed",
+                packets(bad)
             )));
         }
     }
-    match result {
-        Ok(outcome) => {
-            if let Some(n) = outcome.truncated_at_packet {
-                out.push(Notice::Warn(format!(
-                    "{input}: capture cut off in the middle of packet {n}; everything before it was read"
-                )));
-            }
-            if outcome.bad_interface > 0 {
-                out.push(Notice::Warn(format!(
-                    "{input}: {} packets refer to an undescribed interface and were skipped",
-                    outcome.bad_interface
-                )));
-            }
-        }
-        Err(e) => out.push(Notice::Error(e.to_string())),
+    out.extend(cut_off(input, outcome).map(Notice::Warn));
+    if outcome.bad_interface > 0 {
+        out.push(Notice::Warn(format!(
+            "{input}: {} packets refer to an undescribed interface and were skipped",
+            outcome.bad_interface
+        )));
     }
     out
+}
+
+/// Packets of link types not decoded, by type: what changed from `before` to `after`.
+fn skipped_links<'s>(
+    before: &'s PacketStats,
+    after: &'s PacketStats,
+) -> impl Iterator<Item = String> + 's {
+    after
+        .unsupported_link_types
+        .iter()
+        .filter_map(move |(lt, n)| {
+            let was = before.unsupported_link_types.get(lt).copied().unwrap_or(0);
+            (*n > was).then(|| format!("{} of unsupported link type {lt}", packets(n - was)))
+        })
+}
+
+/// The end of a capture cut off: in the middle of a packet, or in the middle
+/// of its compressed stream.
+fn cut_off(input: &str, outcome: &ReadOutcome) -> Option<String> {
+    let packet = outcome
+        .truncated_at_packet
+        .map(|n| format!(" in the middle of packet {n}"));
+    match (&outcome.stream_cut, packet) {
+        (Some(how), packet) => Some(format!(
+            "{input}: {how}{}; everything before it was read",
+            packet.unwrap_or_default()
+        )),
+        (None, Some(packet)) => Some(format!(
+            "{input}: capture cut off{packet}; everything before it was read"
+        )),
+        (None, None) => None,
+    }
 }

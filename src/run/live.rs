@@ -6,9 +6,10 @@ use crate::capture::live::{drop_root, now, open, wait_readable};
 use crate::config::{Config, LiveOptions};
 use crate::output::{CaptureStats, Sink};
 use crate::pipeline::deliver::Notice;
-use crate::pipeline::{Stage, drive};
+use crate::pipeline::drive;
+use crate::pipeline::stage::Stage;
 use crate::record::EndReason;
-use crate::run::collect::{Collector, Exit, Report, input_names};
+use crate::run::collect::{Collector, Exit, Report, input_names, say};
 use crate::time::Timestamp;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +28,7 @@ pub fn list_interfaces() -> Exit {
             Exit::Ok
         }
         Err(e) => {
-            eprintln!("error: cannot list interfaces: {e}");
+            say(&format!("error: cannot list interfaces: {e}"));
             Exit::Error
         }
     }

@@ -7,16 +7,19 @@ pub mod collect;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod progress;
+pub mod read;
 
 use crate::config::Config;
 use crate::output::Sink;
 #[cfg(not(feature = "live"))]
 use crate::output::Summary;
-use crate::pipeline::{Stage, drive};
+use crate::pipeline::drive;
+use crate::pipeline::stage::Stage;
 use crate::record::EndReason;
 use crate::run::collect::{Collector, input_notices, make_sink};
 pub use crate::run::collect::{Exit, Report};
 use crate::run::progress::Progress;
+use crate::run::read::{Reading, Save, file_filter};
 
 /// Runs tlswatch as configured, writing to standard output.
 pub fn run(cfg: &Config) -> Exit {
@@ -45,7 +48,7 @@ fn list_interfaces() -> Exit {
 
 #[cfg(not(feature = "live"))]
 fn list_interfaces() -> Exit {
-    eprintln!("error: {NO_LIVE}");
+    collect::say(&format!("error: {NO_LIVE}"));
     Exit::Error
 }
 
@@ -63,7 +66,7 @@ const NO_LIVE: &str = "live capture needs a build with the `live` feature: \
 fn live_run(cfg: &Config, sink: &mut dyn Sink) -> Report {
     let _ = sink;
     let iface = cfg.interface.as_deref().unwrap_or_default();
-    eprintln!("error: {iface}: {NO_LIVE}");
+    collect::say(&format!("error: {iface}: {NO_LIVE}"));
     Report {
         exit: Exit::Error,
         summary: Summary::new(Vec::new()),
@@ -77,74 +80,54 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink, progress: &Progress) -> Report
         col.error(msg);
         return col.abort();
     }
+    let save = match cfg.live.write.as_deref().map(Save::create).transpose() {
+        Ok(save) => save,
+        Err(msg) => {
+            col.error(msg);
+            return col.abort();
+        }
+    };
     let (failed, totals) = drive(
         cfg,
         &mut col,
         &cfg.ports,
         EndReason::EndOfInput,
         false,
-        |stage| read_files(cfg, stage, progress),
+        |stage| read_files(cfg, stage, progress, save),
     );
     progress.finish();
     col.summary.memory = totals.memory;
     col.finish(totals.stats, totals.evicted, failed)
 }
 
-/// Reads the inputs in order into `stage`; says whether one of them failed.
-fn read_files(cfg: &Config, stage: &mut dyn Stage, progress: &Progress) -> bool {
+/// Reads the inputs in order into `stage` (until `-c` packets were read, or
+/// nothing more can change the outcome); says whether something failed.
+fn read_files(
+    cfg: &Config,
+    stage: &mut dyn Stage,
+    progress: &Progress,
+    save: Option<Save>,
+) -> bool {
     // Compiled here, in the thread that reads; checked once already.
-    let mut filter = file_filter(cfg).ok().flatten();
+    let filter = file_filter(cfg).ok().flatten();
+    let mut reading = Reading::new(filter, &cfg.ports, cfg.live.count, save);
     let mut failed = false;
     for input in &cfg.inputs {
-        let before = stage.decode_stats().unsupported_link_types.clone();
-        let result = progress.read_path(input, &mut |p| {
-            if filter.as_mut().is_none_or(|f| f.matches(p)) {
-                stage.packet(p);
-            } else {
-                stage.skip();
-            }
-        });
-        let after = &stage.decode_stats().unsupported_link_types;
-        for notice in input_notices(input, &result, &before, after) {
+        let before = stage.decode_stats().clone();
+        let mut passed = 0;
+        let result = progress.read_path(input, &mut |p| reading.packet(p, stage, &mut passed));
+        let after = stage.decode_stats();
+        for notice in input_notices(input, &result, &before, after, passed) {
             failed |= notice.is_error();
             progress.suspend(|| stage.notice(notice));
         }
-        if stage.stopped() {
+        if stage.stopped() || reading.done() {
             break;
         }
     }
+    for notice in reading.finish() {
+        failed |= notice.is_error();
+        progress.suspend(|| stage.notice(notice));
+    }
     failed
-}
-
-#[cfg(feature = "live")]
-fn file_filter(cfg: &Config) -> Result<Option<crate::capture::live::FileFilter>, String> {
-    if cfg.filter_expr.is_empty() {
-        // `--port` alone is applied by the flow engine; no BPF needed for files.
-        return Ok(None);
-    }
-    let f = crate::capture::live::FileFilter::new(cfg.bpf.clone());
-    f.check()?;
-    Ok(Some(f))
-}
-
-/// Stand-in for a BPF filter in builds without libpcap.
-#[cfg(not(feature = "live"))]
-pub struct NoFilter;
-
-#[cfg(not(feature = "live"))]
-impl NoFilter {
-    fn matches(&mut self, _p: &crate::capture::Packet<'_>) -> bool {
-        true
-    }
-}
-
-#[cfg(not(feature = "live"))]
-fn file_filter(cfg: &Config) -> Result<Option<NoFilter>, String> {
-    if !cfg.filter_expr.is_empty() {
-        return Err(format!(
-            "a filter expression needs a build with the `live` feature (libpcap compiles it): {}",
-            cfg.filter_expr
-        ));
-    }
-    Ok(None)
 }

@@ -3,7 +3,7 @@
 //! Shown only to a person watching: standard error a terminal, no `--quiet`, no
 //! `CI` in the environment; never for small inputs or live capture.
 
-use crate::capture::{CaptureError, Packet, ReadOutcome, read_capture};
+use crate::capture::{CaptureError, Next, Packet, ReadOutcome, open_file, read_until};
 use crate::config::Config;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{self, IsTerminal, Read, Write};
@@ -109,22 +109,17 @@ impl Progress {
     }
 
     /// Reads the capture at `path` (`-`: standard input) as
-    /// [`crate::capture::read_path`] does, counting its bytes into the display.
+    /// [`crate::capture::read_path`] does, until `f` says stop, counting the bytes
+    /// of the file (compressed ones, for a compressed file) into the display.
     pub fn read_path(
         &self,
         path: &str,
-        f: &mut dyn FnMut(&Packet<'_>),
+        f: &mut dyn FnMut(&Packet<'_>) -> Next,
     ) -> Result<ReadOutcome, CaptureError> {
         if path == "-" {
-            return read_capture("-", self.reader(io::stdin()), f);
+            return read_until("-", self.reader(io::stdin()), f);
         }
-        match std::fs::File::open(path) {
-            Ok(file) => read_capture(path, self.reader(file), f),
-            Err(e) => Err(CaptureError::Io {
-                file: path.to_string(),
-                source: e,
-            }),
-        }
+        read_until(path, self.reader(open_file(path)?), f)
     }
 
     /// Runs `f` (which writes to the terminal) with the display taken down.

@@ -2,12 +2,14 @@
 //! completions, `--help` examples.
 
 mod servers;
+mod tables;
 mod trust;
 
 use crate::kit::report::{codes, json_run, run, with_stdin};
 use crate::kit::{arg, fixture, tmp};
 use serde_json::Value;
 use std::process::Command;
+use tlswatch::record::finding::{Code, Severity};
 
 /// The flows of a run with every flow listed.
 fn flows(args: &[&str]) -> Vec<Value> {
@@ -141,6 +143,51 @@ fn man_page_formats_without_warnings() {
         assert!(text.contains(section), "{section} missing:\n{text}");
     }
     assert!(text.contains("--fail-on"), "{text}");
+    for section in [
+        "FINDINGS",
+        "ENCRYPTION",
+        "ENVIRONMENT",
+        "TSV FIELDS",
+        "SELECTION",
+    ] {
+        assert!(text.contains(section), "{section} missing:\n{text}");
+    }
+    // Every word --fail-on accepts (its error names them all) is in the page.
+    let err = run(&["-r", "x.pcap", "--fail-on", "bogus"]);
+    let err = String::from_utf8_lossy(&err.stderr);
+    let words: Vec<&str> = err
+        .split(['(', ')', ';', ',', ':', ' '])
+        .filter(|w| {
+            w.len() > 2
+                && w.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect();
+    assert!(words.len() >= 29, "{err}");
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for w in words.iter().filter(|w| **w != "BOGUS") {
+        assert!(
+            flat.contains(&format!("{w} ")),
+            "{w} is not in the man page"
+        );
+    }
+    for sev in ["info", "low", "medium", "high", "critical"] {
+        assert!(
+            flat.contains(&format!("{sev}:")) || flat.contains(sev),
+            "{sev}"
+        );
+    }
+    assert!(!man.contains('`'), "a literal backtick in the roff");
+    assert!(
+        !text.to_lowercase().contains("readme"),
+        "the page sends the reader elsewhere"
+    );
+    let name = text
+        .split("NAME")
+        .nth(1)
+        .and_then(|t| t.split("SYNOPSIS").next())
+        .unwrap_or("");
+    assert!(name.contains("TCP") && name.contains("UDP"), "{name}");
 }
 
 #[test]
@@ -169,8 +216,111 @@ fn bash_completion_loads() {
         "{}",
         String::from_utf8_lossy(&loaded.stderr)
     );
-    assert!(text.contains("-F _tlswatch tlswatch"), "{text}");
+    assert!(text.contains("-F _tlswatch_lists tlswatch"), "{text}");
     assert!(script.contains("--fail-on") && script.contains("--generate"));
+}
+
+/// What bash completes for `line` (the cursor at its end): the `COMP_*`
+/// variables set as bash sets them, the function `complete -p` names called with
+/// the word bash completes (the part after its last break character).
+fn bash_completes(script: &std::path::Path, line: &str) -> Vec<String> {
+    let driver = r#"
+source "$1"
+line="$2"
+COMP_LINE="$line"; COMP_POINT=${#line}
+wb="${COMP_WORDBREAKS//[[:space:]]/}"
+last="${line##*[[:space:]]}"
+cur="${last##*[$wb]}"
+read -r -a COMP_WORDS <<< "$line"
+[[ "$line" == *[[:space:]] ]] && COMP_WORDS+=("")
+COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+fn=$(complete -p tlswatch | sed -n 's/.* -F \([^ ]*\) .*/\1/p')
+COMPREPLY=()
+"$fn" tlswatch "$cur" "${COMP_WORDS[COMP_CWORD-1]}"
+printf '%s\n' "${COMPREPLY[@]}"
+"#;
+    let out = Command::new("bash")
+        .args(["-c", driver, "driver"])
+        .arg(script)
+        .arg(line)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bash_completes_codes_severities_interfaces_and_kinds() {
+    if Command::new("bash").arg("--version").output().is_err() {
+        eprintln!("skipped: bash is not installed");
+        return;
+    }
+    let path = tmp("tlswatch-compgen.bash");
+    std::fs::write(&path, generated("complete-bash")).unwrap_or_else(|e| panic!("{e}"));
+    let got = |line: &str| bash_completes(&path, line);
+    // Every code and severity after --fail-on and --select, each word of a list.
+    let codes = got("tlswatch --fail-on ");
+    for w in [
+        "info",
+        "critical",
+        "SSLV3",
+        "STARTTLS_STRIPPED",
+        "CERT_EXPIRED",
+        "INAPPROPRIATE_FALLBACK",
+    ] {
+        assert!(codes.iter().any(|c| c == w), "{w}: {codes:?}");
+    }
+    // Every severity a finding has, and every code.
+    let all = Code::ALL.len();
+    let severities = Severity::ALL
+        .iter()
+        .filter(|s| Code::ALL.iter().any(|c| c.severity() == **s))
+        .count();
+    assert_eq!(codes.len(), severities + all, "{codes:?}");
+    assert_eq!(got("tlswatch --fail-on CERT_EXPIRE"), ["CERT_EXPIRED"]);
+    assert_eq!(
+        got("tlswatch --fail-on high,STARTTLS_S"),
+        ["high,STARTTLS_STRIPPED"]
+    );
+    assert_eq!(got("tlswatch -r x.pcap --fail-on=crit"), ["critical"]);
+    let select = got("tlswatch --select ");
+    assert!(
+        select.iter().any(|c| c == "SSLV2") && select.iter().any(|c| c == "server="),
+        "{select:?}"
+    );
+    // Bash breaks words at '=': only what follows it is offered.
+    assert_eq!(got("tlswatch --select high,encryption=pl"), ["plaintext"]);
+    assert_eq!(got("tlswatch --fields client,serv").len(), 5);
+    // Interface names of this machine after -i.
+    let ifaces = got("tlswatch -i ");
+    assert!(ifaces.iter().any(|c| c == "any"), "{ifaces:?}");
+    if std::path::Path::new("/sys/class/net/lo").exists() {
+        assert!(ifaces.iter().any(|c| c == "lo"), "{ifaces:?}");
+        assert_eq!(got("tlswatch --interface l"), ["lo"]);
+    }
+    // Kinds after --generate, values of the other enumerations, options.
+    let kinds = got("tlswatch --generate ");
+    assert_eq!(
+        kinds,
+        [
+            "man",
+            "complete-bash",
+            "complete-zsh",
+            "complete-fish",
+            "complete-powershell"
+        ]
+    );
+    assert_eq!(got("tlswatch --sort s"), ["severity", "server", "start"]);
+    assert_eq!(got("tlswatch --format t"), ["table", "tsv"]);
+    assert_eq!(got("tlswatch --fail-"), ["--fail-on"]);
 }
 
 #[test]
@@ -260,4 +410,27 @@ fn progress_shows_on_a_terminal_only() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = std::fs::remove_file(&big);
+}
+
+#[test]
+fn fish_completes_list_words_and_interfaces_when_fish_is_there() {
+    let path = tmp("tlswatch.fish");
+    std::fs::write(&path, generated("complete-fish")).unwrap_or_else(|e| panic!("{e}"));
+    let script = format!(
+        "source '{}'; complete -C 'tlswatch --fail-on high,CERT_E'; complete -C 'tlswatch -i '",
+        path.display()
+    );
+    let Ok(out) = Command::new("fish").args(["-c", &script]).output() else {
+        eprintln!("skipped: fish is not installed");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.first(), Some(&"high,CERT_EXPIRED"), "{text}");
+    assert!(lines.contains(&"any"), "{text}");
 }

@@ -83,7 +83,7 @@ pub fn capture_files(dir: &Path) -> Vec<PathBuf> {
 
 /// The recorded fixture captures that have golden reports (fixtures/README.md).
 pub fn recorded_captures() -> Vec<PathBuf> {
-    ["tls", "starttls", "binary", "udp", "depth"]
+    ["tls", "starttls", "binary", "udp", "depth", "proxy"]
         .iter()
         .flat_map(|sub| capture_files(&fixture(sub)))
         .collect()

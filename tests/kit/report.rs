@@ -12,11 +12,12 @@ pub fn bin() -> Command {
     cmd
 }
 
-/// Runs the binary once, colours off.
+/// Runs the binary once, colours off, the table unsized (`COLUMNS` unset).
 pub fn run_once(args: &[&str]) -> Output {
     bin()
         .args(args)
         .env("NO_COLOR", "1")
+        .env_remove("COLUMNS")
         .output()
         .unwrap_or_else(|e| panic!("spawn: {e}"))
 }

@@ -5,11 +5,11 @@
 
 use crate::kit::net::{endpoints, ether, ether_vlan, ethertype, ipv4, ipv6, udp};
 use crate::kit::pcap::{raw_capture, read_ip_packets};
-use crate::kit::report::{flows, json_of, notes};
+use crate::kit::report::{codes, endpoint, flows, json_of, norm_ip, notes};
 use crate::kit::tls::{sslv2_capture, sslv2_server_hello};
-use crate::kit::{Rng, fixture, tsv_rows};
+use crate::kit::{Rng, TsvRow, fixture, tsv_rows};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -62,7 +62,7 @@ fn shared_tunnel_captures_match_tshark() {
     let Some(dir) = crate::kit::shared_or_skip("captures/tunnels") else {
         return;
     };
-    let mut want: std::collections::BTreeMap<String, BTreeSet<FlowId>> = Default::default();
+    let mut want: BTreeMap<String, BTreeSet<FlowId>> = Default::default();
     for r in tsv_rows(&fixture("tunnels/EXPECTED-shared-tunnels.tsv")) {
         want.entry(r["file"].clone()).or_default().insert((
             r["a"].clone(),
@@ -588,4 +588,139 @@ fn conflicting_fragment_overlap_keeps_first_data_and_is_noted() {
             .push("ip_fragment_overlap".into());
     }
     assert_same(&bare, &want, &frames, "evil-overlap");
+}
+
+// ---------------------------------------------------------------------------
+// Directions through different tunnels (fixtures/tunnels/split, make_tunnels.sh).
+
+/// A flow's outermost hop as `split_tunnel_expect.py` writes it: `id@outer_src>outer_dst`.
+fn client_hop(f: &Value) -> String {
+    let Some(h) = f["tunnel"].as_array().and_then(|t| t.first()) else {
+        return "-".into();
+    };
+    let id = h["id"].as_u64().map_or("-".to_string(), |i| i.to_string());
+    let (s, d) = (
+        h["outer_src"].as_str().unwrap(),
+        h["outer_dst"].as_str().unwrap(),
+    );
+    format!("{id}@{s}>{d}")
+}
+
+/// Open vSwitch gives each direction its own VNI (or GRE key, ERSPAN session), and 6to4
+/// replies come from another relay: each connection must still be one flow with both
+/// directions, the bare capture's verdict, the client's hop as its tunnel and the note
+/// saying the directions differed. Two tenants using the same inner 4-tuple at the same
+/// time stay two flows, each with its own replies. A QUIC client on source port 4789 is
+/// QUIC, not VXLAN.
+#[test]
+fn directions_through_different_tunnels_make_one_flow() {
+    let mut by_file: BTreeMap<String, Vec<TsvRow>> = BTreeMap::new();
+    for r in tsv_rows(&fixture("tunnels/EXPECTED-split-tunnels.tsv")) {
+        by_file.entry(r["file"].clone()).or_default().push(r);
+    }
+    assert!(by_file.len() >= 8, "{:?}", by_file.keys());
+    for (file, rows) in by_file {
+        let got = flows(&json_of(&fixture(&file)));
+        assert_eq!(got.len(), rows.len(), "{file}: {got:#?}");
+        for r in rows {
+            let client = (
+                norm_ip(&r["client_ip"]),
+                r["client_port"].parse::<u16>().unwrap(),
+            );
+            let server = (
+                norm_ip(&r["server_ip"]),
+                r["server_port"].parse::<u16>().unwrap(),
+            );
+            let f = got
+                .iter()
+                .find(|f| {
+                    endpoint(&f["client"]) == client
+                        && endpoint(&f["server"]) == server
+                        && client_hop(f) == r["client_hop"]
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{file}:{}: no flow {client:?} via {}",
+                        r.line, r["client_hop"]
+                    )
+                });
+            let at = format!("{file}:{}", r.line);
+            assert_eq!(f["transport"], r["transport"].as_str(), "{at}");
+            assert_eq!(f["encryption"], r["encryption"].as_str(), "{at}");
+            if r["version"] != "-" {
+                assert_eq!(f["tls"]["version"], r["version"].as_str(), "{at}");
+            }
+            for want in r["expected_flags"].split(',').filter(|c| *c != "-") {
+                assert!(
+                    codes(f).contains(&want),
+                    "{at}: no {want} in {:?}",
+                    codes(f)
+                );
+            }
+            assert_eq!(
+                f["packets"]["client"],
+                r["packets_client"].parse::<u64>().unwrap(),
+                "{at}"
+            );
+            assert_eq!(
+                f["packets"]["server"],
+                r["packets_server"].parse::<u64>().unwrap(),
+                "{at}"
+            );
+            let kind = f["tunnel"][0]["type"].as_str().unwrap_or("-");
+            assert_eq!(kind, r["tunnel"], "{at}");
+            let n = notes(f);
+            assert!(!n.contains(&"one_sided"), "{at}: {n:?}");
+            assert_eq!(
+                n.contains(&"tunnel_asymmetric"),
+                r["tunnel"] != "-",
+                "{at}: {n:?}"
+            );
+        }
+    }
+}
+
+/// Both directions through one VNI stay one flow without the note, and a reply that
+/// acknowledges nothing the client sent does not join it: it is another connection.
+#[test]
+fn a_reply_through_another_tunnel_joins_only_what_it_acknowledges() {
+    let bare = fixture("tls/tls13.pcap");
+    let packets = read_ip_packets(&bare);
+    let vxlan = |vni: u32, ip: &[u8], fwd: bool| {
+        let mut v = vec![0x08, 0, 0, 0];
+        v.extend((vni << 8).to_be_bytes());
+        v.extend(ether(ip));
+        outer4(17, fwd, &udp(if fwd { 50001 } else { 50002 }, 4789, &v))
+    };
+    let client = endpoints(&packets[0].ip).0;
+    // One VNI both ways: the note is not made.
+    let same: Vec<_> = packets
+        .iter()
+        .map(|p| (p.ts, vxlan(100, &p.ip, endpoints(&p.ip).0 == client)))
+        .collect();
+    let doc = json_of(&raw_capture(&same).write("split-same-vni.pcap"));
+    let f = &flows(&doc)[0];
+    assert_eq!(flows(&doc).len(), 1);
+    assert!(!notes(f).contains(&"tunnel_asymmetric"), "{:?}", notes(f));
+    // The server's packets through VNI 101, their acknowledgement numbers moved far from
+    // what the client sent: another tenant's connection, never joined.
+    let moved: Vec<_> = packets
+        .iter()
+        .map(|p| {
+            let fwd = endpoints(&p.ip).0 == client;
+            let mut ip = p.ip.clone();
+            if !fwd {
+                let ack = u32::from_be_bytes(ip[28..32].try_into().unwrap());
+                ip[28..32].copy_from_slice(&ack.wrapping_add(1 << 30).to_be_bytes());
+            }
+            (p.ts, vxlan(if fwd { 100 } else { 101 }, &ip, fwd))
+        })
+        .collect();
+    let doc = json_of(&raw_capture(&moved).write("split-unrelated-reply.pcap"));
+    let got = flows(&doc);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    for f in &got {
+        assert!(notes(f).contains(&"one_sided"), "{:?}", notes(f));
+        assert!(!notes(f).contains(&"tunnel_asymmetric"), "{:?}", notes(f));
+    }
 }

@@ -5,18 +5,27 @@
 pub mod crypto;
 pub mod initial;
 pub mod packet;
+pub mod params;
 
 use super::tls::{Carrier, Hello, alert_name, hello_message};
 use crate::record::{Alert, Dir, FlowRecord, Note, PerDir, QuicInfo, hex};
 use crypto::{CryptoStream, Messages};
 use initial::{InitialKeys, Suite};
-use packet::{Bad, Frame, Kind, Long, long_header};
+use packet::{Bad, Frame, Kind, Long, MAX_CID_LEN, long_header, type_bits};
 
 /// Initial packets per direction that may fail to decrypt before that direction is given up.
 pub const MAX_DECRYPT_FAILURES: u32 = 8;
 /// Decryption buffer kept between datagrams; a larger one (a jumbo datagram) is
 /// released after use, so idle conversations hold little.
 pub const MAX_SCRATCH_KEPT: usize = 2048;
+/// Smallest UDP payload a client may carry an Initial packet in (RFC 9000 §14.1):
+/// a shorter datagram with an Initial is not a client's.
+pub const MIN_CLIENT_DATAGRAM: usize = 1200;
+/// Bytes looked at to tell zero padding after the last packet of a datagram from
+/// a short-header packet whose fixed bit is greased.
+const PADDING_PROBE: usize = 32;
+/// Shortest Destination Connection ID of a client's first Initial (RFC 9000 §7.2).
+pub const MIN_CLIENT_CID: usize = 8;
 
 #[derive(Debug, Default)]
 struct Side {
@@ -49,6 +58,13 @@ pub struct QuicAnalyzer {
     scratch: Vec<u8>,
     closed: bool,
     opaque: bool,
+    /// The client wrote in a version without known Initial keys, and the server
+    /// has not answered in it: a Version Negotiation, and the client's Initial
+    /// in a version both speak, may follow.
+    awaiting_negotiation: bool,
+    /// Whether the client's ClientHello advertised `grease_quic_bit` (RFC 9287);
+    /// `None` until it is read.
+    client_grease: Option<bool>,
 }
 
 /// The spelling of a QUIC version in the record: `1`, `2`, else hex.
@@ -81,11 +97,18 @@ pub enum Sender {
     Either,
 }
 
+/// The long-header type codes of a version, for [`long_header`].
+fn types(suite: Option<Suite>) -> Option<(u8, u8)> {
+    suite.map(|s| (s.initial_type, s.retry_type))
+}
+
 /// Whether `d` starts with a QUIC long-header packet, and who could have sent it.
 /// `port_hint` (a UDP port QUIC usually runs on) accepts any version and any
 /// packet type; elsewhere only what cannot be chance counts: a client Initial
-/// that opens with its own keys, or a version that only QUIC uses.
-pub fn sniff(d: &[u8], port_hint: bool) -> Option<Sender> {
+/// that opens with its own keys, or a version that only QUIC uses. A cleared
+/// fixed bit (RFC 9287 greasing) is accepted under the same conditions. `cut`:
+/// the capture's snap length cut the datagram short.
+pub fn sniff(d: &[u8], port_hint: bool, cut: bool) -> Option<Sender> {
     let first = *d.first()?;
     if first & 0x80 == 0 {
         return None;
@@ -95,14 +118,18 @@ pub fn sniff(d: &[u8], port_hint: bool) -> Option<Sender> {
         return None;
     }
     let suite = Suite::of(version);
-    let l = long_header(d, suite.map(|s| (s.initial_type, s.retry_type))).ok()?;
+    let l = match long_header(d, types(suite), true) {
+        Ok(l) => l,
+        Err(Bad::Truncated) if cut => return cut_sender(d, suite, port_hint),
+        Err(_) => return None,
+    };
     let sender = match (l.kind, suite) {
         (Kind::VersionNegotiation { .. } | Kind::Retry { .. }, _) => Sender::Server,
         (
             Kind::Protected {
                 type_bits,
                 pn_offset,
-                ..
+                token,
             },
             Some(s),
         ) if type_bits == s.initial_type => {
@@ -111,13 +138,49 @@ pub fn sniff(d: &[u8], port_hint: bool) -> Option<Sender> {
             let mut scratch = Vec::new();
             match packet::open(&keys.client, pkt, pn_offset, None, &mut scratch) {
                 Some(_) => return Some(Sender::Client),
-                None => Sender::Server,
+                None => initial_sender(token, d.len(), cut),
             }
         }
         (Kind::Opaque, _) if version != 0 => return Some(Sender::Either),
         _ => Sender::Either,
     };
     port_hint.then_some(sender)
+}
+
+/// Who sent an Initial that does not open with the client's keys. That alone does
+/// not make it the server's (a client Initial protected otherwise, or cut short,
+/// does not open either): a token marks a client, a datagram under 1200 bytes a
+/// server, and otherwise the ports decide.
+fn initial_sender(token: &[u8], datagram_len: usize, cut: bool) -> Sender {
+    if !token.is_empty() {
+        // A server's Initial carries an empty token (RFC 9000 §17.2.2).
+        Sender::Client
+    } else if datagram_len < MIN_CLIENT_DATAGRAM && !cut {
+        // A client pads every datagram that carries an Initial (RFC 9000 §14.1).
+        Sender::Server
+    } else {
+        Sender::Either
+    }
+}
+
+/// Who sent a long-header packet that the snap length cut before its end, so
+/// that it cannot be opened. Away from QUIC ports only an Initial of a known
+/// version whose Destination Connection ID is as long as a client's first one
+/// must be (8 to 20 bytes, RFC 9000 §7.2) counts. An Initial whose token is
+/// still there is a client's; anything else is left to the ports.
+fn cut_sender(d: &[u8], suite: Option<Suite>, port_hint: bool) -> Option<Sender> {
+    let (l, rest) = packet::invariant_header(d).ok()?;
+    let initial = suite.is_some_and(|s| type_bits(l.first) == s.initial_type);
+    let client_like = initial && (MIN_CLIENT_CID..=MAX_CID_LEN).contains(&l.dcid.len());
+    if !(port_hint || client_like) {
+        return None;
+    }
+    let token = packet::varint(rest).is_ok_and(|(n, _)| n > 0);
+    Some(if initial && token {
+        Sender::Client
+    } else {
+        Sender::Either
+    })
 }
 
 impl QuicAnalyzer {
@@ -138,13 +201,30 @@ impl QuicAnalyzer {
 
     /// One UDP datagram's payload from `dir`.
     pub fn on_datagram(&mut self, dir: Dir, d: &[u8], rec: &mut FlowRecord) {
+        self.on_datagram_cut(dir, d, false, rec);
+    }
+
+    /// One UDP datagram's payload from `dir`; `cut`: the capture's snap length cut
+    /// it short, so its last packet may end early (that is no malformation).
+    pub fn on_datagram_cut(&mut self, dir: Dir, d: &[u8], cut: bool, rec: &mut FlowRecord) {
         let mut rest = d;
         while let Some(&first) = rest.first() {
             if first & 0x80 == 0 {
-                // A short header runs to the end of the datagram.
+                if first & 0x40 == 0 && rest.iter().take(PADDING_PROBE).all(|&b| b == 0) {
+                    // Zeros after the last packet pad the datagram: not a packet
+                    // (a greased short header has a protected packet number and
+                    // ciphertext where these are zeros).
+                    return;
+                }
+                // A short header runs to the end of the datagram (its fixed bit
+                // may be greased too).
                 self.side.get_mut(dir).one_rtt = true;
                 if self.side.client.one_rtt && self.side.server.one_rtt {
                     rec.tls_mut().established = true;
+                }
+                if dir == Dir::Server && self.awaiting_negotiation {
+                    // The server speaks the client's unknown version: no negotiation.
+                    self.opaque = true;
                 }
                 return;
             }
@@ -156,8 +236,12 @@ impl QuicAnalyzer {
                 }
             };
             let suite = Suite::of(version);
-            let l = match long_header(rest, suite.map(|s| (s.initial_type, s.retry_type))) {
+            let l = match long_header(rest, types(suite), self.greased(dir)) {
                 Ok(l) => l,
+                Err(Bad::Truncated) if cut => {
+                    self.cut_packet(dir, rest, suite, rec);
+                    return;
+                }
                 Err(Bad::Truncated | Bad::Invalid) => {
                     rec.note(Note::QuicMalformed);
                     return;
@@ -190,6 +274,35 @@ impl QuicAnalyzer {
 
     fn info(rec: &mut FlowRecord) -> &mut QuicInfo {
         rec.quic.get_or_insert_with(QuicInfo::default)
+    }
+
+    /// Whether packets from `dir` may have their fixed bit cleared: their receiver
+    /// advertised `grease_quic_bit` (RFC 9287 §3). The server's transport
+    /// parameters travel encrypted, so the client's packets are always allowed it;
+    /// the server's are unless the client's ClientHello, once read, did not
+    /// advertise it.
+    fn greased(&self, dir: Dir) -> bool {
+        dir == Dir::Client || self.client_grease != Some(false)
+    }
+
+    /// A packet the capture's snap length cut short: its header still names the
+    /// version and the connection IDs, and a client Initial's Destination
+    /// Connection ID is what both sides' Initial keys derive from, so the
+    /// server's Initials can still be read.
+    fn cut_packet(&mut self, dir: Dir, pkt: &[u8], suite: Option<Suite>, rec: &mut FlowRecord) {
+        let Ok((l, _)) = packet::invariant_header(pkt) else {
+            return;
+        };
+        let info = Self::info(rec);
+        if info.version.is_empty() {
+            info.version = version_name(l.version);
+        }
+        let initial = suite.is_some_and(|s| type_bits(l.first) == s.initial_type);
+        if dir == Dir::Client && initial && self.key_cid.is_none() && l.dcid.len() <= MAX_CID_LEN {
+            self.key_cid = Some(l.dcid.to_vec());
+            info.dcid = hex(l.dcid);
+            info.scid = hex(l.scid);
+        }
     }
 
     fn packet(
@@ -233,27 +346,20 @@ impl QuicAnalyzer {
                 client.messages = Messages::default();
                 client.hello = false;
             }
-            (Kind::Opaque, _, _) => {
-                let info = Self::info(rec);
-                if info.version.is_empty() {
-                    info.version = version_name(l.version);
-                }
-                if dir == Dir::Client && info.dcid.is_empty() {
-                    info.dcid = hex(l.dcid);
-                    info.scid = hex(l.scid);
-                }
-                rec.note(Note::QuicUnknownVersion);
-                self.opaque = true;
-            }
+            (Kind::Opaque, _, _) => self.opaque_packet(dir, l, rec),
             (Kind::Protected { type_bits, .. }, _, Some(s)) if type_bits == s.initial_type => {
+                // The client started over in a known version after offering an
+                // unknown one: that handshake is the one to read.
+                let switched = dir == Dir::Client && std::mem::take(&mut self.awaiting_negotiation);
+                if switched {
+                    rec.notes.retain(|n| *n != Note::QuicUnknownVersion);
+                }
                 let info = Self::info(rec);
-                if dir == Dir::Client && self.key_cid.is_none() {
-                    self.key_cid = Some(l.dcid.to_vec());
-                    info.dcid = hex(l.dcid);
-                    info.scid = hex(l.scid);
+                if switched {
+                    info.dcid.clear();
                 }
                 // The version the server answers in is the one in use.
-                if info.version.is_empty() || dir == Dir::Server {
+                if info.version.is_empty() || dir == Dir::Server || switched {
                     info.version = version_name(l.version);
                 }
                 self.initial(dir, l, pkt, &s, rec);
@@ -269,6 +375,26 @@ impl QuicAnalyzer {
         }
     }
 
+    /// A packet of a version whose Initial keys are unknown.
+    fn opaque_packet(&mut self, dir: Dir, l: &Long<'_>, rec: &mut FlowRecord) {
+        let info = Self::info(rec);
+        if info.version.is_empty() {
+            info.version = version_name(l.version);
+        }
+        if dir == Dir::Client && info.dcid.is_empty() {
+            info.dcid = hex(l.dcid);
+            info.scid = hex(l.scid);
+        }
+        rec.note(Note::QuicUnknownVersion);
+        if dir == Dir::Client && self.key_cid.is_none() {
+            // The server may answer with Version Negotiation, and the client
+            // start over in a version both speak.
+            self.awaiting_negotiation = true;
+        } else {
+            self.opaque = true;
+        }
+    }
+
     fn initial(&mut self, dir: Dir, l: &Long<'_>, pkt: &[u8], suite: &Suite, rec: &mut FlowRecord) {
         let Kind::Protected { pn_offset, .. } = l.kind else {
             return;
@@ -277,33 +403,24 @@ impl QuicAnalyzer {
         if side.hello || side.decrypt_failures >= MAX_DECRYPT_FAILURES {
             return;
         }
-        let Some(cid) = self.key_cid.clone() else {
-            // A server Initial before any client Initial: its keys are unknowable.
+        let Some((pn, range)) = self.open_initial(dir, l, pkt, pn_offset, suite, rec) else {
             rec.note(Note::QuicDecryptFailed);
             self.side.get_mut(dir).decrypt_failures += 1;
             return;
         };
-        let mut opened = self.open(dir, l.version, &cid, suite, pkt, pn_offset);
-        if opened.is_none() && dir == Dir::Client && l.dcid != cid.as_slice() {
-            // The first Initial or a Retry was not captured: the packet's own
-            // connection ID may be the one its keys derive from.
-            opened = self.open(dir, l.version, l.dcid, suite, pkt, pn_offset);
-            if opened.is_some() {
-                self.key_cid = Some(l.dcid.to_vec());
-            }
-        }
-        let Some((pn, range)) = opened else {
-            rec.note(Note::QuicDecryptFailed);
-            self.side.get_mut(dir).decrypt_failures += 1;
-            return;
-        };
-        let QuicAnalyzer { side, scratch, .. } = self;
+        let QuicAnalyzer {
+            side,
+            scratch,
+            client_grease,
+            ..
+        } = self;
         let side = side.get_mut(dir);
         side.largest_pn = Some(side.largest_pn.map_or(pn, |p| p.max(pn)));
         let plain = scratch.get(range).unwrap_or_default();
         let mut closed = None;
         let mut capped = false;
         let mut hellos = Vec::new();
+        let mut grease = None;
         let Side {
             crypto, messages, ..
         } = side;
@@ -312,6 +429,9 @@ impl QuicAnalyzer {
                 capped |= crypto
                     .insert(offset, data, &mut |b| {
                         messages.feed(b, &mut |(t, body)| {
+                            if dir == Dir::Client && t == 1 {
+                                grease = Some(params::grease_quic_bit(body));
+                            }
                             hellos.push(hello_message(Carrier::Quic, dir, t, body, None, rec));
                         })
                     })
@@ -319,6 +439,9 @@ impl QuicAnalyzer {
             }
             Frame::Close { error, .. } => closed = Some(error),
         });
+        if grease.is_some() {
+            *client_grease = grease;
+        }
         if parsed.is_err() {
             rec.note(Note::QuicMalformed);
         }
@@ -348,6 +471,44 @@ impl QuicAnalyzer {
                 }
             }
         }
+    }
+
+    /// Opens an Initial packet with the keys of the connection ID they derive
+    /// from. Until a client Initial has opened, no connection ID is known: the
+    /// client's packet is tried with its own Destination Connection ID (which is
+    /// not the one after the server has answered), and that ID is kept once it
+    /// opens. A server Initial before that cannot be opened.
+    fn open_initial(
+        &mut self,
+        dir: Dir,
+        l: &Long<'_>,
+        pkt: &[u8],
+        pn_offset: usize,
+        suite: &Suite,
+        rec: &mut FlowRecord,
+    ) -> Option<(u64, std::ops::Range<usize>)> {
+        let cid = match (&self.key_cid, dir) {
+            (Some(cid), _) => cid.clone(),
+            (None, Dir::Client) => l.dcid.to_vec(),
+            (None, Dir::Server) => return None,
+        };
+        let mut opened = self.open(dir, l.version, &cid, suite, pkt, pn_offset);
+        let mut adopt = opened.is_some() && self.key_cid.is_none();
+        if opened.is_none() && dir == Dir::Client && l.dcid != cid.as_slice() {
+            // The first Initial or a Retry was not captured: the packet's own
+            // connection ID may be the one its keys derive from.
+            opened = self.open(dir, l.version, l.dcid, suite, pkt, pn_offset);
+            adopt = opened.is_some();
+        }
+        if adopt {
+            self.key_cid = Some(l.dcid.to_vec());
+            let info = Self::info(rec);
+            if info.dcid.is_empty() {
+                info.dcid = hex(l.dcid);
+                info.scid = hex(l.scid);
+            }
+        }
+        opened
     }
 
     fn open(
@@ -418,6 +579,14 @@ mod tests {
 
     /// A ClientHello offering TLS 1.3, SNI `quic.example`, ALPN h3, padded to ~600 bytes.
     fn client_hello() -> Vec<u8> {
+        client_hello_with(&[])
+    }
+
+    /// `grease_quic_bit` (0x2ab2, empty) as the only transport parameter.
+    const GREASE_PARAMS: &[u8] = &[0x00, 0x39, 0x00, 0x05, 0x80, 0x00, 0x2a, 0xb2, 0x00];
+
+    /// The same ClientHello with `extra` (whole extensions) before its padding.
+    fn client_hello_with(extra: &[u8]) -> Vec<u8> {
         let mut b = vec![0x03, 0x03];
         b.extend([1u8; 32]);
         b.push(0);
@@ -431,6 +600,7 @@ mod tests {
         ext.extend(sni);
         ext.extend([0x00, 0x10, 0x00, 0x05, 0x00, 0x03, 0x02, b'h', b'3']);
         ext.extend([0x00, 0x2b, 0x00, 0x03, 0x02, 0x03, 0x04]);
+        ext.extend(extra);
         ext.extend([0x00, 0x15, 0x02, 0x00]);
         ext.extend([0u8; 512]);
         b.extend((ext.len() as u16).to_be_bytes());
@@ -458,26 +628,55 @@ mod tests {
 
     /// A protected Initial packet of `version` from `dir` carrying `frames`.
     fn initial(version: u32, dir: Dir, key_cid: &[u8], pn: u64, frames: &[u8]) -> Vec<u8> {
-        let suite = Suite::of(version).unwrap();
-        let keys = InitialKeys::new(&suite, key_cid).unwrap();
-        let (dcid, scid, k) = match dir {
-            Dir::Client => (key_cid, SCID, &keys.client),
-            Dir::Server => (SCID, SERVER_CID, &keys.server),
+        let dcid = match dir {
+            Dir::Client => key_cid,
+            Dir::Server => SCID,
         };
-        let mut plain = frames.to_vec();
-        // Header protection samples 16 bytes 4 past the packet number.
-        plain.resize(plain.len().max(24), 0);
-        let mut h = vec![0xc0 | (suite.initial_type << 4) | 0x01];
-        h.extend(version.to_be_bytes());
-        h.push(dcid.len() as u8);
-        h.extend(dcid);
-        h.push(scid.len() as u8);
-        h.extend(scid);
-        h.push(0); // no token
+        let p = Initial {
+            dcid,
+            ..Initial::default()
+        };
+        p.build(version, dir, key_cid, pn, frames)
+    }
+
+    /// How an Initial is built beyond its keys: the Destination Connection ID in
+    /// its header, a token, a cleared (greased) fixed bit.
+    #[derive(Default)]
+    struct Initial<'a> {
+        dcid: &'a [u8],
+        token: &'a [u8],
+        greased: bool,
+    }
+
+    impl Initial<'_> {
+        fn build(&self, version: u32, dir: Dir, key_cid: &[u8], pn: u64, frames: &[u8]) -> Vec<u8> {
+            let suite = Suite::of(version).unwrap();
+            let keys = InitialKeys::new(&suite, key_cid).unwrap();
+            let (scid, k) = match dir {
+                Dir::Client => (SCID, &keys.client),
+                Dir::Server => (SERVER_CID, &keys.server),
+            };
+            let mut plain = frames.to_vec();
+            // Header protection samples 16 bytes 4 past the packet number.
+            plain.resize(plain.len().max(24), 0);
+            let fixed = if self.greased { 0 } else { 0x40 };
+            let mut h = vec![0x80 | fixed | (suite.initial_type << 4) | 0x01];
+            h.extend(version.to_be_bytes());
+            h.push(self.dcid.len() as u8);
+            h.extend(self.dcid);
+            h.push(scid.len() as u8);
+            h.extend(scid);
+            h.push(self.token.len() as u8);
+            h.extend(self.token);
+            finish_packet(h, k, pn, &plain)
+        }
+    }
+
+    fn finish_packet(mut h: Vec<u8>, k: &initial::Keys, pn: u64, plain: &[u8]) -> Vec<u8> {
         let len = 2 + plain.len() + 16;
         h.extend([0x40 | (len >> 8) as u8, len as u8]);
         h.extend([(pn >> 8) as u8, pn as u8]);
-        k.protect(pn, &h, 2, &plain)
+        k.protect(pn, &h, 2, plain)
     }
 
     fn run(datagrams: &[(Dir, Vec<u8>)]) -> FlowRecord {
@@ -676,18 +875,183 @@ mod tests {
     #[test]
     fn sniffing_names_the_sender() {
         let ch = initial(V1, Dir::Client, DCID, 0, &crypto_frame(0, &client_hello()));
-        assert_eq!(sniff(&ch, false), Some(Sender::Client));
+        assert_eq!(sniff(&ch, false, false), Some(Sender::Client));
         let (_, sh) = server_flight(V1, DCID);
-        assert_eq!(sniff(&sh, false), None);
-        assert_eq!(sniff(&[0x40, 1, 2, 3], true), None);
+        assert_eq!(sniff(&sh, false, false), None);
+        assert_eq!(sniff(&[0x40, 1, 2, 3], true, false), None);
         // A server Initial is recognisable as such only on a QUIC port.
-        assert_eq!(sniff(&sh, true), Some(Sender::Server));
+        assert_eq!(sniff(&sh, true, false), Some(Sender::Server));
         // An unknown version is QUIC only on a QUIC port.
         let odd = [0xc0, 0x12, 0x34, 0x56, 0x78, 0, 0, 1, 2];
-        assert_eq!(sniff(&odd, false), None);
-        assert_eq!(sniff(&odd, true), Some(Sender::Either));
+        assert_eq!(sniff(&odd, false, false), None);
+        assert_eq!(sniff(&odd, true, false), Some(Sender::Either));
         // Google QUIC is QUIC anywhere.
         let gquic = [0xc0, 0x51, 0x30, 0x35, 0x30, 0, 0, 1, 2];
-        assert_eq!(sniff(&gquic, false), Some(Sender::Either));
+        assert_eq!(sniff(&gquic, false, false), Some(Sender::Either));
+    }
+
+    #[test]
+    fn greased_fixed_bits_are_read_once_advertised() {
+        let hello = crypto_frame(0, &client_hello_with(GREASE_PARAMS));
+        // The client may clear the bit too (it may remember the server's parameters).
+        let greased = Initial {
+            dcid: DCID,
+            greased: true,
+            ..Initial::default()
+        };
+        let ch = greased.build(V1, Dir::Client, DCID, 0, &hello);
+        let sh = Initial {
+            dcid: SCID,
+            greased: true,
+            ..Initial::default()
+        };
+        let mut flight = sh.build(V1, Dir::Server, DCID, 0, &crypto_frame(0, &server_hello()));
+        flight.extend([0x01; 30]); // a greased short header coalesced after it
+        let r = run(&[
+            (Dir::Client, ch),
+            (Dir::Server, flight.clone()),
+            (Dir::Client, vec![0x3f; 40]),
+        ]);
+        let tls = r.tls.clone().unwrap();
+        assert_eq!(tls.version, Some(Version::TLS13));
+        assert!(tls.established);
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+        // Without the parameter in the ClientHello, the server may not clear it.
+        let plain = initial(V1, Dir::Client, DCID, 0, &crypto_frame(0, &client_hello()));
+        let r = run(&[(Dir::Client, plain), (Dir::Server, flight)]);
+        assert!(r.has_note(Note::QuicMalformed));
+        assert_eq!(r.tls.unwrap().version, None);
+    }
+
+    #[test]
+    fn zero_padding_after_the_packets_is_not_a_short_header() {
+        let mut ch = initial(V1, Dir::Client, DCID, 0, &crypto_frame(0, &client_hello()));
+        ch.resize(MIN_CLIENT_DATAGRAM, 0);
+        let mut flight = server_flight(V1, DCID).1;
+        flight.truncate(flight.len() - 31); // the server's Initial alone
+        flight.resize(MIN_CLIENT_DATAGRAM, 0);
+        let r = run(&[(Dir::Client, ch), (Dir::Server, flight)]);
+        let tls = r.tls.unwrap();
+        assert_eq!(tls.version, Some(Version::TLS13));
+        assert!(!tls.established, "padding taken for 1-RTT packets");
+    }
+
+    #[test]
+    fn after_version_negotiation_the_new_initial_is_followed() {
+        // The client's first Initial is in 0x1a2a3a4a (reserved to force negotiation).
+        let mut odd = vec![0xc0, 0x1a, 0x2a, 0x3a, 0x4a, 8];
+        odd.extend(DCID);
+        odd.push(SCID.len() as u8);
+        odd.extend(SCID);
+        odd.extend([7; 1200]);
+        let mut vn = vec![0x80, 0, 0, 0, 0, SCID.len() as u8];
+        vn.extend(SCID);
+        vn.push(8);
+        vn.extend(DCID);
+        vn.extend([0, 0, 0, 1]);
+        let new_cid = [0x11; 8];
+        let ch = initial(
+            V1,
+            Dir::Client,
+            &new_cid,
+            0,
+            &crypto_frame(0, &client_hello()),
+        );
+        let mut q = QuicAnalyzer::new();
+        let mut r = rec();
+        q.on_datagram(Dir::Client, &odd, &mut r);
+        q.on_datagram(Dir::Server, &vn, &mut r);
+        assert!(!q.is_done(), "stopped at the unknown version");
+        for (dir, d) in [
+            (Dir::Client, ch),
+            server_flight(V1, &new_cid),
+            (Dir::Client, vec![0x41; 40]),
+        ] {
+            q.on_datagram(dir, &d, &mut r);
+        }
+        q.finish(&mut r);
+        let quic = r.quic.clone().unwrap();
+        assert_eq!(quic.version, "1");
+        assert_eq!(quic.dcid, hex(&new_cid));
+        assert_eq!(quic.offered_versions, vec!["1"]);
+        assert_eq!(r.tls.unwrap().version, Some(Version::TLS13));
+        assert_eq!(r.notes, vec![Note::QuicVersionNegotiation]);
+        // A server that answers in the client's version: nothing to negotiate.
+        let mut q = QuicAnalyzer::new();
+        let mut r = rec();
+        q.on_datagram(Dir::Client, &odd, &mut r);
+        q.on_datagram(Dir::Server, &odd, &mut r);
+        assert!(q.is_done());
+        let mut q = QuicAnalyzer::new();
+        q.on_datagram(Dir::Client, &odd, &mut r);
+        q.on_datagram(Dir::Server, &[0x41; 30], &mut r);
+        assert!(q.is_done());
+    }
+
+    #[test]
+    fn a_client_initial_cut_by_the_snap_length_still_gives_the_keys() {
+        let ch = initial(V1, Dir::Client, DCID, 0, &crypto_frame(0, &client_hello()));
+        let cut = &ch[..120];
+        let mut q = QuicAnalyzer::new();
+        let mut r = rec();
+        q.on_datagram_cut(Dir::Client, cut, true, &mut r);
+        q.on_datagram(Dir::Server, &server_flight(V1, DCID).1, &mut r);
+        q.finish(&mut r);
+        let tls = r.tls.clone().unwrap();
+        assert_eq!(tls.version, Some(Version::TLS13));
+        assert!(tls.client_hello.is_none());
+        assert_eq!(r.quic.unwrap().dcid, "8394c8f03e515708");
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+        // The same bytes not cut by the capture are malformed.
+        assert!(run(&[(Dir::Client, cut.to_vec())]).has_note(Note::QuicMalformed));
+        // Cut inside the connection IDs: nothing to learn, nothing breaks.
+        let mut q = QuicAnalyzer::new();
+        let mut r = rec();
+        q.on_datagram_cut(Dir::Client, &ch[..9], true, &mut r);
+        q.on_datagram(Dir::Server, &server_flight(V1, DCID).1, &mut r);
+        assert!(r.has_note(Note::QuicDecryptFailed));
+    }
+
+    #[test]
+    fn an_initial_that_does_not_open_is_not_thereby_the_servers() {
+        // The client's Initial after the server answered: its DCID is the server's
+        // connection ID, its keys still the first ones; padded to 1200 bytes.
+        let later = Initial {
+            dcid: SERVER_CID,
+            ..Initial::default()
+        };
+        let mut d = later.build(V1, Dir::Client, DCID, 1, &[0x02, 0, 0, 0, 0]);
+        d.resize(MIN_CLIENT_DATAGRAM, 0);
+        assert_eq!(sniff(&d, true, false), Some(Sender::Either));
+        assert_eq!(sniff(&d, false, false), None);
+        // A token marks a client.
+        let token = Initial {
+            dcid: SERVER_CID,
+            token: b"tok",
+            ..Initial::default()
+        };
+        let d = token.build(V1, Dir::Client, DCID, 1, &[0x02, 0, 0, 0, 0]);
+        assert_eq!(sniff(&d, true, false), Some(Sender::Client));
+        // A greased client Initial opens, and is the client's anywhere.
+        let greased = Initial {
+            dcid: DCID,
+            greased: true,
+            ..Initial::default()
+        };
+        let d = greased.build(V1, Dir::Client, DCID, 0, &crypto_frame(0, &client_hello()));
+        assert_eq!(sniff(&d, false, false), Some(Sender::Client));
+        // Cut by the snap length: QUIC when its DCID is a client's first one.
+        let ch = initial(V1, Dir::Client, DCID, 0, &crypto_frame(0, &client_hello()));
+        assert_eq!(sniff(&ch[..120], false, true), Some(Sender::Either));
+        assert_eq!(sniff(&ch[..120], false, false), None);
+        let short_cid = initial(
+            V1,
+            Dir::Client,
+            &DCID[..4],
+            0,
+            &crypto_frame(0, &client_hello()),
+        );
+        assert_eq!(sniff(&short_cid[..120], false, true), None);
+        assert_eq!(sniff(&short_cid[..120], true, true), Some(Sender::Either));
     }
 }

@@ -79,7 +79,9 @@ pub fn type_bits(first: u8) -> u8 {
 /// Parses the long-header packet at the start of `d`. `initial_type` and
 /// `retry_type` are the version's type codes (from its [`super::initial::Suite`]);
 /// `None` for versions whose layout after the connection IDs is unknown.
-pub fn long_header(d: &[u8], types: Option<(u8, u8)>) -> Result<Long<'_>, Bad> {
+/// `greased`: the fixed bit may be 0 (RFC 9287: the receiver advertised
+/// `grease_quic_bit`); otherwise a cleared fixed bit is invalid in v1 and v2.
+pub fn long_header(d: &[u8], types: Option<(u8, u8)>, greased: bool) -> Result<Long<'_>, Bad> {
     let (mut long, rest) = invariant_header(d)?;
     let known = types.is_some();
     if known && (long.dcid.len() > MAX_CID_LEN || long.scid.len() > MAX_CID_LEN) {
@@ -95,15 +97,20 @@ pub fn long_header(d: &[u8], types: Option<(u8, u8)>) -> Result<Long<'_>, Bad> {
     let Some((initial_type, retry_type)) = types else {
         return Ok(long);
     };
+    if !greased && long.first & 0x40 == 0 {
+        // The fixed bit must be set in v1 and v2 unless greasing was advertised.
+        return Err(Bad::Invalid);
+    }
     (long.kind, long.len) = versioned_kind(d, long.first, rest, initial_type, retry_type)?;
     Ok(long)
 }
 
 /// The version-independent part of a long header (RFC 8999 §5.1): first byte,
 /// version and connection IDs, as an [`Kind::Opaque`] packet taking the whole
-/// datagram, and the bytes after the connection IDs.
+/// datagram, and the bytes after the connection IDs. What a packet cut short
+/// by the capture's snap length still shows.
 #[inline]
-fn invariant_header(d: &[u8]) -> Result<(Long<'_>, &[u8]), Bad> {
+pub fn invariant_header(d: &[u8]) -> Result<(Long<'_>, &[u8]), Bad> {
     let (&first, rest) = d.split_first().ok_or(Bad::Truncated)?;
     if first & 0x80 == 0 {
         return Err(Bad::Invalid);
@@ -135,10 +142,6 @@ fn versioned_kind<'a>(
     initial_type: u8,
     retry_type: u8,
 ) -> Result<(Kind<'a>, usize), Bad> {
-    if first & 0x40 == 0 {
-        // The fixed bit must be set in v1 and v2.
-        return Err(Bad::Invalid);
-    }
     let t = type_bits(first);
     if t == retry_type {
         let token_len = rest.len().checked_sub(TAG_LEN).ok_or(Bad::Truncated)?;
@@ -312,7 +315,7 @@ mod tests {
     fn rfc9001_a3_server_initial_decrypts() {
         let pkt = hex(SERVER_INITIAL);
         let suite = Suite::of(V1).unwrap();
-        let l = long_header(&pkt, Some((suite.initial_type, suite.retry_type))).unwrap();
+        let l = long_header(&pkt, Some((suite.initial_type, suite.retry_type)), false).unwrap();
         assert_eq!(l.version, V1);
         assert!(l.dcid.is_empty());
         assert_eq!(l.scid, &hex("f067a5502a4262b5")[..]);
@@ -353,24 +356,24 @@ mod tests {
         let types = Some((0, 3));
         for cut in 0..pkt.len() {
             assert_eq!(
-                long_header(&pkt[..cut], types),
+                long_header(&pkt[..cut], types, false),
                 Err(Bad::Truncated),
                 "cut at {cut}"
             );
         }
         // A short header is not a long header.
-        assert_eq!(long_header(&[0x40, 1, 2], types), Err(Bad::Invalid));
+        assert_eq!(long_header(&[0x40, 1, 2], types, false), Err(Bad::Invalid));
         // Connection IDs longer than 20 bytes are invalid in v1.
         let mut long_cid = vec![0xc0, 0, 0, 0, 1, 21];
         long_cid.extend([0; 40]);
-        assert_eq!(long_header(&long_cid, types), Err(Bad::Invalid));
+        assert_eq!(long_header(&long_cid, types, false), Err(Bad::Invalid));
     }
 
     #[test]
     fn version_negotiation_and_retry() {
         let mut vn = vec![0x80, 0, 0, 0, 0, 1, 0xaa, 1, 0xbb];
         vn.extend([0, 0, 0, 1, 0x6b, 0x33, 0x43, 0xcf]);
-        let l = long_header(&vn, None).unwrap();
+        let l = long_header(&vn, None, false).unwrap();
         assert_eq!(l.version, 0);
         assert_eq!(
             l.kind,
@@ -379,16 +382,16 @@ mod tests {
             }
         );
         vn.push(0);
-        assert_eq!(long_header(&vn, None), Err(Bad::Invalid));
+        assert_eq!(long_header(&vn, None, false), Err(Bad::Invalid));
         let mut retry = vec![0xf0, 0, 0, 0, 1, 0, 2, 0xcc, 0xdd];
         retry.extend(b"token");
         retry.extend([7; 16]);
-        let l = long_header(&retry, Some((0, 3))).unwrap();
+        let l = long_header(&retry, Some((0, 3)), false).unwrap();
         assert_eq!(l.scid, &[0xcc, 0xdd][..]);
         assert_eq!(l.kind, Kind::Retry { token: b"token" });
         // An unknown version is kept, its body opaque.
         let odd = [0xc0, 0x51, 0x30, 0x35, 0x30, 0, 0, 9, 9];
-        let l = long_header(&odd, None).unwrap();
+        let l = long_header(&odd, None, false).unwrap();
         assert_eq!((l.version, l.kind), (0x5130_3530, Kind::Opaque));
     }
 

@@ -131,6 +131,7 @@ pub fn with_at(step: Step, at: usize) -> Step {
         Step::Accepted { .. } => Step::Accepted { at },
         Step::Refused { .. } => Step::Refused { at },
         Step::Upgrade { .. } => Step::Upgrade { at },
+        Step::Tunnel { .. } => Step::Tunnel { at },
         Step::Continue | Step::Stop => step,
     }
 }

@@ -28,9 +28,23 @@ fn client_command(l: &[u8]) -> bool {
     .any(|c| starts_with_ci(l, c))
 }
 
+/// A capture that began after the greeting: on an FTP port, the client's first
+/// line is a login or opening command (`PASS` too: a capture may begin between
+/// `USER` and `PASS`), and the server has said nothing or answered with a reply
+/// code.
+fn after_greeting(client: &[u8], server: &[u8], port: u16) -> bool {
+    let reply = |l: &[u8]| l.get(..3).is_some_and(|c| c.iter().all(u8::is_ascii_digit));
+    FTP_PORTS.contains(&port)
+        && (server.is_empty() || first_line(server).is_some_and(reply))
+        && first_line(client).is_some_and(|c| client_command(c) || starts_with_ci(c, b"PASS "))
+}
+
 /// Does this flow speak FTP? The server greets with `220` (like SMTP): the port,
 /// the banner or the client's first command decides.
 pub fn detect(client: &[u8], server: &[u8], port: u16) -> Verdict {
+    if after_greeting(client, server, port) {
+        return Verdict::Yes { swap: false };
+    }
     match first_line(server) {
         Some(l) if l.starts_with(b"220") || l.starts_with(b"120") => {
             if contains_ci(l, b"SMTP") || contains_ci(l, b"LMTP") {
@@ -177,6 +191,15 @@ mod tests {
     };
     use crate::record::Dir;
     use crate::record::Encryption;
+
+    #[test]
+    fn a_login_without_its_greeting_is_ftp_on_ftp_ports() {
+        let yes = Verdict::Yes { swap: false };
+        assert_eq!(detect(b"USER dave\r\n", b"", 21), yes);
+        assert_eq!(detect(b"PASS x\r\n", b"230 Login ok.\r\n", 21), yes);
+        assert_ne!(detect(b"USER dave\r\n", b"", 110), yes);
+        assert_ne!(detect(b"PASS x\r\n", b"", 6667), yes);
+    }
 
     fn accepted() -> Vec<(Dir, Vec<u8>)> {
         vec![

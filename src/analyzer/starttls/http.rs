@@ -1,7 +1,8 @@
 //! HTTP tunnels and upgrades: `CONNECT host:port` (RFC 9110 9.3.6) answered
-//! 2xx, after which the tunnel carries TLS (or, say, SMTP: then the flow stays
-//! plaintext), and RFC 2817's `Upgrade: TLS/1.0` answered `101`. Plain HTTP that
-//! never speaks of an upgrade is not claimed here.
+//! 2xx, after which the tunnel carries TLS (followed as an upgrade) or anything
+//! else, say SMTP (handed over as a connection of its own: [`Step::Tunnel`]), and
+//! RFC 2817's `Upgrade: TLS/1.0` answered `101`. Plain HTTP that never speaks of
+//! an upgrade is not claimed here.
 
 use super::lines::{Lines, MAX_PENDING, base64, contains_ci, starts_with_ci, trim, words};
 use super::protocol::{Cx, EVIDENCE, Protocol, Step, Verdict};
@@ -120,6 +121,9 @@ struct State {
     upgrade_after_body: bool,
     /// The client sent TLS before the CONNECT was answered (the driver holds it).
     early_tls: bool,
+    /// The client sent other tunnel bytes before the CONNECT was answered (the
+    /// driver holds them).
+    early_plain: bool,
     /// Nothing more to follow.
     done: bool,
 }
@@ -159,15 +163,25 @@ impl Protocol for Http {
                         return Step::Requested { at: used };
                     }
                 }
-                Phase::Tunnel => return tunnel(st, rest, used),
-                Phase::Start if awaiting_connect => {
-                    // The client did not wait for the answer: its tunnel bytes came early.
-                    let step = tunnel(st, rest, used);
-                    if let Step::Upgrade { at } = step {
-                        st.early_tls = true;
-                        return Step::Requested { at };
-                    }
+                Phase::Tunnel => {
+                    let step = tunnel(rest, used);
+                    st.done = step != Step::Continue;
                     return step;
+                }
+                Phase::Start if awaiting_connect => {
+                    // The client did not wait for the answer: its tunnel bytes came
+                    // early, and are held until the proxy answers.
+                    return match tunnel(rest, used) {
+                        Step::Upgrade { at } => {
+                            st.early_tls = true;
+                            Step::Requested { at }
+                        }
+                        Step::Tunnel { at } => {
+                            st.early_plain = true;
+                            Step::Requested { at }
+                        }
+                        step => step,
+                    };
                 }
                 Phase::Start | Phase::Headers => {
                     let Some((l, n)) = self.lines.get_mut(dir).next(rest) else {
@@ -184,6 +198,7 @@ impl Protocol for Http {
                         Step::Accepted { .. } => return Step::Accepted { at: used },
                         Step::Refused { .. } => return Step::Refused { at: used },
                         Step::Upgrade { .. } => return Step::Upgrade { at: used },
+                        Step::Tunnel { .. } => return Step::Tunnel { at: used },
                     }
                 }
             }
@@ -193,8 +208,9 @@ impl Protocol for Http {
 }
 
 /// The first bytes through an open tunnel (blank lines left over from the
-/// headers skipped): TLS hands over here, anything else is a plaintext tunnel.
-fn tunnel(st: &mut State, rest: &[u8], used: usize) -> Step {
+/// headers skipped): TLS hands over here as an upgrade, anything else as a new
+/// connection.
+fn tunnel(rest: &[u8], used: usize) -> Step {
     let skip = rest
         .iter()
         .take_while(|&&b| b == b'\r' || b == b'\n')
@@ -202,10 +218,7 @@ fn tunnel(st: &mut State, rest: &[u8], used: usize) -> Step {
     match rest.get(skip) {
         None => Step::Continue,
         Some(&b) if tls_first_byte(b) => Step::Upgrade { at: used + skip },
-        Some(_) => {
-            st.done = true;
-            Step::Stop
-        }
+        Some(_) => Step::Tunnel { at: used + skip },
     }
 }
 
@@ -314,6 +327,7 @@ fn end_of_request(st: &mut State, cx: &mut Cx<'_>) -> Step {
     if method == b"CONNECT" {
         cx.app("http-connect");
         cx.command(&msg.start);
+        cx.proxy("http-connect", words(&msg.start).nth(1).unwrap_or_default());
         push(&mut st.pending, Req::Connect);
         msg.phase = Phase::Start;
         return Step::Continue;
@@ -371,16 +385,21 @@ fn end_of_response(st: &mut State, cx: &mut Cx<'_>) -> Step {
         Some(Req::Connect) => {
             cx.reply(&msg.start);
             if success {
+                cx.proxy_established();
                 msg.phase = Phase::Tunnel;
                 if st.early_tls {
                     return Step::Accepted { at: 0 };
+                }
+                if st.early_plain {
+                    st.done = true;
+                    return Step::Tunnel { at: 0 };
                 }
                 st.msg.client.phase = Phase::Tunnel;
                 return Step::Continue;
             }
             // Refused (407 and a retry may follow on the same connection).
             match body(msg, false) {
-                Some(p) if !st.early_tls => msg.phase = p,
+                Some(p) if !st.early_tls && !st.early_plain => msg.phase = p,
                 _ => st.done = true,
             }
             Step::Refused { at: 0 }

@@ -65,9 +65,20 @@ pub fn detect(client: &[u8], server: &[u8], port: u16) -> Verdict {
             None => Verdict::No,
         };
     };
-    let (cmd, _) = command(l);
+    let (cmd, params) = command(l);
     let cmd = cmd.to_ascii_uppercase();
     match cmd.as_slice() {
+        // IRC's USER takes four parameters (RFC 2812 §3.1.3, RFC 1459 §4.1.3);
+        // FTP's and POP3's take one.
+        b"USER"
+            if params
+                .split(|&b| b == b' ')
+                .filter(|w| !w.is_empty())
+                .count()
+                < 4 =>
+        {
+            Verdict::No
+        }
         b"NICK" | b"USER" | b"CAP" | b"PASS" => Verdict::Yes { swap: false },
         b"STARTTLS" if !server.is_empty() || IRC_PORTS.contains(&port) => {
             Verdict::Yes { swap: false }
@@ -170,6 +181,16 @@ mod tests {
     };
     use crate::record::Dir;
     use crate::record::Encryption;
+
+    #[test]
+    fn a_one_word_user_is_not_irc() {
+        // FTP's and POP3's USER name one user; IRC's has four parameters.
+        assert_eq!(detect(b"USER dave\r\n", b"", 21), Verdict::No);
+        assert_eq!(
+            detect(b"USER guest 0 * :Ronnie Reagan\r\n", b"", 6667),
+            Verdict::Yes { swap: false }
+        );
+    }
 
     fn accepted() -> Vec<(Dir, Vec<u8>)> {
         vec![

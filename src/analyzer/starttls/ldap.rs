@@ -118,13 +118,38 @@ pub fn message(b: &[u8]) -> Option<Message<'_>> {
     })
 }
 
-/// A protocolOp tag of a request a client opens with.
+/// A protocolOp tag of a request (RFC 4511 §4.2 to §4.12): bind, search,
+/// modify, add, modDN, compare, extended; unbind, del and abandon are primitive.
 fn request_op(tag: u8) -> bool {
-    (0x60..=0x7f).contains(&tag) || matches!(tag, UNBIND_REQUEST | DEL_REQUEST | ABANDON_REQUEST)
+    matches!(
+        tag,
+        BIND_REQUEST
+            | 0x63
+            | 0x66
+            | 0x68
+            | 0x6c
+            | 0x6e
+            | EXTENDED_REQUEST
+            | UNBIND_REQUEST
+            | DEL_REQUEST
+            | ABANDON_REQUEST
+    )
+}
+
+/// A protocolOp tag of a response (RFC 4511 §4.2 to §4.13): bind, searchResEntry,
+/// searchResDone, modify, add, del, modDN, compare, searchResRef, extended,
+/// intermediate. Only a server sends one.
+fn response_op(tag: u8) -> bool {
+    matches!(
+        tag,
+        0x61 | 0x64 | 0x65 | 0x67 | 0x69 | 0x6b | 0x6d | 0x6f | 0x73 | EXTENDED_RESPONSE | 0x79
+    )
 }
 
 /// Does this flow speak LDAP? The client opens with an LDAPMessage: a SEQUENCE,
-/// an INTEGER messageID, then a request's application tag.
+/// an INTEGER messageID, then a request's application tag. The same message
+/// with a response's tag (a capture begun after the request) comes from the
+/// server: the roles are the other way round.
 pub fn detect(client: &[u8], _server: &[u8], _port: u16) -> Verdict {
     if client.first() != Some(&SEQUENCE) {
         return Verdict::No;
@@ -143,6 +168,7 @@ pub fn detect(client: &[u8], _server: &[u8], _port: u16) -> Verdict {
     match inner.get(id_total) {
         None => Verdict::Maybe,
         Some(&op) if request_op(op) => Verdict::Yes { swap: false },
+        Some(&op) if response_op(op) => Verdict::Yes { swap: true },
         Some(_) => Verdict::No,
     }
 }
@@ -315,6 +341,29 @@ mod tests {
         let mut c = el(INTEGER, &[id], false);
         c.extend(op);
         el(SEQUENCE, &c, long)
+    }
+
+    #[test]
+    fn a_response_is_the_servers_whatever_its_port() {
+        // LDAPResult: resultCode, matchedDN, diagnosticMessage.
+        let empty = el(OCTET_STRING, b"", false);
+        let result = [el(ENUMERATED, &[0], false), empty.clone(), empty].concat();
+        // bindResponse, searchResDone, delResponse, extendedResponse
+        for op in [0x61, 0x65, 0x6b, EXTENDED_RESPONSE] {
+            let m = msg(1, el(op, &result, false), false);
+            assert_eq!(detect(&m, b"", 389), Verdict::Yes { swap: true }, "{op:#x}");
+        }
+        // bindRequest, searchRequest, delRequest (primitive)
+        for op in [BIND_REQUEST, 0x63] {
+            let m = msg(1, el(op, b"\x02\x01\x03", false), false);
+            assert_eq!(
+                detect(&m, b"", 389),
+                Verdict::Yes { swap: false },
+                "{op:#x}"
+            );
+        }
+        let del = msg(2, el(DEL_REQUEST, b"cn=x", false), false);
+        assert_eq!(detect(&del, b"", 389), Verdict::Yes { swap: false });
     }
 
     fn start_tls(id: u8, long: bool) -> Vec<u8> {

@@ -97,6 +97,7 @@ impl<R: LineRules> Protocol for LineProtocol<R> {
                 Step::Accepted { .. } => return Step::Accepted { at: used },
                 Step::Refused { .. } => return Step::Refused { at: used },
                 Step::Upgrade { .. } => return Step::Upgrade { at: used },
+                Step::Tunnel { .. } => return Step::Tunnel { at: used },
             }
         }
         Step::Continue

@@ -38,7 +38,7 @@ pub use protocol::{Cx, DetectFn, EVIDENCE, MAX_AUTH, MakeFn, Protocol, Step, Ver
 
 use super::options::Options;
 use super::tls::{self, Start, TlsAnalyzer};
-use crate::record::{Dir, Encryption, FlowRecord, Note, PerDir, escape_wire};
+use crate::record::{Dir, Encryption, FlowRecord, Note, PerDir, StartTls, escape_wire};
 use protocol::make;
 
 /// Client bytes held after an upgrade request while waiting for the server's answer.
@@ -170,6 +170,17 @@ enum Side {
     Off,
 }
 
+/// A proxy tunnel that opened carrying something other than TLS
+/// ([`Step::Tunnel`]): its bytes are those of a new connection, for the caller to
+/// analyse; the driver follows them no further.
+#[derive(Debug, Default)]
+pub struct Tunnel {
+    /// Stream offset where the tunnel begins in each direction.
+    pub start: PerDir<u64>,
+    /// The tunnel bytes the driver was given, in the order they came.
+    pub first: Vec<(Dir, Vec<u8>)>,
+}
+
 /// Drives one protocol state machine and the TLS analyzer behind it.
 #[derive(Debug)]
 pub struct Driver {
@@ -183,6 +194,11 @@ pub struct Driver {
     opts: Options,
     stopped: bool,
     refused: bool,
+    /// A tunnel that opened, until the caller takes it.
+    tunnel: Option<Box<Tunnel>>,
+    /// Whether tunnels are handed over ([`Driver::take_tunnel`]) or, like any
+    /// plaintext, end what is followed.
+    follow_tunnels: bool,
 }
 
 impl Driver {
@@ -199,7 +215,20 @@ impl Driver {
             opts,
             stopped: false,
             refused: false,
+            tunnel: None,
+            follow_tunnels: true,
         }
+    }
+
+    /// Whether a proxy tunnel's contents are handed over to be analysed (the
+    /// default), or end what is followed (inside a tunnel already).
+    pub fn follow_tunnels(&mut self, yes: bool) {
+        self.follow_tunnels = yes;
+    }
+
+    /// The proxy tunnel that opened in plaintext, if one did since the last call.
+    pub fn take_tunnel(&mut self) -> Option<Box<Tunnel>> {
+        self.tunnel.take()
     }
 
     /// Heap bytes held (an estimate for the protocol machine: its line and message
@@ -210,10 +239,20 @@ impl Driver {
             Side::Gate { junk } => junk.capacity(),
             Side::Plain | Side::Tls | Side::Off => 0,
         };
-        MACHINE_BYTES + side(&self.side.client) + side(&self.side.server) + self.tls.heap_bytes()
+        let tunnel = self.tunnel.as_ref().map_or(0, |t| {
+            std::mem::size_of::<Tunnel>() + t.first.iter().map(|(_, b)| b.capacity()).sum::<usize>()
+        });
+        MACHINE_BYTES
+            + side(&self.side.client)
+            + side(&self.side.server)
+            + self.tls.heap_bytes()
+            + tunnel
     }
 
     pub fn is_done(&self) -> bool {
+        if self.tunnel.is_some() {
+            return false;
+        }
         let pending = |s: &Side| matches!(s, Side::Held(_) | Side::Gate { .. });
         let (c, s) = (&self.side.client, &self.side.server);
         if pending(c) || pending(s) {
@@ -268,14 +307,28 @@ impl Driver {
                             self.stopped = true;
                             data.len()
                         }
+                        // Inside a tunnel already: a tunnel ends what is followed.
+                        Step::Tunnel { .. } if !self.follow_tunnels => {
+                            self.stopped = true;
+                            data.len()
+                        }
                         Step::Requested { at }
                         | Step::Accepted { at }
                         | Step::Refused { at }
-                        | Step::Upgrade { at } => at.min(data.len()),
+                        | Step::Upgrade { at }
+                        | Step::Tunnel { at } => at.min(data.len()),
                     };
                     *self.pos.get_mut(dir) += at as u64;
                     data = data.get(at..).unwrap_or_default();
                     self.event(dir, step, rec);
+                    if let Some(t) = &mut self.tunnel {
+                        // The rest belongs to the connection inside the tunnel.
+                        if !data.is_empty() {
+                            t.first.push((dir, data.to_vec()));
+                        }
+                        *self.pos.get_mut(dir) += data.len() as u64;
+                        return;
+                    }
                 }
             }
         }
@@ -318,8 +371,29 @@ impl Driver {
                     self.on_data(other, &buf, rec);
                 }
             }
-            Step::Continue | Step::Stop => {}
+            Step::Tunnel { .. } if self.follow_tunnels => self.open_tunnel(dir),
+            Step::Continue | Step::Stop | Step::Tunnel { .. } => {}
         }
+    }
+
+    /// A tunnel opened at the current offset of `dir`: the other side's held
+    /// bytes (sent before the proxy answered) are its first, from the end of the
+    /// request on.
+    fn open_tunnel(&mut self, dir: Dir) {
+        let mut t = Box::<Tunnel>::default();
+        *t.start.get_mut(dir) = *self.pos.get(dir);
+        let other = dir.other();
+        *t.start.get_mut(other) = match std::mem::replace(self.side.get_mut(other), Side::Off) {
+            Side::Held(buf) => {
+                if !buf.is_empty() {
+                    t.first.push((other, buf));
+                }
+                self.request_end
+            }
+            _ => *self.pos.get(other),
+        };
+        *self.side.get_mut(dir) = Side::Off;
+        self.tunnel = Some(t);
     }
 
     /// The first bytes after a handoff: TLS, or plaintext that does not belong there.
@@ -396,7 +470,10 @@ impl Driver {
         }
     }
 
-    /// End of flow: the verdict.
+    /// End of flow: the verdict. A record closed before the connection was
+    /// ([`FlowRecord::incomplete`]) says how far the dialogue got: an accepted
+    /// upgrade is `starttls` until the packets show it failed, and a dialogue
+    /// that could still have upgraded is not yet `plaintext`.
     pub fn finish(&mut self, rec: &mut FlowRecord) {
         let st = rec.starttls.clone().unwrap_or_default();
         let tls_seen = rec
@@ -408,7 +485,7 @@ impl Driver {
             .as_ref()
             .is_some_and(|t| t.server_hello.is_some() && !t.fatal_alert());
         rec.encryption = if st.accepted {
-            if tls_ok {
+            if tls_ok || !self.upgrade_failed(rec, &st) {
                 Encryption::Starttls
             } else {
                 Encryption::StarttlsFailed
@@ -422,7 +499,7 @@ impl Driver {
             } else {
                 Encryption::Unknown
             }
-        } else if rec.bytes.client > 0 && rec.bytes.server > 0 {
+        } else if rec.bytes.client > 0 && rec.bytes.server > 0 && self.stays_plain(rec) {
             Encryption::Plaintext
         } else {
             Encryption::Unknown
@@ -436,6 +513,29 @@ impl Driver {
         {
             rec.tls = None;
         }
+    }
+
+    /// An accepted upgrade without a completed handshake failed: the connection
+    /// ended there, or the packets show the failure (a fatal alert, a plaintext
+    /// answer to the ClientHello, no TLS within the plaintext searched through).
+    fn upgrade_failed(&self, rec: &FlowRecord, st: &StartTls) -> bool {
+        // The gate gave up on a direction after searching its plaintext for TLS.
+        let gave_up =
+            |d: Dir, junk: &Option<String>| junk.is_some() && matches!(self.side.get(d), Side::Off);
+        !rec.incomplete
+            || rec.tls.as_ref().is_some_and(|t| t.fatal_alert())
+            || rec.has_note(Note::ServerPlaintext)
+            || gave_up(Dir::Client, &st.injection)
+            || gave_up(Dir::Server, &st.response_injection)
+    }
+
+    /// A dialogue that was not upgraded stays plaintext: the connection ended, or
+    /// it went past the point of upgrading (the protocol says so, or stopped
+    /// following it: a mail transaction, a login accepted). Credentials sent in
+    /// the clear are not such a point: a SOCKS or proxy login precedes the
+    /// tunnel's TLS.
+    fn stays_plain(&self, rec: &FlowRecord) -> bool {
+        !rec.incomplete || self.stopped || self.proto.past_upgrade()
     }
 }
 
@@ -540,6 +640,108 @@ pub(crate) mod tests {
                 "{found:?}"
             );
         }
+    }
+
+    /// Runs a transcript through a driver for a record closed before the
+    /// connection was (end of input, no FIN seen).
+    fn run_cut(proto: Proto, transcript: &[(Dir, Vec<u8>)]) -> FlowRecord {
+        let mut rec = new_rec();
+        rec.mark_incomplete();
+        let mut d = Driver::new(proto, Options::default());
+        for (dir, bytes) in transcript {
+            *rec.bytes.get_mut(*dir) += bytes.len() as u64;
+            d.on_data(*dir, bytes, &mut rec);
+        }
+        d.finish(&mut rec);
+        rec
+    }
+
+    fn smtp_until(n: usize) -> Vec<(Dir, Vec<u8>)> {
+        let t = [
+            (Dir::Server, b"220 mx ESMTP\r\n".to_vec()),
+            (Dir::Client, b"EHLO c\r\n".to_vec()),
+            (Dir::Server, b"250-mx\r\n250 STARTTLS\r\n".to_vec()),
+            (Dir::Client, b"STARTTLS\r\n".to_vec()),
+            (Dir::Server, b"220 go ahead\r\n".to_vec()),
+            (Dir::Client, client_hello()),
+        ];
+        t.into_iter().take(n).collect()
+    }
+
+    /// Cut short, an accepted upgrade is `starttls` (how far it got), the same
+    /// transcript ended by the connection is `starttls-failed`.
+    #[test]
+    fn an_accepted_upgrade_cut_short_is_starttls_not_failed() {
+        for n in [5, 6] {
+            let cut = run_cut(Proto::Smtp, &smtp_until(n));
+            assert_eq!(cut.encryption, Encryption::Starttls, "{n} messages");
+            assert_eq!(
+                run(Proto::Smtp, &smtp_until(n), None).encryption,
+                Encryption::StarttlsFailed
+            );
+        }
+        let cut = run_cut(Proto::Smtp, &smtp_until(6));
+        assert!(
+            cut.tls
+                .is_some_and(|t| t.client_hello.is_some() && !t.established)
+        );
+    }
+
+    /// Cut short, a fatal alert answering the ClientHello still fails the upgrade.
+    #[test]
+    fn a_fatal_alert_fails_an_upgrade_cut_short() {
+        let mut t = smtp_until(6);
+        t.push((Dir::Server, vec![0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]));
+        let cut = run_cut(Proto::Smtp, &t);
+        assert_eq!(cut.encryption, Encryption::StarttlsFailed);
+    }
+
+    /// Plaintext after the go-ahead and no TLS within the cap searched through:
+    /// the upgrade failed, cut short or not.
+    #[test]
+    fn no_tls_after_the_go_ahead_fails_an_upgrade_cut_short() {
+        let mut t = smtp_until(5);
+        t.push((Dir::Client, vec![b'x'; MAX_JUNK + 1]));
+        let cut = run_cut(Proto::Smtp, &t);
+        assert_eq!(cut.encryption, Encryption::StarttlsFailed);
+        assert!(cut.starttls.is_some_and(|s| s.injection.is_some()));
+    }
+
+    /// Cut before the client asked, the dialogue could still upgrade: `unknown`,
+    /// not `plaintext`; ended by the connection there, it is `plaintext`.
+    #[test]
+    fn a_dialogue_cut_before_the_upgrade_is_not_yet_plaintext() {
+        let cut = run_cut(Proto::Smtp, &smtp_until(3));
+        assert_eq!(cut.encryption, Encryption::Unknown);
+        assert!(cut.starttls.is_some_and(|s| s.offered));
+        assert_eq!(
+            run(Proto::Smtp, &smtp_until(3), None).encryption,
+            Encryption::Plaintext
+        );
+        // Past the point of upgrading (the mail transaction's DATA): plaintext.
+        let mut t = smtp_until(3);
+        t.push((
+            Dir::Client,
+            b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n".to_vec(),
+        ));
+        assert_eq!(run_cut(Proto::Smtp, &t).encryption, Encryption::Plaintext);
+    }
+
+    /// A PostgreSQL StartupMessage without an SSLRequest before it: no upgrade can
+    /// follow, so a cut after it is already plaintext.
+    #[test]
+    fn a_startup_message_in_the_clear_is_plaintext_even_cut_short() {
+        let mut startup = vec![0, 0, 0, 0, 0, 3, 0, 0];
+        startup.extend(b"user\0bob\0\0");
+        let len = startup.len() as u8;
+        startup[3] = len;
+        // AuthenticationCleartextPassword.
+        let ask = vec![b'R', 0, 0, 0, 8, 0, 0, 0, 3];
+        let t = [(Dir::Client, startup), (Dir::Server, ask)];
+        assert_eq!(
+            run_cut(Proto::Postgres, &t).encryption,
+            Encryption::Plaintext
+        );
     }
 
     /// Runs a transcript through a driver that reports user names (`--show-users`).

@@ -133,6 +133,11 @@ impl Protocol for Mysql {
         }
         Step::Continue
     }
+
+    /// The HandshakeResponse went in plaintext: no SSLRequest can follow it.
+    fn past_upgrade(&self) -> bool {
+        self.phase == Phase::Auth
+    }
 }
 
 impl Mysql {

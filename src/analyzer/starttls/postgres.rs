@@ -157,6 +157,11 @@ impl Protocol for Postgres {
     fn encryption(&self) -> Option<Encryption> {
         self.gssapi.then_some(Encryption::Gssapi)
     }
+
+    /// An SSLRequest may only open a connection: a StartupMessage ends the chance.
+    fn past_upgrade(&self) -> bool {
+        self.started
+    }
 }
 
 /// [`typed_frame`] with the header widened, so both framings share one `match`.
@@ -223,12 +228,15 @@ impl Postgres {
 
     fn client_msg(&mut self, t: u8, cx: &mut Cx<'_>) -> Step {
         if t == b'p' {
-            let mech = match self.auth.take() {
-                Some(AUTH_CLEARTEXT) => "PostgreSQL cleartext password",
-                Some(AUTH_MD5) => "PostgreSQL MD5 password",
-                _ => return Step::Continue,
-            };
-            cx.cleartext_auth(mech, self.user.as_deref());
+            match self.auth.take() {
+                Some(AUTH_CLEARTEXT) => {
+                    cx.cleartext_auth("PostgreSQL cleartext password", self.user.as_deref());
+                }
+                // md5(md5(password || user) || salt): a guess can be checked
+                // offline, the password is not on the wire.
+                Some(AUTH_MD5) => cx.hashed_auth("PostgreSQL MD5 password", self.user.as_deref()),
+                _ => {}
+            }
         }
         Step::Continue
     }
@@ -451,6 +459,7 @@ mod tests {
         let rec = crate::analyzer::starttls::tests::run(Proto::Postgres, &t, None);
         assert_eq!(rec.encryption, Encryption::Plaintext);
         assert_eq!(rec.cleartext_auth[0].mechanism, "PostgreSQL MD5 password");
+        assert!(rec.cleartext_auth[0].hashed);
         assert_eq!(rec.cleartext_auth[0].user, None);
         let rec = with_users(Proto::Postgres, &t);
         assert_eq!(rec.cleartext_auth[0].user.as_deref(), Some("alice"));

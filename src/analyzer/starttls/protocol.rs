@@ -5,7 +5,7 @@
 
 use crate::analyzer::options::Options;
 use crate::analyzer::tls::TlsAnalyzer;
-use crate::record::{CleartextAuth, Dir, Encryption, FlowRecord, escape_wire};
+use crate::record::{CleartextAuth, Dir, Encryption, FlowRecord, ProxyHop, escape_wire};
 
 /// Cleartext credentials recorded per flow.
 pub const MAX_AUTH: usize = 16;
@@ -46,6 +46,11 @@ pub enum Step {
     /// TLS starts after `at` in this direction and at the current offset in the
     /// other, with no answer awaited (MySQL's SSLRequest).
     Upgrade { at: usize },
+    /// A proxy tunnel opened and carries something other than TLS: after `at` in
+    /// this direction, and from the current offset in the other (or from the end
+    /// of the request, when the client's bytes are held), the bytes are those of
+    /// a new connection.
+    Tunnel { at: usize },
     /// Nothing more to learn from this dialogue (for example the mail transaction began without an upgrade).
     Stop,
 }
@@ -73,6 +78,14 @@ impl Cx<'_> {
     }
     /// Credentials in the clear: the mechanism, and the user only when asked for. Never the secret.
     pub fn cleartext_auth(&mut self, mechanism: &str, user: Option<&[u8]>) {
+        self.credentials(mechanism, user, false);
+    }
+    /// A password sent as a salted hash before TLS (PostgreSQL MD5): recorded
+    /// as `cleartext_auth` is, marked `hashed`.
+    pub fn hashed_auth(&mut self, mechanism: &str, user: Option<&[u8]>) {
+        self.credentials(mechanism, user, true);
+    }
+    fn credentials(&mut self, mechanism: &str, user: Option<&[u8]>, hashed: bool) {
         let user = if self.opts.show_users {
             user.map(|u| escape_wire(u, 64))
         } else {
@@ -81,9 +94,29 @@ impl Cx<'_> {
         let entry = CleartextAuth {
             mechanism: mechanism.to_string(),
             user,
+            hashed,
         };
         if !self.rec.cleartext_auth.contains(&entry) && self.rec.cleartext_auth.len() < MAX_AUTH {
             self.rec.cleartext_auth.push(entry);
+        }
+    }
+    /// The client asked a proxy (`kind`) to open a tunnel to `target` (`host:port`).
+    /// A request after a refusal replaces it; a hop that opened stays (a request
+    /// inside its tunnel is the next proxy's).
+    pub fn proxy(&mut self, kind: &'static str, target: &[u8]) {
+        if self.rec.proxy.as_ref().is_some_and(|p| p.established) {
+            return;
+        }
+        self.rec.proxy = Some(ProxyHop {
+            kind,
+            target: escape_wire(target, EVIDENCE),
+            established: false,
+        });
+    }
+    /// The proxy answered the request with success.
+    pub fn proxy_established(&mut self) {
+        if let Some(p) = &mut self.rec.proxy {
+            p.established = true;
         }
     }
     pub fn app(&mut self, name: &str) {
@@ -106,6 +139,12 @@ pub trait Protocol: std::fmt::Debug + Send {
     /// login-only TLS.
     fn encryption(&self) -> Option<Encryption> {
         None
+    }
+    /// The dialogue went past the point where an upgrade could come (a
+    /// PostgreSQL StartupMessage, a MySQL HandshakeResponse sent in plaintext):
+    /// a record closed before the connection was is `plaintext` already.
+    fn past_upgrade(&self) -> bool {
+        false
     }
 }
 

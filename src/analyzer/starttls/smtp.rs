@@ -56,8 +56,11 @@ pub struct State {
     /// Expecting the client's base64 user name after `AUTH LOGIN`.
     login_user_next: bool,
     upgraded: bool,
-    /// A 250 reply to EHLO/LHLO listed the server's extensions.
+    /// A 250 reply to EHLO/LHLO listed the server's extensions (had a line
+    /// after the greeting line: RFC 5321 §4.1.1.1).
     extensions_seen: bool,
+    /// Lines of the server's reply so far, before its last.
+    reply_lines: u32,
     /// STARTTLS (or X-ANONYMOUSTLS) was among them.
     offered: bool,
 }
@@ -143,8 +146,10 @@ fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
         }
     }
     if !last {
+        st.reply_lines = st.reply_lines.saturating_add(1);
         return Step::Continue;
     }
+    let multiline = std::mem::take(&mut st.reply_lines) > 0;
     // Final line of a reply: it answers the oldest pending command (the greeting has none).
     match st.pending.pop_front() {
         Some(Cmd::Starttls) => {
@@ -161,8 +166,10 @@ fn server_line(st: &mut State, l: &[u8], cx: &mut Cx<'_>) -> Step {
                 Step::Refused { at: 0 }
             }
         }
+        // A one-line reply lists no extension at all: STARTTLS was not offered,
+        // and nothing shows that a list was rewritten.
         Some(Cmd::Ehlo) if code == b"250" => {
-            st.extensions_seen = true;
+            st.extensions_seen |= multiline;
             Step::Continue
         }
         _ => Step::Continue,
@@ -289,6 +296,16 @@ mod tests {
         // Offered normally: no stripping.
         let rec = run_split_invariant(super::super::Proto::Smtp, &accepted());
         assert_eq!(rec.starttls.and_then(|s| s.stripped), None);
+    }
+
+    #[test]
+    fn an_ehlo_reply_without_extensions_is_no_stripping() {
+        let mut t = accepted();
+        t[2] = (Dir::Server, b"250 mx.example.com\r\n".to_vec());
+        let rec = run_split_invariant(super::super::Proto::Smtp, &t);
+        let st = rec.starttls.clone().unwrap_or_default();
+        assert!(!st.offered && st.accepted);
+        assert_eq!(st.stripped, None);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! `00 5a …`) and SOCKS5 (RFC 1928: greeting, method selection, RFC 1929
 //! username/password, `05 01 00 atyp addr port`, reply `05 00 …`). A success
 //! reply opens the tunnel: if its first bytes are TLS the flow is followed into
-//! TLS both ways (like MySQL, no answer is awaited); anything else is a
-//! plaintext tunnel, not an injection. A failure reply ends the dialogue: no
-//! TLS was ever asked for, so it is not an upgrade refusal.
+//! TLS both ways (like MySQL, no answer is awaited); anything else is handed
+//! over as a connection of its own ([`Step::Tunnel`]), not an injection. A
+//! failure reply ends the dialogue: no TLS was ever asked for, so it is not an
+//! upgrade refusal.
 
 use super::frame::{Framer, Next, Parse, be, with_at};
 use super::protocol::{Cx, Protocol, Step, Verdict};
@@ -311,6 +312,8 @@ pub struct Socks {
     v4: bool,
     /// The client's tunnel bytes came before the reply (the driver holds them).
     early: bool,
+    /// Those early bytes were not TLS.
+    early_plain: bool,
 }
 
 impl Protocol for Socks {
@@ -324,14 +327,17 @@ impl Protocol for Socks {
                 Dir::Server => self.server == Server::Tunnel,
             };
             if tunnel {
-                if !tls_first_byte(first) {
-                    return Step::Stop;
-                }
+                let tls = tls_first_byte(first);
                 if dir == Dir::Client && self.client == Client::Sent {
                     self.early = true;
+                    self.early_plain = !tls;
                     return Step::Requested { at: pos };
                 }
-                return Step::Upgrade { at: pos };
+                return if tls {
+                    Step::Upgrade { at: pos }
+                } else {
+                    Step::Tunnel { at: pos }
+                };
             }
             let frame = |b: &[u8]| match (dir, self.client, self.server) {
                 (Dir::Client, Client::Greeting, _) => match b.first() {
@@ -368,7 +374,11 @@ impl Socks {
         match m {
             Msg::Request4(t, v4a) => {
                 self.v4 = true;
-                self.request(&t, if v4a { "SOCKS4a" } else { "SOCKS4" }, cx)
+                let version = if v4a { "SOCKS4a" } else { "SOCKS4" };
+                if t.cmd == CONNECT {
+                    cx.proxy(if v4a { "socks4a" } else { "socks4" }, t.show().as_bytes());
+                }
+                self.request(&t, version, cx)
             }
             Msg::Greeting => {
                 self.client = Client::AuthOrRequest;
@@ -378,7 +388,12 @@ impl Socks {
                 cx.cleartext_auth("SOCKS5 username/password", Some(&user));
                 Step::Continue
             }
-            Msg::Request5(t) => self.request(&t, "SOCKS5", cx),
+            Msg::Request5(t) => {
+                if t.cmd == CONNECT {
+                    cx.proxy("socks5", t.show().as_bytes());
+                }
+                self.request(&t, "SOCKS5", cx)
+            }
             Msg::Method(m) => match m {
                 NO_AUTH => {
                     self.server = Server::Reply;
@@ -424,7 +439,11 @@ impl Socks {
 
     fn reply(&mut self, ok: bool, reply: &str, cx: &mut Cx<'_>) -> Step {
         cx.reply(reply.as_bytes());
+        if ok {
+            cx.proxy_established();
+        }
         match (ok, self.early) {
+            (true, true) if self.early_plain => Step::Tunnel { at: 0 },
             (true, true) => Step::Accepted { at: 0 },
             (true, false) => {
                 self.server = Server::Tunnel;

@@ -152,7 +152,8 @@ impl Protocol for Tds {
             Step::Requested { at }
             | Step::Accepted { at }
             | Step::Refused { at }
-            | Step::Upgrade { at } => at,
+            | Step::Upgrade { at }
+            | Step::Tunnel { at } => at,
             Step::Continue | Step::Stop => data.len(),
         };
         *self.seen.get_mut(dir) += used as u64;

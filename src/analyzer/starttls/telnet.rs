@@ -137,6 +137,7 @@ impl Protocol for Telnet {
                 Step::Accepted { .. } => return Step::Accepted { at: i + 1 },
                 Step::Refused { .. } => return Step::Refused { at: i + 1 },
                 Step::Upgrade { .. } => return Step::Upgrade { at: i + 1 },
+                Step::Tunnel { .. } => return Step::Tunnel { at: i + 1 },
             }
         }
         self.st.seen += data.len() as u64;

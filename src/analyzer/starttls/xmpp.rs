@@ -174,6 +174,7 @@ impl Protocol for Xmpp {
                         Step::Accepted { .. } => return Step::Accepted { at: i + 1 },
                         Step::Refused { .. } => return Step::Refused { at: i + 1 },
                         Step::Upgrade { .. } => return Step::Upgrade { at: i + 1 },
+                        Step::Tunnel { .. } => return Step::Tunnel { at: i + 1 },
                     }
                 }
                 (None, _) => {}

@@ -105,6 +105,8 @@ pub struct ParsedClientHello {
     pub psk_offered: bool,
     /// The highest version offered (supported_versions, else the legacy version).
     pub max_version: Version,
+    /// The group of the first non-GREASE entry of the `key_share` extension.
+    pub key_share_group: Option<u16>,
 }
 
 /// Parses a ClientHello body of TLS over TCP.
@@ -249,11 +251,27 @@ fn client_extension(
         }
         EXT_SESSION_TICKET => parsed.ticket_offered = !data.is_empty(),
         EXT_PRE_SHARED_KEY => parsed.psk_offered = true,
+        EXT_KEY_SHARE => parsed.key_share_group = first_key_share_group(data),
         EXT_EARLY_DATA => info.early_data = true,
         EXT_ENCRYPTED_CLIENT_HELLO => info.ech = true,
         EXT_RENEGOTIATION_INFO => info.renegotiation_info = true,
         _ => {}
     }
+}
+
+/// The group of the first non-GREASE `KeyShareEntry` of a ClientHello's
+/// `key_share` extension (RFC 8446 §4.2.8).
+fn first_key_share_group(data: &[u8]) -> Option<u16> {
+    let (_, mut shares) = length_data::<&[u8], E<'_>, _>(be_u16).parse(data).ok()?;
+    while let Ok((rest, (group, _key))) =
+        (be_u16::<&[u8], E<'_>>, length_data(be_u16)).parse(shares)
+    {
+        if !is_grease(group) {
+            return Some(group);
+        }
+        shares = rest;
+    }
+    None
 }
 
 /// Orders versions by age, TLS 1.3 drafts just below TLS 1.3.

@@ -70,11 +70,23 @@ pub enum Start {
     No,
 }
 
-/// Decides whether `b` starts with a TLS or SSLv2 record. Used to find TLS on any
-/// port, and to check the first bytes after a STARTTLS go-ahead.
 /// Bytes of a server's first reply judged when deciding whether it is plaintext.
 const PLAINTEXT_SAMPLE: usize = 64;
 
+/// Whether `b` starts with a handshake record carrying a ServerHello: its sender is the
+/// server (a HelloRetryRequest is a ServerHello too).
+pub fn starts_with_server_hello(b: &[u8]) -> bool {
+    matches!(
+        record_start(b),
+        Start::Tls {
+            handshake: true,
+            ..
+        }
+    ) && b.get(5) == Some(&HS_SERVER_HELLO)
+}
+
+/// Decides whether `b` starts with a TLS or SSLv2 record. Used to find TLS on any
+/// port, and to check the first bytes after a STARTTLS go-ahead.
 pub fn record_start(b: &[u8]) -> Start {
     let Some(&b0) = b.first() else {
         return Start::NeedMore;
@@ -103,9 +115,9 @@ pub fn record_start(b: &[u8]) -> Start {
         }
     }
     match sslv2::record_header(b) {
-        sslv2::Parse::NeedMore => Start::NeedMore,
-        sslv2::Parse::Invalid => Start::No,
-        sslv2::Parse::Done(h) => {
+        sslv2::Outcome::NeedMore => Start::NeedMore,
+        sslv2::Outcome::Invalid => Start::No,
+        sslv2::Outcome::Done(h) => {
             let at = h.header_len;
             let (Some(&msg), Some(&v0), Some(&v1)) = (b.get(at), b.get(at + 1), b.get(at + 2))
             else {
@@ -389,12 +401,12 @@ impl TlsAnalyzer {
         rec: &mut FlowRecord,
     ) -> usize {
         let h = match sslv2::record_header(held) {
-            sslv2::Parse::NeedMore => return n,
-            sslv2::Parse::Invalid => {
+            sslv2::Outcome::NeedMore => return n,
+            sslv2::Outcome::Invalid => {
                 self.parse_error(dir, rec);
                 return data_len;
             }
-            sslv2::Parse::Done(h) => h,
+            sslv2::Outcome::Done(h) => h,
         };
         // Only this call's bytes can be given back: a header that was already
         // complete before them (bytes held while SSLv2 was not yet expected)
@@ -737,12 +749,25 @@ pub fn hello_message(
                 rec.note(Note::TlsParseError);
                 return Hello::Invalid;
             };
-            // A second ClientHello (after a HelloRetryRequest, or a DTLS
-            // HelloVerifyRequest) replaces the first: it is the one the
-            // handshake goes on with.
-            let mut info = ch.info;
-            info.record_version = record_version;
-            rec.tls_mut().client_hello = Some(info);
+            // The first ClientHello is the one reported and fingerprinted, as
+            // FoxIO's JA4 and Wireshark's JA3 do: fingerprint databases are
+            // keyed by it. Of a second one after a HelloRetryRequest only the
+            // group it switched to is kept; one resent after a DTLS
+            // HelloVerifyRequest or a QUIC Retry changes nothing that matters.
+            let tls = rec.tls_mut();
+            let retry = tls.hello_retry_request;
+            match tls.client_hello.as_mut() {
+                Some(first) => {
+                    if let (true, Some(g)) = (retry, ch.key_share_group) {
+                        first.retry_group = Some(cipher::group_name(g));
+                    }
+                }
+                None => {
+                    let mut info = ch.info;
+                    info.record_version = record_version;
+                    tls.client_hello = Some(info);
+                }
+            }
             Hello::ClientHello
         }
         (HS_SERVER_HELLO, Dir::Server) => {
@@ -895,6 +920,30 @@ mod tests {
         b
     }
 
+    /// `client_hello_body` with `extra` (whole extensions) appended.
+    fn client_hello_with(extra: &[u8]) -> Vec<u8> {
+        let mut b = client_hello_body();
+        let at = 2 + 32 + 1 + 2 + 6 + 2;
+        let ext_len = usize::from(u16::from_be_bytes([b[at], b[at + 1]])) + extra.len();
+        b[at..at + 2].copy_from_slice(&(ext_len as u16).to_be_bytes());
+        b.extend(extra);
+        b
+    }
+
+    /// A `key_share` extension with one empty-keyed entry per group.
+    fn key_share(groups: &[u16]) -> Vec<u8> {
+        let mut shares = Vec::new();
+        for g in groups {
+            shares.extend(g.to_be_bytes());
+            shares.extend([0, 1, 0x42]);
+        }
+        let mut e = vec![0x00, 0x33];
+        e.extend(((shares.len() + 2) as u16).to_be_bytes());
+        e.extend((shares.len() as u16).to_be_bytes());
+        e.extend(shares);
+        e
+    }
+
     fn server_hello_body(random: [u8; 32], selected: Option<u16>) -> Vec<u8> {
         let mut b = vec![0x03, 0x03];
         b.extend(random);
@@ -909,7 +958,14 @@ mod tests {
 
     /// A TLS 1.3 handshake with a HelloRetryRequest, CCS camouflage and encrypted records.
     fn transcript() -> Vec<(Dir, Vec<u8>)> {
-        let ch = hs_record(0x0301, HS_CLIENT_HELLO, &client_hello_body());
+        // The first hello offers an X25519 share (after a GREASE one) and
+        // early data; the second, as RFC 8446 §4.1.2 asks, a P-256 share, the
+        // cookie and no early data.
+        let mut first = key_share(&[0x0a0a, 0x001d]);
+        first.extend([0x00, 0x2a, 0x00, 0x00]);
+        let ch = hs_record(0x0301, HS_CLIENT_HELLO, &client_hello_with(&first));
+        let mut second = key_share(&[0x0017]);
+        second.extend([0x00, 0x2c, 0x00, 0x03, 0x00, 0x01, 0x07]);
         let hrr = hs_record(
             0x0303,
             HS_SERVER_HELLO,
@@ -927,7 +983,11 @@ mod tests {
         let mut server2 = sh;
         server2.extend(&app);
         let mut client2 = ccs.clone();
-        client2.extend(hs_record(0x0303, HS_CLIENT_HELLO, &client_hello_body()));
+        client2.extend(hs_record(
+            0x0303,
+            HS_CLIENT_HELLO,
+            &client_hello_with(&second),
+        ));
         let mut client3 = app.clone();
         client3.extend(&app);
         vec![
@@ -974,10 +1034,20 @@ mod tests {
                 "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
             ]
         );
-        // The ClientHello after the HelloRetryRequest (record version 1.2) is the one reported.
-        assert_eq!(ch.record_version, Some(Version::TLS12));
+        // The first ClientHello (record version 1.0) is the one reported and
+        // fingerprinted; the second gives the group it switched to.
+        assert_eq!(ch.record_version, Some(Version::TLS10));
+        assert!(ch.early_data);
+        assert_eq!(
+            ch.ja3_full.as_deref(),
+            Some("771,4865-49199,0-16-43-51-42,,")
+        );
+        assert_eq!(
+            ch.ja4_r.as_deref(),
+            Some("t13d0205h2_1301,c02f_002a,002b,0033")
+        );
+        assert_eq!(ch.retry_group.as_deref(), Some("secp256r1"));
         assert_eq!(tls.key_exchange.as_deref(), Some("unknown"));
-        assert!(ch.ja3.is_some() && ch.ja4.is_some());
         let want = serde_json::to_value(&whole).ok();
         let longest = t.iter().map(|(_, b)| b.len()).max().unwrap_or(0);
         for at in 1..longest {

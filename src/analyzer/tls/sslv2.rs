@@ -23,23 +23,23 @@ pub struct RecordHeader {
 
 /// Outcome of an incremental parse.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Parse<T> {
+pub enum Outcome<T> {
     NeedMore,
     Invalid,
     Done(T),
 }
 
 /// Parses an SSLv2 record header.
-pub fn record_header(i: &[u8]) -> Parse<RecordHeader> {
+pub fn record_header(i: &[u8]) -> Outcome<RecordHeader> {
     let (Some(&b0), Some(&b1)) = (i.first(), i.get(1)) else {
-        return Parse::NeedMore;
+        return Outcome::NeedMore;
     };
     if b0 & 0x80 != 0 {
         let body_len = (usize::from(b0 & 0x7f) << 8) | usize::from(b1);
         if body_len == 0 {
-            return Parse::Invalid;
+            return Outcome::Invalid;
         }
-        Parse::Done(RecordHeader {
+        Outcome::Done(RecordHeader {
             header_len: 2,
             body_len,
             padding: 0,
@@ -47,16 +47,16 @@ pub fn record_header(i: &[u8]) -> Parse<RecordHeader> {
     } else {
         if b0 & 0x40 != 0 {
             // The "security escape" bit: not used by any implementation.
-            return Parse::Invalid;
+            return Outcome::Invalid;
         }
         let Some(&padding) = i.get(2) else {
-            return Parse::NeedMore;
+            return Outcome::NeedMore;
         };
         let body_len = (usize::from(b0 & 0x3f) << 8) | usize::from(b1);
         if body_len == 0 || usize::from(padding) > body_len {
-            return Parse::Invalid;
+            return Outcome::Invalid;
         }
-        Parse::Done(RecordHeader {
+        Outcome::Done(RecordHeader {
             header_len: 3,
             body_len,
             padding,
@@ -178,28 +178,28 @@ pub(crate) mod tests {
 
     #[test]
     fn header_forms() {
-        assert_eq!(record_header(&[]), Parse::NeedMore);
-        assert_eq!(record_header(&[0x80]), Parse::NeedMore);
+        assert_eq!(record_header(&[]), Outcome::NeedMore);
+        assert_eq!(record_header(&[0x80]), Outcome::NeedMore);
         assert_eq!(
             record_header(&[0x80, 0x2e]),
-            Parse::Done(RecordHeader {
+            Outcome::Done(RecordHeader {
                 header_len: 2,
                 body_len: 0x2e,
                 padding: 0
             })
         );
-        assert_eq!(record_header(&[0x01, 0x00]), Parse::NeedMore);
+        assert_eq!(record_header(&[0x01, 0x00]), Outcome::NeedMore);
         assert_eq!(
             record_header(&[0x01, 0x00, 0x07]),
-            Parse::Done(RecordHeader {
+            Outcome::Done(RecordHeader {
                 header_len: 3,
                 body_len: 0x100,
                 padding: 7
             })
         );
-        assert_eq!(record_header(&[0x40, 0x10, 0x00]), Parse::Invalid);
-        assert_eq!(record_header(&[0x80, 0x00]), Parse::Invalid);
-        assert_eq!(record_header(&[0x00, 0x02, 0x05]), Parse::Invalid);
+        assert_eq!(record_header(&[0x40, 0x10, 0x00]), Outcome::Invalid);
+        assert_eq!(record_header(&[0x80, 0x00]), Outcome::Invalid);
+        assert_eq!(record_header(&[0x00, 0x02, 0x05]), Outcome::Invalid);
     }
 
     #[test]
