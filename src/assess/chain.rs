@@ -19,6 +19,8 @@ pub fn validate(rec: &mut FlowRecord, store: &TrustStore) {
         return;
     };
     tls.validation = trust::validate(&tls.certificates, time, Usage::Server, store);
+    tls.sct = tls.certificates.first().is_some_and(|c| c.sct)
+        || tls.server_hello.as_ref().is_some_and(|sh| sh.sct_extension);
     tls.client_validation = trust::validate(&tls.client_certificates, time, Usage::Client, store);
 }
 

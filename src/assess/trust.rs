@@ -561,3 +561,76 @@ fn chain_top(chain: &[Arc<Certificate>]) -> Validation {
         Validation::IncompleteChain
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(sha: &str, validity: (i64, i64)) -> Arc<Certificate> {
+        Arc::new(Certificate {
+            sha256: sha.into(),
+            validity: Some(validity),
+            ..Certificate::default()
+        })
+    }
+
+    /// Inside the window where every certificate is valid, any time gives the
+    /// same cache key (and a time inside it); outside, the key says where the
+    /// time falls for each certificate.
+    #[test]
+    fn the_cache_key_depends_on_the_time_only_outside_the_common_window() {
+        let store = TrustStore::default();
+        let chain = [cert("aa", (100, 1000)), cert("bb", (50, 2000))];
+        let (t1, k1) = structural_time(&chain, 200, Usage::Server, &store);
+        let (t2, k2) = structural_time(&chain, 900, Usage::Server, &store);
+        assert_eq!((t1, t2), (200, 900));
+        assert_eq!(k1, k2);
+        // Before and after the window: the time is moved into it, same key.
+        let (t3, k3) = structural_time(&chain, 5000, Usage::Server, &store);
+        assert_eq!((t3, &k3), (1000, &k1));
+        let (_, client) = structural_time(&chain, 200, Usage::Client, &store);
+        assert_ne!(client, k1);
+        let other = TrustStore::default();
+        assert_ne!(structural_time(&chain, 200, Usage::Server, &other).1, k1);
+        // No common window: the key holds each certificate's side of the time.
+        let apart = [cert("aa", (100, 200)), cert("bb", (300, 400))];
+        let (_, early) = structural_time(&apart, 150, Usage::Server, &store);
+        let (_, late) = structural_time(&apart, 350, Usage::Server, &store);
+        assert_ne!(early, late);
+        assert!(early.contains("=<"), "{early}");
+        assert!(late.contains(">="), "{late}");
+    }
+
+    /// Dates are judged from the top of the path down, as OpenSSL does.
+    #[test]
+    fn dates_report_the_first_problem_from_the_top() {
+        let path = [(0, 100), (50, 500)];
+        assert_eq!(dates(&path, 60), Validation::Ok);
+        assert_eq!(dates(&path, 200), Validation::Expired);
+        assert_eq!(dates(&path, 10), Validation::NotYetValid);
+        assert_eq!(dates(&[(0, 100), (500, 600)], 200), Validation::Expired);
+    }
+
+    #[test]
+    fn der_contents_skip_the_tag_and_length() {
+        assert_eq!(
+            der_contents(&[0x30, 2, 0xaa, 0xbb, 0xcc]),
+            Some(&[0xaa, 0xbb][..])
+        );
+        let long: Vec<u8> = [0x30, 0x81, 3, 1, 2, 3].to_vec();
+        assert_eq!(der_contents(&long), Some(&[1, 2, 3][..]));
+        assert_eq!(der_contents(&[0x30, 5, 1]), None);
+        assert_eq!(der_contents(&[0x30]), None);
+    }
+
+    /// `--no-default-roots` with nothing else trusts nothing: refused.
+    #[test]
+    fn an_empty_store_is_refused_and_a_missing_file_named() {
+        assert!(TrustStore::load(&[], &[], true).is_err());
+        let e = TrustStore::load(&["/nonexistent/ca.pem".into()], &[], false).unwrap_err();
+        assert!(e.contains("--ca-file /nonexistent/ca.pem"), "{e}");
+        let s = TrustStore::load(&[], &[], false).unwrap();
+        assert_eq!(s.len(), webpki_roots::TLS_SERVER_ROOTS.len());
+        assert_eq!(validate(&[], 0, Usage::Server, &s), None);
+    }
+}

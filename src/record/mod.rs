@@ -295,6 +295,9 @@ pub struct ServerHelloInfo {
     pub compression_method: Option<crate::analyzer::tls::cipher::Name>,
     /// The `renegotiation_info` extension (RFC 5746).
     pub renegotiation_info: bool,
+    /// The `signed_certificate_timestamp` extension (RFC 6962 §3.3).
+    #[serde(skip)]
+    pub sct_extension: bool,
     /// JA3S fingerprint: MD5 (lowercase hex) of `ja3s_full`; null for SSLv2.
     pub ja3s: Option<String>,
     /// The JA3S string: `version,cipher,extensions`.
@@ -350,6 +353,12 @@ pub struct TlsInfo {
     /// What the decrypted handshake showed beyond the certificates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encrypted_handshake: Option<EncryptedHandshake>,
+    /// The server stapled an OCSP response (a CertificateStatus message; TLS 1.3
+    /// hides it with the certificates).
+    pub ocsp_stapled: bool,
+    /// Signed certificate timestamps (Certificate Transparency) came with the
+    /// server's certificate: embedded in the leaf or in the ServerHello extension.
+    pub sct: bool,
 }
 
 /// Whether a certificate chain leads to a trust anchor at the flow's time, or
@@ -527,6 +536,9 @@ pub struct Certificate {
     /// The DER as sent, for chain validation.
     #[serde(skip)]
     pub der: std::sync::Arc<[u8]>,
+    /// Embedded signed certificate timestamps (RFC 6962 §3.3).
+    #[serde(skip)]
+    pub sct: bool,
 }
 
 impl TlsInfo {

@@ -451,3 +451,57 @@ fn client_findings_match_tshark() {
         );
     }
 }
+
+/// A stapled OCSP response (CertificateStatus) and SCTs in the ServerHello
+/// extension are recorded as present; byte-built (the extension's list bytes
+/// are not checked, only its presence), beside a real capture with SCTs
+/// (zeek's tls__signed_certificate_timestamp_tls1_0.pcap) when the shared
+/// captures are there.
+#[test]
+fn stapled_ocsp_and_scts_are_recorded_as_present() {
+    use crate::kit::net::{ACK, PSH};
+    use crate::kit::pcap::{Conn, Pcap};
+    use crate::kit::report::{json_of, only_flow};
+    use crate::kit::tls::{C, CCS, S, client_hello, handshake};
+    let build = |ocsp: bool, sct: bool| {
+        let mut sh = 0x0303u16.to_be_bytes().to_vec();
+        sh.extend([7u8; 32]);
+        sh.push(0);
+        sh.extend(0xc02fu16.to_be_bytes());
+        sh.push(0);
+        if sct {
+            // extensions: signed_certificate_timestamp (18) with a 4-byte list
+            sh.extend([0, 8, 0, 18, 0, 4, 0, 2, 0xab, 0xcd]);
+        }
+        let mut server = handshake(0x0303, 2, &sh);
+        if ocsp {
+            // CertificateStatus: status_type ocsp (1), a 3-byte response
+            server.extend(handshake(0x0303, 22, &[1, 0, 0, 3, 0x30, 0x01, 0x00]));
+        }
+        server.extend(handshake(0x0303, 14, &[]));
+        let mut p = Pcap::new();
+        Conn::new(C, S, 100, 500)
+            .open(&mut p)
+            .client(&mut p, ACK | PSH, &client_hello())
+            .server(&mut p, ACK | PSH, &server)
+            .client(&mut p, ACK | PSH, CCS)
+            .server(&mut p, ACK | PSH, CCS);
+        let flow = only_flow(&json_of(&p.write(&format!("ocsp{ocsp}-sct{sct}.pcap"))));
+        (
+            flow["tls"]["ocsp_stapled"].clone(),
+            flow["tls"]["sct"].clone(),
+        )
+    };
+    assert_eq!(
+        build(false, false),
+        (Value::Bool(false), Value::Bool(false))
+    );
+    assert_eq!(build(true, false), (Value::Bool(true), Value::Bool(false)));
+    assert_eq!(build(false, true), (Value::Bool(false), Value::Bool(true)));
+    if let Some(p) =
+        crate::kit::shared_or_skip("captures/zeek/tls__signed_certificate_timestamp_tls1_0.pcap")
+    {
+        let all = flows(&json_run(&["-r", p.to_str().unwrap(), "--json"]));
+        assert!(all.iter().any(|f| f["tls"]["sct"] == true), "{all:?}");
+    }
+}

@@ -133,8 +133,15 @@ pub fn parse(der: &[u8], sha256: &[u8; 32]) -> Certificate {
     out.signature_algorithm = Some(signature_name(&sig_oid));
     out.ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
     out.self_signed = self_signed(&cert);
+    out.sct = cert
+        .extensions()
+        .iter()
+        .any(|e| e.oid.to_id_string() == SCT_OID);
     out
 }
+
+/// The X.509 extension of embedded signed certificate timestamps (RFC 6962 §3.3).
+const SCT_OID: &str = "1.3.6.1.4.1.11129.2.4.2";
 
 fn self_signed(cert: &X509Certificate<'_>) -> bool {
     if cert.subject().as_raw() != cert.issuer().as_raw() {

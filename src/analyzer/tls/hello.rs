@@ -32,6 +32,7 @@ pub const EXT_SUPPORTED_GROUPS: u16 = 10;
 pub const EXT_EC_POINT_FORMATS: u16 = 11;
 pub const EXT_SIGNATURE_ALGORITHMS: u16 = 13;
 pub const EXT_ALPN: u16 = 16;
+pub const EXT_SIGNED_CERTIFICATE_TIMESTAMP: u16 = 18;
 pub const EXT_SESSION_TICKET: u16 = 35;
 pub const EXT_PRE_SHARED_KEY: u16 = 41;
 pub const EXT_EARLY_DATA: u16 = 42;
@@ -380,6 +381,7 @@ pub fn server_hello(body: &[u8]) -> Option<ParsedServerHello> {
             }
             EXT_PRE_SHARED_KEY => parsed.psk_accepted = true,
             EXT_RENEGOTIATION_INFO => info.renegotiation_info = true,
+            EXT_SIGNED_CERTIFICATE_TIMESTAMP => info.sct_extension = !data.is_empty(),
             _ => {}
         }
     }

@@ -47,6 +47,7 @@ pub const HS_SERVER_HELLO: u8 = 2;
 const HS_CERTIFICATE: u8 = 11;
 const HS_SERVER_KEY_EXCHANGE: u8 = 12;
 const HS_SERVER_HELLO_DONE: u8 = 14;
+const HS_CERTIFICATE_STATUS: u8 = 22;
 
 /// How many bytes of a handshake message of this type are collected for parsing;
 /// `None` for types only counted.
@@ -633,6 +634,8 @@ impl TlsAnalyzer {
                 }
             } else if (msg_type, dir) == (HS_SERVER_HELLO_DONE, Dir::Server) {
                 self.server_hello_done = true;
+            } else if (msg_type, dir) == (HS_CERTIFICATE_STATUS, Dir::Server) {
+                rec.tls_mut().ocsp_stapled = true;
             }
             if chunk.is_empty() || self.done {
                 return;
