@@ -296,6 +296,23 @@ fn key_material_is_never_printed() {
         .unwrap();
     let secret = line.split(' ').nth(2).unwrap().to_lowercase();
     assert!(!out.contains(&secret[..16]));
+    // Nor written with the packets (`-w`): a pcap holds packets only.
+    let written = tmp("dsb-written.pcap");
+    let _ = std::fs::remove_file(&written);
+    run_once(&[
+        "-r",
+        "fixtures/keylog/tls13_dsb.pcapng",
+        "-w",
+        written.to_str().unwrap(),
+        "--json",
+    ]);
+    let bytes = std::fs::read(&written).unwrap();
+    assert!(bytes.len() > 1000);
+    let text = String::from_utf8_lossy(&bytes).to_lowercase();
+    assert!(!text.contains("traffic_secret") && !text.contains(&secret[..16]));
+    // The same keys read from a file give the same report as from the capture.
+    let dsb = flows(&report("keylog/tls13_dsb.pcapng", "-")).remove(0);
+    assert_eq!(dsb["tls"]["decrypted"], true);
 }
 
 /// A key log whose secrets are wrong for the connection (same client random):
