@@ -148,6 +148,10 @@ pub struct Args {
     #[arg(long = "show-users")]
     pub show_users: bool,
 
+    /// Seed of the Community ID on every record (Zeek, Suricata and Wireshark take one too).
+    #[arg(long = "community-id-seed", value_name = "N", default_value_t = 0)]
+    pub community_id_seed: u16,
+
     /// Colour in the table.
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
@@ -266,6 +270,7 @@ impl Args {
                 show_users: self.show_users,
             },
             color: self.color.into(),
+            community_id_seed: self.community_id_seed,
         })
     }
 

@@ -65,6 +65,8 @@ pub struct Config {
     pub threads: usize,
     /// `--shard K/N`.
     pub shard: Option<Shard>,
+    /// `--community-id-seed`: the seed of every record's Community ID (0 by default).
+    pub community_id_seed: u16,
 }
 
 /// Smallest `--memcap` accepted: room for a few busy flows.

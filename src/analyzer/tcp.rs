@@ -8,6 +8,7 @@ use super::options::Options;
 use super::starttls;
 use super::text::{looks_encrypted, looks_like_text};
 use super::tls::{self, Start, TlsAnalyzer};
+use crate::record::frames::first_at;
 use crate::record::{Dir, Encryption, FlowRecord, Note, PerDir};
 
 /// Bytes of each direction kept while deciding what a flow speaks.
@@ -33,8 +34,9 @@ enum State {
 #[derive(Debug, Default)]
 struct Sniff {
     buf: PerDir<Vec<u8>>,
-    /// Arrival order of the buffered bytes, to replay them interleaved as they came.
-    log: Vec<(Dir, usize)>,
+    /// Arrival order of the buffered bytes, to replay them interleaved as they came,
+    /// with the packet that brought each run ([`FlowRecord::at`]).
+    log: Vec<(Dir, usize, u64)>,
     gap: PerDir<bool>,
 }
 
@@ -93,7 +95,7 @@ impl Analyzer {
                 std::mem::size_of::<Sniff>()
                     + s.buf.client.capacity()
                     + s.buf.server.capacity()
-                    + s.log.capacity() * std::mem::size_of::<(Dir, usize)>()
+                    + s.log.capacity() * std::mem::size_of::<(Dir, usize, u64)>()
             }
             State::Tls(t) => std::mem::size_of::<TlsAnalyzer>() + t.heap_bytes(),
             State::StartTls(d) => std::mem::size_of::<starttls::Driver>() + d.heap_bytes(),
@@ -101,17 +103,22 @@ impl Analyzer {
         }
     }
 
-    /// In-order bytes of one direction.
+    /// In-order bytes of one direction, brought by packet [`FlowRecord::at`].
     pub fn on_data(&mut self, dir: Dir, data: &[u8], rec: &mut FlowRecord) -> Signal {
         match &mut self.state {
             State::Sniff(s) => {
+                let first = match dir {
+                    Dir::Client => &mut rec.frames.first_client_payload,
+                    Dir::Server => &mut rec.frames.first_server_payload,
+                };
+                first_at(first, rec.at);
                 let room = SNIFF_MAX.saturating_sub(s.buf.get(dir).len());
                 let take = room.min(data.len());
                 s.buf
                     .get_mut(dir)
                     .extend_from_slice(data.get(..take).unwrap_or_default());
                 if take > 0 {
-                    s.log.push((dir, take));
+                    s.log.push((dir, take, rec.at));
                 }
                 self.decide(rec, false)
             }
@@ -262,13 +269,14 @@ impl Analyzer {
         signal
     }
 
-    fn replay(s: &Sniff, swap: bool) -> Vec<(Dir, &[u8])> {
+    /// The sniffed bytes in arrival order, each run with its packet.
+    fn replay(s: &Sniff, swap: bool) -> Vec<(Dir, &[u8], u64)> {
         let mut pos = PerDir::<usize>::default();
         let mut out = Vec::with_capacity(s.log.len());
-        for &(dir, len) in &s.log {
+        for &(dir, len, at) in &s.log {
             let p = pos.get_mut(dir);
             if let Some(bytes) = s.buf.get(dir).get(*p..*p + len) {
-                out.push((if swap { dir.other() } else { dir }, bytes));
+                out.push((if swap { dir.other() } else { dir }, bytes, at));
             }
             *p += len;
         }
@@ -288,9 +296,12 @@ impl Analyzer {
             rec.app_protocol = Some("tls".to_string());
         }
         let mut t = Box::new(TlsAnalyzer::new());
-        for (dir, bytes) in Self::replay(&s, swap) {
+        let now = rec.at;
+        for (dir, bytes, at) in Self::replay(&s, swap) {
+            rec.at = at;
             t.on_data(dir, bytes, rec);
         }
+        rec.at = now;
         for dir in [Dir::Client, Dir::Server] {
             let d = if swap { dir.other() } else { dir };
             if *s.gap.get(dir) {
@@ -310,9 +321,12 @@ impl Analyzer {
             rec.note(Note::RolesFromContent);
         }
         let mut d = Box::new(starttls::Driver::new(proto, self.opts));
-        for (dir, bytes) in Self::replay(&s, swap) {
+        let now = rec.at;
+        for (dir, bytes, at) in Self::replay(&s, swap) {
+            rec.at = at;
             d.on_data(dir, bytes, rec);
         }
+        rec.at = now;
         for dir in [Dir::Client, Dir::Server] {
             let d2 = if swap { dir.other() } else { dir };
             if *s.gap.get(dir) {

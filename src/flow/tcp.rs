@@ -126,6 +126,9 @@ impl EarlyNotes {
     const FRAG_OVERLAP: u8 = 1 << 4;
     const FRAG_TINY: u8 = 1 << 5;
     const FRAG_HEADER: u8 = 1 << 6;
+    /// Not a note: the roles come from the TCP handshake (kept here, where a bit
+    /// was free, so that the flow entry stays small).
+    const ROLES_FIXED: u8 = 1 << 7;
 
     fn set(&mut self, bit: u8, on: bool) {
         if on {
@@ -185,8 +188,9 @@ struct Flow {
     start: PackedTs,
     /// Time of the latest packet (the record's `end`).
     end: PackedTs,
-    /// Bytes charged to the budget for `state` (saturating).
-    charged: u32,
+    /// Ordinals of the first and the latest packet (the record's `frames.first`, `last`).
+    first: u64,
+    last: u64,
     /// ISNs seen per direction (a few, `isn_n` of them), to notice a SYN that restarts
     /// the connection.
     isn: PerDir<Isns>,
@@ -199,8 +203,6 @@ struct Flow {
     fin: PerDir<bool>,
     /// The client is the key's `a` endpoint.
     client_is_a: bool,
-    /// Roles come from the TCP handshake.
-    roles_fixed: bool,
     /// The analyzer is done: only count packets.
     bypass: bool,
     early: EarlyNotes,
@@ -212,6 +214,8 @@ struct Active {
     rec: FlowRecord,
     streams: PerDir<Stream>,
     analyzer: Analyzer,
+    /// Bytes charged to the budget for this state (saturating).
+    charged: u32,
 }
 
 impl Active {
@@ -232,10 +236,11 @@ impl Active {
 impl Flow {
     /// Counts one segment of `dir` and its notes, at packet time `ts` (`now`: the
     /// engine's clock).
-    fn count(&mut self, dir: Dir, seg: &Segment<'_>, ts: Timestamp, now: i64) {
+    fn count(&mut self, dir: Dir, seg: &Segment<'_>, at: Stamp, now: i64) {
         *self.packets.get_mut(dir) += 1;
         *self.bytes.get_mut(dir) += seg.payload.len() as u64;
-        self.end = ts.into();
+        self.end = at.ts.into();
+        self.last = at.ordinal;
         self.last_seen = now;
         match self.state.as_mut() {
             Some(a) => {
@@ -328,11 +333,13 @@ impl Flow {
             client: self.fresh_stream(Dir::Client, limits),
             server: self.fresh_stream(Dir::Server, limits),
         };
-        let roles_fixed = self.roles_fixed;
-        let (id, start, early) = (self.id, Timestamp::from(self.start), self.early);
+        let roles_fixed = self.early.has(EarlyNotes::ROLES_FIXED);
+        let (id, start, early, first) =
+            (self.id, Timestamp::from(self.start), self.early, self.first);
         let tunnel = &mut self.tunnel;
         self.state.get_or_insert_with(|| {
             let mut rec = FlowRecord::new(id, start, client, server);
+            rec.frames.first = first;
             if let Some(t) = tunnel.take() {
                 rec.tunnel = *t;
             }
@@ -341,6 +348,7 @@ impl Flow {
                 rec,
                 streams,
                 analyzer: Analyzer::new(roles_fixed, opts),
+                charged: 0,
             })
         })
     }
@@ -615,7 +623,15 @@ impl Engine {
             *next_id += 1;
             id
         };
-        udp.datagram(d, at.ts, &mut new_id, &mut stats.udp_flows, budget, emit);
+        udp.datagram(
+            d,
+            at.ts,
+            at.ordinal,
+            &mut new_id,
+            &mut stats.udp_flows,
+            budget,
+            emit,
+        );
         self.relieve(emit);
     }
 
@@ -640,7 +656,7 @@ impl Engine {
             return;
         };
         let mut dir = flow.dir_of(&key, src);
-        flow.count(dir, seg, ts, now);
+        flow.count(dir, seg, at, now);
         let was_bypassed = flow.bypass;
         if !flow.bypass {
             flow.track_isns(dir, seg, limits);
@@ -752,13 +768,13 @@ impl Engine {
         let Some(flow) = self.flows.get_mut(s) else {
             return;
         };
-        let Some(a) = flow.state.as_ref() else {
+        let Some(a) = flow.state.as_mut() else {
             return;
         };
         let bytes = clamp32(a.bytes());
         let buffering = a.buffering();
-        self.budget.recharge(flow.charged as usize, bytes as usize);
-        flow.charged = bytes;
+        self.budget.recharge(a.charged as usize, bytes as usize);
+        a.charged = bytes;
         self.flows.set_marked(s, buffering);
     }
 
@@ -772,7 +788,9 @@ impl Engine {
             streams,
             analyzer,
             rec,
+            ..
         } = &mut **a;
+        rec.at = flow.last;
         let mut swaps = 0u32;
         if !seg.payload.is_empty() {
             let mut d = dir;
@@ -848,6 +866,7 @@ impl Engine {
             };
             (!src_is_server, false)
         };
+        early.set(EarlyNotes::ROLES_FIXED, roles_fixed);
         let id = match self.ids {
             IdScheme::Sequential => self.next_id,
             IdScheme::FirstPacket => at.ordinal,
@@ -868,7 +887,8 @@ impl Engine {
             }),
             start: ts.into(),
             end: ts.into(),
-            charged: 0,
+            first: at.ordinal,
+            last: at.ordinal,
             isn: PerDir::default(),
             isn_n: PerDir::default(),
             cur_isn: PerDir::default(),
@@ -876,7 +896,6 @@ impl Engine {
             client_isn: OptSeq::default(),
             fin: PerDir::default(),
             client_is_a: (key.a == src) == src_is_client,
-            roles_fixed,
             bypass: false,
             early,
         }
@@ -886,8 +905,8 @@ impl Engine {
         let Some((key, mut flow)) = self.flows.remove(s) else {
             return;
         };
-        self.budget
-            .release(self.flow_bytes.saturating_add(flow.charged as usize));
+        let charged = flow.state.as_ref().map_or(0, |a| a.charged as usize);
+        self.budget.release(self.flow_bytes.saturating_add(charged));
         if let Some(p) = &mut self.payloadless
             && flow.bytes.client == 0
             && flow.bytes.server == 0
@@ -907,7 +926,10 @@ impl Engine {
             mut rec,
             mut analyzer,
             mut streams,
+            ..
         } = *active;
+        rec.frames.last = flow.last;
+        rec.at = flow.last;
         if !flow.bypass {
             for dir in [Dir::Client, Dir::Server] {
                 let mut d = dir;
@@ -1067,7 +1089,9 @@ impl Engine {
                 streams,
                 analyzer,
                 rec,
+                ..
             } = &mut **a;
+            rec.at = flow.last;
             let mut d = dir;
             let mut swapped = false;
             streams.get_mut(dir).stop_buffering(&mut |c| {
@@ -1096,9 +1120,11 @@ impl Engine {
                 a.streams.server.bypass();
             }
         }
-        let bytes = clamp32(flow.state.as_ref().map_or(0, |a| a.bytes()));
-        self.budget.recharge(flow.charged as usize, bytes as usize);
-        flow.charged = bytes;
+        if let Some(a) = flow.state.as_mut() {
+            let bytes = clamp32(a.bytes());
+            self.budget.recharge(a.charged as usize, bytes as usize);
+            a.charged = bytes;
+        }
     }
 
     /// End of input (or capture stopped): every open flow ends, in the order they began.
@@ -1160,6 +1186,6 @@ mod tests {
     #[test]
     fn payload_less_flow_entry_is_small() {
         const { assert!(FLOW_BYTES <= 256) };
-        const { assert!(std::mem::size_of::<Flow>() <= 160) };
+        const { assert!(std::mem::size_of::<Flow>() <= 168) };
     }
 }

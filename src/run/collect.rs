@@ -8,11 +8,13 @@ use crate::output::servers::Inventory;
 use crate::output::table::Table;
 use crate::output::{Sink, Summary};
 use crate::pipeline::deliver::{Deliver, Notice};
-use crate::record::FlowRecord;
+use crate::record::frames::community_id;
+use crate::record::{FlowRecord, FrameMap, Transport};
 use crate::run::progress::Progress;
 use crate::stats::PacketStats;
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 
 /// Process exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +83,13 @@ pub struct Collector<'a> {
     write_err: Option<io::Error>,
     /// `--servers`: the inventory, fed every listed flow.
     servers: Option<Inventory>,
+    /// Where each input begins among the packet ordinals, as the reader records it.
+    frames: SharedFrameMap,
 }
+
+/// The reader records each input's start here; the output stage reads it to put
+/// packet numbers on records (see [`FrameMap`]).
+pub type SharedFrameMap = Arc<Mutex<FrameMap>>;
 
 impl Deliver for Collector<'_> {
     fn emit(&mut self, rec: FlowRecord) {
@@ -107,13 +115,20 @@ impl<'a> Collector<'a> {
             hit_fail_on: false,
             write_err: None,
             servers: cfg.servers.map(Inventory::new),
+            frames: SharedFrameMap::default(),
         }
     }
 
-    pub fn emit(&mut self, rec: FlowRecord) {
+    /// The map the reader of this run records the inputs' starts in.
+    pub fn frame_map(&self) -> SharedFrameMap {
+        Arc::clone(&self.frames)
+    }
+
+    pub fn emit(&mut self, mut rec: FlowRecord) {
         if self.write_err.is_some() {
             return;
         }
+        self.place(&mut rec);
         if self.summary.count(&rec, self.cfg.all) {
             if rec.findings.iter().any(|f| self.cfg.fail_on.matches(f)) {
                 self.hit_fail_on = true;
@@ -125,6 +140,25 @@ impl<'a> Collector<'a> {
                 self.write_err = Some(e);
             }
         }
+    }
+
+    /// Puts the contract's evidence on a finished record: packet numbers within
+    /// their input for its frames, and its Community ID.
+    fn place(&self, rec: &mut FlowRecord) {
+        if let Ok(map) = self.frames.lock() {
+            rec.locate_frames(&map);
+        }
+        let proto = match rec.transport {
+            Transport::Tcp => 6,
+            Transport::Udp => 17,
+        };
+        let (c, s) = (&rec.client, &rec.server);
+        rec.community_id = Some(community_id(
+            self.cfg.community_id_seed,
+            proto,
+            (c.ip, c.port),
+            (s.ip, s.port),
+        ));
     }
 
     /// `n` flows ended without payload and are not listed (no `--all`): only counted.

@@ -15,7 +15,7 @@ use crate::output::Summary;
 use crate::pipeline::drive;
 use crate::pipeline::stage::Stage;
 use crate::record::EndReason;
-use crate::run::collect::{Collector, input_notices, make_sink};
+use crate::run::collect::{Collector, SharedFrameMap, input_notices, make_sink};
 pub use crate::run::collect::{Exit, Report};
 use crate::run::progress::Progress;
 
@@ -78,25 +78,35 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink, progress: &Progress) -> Report
         col.error(msg);
         return col.abort();
     }
+    let frames = col.frame_map();
     let (failed, totals) = drive(
         cfg,
         &mut col,
         &cfg.ports,
         EndReason::EndOfInput,
         false,
-        |stage| read_files(cfg, stage, progress),
+        |stage| read_files(cfg, stage, progress, &frames),
     );
     progress.finish();
     col.summary.memory = totals.memory;
     col.finish(totals.stats, totals.evicted, failed)
 }
 
-/// Reads the inputs in order into `stage`; says whether one of them failed.
-fn read_files(cfg: &Config, stage: &mut dyn Stage, progress: &Progress) -> bool {
+/// Reads the inputs in order into `stage`, recording where each begins in
+/// `frames`; says whether one of them failed.
+fn read_files(
+    cfg: &Config,
+    stage: &mut dyn Stage,
+    progress: &Progress,
+    frames: &SharedFrameMap,
+) -> bool {
     // Compiled here, in the thread that reads; checked once already.
     let mut filter = file_filter(cfg).ok().flatten();
     let mut failed = false;
     for input in &cfg.inputs {
+        if let Ok(mut map) = frames.lock() {
+            map.begin(stage.ordinal());
+        }
         let before = stage.decode_stats().unsupported_link_types.clone();
         let result = progress.read_path(input, &mut |p| {
             if filter.as_mut().is_none_or(|f| f.matches(p)) {

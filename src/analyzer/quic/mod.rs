@@ -143,6 +143,7 @@ impl QuicAnalyzer {
             if first & 0x80 == 0 {
                 // A short header runs to the end of the datagram.
                 self.side.get_mut(dir).one_rtt = true;
+                crate::record::frames::first_at(&mut rec.frames.first_encrypted, rec.at);
                 if self.side.client.one_rtt && self.side.server.one_rtt {
                     rec.tls_mut().established = true;
                 }
@@ -338,13 +339,11 @@ impl QuicAnalyzer {
             self.closed = true;
             // CONNECTION_CLOSE with a crypto error carries a TLS alert (RFC 9001 §4.8).
             if let Some(desc) = error.checked_sub(0x100).filter(|d| *d < 0x100) {
+                let at = rec.at;
                 let tls = rec.tls_mut();
                 if tls.alerts.len() < super::tls::MAX_ALERTS {
-                    tls.alerts.push(Alert {
-                        from: dir,
-                        level: "fatal".to_string(),
-                        description: alert_name(desc as u8),
-                    });
+                    tls.alerts
+                        .push(Alert::new(dir, 2, alert_name(desc as u8), at));
                 }
             }
         }

@@ -28,6 +28,9 @@ pub const MAX_SSLV2_HELLO: usize = 32 * 1024;
 pub const MAX_CERTIFICATE_LEN: usize = 128 * 1024;
 /// Largest ServerKeyExchange collected (an 8192-bit DH group and its signature fit easily).
 pub const MAX_KEY_EXCHANGE_LEN: usize = 8 * 1024;
+/// Records read past an established handshake while waiting for the first
+/// application-data record (`frames.first_encrypted`); then the flow is bypassed.
+pub const MAX_RECORDS_AFTER_HANDSHAKE: u32 = 8;
 
 const CT_CHANGE_CIPHER_SPEC: u8 = 20;
 const CT_ALERT: u8 = 21;
@@ -203,6 +206,8 @@ pub struct TlsAnalyzer {
     server_plaintext: bool,
     /// The protocol its plaintext names, where the banner says.
     plaintext_protocol: Option<&'static str>,
+    /// Records read since the handshake was seen to be established.
+    after_established: u32,
 }
 
 impl TlsAnalyzer {
@@ -488,19 +493,15 @@ impl TlsAnalyzer {
                     rec.tls_mut().resumed = true;
                 }
             }
+            CT_APPLICATION_DATA => {
+                crate::record::frames::first_at(&mut rec.frames.first_encrypted, rec.at)
+            }
             CT_ALERT if !side.encrypted && side.alert_len == 2 => {
                 let [level, desc] = side.alert;
+                let at = rec.at;
                 let alerts = &mut rec.tls_mut().alerts;
                 if alerts.len() < MAX_ALERTS {
-                    alerts.push(Alert {
-                        from: dir,
-                        level: match level {
-                            1 => "warning".to_string(),
-                            2 => "fatal".to_string(),
-                            n => n.to_string(),
-                        },
-                        description: alert_name(desc),
-                    });
+                    alerts.push(Alert::new(dir, level, alert_name(desc), at));
                 }
                 if level == 2 {
                     self.done = true;
@@ -603,6 +604,9 @@ impl TlsAnalyzer {
                     rec.note(Note::CertificateListMalformed);
                 }
                 let chain = certificate::chain(&ders, rec);
+                if dir == Dir::Server {
+                    rec.frames.certificate = rec.at;
+                }
                 let tls = rec.tls_mut();
                 match dir {
                     Dir::Server => tls.certificates = chain,
@@ -624,6 +628,7 @@ impl TlsAnalyzer {
         match (dir, body.first().copied()) {
             (Dir::Client, Some(sslv2::MSG_CLIENT_HELLO)) => match sslv2::client_hello(body) {
                 Ok((_, ch)) => {
+                    rec.frames.client_hello = rec.at;
                     rec.tls_mut().client_hello = Some(ClientHelloInfo {
                         record_version: Some(Version::SSLV2),
                         version: Version(ch.version),
@@ -646,6 +651,7 @@ impl TlsAnalyzer {
                 Ok((_, sh)) => {
                     self.server_hello = true;
                     self.sslv2 = true;
+                    rec.frames.server_hello = rec.at;
                     let tls = rec.tls_mut();
                     tls.version = Some(Version(sh.version));
                     tls.server_hello = Some(ServerHelloInfo {
@@ -661,11 +667,10 @@ impl TlsAnalyzer {
                 if let Ok((_, code)) = sslv2::error(body)
                     && rec.tls_mut().alerts.len() < MAX_ALERTS
                 {
-                    rec.tls_mut().alerts.push(Alert {
-                        from: dir,
-                        level: "fatal".to_string(),
-                        description: sslv2::error_name(code),
-                    });
+                    let at = rec.at;
+                    rec.tls_mut()
+                        .alerts
+                        .push(Alert::new(dir, 2, sslv2::error_name(code), at));
                     self.done = true;
                 }
             }
@@ -691,7 +696,17 @@ impl TlsAnalyzer {
         };
         if established {
             rec.tls_mut().established = true;
-            self.done = true;
+            // Read on to the first application-data record (where the transcript
+            // says encryption begins), a few records at most.
+            self.after_established = self.after_established.saturating_add(1);
+            if self.sslv2
+                || rec.frames.first_encrypted != 0
+                || self.after_established > MAX_RECORDS_AFTER_HANDSHAKE
+                || c.dead
+                || s.dead
+            {
+                self.done = true;
+            }
         } else if c.dead && s.dead {
             self.done = true;
         }
@@ -740,6 +755,7 @@ pub fn hello_message(
             let mut info = ch.info;
             info.record_version = record_version;
             rec.tls_mut().client_hello = Some(info);
+            rec.frames.client_hello = rec.at;
             Hello::ClientHello
         }
         (HS_SERVER_HELLO, Dir::Server) => {
@@ -754,6 +770,7 @@ pub fn hello_message(
             }
             let negotiated = sh.info.selected_version.unwrap_or(sh.info.version);
             let suite = sh.info.cipher_id.and_then(cipher::suite);
+            rec.frames.server_hello = rec.at;
             let tls = rec.tls_mut();
             tls.version = Some(negotiated);
             tls.downgrade_sentinel = sh.downgrade_sentinel;
