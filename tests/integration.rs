@@ -9,6 +9,7 @@
 )]
 
 mod audit;
+mod evidence;
 mod kit;
 mod tunnels;
 

@@ -140,6 +140,12 @@ impl QuicAnalyzer {
     pub fn on_datagram(&mut self, dir: Dir, d: &[u8], rec: &mut FlowRecord) {
         let mut rest = d;
         while let Some(&first) = rest.first() {
+            if first == 0 {
+                // Zero bytes after the datagram's packets are padding, not a short
+                // header (whose fixed bit is set, RFC 9000 §17.3; RFC 9287 lets it
+                // be greased, but then not on every byte).
+                return;
+            }
             if first & 0x80 == 0 {
                 // A short header runs to the end of the datagram.
                 self.side.get_mut(dir).one_rtt = true;

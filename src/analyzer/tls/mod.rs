@@ -208,6 +208,41 @@ pub struct TlsAnalyzer {
     plaintext_protocol: Option<&'static str>,
     /// Records read since the handshake was seen to be established.
     after_established: u32,
+    /// Frames of messages read in the record under way, stamped again when it ends.
+    restamp: Restamp,
+}
+
+/// The frames of handshake messages read in a record not yet complete. Wireshark
+/// shows a message where the record that carries its end is complete, so the
+/// frame a message is stamped with is the one that completes its record.
+#[derive(Debug, Default)]
+struct Restamp {
+    client_hello: bool,
+    server_hello: bool,
+    certificate: bool,
+}
+
+impl Restamp {
+    /// Remembers which message frames reading one message set.
+    fn note(&mut self, before: &crate::record::Frames, after: &crate::record::Frames) {
+        self.client_hello |= before.client_hello != after.client_hello;
+        self.server_hello |= before.server_hello != after.server_hello;
+        self.certificate |= before.certificate != after.certificate;
+    }
+
+    /// The record ended in packet `at`: the messages it completed are stamped with it.
+    fn apply(&mut self, frames: &mut crate::record::Frames, at: u64) {
+        let done = std::mem::take(self);
+        for (set, slot) in [
+            (done.client_hello, &mut frames.client_hello),
+            (done.server_hello, &mut frames.server_hello),
+            (done.certificate, &mut frames.certificate),
+        ] {
+            if set {
+                *slot = at;
+            }
+        }
+    }
 }
 
 impl TlsAnalyzer {
@@ -484,6 +519,9 @@ impl TlsAnalyzer {
         let side = self.side.get_mut(dir);
         side.body = Body::Header;
         side.records += 1;
+        if content_type == CT_HANDSHAKE {
+            self.restamp.apply(&mut rec.frames, rec.at);
+        }
         match content_type {
             CT_CHANGE_CIPHER_SPEC if ccs_encrypts => {
                 side.encrypted = true;
@@ -556,7 +594,9 @@ impl TlsAnalyzer {
             if hs.collecting {
                 hs.collecting = false;
                 let mut body = std::mem::take(&mut hs.buf);
+                let before = rec.frames;
                 self.message(dir, msg_type, &body, rec);
+                self.restamp.note(&before, &rec.frames);
                 // Keep a small allocation for a possible second hello (after a
                 // HelloRetryRequest); give a large one back.
                 if body.capacity() <= MAX_HELLO_LEN {
