@@ -3,6 +3,7 @@
 use crate::analyzer::options::Options;
 use crate::assess::{FailOn, Policy};
 use crate::config::{ColorChoice, Config, Format, Limits, LiveOptions, MAX_THREADS, MIN_MEMCAP};
+use crate::evidence::select::{Select, Transcripts};
 use crate::pipeline::shard::Shard;
 use clap::{CommandFactory, Parser, ValueEnum};
 use std::io::{self, Write};
@@ -152,6 +153,23 @@ pub struct Args {
     #[arg(long = "community-id-seed", value_name = "N", default_value_t = 0)]
     pub community_id_seed: u16,
 
+    /// List (and write out, and transcribe with `--transcript selected`) only the flows that
+    /// match: finding codes and severities as --fail-on takes them, encryption=E, app=P,
+    /// server=IP[:PORT], id=N; words of one kind are alternatives, every kind given must match.
+    #[arg(long = "select", value_name = "WORD,...", value_delimiter = ',')]
+    pub select: Vec<String>,
+
+    /// Print the transcript of flow ID instead of the table: its cleartext phase line by line
+    /// with frame numbers (credentials redacted), the handshake, the verdict and the findings
+    /// (repeatable; `selected`: every flow --select chooses). Reads the files twice.
+    #[arg(long = "transcript", value_name = "ID|selected", value_delimiter = ',')]
+    pub transcript: Vec<String>,
+
+    /// Write every packet of the listed flows (those --select chooses) to this pcapng file,
+    /// which Wireshark and tlswatch read. Reads the files twice.
+    #[arg(long = "write-flows", value_name = "FILE")]
+    pub write_flows: Option<String>,
+
     /// Colour in the table.
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
@@ -240,6 +258,7 @@ impl Args {
         let format = self.format();
         let (bpf, filter_expr) = self.bpf();
         let limits = self.limits();
+        let (select, transcript) = self.evidence()?;
         Ok(Config {
             bpf,
             filter_expr,
@@ -271,6 +290,9 @@ impl Args {
             },
             color: self.color.into(),
             community_id_seed: self.community_id_seed,
+            select,
+            transcript,
+            write_flows: self.write_flows,
         })
     }
 
@@ -284,6 +306,37 @@ impl Args {
             return Err("-r and -i cannot be combined".to_string());
         }
         Ok(())
+    }
+
+    /// `--select` and `--transcript`, checked; with `--write-flows`, they need files
+    /// that can be read a second time.
+    fn evidence(&self) -> Result<(Option<Select>, Transcripts), String> {
+        let select = if self.select.is_empty() {
+            None
+        } else {
+            Some(Select::parse(&self.select)?)
+        };
+        let transcript = Transcripts::parse(&self.transcript)?;
+        let twice = self.write_flows.is_some() || !transcript.is_empty();
+        if twice && self.interface.is_some() {
+            return Err(
+                "--transcript and --write-flows read the capture twice: save it with -w FILE, \
+                        then run them on the file"
+                    .to_string(),
+            );
+        }
+        if twice && self.read.iter().any(|r| r == "-") {
+            return Err(
+                "--transcript and --write-flows read the capture twice: not from standard input"
+                    .to_string(),
+            );
+        }
+        if let Some(out) = &self.write_flows
+            && self.read.iter().any(|r| same_file(r, out))
+        {
+            return Err(format!("--write-flows {out}: that is an input"));
+        }
+        Ok((select, transcript))
     }
 
     /// `--threads`, checked; by default one per available core, up to [`MAX_THREADS`].
@@ -338,6 +391,15 @@ impl Args {
             ..Limits::default()
         }
     }
+}
+
+/// Whether two paths name one file (as given, or once resolved).
+fn same_file(a: &str, b: &str) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
 }
 
 /// Writes the man page or a completion script for `kind`.

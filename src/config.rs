@@ -4,6 +4,7 @@
 
 use crate::analyzer::options::Options;
 use crate::assess::{FailOn, Policy};
+use crate::evidence::select::{Select, Transcripts};
 use crate::pipeline::shard::Shard;
 
 /// Most worker threads `--threads` accepts; also caps the default (the core count).
@@ -67,6 +68,12 @@ pub struct Config {
     pub shard: Option<Shard>,
     /// `--community-id-seed`: the seed of every record's Community ID (0 by default).
     pub community_id_seed: u16,
+    /// `--select`: the flows listed, written out and transcribed (`None`: all).
+    pub select: Option<Select>,
+    /// `--transcript`: the flows whose transcripts replace the usual output.
+    pub transcript: Transcripts,
+    /// `--write-flows`: the capture the chosen flows' packets are written to.
+    pub write_flows: Option<String>,
 }
 
 /// Smallest `--memcap` accepted: room for a few busy flows.

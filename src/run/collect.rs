@@ -3,6 +3,8 @@
 
 use crate::capture::{CaptureError, ReadOutcome};
 use crate::config::{ColorChoice, Config, Format};
+use crate::evidence::chosen::Chosen;
+use crate::evidence::transcript::Transcriber;
 use crate::output::json::{Document, Ndjson};
 use crate::output::servers::Inventory;
 use crate::output::table::Table;
@@ -31,6 +33,10 @@ pub enum Exit {
 pub fn make_sink(cfg: &Config, live: bool, progress: &Progress) -> Box<dyn Sink> {
     let stdout = io::stdout();
     let out = io::BufWriter::with_capacity(64 * 1024, progress.writer(stdout.lock()));
+    if !cfg.transcript.is_empty() {
+        // The transcripts, written after the second reading, replace the report.
+        return Box::new(Quiet);
+    }
     match cfg.format {
         Format::Json => Box::new(Document::new(out, input_names(cfg))),
         Format::Ndjson => Box::new(Ndjson::new(out, live)),
@@ -60,6 +66,21 @@ pub fn make_sink(cfg: &Config, live: bool, progress: &Progress) -> Box<dyn Sink>
     }
 }
 
+/// The sink of a run whose output is its transcripts: nothing is printed.
+struct Quiet;
+
+impl Sink for Quiet {
+    fn flow(&mut self, _: &FlowRecord) -> io::Result<()> {
+        Ok(())
+    }
+    fn servers(&mut self, _: &[crate::output::servers::ServerRecord]) -> io::Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self, _: &crate::output::Summary) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// How the inputs are named in reports.
 pub fn input_names(cfg: &Config) -> Vec<String> {
     match &cfg.interface {
@@ -85,6 +106,8 @@ pub struct Collector<'a> {
     servers: Option<Inventory>,
     /// Where each input begins among the packet ordinals, as the reader records it.
     frames: SharedFrameMap,
+    /// The flows chosen for `--write-flows` and `--transcript`.
+    chosen: Chosen,
 }
 
 /// The reader records each input's start here; the output stage reads it to put
@@ -116,7 +139,13 @@ impl<'a> Collector<'a> {
             write_err: None,
             servers: cfg.servers.map(Inventory::new),
             frames: SharedFrameMap::default(),
+            chosen: Chosen::default(),
         }
+    }
+
+    /// The flows chosen for a second reading of the inputs.
+    pub fn take_chosen(&mut self) -> Chosen {
+        std::mem::take(&mut self.chosen)
     }
 
     /// The map the reader of this run records the inputs' starts in.
@@ -128,18 +157,39 @@ impl<'a> Collector<'a> {
         if self.write_err.is_some() {
             return;
         }
+        let span = (rec.frames.first, rec.frames.last);
         self.place(&mut rec);
-        if self.summary.count(&rec, self.cfg.all) {
-            if rec.findings.iter().any(|f| self.cfg.fail_on.matches(f)) {
-                self.hit_fail_on = true;
-            }
-            if let Some(inv) = &mut self.servers {
-                inv.add(&rec);
-            }
-            if let Err(e) = self.sink.flow(&rec) {
-                self.write_err = Some(e);
-            }
+        if !self.summary.count(&rec, self.cfg.all) {
+            return;
         }
+        let selected = self.cfg.select.as_ref().is_none_or(|s| s.matches(&rec));
+        self.choose(&rec, span, selected);
+        if !selected {
+            return;
+        }
+        if rec.findings.iter().any(|f| self.cfg.fail_on.matches(f)) {
+            self.hit_fail_on = true;
+        }
+        if let Some(inv) = &mut self.servers {
+            inv.add(&rec);
+        }
+        if let Err(e) = self.sink.flow(&rec) {
+            self.write_err = Some(e);
+        }
+    }
+
+    /// Keeps what a second reading needs of a listed flow chosen for
+    /// `--write-flows` or `--transcript` (`span`: its first and last packet ordinals).
+    fn choose(&mut self, rec: &FlowRecord, span: (u64, u64), selected: bool) {
+        let write = self.cfg.write_flows.is_some() && selected;
+        let transcript = self.cfg.transcript.wants(rec, selected).then(|| {
+            let input = self.cfg.inputs.get(rec.input).cloned().unwrap_or_default();
+            Transcriber::new(Box::new(rec.clone()), input, self.cfg.opts.show_users)
+        });
+        if transcript.is_some() {
+            self.chosen.found.push(rec.id);
+        }
+        self.chosen.add(rec, span, write, transcript);
     }
 
     /// Puts the contract's evidence on a finished record: packet numbers within

@@ -4,6 +4,7 @@
 //! error (`progress`), and the [`Exit`] status.
 
 pub mod collect;
+pub mod evidence;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod progress;
@@ -78,6 +79,13 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink, progress: &Progress) -> Report
         col.error(msg);
         return col.abort();
     }
+    let capture = match evidence::open_capture(cfg) {
+        Ok(c) => c,
+        Err(msg) => {
+            col.error(msg);
+            return col.abort();
+        }
+    };
     let frames = col.frame_map();
     let (failed, totals) = drive(
         cfg,
@@ -89,7 +97,18 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink, progress: &Progress) -> Report
     );
     progress.finish();
     col.summary.memory = totals.memory;
-    col.finish(totals.stats, totals.evicted, failed)
+    let chosen = col.take_chosen();
+    let mut report = col.finish(totals.stats, totals.evicted, failed);
+    if cfg.write_flows.is_some() || !cfg.transcript.is_empty() {
+        let mut filter = file_filter(cfg).ok().flatten();
+        let mut keep =
+            |p: &crate::capture::Packet<'_>| filter.as_mut().is_none_or(|f| f.matches(p));
+        if let Err(msg) = evidence::second_reading(cfg, chosen, capture, &mut keep) {
+            eprintln!("error: {msg}");
+            report.exit = Exit::Error;
+        }
+    }
+    report
 }
 
 /// Reads the inputs in order into `stage`, recording where each begins in
