@@ -167,13 +167,18 @@ impl Binary {
         }
     }
 
-    /// The end of the flow: what was left unparsed is said.
-    pub fn finish(&mut self, at: Fref, out: &mut Out) {
+    /// The end of the flow: what was left unparsed is said, except the start of
+    /// a message that carried TLS (`tls`: the directions that reached their TLS;
+    /// TDS wraps the handshake in PRELOGIN packets).
+    pub fn finish(&mut self, at: Fref, out: &mut Out, tls: PerDir<bool>) {
         for dir in [Dir::Client, Dir::Server] {
             let f = self.dirs.get_mut(dir);
+            if *tls.get(dir) && f.broken.is_none() {
+                continue;
+            }
             if let Some(n) = f.broken {
                 let what = format!(
-                    "[{n} bytes that are no {:?} messages: not shown]",
+                    "[{n} bytes that are not {:?} messages (encrypted, or cut): not shown]",
                     self.proto
                 );
                 out.line(at, dir, &what, 0);
@@ -327,7 +332,7 @@ impl Binary {
     fn socks(&self, dir: Dir, b: &[u8]) -> Parse {
         let n = *self.d.socks.get(dir);
         match (dir, b.first()) {
-            (_, None) => return Parse::Need,
+            (_, None) => Parse::Need,
             (Dir::Client, Some(4)) if n == 0 => socks4_request(b),
             (Dir::Server, Some(0)) if n == 0 => socks4_reply(b),
             (Dir::Client, Some(5)) if n == 0 => socks5_greeting(b),
@@ -923,7 +928,7 @@ mod tests {
                 b.data(*dir, at, chunk, &mut out);
             }
         }
-        b.finish(Fref::default(), &mut out);
+        b.finish(Fref::default(), &mut out, PerDir::default());
         out.text
     }
 

@@ -43,10 +43,11 @@ impl Render {
         }
     }
 
-    fn finish(&mut self, at: Fref, out: &mut Out) {
+    /// The end of the flow; `tls`: which directions reached their TLS.
+    fn finish(&mut self, at: Fref, out: &mut Out, tls: PerDir<bool>) {
         match self {
             Render::Text(t) => t.finish(at, out),
-            Render::Binary(b) => b.finish(at, out),
+            Render::Binary(b) => b.finish(at, out, tls),
         }
     }
 }
@@ -166,7 +167,11 @@ impl Transcriber {
                 s.stream
                     .flush(&mut |c| deliver(render, out, dir, at, pos, limit, c));
             }
-            render.finish(at, out);
+            let tls = PerDir {
+                client: side.client.limit.is_some_and(|l| side.client.pos > l),
+                server: side.server.limit.is_some_and(|l| side.server.pos > l),
+            };
+            render.finish(at, out, tls);
             out.close();
         }
         let mut s = summary::heading(&self.rec, &self.input_name, &self.out);
