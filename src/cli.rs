@@ -51,7 +51,11 @@ Examples:
   tlswatch -r a.pcap -r b.pcapng --ndjson | jq 'select(.encryption == \"plaintext\")'
       both files in one flow table, one JSON line per flow
   tlswatch -r capture.pcap --tls-port 8993 --fail-on PLAINTEXT_ON_TLS_PORT,STARTTLS_STRIPPED
-      also expect TLS on port 8993; fail on plaintext there or a stripped upgrade";
+      also expect TLS on port 8993; fail on plaintext there or a stripped upgrade
+  tlswatch -r mail.pcap --transcript 7
+      flow 7 (the ID column) line by line with frame numbers, then its handshake and findings
+  tlswatch -r mail.pcap --select high --write-flows flagged.pcapng
+      the flows with a high or critical finding, and their packets in a file for Wireshark";
 
 /// Was each TCP connection encrypted, how, and with which TLS version?
 #[derive(Debug, Parser)]
@@ -534,7 +538,7 @@ mod tests {
         let mut out = Vec::new();
         generate(Generate::Man, &mut out).unwrap();
         let man = String::from_utf8(out).unwrap();
-        assert_eq!(examples().count(), 4);
+        assert_eq!(examples().count(), 6);
         for (command, meaning) in examples() {
             assert!(command.starts_with("tlswatch -r"), "{command}");
             assert!(man.contains(&roff_escape(command)), "{command}");

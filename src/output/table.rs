@@ -94,7 +94,7 @@ impl<W: Write> Table<W> {
     /// Column widths: fixed ones first, the rest shared by endpoints, SNI,
     /// certificate and findings.
     fn widths(&self) -> [usize; 8] {
-        let (id, proto, enc, ver) = (5, 12, 16, 16);
+        let (id, proto, enc, ver) = (12, 12, 16, 16);
         match self.width {
             None => [id, 47, proto, enc, ver, 30, 40, 60],
             Some(total) => {
@@ -319,7 +319,11 @@ fn server_cells(s: &ServerRecord) -> [String; 8] {
         format!("{}{}", s.clients, if s.clients_capped { "+" } else { "" }),
         tally(s.by_encryption.iter().map(|(k, n)| (k.as_str(), *n))),
         tally(s.versions.iter().map(|(k, n)| (k.as_str(), *n))),
-        s.worst_severity.map_or("-", Severity::as_str).to_string(),
+        match (s.worst_severity, s.look_at) {
+            (Some(w), Some(l)) => format!("{} {}", w.as_str(), id_frame(l.id, l.input, l.frame)),
+            (None, Some(l)) => format!("- {}", id_frame(l.id, l.input, l.frame)),
+            (w, None) => w.map_or("-", Severity::as_str).to_string(),
+        },
         tally(s.findings.iter().map(|(k, n)| (k.as_str(), *n))),
     ]
 }
@@ -355,6 +359,16 @@ fn server_widths(rows: &[[String; 8]], total: Option<usize>) -> [usize; 8] {
     w
 }
 
+/// `7/12`: flow 7, whose packet to look at is frame 12 of the first input
+/// (`7/12@1` in input 1), as tshark numbers packets.
+fn id_frame(id: u64, input: usize, frame: u64) -> String {
+    if input == 0 {
+        format!("{id}/{frame}")
+    } else {
+        format!("{id}/{frame}@{input}")
+    }
+}
+
 fn endpoints(rec: &FlowRecord) -> String {
     format!(
         "{} -> {}",
@@ -371,7 +385,7 @@ impl<W: Write> Sink for Table<W> {
         if !self.header_done {
             self.header_done = true;
             let h = [
-                "ID",
+                "ID/FRAME",
                 "CLIENT -> SERVER",
                 "PROTOCOL",
                 "ENCRYPTION",
@@ -412,7 +426,7 @@ impl<W: Write> Sink for Table<W> {
         let find_color = Self::severity_color(rec.findings.iter().map(|f| f.severity()).max());
         self.row(
             [
-                rec.id.to_string(),
+                id_frame(rec.id, rec.input, rec.frames.first),
                 endpoints(rec),
                 rec.app_protocol.clone().unwrap_or_else(|| "-".to_string()),
                 rec.encryption.as_str().to_string(),
@@ -437,7 +451,7 @@ impl<W: Write> Sink for Table<W> {
             "CLIENTS",
             "ENCRYPTION",
             "VERSIONS",
-            "WORST",
+            "WORST ID/FRAME",
             "FINDINGS",
         ]
         .map(String::from);
