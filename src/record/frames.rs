@@ -146,22 +146,16 @@ pub fn community_id(
     b: (std::net::IpAddr, u16),
 ) -> String {
     use sha1::{Digest, Sha1};
-    let bytes = |ip: std::net::IpAddr| -> Vec<u8> {
-        match ip {
-            std::net::IpAddr::V4(v) => v.octets().to_vec(),
-            std::net::IpAddr::V6(v) => v.octets().to_vec(),
-        }
-    };
-    let (ab, bb) = (bytes(a.0), bytes(b.0));
-    let ((sa, sp), (da, dp)) = if (&ab, a.1) <= (&bb, b.1) {
-        ((ab, a.1), (bb, b.1))
+    let (a_ip, b_ip) = (addr_bytes(a.0), addr_bytes(b.0));
+    let ((sa, sp), (da, dp)) = if (&a_ip, a.1) <= (&b_ip, b.1) {
+        ((a_ip, a.1), (b_ip, b.1))
     } else {
-        ((bb, b.1), (ab, a.1))
+        ((b_ip, b.1), (a_ip, a.1))
     };
     let mut h = Sha1::new();
     h.update(seed.to_be_bytes());
-    h.update(&sa);
-    h.update(&da);
+    h.update(sa.as_slice());
+    h.update(da.as_slice());
     h.update([proto, 0]);
     h.update(sp.to_be_bytes());
     h.update(dp.to_be_bytes());
@@ -170,6 +164,29 @@ pub fn community_id(
     out.push_str("1:");
     base64(&mut out, &digest);
     out
+}
+
+/// An address as its network-order bytes (4 for IPv4, 16 for IPv6), without allocating.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum AddrBytes {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+impl AddrBytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            AddrBytes::V4(b) => b,
+            AddrBytes::V6(b) => b,
+        }
+    }
+}
+
+fn addr_bytes(ip: std::net::IpAddr) -> AddrBytes {
+    match ip {
+        std::net::IpAddr::V4(v) => AddrBytes::V4(v.octets()),
+        std::net::IpAddr::V6(v) => AddrBytes::V6(v.octets()),
+    }
 }
 
 /// Appends standard base64 (with padding) of `data`.
