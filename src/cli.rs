@@ -157,15 +157,16 @@ pub struct Args {
     #[arg(long = "community-id-seed", value_name = "N", default_value_t = 0)]
     pub community_id_seed: u16,
 
-    /// List (and write out, and transcribe with `--transcript selected`) only the flows that
+    /// List (and write out, and transcribe with --transcript selected) only the flows that
     /// match: finding codes and severities as --fail-on takes them, encryption=E, app=P,
-    /// server=IP[:PORT], id=N; words of one kind are alternatives, every kind given must match.
+    /// server=IP or server=IP:PORT, id=N; words of one kind are alternatives, every kind given
+    /// must match.
     #[arg(long = "select", value_name = "WORD,...", value_delimiter = ',')]
     pub select: Vec<String>,
 
     /// Print the transcript of flow ID instead of the table: its cleartext phase line by line
     /// with frame numbers (credentials redacted), the handshake, the verdict and the findings
-    /// (repeatable; `selected`: every flow --select chooses). Reads the files twice.
+    /// (repeatable; 'selected': every flow --select chooses). Reads the files twice.
     #[arg(long = "transcript", value_name = "ID|selected", value_delimiter = ',')]
     pub transcript: Vec<String>,
 
