@@ -382,3 +382,65 @@ fn evidence_options_refuse_what_cannot_be_read_twice() {
         "the input was not overwritten"
     );
 }
+
+/// The first `n` packets of a little-endian legacy pcap file, and the rest, as two files.
+fn split_pcap(bytes: &[u8], n: usize) -> (Vec<u8>, Vec<u8>) {
+    let header = &bytes[..24];
+    let (mut a, mut b) = (header.to_vec(), header.to_vec());
+    let (mut at, mut i) = (24, 0);
+    while at + 16 <= bytes.len() {
+        let caplen = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        let rec = &bytes[at..at + 16 + caplen];
+        if i < n {
+            a.extend(rec)
+        } else {
+            b.extend(rec)
+        }
+        at += 16 + caplen;
+        i += 1;
+    }
+    (a, b)
+}
+
+/// A flow read across two files (a rotated capture) keeps the input of its first
+/// packet; the frames in the second file are numbered within it and named in
+/// `frame_inputs`, and its findings say their input.
+#[test]
+fn a_flow_across_two_inputs_names_the_input_of_each_frame() {
+    let bytes = std::fs::read(fixture("starttls/smtp-starttls-s_client.pcap")).unwrap();
+    let whole = parse_ndjson(&run(&[
+        "-r",
+        "fixtures/starttls/smtp-starttls-s_client.pcap",
+        "--ndjson",
+    ]))
+    .remove(0);
+    let (a, b) = split_pcap(&bytes, 10);
+    let (pa, pb) = (tmp("rotated-0.pcap"), tmp("rotated-1.pcap"));
+    std::fs::write(&pa, a).unwrap();
+    std::fs::write(&pb, b).unwrap();
+    let rec = parse_ndjson(&run(&["-r", arg(&pa), "-r", arg(&pb), "--ndjson"])).remove(0);
+    assert_eq!(rec["input"], 0);
+    let f = &rec["frames"];
+    let w = &whole["frames"];
+    assert_eq!(
+        f["starttls_reply"], w["starttls_reply"],
+        "frame 10 is still in the first file"
+    );
+    for key in ["client_hello", "server_hello", "last"] {
+        assert_eq!(
+            f[key].as_u64().unwrap() + 10,
+            w[key].as_u64().unwrap(),
+            "{key}"
+        );
+        assert_eq!(rec["frame_inputs"][key], 1, "{key}");
+    }
+    assert!(rec["frame_inputs"].get("starttls_command").is_none());
+    let tls13 = rec["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["code"] == "TLS_1_3")
+        .unwrap();
+    assert_eq!(tls13["input"], 1);
+    assert_eq!(tls13["frame"], f["server_hello"]);
+}
