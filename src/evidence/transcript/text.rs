@@ -171,8 +171,15 @@ impl Text {
 
     fn end_body(&mut self, dir: Dir, at: Fref, out: &mut Out) {
         let n = std::mem::take(self.body_bytes.get_mut(dir));
-        if n > 0 {
+        if n > 0 && self.kind == Kind::Http {
             out.line(at, dir, &format!("[body: {n} bytes, not shown]"), 0);
+        } else if n > 0 {
+            out.line(
+                at,
+                dir,
+                &format!("[{n} bytes of binary data, not shown]"),
+                0,
+            );
         }
     }
 
@@ -255,6 +262,13 @@ impl Text {
     /// One complete line (with its end) of `dir`, `len` bytes on the wire.
     fn line(&mut self, dir: Dir, at: Fref, kept: &[u8], len: usize, out: &mut Out) {
         let body = trim_end(kept);
+        if self.kind == Kind::Plain && binary(body) {
+            // Not text (an SSH key exchange, another encrypted protocol): the rest
+            // of this direction is only counted.
+            *self.body.get_mut(dir) = Body::Rest;
+            *self.body_bytes.get_mut(dir) += len as u64;
+            return;
+        }
         let whole = match dir {
             Dir::Client => self.client_line(body),
             Dir::Server => self.server_line(body),
@@ -502,6 +516,15 @@ impl Text {
             }
         }
     }
+}
+
+/// More than a quarter of the bytes are neither printable ASCII nor white space.
+fn binary(line: &[u8]) -> bool {
+    let odd = line
+        .iter()
+        .filter(|&&b| !(b.is_ascii_graphic() || b == b' ' || b == b'\t'))
+        .count();
+    odd * 4 > line.len()
 }
 
 /// `[what redacted, N bytes]`.
@@ -806,6 +829,27 @@ mod tests {
         );
         assert!(text.contains("mechanism='PLAIN'>"), "{text}");
         assert!(!text.contains("AGFsaWNl"), "{text}");
+    }
+
+    #[test]
+    fn binary_data_is_counted_not_shown() {
+        let text = run(
+            Kind::Plain,
+            false,
+            &[
+                (Dir::Server, b"SSH-2.0-OpenSSH_9.2\r\n"),
+                (
+                    Dir::Server,
+                    &[0, 0, 4, 0x1c, 6, 20, 0xde, 0xad, 0xbe, 0xef, b'\n', 1, 2, 3],
+                ),
+            ],
+        );
+        assert!(text.contains("S  SSH-2.0-OpenSSH_9.2\n"), "{text}");
+        assert!(
+            text.contains("[14 bytes of binary data, not shown]"),
+            "{text}"
+        );
+        assert!(!text.contains("\\xde"), "{text}");
     }
 
     #[test]
