@@ -4,6 +4,7 @@ use crate::analyzer::options::Options;
 use crate::assess::trust::TrustStore;
 use crate::assess::{FailOn, Policy};
 use crate::config::{ColorChoice, Config, Format, Limits, LiveOptions, MAX_THREADS, MIN_MEMCAP};
+use crate::evidence::transcripts::Transcripts;
 use crate::output::select::{Order, Select};
 use crate::output::tsv::Columns;
 use crate::pipeline::shard::Shard;
@@ -172,6 +173,21 @@ pub struct Args {
         hide_possible_values = true
     )]
     pub select: Vec<String>,
+
+    /// Print the transcript of flow ID instead of the report: its cleartext phase line by line
+    /// with frame numbers (credentials redacted), the handshake, the verdict and the findings
+    /// (repeatable; 'selected': every flow --select chooses). Reads the files twice.
+    #[arg(long = "transcript", value_name = "ID|selected", value_delimiter = ',')]
+    pub transcript: Vec<String>,
+
+    /// Write every packet of the listed flows (those --select chooses) to this pcapng file,
+    /// which Wireshark and tlswatch read. Reads the files twice.
+    #[arg(long = "write-flows", value_name = "FILE")]
+    pub write_flows: Option<String>,
+
+    /// Seed of the Community ID on every record (Zeek, Suricata and Wireshark take one too).
+    #[arg(long = "community-id-seed", value_name = "N", default_value_t = 0)]
+    pub community_id_seed: u16,
 
     /// List flows (and servers) in this order instead of as they end: severity (worst first),
     /// server (address and port), or start (first packet). Holds every listed flow until the end.
@@ -407,6 +423,7 @@ impl Args {
         let policy = self.policy()?;
         let format = self.format();
         let (fields, select, sort) = self.view(format)?;
+        let transcript = self.evidence()?;
         let (bpf, filter_expr) = self.bpf();
         let limits = self.limits();
         Ok(Config {
@@ -443,6 +460,9 @@ impl Args {
                 show_users: self.show_users,
             },
             keylog: self.keylog,
+            community_id_seed: self.community_id_seed,
+            transcript,
+            write_flows: self.write_flows,
             keys: std::sync::Arc::default(),
             color: self.color.into(),
         })
@@ -545,6 +565,32 @@ impl Args {
     }
 
     /// `--threads`, checked; by default one per available core, up to [`MAX_THREADS`].
+    /// `--transcript`, checked; it and `--write-flows` need files that can be read a
+    /// second time.
+    fn evidence(&self) -> Result<Transcripts, String> {
+        let transcript = Transcripts::parse(&self.transcript)?;
+        let twice = self.write_flows.is_some() || !transcript.is_empty();
+        if twice && self.interface.is_some() {
+            return Err(
+                "--transcript and --write-flows read the capture twice: save it with -w FILE, \
+                 then run them on the file"
+                    .to_string(),
+            );
+        }
+        if twice && self.read.iter().any(|r| r == "-") {
+            return Err(
+                "--transcript and --write-flows read the capture twice: not from standard input"
+                    .to_string(),
+            );
+        }
+        if let Some(out) = &self.write_flows
+            && self.read.iter().any(|r| same_file(r, out))
+        {
+            return Err(format!("--write-flows {out}: that is an input"));
+        }
+        Ok(transcript)
+    }
+
     fn thread_count(&self) -> Result<usize, String> {
         match self.threads {
             Some(0) => Err("--threads must be at least 1".to_string()),
@@ -612,6 +658,15 @@ impl Args {
             ..Limits::default()
         }
     }
+}
+
+/// Whether two paths name one file (as given, or once resolved).
+fn same_file(a: &str, b: &str) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
 }
 
 /// Whether a trailing word, taken for a filter expression, names a capture file

@@ -4,6 +4,7 @@
 
 use crate::analyzer::options::Options;
 use crate::assess::{FailOn, Policy};
+use crate::evidence::transcripts::Transcripts;
 use crate::pipeline::shard::Shard;
 
 /// Most worker threads `--threads` accepts; also caps the default (the core count).
@@ -47,7 +48,8 @@ pub struct Config {
     pub format: Format,
     /// The TSV columns (`--fields`), with [`Format::Tsv`].
     pub fields: Option<crate::output::tsv::Columns>,
-    /// `--select`: the flows listed (the summary and `--fail-on` still see every flow).
+    /// `--select`: the flows listed, written out and transcribed (the summary and
+    /// `--fail-on` still see every flow).
     pub select: Option<crate::output::select::Select>,
     /// `--sort`: the order flows and servers are listed in (else as they end).
     pub sort: Option<crate::output::select::Order>,
@@ -79,6 +81,12 @@ pub struct Config {
     pub threads: usize,
     /// `--shard K/N`.
     pub shard: Option<Shard>,
+    /// `--community-id-seed`: the seed of every record's Community ID (0 by default).
+    pub community_id_seed: u16,
+    /// `--transcript`: the flows whose transcripts replace the usual output.
+    pub transcript: Transcripts,
+    /// `--write-flows`: the capture the chosen flows' packets are written to.
+    pub write_flows: Option<String>,
 }
 
 /// Smallest `--memcap` accepted: room for a few busy flows.

@@ -18,6 +18,7 @@ pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod evidence;
 pub mod flow;
 pub mod keylog;
 pub mod output;

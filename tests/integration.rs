@@ -10,6 +10,7 @@
 
 mod audit;
 mod evasion;
+mod evidence;
 mod kit;
 mod tunnels;
 

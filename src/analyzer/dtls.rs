@@ -309,17 +309,11 @@ impl DtlsAnalyzer {
                 CT_HANDSHAKE => self.handshake(dir, r, rec),
                 CT_ALERT => {
                     if let [level, desc] = r.body {
+                        let at = rec.at;
                         let tls = rec.tls_mut();
                         if tls.alerts.len() < MAX_ALERTS {
-                            tls.alerts.push(Alert {
-                                from: dir,
-                                level: match level {
-                                    1 => "warning".to_string(),
-                                    2 => "fatal".to_string(),
-                                    n => n.to_string(),
-                                },
-                                description: alert_name(*desc),
-                            });
+                            tls.alerts
+                                .push(Alert::new(dir, *level, alert_name(*desc), at));
                         }
                         if *level == 2 {
                             self.done = true;
@@ -333,6 +327,7 @@ impl DtlsAnalyzer {
 
     fn encrypted(&mut self, dir: Dir, rec: &mut FlowRecord) {
         self.side.get_mut(dir).encrypted = true;
+        crate::record::frames::first_at(&mut rec.frames.first_encrypted, rec.at);
         if self.server_hello && self.side.client.encrypted && self.side.server.encrypted {
             rec.tls_mut().established = true;
             self.done = true;

@@ -12,6 +12,7 @@ use super::starttls;
 use super::text::{looks_encrypted, looks_like_text};
 use super::tls::{self, Start, TlsAnalyzer};
 use crate::keylog::KeyLog;
+use crate::record::frames::first_at;
 use crate::record::{Dir, Encryption, FlowRecord, Note, PerDir};
 use std::sync::Arc;
 
@@ -50,8 +51,9 @@ struct Inner {
 #[derive(Debug, Default)]
 struct Sniff {
     buf: PerDir<Vec<u8>>,
-    /// Arrival order of the buffered bytes, to replay them interleaved as they came.
-    log: Vec<(Dir, usize)>,
+    /// Arrival order of the buffered bytes, to replay them interleaved as they came,
+    /// with the packet that brought each run ([`FlowRecord::at`]).
+    log: Vec<(Dir, usize, u64)>,
     gap: PerDir<bool>,
 }
 
@@ -79,7 +81,7 @@ impl Sniff {
     fn swap(&mut self) {
         self.buf.swap();
         self.gap.swap();
-        for (dir, _) in &mut self.log {
+        for (dir, _, _) in &mut self.log {
             *dir = dir.other();
         }
     }
@@ -162,7 +164,7 @@ impl Analyzer {
                 std::mem::size_of::<Sniff>()
                     + s.buf.client.capacity()
                     + s.buf.server.capacity()
-                    + s.log.capacity() * std::mem::size_of::<(Dir, usize)>()
+                    + s.log.capacity() * std::mem::size_of::<(Dir, usize, u64)>()
             }
             State::Tls(t) => std::mem::size_of::<TlsAnalyzer>() + t.heap_bytes(),
             State::StartTls(d) => std::mem::size_of::<starttls::Driver>() + d.heap_bytes(),
@@ -171,17 +173,22 @@ impl Analyzer {
         }
     }
 
-    /// In-order bytes of one direction.
+    /// In-order bytes of one direction, brought by packet [`FlowRecord::at`].
     pub fn on_data(&mut self, dir: Dir, data: &[u8], rec: &mut FlowRecord) -> Signal {
         match &mut self.state {
             State::Sniff(s) => {
+                let first = match dir {
+                    Dir::Client => &mut rec.frames.first_client_payload,
+                    Dir::Server => &mut rec.frames.first_server_payload,
+                };
+                first_at(first, rec.at);
                 let room = SNIFF_MAX.saturating_sub(s.buf.get(dir).len());
                 let take = room.min(data.len());
                 s.buf
                     .get_mut(dir)
                     .extend_from_slice(data.get(..take).unwrap_or_default());
                 if take > 0 {
-                    s.log.push((dir, take));
+                    s.log.push((dir, take, rec.at));
                 }
                 self.decide(rec, false)
             }
@@ -377,13 +384,14 @@ impl Analyzer {
         signal
     }
 
-    fn replay(s: &Sniff, swap: bool) -> Vec<(Dir, &[u8])> {
+    /// The sniffed bytes in arrival order, each run with its packet.
+    fn replay(s: &Sniff, swap: bool) -> Vec<(Dir, &[u8], u64)> {
         let mut pos = PerDir::<usize>::default();
         let mut out = Vec::with_capacity(s.log.len());
-        for &(dir, len) in &s.log {
+        for &(dir, len, at) in &s.log {
             let p = pos.get_mut(dir);
             if let Some(bytes) = s.buf.get(dir).get(*p..*p + len) {
-                out.push((if swap { dir.other() } else { dir }, bytes));
+                out.push((if swap { dir.other() } else { dir }, bytes, at));
             }
             *p += len;
         }
@@ -404,9 +412,12 @@ impl Analyzer {
         }
         let mut t = Box::new(TlsAnalyzer::new());
         t.set_keys(self.keys.take());
-        for (dir, bytes) in Self::replay(&s, swap) {
+        let now = rec.at;
+        for (dir, bytes, at) in Self::replay(&s, swap) {
+            rec.at = at;
             t.on_data(dir, bytes, rec);
         }
+        rec.at = now;
         for dir in [Dir::Client, Dir::Server] {
             let d = if swap { dir.other() } else { dir };
             if *s.gap.get(dir) {
@@ -430,9 +441,12 @@ impl Analyzer {
         d.follow_tunnels(self.tunnels);
         self.state = State::StartTls(d);
         // Through `on_data`: a tunnel may open part-way through what was sniffed.
-        for (dir, bytes) in Self::replay(&s, swap) {
+        let now = rec.at;
+        for (dir, bytes, at) in Self::replay(&s, swap) {
+            rec.at = at;
             self.on_data(dir, bytes, rec);
         }
+        rec.at = now;
         for dir in [Dir::Client, Dir::Server] {
             let d2 = if swap { dir.other() } else { dir };
             if *s.gap.get(dir) {

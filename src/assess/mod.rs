@@ -4,6 +4,8 @@
 //! In: a finished [`FlowRecord`] and the run's [`Policy`]. Out: its findings, most
 //! severe first. Called once per flow, by `flow::ending`.
 
+mod evidence;
+
 use crate::analyzer::tls::certificate;
 use crate::analyzer::tls::cipher;
 use crate::record::{
@@ -257,6 +259,9 @@ pub fn assess(rec: &FlowRecord, policy: &Policy) -> Vec<Finding> {
     out.extend(policy.port_finding(rec));
     let mut out = once_per_code(out);
     out.sort_by_key(|f| std::cmp::Reverse(f.severity()));
+    for f in &mut out {
+        f.frame = evidence::frame_of(f.code, rec);
+    }
     out
 }
 
@@ -829,11 +834,12 @@ mod tests {
         assert!(failed(false, &|_| {}));
         assert!(!failed(true, &|_| {}));
         let alert = |r: &mut FlowRecord| {
-            r.tls_mut().alerts.push(crate::record::Alert {
-                from: crate::record::Dir::Server,
-                level: "fatal".into(),
-                description: "handshake_failure".into(),
-            })
+            r.tls_mut().alerts.push(crate::record::Alert::new(
+                crate::record::Dir::Server,
+                2,
+                "handshake_failure".into(),
+                0,
+            ))
         };
         assert!(failed(true, &alert));
         assert!(failed(true, &|r| r.note(Note::ServerPlaintext)));

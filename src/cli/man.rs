@@ -24,7 +24,11 @@ Examples:
   tlswatch -r capture.pcap --select high,encryption=plaintext --sort severity
       only the plaintext flows with a high or critical finding, worst first
   tlswatch -r capture.pcap --format tsv --fields client,server,encryption,version,findings
-      tab-separated values with a header line, for a spreadsheet or awk";
+      tab-separated values with a header line, for a spreadsheet or awk
+  tlswatch -r mail.pcap --transcript 7
+      flow 7 (the ID column) line by line with frame numbers, then its handshake and findings
+  tlswatch -r mail.pcap --select high --write-flows flagged.pcapng
+      the flows with a high or critical finding, and their packets in a file for Wireshark";
 
 /// What each exit status means.
 pub const EXIT_STATUS: &[(u8, &str)] = &[
@@ -302,7 +306,7 @@ mod tests {
     #[test]
     fn man_page_lists_every_example_and_exit_status() {
         let man = page_text();
-        assert_eq!(examples().count(), 6);
+        assert_eq!(examples().count(), 8);
         for (command, meaning) in examples() {
             assert!(command.starts_with("tlswatch -r"), "{command}");
             assert!(man.contains(&roff_escape(command)), "{command}");

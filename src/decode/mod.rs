@@ -147,6 +147,16 @@ impl Decoder {
     }
 }
 
+/// The datagram an IP fragment belongs to (its outermost fragmented layer), or
+/// `None` when the frame is no fragment: to gather the fragments of a datagram
+/// again after [`Decoder::decode`] put them together.
+pub fn fragment_key(linktype: i32, frame: &[u8]) -> Option<FragKey> {
+    match Walker::default().link(linktype, frame) {
+        Out::Frag(p) => Some(p.key),
+        _ => None,
+    }
+}
+
 /// Decodes one frame of the given link type without reassembly: fragments come
 /// back as [`Decoded::Fragment`].
 pub fn decode(linktype: i32, frame: &[u8]) -> Decoded<'_> {

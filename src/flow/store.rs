@@ -34,14 +34,28 @@ const UNLINKED: Link = Link {
     next: NIL,
 };
 
+/// Not a slot either: the `prev` of a node's marked link while it is off the marked
+/// list (a flag of its own would cost the node 8 bytes of padding).
+const OFF_LIST: u32 = u32::MAX - 1;
+
+const UNMARKED: Link = Link {
+    prev: OFF_LIST,
+    next: NIL,
+};
+
 #[derive(Debug)]
 struct Node<K, V> {
     key: K,
     value: V,
     recency: Link,
-    /// Meaningful while `on_marked`.
+    /// [`UNMARKED`] while off the marked list.
     marked: Link,
-    on_marked: bool,
+}
+
+impl<K, V> Node<K, V> {
+    fn on_marked(&self) -> bool {
+        self.marked.prev != OFF_LIST
+    }
 }
 
 #[derive(Debug)]
@@ -73,7 +87,7 @@ enum List {
 /// A map from `K` to `V` whose entries never move, with recency order and a marked list.
 ///
 /// Invariant: every `Used` cell is in the index and on the recency list exactly once; it is
-/// on the marked list exactly when its `on_marked` is set; `Free` cells form one chain from
+/// on the marked list exactly when its `on_marked()` says so; `Free` cells form one chain from
 /// `free`; `len` counts `Used` cells.
 #[derive(Debug)]
 pub struct Table<K, V> {
@@ -183,15 +197,14 @@ impl<K: Hash + Eq, V> Table<K, V> {
     }
 
     /// Adds an entry for a key not in the table, as the most recently touched. Returns
-    /// `None` only when the table already holds 2^32 - 1 entries.
+    /// `None` only when the table already holds 2^32 - 2 entries.
     pub fn insert(&mut self, key: K, value: V) -> Option<Slot> {
         let h = hash32(&key);
         let node = Node {
             key,
             value,
             recency: UNLINKED,
-            marked: UNLINKED,
-            on_marked: false,
+            marked: UNMARKED,
         };
         let i = if self.free != NIL {
             let i = self.free;
@@ -210,7 +223,7 @@ impl<K: Hash + Eq, V> Table<K, V> {
             let page = self.pages.last_mut()?;
             let i = u32::try_from(full + page.len())
                 .ok()
-                .filter(|&i| i != NIL)?;
+                .filter(|&i| i < OFF_LIST)?;
             page.push(Cell::Used(node));
             i
         };
@@ -270,7 +283,7 @@ impl<K: Hash + Eq, V> Table<K, V> {
         let Some(node) = self.node(s.0) else {
             return;
         };
-        match (node.on_marked, on) {
+        match (node.on_marked(), on) {
             (false, true) => self.push_back(List::Marked, s.0),
             (true, false) => self.unlink(List::Marked, s.0),
             _ => {}
@@ -303,7 +316,7 @@ impl<K: Hash + Eq, V> Table<K, V> {
         let n = self.node_mut(i)?;
         match l {
             List::Recency => Some(&mut n.recency),
-            List::Marked if n.on_marked => Some(&mut n.marked),
+            List::Marked if n.on_marked() => Some(&mut n.marked),
             List::Marked => None,
         }
     }
@@ -319,10 +332,7 @@ impl<K: Hash + Eq, V> Table<K, V> {
         };
         match l {
             List::Recency => n.recency = link,
-            List::Marked => {
-                n.marked = link;
-                n.on_marked = true;
-            }
+            List::Marked => n.marked = link,
         }
         if let Some(t) = self.link_mut(l, tail) {
             t.next = i;
@@ -349,10 +359,7 @@ impl<K: Hash + Eq, V> Table<K, V> {
         if let Some(n) = self.node_mut(i) {
             match l {
                 List::Recency => n.recency = UNLINKED,
-                List::Marked => {
-                    n.marked = UNLINKED;
-                    n.on_marked = false;
-                }
+                List::Marked => n.marked = UNMARKED,
             }
         }
     }

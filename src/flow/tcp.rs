@@ -183,6 +183,32 @@ impl EarlyNotes {
     }
 }
 
+/// A flow's roles in one byte: whether the client is the key's `a` endpoint, and
+/// whether the TCP handshake fixed the roles (else ports or content chose them).
+#[derive(Clone, Copy, Debug, Default)]
+struct Roles(u8);
+
+impl Roles {
+    const CLIENT_IS_A: u8 = 1;
+    const FIXED: u8 = 1 << 1;
+
+    fn new(client_is_a: bool, fixed: bool) -> Self {
+        Roles((u8::from(client_is_a) * Self::CLIENT_IS_A) | (u8::from(fixed) * Self::FIXED))
+    }
+
+    fn client_is_a(self) -> bool {
+        self.0 & Self::CLIENT_IS_A != 0
+    }
+
+    fn fixed(self) -> bool {
+        self.0 & Self::FIXED != 0
+    }
+
+    fn swap(&mut self) {
+        self.0 ^= Self::CLIENT_IS_A;
+    }
+}
+
 /// What a tunnelled flow keeps of its tunnels, boxed so that a flow outside tunnels
 /// pays one word.
 #[derive(Debug)]
@@ -217,8 +243,9 @@ struct Flow {
     start: PackedTs,
     /// Time of the latest packet (the record's `end`).
     end: PackedTs,
-    /// Bytes charged to the budget for `state` (saturating).
-    charged: u32,
+    /// Ordinals of the first and the latest packet (the record's `frames.first`, `last`).
+    first: u64,
+    last: u64,
     /// ISNs seen per direction (a few, `isn_n` of them), to notice a SYN that restarts
     /// the connection.
     isn: PerDir<Isns>,
@@ -232,10 +259,8 @@ struct Flow {
     /// before the streams exist, a side's FIN is the sequence number before it.
     nxt: PerDir<OptSeq>,
     fin: PerDir<bool>,
-    /// The client is the key's `a` endpoint.
-    client_is_a: bool,
-    /// Roles come from the TCP handshake.
-    roles_fixed: bool,
+    /// Which endpoint of the key is the client, and whether the TCP handshake said so.
+    roles: Roles,
     /// The analyzer is done: only count packets.
     bypass: bool,
     early: EarlyNotes,
@@ -247,6 +272,8 @@ struct Active {
     rec: FlowRecord,
     streams: PerDir<Stream>,
     analyzer: Analyzer,
+    /// Bytes charged to the budget for this state (saturating).
+    charged: u32,
 }
 
 impl Active {
@@ -271,13 +298,15 @@ impl Flow {
     /// latest one only once the clock followed (a lone packet years off does
     /// not count). A packet held back ahead of the clock keeps its flow from
     /// the sweep that the next packet, if it confirms the jump, runs.
-    fn count(&mut self, dir: Dir, seg: &Segment<'_>, ts: Timestamp, now: Timestamp, far: i64) {
+    fn count(&mut self, dir: Dir, seg: &Segment<'_>, at: Stamp, now: Timestamp, far: i64) {
+        let ts = at.ts;
         *self.packets.get_mut(dir) += 1;
         *self.bytes.get_mut(dir) += seg.payload.len() as u64;
         let end = Timestamp::from(self.end);
         if ts > end && (ts.secs.saturating_sub(end.secs) <= far || ts <= now) {
             self.end = ts.into();
         }
+        self.last = at.ordinal;
         self.last_seen = now.secs.max(ts.secs);
         match self.state.as_mut() {
             Some(a) => {
@@ -334,7 +363,7 @@ impl Flow {
 
     fn endpoints(&self, key: &FlowKey) -> (Endpoint, Endpoint) {
         let ep = |(ip, port): (IpAddr, u16)| Endpoint { ip, port };
-        if self.client_is_a {
+        if self.roles.client_is_a() {
             (ep(key.a), ep(key.b))
         } else {
             (ep(key.b), ep(key.a))
@@ -342,7 +371,11 @@ impl Flow {
     }
 
     fn dir_of(&self, key: &FlowKey, src: (IpAddr, u16)) -> Dir {
-        let client = if self.client_is_a { key.a } else { key.b };
+        let client = if self.roles.client_is_a() {
+            key.a
+        } else {
+            key.b
+        };
         if client == src {
             Dir::Client
         } else {
@@ -378,11 +411,13 @@ impl Flow {
             client: self.fresh_stream(Dir::Client, limits),
             server: self.fresh_stream(Dir::Server, limits),
         };
-        let roles_fixed = self.roles_fixed;
-        let (id, start, early) = (self.id, Timestamp::from(self.start), self.early);
+        let roles_fixed = self.roles.fixed();
+        let (id, start, early, first) =
+            (self.id, Timestamp::from(self.start), self.early, self.first);
         let tunnel = &mut self.tunnel;
         self.state.get_or_insert_with(|| {
             let mut rec = FlowRecord::new(id, start, client, server);
+            rec.frames.first = first;
             if let Some(t) = tunnel.as_mut() {
                 rec.tunnel = std::mem::take(&mut t.path);
                 if t.joined.is_some() {
@@ -395,6 +430,7 @@ impl Flow {
                 streams,
                 analyzer: Analyzer::new(roles_fixed, opts)
                     .with_keys(keys.filter(|k| k.has_any()).cloned()),
+                charged: 0,
             })
         })
     }
@@ -455,7 +491,7 @@ impl Flow {
 
     /// The flow's own per-direction state follows a swap of the roles (the streams apart).
     fn swap_dirs(&mut self) {
-        self.client_is_a = !self.client_is_a;
+        self.roles.swap();
         self.packets.swap();
         self.bytes.swap();
         self.fin.swap();
@@ -778,7 +814,15 @@ impl Engine {
             *next_id += 1;
             id
         };
-        udp.datagram(d, at.ts, &mut new_id, &mut stats.udp_flows, budget, emit);
+        udp.datagram(
+            d,
+            at.ts,
+            at.ordinal,
+            &mut new_id,
+            &mut stats.udp_flows,
+            budget,
+            emit,
+        );
         self.relieve(emit);
     }
 
@@ -811,7 +855,7 @@ impl Engine {
             self.relieve(emit);
             return;
         }
-        flow.count(dir, seg, ts, now, far);
+        flow.count(dir, seg, at, now, far);
         flow.track_seq(dir, seg);
         if *flow.packets.get(dir) == 1
             && *flow.packets.get(dir.other()) > 0
@@ -976,13 +1020,13 @@ impl Engine {
         let Some(flow) = self.flows.get_mut(s) else {
             return;
         };
-        let Some(a) = flow.state.as_ref() else {
+        let Some(a) = flow.state.as_mut() else {
             return;
         };
         let bytes = clamp32(a.bytes());
         let buffering = a.buffering();
-        self.budget.recharge(flow.charged as usize, bytes as usize);
-        flow.charged = bytes;
+        self.budget.recharge(a.charged as usize, bytes as usize);
+        a.charged = bytes;
         self.flows.set_marked(s, buffering);
     }
 
@@ -996,7 +1040,9 @@ impl Engine {
             streams,
             analyzer,
             rec,
+            ..
         } = &mut **a;
+        rec.at = flow.last;
         let mut swaps = 0u32;
         if !seg.payload.is_empty() {
             let mut d = dir;
@@ -1094,26 +1140,25 @@ impl Engine {
             }),
             start: ts.into(),
             end: ts.into(),
-            charged: 0,
+            first: at.ordinal,
+            last: at.ordinal,
             isn: PerDir::default(),
             isn_n: PerDir::default(),
             cur_isn: PerDir::default(),
             client_isn: OptSeq::default(),
             nxt: PerDir::default(),
             fin: PerDir::default(),
-            client_is_a: (key.a == src) == src_is_client,
-            roles_fixed,
+            roles: Roles::new((key.a == src) == src_is_client, roles_fixed),
             bypass: false,
             early,
         }
     }
 
-    fn close(&mut self, s: Slot, reason: EndReason, emit: &mut Emit<'_>) {
-        let Some((key, mut flow)) = self.flows.remove(s) else {
-            return;
-        };
-        self.budget
-            .release(self.flow_bytes.saturating_add(flow.charged as usize));
+    /// Gives back what a closed flow held: its budget, and its place among the
+    /// flows waiting for a reply through another tunnel.
+    fn release(&mut self, key: &FlowKey, flow: &Flow) {
+        let charged = flow.state.as_ref().map_or(0, |a| a.charged as usize);
+        self.budget.release(self.flow_bytes.saturating_add(charged));
         if let Some(t) = flow.tunnel.as_ref() {
             let before = self.joins.bytes();
             let joined = t.joined.map(|j| key.with_tunnel(j));
@@ -1121,6 +1166,13 @@ impl Engine {
                 .forget(&key.with_tunnel(t.kinds), key.tunnel, joined);
             self.budget.recharge(before, self.joins.bytes());
         }
+    }
+
+    fn close(&mut self, s: Slot, reason: EndReason, emit: &mut Emit<'_>) {
+        let Some((key, mut flow)) = self.flows.remove(s) else {
+            return;
+        };
+        self.release(&key, &flow);
         if let Some(p) = &mut self.payloadless
             && flow.bytes.client == 0
             && flow.bytes.server == 0
@@ -1140,7 +1192,10 @@ impl Engine {
             mut rec,
             mut analyzer,
             mut streams,
+            ..
         } = *active;
+        rec.frames.last = flow.last;
+        rec.at = flow.last;
         if !flow.bypass {
             for dir in [Dir::Client, Dir::Server] {
                 let mut d = dir;
@@ -1157,21 +1212,7 @@ impl Engine {
                 }
             }
         }
-        for st in [&streams.client, &streams.server] {
-            let n = st.notes();
-            if n.conflicting_overlap {
-                rec.note(Note::ConflictingOverlap);
-            }
-            if n.buffer_cap_hit {
-                rec.note(Note::ReassemblyCap);
-            }
-            if n.out_of_window {
-                rec.note(Note::OutOfWindow);
-            }
-            if n.gap {
-                rec.note(Note::Gap);
-            }
-        }
+        stream_notes(&streams, &mut rec);
         rec.packets = flow.packets;
         rec.bytes = flow.bytes;
         rec.end = flow.end.into();
@@ -1300,7 +1341,9 @@ impl Engine {
                 streams,
                 analyzer,
                 rec,
+                ..
             } = &mut **a;
+            rec.at = flow.last;
             let mut d = dir;
             let mut swapped = false;
             streams.get_mut(dir).stop_buffering(&mut |c| {
@@ -1326,9 +1369,11 @@ impl Engine {
                 a.streams.server.bypass();
             }
         }
-        let bytes = clamp32(flow.state.as_ref().map_or(0, |a| a.bytes()));
-        self.budget.recharge(flow.charged as usize, bytes as usize);
-        flow.charged = bytes;
+        if let Some(a) = flow.state.as_mut() {
+            let bytes = clamp32(a.bytes());
+            self.budget.recharge(a.charged as usize, bytes as usize);
+            a.charged = bytes;
+        }
     }
 
     /// End of input (or capture stopped): every open flow ends, in the order they began.
@@ -1387,6 +1432,25 @@ fn feed(analyzer: &mut Analyzer, rec: &mut FlowRecord, dir: Dir, c: Chunk<'_>) -
     }
 }
 
+/// What reassembly saw of both streams, as notes on the record.
+fn stream_notes(streams: &PerDir<Stream>, rec: &mut FlowRecord) {
+    for st in [&streams.client, &streams.server] {
+        let n = st.notes();
+        if n.conflicting_overlap {
+            rec.note(Note::ConflictingOverlap);
+        }
+        if n.buffer_cap_hit {
+            rec.note(Note::ReassemblyCap);
+        }
+        if n.out_of_window {
+            rec.note(Note::OutOfWindow);
+        }
+        if n.gap {
+            rec.note(Note::Gap);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1396,6 +1460,6 @@ mod tests {
     #[test]
     fn payload_less_flow_entry_is_small() {
         const { assert!(FLOW_BYTES <= 256) };
-        const { assert!(std::mem::size_of::<Flow>() <= 160) };
+        const { assert!(std::mem::size_of::<Flow>() <= 168) };
     }
 }

@@ -39,6 +39,9 @@ const EARLY_NOTES: usize = 6;
 #[derive(Debug)]
 struct Lite {
     id: u64,
+    /// Ordinals of the first and the latest datagram (see [`crate::record::Frames`]).
+    first: u64,
+    last: u64,
     start: Timestamp,
     last_seen: Timestamp,
     client: Endpoint,
@@ -192,14 +195,15 @@ impl UdpTable {
         true
     }
 
-    /// One datagram at packet time `ts`; `new_id` numbers a new flow (the flow
-    /// engine's numbering, shared with TCP). The caller runs the clock and brings
-    /// the budget back under its cap afterwards.
+    /// One datagram at packet time `ts`, the run's packet `ordinal`; `new_id`
+    /// numbers a new flow (the flow engine's numbering, shared with TCP). The caller
+    /// runs the clock and brings the budget back under its cap afterwards.
     #[allow(clippy::too_many_arguments)]
     pub fn datagram(
         &mut self,
         dg: &Datagram<'_>,
         ts: Timestamp,
+        ordinal: u64,
         new_id: &mut dyn FnMut() -> u64,
         stats: &mut UdpStats,
         budget: &mut Budget,
@@ -232,7 +236,7 @@ impl UdpTable {
                 if self.table.len() >= self.limits.max_flows {
                     self.evict_oldest(stats, budget, emit);
                 }
-                let flow = new_flow(dg, ts, new_id());
+                let flow = new_flow(dg, ts, ordinal, new_id());
                 let Some(s) = self.table.insert(key, flow) else {
                     return;
                 };
@@ -257,7 +261,7 @@ impl UdpTable {
         let Some(flow) = self.table.get_mut(s) else {
             return;
         };
-        flow.on_datagram(dg, ts, seen, self.keys.as_ref());
+        flow.on_datagram(dg, (ts, ordinal), seen, self.keys.as_ref());
         let charged = flow.analysis_bytes();
         budget.recharge(flow.lite.charged as usize, charged);
         flow.lite.charged = charged as u32;
@@ -316,7 +320,7 @@ impl UdpTable {
             self.joins.forget(&coarse, key.tunnel, joined);
             budget.recharge(before, self.joins.bytes());
         }
-        let (port, id) = (flow.lite.server.port, flow.lite.id);
+        let (port, id, last) = (flow.lite.server.port, flow.lite.id, flow.lite.last);
         let Some(mut rec) = flow.into_record() else {
             if let Some(ids) = &mut self.unlisted {
                 ids.push(id);
@@ -334,6 +338,8 @@ impl UdpTable {
                 return;
             }
         }
+        rec.frames.last = last;
+        rec.at = last;
         if rec.packets.client == 0 || rec.packets.server == 0 {
             rec.note(Note::OneSided);
         }
@@ -398,6 +404,7 @@ impl Lite {
     fn record(&self) -> FlowRecord {
         let mut rec = FlowRecord::new(self.id, self.start, self.client, self.server);
         rec.transport = Transport::Udp;
+        rec.frames.first = self.first;
         rec.end = self.last_seen;
         rec.tunnel = self.tunnel.clone();
         rec.packets = self.packets;
@@ -436,17 +443,19 @@ impl UdpFlow {
         }
     }
 
-    /// One datagram at packet time `ts`; `seen` is the table's clock (`ts` or later).
+    /// One datagram at packet time `ts`, packet `ordinal`; `seen` is the table's
+    /// clock (`ts` or later).
     fn on_datagram(
         &mut self,
         dg: &Datagram<'_>,
-        ts: Timestamp,
+        (ts, ordinal): (Timestamp, u64),
         seen: Timestamp,
         keys: Option<&Arc<KeyLog>>,
     ) {
         let src = (dg.src, dg.sport);
         let lite = &mut self.lite;
         lite.last_seen = seen;
+        lite.last = ordinal;
         let mut dir = lite.dir(src);
         match self.record_mut() {
             Some(rec) => {
@@ -494,6 +503,7 @@ impl UdpFlow {
         let done = match &mut self.proto {
             Proto::Analyzing(b) => {
                 let (rec, a) = &mut **b;
+                rec.at = ordinal;
                 a.on_datagram(dir, dg, rec);
                 a.is_done()
             }
@@ -527,7 +537,7 @@ impl UdpFlow {
     }
 }
 
-fn new_flow(dg: &Datagram<'_>, ts: Timestamp, id: u64) -> UdpFlow {
+fn new_flow(dg: &Datagram<'_>, ts: Timestamp, ordinal: u64, id: u64) -> UdpFlow {
     let src = Endpoint {
         ip: dg.src,
         port: dg.sport,
@@ -551,6 +561,8 @@ fn new_flow(dg: &Datagram<'_>, ts: Timestamp, id: u64) -> UdpFlow {
     UdpFlow {
         lite: Lite {
             id,
+            first: ordinal,
+            last: ordinal,
             start: ts,
             last_seen: ts,
             client,
@@ -631,6 +643,7 @@ mod tests {
             table.datagram(
                 &dg,
                 ts(*t),
+                0,
                 &mut new_id,
                 &mut stats,
                 &mut budget,
@@ -786,6 +799,7 @@ mod tests {
             t.datagram(
                 &dg,
                 ts(0),
+                0,
                 &mut new_id,
                 &mut stats,
                 &mut budget,

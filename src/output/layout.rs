@@ -237,6 +237,16 @@ pub fn shrink(widths: &mut [usize], mins: &[usize], room: usize) {
     }
 }
 
+/// `7/12`: flow 7, whose first packet is frame 12 of the first input (`7/12@1`
+/// in input 1), as tshark numbers packets.
+pub fn id_frame(id: u64, input: usize, frame: u64) -> String {
+    if input == 0 {
+        format!("{id}/{frame}")
+    } else {
+        format!("{id}/{frame}@{input}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! a line of its own above the rest.
 
 use super::escape;
-use super::layout::{self, Cell, Col, Fit};
+use super::layout::{self, Cell, Col, Fit, id_frame};
 use super::servers::ServerRecord;
 use super::style::{BOLD, CERT_CODES, GREEN, paint, severity_color, shown};
 use crate::record::{Code, Severity, Transport};
@@ -20,7 +20,7 @@ const HEADER: [&str; 9] = [
     "ENCRYPTION",
     "VERSIONS",
     "CERTIFICATE",
-    "WORST",
+    "WORST ID/FRAME",
     "FINDINGS",
 ];
 
@@ -112,6 +112,15 @@ fn certificate(s: &ServerRecord) -> Cell {
     Cell::colored(text, severity_color(worst))
 }
 
+/// The worst severity and where to look for it: `high 7/12` (flow 7, frame 12).
+fn worst_cell(worst: Option<Severity>, s: &ServerRecord) -> String {
+    let w = worst.map_or("-", Severity::as_str);
+    match s.look_at {
+        Some(l) => format!("{w} {}", id_frame(l.id, l.input, l.frame)),
+        None => w.to_string(),
+    }
+}
+
 /// The cells of one server row, escaped.
 fn cells(s: &ServerRecord) -> Vec<Cell> {
     let udp = if s.transport == Transport::Udp {
@@ -152,7 +161,7 @@ fn cells(s: &ServerRecord) -> Vec<Cell> {
         Cell::colored(tally(&s.by_encryption), enc_color),
         Cell::plain(tally(&s.versions)),
         certificate(s),
-        Cell::colored(worst.map_or("-", Severity::as_str), color),
+        Cell::colored(worst_cell(worst, s), color),
         Cell::colored(findings(s), color),
     ];
     for c in &mut v {

@@ -50,6 +50,48 @@ pub struct ServerCounts {
     pub clients_capped: u64,
 }
 
+/// Where to start looking at a server's flows: the flow with its worst finding
+/// (the earliest such flow), at the packet of that finding; without findings,
+/// its earliest flow at its first packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LookAt {
+    pub id: u64,
+    pub input: usize,
+    pub frame: u64,
+    #[serde(skip)]
+    worst: Option<Severity>,
+}
+
+impl LookAt {
+    fn of(rec: &FlowRecord) -> Self {
+        // Findings are most severe first.
+        match rec.findings.first() {
+            Some(f) => LookAt {
+                id: rec.id,
+                input: f.input.unwrap_or(rec.input),
+                frame: f.frame,
+                worst: Some(f.severity()),
+            },
+            None => LookAt {
+                id: rec.id,
+                input: rec.input,
+                frame: rec.frames.first,
+                worst: None,
+            },
+        }
+    }
+
+    /// The one to look at first of two: the worse finding, then the earlier flow.
+    fn first_of(self, other: LookAt) -> LookAt {
+        let key = |l: &LookAt| (std::cmp::Reverse(l.worst), l.id);
+        if key(&other) < key(&self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
 /// One server endpoint's record: the JSON contract of `--servers`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ServerRecord {
@@ -77,6 +119,8 @@ pub struct ServerRecord {
     pub worst_severity: Option<Severity>,
     pub first: Timestamp,
     pub last: Timestamp,
+    /// The flow and packet to open first (see [`LookAt`]).
+    pub look_at: Option<LookAt>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -223,6 +267,7 @@ struct Acc {
     worst: Option<Severity>,
     first: Timestamp,
     last: Timestamp,
+    look_at: Option<LookAt>,
 }
 
 impl Acc {
@@ -236,7 +281,12 @@ impl Acc {
             worst: None,
             first,
             last,
+            look_at: None,
         }
+    }
+
+    fn look(&mut self, l: LookAt) {
+        self.look_at = Some(self.look_at.map_or(l, |mine| mine.first_of(l)));
     }
 
     /// Adds `n` under (`field`, `id`), or under the field's [`OTHER_ID`] once it
@@ -386,6 +436,7 @@ impl Inventory {
         acc.worst = acc
             .worst
             .max(rec.findings.iter().map(Finding::severity).max());
+        acc.look(LookAt::of(rec));
         // The server's own certificate: the leaf of the chain it sent.
         if let Some(leaf) = rec.tls.as_ref().and_then(|t| t.certificates.first()) {
             self.add_certificate(
@@ -487,6 +538,9 @@ impl Inventory {
                 acc.certificate(sha, c);
             }
             acc.worst = acc.worst.max(theirs.worst);
+            if let Some(l) = theirs.look_at {
+                acc.look(l);
+            }
         }
     }
 
@@ -542,6 +596,7 @@ impl Inventory {
                     worst_severity: acc.worst,
                     first: acc.first,
                     last: acc.last,
+                    look_at: acc.look_at,
                 }
             })
             .collect();

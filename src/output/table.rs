@@ -4,7 +4,7 @@
 //! Piped, every cell is whole. No byte from the wire reaches the terminal
 //! unescaped.
 
-use super::layout::{self, Cell, Col, Fit, Flex};
+use super::layout::{self, Cell, Col, Fit, Flex, id_frame};
 use super::servers::ServerRecord;
 use super::style::{BOLD, CERT_CODES, GREEN, paint, severity_color, shown};
 use super::{Sink, Summary, escape};
@@ -52,13 +52,13 @@ pub fn width(tty: bool) -> Option<usize> {
     })
 }
 
-/// ID column width; the endpoints start one further.
-const ID_W: usize = 5;
+/// ID/FRAME column width (`1234/567890`); the endpoints start one further.
+const ID_W: usize = 10;
 /// `CLIENT -> SERVER` column width: any IPv4 pair
 /// (`255.255.255.255:65535 -> 255.255.255.255:65535`).
 const EP_W: usize = 46;
-/// Where the second line of a two-line row starts.
-const INDENT: usize = ID_W + 1;
+/// Where the second line of a two-line row starts (the ID/FRAME is on the first).
+const INDENT: usize = 6;
 /// Where the body starts beside the endpoints.
 const BESIDE: usize = ID_W + 1 + EP_W + 1;
 
@@ -250,7 +250,7 @@ impl<W: Write> Table<W> {
         names.push("FINDINGS");
         let body: Vec<Cell> = names.into_iter().map(|n| Cell::colored(n, BOLD)).collect();
         let head = Head {
-            id: "ID",
+            id: "ID/FRAME",
             client: "CLIENT -> SERVER",
             server: "",
             color: BOLD,
@@ -510,7 +510,7 @@ impl<W: Write> Sink for Table<W> {
             self.header()?;
         }
         let body = flow_cells(rec, self.users);
-        let id = rec.id.to_string();
+        let id = id_frame(rec.id, rec.input, rec.frames.first);
         let client = super::endpoint(rec.client.ip, rec.client.port);
         let server = super::endpoint(rec.server.ip, rec.server.port);
         let head = Head {

@@ -152,6 +152,21 @@ pub const FLOW_FIELDS: &[Named] = &[
         Get::Path("end_reason"),
         "why the flow's record was closed",
     ),
+    named(
+        "community_id",
+        Get::Path("community_id"),
+        "the Community ID v1 flow hash",
+    ),
+    named(
+        "input",
+        Get::Path("input"),
+        "index of the flow's input in inputs",
+    ),
+    named(
+        "first_frame",
+        Get::Path("frames.first"),
+        "packet number of the flow's first packet in its input",
+    ),
 ];
 
 /// The named fields of a server line (`--servers`).
@@ -228,6 +243,10 @@ const FLOW_KEYS: &[&str] = &[
     "end_reason",
     "incomplete",
     "findings",
+    "community_id",
+    "input",
+    "frames",
+    "frame_inputs",
     "notes",
 ];
 const SERVER_KEYS: &[&str] = &[
@@ -246,6 +265,7 @@ const SERVER_KEYS: &[&str] = &[
     "worst_severity",
     "first",
     "last",
+    "look_at",
 ];
 
 /// One column: its header and how its value is read.

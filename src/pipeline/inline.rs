@@ -121,4 +121,8 @@ impl Stage for InlineStage<'_> {
     fn decode_stats(&self) -> &PacketStats {
         &self.inline.stats
     }
+
+    fn ordinal(&self) -> u64 {
+        self.inline.ordinal
+    }
 }

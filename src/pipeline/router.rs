@@ -210,6 +210,10 @@ impl Stage for Router<'_> {
     fn decode_stats(&self) -> &PacketStats {
         &self.stats
     }
+
+    fn ordinal(&self) -> u64 {
+        self.ordinal
+    }
 }
 
 #[cfg(test)]

@@ -191,6 +191,9 @@ pub trait Stage {
     fn stopped(&self) -> bool;
     /// Counters of the packets decoded so far (the flow engines' not included).
     fn decode_stats(&self) -> &PacketStats;
+    /// Packets handed over so far (`packet` and `skip` calls): the ordinal the
+    /// next packet will follow.
+    fn ordinal(&self) -> u64;
 }
 
 /// What the flow stage counted over a run.

@@ -197,17 +197,26 @@ impl FromStr for Code {
     }
 }
 
-/// What an auditor must see about a flow: a code and a message about this flow.
-/// The severity is the code's.
+/// What an auditor must see about a flow: a code and a message about this flow,
+/// and the packet where it was seen. The severity is the code's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     pub code: Code,
     pub message: String,
+    /// The packet that shows it (see [`crate::record::Frames`]); 0 until `assess` sets it.
+    pub frame: u64,
+    /// The input of `frame`, when it is not the record's.
+    pub input: Option<usize>,
 }
 
 impl Finding {
     pub fn new(code: Code, message: String) -> Self {
-        Finding { code, message }
+        Finding {
+            code,
+            message,
+            frame: 0,
+            input: None,
+        }
     }
 
     pub fn severity(&self) -> Severity {
@@ -216,12 +225,17 @@ impl Finding {
 }
 
 impl Serialize for Finding {
-    /// `{"code": .., "severity": .., "message": ..}`.
+    /// `{"code": .., "severity": .., "message": .., "frame": ..}`, and `input` when
+    /// the frame lies in another input than the record's.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Finding", 3)?;
+        let mut st = s.serialize_struct("Finding", 5)?;
         st.serialize_field("code", &self.code)?;
         st.serialize_field("severity", &self.severity())?;
         st.serialize_field("message", &self.message)?;
+        st.serialize_field("frame", &self.frame)?;
+        if let Some(i) = self.input {
+            st.serialize_field("input", &i)?;
+        }
         st.end()
     }
 }
@@ -260,12 +274,12 @@ mod tests {
         assert_eq!(f.severity(), Severity::High);
         assert_eq!(
             serde_json::to_string(&f).unwrap(),
-            r#"{"code":"SSLV3","severity":"high","message":"SSLv3 negotiated"}"#
+            r#"{"code":"SSLV3","severity":"high","message":"SSLv3 negotiated","frame":0}"#
         );
         let f = Finding::new(Code::Tls13, String::new());
         assert_eq!(
             serde_json::to_string(&f).unwrap(),
-            r#"{"code":"TLS_1_3","severity":"info","message":""}"#
+            r#"{"code":"TLS_1_3","severity":"info","message":"","frame":0}"#
         );
         assert_eq!(Code::Sslv3.reference(), "RFC 7568");
     }

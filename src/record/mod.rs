@@ -10,8 +10,10 @@ use serde::Serialize;
 use std::net::IpAddr;
 
 pub mod finding;
+pub mod frames;
 
 pub use finding::{Code, Finding, Severity};
+pub use frames::{FrameInputs, FrameMap, Frames};
 
 /// Which side sent the bytes. Direction is always an enum, never a bool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -310,6 +312,28 @@ pub struct Alert {
     /// `warning`, `fatal`, or the number for anything else.
     pub level: String,
     pub description: String,
+    /// The packet that carried it (see [`Frames`]).
+    pub frame: u64,
+    /// The input of `frame`, when it is not the record's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<usize>,
+}
+
+impl Alert {
+    /// An alert from `dir` seen in packet `frame`, by its two bytes.
+    pub fn new(dir: Dir, level: u8, description: String, frame: u64) -> Self {
+        Alert {
+            from: dir,
+            level: match level {
+                1 => "warning".to_string(),
+                2 => "fatal".to_string(),
+                n => n.to_string(),
+            },
+            description,
+            frame,
+            input: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -634,8 +658,19 @@ pub struct FlowRecord {
     pub kind: &'static str,
     pub id: u64,
     pub transport: Transport,
+    /// Community ID v1 of the (innermost) 5-tuple; set by the output stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub community_id: Option<String>,
     pub start: Timestamp,
     pub end: Timestamp,
+    /// Index in `inputs` of the file of the flow's first packet (set by the output stage).
+    pub input: usize,
+    /// The packets behind the verdict (see [`Frames`]).
+    pub frames: Frames,
+    /// Frames of `frames` that lie in a later input than `input` (a flow read
+    /// across several files), by name; omitted when empty.
+    #[serde(skip_serializing_if = "FrameInputs::is_empty")]
+    pub frame_inputs: FrameInputs,
     pub client: Endpoint,
     pub server: Endpoint,
     /// Encapsulations the flow came through, outermost first, outer addresses as the client sent.
@@ -664,6 +699,10 @@ pub struct FlowRecord {
     pub incomplete: bool,
     pub findings: Vec<Finding>,
     pub notes: Vec<Note>,
+    /// Ordinal of the packet whose bytes are being analysed: the flow engine sets it
+    /// before each delivery, and analyzers stamp their events with it.
+    #[serde(skip)]
+    pub at: u64,
 }
 
 impl FlowRecord {
@@ -672,8 +711,12 @@ impl FlowRecord {
             kind: "flow",
             id,
             transport: Transport::Tcp,
+            community_id: None,
             start: ts,
             end: ts,
+            input: 0,
+            frames: Frames::default(),
+            frame_inputs: FrameInputs::new(),
             client,
             server,
             tunnel: TunnelPath::default(),
@@ -691,6 +734,7 @@ impl FlowRecord {
             incomplete: false,
             findings: Vec::new(),
             notes: Vec::new(),
+            at: 0,
         }
     }
 
@@ -773,9 +817,42 @@ impl FlowRecord {
         self.bytes.client > 0 || self.bytes.server > 0
     }
 
+    /// Rewrites every frame from a packet ordinal to its number within its input
+    /// (`map`), and sets `input` to the input of the first packet. Frames in another
+    /// input are named in `frame_inputs` (and on alerts and findings, in their own
+    /// `input`).
+    pub fn locate_frames(&mut self, map: &FrameMap) {
+        let (input, _) = map.locate(self.frames.first);
+        self.input = input;
+        let mut other = FrameInputs::new();
+        for (name, f) in self.frames.fields_mut() {
+            let (i, n) = map.locate(*f);
+            *f = n;
+            if n != 0 && i != input {
+                other.insert(name, i);
+            }
+        }
+        self.frame_inputs = other;
+        let locate = |f: &mut u64| {
+            let (i, n) = map.locate(*f);
+            *f = n;
+            (n != 0 && i != input).then_some(i)
+        };
+        if let Some(t) = self.tls.as_mut() {
+            for a in &mut t.alerts {
+                a.input = locate(&mut a.frame);
+            }
+        }
+        for f in &mut self.findings {
+            f.input = locate(&mut f.frame);
+        }
+    }
+
     /// Swap client and server (roles learned from content after the record was opened).
     pub fn swap_roles(&mut self) {
         std::mem::swap(&mut self.client, &mut self.server);
+        let f = &mut self.frames;
+        std::mem::swap(&mut f.first_client_payload, &mut f.first_server_payload);
         self.tunnel = self.tunnel.reversed();
         self.packets.swap();
         self.bytes.swap();

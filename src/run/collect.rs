@@ -5,6 +5,8 @@ use crate::assess::FailOn;
 use crate::capture::compressed::Compression;
 use crate::capture::{CaptureError, ReadOutcome};
 use crate::config::{ColorChoice, Config, Format};
+use crate::evidence::chosen::Chosen;
+use crate::evidence::transcript::Transcriber;
 use crate::output::certificates::CertInventory;
 use crate::output::json::{Document, Ndjson};
 use crate::output::select::Sorted;
@@ -13,10 +15,12 @@ use crate::output::table::{self, Table};
 use crate::output::tsv::{Columns, Tsv};
 use crate::output::{Sink, Summary};
 use crate::pipeline::deliver::{Deliver, Notice};
-use crate::record::{Code, FlowRecord};
+use crate::record::frames::community_id;
+use crate::record::{Code, FlowRecord, FrameMap, Transport};
 use crate::run::progress::Progress;
 use crate::stats::PacketStats;
 use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 
 /// Process exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +38,10 @@ pub enum Exit {
 pub fn make_sink(cfg: &Config, live: bool, progress: &Progress) -> Box<dyn Sink> {
     let stdout = io::stdout();
     let out = io::BufWriter::with_capacity(64 * 1024, progress.writer(stdout.lock()));
+    if !cfg.transcript.is_empty() {
+        // The transcripts, written after the second reading, replace the report.
+        return Box::new(Quiet);
+    }
     let sink: Box<dyn Sink> = match cfg.format {
         Format::Json => Box::new(Document::new(out, input_names(cfg))),
         Format::Ndjson => Box::new(Ndjson::new(out, live)),
@@ -65,6 +73,21 @@ pub fn make_sink(cfg: &Config, live: bool, progress: &Progress) -> Box<dyn Sink>
     match cfg.sort {
         Some(order) => Box::new(Sorted::new(sink, order)),
         None => sink,
+    }
+}
+
+/// The sink of a run whose output is its transcripts: nothing is printed.
+struct Quiet;
+
+impl Sink for Quiet {
+    fn flow(&mut self, _: &FlowRecord) -> io::Result<()> {
+        Ok(())
+    }
+    fn servers(&mut self, _: &[crate::output::servers::ServerRecord]) -> io::Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self, _: &crate::output::Summary) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -170,7 +193,15 @@ pub struct Collector<'a> {
     live: bool,
     /// `--certificates`: the certificate inventory, fed every listed flow.
     certificates: Option<CertInventory>,
+    /// Where each input begins among the packet ordinals, as the reader records it.
+    frames: SharedFrameMap,
+    /// The flows chosen for `--write-flows` and `--transcript`.
+    chosen: Chosen,
 }
+
+/// The reader records each input's start here; the output stage reads it to put
+/// packet numbers on records (see [`FrameMap`]).
+pub type SharedFrameMap = Arc<Mutex<FrameMap>>;
 
 impl Deliver for Collector<'_> {
     fn emit(&mut self, rec: FlowRecord) {
@@ -198,19 +229,36 @@ impl<'a> Collector<'a> {
             servers: cfg.servers.map(Inventory::new),
             live: cfg.interface.is_some(),
             certificates: cfg.certificates.map(CertInventory::new),
+            frames: SharedFrameMap::default(),
+            chosen: Chosen::default(),
         }
     }
 
-    pub fn emit(&mut self, rec: FlowRecord) {
+    /// The flows chosen for a second reading of the inputs.
+    pub fn take_chosen(&mut self) -> Chosen {
+        std::mem::take(&mut self.chosen)
+    }
+
+    /// The map the reader of this run records the inputs' starts in.
+    pub fn frame_map(&self) -> SharedFrameMap {
+        Arc::clone(&self.frames)
+    }
+
+    pub fn emit(&mut self, mut rec: FlowRecord) {
+        let span = (rec.frames.first, rec.frames.last);
+        self.place(&mut rec);
         if !self.summary.count(&rec, self.cfg.all) {
             return;
         }
         self.matched.add(&rec, &self.cfg.fail_on);
-        // `--select` decides what is listed; the gate and the summary saw it all.
-        if let Some(select) = &self.cfg.select {
-            if !select.matches(&rec) {
-                return;
-            }
+        // `--select` decides what is listed, written out and transcribed; the
+        // gate and the summary saw it all.
+        let selected = self.cfg.select.as_ref().is_none_or(|s| s.matches(&rec));
+        self.choose(&rec, span, selected);
+        if !selected {
+            return;
+        }
+        if self.cfg.select.is_some() {
             *self.summary.flows.selected.get_or_insert(0) += 1;
         }
         if self.write_err.is_some() {
@@ -225,6 +273,39 @@ impl<'a> Collector<'a> {
         if let Err(e) = self.sink.flow(&rec) {
             self.write_err = Some(e);
         }
+    }
+
+    /// Keeps what a second reading needs of a listed flow chosen for
+    /// `--write-flows` or `--transcript` (`span`: its first and last packet ordinals).
+    fn choose(&mut self, rec: &FlowRecord, span: (u64, u64), selected: bool) {
+        let write = self.cfg.write_flows.is_some() && selected;
+        let transcript = self.cfg.transcript.wants(rec, selected).then(|| {
+            let input = self.cfg.inputs.get(rec.input).cloned().unwrap_or_default();
+            Transcriber::new(Box::new(rec.clone()), input, self.cfg.opts.show_users)
+        });
+        if transcript.is_some() {
+            self.chosen.found.push(rec.id);
+        }
+        self.chosen.add(rec, span, write, transcript);
+    }
+
+    /// Puts the contract's evidence on a finished record: packet numbers within
+    /// their input for its frames, and its Community ID.
+    fn place(&self, rec: &mut FlowRecord) {
+        if let Ok(map) = self.frames.lock() {
+            rec.locate_frames(&map);
+        }
+        let proto = match rec.transport {
+            Transport::Tcp => 6,
+            Transport::Udp => 17,
+        };
+        let (c, s) = (&rec.client, &rec.server);
+        rec.community_id = Some(community_id(
+            self.cfg.community_id_seed,
+            proto,
+            (c.ip, c.port),
+            (s.ip, s.port),
+        ));
     }
 
     /// `n` flows ended without payload and are not listed (no `--all`): only counted.

@@ -4,6 +4,7 @@
 //! error (`progress`), and the [`Exit`] status.
 
 pub mod collect;
+pub mod evidence;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod progress;
@@ -18,7 +19,7 @@ use crate::pipeline::deliver::Notice;
 use crate::pipeline::drive;
 use crate::pipeline::stage::Stage;
 use crate::record::EndReason;
-use crate::run::collect::{Collector, input_notices, make_sink};
+use crate::run::collect::{Collector, SharedFrameMap, input_notices, make_sink};
 pub use crate::run::collect::{Exit, Report};
 use crate::run::progress::Progress;
 use crate::run::read::{Reading, Save, file_filter};
@@ -86,6 +87,13 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink, progress: &Progress) -> Report
         col.error(msg);
         return col.abort();
     }
+    let capture = match evidence::open_capture(cfg) {
+        Ok(c) => c,
+        Err(msg) => {
+            col.error(msg);
+            return col.abort();
+        }
+    };
     let save = match cfg.live.write.as_deref().map(Save::create).transpose() {
         Ok(save) => save,
         Err(msg) => {
@@ -93,32 +101,49 @@ pub fn process(cfg: &Config, sink: &mut dyn Sink, progress: &Progress) -> Report
             return col.abort();
         }
     };
+    let frames = col.frame_map();
     let (failed, totals) = drive(
         cfg,
         &mut col,
         &cfg.ports,
         EndReason::EndOfInput,
         false,
-        |stage| read_files(cfg, stage, progress, save),
+        |stage| read_files(cfg, stage, progress, save, &frames),
     );
     progress.finish();
     col.summary.memory = totals.memory;
-    col.finish(totals.stats, totals.evicted, failed)
+    let chosen = col.take_chosen();
+    let mut report = col.finish(totals.stats, totals.evicted, failed);
+    if cfg.write_flows.is_some() || !cfg.transcript.is_empty() {
+        let mut filter = file_filter(cfg).ok().flatten();
+        let mut keep =
+            |p: &crate::capture::Packet<'_>| filter.as_mut().is_none_or(|f| f.matches(p));
+        if let Err(msg) = evidence::second_reading(cfg, chosen, capture, &mut keep) {
+            eprintln!("error: {msg}");
+            report.exit = Exit::Error;
+        }
+    }
+    report
 }
 
 /// Reads the inputs in order into `stage` (until `-c` packets were read, or
-/// nothing more can change the outcome); says whether something failed.
+/// nothing more can change the outcome), recording where each begins in
+/// `frames`; says whether something failed.
 fn read_files(
     cfg: &Config,
     stage: &mut dyn Stage,
     progress: &Progress,
     save: Option<Save>,
+    frames: &SharedFrameMap,
 ) -> bool {
     // Compiled here, in the thread that reads; checked once already.
     let filter = file_filter(cfg).ok().flatten();
     let mut reading = Reading::new(filter, &cfg.ports, cfg.live.count, save);
     let mut failed = false;
     for input in &cfg.inputs {
+        if let Ok(mut map) = frames.lock() {
+            map.begin(stage.ordinal());
+        }
         let before = stage.decode_stats().clone();
         let mut passed = 0;
         let mut secrets = LoadStats::default();

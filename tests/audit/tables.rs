@@ -111,7 +111,10 @@ fn tables_keep_both_endpoints_whole_at_every_width_and_piped() {
                 if !server_table {
                     let client = endpoint(&f["client"]);
                     assert!(text.contains(&client), "{width:?}: {client} cut:\n{text}");
-                    let id = f["id"].to_string();
+                    let id = match f["input"].as_u64() {
+                        Some(0) | None => format!("{}/{}", f["id"], f["frames"]["first"]),
+                        Some(n) => format!("{}/{}@{n}", f["id"], f["frames"]["first"]),
+                    };
                     assert!(
                         text.lines()
                             .any(|l| l.split_whitespace().next() == Some(id.as_str())),
@@ -272,6 +275,7 @@ fn expected(f: &Value, field: &str) -> String {
             cell(&f["packets"][field.trim_end_matches("_packets")])
         }
         "client_bytes" | "server_bytes" => cell(&f["bytes"][field.trim_end_matches("_bytes")]),
+        "first_frame" => cell(&f["frames"]["first"]),
         _ => cell(&f[field]),
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::kit::net::{endpoints, ether, ether_vlan, ethertype, ipv4, ipv6, udp};
 use crate::kit::pcap::{raw_capture, read_ip_packets};
-use crate::kit::report::{codes, endpoint, flows, json_of, norm_ip, notes};
+use crate::kit::report::{codes, endpoint, flows, json_of, norm_ip, notes, without_packet_numbers};
 use crate::kit::tls::{sslv2_capture, sslv2_server_hello};
 use crate::kit::{Rng, TsvRow, fixture, tsv_rows};
 use serde_json::Value;
@@ -350,6 +350,8 @@ fn flows_without_tunnel(doc: &Value) -> Vec<Value> {
             if let Some(o) = f.as_object_mut() {
                 o.remove("tunnel");
             }
+            // Fragmenting a capture renumbers its packets.
+            without_packet_numbers(&mut f);
             f
         })
         .collect()

@@ -222,6 +222,12 @@ impl QuicAnalyzer {
     pub fn on_datagram_cut(&mut self, dir: Dir, d: &[u8], cut: bool, rec: &mut FlowRecord) {
         let mut rest = d;
         while let Some(&first) = rest.first() {
+            if first == 0 {
+                // Zero bytes after the datagram's packets are padding, not a short
+                // header (whose fixed bit is set, RFC 9000 §17.3; RFC 9287 lets it
+                // be greased, but then not on every byte).
+                return;
+            }
             if first & 0x80 == 0 {
                 if first & 0x40 == 0 && rest.iter().take(PADDING_PROBE).all(|&b| b == 0) {
                     // Zeros after the last packet pad the datagram: not a packet
@@ -232,6 +238,7 @@ impl QuicAnalyzer {
                 // A short header runs to the end of the datagram (its fixed bit
                 // may be greased too).
                 self.side.get_mut(dir).one_rtt = true;
+                crate::record::frames::first_at(&mut rec.frames.first_encrypted, rec.at);
                 if self.side.client.one_rtt && self.side.server.one_rtt {
                     rec.tls_mut().established = true;
                 }
@@ -481,13 +488,11 @@ impl QuicAnalyzer {
             self.closed = true;
             // CONNECTION_CLOSE with a crypto error carries a TLS alert (RFC 9001 §4.8).
             if let Some(desc) = error.checked_sub(0x100).filter(|d| *d < 0x100) {
+                let at = rec.at;
                 let tls = rec.tls_mut();
                 if tls.alerts.len() < super::tls::MAX_ALERTS {
-                    tls.alerts.push(Alert {
-                        from: dir,
-                        level: "fatal".to_string(),
-                        description: alert_name(desc as u8),
-                    });
+                    tls.alerts
+                        .push(Alert::new(dir, 2, alert_name(desc as u8), at));
                 }
             }
         }

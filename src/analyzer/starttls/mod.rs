@@ -156,14 +156,51 @@ pub fn detect(client: &[u8], server: &[u8], server_port: u16, at_end: bool) -> D
     }
 }
 
+/// Runs of held bytes remembered with their packet; past this many the last run
+/// grows (and takes the later packet).
+const MAX_HELD_RUNS: usize = 64;
+
+/// Client bytes held after an upgrade request, with the packet each run came in,
+/// so that what they turn out to be is stamped with its own packet.
+#[derive(Debug, Default)]
+struct Held {
+    bytes: Vec<u8>,
+    /// (end offset in `bytes`, packet ordinal) of each run.
+    runs: Vec<(usize, u64)>,
+}
+
+impl Held {
+    fn push(&mut self, data: &[u8], at: u64) {
+        self.bytes.extend_from_slice(data);
+        let end = self.bytes.len();
+        let full = self.runs.len() >= MAX_HELD_RUNS;
+        match self.runs.last_mut() {
+            Some(last) if last.1 == at || full => *last = (end, at),
+            _ => self.runs.push((end, at)),
+        }
+    }
+
+    /// The held bytes run by run, each with its packet.
+    fn pieces(&self) -> impl Iterator<Item = (&[u8], u64)> {
+        let mut start = 0;
+        self.runs.iter().map(move |&(end, at)| {
+            let piece = self.bytes.get(start..end).unwrap_or_default();
+            start = end;
+            (piece, at)
+        })
+    }
+}
+
 #[derive(Debug)]
 enum Side {
     Plain,
     /// Client bytes after its request, kept until the server answers.
-    Held(Vec<u8>),
+    Held(Held),
     /// Expecting TLS; bytes that are not (injected plaintext) are searched through.
     Gate {
         junk: Vec<u8>,
+        /// The packet of the first byte in `junk`.
+        since: u64,
     },
     Tls,
     /// Nothing more is analysed.
@@ -240,8 +277,8 @@ impl Driver {
     /// buffers are capped; see `MACHINE_BYTES`), for the flow table's memory cap.
     pub fn heap_bytes(&self) -> usize {
         let side = |s: &Side| match s {
-            Side::Held(b) => b.capacity(),
-            Side::Gate { junk } => junk.capacity(),
+            Side::Held(h) => h.bytes.capacity() + h.runs.capacity() * 16,
+            Side::Gate { junk, .. } => junk.capacity(),
             Side::Plain | Side::Tls | Side::Off => 0,
         };
         let tunnel = self.tunnel.as_ref().map_or(0, |t| {
@@ -278,9 +315,9 @@ impl Driver {
                     *self.pos.get_mut(dir) += data.len() as u64;
                     return;
                 }
-                Side::Held(buf) => {
-                    let room = MAX_HELD.saturating_sub(buf.len());
-                    buf.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
+                Side::Held(held) => {
+                    let room = MAX_HELD.saturating_sub(held.bytes.len());
+                    held.push(data.get(..room.min(data.len())).unwrap_or_default(), rec.at);
                     *self.pos.get_mut(dir) += data.len() as u64;
                     if data.len() > room {
                         // The server never answered and the client kept talking: stop following.
@@ -340,40 +377,46 @@ impl Driver {
     }
 
     fn event(&mut self, dir: Dir, step: Step, rec: &mut FlowRecord) {
+        let gate = || Side::Gate {
+            junk: Vec::new(),
+            since: 0,
+        };
         match step {
             Step::Requested { .. } => {
                 rec.starttls_mut().requested = true;
+                rec.frames.starttls_command = rec.at;
                 self.request_end = *self.pos.get(dir);
-                *self.side.get_mut(dir) = Side::Held(Vec::new());
+                *self.side.get_mut(dir) = Side::Held(Held::default());
             }
             Step::Accepted { .. } => {
                 let st = rec.starttls_mut();
                 st.requested = true;
                 st.accepted = true;
+                rec.frames.starttls_reply = rec.at;
                 self.refused = false;
-                *self.side.get_mut(dir) = Side::Gate { junk: Vec::new() };
+                *self.side.get_mut(dir) = gate();
                 let other = dir.other();
-                if let Side::Held(buf) =
-                    std::mem::replace(self.side.get_mut(other), Side::Gate { junk: Vec::new() })
-                {
+                if let Side::Held(held) = std::mem::replace(self.side.get_mut(other), gate()) {
                     *self.pos.get_mut(other) = self.request_end;
-                    self.gate(other, &buf, rec);
+                    self.release(other, &held, rec);
                 }
             }
             Step::Upgrade { .. } => {
                 let st = rec.starttls_mut();
                 st.requested = true;
                 st.accepted = true;
-                *self.side.get_mut(dir) = Side::Gate { junk: Vec::new() };
-                *self.side.get_mut(dir.other()) = Side::Gate { junk: Vec::new() };
+                rec.frames.starttls_command = rec.at;
+                *self.side.get_mut(dir) = gate();
+                *self.side.get_mut(dir.other()) = gate();
             }
             Step::Refused { .. } => {
                 rec.starttls_mut().requested = true;
+                rec.frames.starttls_reply = rec.at;
                 self.refused = true;
                 let other = dir.other();
-                if let Side::Held(buf) = std::mem::replace(self.side.get_mut(other), Side::Plain) {
+                if let Side::Held(held) = std::mem::replace(self.side.get_mut(other), Side::Plain) {
                     *self.pos.get_mut(other) = self.request_end;
-                    self.on_data(other, &buf, rec);
+                    self.release(other, &held, rec);
                 }
             }
             Step::Tunnel { .. } if self.follow_tunnels => self.open_tunnel(dir),
@@ -389,9 +432,9 @@ impl Driver {
         *t.start.get_mut(dir) = *self.pos.get(dir);
         let other = dir.other();
         *t.start.get_mut(other) = match std::mem::replace(self.side.get_mut(other), Side::Off) {
-            Side::Held(buf) => {
-                if !buf.is_empty() {
-                    t.first.push((other, buf));
+            Side::Held(held) => {
+                if !held.bytes.is_empty() {
+                    t.first.push((other, held.bytes));
                 }
                 self.request_end
             }
@@ -401,11 +444,26 @@ impl Driver {
         self.tunnel = Some(t);
     }
 
+    /// Hands on held bytes now that the server answered, each run stamped with
+    /// the packet it came in.
+    fn release(&mut self, dir: Dir, held: &Held, rec: &mut FlowRecord) {
+        let now = rec.at;
+        for (piece, at) in held.pieces() {
+            rec.at = at;
+            self.on_data(dir, piece, rec);
+        }
+        rec.at = now;
+    }
+
     /// The first bytes after a handoff: TLS, or plaintext that does not belong there.
     fn gate(&mut self, dir: Dir, data: &[u8], rec: &mut FlowRecord) {
-        let Side::Gate { junk } = self.side.get_mut(dir) else {
+        let Side::Gate { junk, since } = self.side.get_mut(dir) else {
             return;
         };
+        if junk.is_empty() {
+            *since = rec.at;
+        }
+        let since = *since;
         let start_pos = *self.pos.get(dir) - junk.len() as u64;
         junk.extend_from_slice(data);
         *self.pos.get_mut(dir) += data.len() as u64;
@@ -431,7 +489,7 @@ impl Driver {
         let Some(i) = found else {
             if junk.len() > MAX_JUNK {
                 let evidence = escape_wire(junk, EVIDENCE);
-                record_injection(rec, dir, evidence);
+                record_injection(rec, dir, evidence, since);
                 *self.side.get_mut(dir) = Side::Off;
             }
             return;
@@ -439,7 +497,7 @@ impl Driver {
         let junk = std::mem::take(junk);
         if i > 0 {
             let evidence = escape_wire(junk.get(..i).unwrap_or_default(), EVIDENCE);
-            record_injection(rec, dir, evidence);
+            record_injection(rec, dir, evidence, since);
             rec.note(Note::StarttlsAfterJunk);
         }
         let offset = start_pos + i as u64;
@@ -544,11 +602,18 @@ impl Driver {
     }
 }
 
-fn record_injection(rec: &mut FlowRecord, dir: Dir, evidence: String) {
+/// Plaintext found where TLS should begin, first seen in packet `at`.
+fn record_injection(rec: &mut FlowRecord, dir: Dir, evidence: String, at: u64) {
     let st = rec.starttls_mut();
     match dir {
-        Dir::Client => st.injection = Some(evidence),
-        Dir::Server => st.response_injection = Some(evidence),
+        Dir::Client => {
+            st.injection = Some(evidence);
+            rec.frames.injection = at;
+        }
+        Dir::Server => {
+            st.response_injection = Some(evidence);
+            rec.frames.response_injection = at;
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 use crate::analyzer::options::Options;
 use crate::analyzer::tls::TlsAnalyzer;
+use crate::record::frames::first_at;
 use crate::record::{CleartextAuth, Dir, Encryption, FlowRecord, ProxyHop, escape_wire};
 
 /// Cleartext credentials recorded per flow.
@@ -66,6 +67,7 @@ pub struct Cx<'a> {
 impl Cx<'_> {
     pub fn offered(&mut self) {
         self.rec.starttls_mut().offered = true;
+        first_at(&mut self.rec.frames.starttls_offer, self.rec.at);
     }
     pub fn command(&mut self, line: &[u8]) {
         self.rec.starttls_mut().command = Some(escape_wire(line, EVIDENCE));
@@ -75,6 +77,7 @@ impl Cx<'_> {
     }
     pub fn stripped(&mut self, evidence: &[u8]) {
         self.rec.starttls_mut().stripped = Some(escape_wire(evidence, EVIDENCE));
+        first_at(&mut self.rec.frames.starttls_offer, self.rec.at);
     }
     /// Credentials in the clear: the mechanism, and the user only when asked for. Never the secret.
     pub fn cleartext_auth(&mut self, mechanism: &str, user: Option<&[u8]>) {
@@ -99,6 +102,7 @@ impl Cx<'_> {
         if !self.rec.cleartext_auth.contains(&entry) && self.rec.cleartext_auth.len() < MAX_AUTH {
             self.rec.cleartext_auth.push(entry);
         }
+        first_at(&mut self.rec.frames.cleartext_auth, self.rec.at);
     }
     /// The client asked a proxy (`kind`) to open a tunnel to `target` (`host:port`).
     /// A request after a refusal replaces it; a hop that opened stays (a request

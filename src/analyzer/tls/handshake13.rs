@@ -288,6 +288,9 @@ fn certificate(dir: Dir, body: &[u8], rec: &mut FlowRecord) {
         rec.note(Note::CertificateListMalformed);
     }
     let chain = super::certificate::chain(&ders, rec);
+    if dir == Dir::Server {
+        rec.frames.certificate = rec.at;
+    }
     let tls = rec.tls_mut();
     match dir {
         Dir::Server => tls.certificates = chain,

@@ -34,6 +34,9 @@ pub const MAX_SSLV2_HELLO: usize = 32 * 1024;
 pub const MAX_CERTIFICATE_LEN: usize = 128 * 1024;
 /// Largest ServerKeyExchange collected (an 8192-bit DH group and its signature fit easily).
 pub const MAX_KEY_EXCHANGE_LEN: usize = 8 * 1024;
+/// Records read past an established handshake while waiting for the first
+/// application-data record (`frames.first_encrypted`); then the flow is bypassed.
+pub const MAX_RECORDS_AFTER_HANDSHAKE: u32 = 8;
 
 const CT_CHANGE_CIPHER_SPEC: u8 = 20;
 const CT_ALERT: u8 = 21;
@@ -228,6 +231,43 @@ pub struct TlsAnalyzer {
     client_random: Option<[u8; 32]>,
     /// Opening the protected TLS 1.3 handshake with the logged secrets.
     unseal: Option<Box<Unseal>>,
+    /// Records read since the handshake was seen to be established.
+    after_established: u32,
+    /// Frames of messages read in the record under way, stamped again when it ends.
+    restamp: Restamp,
+}
+
+/// The frames of handshake messages read in a record not yet complete. Wireshark
+/// shows a message where the record that carries its end is complete, so the
+/// frame a message is stamped with is the one that completes its record.
+#[derive(Debug, Default)]
+struct Restamp {
+    client_hello: bool,
+    server_hello: bool,
+    certificate: bool,
+}
+
+impl Restamp {
+    /// Remembers which message frames reading one message set.
+    fn note(&mut self, before: &crate::record::Frames, after: &crate::record::Frames) {
+        self.client_hello |= before.client_hello != after.client_hello;
+        self.server_hello |= before.server_hello != after.server_hello;
+        self.certificate |= before.certificate != after.certificate;
+    }
+
+    /// The record ended in packet `at`: the messages it completed are stamped with it.
+    fn apply(&mut self, frames: &mut crate::record::Frames, at: u64) {
+        let done = std::mem::take(self);
+        for (set, slot) in [
+            (done.client_hello, &mut frames.client_hello),
+            (done.server_hello, &mut frames.server_hello),
+            (done.certificate, &mut frames.certificate),
+        ] {
+            if set {
+                *slot = at;
+            }
+        }
+    }
 }
 
 impl TlsAnalyzer {
@@ -534,6 +574,9 @@ impl TlsAnalyzer {
         let side = self.side.get_mut(dir);
         side.body = Body::Header;
         side.records += 1;
+        if content_type == CT_HANDSHAKE {
+            self.restamp.apply(&mut rec.frames, rec.at);
+        }
         match content_type {
             CT_CHANGE_CIPHER_SPEC if ccs_encrypts => {
                 side.encrypted = true;
@@ -542,6 +585,9 @@ impl TlsAnalyzer {
                 if dir == Dir::Server && !self.server_hello_done {
                     rec.tls_mut().resumed = true;
                 }
+            }
+            CT_APPLICATION_DATA => {
+                crate::record::frames::first_at(&mut rec.frames.first_encrypted, rec.at)
             }
             CT_ALERT if !side.encrypted && side.alert_len == 2 => {
                 let [level, desc] = side.alert;
@@ -554,17 +600,10 @@ impl TlsAnalyzer {
 
     /// An alert of `dir` (plaintext, or read from a decrypted handshake record).
     fn alert(&mut self, dir: Dir, level: u8, desc: u8, rec: &mut FlowRecord) {
+        let at = rec.at;
         let alerts = &mut rec.tls_mut().alerts;
         if alerts.len() < MAX_ALERTS {
-            alerts.push(Alert {
-                from: dir,
-                level: match level {
-                    1 => "warning".to_string(),
-                    2 => "fatal".to_string(),
-                    n => n.to_string(),
-                },
-                description: alert_name(desc),
-            });
+            alerts.push(Alert::new(dir, level, alert_name(desc), at));
         }
         if level == 2 {
             self.done = true;
@@ -621,11 +660,13 @@ impl TlsAnalyzer {
             if hs.collecting {
                 hs.collecting = false;
                 let mut body = std::mem::take(&mut hs.buf);
+                let before = rec.frames;
                 if sealed {
                     self.sealed_message(dir, msg_type, &body, rec);
                 } else {
                     self.message(dir, msg_type, &body, rec);
                 }
+                self.restamp.note(&before, &rec.frames);
                 // Keep a small allocation for a possible second hello (after a
                 // HelloRetryRequest); give a large one back.
                 if body.capacity() <= MAX_HELLO_LEN {
@@ -678,6 +719,9 @@ impl TlsAnalyzer {
                     rec.note(Note::CertificateListMalformed);
                 }
                 let chain = certificate::chain(&ders, rec);
+                if dir == Dir::Server {
+                    rec.frames.certificate = rec.at;
+                }
                 let tls = rec.tls_mut();
                 match dir {
                     Dir::Server => tls.certificates = chain,
@@ -740,6 +784,7 @@ impl TlsAnalyzer {
         match (dir, body.first().copied()) {
             (Dir::Client, Some(sslv2::MSG_CLIENT_HELLO)) => match sslv2::client_hello(body) {
                 Ok((_, ch)) => {
+                    rec.frames.client_hello = rec.at;
                     rec.tls_mut().client_hello = Some(ClientHelloInfo {
                         record_version: Some(Version::SSLV2),
                         version: Version(ch.version),
@@ -762,6 +807,7 @@ impl TlsAnalyzer {
                 Ok((_, sh)) => {
                     self.server_hello = true;
                     self.sslv2 = true;
+                    rec.frames.server_hello = rec.at;
                     let tls = rec.tls_mut();
                     tls.version = Some(Version(sh.version));
                     tls.server_hello = Some(ServerHelloInfo {
@@ -777,11 +823,10 @@ impl TlsAnalyzer {
                 if let Ok((_, code)) = sslv2::error(body)
                     && rec.tls_mut().alerts.len() < MAX_ALERTS
                 {
-                    rec.tls_mut().alerts.push(Alert {
-                        from: dir,
-                        level: "fatal".to_string(),
-                        description: sslv2::error_name(code),
-                    });
+                    let at = rec.at;
+                    rec.tls_mut()
+                        .alerts
+                        .push(Alert::new(dir, 2, sslv2::error_name(code), at));
                     self.done = true;
                 }
             }
@@ -808,7 +853,18 @@ impl TlsAnalyzer {
         let reading = self.unseal.as_ref().is_some_and(|u| u.pending());
         if established {
             rec.tls_mut().established = true;
-            self.done = !reading;
+            // Read on to the first application-data record (where the transcript
+            // says encryption begins), a few records at most, and on while the
+            // protected handshake is still being opened with logged keys.
+            self.after_established = self.after_established.saturating_add(1);
+            let enough = self.sslv2
+                || rec.frames.first_encrypted != 0
+                || self.after_established > MAX_RECORDS_AFTER_HANDSHAKE
+                || c.dead
+                || s.dead;
+            if enough && !reading {
+                self.done = true;
+            }
         } else if c.dead && s.dead {
             self.done = true;
         }
@@ -868,6 +924,7 @@ pub fn hello_message(
                     let mut info = ch.info;
                     info.record_version = record_version;
                     tls.client_hello = Some(info);
+                    rec.frames.client_hello = rec.at;
                 }
             }
             Hello::ClientHello
@@ -884,6 +941,7 @@ pub fn hello_message(
             }
             let negotiated = sh.info.selected_version.unwrap_or(sh.info.version);
             let suite = sh.info.cipher_id.and_then(cipher::suite);
+            rec.frames.server_hello = rec.at;
             let tls = rec.tls_mut();
             tls.version = Some(negotiated);
             tls.downgrade_sentinel = sh.downgrade_sentinel;

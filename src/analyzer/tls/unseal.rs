@@ -228,7 +228,10 @@ mod tests {
             ip: std::net::IpAddr::from([10, 0, 0, 1]),
             port,
         };
-        FlowRecord::new(1, Timestamp::default(), ep(40000), ep(443))
+        let mut r = FlowRecord::new(1, Timestamp::default(), ep(40000), ep(443));
+        // As the flow engine does: every byte comes in a packet (here, the first).
+        r.at = 1;
+        r
     }
 
     fn hs(msg: u8, body: &[u8]) -> Vec<u8> {

@@ -148,21 +148,24 @@ fn narrow_terminals_get_two_lines_per_flow_and_wide_ones_one() {
     let recs = sample();
     let narrow = render(&recs, Some(80), false);
     let lines: Vec<&str> = narrow.lines().collect();
-    assert_eq!(lines[0].trim_end(), "ID    CLIENT -> SERVER");
+    assert_eq!(lines[0].trim_end(), "ID/FRAME   CLIENT -> SERVER");
     assert!(lines[1].starts_with("      PROTOCOL"), "{narrow}");
     // The IPv6 pair is too wide for 80 columns: the server goes below, after ->.
-    assert_eq!(lines[2], format!("1     [{CLIENT6}]:51234"));
+    assert_eq!(lines[2], format!("1/0        [{CLIENT6}]:51234"));
     assert_eq!(lines[3], format!("      -> [{SERVER6}]:443"));
     let wide = render(&recs, Some(200), false);
-    let ipv4 = wide.lines().find(|l| l.starts_with("2 ")).unwrap();
+    let ipv4 = wide.lines().find(|l| l.starts_with("2/")).unwrap();
     assert!(
         ipv4.contains("10.0.0.1:40000 -> 192.0.2.7:443") && ipv4.contains("TLSv1.3"),
         "{wide}"
     );
     // The IPv6 row keeps its pair whole on its own line; the rest lines up below.
-    let at = wide.lines().position(|l| l.starts_with("1 ")).unwrap();
+    let at = wide.lines().position(|l| l.starts_with("1/")).unwrap();
     let row = wide.lines().nth(at).unwrap();
-    assert_eq!(row, format!("1     [{CLIENT6}]:51234 -> [{SERVER6}]:443"));
+    assert_eq!(
+        row,
+        format!("1/0        [{CLIENT6}]:51234 -> [{SERVER6}]:443")
+    );
     let below = wide.lines().nth(at + 1).unwrap();
     let header = wide.lines().next().unwrap();
     assert_eq!(below.find("tls"), header.find("PROTOCOL"), "{wide}");
@@ -178,13 +181,13 @@ fn certificate_cells_say_encrypted_and_keep_expiry_dates() {
             .unwrap()
             .to_string()
     };
-    assert!(row("2 ").contains("(encrypted)"), "{text}");
+    assert!(row("2/").contains("(encrypted)"), "{text}");
     assert!(
-        row("3 ").contains("old.example (expired 2021-01-01)"),
+        row("3/").contains("old.example (expired 2021-01-01)"),
         "{text}"
     );
     assert!(
-        row("1 ").contains("mail.example.net (to 2036-11-24)"),
+        row("1/").contains("mail.example.net (to 2036-11-24)"),
         "{text}"
     );
     let mut resumed = flow(
@@ -204,7 +207,7 @@ fn certificate_cells_say_encrypted_and_keep_expiry_dates() {
 fn info_findings_stay_out_of_the_findings_column() {
     let recs = sample();
     let text = render(&recs, None, false);
-    let row = text.lines().find(|l| l.starts_with("2 ")).unwrap();
+    let row = text.lines().find(|l| l.starts_with("2/")).unwrap();
     assert!(!row.contains("TLS_1_3"), "{row}");
     assert!(row.trim_end().ends_with(" -"), "{row}");
 }
@@ -227,15 +230,15 @@ fn colours_follow_the_worst_severity() {
             .to_string()
     };
     // SSLv3 (high): the encryption cell is red, not green; so is the version.
-    assert!(row("1 ").contains(&format!("{RED}tls{RESET}")), "{text:?}");
+    assert!(row("1/").contains(&format!("{RED}tls{RESET}")), "{text:?}");
     assert!(
-        row("1 ").contains(&format!("{RED}SSLv3{RESET}")),
+        row("1/").contains(&format!("{RED}SSLv3{RESET}")),
         "{text:?}"
     );
-    assert!(!row("1 ").contains(GREEN), "{text:?}");
+    assert!(!row("1/").contains(GREEN), "{text:?}");
     // TLS 1.3 without a finding: green.
     assert!(
-        row("2 ").contains(&format!("{GREEN}tls{RESET}")),
+        row("2/").contains(&format!("{GREEN}tls{RESET}")),
         "{text:?}"
     );
     // A critical finding: bold red.
