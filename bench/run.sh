@@ -5,8 +5,9 @@
 #   WITH_TSHARK=1 bench/run.sh   # also time tshark (about 30 s a run)
 #   SIZE=50M bench/run.sh        # a smaller capture
 #   FLOOD=1 bench/run.sh         # also 1.5M SYNs, then 1.5M UDP datagrams, from distinct
-#                                # sources (FLOOD_N), default options and --memcap 64M,
-#                                # beside the capture, same run
+#                                # sources (FLOOD_N), then 1M QUIC Initials each holding a
+#                                # partial ClientHello (QUIC_FLOOD_N), default options and
+#                                # --memcap 64M, beside the capture, same run
 #
 # Needs (Debian): apt-get install -y hyperfine time libndpi-bin tshark
 set -euo pipefail
@@ -46,6 +47,17 @@ if [ -n "${FLOOD:-}" ]; then
     /usr/bin/time -v "$BIN" -r "$UF" --ndjson $opts 2>/tmp/tlswatch-flood-time.txt | tail -n 1 |
       python3 -c 'import json,sys; s=json.load(sys.stdin); print("udp", s["udp"]["flows"], "evicted", s["udp"]["evicted"], "memory", s["memory"])'
     echo "  UDP ${opts:-default}: $(grep -E "Maximum resident" /tmp/tlswatch-flood-time.txt)"
+  done
+  QN=${QUIC_FLOOD_N:-1000000}
+  QF=${QUIC_FLOOD_PCAP:-/tmp/quic-flood-$QN.pcap}
+  [ -f "$QF" ] || python3 bench/gen_quic_flood.py -n "$QN" -o "$QF"
+  echo "QUIC flood: $QF ($QN Initials)"
+  hyperfine -w 1 -r "${RUNS:-3}" "$BIN -r $QF --ndjson >/dev/null" "$BIN -r $QF --ndjson --memcap 64M >/dev/null"
+  for opts in "" "--memcap 64M"; do
+    # shellcheck disable=SC2086
+    /usr/bin/time -v "$BIN" -r "$QF" --ndjson $opts 2>/tmp/tlswatch-flood-time.txt | tail -n 1 |
+      python3 -c 'import json,sys; s=json.load(sys.stdin); print("udp", s["udp"]["flows"], "quic", s["udp"]["quic"], "evicted", s["udp"]["evicted"], "memory", s["memory"])'
+    echo "  QUIC ${opts:-default}: $(grep -E "Maximum resident" /tmp/tlswatch-flood-time.txt)"
   done
   for opts in "" "--memcap 64M"; do
     # shellcheck disable=SC2086

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use tlswatch::analyzer::options::Options;
 use tlswatch::config::Limits;
 use tlswatch::config::StreamLimits;
-use tlswatch::decode::path::{DecodeNotes, Flags, Segment, TunnelPath};
+use tlswatch::decode::path::{Datagram, DecodeNotes, Flags, Segment, TunnelPath};
 use tlswatch::flow::reassembly::RUN_OVERHEAD;
 use tlswatch::flow::tcp::{Engine, Stamp};
 use tlswatch::record::{EndReason, FlowRecord, Note};
@@ -161,6 +161,14 @@ impl Run {
         let mut take = |r| Self::take(r, recs, keep, ended, capped);
         self.engine.tick(ts, &mut take);
         self.engine.segment(s, Stamp { ts, ordinal: 0 }, &mut take);
+    }
+
+    fn dgram(&mut self, d: &Datagram<'_>, ts: Timestamp) {
+        let (recs, keep) = (&mut self.recs, self.keep);
+        let (ended, capped) = (&mut self.ended, &mut self.capped);
+        let mut take = |r| Self::take(r, recs, keep, ended, capped);
+        self.engine.tick(ts, &mut take);
+        self.engine.datagram(d, Stamp { ts, ordinal: 0 }, &mut take);
     }
 
     fn finish(&mut self) {
@@ -520,4 +528,111 @@ fn pipeline_flood(udp: bool) {
         );
     }
     let _ = std::fs::remove_file(&path);
+}
+
+/// A datagram from `src:sport` to the server's `dport`, outside tunnels.
+fn datagram(src: IpAddr, sport: u16, dport: u16, payload: &[u8]) -> Datagram<'_> {
+    Datagram {
+        src,
+        dst: IpAddr::from(SERVER),
+        sport,
+        dport,
+        payload,
+        truncated: false,
+        tunnel: TunnelPath::default(),
+        notes: DecodeNotes::default(),
+    }
+}
+
+/// The datagrams of the `i`-th conversation of a QUIC and DTLS handshake flood, each
+/// holding as much partial handshake state as it can. Three conversations in four
+/// are QUIC: a client Initial with the start of a ClientHello too large for it (the
+/// rest never comes), then Initials full of one-byte CRYPTO frames after a hole. The
+/// fourth is DTLS: the first fragment of a 16 KiB ClientHello, then fragments
+/// scattered through it.
+fn handshake_flood(i: u32) -> (u16, Vec<Vec<u8>>) {
+    if i % 4 == 3 {
+        let len = 16 * 1024;
+        let frags = (0..64)
+            .map(|k| kit::tls::dtls_fragment(1, 0xfefd, len, 200 * k, &[0x5a; 100]))
+            .collect();
+        return (4433, frags);
+    }
+    let dcid = u64::from(i)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .to_be_bytes();
+    let mut hello = vec![1, 0, 0x07, 0x08];
+    hello.resize(1100, 0x5a);
+    let mut pkts = vec![kit::quic::client_initial(
+        &dcid,
+        &[1; 8],
+        0,
+        &kit::quic::crypto_frame(0, &hello),
+    )];
+    for pn in 1..4u16 {
+        let mut frames = Vec::new();
+        for k in 0..130 {
+            let offset = 2000 + 1000 * u32::from(pn) + 2 * k;
+            frames.extend(kit::quic::crypto_frame(offset, &[0x5a]));
+        }
+        pkts.push(kit::quic::client_initial(&dcid, &[1; 8], pn, &frames));
+    }
+    (443, pkts)
+}
+
+/// QUIC and DTLS handshake state counts against the cap: a flood of conversations
+/// each holding a partial ClientHello and many out-of-order CRYPTO frames (or DTLS
+/// fragments) stays within it, the least recently active conversations ending
+/// early with their records, noted as evicted.
+#[test]
+fn quic_and_dtls_handshake_flood_stays_under_the_memcap() {
+    let _g = serial();
+    const N: u32 = 1000;
+    const CAP: usize = 8 << 20;
+    let limits = Limits {
+        memcap: CAP,
+        ..Limits::default()
+    };
+    let mut run = Run::new(limits, true);
+    // The records kept for the checks below are not the engine's memory.
+    run.recs.reserve(N as usize);
+    run.base = ALLOC.allocated();
+    for i in 0..N {
+        let (port, pkts) = handshake_flood(i);
+        for p in &pkts {
+            run.dgram(&datagram(client(i), 40_000, port, p), at(1));
+        }
+        run.sample();
+        assert!(run.engine.memory_used() <= CAP);
+    }
+    let mem = run.engine.memory();
+    run.assert_within(CAP);
+    let udp = run.engine.stats.udp_flows.clone();
+    assert!(mem.evicted > 0, "{mem:?}");
+    assert_eq!(udp.evicted, mem.evicted);
+    run.finish();
+    assert_eq!(
+        run.engine.memory_used(),
+        0,
+        "everything charged was released"
+    );
+    assert_eq!(run.recs.len(), N as usize);
+    // Conversations are counted as they end: so far, the evicted ones.
+    assert_eq!(udp.quic + udp.dtls, mem.evicted, "{udp:?}");
+    let quic = |r: &FlowRecord| r.quic.is_some() && r.server.port == 443;
+    let dtls = |r: &FlowRecord| r.dtls.is_some() && r.server.port == 4433;
+    assert!(run.recs.iter().all(|r| quic(r) || dtls(r)));
+    // The oldest conversations were the ones evicted, each with its record.
+    let evicted: Vec<u64> = run
+        .recs
+        .iter()
+        .filter(|r| r.end_reason == EndReason::Evicted)
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(evicted, (1..=mem.evicted).collect::<Vec<_>>());
+    for r in &run.recs {
+        let was_evicted = r.end_reason == EndReason::Evicted;
+        assert_eq!(r.has_note(Note::Evicted), was_evicted, "{:?}", r.notes);
+        assert!(r.incomplete, "{:?}", r.id);
+    }
 }

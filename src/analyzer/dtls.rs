@@ -244,13 +244,16 @@ impl DtlsAnalyzer {
         Self::default()
     }
 
-    /// Bytes this analyzer holds on the heap (for memory accounting).
+    /// Bytes this analyzer holds on the heap (for memory accounting): the
+    /// messages being reassembled (their slots, buffers and ranges) and the
+    /// sequence numbers of those read.
     pub fn heap_bytes(&self) -> usize {
         let side = |s: &Side| {
             s.partial
                 .iter()
                 .map(|p| p.buf.capacity() + 16 * p.ranges.capacity())
                 .sum::<usize>()
+                + s.partial.capacity() * std::mem::size_of::<Partial>()
                 + 2 * s.read.capacity()
         };
         side(&self.side.client) + side(&self.side.server)

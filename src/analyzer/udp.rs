@@ -119,20 +119,14 @@ impl UdpAnalyzer {
         }
     }
 
-    /// Bytes this analysis holds, with its record, for the memory cap: the size of
-    /// the analyzer it is (not of the largest one) and what it holds on the heap.
+    /// Bytes this analysis holds, with its record (the two boxed together), for the
+    /// memory cap: the boxed analyzer it is (not the largest one) and what both
+    /// hold on the heap.
     pub fn bytes_with(&self, rec: &FlowRecord) -> usize {
+        let boxed = std::mem::size_of::<(FlowRecord, UdpAnalyzer)>() + rec.heap_bytes();
         match self {
-            UdpAnalyzer::Quic(q) => {
-                std::mem::size_of::<(FlowRecord, QuicAnalyzer)>()
-                    + rec.heap_bytes()
-                    + q.heap_bytes()
-            }
-            UdpAnalyzer::Dtls(d) => {
-                std::mem::size_of::<(FlowRecord, DtlsAnalyzer)>()
-                    + rec.heap_bytes()
-                    + d.heap_bytes()
-            }
+            UdpAnalyzer::Quic(q) => boxed + std::mem::size_of::<QuicAnalyzer>() + q.heap_bytes(),
+            UdpAnalyzer::Dtls(d) => boxed + std::mem::size_of::<DtlsAnalyzer>() + d.heap_bytes(),
         }
     }
 }

@@ -34,15 +34,15 @@ Examples:
 pub const EXIT_STATUS: &[(u8, &str)] = &[
     (
         0,
-        "all inputs read (a capture cut off mid-packet is a warning, not an error), and no listed flow matched --fail-on",
+        "every input was read and no listed flow matched --fail-on (a capture cut off mid-packet, or a compressed one cut off mid-stream, is a warning, not an error); the status is the same whatever became of standard output",
     ),
     (
         1,
-        "a listed flow carries a finding named in --fail-on, or one of the severity given there or worse",
+        "a listed flow carries a finding named in --fail-on, or one of the severity given there or worse; standard error then ends with one line naming the codes, severities and flow counts that matched",
     ),
     (
         2,
-        "an input could not be read, or a usage error; flows read so far are still reported",
+        "an input could not be read (missing, a directory, empty, not a capture, cut short in its file header, corrupt in the middle, a file header without packets, or no packet of a link type tlswatch decodes), writing failed, or a usage error (an unknown option or --fail-on word, an empty --fail-on, a severity no finding has, -c 0, a live-capture option with -r, -w or --write-flows naming an input, a second file without its own -r, --transcript or --write-flows on standard input or a live capture); flows read so far are still reported, and 2 wins over 1",
     ),
 ];
 

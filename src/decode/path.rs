@@ -113,6 +113,11 @@ impl TunnelPath {
         usize::from(self.first.is_some()) + self.rest.len()
     }
 
+    /// Bytes the path holds on the heap (its hops after the first).
+    pub fn heap_bytes(&self) -> usize {
+        self.rest.capacity() * std::mem::size_of::<Encap>()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Encap> + '_ {
         self.first.iter().chain(self.rest.iter())
     }

@@ -262,9 +262,9 @@ impl UdpTable {
             return;
         };
         flow.on_datagram(dg, (ts, ordinal), seen, self.keys.as_ref());
-        let charged = flow.analysis_bytes();
-        budget.recharge(flow.lite.charged as usize, charged);
-        flow.lite.charged = charged as u32;
+        let charged = u32::try_from(flow.analysis_bytes()).unwrap_or(u32::MAX);
+        budget.recharge(flow.lite.charged as usize, charged as usize);
+        flow.lite.charged = charged;
         let dir = flow.lite.dir(src);
         if key.tunnel != 0 && flow.packets(dir) == 1 && flow.packets(dir.other()) > 0 {
             // Both sides heard from: no reply through another tunnel is waited for.
@@ -434,13 +434,15 @@ impl UdpFlow {
         }
     }
 
-    /// Bytes the analysis holds beyond the table entry.
+    /// Bytes the conversation holds beyond the table entry: its tunnel path's
+    /// hops after the first, and its record and analysis.
     fn analysis_bytes(&self) -> usize {
-        match &self.proto {
-            Proto::Analyzing(b) => b.1.bytes_with(&b.0),
-            Proto::Bypass(r) => std::mem::size_of::<FlowRecord>() + r.heap_bytes(),
-            Proto::Sniff | Proto::Other => 0,
-        }
+        self.lite.tunnel.heap_bytes()
+            + match &self.proto {
+                Proto::Analyzing(b) => b.1.bytes_with(&b.0),
+                Proto::Bypass(r) => std::mem::size_of::<FlowRecord>() + r.heap_bytes(),
+                Proto::Sniff | Proto::Other => 0,
+            }
     }
 
     /// One datagram at packet time `ts`, packet `ordinal`; `seen` is the table's

@@ -809,6 +809,45 @@ impl FlowRecord {
                     + opt(&sh.alpn);
             }
         }
+        n + self.more_heap_bytes()
+    }
+
+    /// The rest of [`FlowRecord::heap_bytes`]: the tunnel path, the QUIC header
+    /// fields, the hello fingerprints and what the handshake showed beyond the hellos.
+    fn more_heap_bytes(&self) -> usize {
+        const STR: usize = std::mem::size_of::<String>() + 32;
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        let mut n = self.tunnel.heap_bytes();
+        if let Some(q) = &self.quic {
+            n += q.version.capacity()
+                + q.dcid.capacity()
+                + q.scid.capacity()
+                + q.offered_versions.capacity() * STR;
+        }
+        let Some(t) = &self.tls else {
+            return n;
+        };
+        n += opt(&t.key_exchange)
+            + (t.certificates.capacity() + t.client_certificates.capacity())
+                * std::mem::size_of::<std::sync::Arc<Certificate>>();
+        if let Some(ch) = &t.client_hello {
+            n += opt(&ch.ja3)
+                + opt(&ch.ja3_full)
+                + opt(&ch.ja4)
+                + opt(&ch.ja4_r)
+                + ch.compression_methods.capacity() * STR
+                + ch.session_id.capacity();
+        }
+        if let Some(sh) = &t.server_hello {
+            n += opt(&sh.ja3s) + opt(&sh.ja3s_full);
+        }
+        if let Some(e) = &t.encrypted_handshake {
+            let requested = e
+                .certificate_request
+                .as_ref()
+                .map_or(0, |r| r.signature_algorithms.capacity());
+            n += (e.encrypted_extensions.capacity() + requested) * STR + e.finished.capacity();
+        }
         n
     }
 

@@ -9,6 +9,7 @@
 pub mod golden;
 pub mod net;
 pub mod pcap;
+pub mod quic;
 pub mod report;
 pub mod tls;
 

@@ -102,6 +102,24 @@ pub fn dtls_handshake(msg: u8, version: u16, body: &[u8]) -> Vec<u8> {
     r
 }
 
+/// A DTLS record carrying one fragment of a `length`-byte handshake message:
+/// `data` at `offset`.
+pub fn dtls_fragment(msg: u8, version: u16, length: usize, offset: usize, data: &[u8]) -> Vec<u8> {
+    let be24 = |n: usize| [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+    let mut f = vec![msg];
+    f.extend(be24(length));
+    f.extend([0, 0]);
+    f.extend(be24(offset));
+    f.extend(be24(data.len()));
+    f.extend(data);
+    let mut r = vec![22];
+    r.extend(version.to_be_bytes());
+    r.extend([0u8; 8]);
+    r.extend((f.len() as u16).to_be_bytes());
+    r.extend(f);
+    r
+}
+
 /// A full TLS 1.2 connection from [`C`] to [`S`]; client ISN `ci`, server ISN `si`.
 pub fn tls12_capture(ci: u32, si: u32) -> Pcap {
     let mut p = Pcap::new();

@@ -3,13 +3,19 @@
 //! then cut into handshake messages.
 //!
 //! Invariant: `next` is the first byte not yet delivered; every held run starts
-//! after `next` and ends at most [`MAX_CRYPTO_OFFSET`]; the held runs total at
-//! most [`MAX_CRYPTO_HELD`] bytes.
+//! after `next` and ends at most [`MAX_CRYPTO_OFFSET`]; the held runs, each with
+//! [`RUN_OVERHEAD`], total at most [`MAX_CRYPTO_HELD`] bytes (so both the bytes
+//! and the number of runs are bounded).
 
 use std::collections::BTreeMap;
 
-/// Out-of-order CRYPTO bytes held per direction.
+/// Out-of-order CRYPTO bytes held per direction, [`RUN_OVERHEAD`] included.
 pub const MAX_CRYPTO_HELD: usize = 64 * 1024;
+/// What one held run costs beside its bytes: its share of a B-tree node (key and
+/// vector) and its own allocation. Counted against [`MAX_CRYPTO_HELD`] and in the
+/// heap estimate, so that a stream of one-byte frames cannot hold many times what
+/// it is charged.
+pub const RUN_OVERHEAD: usize = 64;
 /// CRYPTO data past this stream offset is dropped: the Initial hellos fit well
 /// within it, and a peer cannot make us wait for bytes that far ahead.
 pub const MAX_CRYPTO_OFFSET: u64 = 64 * 1024;
@@ -42,6 +48,11 @@ impl CryptoStream {
         self.held_bytes
     }
 
+    /// Bytes the held runs cost on the heap: their bytes and [`RUN_OVERHEAD`] each.
+    pub fn heap_bytes(&self) -> usize {
+        self.held_bytes + RUN_OVERHEAD * self.held.len()
+    }
+
     /// One CRYPTO frame's data at `offset`.
     pub fn insert(&mut self, offset: u64, data: &[u8], out: &mut dyn FnMut(&[u8])) -> Dropped {
         let mut dropped = Dropped::default();
@@ -67,7 +78,7 @@ impl CryptoStream {
             out(data);
             self.next += data.len() as u64;
             self.drain(out);
-        } else if self.held_bytes + data.len() > MAX_CRYPTO_HELD {
+        } else if self.heap_bytes() + data.len() + RUN_OVERHEAD > MAX_CRYPTO_HELD {
             dropped.capped = true;
         } else {
             let slot = self.held.entry(offset).or_default();
@@ -214,7 +225,23 @@ mod tests {
             capped |= s.insert(i * 1000, &chunk, &mut |b| out += b.len()).capped;
         }
         assert!(capped);
-        assert!(s.held() <= MAX_CRYPTO_HELD);
+        assert!(s.heap_bytes() <= MAX_CRYPTO_HELD);
+        assert_eq!(out, 0);
+    }
+
+    /// One-byte runs count their overhead: far fewer of them are held than the
+    /// byte cap alone would allow, and the estimate stays under the cap.
+    #[test]
+    fn tiny_runs_are_bounded_by_their_overhead() {
+        let mut s = CryptoStream::default();
+        let mut out = 0usize;
+        let mut capped = false;
+        for i in 1..MAX_CRYPTO_HELD as u64 / 2 {
+            capped |= s.insert(2 * i, &[7], &mut |b| out += b.len()).capped;
+        }
+        assert!(capped);
+        assert_eq!(s.held(), MAX_CRYPTO_HELD / (RUN_OVERHEAD + 1));
+        assert!(s.heap_bytes() <= MAX_CRYPTO_HELD);
         assert_eq!(out, 0);
     }
 

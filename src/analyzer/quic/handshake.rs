@@ -206,7 +206,7 @@ impl HandshakeSpace {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        let side = |s: &Side| s.crypto.held() + s.messages.heap_bytes();
+        let side = |s: &Side| s.crypto.heap_bytes() + s.messages.heap_bytes();
         self.scratch.capacity() + side(&self.side.client) + side(&self.side.server)
     }
 

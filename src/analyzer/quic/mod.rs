@@ -282,15 +282,13 @@ impl QuicAnalyzer {
         }
     }
 
-    /// Bytes this analyzer holds on the heap (for memory accounting).
+    /// Bytes this analyzer holds on the heap (for memory accounting; the cached
+    /// Initial keys are held inline).
     pub fn heap_bytes(&self) -> usize {
-        let side = |s: &Side| s.crypto.held() + s.messages.heap_bytes();
+        let side = |s: &Side| s.crypto.heap_bytes() + s.messages.heap_bytes();
         self.scratch.capacity()
             + self.key_cid.as_ref().map_or(0, Vec::capacity)
-            + self
-                .keys
-                .as_ref()
-                .map_or(0, |c| c.cid.capacity() + std::mem::size_of::<InitialKeys>())
+            + self.keys.as_ref().map_or(0, |c| c.cid.capacity())
             + side(&self.side.client)
             + side(&self.side.server)
             + self.handshake.as_ref().map_or(0, |h| {
