@@ -97,7 +97,9 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-/// Client and server Initial keys for one connection ID.
+/// Client and server Initial keys for one connection ID (the analyzer derives
+/// each side's when it needs them: [`Keys::initial`]).
+#[cfg(test)]
 #[derive(Clone, Debug)]
 pub struct InitialKeys {
     pub client: Keys,
@@ -117,37 +119,93 @@ pub struct Material {
 fn expand_label(prk: &Hkdf<Sha256>, label: &[u8], out: &mut [u8]) -> Option<()> {
     let len = u16::try_from(out.len()).ok()?;
     let full_len = u8::try_from(6 + label.len()).ok()?;
-    let mut info = Vec::with_capacity(4 + usize::from(full_len));
-    info.extend_from_slice(&len.to_be_bytes());
-    info.push(full_len);
-    info.extend_from_slice(b"tls13 ");
-    info.extend_from_slice(label);
-    info.push(0);
-    prk.expand(&info, out).ok()
+    // Length (2), label length (1), "tls13 " and the label, context length (1).
+    let mut info = [0u8; 4 + 255];
+    let n = 4 + usize::from(full_len);
+    let parts = [&len.to_be_bytes()[..], &[full_len], b"tls13 ", label, &[0]];
+    let mut at = 0;
+    for part in parts {
+        info.get_mut(at..at + part.len())?.copy_from_slice(part);
+        at += part.len();
+    }
+    prk.expand(info.get(..n)?, out).ok()
+}
+
+/// The Initial secret of the client's Destination Connection ID `dcid` (RFC 9001 §5.2).
+fn initial_secret(suite: &Suite, dcid: &[u8]) -> Option<Hkdf<Sha256>> {
+    let (initial, _) = Hkdf::<Sha256>::extract(Some(&suite.salt), dcid);
+    Hkdf::<Sha256>::from_prk(&initial).ok()
+}
+
+/// The secrets of one side (`client in` or `server in`) from the Initial secret.
+fn side_material(suite: &Suite, initial: &Hkdf<Sha256>, label: &[u8]) -> Option<Material> {
+    let mut m = Material {
+        secret: [0; 32],
+        key: [0; 16],
+        iv: [0; 12],
+        hp: [0; 16],
+    };
+    expand_label(initial, label, &mut m.secret)?;
+    let prk = Hkdf::<Sha256>::from_prk(&m.secret).ok()?;
+    expand_label(&prk, suite.key_label, &mut m.key)?;
+    expand_label(&prk, suite.iv_label, &mut m.iv)?;
+    expand_label(&prk, suite.hp_label, &mut m.hp)?;
+    Some(m)
 }
 
 /// Secrets of both directions for the client's Destination Connection ID `dcid`.
 pub fn material(suite: &Suite, dcid: &[u8]) -> Option<(Material, Material)> {
-    let (initial, _) = Hkdf::<Sha256>::extract(Some(&suite.salt), dcid);
-    let initial = Hkdf::<Sha256>::from_prk(&initial).ok()?;
-    let side = |label: &[u8]| -> Option<Material> {
-        let mut m = Material {
-            secret: [0; 32],
-            key: [0; 16],
-            iv: [0; 12],
-            hp: [0; 16],
-        };
-        expand_label(&initial, label, &mut m.secret)?;
-        let prk = Hkdf::<Sha256>::from_prk(&m.secret).ok()?;
-        expand_label(&prk, suite.key_label, &mut m.key)?;
-        expand_label(&prk, suite.iv_label, &mut m.iv)?;
-        expand_label(&prk, suite.hp_label, &mut m.hp)?;
-        Some(m)
-    };
-    Some((side(b"client in")?, side(b"server in")?))
+    let initial = initial_secret(suite, dcid)?;
+    Some((
+        side_material(suite, &initial, b"client in")?,
+        side_material(suite, &initial, b"server in")?,
+    ))
+}
+
+/// Keys the last sniff derived on this thread, handed to the analyzer the flow
+/// gets next, so that the first Initial's keys are derived once (a flood of
+/// Initials from spoofed sources is mostly key derivation).
+struct Sniffed {
+    version: u32,
+    cid: Vec<u8>,
+    keys: Keys,
+}
+
+thread_local! {
+    static SNIFFED: std::cell::RefCell<Option<Sniffed>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Keeps the client keys a sniff derived for (`version`, `cid`).
+pub fn remember(version: u32, cid: &[u8], keys: Keys) {
+    SNIFFED.with(|s| {
+        *s.borrow_mut() = Some(Sniffed {
+            version,
+            cid: cid.to_vec(),
+            keys,
+        });
+    });
+}
+
+/// The client keys the last sniff on this thread derived, if for (`version`, `cid`).
+pub fn recall(version: u32, cid: &[u8]) -> Option<Keys> {
+    SNIFFED.with(|s| {
+        let mut s = s.borrow_mut();
+        match s.as_ref() {
+            Some(k) if k.version == version && k.cid == cid => s.take().map(|k| k.keys),
+            _ => None,
+        }
+    })
 }
 
 impl Keys {
+    /// The Initial keys of the client (`client`) or the server for the client's
+    /// Destination Connection ID `dcid`: one side only, the other derived when needed.
+    pub fn initial(suite: &Suite, dcid: &[u8], client: bool) -> Option<Keys> {
+        let initial = initial_secret(suite, dcid)?;
+        let label: &[u8] = if client { b"client in" } else { b"server in" };
+        Keys::new(&side_material(suite, &initial, label)?)
+    }
+
     fn new(m: &Material) -> Option<Keys> {
         Some(Keys {
             aead: Aes128Gcm::new_from_slice(&m.key).ok()?,
@@ -211,6 +269,7 @@ impl Keys {
     }
 }
 
+#[cfg(test)]
 impl InitialKeys {
     /// Initial keys of both directions for the connection ID the client first chose
     /// (or the one a Retry gave it).

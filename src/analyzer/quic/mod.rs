@@ -11,7 +11,7 @@ pub mod params;
 use super::tls::{Carrier, Hello, alert_name, hello_message};
 use crate::record::{Alert, Dir, FlowRecord, Note, PerDir, QuicInfo, hex};
 use crypto::{CryptoStream, Messages};
-use initial::{InitialKeys, Suite};
+use initial::{Keys, Suite};
 use packet::{Bad, Frame, Kind, Long, MAX_CID_LEN, long_header, type_bits};
 use std::sync::Arc;
 
@@ -41,12 +41,13 @@ struct Side {
     one_rtt: bool,
 }
 
-/// Initial keys for one (version, connection ID) pair, derived once.
+/// Initial keys for one (version, connection ID) pair, each side's derived once,
+/// when a packet of that side is first opened.
 #[derive(Debug)]
 struct Cached {
     version: u32,
     cid: Vec<u8>,
-    keys: InitialKeys,
+    keys: PerDir<Option<Keys>>,
 }
 
 /// Per-flow QUIC state. Writes what it learns into the flow record.
@@ -140,11 +141,14 @@ pub fn sniff(d: &[u8], port_hint: bool, cut: bool) -> Option<Sender> {
             },
             Some(s),
         ) if type_bits == s.initial_type => {
-            let keys = InitialKeys::new(&s, l.dcid)?;
+            let keys = Keys::initial(&s, l.dcid, true)?;
             let pkt = d.get(..l.len)?;
             let mut scratch = Vec::new();
-            match packet::open(&keys.client, pkt, pn_offset, None, &mut scratch) {
-                Some(_) => return Some(Sender::Client),
+            match packet::open(&keys, pkt, pn_offset, None, &mut scratch) {
+                Some(_) => {
+                    initial::remember(version, l.dcid, keys);
+                    return Some(Sender::Client);
+                }
                 None => initial_sender(token, d.len(), cut),
             }
         }
@@ -598,14 +602,20 @@ impl QuicAnalyzer {
             self.keys = Some(Cached {
                 version,
                 cid: cid.to_vec(),
-                keys: InitialKeys::new(suite, cid)?,
+                keys: PerDir::default(),
             });
         }
-        let cached = self.keys.as_ref()?;
-        let keys = match dir {
-            Dir::Client => &cached.keys.client,
-            Dir::Server => &cached.keys.server,
-        };
+        let slot = self.keys.as_mut()?.keys.get_mut(dir);
+        if slot.is_none() {
+            let client = dir == Dir::Client;
+            let sniffed = if client {
+                initial::recall(version, cid)
+            } else {
+                None
+            };
+            *slot = Some(sniffed.or_else(|| Keys::initial(suite, cid, client))?);
+        }
+        let keys = slot.as_ref()?;
         let largest = self.side.get(dir).largest_pn;
         packet::open(keys, pkt, pn_offset, largest, &mut self.scratch)
     }
@@ -629,7 +639,7 @@ impl QuicAnalyzer {
 
 #[cfg(test)]
 mod tests {
-    use super::initial::{V1, V2};
+    use super::initial::{InitialKeys, V1, V2};
     use super::*;
     use crate::record::{Encryption, Endpoint};
     use crate::time::Timestamp;
