@@ -168,7 +168,7 @@ pub fn material(suite: &Suite, dcid: &[u8]) -> Option<(Material, Material)> {
 struct Sniffed {
     version: u32,
     cid: Vec<u8>,
-    keys: Keys,
+    keys: Box<Keys>,
 }
 
 thread_local! {
@@ -176,7 +176,7 @@ thread_local! {
 }
 
 /// Keeps the client keys a sniff derived for (`version`, `cid`).
-pub fn remember(version: u32, cid: &[u8], keys: Keys) {
+pub fn remember(version: u32, cid: &[u8], keys: Box<Keys>) {
     SNIFFED.with(|s| {
         *s.borrow_mut() = Some(Sniffed {
             version,
@@ -187,7 +187,7 @@ pub fn remember(version: u32, cid: &[u8], keys: Keys) {
 }
 
 /// The client keys the last sniff on this thread derived, if for (`version`, `cid`).
-pub fn recall(version: u32, cid: &[u8]) -> Option<Keys> {
+pub fn recall(version: u32, cid: &[u8]) -> Option<Box<Keys>> {
     SNIFFED.with(|s| {
         let mut s = s.borrow_mut();
         match s.as_ref() {
@@ -200,10 +200,12 @@ pub fn recall(version: u32, cid: &[u8]) -> Option<Keys> {
 impl Keys {
     /// The Initial keys of the client (`client`) or the server for the client's
     /// Destination Connection ID `dcid`: one side only, the other derived when needed.
-    pub fn initial(suite: &Suite, dcid: &[u8], client: bool) -> Option<Keys> {
+    /// Boxed: the AES key schedules are most of a kilobyte, and the keys move
+    /// from the sniff to the analyzer.
+    pub fn initial(suite: &Suite, dcid: &[u8], client: bool) -> Option<Box<Keys>> {
         let initial = initial_secret(suite, dcid)?;
         let label: &[u8] = if client { b"client in" } else { b"server in" };
-        Keys::new(&side_material(suite, &initial, label)?)
+        Keys::new(&side_material(suite, &initial, label)?).map(Box::new)
     }
 
     fn new(m: &Material) -> Option<Keys> {

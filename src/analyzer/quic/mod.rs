@@ -47,7 +47,7 @@ struct Side {
 struct Cached {
     version: u32,
     cid: Vec<u8>,
-    keys: PerDir<Option<Keys>>,
+    keys: PerDir<Option<Box<Keys>>>,
 }
 
 /// Per-flow QUIC state. Writes what it learns into the flow record.
@@ -292,7 +292,10 @@ impl QuicAnalyzer {
         let side = |s: &Side| s.crypto.heap_bytes() + s.messages.heap_bytes();
         self.scratch.capacity()
             + self.key_cid.as_ref().map_or(0, Vec::capacity)
-            + self.keys.as_ref().map_or(0, |c| c.cid.capacity())
+            + self.keys.as_ref().map_or(0, |c| {
+                let boxed = |k: &Option<Box<Keys>>| k.as_ref().map_or(0, |_| size_of::<Keys>());
+                c.cid.capacity() + boxed(&c.keys.client) + boxed(&c.keys.server)
+            })
             + side(&self.side.client)
             + side(&self.side.server)
             + self.handshake.as_ref().map_or(0, |h| {
