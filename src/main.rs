@@ -7,12 +7,6 @@ use tlswatch::cli::Args;
 use tlswatch::run::collect::say;
 use tlswatch::run::{Exit, run};
 
-/// mimalloc: records are made on one thread and freed on another (the output
-/// stage), and a flow's many small strings and lists come and go in bursts;
-/// both are where the system allocator is slowest.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(a) => a,
