@@ -19,8 +19,13 @@ impl Notice {
 
 /// The receiving end of the pipeline.
 pub trait Deliver {
+    /// A finished flow, in output order, lent: the caller frees it (the
+    /// threaded pipeline on the worker thread that made it).
+    fn emit_lent(&mut self, rec: &mut FlowRecord);
     /// A finished flow, in output order.
-    fn emit(&mut self, rec: FlowRecord);
+    fn emit(&mut self, mut rec: FlowRecord) {
+        self.emit_lent(&mut rec);
+    }
     /// `n` flows ended without payload and are not listed: only counted.
     fn count_silent(&mut self, n: u64);
     /// A warning or error about an input.

@@ -1,7 +1,6 @@
 //! The output stage's ordered merge: records of every worker released in the order
 //! one engine would have produced them, renumbered by first packet.
 
-use crate::flow::ending::Emit;
 use crate::pipeline::worker::BatchReport;
 use crate::pipeline::worker::EndKey;
 use crate::record::FlowRecord;
@@ -60,8 +59,9 @@ impl Merge {
         std::mem::take(&mut self.silent_ended)
     }
 
-    /// Emits every record whose end position all workers have passed.
-    pub(super) fn release(&mut self, emit: &mut Emit<'_>) {
+    /// Emits every record whose end position all workers have passed, with the
+    /// worker that made it (which then frees it: see [`super::deliver::Deliver::emit_lent`]).
+    pub(super) fn release(&mut self, emit: &mut dyn FnMut(Box<FlowRecord>, usize)) {
         let low = self.upto.iter().copied().min().unwrap_or(u64::MAX);
         while let Some(&Reverse(first)) = self.started.peek() {
             if first.saturating_mul(2) > low {
@@ -77,15 +77,15 @@ impl Merge {
             if entry.key().0 > low {
                 break;
             }
-            let mut rec = entry.remove();
+            let (key, mut rec) = entry.remove_entry();
             if let Some(id) = self.ids.remove(&rec.id) {
                 rec.id = id;
             }
-            emit(*rec);
+            emit(rec, key.3);
         }
     }
 
-    pub(super) fn release_all(&mut self, emit: &mut Emit<'_>) {
+    pub(super) fn release_all(&mut self, emit: &mut dyn FnMut(Box<FlowRecord>, usize)) {
         self.upto.iter_mut().for_each(|u| *u = u64::MAX);
         self.release(emit);
     }

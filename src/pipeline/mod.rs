@@ -47,9 +47,9 @@ use crate::pipeline::stage::QUEUE_BATCHES;
 use crate::pipeline::stage::Stage;
 use crate::pipeline::stage::Totals;
 use crate::pipeline::worker::Out;
-use crate::pipeline::worker::work;
+use crate::pipeline::worker::{Channels, Freed, work};
 use crate::record::EndReason;
-use crossbeam_channel::bounded;
+use crossbeam_channel::{Sender, bounded};
 use deliver::Deliver;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,6 +108,16 @@ pub fn drive<T: Send>(
     (t, totals)
 }
 
+/// Sends each worker the records it made that were written, to be freed on its
+/// thread; what a full channel cannot take is freed here.
+fn give_back(returns: &mut [(Sender<Freed>, Freed)]) {
+    for (tx, freed) in returns {
+        if !freed.is_empty() {
+            let _ = tx.try_send(std::mem::take(freed));
+        }
+    }
+}
+
 /// Caps of one worker's shard, so the totals over all workers hold.
 pub fn per_worker(limits: Limits, workers: usize) -> Limits {
     Limits {
@@ -128,9 +138,12 @@ fn threaded<T: Send>(
     std::thread::scope(|s| {
         let mut queues = Vec::with_capacity(plan.workers);
         let mut workers = Vec::with_capacity(plan.workers);
+        let mut returns = Vec::with_capacity(plan.workers);
         for w in 0..plan.workers {
             let (tx, rx) = bounded::<Batch>(QUEUE_BATCHES);
             queues.push(tx);
+            let (freed_tx, freed_rx) = bounded::<Freed>(QUEUE_BATCHES);
+            returns.push((freed_tx, Freed::new()));
             let mut engine = Engine::new(plan.limits, plan.opts, plan.ports.to_vec());
             engine.set_ids(IdScheme::FirstPacket);
             engine.set_policy(Arc::clone(&plan.policy));
@@ -139,7 +152,15 @@ fn threaded<T: Send>(
                 engine.count_payloadless();
             }
             let (out, pool, end, all) = (out_tx.clone(), pool_tx.clone(), plan.end, plan.all);
-            workers.push(s.spawn(move || work(w, engine, &rx, &pool, &out, end, all)));
+            workers.push(s.spawn(move || {
+                let ch = Channels {
+                    batches: &rx,
+                    pool: &pool,
+                    out: &out,
+                    freed: &freed_rx,
+                };
+                work(w, engine, ch, end, all);
+            }));
         }
         drop(pool_tx);
         let reader_out = out_tx;
@@ -170,12 +191,18 @@ fn threaded<T: Send>(
                 }
             }
             col.count_silent(merge.take_silent());
-            merge.release(&mut |rec| col.emit(rec));
+            merge.release(&mut |mut rec, w| {
+                col.emit_lent(&mut rec);
+                if let Some((_, freed)) = returns.get_mut(w) {
+                    freed.push(rec);
+                }
+            });
+            give_back(&mut returns);
             if col.broken() {
                 stop.store(true, Ordering::Relaxed);
             }
         }
-        merge.release_all(&mut |rec| col.emit(rec));
+        merge.release_all(&mut |mut rec, _| col.emit_lent(&mut rec));
         let t = match reader.join() {
             Ok(t) => t,
             Err(e) => std::panic::resume_unwind(e),

@@ -57,18 +57,32 @@ pub(super) enum Out {
     },
 }
 
+/// Records the output stage is done with, going back to the worker that made
+/// them to be freed there: freeing on the thread that allocated is what the
+/// allocator does fastest, and a flood's records are many.
+pub(super) type Freed = Vec<Box<FlowRecord>>;
+
+/// A worker's channels: its batches in, the emptied batches and its reports out,
+/// and the records it made coming back to be freed.
+pub(super) struct Channels<'c> {
+    pub(super) batches: &'c Receiver<Batch>,
+    pub(super) pool: &'c Sender<Batch>,
+    pub(super) out: &'c Sender<Out>,
+    pub(super) freed: &'c Receiver<Freed>,
+}
+
 /// A worker: owns one shard of the flow table and runs it over its batches.
-pub(super) fn work(
-    w: usize,
-    mut engine: Engine,
-    batches: &Receiver<Batch>,
-    pool: &Sender<Batch>,
-    out: &Sender<Out>,
-    end: EndReason,
-    all: bool,
-) {
+pub(super) fn work(w: usize, mut engine: Engine, ch: Channels<'_>, end: EndReason, all: bool) {
+    let Channels {
+        batches,
+        pool,
+        out,
+        freed,
+    } = ch;
     let mut tie = 0u64;
     for mut batch in batches.iter() {
+        // Dropped here, where they were allocated.
+        while freed.try_recv().is_ok() {}
         let mut p = BatchReport::new(w, batch.upto);
         let mut items = std::mem::take(&mut batch.items);
         for item in items.drain(..) {

@@ -204,7 +204,7 @@ pub struct Collector<'a> {
 pub type SharedFrameMap = Arc<Mutex<FrameMap>>;
 
 impl Deliver for Collector<'_> {
-    fn emit(&mut self, rec: FlowRecord) {
+    fn emit_lent(&mut self, rec: &mut FlowRecord) {
         Collector::emit(self, rec);
     }
     fn count_silent(&mut self, n: u64) {
@@ -244,17 +244,18 @@ impl<'a> Collector<'a> {
         Arc::clone(&self.frames)
     }
 
-    pub fn emit(&mut self, mut rec: FlowRecord) {
+    pub fn emit(&mut self, rec: &mut FlowRecord) {
         let span = (rec.frames.first, rec.frames.last);
-        self.place(&mut rec);
-        if !self.summary.count(&rec, self.cfg.all) {
+        self.place(rec);
+        let rec = &*rec;
+        if !self.summary.count(rec, self.cfg.all) {
             return;
         }
-        self.matched.add(&rec, &self.cfg.fail_on);
+        self.matched.add(rec, &self.cfg.fail_on);
         // `--select` decides what is listed, written out and transcribed; the
         // gate and the summary saw it all.
-        let selected = self.cfg.select.as_ref().is_none_or(|s| s.matches(&rec));
-        self.choose(&rec, span, selected);
+        let selected = self.cfg.select.as_ref().is_none_or(|s| s.matches(rec));
+        self.choose(rec, span, selected);
         if !selected {
             return;
         }
@@ -265,12 +266,12 @@ impl<'a> Collector<'a> {
             return;
         }
         if let Some(inv) = &mut self.servers {
-            inv.add(&rec);
+            inv.add(rec);
         }
         if let Some(inv) = &mut self.certificates {
-            inv.add(&rec);
+            inv.add(rec);
         }
-        if let Err(e) = self.sink.flow(&rec) {
+        if let Err(e) = self.sink.flow(rec) {
             self.write_err = Some(e);
         }
     }
