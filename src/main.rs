@@ -7,6 +7,14 @@ use tlswatch::cli::Args;
 use tlswatch::run::collect::say;
 use tlswatch::run::{Exit, run};
 
+/// jemalloc: records and batches are allocated on one thread and freed on
+/// another, and a flood makes millions of small allocations; on the benchmark
+/// capture it takes 12% off one thread's CPU time, and on a threaded flood of
+/// QUIC Initials 40% (README, "Threads and shards").
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(a) => a,
