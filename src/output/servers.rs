@@ -18,8 +18,9 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 use std::cmp::Reverse;
 use std::fmt;
+use std::io::{self, Write};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Servers inventoried by default (`--max-servers`). Flows to servers beyond it are
 /// counted in `flows_beyond_cap`, not inventoried.
@@ -174,6 +175,45 @@ fn name_of(names: &[Arc<str>], id: u32) -> &str {
 struct Table {
     servers: Vec<(Key, Acc)>,
     names: Vec<Arc<str>>,
+    /// The names as JSON strings, made when the first record is written as JSON.
+    quoted: OnceLock<Quoted>,
+}
+
+/// Every name of a table as a JSON string (quoted and escaped), so that writing
+/// the records escapes each name once rather than on every use.
+#[derive(Debug)]
+struct Quoted {
+    text: Vec<u8>,
+    /// Where each name's JSON string ends in `text` (it starts where the one
+    /// before ends).
+    ends: Vec<usize>,
+}
+
+impl Quoted {
+    fn new(names: &[Arc<str>]) -> Self {
+        let mut text = Vec::new();
+        let mut ends = Vec::with_capacity(names.len());
+        for name in names {
+            // Serializing a string into a vector cannot fail.
+            let _ = serde_json::to_writer(&mut text, &**name);
+            ends.push(text.len());
+        }
+        Quoted { text, ends }
+    }
+
+    /// The JSON string of name `id` ([`OTHER`]'s for the bucket past [`MAX_NAMES`]).
+    fn get(&self, id: u32) -> &[u8] {
+        let i = id as usize;
+        let start = match i.checked_sub(1) {
+            Some(before) => self.ends.get(before).copied(),
+            None => Some(0),
+        };
+        match (start, self.ends.get(i)) {
+            (Some(start), Some(&end)) if id != OTHER_ID => self.text.get(start..end),
+            _ => None,
+        }
+        .unwrap_or(b"\"(other)\"")
+    }
 }
 
 /// One server endpoint's record: the JSON contract of `--servers`. Its counts
@@ -269,16 +309,21 @@ impl ServerRecord {
     /// The certificates the server presented, most flows first.
     pub fn certificates(&self) -> impl ExactSizeIterator<Item = CertificateSeen<'_>> + Clone {
         let names = &self.table.names;
-        let last = self.last.secs;
+        let last = self.last;
         let certs = self.acc().map_or(&[][..], |a| a.certificates.as_slice());
         certs.iter().map(move |(sha256, c)| CertificateSeen {
             sha256: name_of(names, *sha256),
             subject_cn: c.subject_cn.map(|id| name_of(names, id)),
             not_after: c.not_after.map(|id| name_of(names, id)),
-            days_left: c.expires.map(|e| (e - last).div_euclid(86_400)),
+            days_left: days_left(c.expires, last),
             flows: c.flows,
         })
     }
+}
+
+/// Whole days from `last` to `expires` (Unix seconds), negative once expired.
+fn days_left(expires: Option<i64>, last: Timestamp) -> Option<i64> {
+    expires.map(|e| (e - last.secs).div_euclid(86_400))
 }
 
 /// A list written as a JSON array.
@@ -321,6 +366,98 @@ impl Serialize for ServerRecord {
         st.serialize_field("last", &self.last)?;
         st.serialize_field("look_at", &self.look_at)?;
         st.end()
+    }
+}
+
+impl ServerRecord {
+    /// Writes the record as JSON: the bytes `serde_json::to_writer` writes for
+    /// it, with the names taken ready-escaped from the inventory's table.
+    pub fn write_json<W: Write>(&self, w: &mut W) -> io::Result<()> {
+        let q = self
+            .table
+            .quoted
+            .get_or_init(|| Quoted::new(&self.table.names));
+        let mut num = itoa::Buffer::new();
+        w.write_all(b"{\"type\":")?;
+        serde_json::to_writer(&mut *w, self.kind)?;
+        w.write_all(b",\"transport\":")?;
+        serde_json::to_writer(&mut *w, &self.transport)?;
+        w.write_all(b",\"server\":")?;
+        serde_json::to_writer(&mut *w, &self.server)?;
+        w.write_all(b",\"app_protocols\":[")?;
+        for (i, (_, id, _)) in self.field(Field::App).counts.iter().enumerate() {
+            w.write_all(if i == 0 { b"" } else { b"," })?;
+            w.write_all(q.get(*id))?;
+        }
+        w.write_all(b"],\"flows\":")?;
+        w.write_all(num.format(self.flows).as_bytes())?;
+        w.write_all(b",\"clients\":")?;
+        w.write_all(num.format(self.clients).as_bytes())?;
+        if self.clients_capped {
+            w.write_all(b",\"clients_capped\":true")?;
+        }
+        w.write_all(b",\"by_encryption\":")?;
+        self.write_tally(w, q, Field::Encryption)?;
+        w.write_all(b",\"versions\":")?;
+        self.write_tally(w, q, Field::Version)?;
+        w.write_all(b",\"cipher_suites\":")?;
+        self.write_tally(w, q, Field::Cipher)?;
+        self.write_certificates(w, q)?;
+        w.write_all(b",\"findings\":")?;
+        self.write_tally(w, q, Field::Finding)?;
+        w.write_all(b",\"worst_severity\":")?;
+        serde_json::to_writer(&mut *w, &self.worst_severity)?;
+        w.write_all(b",\"first\":")?;
+        serde_json::to_writer(&mut *w, &self.first)?;
+        w.write_all(b",\"last\":")?;
+        serde_json::to_writer(&mut *w, &self.last)?;
+        w.write_all(b",\"look_at\":")?;
+        serde_json::to_writer(&mut *w, &self.look_at)?;
+        w.write_all(b"}")
+    }
+
+    /// One field's counts as a JSON object.
+    fn write_tally<W: Write>(&self, w: &mut W, q: &Quoted, field: Field) -> io::Result<()> {
+        let mut num = itoa::Buffer::new();
+        w.write_all(b"{")?;
+        for (i, (_, id, n)) in self.field(field).counts.iter().enumerate() {
+            w.write_all(if i == 0 { b"" } else { b"," })?;
+            w.write_all(q.get(*id))?;
+            w.write_all(b":")?;
+            w.write_all(num.format(*n).as_bytes())?;
+        }
+        w.write_all(b"}")
+    }
+
+    /// The `certificates` member, when the server presented any.
+    fn write_certificates<W: Write>(&self, w: &mut W, q: &Quoted) -> io::Result<()> {
+        let certs = self.acc().map_or(&[][..], |a| a.certificates.as_slice());
+        if certs.is_empty() {
+            return Ok(());
+        }
+        let mut num = itoa::Buffer::new();
+        w.write_all(b",\"certificates\":[")?;
+        for (i, (sha256, c)) in certs.iter().enumerate() {
+            w.write_all(if i == 0 {
+                b"{\"sha256\":"
+            } else {
+                b",{\"sha256\":"
+            })?;
+            w.write_all(q.get(*sha256))?;
+            w.write_all(b",\"subject_cn\":")?;
+            w.write_all(c.subject_cn.map_or(&b"null"[..], |id| q.get(id)))?;
+            w.write_all(b",\"not_after\":")?;
+            w.write_all(c.not_after.map_or(&b"null"[..], |id| q.get(id)))?;
+            w.write_all(b",\"days_left\":")?;
+            match days_left(c.expires, self.last) {
+                Some(d) => w.write_all(num.format(d).as_bytes())?,
+                None => w.write_all(b"null")?,
+            }
+            w.write_all(b",\"flows\":")?;
+            w.write_all(num.format(c.flows).as_bytes())?;
+            w.write_all(b"}")?;
+        }
+        w.write_all(b"]")
     }
 }
 
@@ -986,6 +1123,7 @@ impl Inventory {
         let table = Arc::new(Table {
             servers,
             names: names.list,
+            quoted: OnceLock::new(),
         });
         let records = order
             .iter()
@@ -1276,6 +1414,42 @@ mod tests {
         assert_eq!((certs[0].sha256, certs[0].flows), ("bb", 2));
         assert_eq!(certs[1].subject_cn, Some("a.example"));
         assert_eq!(certs[1].not_after, Some("2027-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn written_json_is_what_serde_json_writes() {
+        let mut inv = Inventory::new(MAX_SERVERS);
+        for i in 1..=300 {
+            let mut r = flow(i);
+            if i % 5 == 0 {
+                r.server.ip = "2001:db8::7".parse().unwrap();
+                r.transport = Transport::Udp;
+            }
+            r.app_protocol = r.app_protocol.map(|p| format!("{p}\"\\\u{1}é"));
+            inv.add(&r);
+            let cn = ["a\"b\\c\n", "\u{7f}\u{202e}x", "plain"];
+            let cn = cn.get(i as usize % 4).copied();
+            let not_after = (i % 3 != 0).then_some("2027-01-01T00:00:00Z");
+            if i % 7 != 0 {
+                inv.add_certificate(&r, &format!("{:064x}", i % 9), cn, not_after);
+            }
+        }
+        let (mut list, _) = inv.finish();
+        // Every member the writer may leave out or spell as null.
+        list[0].clients_capped = true;
+        list[1].look_at = None;
+        list[2].worst_severity = None;
+        assert!(list.iter().any(|s| s.certificates().len() == 0));
+        assert!(list.iter().any(|s| s.certificates().len() > 1));
+        for s in &list {
+            let mut got = Vec::new();
+            s.write_json(&mut got).unwrap();
+            let want = serde_json::to_vec(s).unwrap();
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+        }
     }
 
     #[test]
