@@ -31,7 +31,7 @@ impl<W: Write> Sink for Ndjson<W> {
 
     fn servers(&mut self, list: &[ServerRecord]) -> io::Result<()> {
         for s in list {
-            serde_json::to_writer(&mut self.out, s)?;
+            s.write_json(&mut self.out)?;
             self.out.write_all(b"\n")?;
         }
         Ok(())
@@ -117,7 +117,7 @@ impl<W: Write> Sink for Document<W> {
         for (i, s) in list.iter().enumerate() {
             self.out
                 .write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
-            serde_json::to_writer(&mut self.out, s)?;
+            s.write_json(&mut self.out)?;
         }
         write!(self.out, "\n  ]")
     }

@@ -5,7 +5,7 @@
 
 use super::escape;
 use super::layout::{self, Cell, Col, Fit, id_frame};
-use super::servers::ServerRecord;
+use super::servers::{ServerRecord, Tally};
 use super::style::{BOLD, CERT_CODES, GREEN, paint, severity_color, shown};
 use crate::record::{Code, Severity, Transport};
 
@@ -39,39 +39,34 @@ fn code_severity(code: &str) -> Option<Severity> {
 }
 
 /// `name n, name n`, most first (ties by name), or `-`.
-fn tally<'a>(counts: impl IntoIterator<Item = (&'a String, &'a u64)>) -> String {
-    let mut v: Vec<(&String, &u64)> = counts.into_iter().collect();
+fn tally(counts: Tally<'_>) -> String {
+    let mut v: Vec<(&str, u64)> = counts.iter().collect();
     if v.is_empty() {
         return "-".to_string();
     }
-    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    join(v)
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    join(v.into_iter())
 }
 
-fn join(v: Vec<(&String, &u64)>) -> String {
-    v.iter()
-        .map(|(k, n)| format!("{k} {n}"))
+fn join<'a>(v: impl Iterator<Item = (&'a str, u64)>) -> String {
+    v.map(|(k, n)| format!("{k} {n}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
 /// The findings the table shows, worst first, then most flows, then by name.
 fn findings(s: &ServerRecord) -> String {
-    let mut v: Vec<(&String, &u64)> = s
-        .findings
+    let mut v: Vec<(Option<Severity>, &str, u64)> = s
+        .findings()
         .iter()
         .filter(|(k, _)| k.parse::<Code>().map_or(true, shown))
+        .map(|(k, n)| (code_severity(k), k, n))
         .collect();
     if v.is_empty() {
         return "-".to_string();
     }
-    v.sort_by(|a, b| {
-        code_severity(b.0)
-            .cmp(&code_severity(a.0))
-            .then(b.1.cmp(a.1))
-            .then(a.0.cmp(b.0))
-    });
-    join(v)
+    v.sort_by(|a, b| b.0.cmp(&a.0).then(b.2.cmp(&a.2)).then(a.1.cmp(b.1)));
+    join(v.into_iter().map(|(_, k, n)| (k, n)))
 }
 
 /// The worst finding the table shows.
@@ -82,31 +77,29 @@ fn worst(s: &ServerRecord) -> Option<Severity> {
 /// The certificate most flows saw: its name and expiry (`+N` more), coloured by
 /// the worst certificate finding; `(encrypted)` when every flow was TLS 1.3.
 fn certificate(s: &ServerRecord) -> Cell {
-    let Some(top) = s.certificates.first() else {
-        let all13 = !s.versions.is_empty()
-            && s.versions
+    let mut certs = s.certificates();
+    let more = certs.len().saturating_sub(1);
+    let Some(top) = certs.next() else {
+        let all13 = !s.versions().is_empty()
+            && s.versions()
                 .keys()
                 .all(|v| v.starts_with("TLSv1.3") || v == "DTLSv1.3");
         return Cell::plain(if all13 { "(encrypted)" } else { "-" });
     };
-    let name = top.subject_cn.as_deref().unwrap_or("(no CN)");
-    let date = top
-        .not_after
-        .as_deref()
-        .and_then(|d| d.get(..10))
-        .unwrap_or("?");
-    let expired = s.certificates.len() == 1 && s.findings.contains_key(Code::CertExpired.as_str());
+    let name = top.subject_cn.unwrap_or("(no CN)");
+    let date = top.not_after.and_then(|d| d.get(..10)).unwrap_or("?");
+    let expired = more == 0 && s.findings().contains_key(Code::CertExpired.as_str());
     let mut text = match top.days_left {
         _ if expired => format!("{name} (expired {date})"),
         Some(d) if d >= 0 => format!("{name} (to {date}, {d} days left)"),
         _ => format!("{name} (to {date})"),
     };
-    if s.certificates.len() > 1 {
-        text.push_str(&format!(" +{}", s.certificates.len() - 1));
+    if more > 0 {
+        text.push_str(&format!(" +{more}"));
     }
     let worst = CERT_CODES
         .iter()
-        .filter(|c| s.findings.contains_key(c.as_str()))
+        .filter(|c| s.findings().contains_key(c.as_str()))
         .map(|c| c.severity())
         .max();
     Cell::colored(text, severity_color(worst))
@@ -131,12 +124,10 @@ fn cells(s: &ServerRecord) -> Vec<Cell> {
     let worst = worst(s);
     let color = severity_color(worst);
     let enc_color = match worst {
-        None if s.by_encryption.keys().all(|e| {
-            matches!(
-                e.as_str(),
-                "tls" | "starttls" | "quic" | "dtls" | "ssh" | "gssapi"
-            )
-        }) =>
+        None if s
+            .by_encryption()
+            .keys()
+            .all(|e| matches!(e, "tls" | "starttls" | "quic" | "dtls" | "ssh" | "gssapi")) =>
         {
             GREEN
         }
@@ -147,10 +138,10 @@ fn cells(s: &ServerRecord) -> Vec<Cell> {
             "{}{udp}",
             super::endpoint(s.server.ip, s.server.port)
         )),
-        Cell::plain(if s.app_protocols.is_empty() {
+        Cell::plain(if s.app_protocols().len() == 0 {
             "-".to_string()
         } else {
-            s.app_protocols.join(",")
+            s.app_protocols().collect::<Vec<_>>().join(",")
         }),
         Cell::plain(s.flows.to_string()),
         Cell::plain(format!(
@@ -158,8 +149,8 @@ fn cells(s: &ServerRecord) -> Vec<Cell> {
             s.clients,
             if s.clients_capped { "+" } else { "" }
         )),
-        Cell::colored(tally(&s.by_encryption), enc_color),
-        Cell::plain(tally(&s.versions)),
+        Cell::colored(tally(s.by_encryption()), enc_color),
+        Cell::plain(tally(s.versions())),
         certificate(s),
         Cell::colored(worst_cell(worst, s), color),
         Cell::colored(findings(s), color),

@@ -3,15 +3,24 @@
 //! flows, so the fold does not depend on the order records arrive in, and two
 //! inventories built apart (one per worker thread) `merge` into the same result.
 //! Output order is decided at the end: worst finding first, then most flows.
+//!
+//! Names (protocols, suites, codes, certificates) are stored once per inventory
+//! and counted by number. The records [`Inventory::finish`] hands out read their
+//! counts from the inventory's own table, sorted there once, so writing them out
+//! copies no name and allocates nothing per server.
 
 use crate::record::negotiated_version;
 use crate::record::{Endpoint, Finding, FlowRecord, Severity, Transport};
 use crate::time::Timestamp;
 use crate::version::Version;
 use rustc_hash::{FxHashMap, FxHashSet};
-use serde::Serialize;
-use std::collections::BTreeMap;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+use std::cmp::Reverse;
+use std::fmt;
+use std::io::{self, Write};
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 /// Servers inventoried by default (`--max-servers`). Flows to servers beyond it are
 /// counted in `flows_beyond_cap`, not inventoried.
@@ -27,17 +36,6 @@ pub const MAX_NAMES: usize = 32;
 
 /// The bucket for names past [`MAX_NAMES`].
 pub const OTHER: &str = "(other)";
-
-/// A certificate a server presented, with the flows it was seen on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct CertificateSeen {
-    pub sha256: String,
-    pub subject_cn: Option<String>,
-    pub not_after: Option<String>,
-    /// Whole days from the server's last flow to `not_after` (negative once expired).
-    pub days_left: Option<i64>,
-    pub flows: u64,
-}
 
 /// What the summary says about the inventory.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -92,35 +90,422 @@ impl LookAt {
     }
 }
 
-/// One server endpoint's record: the JSON contract of `--servers`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A certificate a server presented, with the flows it was seen on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct CertificateSeen<'a> {
+    pub sha256: &'a str,
+    pub subject_cn: Option<&'a str>,
+    pub not_after: Option<&'a str>,
+    /// Whole days from the server's last flow to `not_after` (negative once expired).
+    pub days_left: Option<i64>,
+    pub flows: u64,
+}
+
+/// Flows counted by name, in name order: a JSON object of counts. A view of
+/// one field of a server's counts.
+#[derive(Clone, Copy)]
+pub struct Tally<'a> {
+    names: &'a [Arc<str>],
+    /// One field's `(field, name id, flows)`, sorted by name, one per name.
+    counts: &'a [Count],
+}
+
+impl<'a> Tally<'a> {
+    /// The flows counted under `name`.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        let i = self
+            .counts
+            .binary_search_by(|(_, id, _)| name_of(self.names, *id).cmp(name))
+            .ok()?;
+        self.counts.get(i).map(|(_, _, n)| *n)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Names and counts, in name order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&'a str, u64)> + Clone + use<'a> {
+        let names = self.names;
+        self.counts
+            .iter()
+            .map(move |(_, id, n)| (name_of(names, *id), *n))
+    }
+
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &'a str> + Clone + use<'a> {
+        self.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl ExactSizeIterator<Item = u64> + use<'a> {
+        self.iter().map(|(_, n)| n)
+    }
+
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+}
+
+impl Serialize for Tally<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl fmt::Debug for Tally<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// The name `id` stands for ([`OTHER`] for the bucket past [`MAX_NAMES`]).
+fn name_of(names: &[Arc<str>], id: u32) -> &str {
+    match names.get(id as usize) {
+        Some(name) if id != OTHER_ID => name,
+        _ => OTHER,
+    }
+}
+
+/// What the records of one inventory read: every server's accumulator, its
+/// counts sorted by field and name, and the names they count.
+#[derive(Debug)]
+struct Table {
+    servers: Vec<(Key, Acc)>,
+    names: Vec<Arc<str>>,
+    /// The names as JSON strings, made when the first record is written as JSON.
+    quoted: OnceLock<Quoted>,
+}
+
+/// Every name of a table as a JSON string (quoted and escaped), so that writing
+/// the records escapes each name once rather than on every use.
+#[derive(Debug)]
+struct Quoted {
+    text: Vec<u8>,
+    /// Where each name's JSON string ends in `text` (it starts where the one
+    /// before ends).
+    ends: Vec<usize>,
+}
+
+impl Quoted {
+    fn new(names: &[Arc<str>]) -> Self {
+        let mut text = Vec::new();
+        let mut ends = Vec::with_capacity(names.len());
+        for name in names {
+            // Serializing a string into a vector cannot fail.
+            let _ = serde_json::to_writer(&mut text, &**name);
+            ends.push(text.len());
+        }
+        Quoted { text, ends }
+    }
+
+    /// The JSON string of name `id` ([`OTHER`]'s for the bucket past [`MAX_NAMES`]).
+    fn get(&self, id: u32) -> &[u8] {
+        let i = id as usize;
+        let start = match i.checked_sub(1) {
+            Some(before) => self.ends.get(before).copied(),
+            None => Some(0),
+        };
+        match (start, self.ends.get(i)) {
+            (Some(start), Some(&end)) if id != OTHER_ID => self.text.get(start..end),
+            _ => None,
+        }
+        .unwrap_or(b"\"(other)\"")
+    }
+}
+
+/// One server endpoint's record: the JSON contract of `--servers`. Its counts
+/// and certificates are read from the inventory it came from.
+#[derive(Clone)]
 pub struct ServerRecord {
-    #[serde(rename = "type")]
     pub kind: &'static str,
     pub transport: Transport,
     pub server: Endpoint,
-    /// Application protocols seen, sorted.
-    pub app_protocols: Vec<String>,
     pub flows: u64,
     /// Distinct client addresses.
     pub clients: u64,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub clients_capped: bool,
-    pub by_encryption: BTreeMap<String, u64>,
-    /// TLS-protected flows by negotiated version (`unknown` without a ServerHello).
-    pub versions: BTreeMap<String, u64>,
-    /// Flows by the cipher suite the server selected.
-    pub cipher_suites: BTreeMap<String, u64>,
-    /// Most flows first.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub certificates: Vec<CertificateSeen>,
-    /// Flows carrying each finding code.
-    pub findings: BTreeMap<String, u64>,
     pub worst_severity: Option<Severity>,
     pub first: Timestamp,
     pub last: Timestamp,
     /// The flow and packet to open first (see [`LookAt`]).
     pub look_at: Option<LookAt>,
+    table: Arc<Table>,
+    /// The server's place in the table.
+    at: usize,
+}
+
+/// The counted fields, in the order their counts are sorted in.
+const FIELDS: [Field; 5] = [
+    Field::App,
+    Field::Encryption,
+    Field::Version,
+    Field::Cipher,
+    Field::Finding,
+];
+
+impl ServerRecord {
+    fn new(table: &Arc<Table>, at: usize) -> Option<Self> {
+        let (key, acc) = table.servers.get(at)?;
+        Some(ServerRecord {
+            kind: "server",
+            transport: key.transport,
+            server: Endpoint {
+                ip: key.ip,
+                port: key.port,
+            },
+            flows: acc.flows,
+            clients: acc.clients.len() as u64,
+            clients_capped: acc.clients_capped,
+            worst_severity: acc.worst,
+            first: acc.first,
+            last: acc.last,
+            look_at: acc.look_at,
+            table: Arc::clone(table),
+            at,
+        })
+    }
+
+    fn acc(&self) -> Option<&Acc> {
+        self.table.servers.get(self.at).map(|(_, acc)| acc)
+    }
+
+    fn field(&self, field: Field) -> Tally<'_> {
+        let all = self.acc().map_or(&[][..], |a| a.counts.as_slice());
+        let start = all.partition_point(|(f, _, _)| *f < field);
+        let end = all.partition_point(|(f, _, _)| *f <= field);
+        Tally {
+            names: &self.table.names,
+            counts: all.get(start..end).unwrap_or(&[]),
+        }
+    }
+
+    /// Application protocols seen, sorted.
+    pub fn app_protocols(&self) -> impl ExactSizeIterator<Item = &str> + Clone {
+        self.field(Field::App).keys()
+    }
+
+    pub fn by_encryption(&self) -> Tally<'_> {
+        self.field(Field::Encryption)
+    }
+
+    /// TLS-protected flows by negotiated version (`unknown` without a ServerHello).
+    pub fn versions(&self) -> Tally<'_> {
+        self.field(Field::Version)
+    }
+
+    /// Flows by the cipher suite the server selected.
+    pub fn cipher_suites(&self) -> Tally<'_> {
+        self.field(Field::Cipher)
+    }
+
+    /// Flows carrying each finding code.
+    pub fn findings(&self) -> Tally<'_> {
+        self.field(Field::Finding)
+    }
+
+    /// The certificates the server presented, most flows first.
+    pub fn certificates(&self) -> impl ExactSizeIterator<Item = CertificateSeen<'_>> + Clone {
+        let names = &self.table.names;
+        let last = self.last;
+        let certs = self.acc().map_or(&[][..], |a| a.certificates.as_slice());
+        certs.iter().map(move |(sha256, c)| CertificateSeen {
+            sha256: name_of(names, *sha256),
+            subject_cn: c.subject_cn.map(|id| name_of(names, id)),
+            not_after: c.not_after.map(|id| name_of(names, id)),
+            days_left: days_left(c.expires, last),
+            flows: c.flows,
+        })
+    }
+}
+
+/// Whole days from `last` to `expires` (Unix seconds), negative once expired.
+fn days_left(expires: Option<i64>, last: Timestamp) -> Option<i64> {
+    expires.map(|e| (e - last.secs).div_euclid(86_400))
+}
+
+/// A list written as a JSON array.
+struct Seq<I>(I);
+
+impl<I: Iterator<Item = T> + Clone, T: Serialize> Serialize for Seq<I> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.clone())
+    }
+}
+
+impl Serialize for ServerRecord {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let certs = self.certificates();
+        let has_certs = certs.len() > 0;
+        let n = 14 + usize::from(self.clients_capped) + usize::from(has_certs);
+        let mut st = s.serialize_struct("ServerRecord", n)?;
+        st.serialize_field("type", self.kind)?;
+        st.serialize_field("transport", &self.transport)?;
+        st.serialize_field("server", &self.server)?;
+        st.serialize_field("app_protocols", &Seq(self.app_protocols()))?;
+        st.serialize_field("flows", &self.flows)?;
+        st.serialize_field("clients", &self.clients)?;
+        if self.clients_capped {
+            st.serialize_field("clients_capped", &true)?;
+        } else {
+            st.skip_field("clients_capped")?;
+        }
+        st.serialize_field("by_encryption", &self.by_encryption())?;
+        st.serialize_field("versions", &self.versions())?;
+        st.serialize_field("cipher_suites", &self.cipher_suites())?;
+        if has_certs {
+            st.serialize_field("certificates", &Seq(certs))?;
+        } else {
+            st.skip_field("certificates")?;
+        }
+        st.serialize_field("findings", &self.findings())?;
+        st.serialize_field("worst_severity", &self.worst_severity)?;
+        st.serialize_field("first", &self.first)?;
+        st.serialize_field("last", &self.last)?;
+        st.serialize_field("look_at", &self.look_at)?;
+        st.end()
+    }
+}
+
+impl ServerRecord {
+    /// Writes the record as JSON: the bytes `serde_json::to_writer` writes for
+    /// it, with the names taken ready-escaped from the inventory's table.
+    pub fn write_json<W: Write>(&self, w: &mut W) -> io::Result<()> {
+        let q = self
+            .table
+            .quoted
+            .get_or_init(|| Quoted::new(&self.table.names));
+        let mut num = itoa::Buffer::new();
+        w.write_all(b"{\"type\":")?;
+        serde_json::to_writer(&mut *w, self.kind)?;
+        w.write_all(b",\"transport\":")?;
+        serde_json::to_writer(&mut *w, &self.transport)?;
+        w.write_all(b",\"server\":")?;
+        serde_json::to_writer(&mut *w, &self.server)?;
+        w.write_all(b",\"app_protocols\":[")?;
+        for (i, (_, id, _)) in self.field(Field::App).counts.iter().enumerate() {
+            w.write_all(if i == 0 { b"" } else { b"," })?;
+            w.write_all(q.get(*id))?;
+        }
+        w.write_all(b"],\"flows\":")?;
+        w.write_all(num.format(self.flows).as_bytes())?;
+        w.write_all(b",\"clients\":")?;
+        w.write_all(num.format(self.clients).as_bytes())?;
+        if self.clients_capped {
+            w.write_all(b",\"clients_capped\":true")?;
+        }
+        w.write_all(b",\"by_encryption\":")?;
+        self.write_tally(w, q, Field::Encryption)?;
+        w.write_all(b",\"versions\":")?;
+        self.write_tally(w, q, Field::Version)?;
+        w.write_all(b",\"cipher_suites\":")?;
+        self.write_tally(w, q, Field::Cipher)?;
+        self.write_certificates(w, q)?;
+        w.write_all(b",\"findings\":")?;
+        self.write_tally(w, q, Field::Finding)?;
+        w.write_all(b",\"worst_severity\":")?;
+        serde_json::to_writer(&mut *w, &self.worst_severity)?;
+        w.write_all(b",\"first\":")?;
+        serde_json::to_writer(&mut *w, &self.first)?;
+        w.write_all(b",\"last\":")?;
+        serde_json::to_writer(&mut *w, &self.last)?;
+        w.write_all(b",\"look_at\":")?;
+        serde_json::to_writer(&mut *w, &self.look_at)?;
+        w.write_all(b"}")
+    }
+
+    /// One field's counts as a JSON object.
+    fn write_tally<W: Write>(&self, w: &mut W, q: &Quoted, field: Field) -> io::Result<()> {
+        let mut num = itoa::Buffer::new();
+        w.write_all(b"{")?;
+        for (i, (_, id, n)) in self.field(field).counts.iter().enumerate() {
+            w.write_all(if i == 0 { b"" } else { b"," })?;
+            w.write_all(q.get(*id))?;
+            w.write_all(b":")?;
+            w.write_all(num.format(*n).as_bytes())?;
+        }
+        w.write_all(b"}")
+    }
+
+    /// The `certificates` member, when the server presented any.
+    fn write_certificates<W: Write>(&self, w: &mut W, q: &Quoted) -> io::Result<()> {
+        let certs = self.acc().map_or(&[][..], |a| a.certificates.as_slice());
+        if certs.is_empty() {
+            return Ok(());
+        }
+        let mut num = itoa::Buffer::new();
+        w.write_all(b",\"certificates\":[")?;
+        for (i, (sha256, c)) in certs.iter().enumerate() {
+            w.write_all(if i == 0 {
+                b"{\"sha256\":"
+            } else {
+                b",{\"sha256\":"
+            })?;
+            w.write_all(q.get(*sha256))?;
+            w.write_all(b",\"subject_cn\":")?;
+            w.write_all(c.subject_cn.map_or(&b"null"[..], |id| q.get(id)))?;
+            w.write_all(b",\"not_after\":")?;
+            w.write_all(c.not_after.map_or(&b"null"[..], |id| q.get(id)))?;
+            w.write_all(b",\"days_left\":")?;
+            match days_left(c.expires, self.last) {
+                Some(d) => w.write_all(num.format(d).as_bytes())?,
+                None => w.write_all(b"null")?,
+            }
+            w.write_all(b",\"flows\":")?;
+            w.write_all(num.format(c.flows).as_bytes())?;
+            w.write_all(b"}")?;
+        }
+        w.write_all(b"]")
+    }
+}
+
+impl PartialEq for ServerRecord {
+    /// The same record, whichever inventory it was read from.
+    fn eq(&self, o: &Self) -> bool {
+        let scalars = |s: &Self| {
+            (
+                (s.kind, s.transport, s.server, s.flows, s.clients),
+                (
+                    s.clients_capped,
+                    s.worst_severity,
+                    s.first,
+                    s.last,
+                    s.look_at,
+                ),
+            )
+        };
+        scalars(self) == scalars(o)
+            && FIELDS
+                .iter()
+                .all(|f| self.field(*f).iter().eq(o.field(*f).iter()))
+            && self.certificates().eq(o.certificates())
+    }
+}
+
+impl Eq for ServerRecord {}
+
+impl fmt::Debug for ServerRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerRecord")
+            .field("transport", &self.transport)
+            .field("server", &self.server)
+            .field("app_protocols", &self.app_protocols().collect::<Vec<_>>())
+            .field("flows", &self.flows)
+            .field("clients", &self.clients)
+            .field("clients_capped", &self.clients_capped)
+            .field("by_encryption", &self.by_encryption())
+            .field("versions", &self.versions())
+            .field("cipher_suites", &self.cipher_suites())
+            .field("certificates", &self.certificates().collect::<Vec<_>>())
+            .field("findings", &self.findings())
+            .field("worst_severity", &self.worst_severity)
+            .field("first", &self.first)
+            .field("last", &self.last)
+            .field("look_at", &self.look_at)
+            .finish()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -131,6 +516,14 @@ struct Key {
 }
 
 impl Key {
+    fn of(rec: &FlowRecord) -> Self {
+        Key {
+            transport: rec.transport,
+            ip: rec.server.ip,
+            port: rec.server.port,
+        }
+    }
+
     fn sort_key(&self) -> (IpAddr, u16, u8) {
         let t = match self.transport {
             Transport::Tcp => 0,
@@ -140,28 +533,23 @@ impl Key {
     }
 }
 
+/// A certificate counted under a server; its strings are name ids.
 #[derive(Clone, Debug)]
 struct CertAcc {
-    subject_cn: Option<String>,
-    not_after: Option<String>,
+    subject_cn: Option<u32>,
+    not_after: Option<u32>,
     /// `not_after` as Unix seconds.
     expires: Option<i64>,
     flows: u64,
 }
 
-/// A certificate key, or the bucket for certificates past [`MAX_NAMES`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Name<K> {
-    Is(K),
-    Other,
-}
-
 /// What a counted name counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Field {
     App,
     Encryption,
-    /// Name ids are the version number; [`UNKNOWN_VERSION`] without a ServerHello.
+    /// Until [`Inventory::finish`], name ids are the version number;
+    /// [`UNKNOWN_VERSION`] without a ServerHello.
     Version,
     Cipher,
     Finding,
@@ -173,12 +561,24 @@ const OTHER_ID: u32 = u32::MAX;
 /// The `Field::Version` id of a TLS flow without a ServerHello.
 const UNKNOWN_VERSION: u32 = 1 << 16;
 
-/// Names (protocols, suites, codes) stored once per inventory and referred to by
-/// number, so a server's counts hold no strings of their own.
+/// Names (protocols, suites, codes, certificate hashes and names) stored once per
+/// inventory and referred to by number, so a server's counts hold no strings of
+/// their own.
 #[derive(Debug, Default)]
 struct Names {
-    list: Vec<Box<str>>,
-    ids: FxHashMap<Box<str>, u32>,
+    list: Vec<Arc<str>>,
+    ids: FxHashMap<Arc<str>, u32>,
+    /// The ids of the encryption names met, by variant.
+    encryptions: Vec<Option<u32>>,
+    /// The ids of the finding codes met, by variant.
+    codes: Vec<Option<u32>>,
+}
+
+/// The fixed tables whose names [`Names`] remembers by variant.
+#[derive(Clone, Copy)]
+enum Fixed {
+    Encryption,
+    Code,
 }
 
 impl Names {
@@ -187,28 +587,51 @@ impl Names {
             return *id;
         }
         let id = u32::try_from(self.list.len()).unwrap_or(OTHER_ID);
-        self.list.push(name.into());
-        self.ids.insert(name.into(), id);
+        let label: Arc<str> = name.into();
+        self.list.push(Arc::clone(&label));
+        self.ids.insert(label, id);
         id
     }
 
-    fn name(&self, field: Field, id: u32) -> String {
-        match (field, id) {
-            (_, OTHER_ID) => OTHER.to_string(),
-            (Field::Version, UNKNOWN_VERSION) => "unknown".to_string(),
-            (Field::Version, v) => Version(u16::try_from(v).unwrap_or(u16::MAX)).to_string(),
-            _ => self
-                .list
-                .get(id as usize)
-                .map_or_else(|| OTHER.to_string(), |n| n.to_string()),
+    /// The id of the name of variant `slot` of a fixed table, looked up by
+    /// variant after the first time instead of by name.
+    fn fixed(&mut self, table: Fixed, slot: usize, name: &str) -> u32 {
+        if let Some(Some(id)) = self.slots(table).get(slot) {
+            return *id;
+        }
+        let id = self.id(name);
+        let known = self.slots(table);
+        if known.len() <= slot {
+            known.resize(slot + 1, None);
+        }
+        if let Some(s) = known.get_mut(slot) {
+            *s = Some(id);
+        }
+        id
+    }
+
+    fn slots(&mut self, table: Fixed) -> &mut Vec<Option<u32>> {
+        match table {
+            Fixed::Encryption => &mut self.encryptions,
+            Fixed::Code => &mut self.codes,
+        }
+    }
+
+    /// The id in this table of the name `id` has in `other`'s.
+    fn adopt(&mut self, other: &Names, id: u32) -> u32 {
+        match other.list.get(id as usize) {
+            Some(name) if id != OTHER_ID => self.id(name),
+            _ => OTHER_ID,
         }
     }
 }
 
-/// Distinct client addresses: a short vector for the usual few, a set past it.
+/// Distinct client addresses: one in place, a short vector for the usual few, a
+/// set past it.
 #[derive(Clone, Debug)]
 enum Clients {
     Few(Vec<IpAddr>),
+    One(IpAddr),
     Many(FxHashSet<IpAddr>),
 }
 
@@ -218,6 +641,7 @@ const FEW_CLIENTS: usize = 16;
 impl Clients {
     fn contains(&self, ip: &IpAddr) -> bool {
         match self {
+            Clients::One(a) => a == ip,
             Clients::Few(v) => v.contains(ip),
             Clients::Many(s) => s.contains(ip),
         }
@@ -225,6 +649,12 @@ impl Clients {
 
     fn insert(&mut self, ip: IpAddr) {
         match self {
+            Clients::Few(v) if v.is_empty() => *self = Clients::One(ip),
+            Clients::One(a) => {
+                let mut v = Vec::with_capacity(4);
+                v.extend([*a, ip]);
+                *self = Clients::Few(v);
+            }
             Clients::Few(v) if v.len() < FEW_CLIENTS => v.push(ip),
             Clients::Few(v) => {
                 let mut s: FxHashSet<IpAddr> = v.drain(..).collect();
@@ -239,6 +669,7 @@ impl Clients {
 
     fn len(&self) -> usize {
         match self {
+            Clients::One(_) => 1,
             Clients::Few(v) => v.len(),
             Clients::Many(s) => s.len(),
         }
@@ -246,8 +677,70 @@ impl Clients {
 
     fn into_vec(self) -> Vec<IpAddr> {
         match self {
+            Clients::One(a) => vec![a],
             Clients::Few(v) => v,
             Clients::Many(s) => s.into_iter().collect(),
+        }
+    }
+}
+
+/// One count: `(field, name id, flows)`.
+type Count = (Field, u32, u64);
+
+/// Counts kept in place: room for a server's first flow (encryption, version,
+/// suite, protocol and a few findings).
+const INLINE_COUNTS: usize = 8;
+
+/// A server's counts: in place while they are few (read with the rest of the
+/// server, with no allocation of their own), on the heap past that.
+#[derive(Clone, Debug)]
+enum Counts {
+    Inline(u8, [Count; INLINE_COUNTS]),
+    Heap(Vec<Count>),
+}
+
+impl Counts {
+    fn new() -> Self {
+        Counts::Inline(0, [(Field::App, 0, 0); INLINE_COUNTS])
+    }
+
+    fn as_slice(&self) -> &[Count] {
+        match self {
+            Counts::Inline(n, a) => a.get(..usize::from(*n)).unwrap_or(&[]),
+            Counts::Heap(v) => v,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [Count] {
+        match self {
+            Counts::Inline(n, a) => a.get_mut(..usize::from(*n)).unwrap_or(&mut []),
+            Counts::Heap(v) => v,
+        }
+    }
+
+    fn push(&mut self, c: Count) {
+        match self {
+            Counts::Inline(n, a) => match a.get_mut(usize::from(*n)) {
+                Some(slot) => {
+                    *slot = c;
+                    *n += 1;
+                }
+                None => {
+                    let mut v = Vec::with_capacity(4 * INLINE_COUNTS);
+                    v.extend_from_slice(a);
+                    v.push(c);
+                    *self = Counts::Heap(v);
+                }
+            },
+            Counts::Heap(v) => v.push(c),
+        }
+    }
+
+    /// Keeps the first `len`.
+    fn truncate(&mut self, len: usize) {
+        match self {
+            Counts::Inline(n, _) => *n = (*n).min(u8::try_from(len).unwrap_or(u8::MAX)),
+            Counts::Heap(v) => v.truncate(len),
         }
     }
 }
@@ -257,13 +750,14 @@ impl Clients {
 struct Acc {
     flows: u64,
     /// `(field, name id, flows)` for every counted field. A server has a handful of
-    /// names, so one short vector searched in order beats a map per field: one
-    /// allocation per server instead of a node per name, which also keeps the
-    /// inventory from fragmenting the heap the flow engine allocates from.
-    counts: Vec<(Field, u32, u64)>,
+    /// names, so one short list searched in order beats a map per field: no
+    /// allocation for most servers instead of a node per name, which also keeps
+    /// the inventory from fragmenting the heap the flow engine allocates from.
+    counts: Counts,
     clients: Clients,
     clients_capped: bool,
-    certificates: Vec<(Name<String>, CertAcc)>,
+    /// By the certificate's SHA-256 name id ([`OTHER_ID`] past [`MAX_NAMES`]).
+    certificates: Vec<(u32, CertAcc)>,
     worst: Option<Severity>,
     first: Timestamp,
     last: Timestamp,
@@ -274,7 +768,7 @@ impl Acc {
     fn new(first: Timestamp, last: Timestamp) -> Self {
         Acc {
             flows: 0,
-            counts: Vec::new(),
+            counts: Counts::new(),
             clients: Clients::Few(Vec::new()),
             clients_capped: false,
             certificates: Vec::new(),
@@ -289,11 +783,68 @@ impl Acc {
         self.look_at = Some(self.look_at.map_or(l, |mine| mine.first_of(l)));
     }
 
+    /// Counts what one flow says, under the inventory's name ids.
+    fn count_flow(&mut self, names: &mut Names, rec: &FlowRecord) {
+        if let Some(p) = &rec.app_protocol {
+            self.count(Field::App, names.id(p), 1);
+        }
+        let enc = rec.encryption;
+        let id = names.fixed(Fixed::Encryption, enc as usize, enc.as_str());
+        self.count(Field::Encryption, id, 1);
+        if let Some(v) = negotiated_version(rec) {
+            let id = v.map_or(UNKNOWN_VERSION, |v| u32::from(v.0));
+            self.count(Field::Version, id, 1);
+        }
+        if let Some(cs) = rec
+            .tls
+            .as_ref()
+            .and_then(|t| t.server_hello.as_ref())
+            .and_then(|sh| sh.cipher_suite.as_deref())
+        {
+            self.count(Field::Cipher, names.id(cs), 1);
+        }
+        for (i, f) in rec.findings.iter().enumerate() {
+            // Once per flow and code.
+            if !rec.findings.iter().take(i).any(|g| g.code == f.code) {
+                let id = names.fixed(Fixed::Code, f.code as usize, f.code.as_str());
+                self.count(Field::Finding, id, 1);
+            }
+        }
+        self.worst = self
+            .worst
+            .max(rec.findings.iter().map(Finding::severity).max());
+        self.look(LookAt::of(rec));
+    }
+
+    /// Counts one flow's certificate by its SHA-256, with its subject CN and
+    /// `not_after` (kept from the first flow that presents it) and when it ends
+    /// (Unix seconds).
+    fn leaf(
+        &mut self,
+        names: &mut Names,
+        sha256: &str,
+        (subject_cn, not_after): (Option<&str>, Option<&str>),
+        expires: Option<i64>,
+    ) {
+        let sha = names.id(sha256);
+        let new = self.certificates.len() < MAX_NAMES
+            && !self.certificates.iter().any(|(k, _)| *k == sha);
+        let mut id = |s: Option<&str>| s.filter(|_| new).map(|s| names.id(s));
+        let cert = CertAcc {
+            subject_cn: id(subject_cn),
+            not_after: id(not_after),
+            expires,
+            flows: 1,
+        };
+        self.certificate(sha, cert);
+    }
+
     /// Adds `n` under (`field`, `id`), or under the field's [`OTHER_ID`] once it
     /// holds [`MAX_NAMES`] names.
     fn count(&mut self, field: Field, id: u32, n: u64) {
         if let Some(e) = self
             .counts
+            .as_mut_slice()
             .iter_mut()
             .find(|(f, i, _)| *f == field && *i == id)
         {
@@ -302,6 +853,7 @@ impl Acc {
         }
         let held = self
             .counts
+            .as_slice()
             .iter()
             .filter(|(f, i, _)| *f == field && *i != OTHER_ID)
             .count();
@@ -312,25 +864,17 @@ impl Acc {
         }
     }
 
-    /// The counts of one field by name.
-    fn map(&self, field: Field, names: &Names) -> BTreeMap<String, u64> {
-        let mut out = BTreeMap::new();
-        for (_, id, n) in self.counts.iter().filter(|(f, _, _)| *f == field) {
-            *out.entry(names.name(field, *id)).or_default() += n;
-        }
-        out
-    }
-
-    /// Counts `flows` under a certificate, or under [`OTHER`] past [`MAX_NAMES`].
-    fn certificate(&mut self, sha256: Name<String>, cert: CertAcc) {
+    /// Counts `cert`'s flows under the certificate `sha256` (a name id), or under
+    /// [`OTHER_ID`] past [`MAX_NAMES`].
+    fn certificate(&mut self, sha256: u32, cert: CertAcc) {
         if let Some(e) = self.certificates.iter_mut().find(|(k, _)| *k == sha256) {
             e.1.flows += cert.flows;
             e.1.expires = e.1.expires.or(cert.expires);
-        } else if matches!(sha256, Name::Other) || self.certificates.len() < MAX_NAMES {
+        } else if sha256 == OTHER_ID || self.certificates.len() < MAX_NAMES {
             self.certificates.push((sha256, cert));
         } else {
             self.certificate(
-                Name::Other,
+                OTHER_ID,
                 CertAcc {
                     subject_cn: None,
                     not_after: None,
@@ -340,13 +884,74 @@ impl Acc {
             );
         }
     }
+
+    /// Puts the counts in the order they are written: every id a name's (the
+    /// versions' and [`OTHER`]'s too), sorted by field and name, one entry per
+    /// name; and the certificates most flows first, then by hash.
+    fn settle(&mut self, names: &mut Names, versions: &mut FxHashMap<u32, u32>) {
+        let counts = self.counts.as_mut_slice();
+        for e in counts.iter_mut() {
+            e.1 = match (e.0, e.1) {
+                (_, OTHER_ID) => names.id(OTHER),
+                (Field::Version, v) => *versions
+                    .entry(v)
+                    .or_insert_with(|| names.id(&version_name(v))),
+                (_, id) => id,
+            };
+        }
+        let list = &names.list;
+        counts.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| name_of(list, a.1).cmp(name_of(list, b.1)))
+        });
+        let len = coalesce(counts);
+        self.counts.truncate(len);
+        self.certificates.sort_by(|a, b| {
+            b.1.flows
+                .cmp(&a.1.flows)
+                .then_with(|| name_of(list, a.0).cmp(name_of(list, b.0)))
+        });
+    }
+}
+
+/// Adds up neighbours counting the same name, moving the rest forward; the
+/// number of counts left.
+fn coalesce(counts: &mut [Count]) -> usize {
+    let mut kept = 0usize;
+    for i in 0..counts.len() {
+        let Some(&c) = counts.get(i) else {
+            continue;
+        };
+        match kept.checked_sub(1).and_then(|k| counts.get_mut(k)) {
+            Some(last) if (last.0, last.1) == (c.0, c.1) => last.2 += c.2,
+            _ => {
+                if let Some(k) = counts.get_mut(kept) {
+                    *k = c;
+                }
+                kept += 1;
+            }
+        }
+    }
+    kept
+}
+
+/// A version's name in the records.
+fn version_name(v: u32) -> String {
+    if v == UNKNOWN_VERSION {
+        "unknown".to_string()
+    } else {
+        Version(u16::try_from(v).unwrap_or(u16::MAX)).to_string()
+    }
 }
 
 /// The server inventory of one run (or of one worker's share of it).
 #[derive(Debug)]
 pub struct Inventory {
     max_servers: usize,
-    servers: FxHashMap<Key, Acc>,
+    /// Each server's place in `servers`. The accumulators themselves stay put
+    /// in a vector as it grows, rather than being moved with every rehash.
+    index: FxHashMap<Key, u32>,
+    servers: Vec<(Key, Acc)>,
     names: Names,
     /// Client addresses remembered over all servers.
     client_addrs: usize,
@@ -357,52 +962,54 @@ impl Inventory {
     pub fn new(max_servers: usize) -> Self {
         Inventory {
             max_servers,
-            servers: FxHashMap::default(),
+            index: FxHashMap::default(),
+            servers: Vec::new(),
             names: Names::default(),
             client_addrs: 0,
             flows_beyond_cap: 0,
         }
     }
 
-    /// The server's accumulator, or `None` when the server cap is reached.
-    fn slot(
-        servers: &mut FxHashMap<Key, Acc>,
+    /// The server's accumulator (a new one for a new server), or `None` when the
+    /// server cap is reached.
+    fn slot<'s>(
+        index: &mut FxHashMap<Key, u32>,
+        servers: &'s mut Vec<(Key, Acc)>,
         max_servers: usize,
         key: Key,
-        first: Timestamp,
-        last: Timestamp,
-    ) -> Option<&mut Acc> {
-        let full = servers.len() >= max_servers;
-        match servers.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
-            std::collections::hash_map::Entry::Vacant(_) if full => None,
-            std::collections::hash_map::Entry::Vacant(e) => Some(e.insert(Acc::new(first, last))),
-        }
+        (first, last): (Timestamp, Timestamp),
+    ) -> Option<&'s mut Acc> {
+        let i = match index.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => *e.get(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let i = u32::try_from(servers.len())
+                    .ok()
+                    .filter(|_| servers.len() < max_servers)?;
+                servers.push((key, Acc::new(first, last)));
+                *e.insert(i)
+            }
+        };
+        servers.get_mut(i as usize).map(|(_, acc)| acc)
     }
 
     /// Folds in one listed flow.
     pub fn add(&mut self, rec: &FlowRecord) {
-        let key = Key {
-            transport: rec.transport,
-            ip: rec.server.ip,
-            port: rec.server.port,
-        };
         let Inventory {
+            index,
             servers,
             names,
             client_addrs,
+            max_servers,
             ..
         } = self;
-        let Some(acc) = Self::slot(servers, self.max_servers, key, rec.start, rec.end) else {
+        let span = (rec.start, rec.end);
+        let Some(acc) = Self::slot(index, servers, *max_servers, Key::of(rec), span) else {
             self.flows_beyond_cap += 1;
             return;
         };
         acc.flows += 1;
         acc.first = acc.first.min(rec.start);
         acc.last = acc.last.max(rec.end);
-        if let Some(p) = &rec.app_protocol {
-            acc.count(Field::App, names.id(p), 1);
-        }
         if !acc.clients.contains(&rec.client.ip) {
             if *client_addrs < MAX_CLIENT_ADDRS {
                 acc.clients.insert(rec.client.ip);
@@ -411,41 +1018,11 @@ impl Inventory {
                 acc.clients_capped = true;
             }
         }
-        acc.count(Field::Encryption, names.id(rec.encryption.as_str()), 1);
-        if let Some(v) = negotiated_version(rec) {
-            acc.count(
-                Field::Version,
-                v.map_or(UNKNOWN_VERSION, |v| u32::from(v.0)),
-                1,
-            );
-        }
-        if let Some(cs) = rec
-            .tls
-            .as_ref()
-            .and_then(|t| t.server_hello.as_ref())
-            .and_then(|sh| sh.cipher_suite.as_deref())
-        {
-            acc.count(Field::Cipher, names.id(cs), 1);
-        }
-        for (i, f) in rec.findings.iter().enumerate() {
-            // Once per flow and code.
-            if !rec.findings.iter().take(i).any(|g| g.code == f.code) {
-                acc.count(Field::Finding, names.id(f.code.as_str()), 1);
-            }
-        }
-        acc.worst = acc
-            .worst
-            .max(rec.findings.iter().map(Finding::severity).max());
-        acc.look(LookAt::of(rec));
+        acc.count_flow(names, rec);
         // The server's own certificate: the leaf of the chain it sent.
         if let Some(leaf) = rec.tls.as_ref().and_then(|t| t.certificates.first()) {
-            self.add_certificate(
-                rec,
-                &leaf.sha256,
-                leaf.subject_cn.as_deref(),
-                leaf.not_after.as_deref(),
-            );
-            self.certificate_expires(rec, &leaf.sha256, leaf.validity.map(|v| v.1));
+            let strings = (leaf.subject_cn.as_deref(), leaf.not_after.as_deref());
+            acc.leaf(names, &leaf.sha256, strings, leaf.validity.map(|v| v.1));
         }
     }
 
@@ -457,39 +1034,11 @@ impl Inventory {
         subject_cn: Option<&str>,
         not_after: Option<&str>,
     ) {
-        let key = Key {
-            transport: rec.transport,
-            ip: rec.server.ip,
-            port: rec.server.port,
-        };
-        let Some(acc) = self.servers.get_mut(&key) else {
+        let Some(&i) = self.index.get(&Key::of(rec)) else {
             return;
         };
-        acc.certificate(
-            Name::Is(sha256.to_string()),
-            CertAcc {
-                subject_cn: subject_cn.map(str::to_string),
-                not_after: not_after.map(str::to_string),
-                expires: None,
-                flows: 1,
-            },
-        );
-    }
-
-    /// Records when a certificate counted under the flow's server ends (Unix seconds).
-    fn certificate_expires(&mut self, rec: &FlowRecord, sha256: &str, expires: Option<i64>) {
-        let key = Key {
-            transport: rec.transport,
-            ip: rec.server.ip,
-            port: rec.server.port,
-        };
-        if let Some(acc) = self.servers.get_mut(&key)
-            && let Some((_, c)) = acc
-                .certificates
-                .iter_mut()
-                .find(|(k, _)| matches!(k, Name::Is(s) if s == sha256))
-        {
-            c.expires = c.expires.or(expires);
+        if let Some((_, acc)) = self.servers.get_mut(i as usize) {
+            acc.leaf(&mut self.names, sha256, (subject_cn, not_after), None);
         }
     }
 
@@ -499,11 +1048,11 @@ impl Inventory {
         self.flows_beyond_cap += other.flows_beyond_cap;
         for (key, theirs) in other.servers {
             let Some(acc) = Self::slot(
+                &mut self.index,
                 &mut self.servers,
                 self.max_servers,
                 key,
-                theirs.first,
-                theirs.last,
+                (theirs.first, theirs.last),
             ) else {
                 self.flows_beyond_cap += theirs.flows;
                 continue;
@@ -511,14 +1060,10 @@ impl Inventory {
             acc.flows += theirs.flows;
             acc.first = acc.first.min(theirs.first);
             acc.last = acc.last.max(theirs.last);
-            for (field, id, n) in theirs.counts {
+            for &(field, id, n) in theirs.counts.as_slice() {
                 let id = match field {
-                    _ if id == OTHER_ID => OTHER_ID,
                     Field::Version => id,
-                    _ => match other.names.list.get(id as usize) {
-                        Some(name) => self.names.id(name),
-                        None => OTHER_ID,
-                    },
+                    _ => self.names.adopt(&other.names, id),
                 };
                 acc.count(field, id, n);
             }
@@ -535,7 +1080,14 @@ impl Inventory {
                 }
             }
             for (sha, c) in theirs.certificates {
-                acc.certificate(sha, c);
+                let adopt =
+                    |id: Option<u32>, names: &mut Names| id.map(|id| names.adopt(&other.names, id));
+                let c = CertAcc {
+                    subject_cn: adopt(c.subject_cn, &mut self.names),
+                    not_after: adopt(c.not_after, &mut self.names),
+                    ..c
+                };
+                acc.certificate(self.names.adopt(&other.names, sha), c);
             }
             acc.worst = acc.worst.max(theirs.worst);
             if let Some(l) = theirs.look_at {
@@ -547,58 +1099,35 @@ impl Inventory {
     /// The server records, worst finding first, then most flows, then by address;
     /// and the counters for the summary.
     pub fn finish(self) -> (Vec<ServerRecord>, ServerCounts) {
-        let names = self.names;
-        let mut list: Vec<(Key, Acc)> = self.servers.into_iter().collect();
-        list.sort_by(|(ka, a), (kb, b)| {
-            b.worst
-                .cmp(&a.worst)
-                .then(b.flows.cmp(&a.flows))
-                .then(ka.sort_key().cmp(&kb.sort_key()))
-        });
+        let Inventory {
+            mut servers,
+            mut names,
+            flows_beyond_cap,
+            ..
+        } = self;
+        let mut order: Vec<_> = servers
+            .iter()
+            .enumerate()
+            .map(|(at, (key, acc))| (Reverse(acc.worst), Reverse(acc.flows), key.sort_key(), at))
+            .collect();
+        order.sort_unstable();
+        let mut versions = FxHashMap::default();
+        for (_, acc) in &mut servers {
+            acc.settle(&mut names, &mut versions);
+        }
         let counts = ServerCounts {
-            listed: list.len() as u64,
-            flows_beyond_cap: self.flows_beyond_cap,
-            clients_capped: list.iter().filter(|(_, a)| a.clients_capped).count() as u64,
+            listed: servers.len() as u64,
+            flows_beyond_cap,
+            clients_capped: servers.iter().filter(|(_, a)| a.clients_capped).count() as u64,
         };
-        let records = list
-            .into_iter()
-            .map(|(key, mut acc)| {
-                let mut certificates: Vec<CertificateSeen> = std::mem::take(&mut acc.certificates)
-                    .into_iter()
-                    .map(|(sha256, c)| CertificateSeen {
-                        sha256: match sha256 {
-                            Name::Is(s) => s,
-                            Name::Other => OTHER.to_string(),
-                        },
-                        subject_cn: c.subject_cn,
-                        not_after: c.not_after,
-                        days_left: c.expires.map(|e| (e - acc.last.secs).div_euclid(86_400)),
-                        flows: c.flows,
-                    })
-                    .collect();
-                certificates.sort_by(|a, b| b.flows.cmp(&a.flows).then(a.sha256.cmp(&b.sha256)));
-                ServerRecord {
-                    kind: "server",
-                    transport: key.transport,
-                    server: Endpoint {
-                        ip: key.ip,
-                        port: key.port,
-                    },
-                    app_protocols: acc.map(Field::App, &names).into_keys().collect(),
-                    flows: acc.flows,
-                    clients: acc.clients.len() as u64,
-                    clients_capped: acc.clients_capped,
-                    by_encryption: acc.map(Field::Encryption, &names),
-                    versions: acc.map(Field::Version, &names),
-                    cipher_suites: acc.map(Field::Cipher, &names),
-                    certificates,
-                    findings: acc.map(Field::Finding, &names),
-                    worst_severity: acc.worst,
-                    first: acc.first,
-                    last: acc.last,
-                    look_at: acc.look_at,
-                }
-            })
+        let table = Arc::new(Table {
+            servers,
+            names: names.list,
+            quoted: OnceLock::new(),
+        });
+        let records = order
+            .iter()
+            .filter_map(|(.., at)| ServerRecord::new(&table, *at))
             .collect();
         (records, counts)
     }
@@ -698,14 +1227,11 @@ mod tests {
                 .iter()
                 .filter(|f| f.encryption == Encryption::Tls)
                 .count() as u64;
-            assert_eq!(s.by_encryption.get("tls").copied().unwrap_or(0), tls);
-            assert_eq!(s.versions.values().sum::<u64>(), tls);
+            assert_eq!(s.by_encryption().get("tls").unwrap_or(0), tls);
+            assert_eq!(s.versions().values().sum::<u64>(), tls);
             let auth = mine.iter().filter(|f| f.id % 11 == 0).count() as u64;
             assert_eq!(
-                s.findings
-                    .get(Code::CleartextAuth.as_str())
-                    .copied()
-                    .unwrap_or(0),
+                s.findings().get(Code::CleartextAuth.as_str()).unwrap_or(0),
                 auth
             );
             assert_eq!(s.first, mine.iter().map(|f| f.start).min().unwrap());
@@ -781,6 +1307,31 @@ mod tests {
     }
 
     #[test]
+    fn versions_spelled_alike_are_counted_as_one_in_name_order() {
+        // Draft 26 has two code points; both are written `TLSv1.3-draft26`.
+        let mut inv = Inventory::new(MAX_SERVERS);
+        for (i, v) in [0x7f1a, 0x0303, 0xfb1a, 0x0301].into_iter().enumerate() {
+            let mut r = with_suite(i as u64, "S");
+            if let Some(t) = r.tls.as_mut() {
+                t.version = Some(Version(v));
+            }
+            inv.add(&r);
+        }
+        let (list, _) = inv.finish();
+        let versions: Vec<(&str, u64)> = list[0].versions().iter().collect();
+        assert_eq!(
+            versions,
+            [("TLSv1.0", 1), ("TLSv1.2", 1), ("TLSv1.3-draft26", 2)]
+        );
+        assert_eq!(list[0].versions().get("TLSv1.3-draft26"), Some(2));
+        let v = serde_json::to_value(&list[0]).unwrap();
+        assert_eq!(
+            v["versions"],
+            serde_json::json!({"TLSv1.0": 1, "TLSv1.2": 1, "TLSv1.3-draft26": 2})
+        );
+    }
+
+    #[test]
     fn names_past_the_cap_are_counted_as_other() {
         let mut inv = Inventory::new(MAX_SERVERS);
         for i in 0..MAX_NAMES as u64 + 5 {
@@ -794,13 +1345,43 @@ mod tests {
         late.add(&with_suite(2002, "LATE"));
         inv.merge(late);
         let (list, _) = inv.finish();
-        let m = &list[0].cipher_suites;
+        let m = list[0].cipher_suites();
         assert_eq!(m.len(), MAX_NAMES + 1);
-        assert_eq!(m.get(OTHER), Some(&12));
-        assert_eq!(m.get("S0"), Some(&3));
-        assert_eq!(m.get("S1"), Some(&3));
+        assert_eq!(m.get(OTHER), Some(12));
+        assert_eq!(m.get("S0"), Some(3));
+        assert_eq!(m.get("S1"), Some(3));
         assert_eq!(m.values().sum::<u64>(), list[0].flows);
-        assert_eq!(list[0].versions.values().sum::<u64>(), list[0].flows);
+        assert_eq!(list[0].versions().values().sum::<u64>(), list[0].flows);
+    }
+
+    #[test]
+    fn counts_move_to_the_heap_past_the_room_in_place_and_keep_their_order() {
+        let mut c = Counts::new();
+        for i in 0..INLINE_COUNTS as u32 + 3 {
+            c.push((Field::Cipher, i, u64::from(i) * 10));
+            assert_eq!(c.as_slice().len(), i as usize + 1);
+            assert_eq!(matches!(c, Counts::Heap(_)), i as usize >= INLINE_COUNTS);
+        }
+        let ids: Vec<u32> = c.as_slice().iter().map(|e| e.1).collect();
+        assert_eq!(ids, (0..INLINE_COUNTS as u32 + 3).collect::<Vec<_>>());
+        // Neighbours counting the same name are added up.
+        let mut v = vec![
+            (Field::App, 1, 1),
+            (Field::App, 1, 2),
+            (Field::Cipher, 1, 4),
+            (Field::Cipher, 2, 8),
+            (Field::Cipher, 2, 16),
+        ];
+        let n = coalesce(&mut v);
+        v.truncate(n);
+        assert_eq!(
+            v,
+            [
+                (Field::App, 1, 3),
+                (Field::Cipher, 1, 4),
+                (Field::Cipher, 2, 24)
+            ]
+        );
     }
 
     #[test]
@@ -828,11 +1409,47 @@ mod tests {
         // A server never added (past the cap, say) is ignored.
         inv.add_certificate(&flow(2), "cc", None, None);
         let (list, _) = inv.finish();
-        let certs = &list[0].certificates;
+        let certs: Vec<_> = list[0].certificates().collect();
         assert_eq!(certs.len(), 2);
-        assert_eq!((certs[0].sha256.as_str(), certs[0].flows), ("bb", 2));
-        assert_eq!(certs[1].subject_cn.as_deref(), Some("a.example"));
-        assert_eq!(certs[1].not_after.as_deref(), Some("2027-01-01T00:00:00Z"));
+        assert_eq!((certs[0].sha256, certs[0].flows), ("bb", 2));
+        assert_eq!(certs[1].subject_cn, Some("a.example"));
+        assert_eq!(certs[1].not_after, Some("2027-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn written_json_is_what_serde_json_writes() {
+        let mut inv = Inventory::new(MAX_SERVERS);
+        for i in 1..=300 {
+            let mut r = flow(i);
+            if i % 5 == 0 {
+                r.server.ip = "2001:db8::7".parse().unwrap();
+                r.transport = Transport::Udp;
+            }
+            r.app_protocol = r.app_protocol.map(|p| format!("{p}\"\\\u{1}é"));
+            inv.add(&r);
+            let cn = ["a\"b\\c\n", "\u{7f}\u{202e}x", "plain"];
+            let cn = cn.get(i as usize % 4).copied();
+            let not_after = (i % 3 != 0).then_some("2027-01-01T00:00:00Z");
+            if i % 7 != 0 {
+                inv.add_certificate(&r, &format!("{:064x}", i % 9), cn, not_after);
+            }
+        }
+        let (mut list, _) = inv.finish();
+        // Every member the writer may leave out or spell as null.
+        list[0].clients_capped = true;
+        list[1].look_at = None;
+        list[2].worst_severity = None;
+        assert!(list.iter().any(|s| s.certificates().len() == 0));
+        assert!(list.iter().any(|s| s.certificates().len() > 1));
+        for s in &list {
+            let mut got = Vec::new();
+            s.write_json(&mut got).unwrap();
+            let want = serde_json::to_vec(s).unwrap();
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+        }
     }
 
     #[test]
