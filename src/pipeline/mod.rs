@@ -49,7 +49,7 @@ use crate::pipeline::stage::Totals;
 use crate::pipeline::worker::Out;
 use crate::pipeline::worker::{Channels, Freed, work};
 use crate::record::EndReason;
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use deliver::Deliver;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,6 +106,51 @@ pub fn drive<T: Send>(
     // The cap as given, not the sum of the workers' shares (which rounds down).
     totals.memory.memcap = cfg.limits.memcap as u64;
     (t, totals)
+}
+
+/// The output stage, on the calling thread: what the reader and the workers
+/// report, merged into the run's order and delivered, until all of them are done.
+fn output_stage(
+    out_rx: &Receiver<Out>,
+    workers: usize,
+    col: &mut dyn Deliver,
+    returns: &mut [(Sender<Freed>, Freed)],
+    stop: &AtomicBool,
+) -> Totals {
+    let mut merge = Merge::new(workers);
+    let mut totals = Totals::default();
+    for msg in out_rx.iter() {
+        match msg {
+            Out::BatchReport(p) => merge.add(p),
+            Out::Notice(n) => col.notice(n),
+            Out::ReaderDone { stats, dropped } => {
+                totals.stats.absorb(&stats);
+                totals.dropped_by_worker = dropped;
+            }
+            Out::WorkerDone {
+                stats,
+                evicted,
+                memory,
+            } => {
+                totals.stats.absorb(&stats);
+                totals.evicted += evicted;
+                totals.memory.absorb(&memory);
+            }
+        }
+        col.count_silent(merge.take_silent());
+        merge.release(&mut |mut rec, w| {
+            col.emit_lent(&mut rec);
+            if let Some((_, freed)) = returns.get_mut(w) {
+                freed.push(rec);
+            }
+        });
+        give_back(returns);
+        if col.broken() {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+    merge.release_all(&mut |mut rec, _| col.emit_lent(&mut rec));
+    totals
 }
 
 /// Sends each worker the records it made that were written, to be freed on its
@@ -170,39 +215,7 @@ fn threaded<T: Send>(
             router.finish();
             t
         });
-        let mut merge = Merge::new(plan.workers);
-        let mut totals = Totals::default();
-        for msg in out_rx.iter() {
-            match msg {
-                Out::BatchReport(p) => merge.add(p),
-                Out::Notice(n) => col.notice(n),
-                Out::ReaderDone { stats, dropped } => {
-                    totals.stats.absorb(&stats);
-                    totals.dropped_by_worker = dropped;
-                }
-                Out::WorkerDone {
-                    stats,
-                    evicted,
-                    memory,
-                } => {
-                    totals.stats.absorb(&stats);
-                    totals.evicted += evicted;
-                    totals.memory.absorb(&memory);
-                }
-            }
-            col.count_silent(merge.take_silent());
-            merge.release(&mut |mut rec, w| {
-                col.emit_lent(&mut rec);
-                if let Some((_, freed)) = returns.get_mut(w) {
-                    freed.push(rec);
-                }
-            });
-            give_back(&mut returns);
-            if col.broken() {
-                stop.store(true, Ordering::Relaxed);
-            }
-        }
-        merge.release_all(&mut |mut rec, _| col.emit_lent(&mut rec));
+        let totals = output_stage(&out_rx, plan.workers, col, &mut returns, &stop);
         let t = match reader.join() {
             Ok(t) => t,
             Err(e) => std::panic::resume_unwind(e),
