@@ -326,6 +326,19 @@ fn days_left(expires: Option<i64>, last: Timestamp) -> Option<i64> {
     expires.map(|e| (e - last.secs).div_euclid(86_400))
 }
 
+/// One field's counts as a JSON object.
+fn write_tally<W: Write>(w: &mut W, q: &Quoted, counts: &[Count]) -> io::Result<()> {
+    let mut num = itoa::Buffer::new();
+    w.write_all(b"{")?;
+    for (i, (_, id, n)) in counts.iter().enumerate() {
+        w.write_all(if i == 0 { b"" } else { b"," })?;
+        w.write_all(q.get(*id))?;
+        w.write_all(b":")?;
+        w.write_all(num.format(*n).as_bytes())?;
+    }
+    w.write_all(b"}")
+}
+
 /// A list written as a JSON array.
 struct Seq<I>(I);
 
@@ -377,6 +390,7 @@ impl ServerRecord {
             .table
             .quoted
             .get_or_init(|| Quoted::new(&self.table.names));
+        let [apps, encryption, versions, suites, findings] = self.fields();
         let mut num = itoa::Buffer::new();
         w.write_all(b"{\"type\":")?;
         serde_json::to_writer(&mut *w, self.kind)?;
@@ -385,7 +399,7 @@ impl ServerRecord {
         w.write_all(b",\"server\":")?;
         serde_json::to_writer(&mut *w, &self.server)?;
         w.write_all(b",\"app_protocols\":[")?;
-        for (i, (_, id, _)) in self.field(Field::App).counts.iter().enumerate() {
+        for (i, (_, id, _)) in apps.iter().enumerate() {
             w.write_all(if i == 0 { b"" } else { b"," })?;
             w.write_all(q.get(*id))?;
         }
@@ -397,14 +411,14 @@ impl ServerRecord {
             w.write_all(b",\"clients_capped\":true")?;
         }
         w.write_all(b",\"by_encryption\":")?;
-        self.write_tally(w, q, Field::Encryption)?;
+        write_tally(w, q, encryption)?;
         w.write_all(b",\"versions\":")?;
-        self.write_tally(w, q, Field::Version)?;
+        write_tally(w, q, versions)?;
         w.write_all(b",\"cipher_suites\":")?;
-        self.write_tally(w, q, Field::Cipher)?;
+        write_tally(w, q, suites)?;
         self.write_certificates(w, q)?;
         w.write_all(b",\"findings\":")?;
-        self.write_tally(w, q, Field::Finding)?;
+        write_tally(w, q, findings)?;
         w.write_all(b",\"worst_severity\":")?;
         serde_json::to_writer(&mut *w, &self.worst_severity)?;
         w.write_all(b",\"first\":")?;
@@ -416,17 +430,16 @@ impl ServerRecord {
         w.write_all(b"}")
     }
 
-    /// One field's counts as a JSON object.
-    fn write_tally<W: Write>(&self, w: &mut W, q: &Quoted, field: Field) -> io::Result<()> {
-        let mut num = itoa::Buffer::new();
-        w.write_all(b"{")?;
-        for (i, (_, id, n)) in self.field(field).counts.iter().enumerate() {
-            w.write_all(if i == 0 { b"" } else { b"," })?;
-            w.write_all(q.get(*id))?;
-            w.write_all(b":")?;
-            w.write_all(num.format(*n).as_bytes())?;
-        }
-        w.write_all(b"}")
+    /// Each field's counts (in [`FIELDS`] order), split off the sorted list in
+    /// one pass.
+    fn fields(&self) -> [&[Count]; FIELDS.len()] {
+        let mut rest = self.acc().map_or(&[][..], |a| a.counts.as_slice());
+        FIELDS.map(|field| {
+            let n = rest.iter().take_while(|(f, _, _)| *f == field).count();
+            let (mine, more) = rest.split_at_checked(n).unwrap_or((rest, &[]));
+            rest = more;
+            mine
+        })
     }
 
     /// The `certificates` member, when the server presented any.
@@ -548,8 +561,7 @@ struct CertAcc {
 enum Field {
     App,
     Encryption,
-    /// Until [`Inventory::finish`], name ids are the version number;
-    /// [`UNKNOWN_VERSION`] without a ServerHello.
+    /// The negotiated version's name; `unknown` without a ServerHello.
     Version,
     Cipher,
     Finding,
@@ -558,7 +570,7 @@ enum Field {
 /// The name id of the bucket for names past [`MAX_NAMES`].
 const OTHER_ID: u32 = u32::MAX;
 
-/// The `Field::Version` id of a TLS flow without a ServerHello.
+/// The version key of a TLS flow without a ServerHello.
 const UNKNOWN_VERSION: u32 = 1 << 16;
 
 /// Names (protocols, suites, codes, certificate hashes and names) stored once per
@@ -572,6 +584,9 @@ struct Names {
     encryptions: Vec<Option<u32>>,
     /// The ids of the finding codes met, by variant.
     codes: Vec<Option<u32>>,
+    /// The ids of the version names met, by version number
+    /// ([`UNKNOWN_VERSION`] without a ServerHello).
+    versions: FxHashMap<u32, u32>,
 }
 
 /// The fixed tables whose names [`Names`] remembers by variant.
@@ -615,6 +630,34 @@ impl Names {
             Fixed::Encryption => &mut self.encryptions,
             Fixed::Code => &mut self.codes,
         }
+    }
+
+    /// The id of a negotiated version's name (`None`: no ServerHello).
+    fn version(&mut self, v: Option<Version>) -> u32 {
+        let key = v.map_or(UNKNOWN_VERSION, |v| u32::from(v.0));
+        if let Some(id) = self.versions.get(&key) {
+            return *id;
+        }
+        let id = match v {
+            Some(v) => self.id(&v.to_string()),
+            None => self.id("unknown"),
+        };
+        self.versions.insert(key, id);
+        id
+    }
+
+    /// Each name's place in name order, by id.
+    fn ranks(&self) -> Vec<u32> {
+        let list = &self.list;
+        let mut order: Vec<u32> = (0..u32::try_from(list.len()).unwrap_or(u32::MAX)).collect();
+        order.sort_unstable_by(|a, b| name_of(list, *a).cmp(name_of(list, *b)));
+        let mut rank = vec![0; order.len()];
+        for (place, id) in (0u32..).zip(&order) {
+            if let Some(r) = rank.get_mut(*id as usize) {
+                *r = place;
+            }
+        }
+        rank
     }
 
     /// The id in this table of the name `id` has in `other`'s.
@@ -792,8 +835,7 @@ impl Acc {
         let id = names.fixed(Fixed::Encryption, enc as usize, enc.as_str());
         self.count(Field::Encryption, id, 1);
         if let Some(v) = negotiated_version(rec) {
-            let id = v.map_or(UNKNOWN_VERSION, |v| u32::from(v.0));
-            self.count(Field::Version, id, 1);
+            self.count(Field::Version, names.version(v), 1);
         }
         if let Some(cs) = rec
             .tls
@@ -885,32 +927,24 @@ impl Acc {
         }
     }
 
-    /// Puts the counts in the order they are written: every id a name's (the
-    /// versions' and [`OTHER`]'s too), sorted by field and name, one entry per
-    /// name; and the certificates most flows first, then by hash.
-    fn settle(&mut self, names: &mut Names, versions: &mut FxHashMap<u32, u32>) {
+    /// Puts the counts in the order they are written: sorted by field and name
+    /// (`rank`: each name id's place in name order; `other`: the id of the name
+    /// [`OTHER`]), one entry per name; and the certificates most flows first,
+    /// then by hash.
+    fn settle(&mut self, rank: &[u32], other: u32) {
+        let place = |id: u32| {
+            let id = if id == OTHER_ID { other } else { id };
+            rank.get(id as usize).copied().unwrap_or(u32::MAX)
+        };
         let counts = self.counts.as_mut_slice();
-        for e in counts.iter_mut() {
-            e.1 = match (e.0, e.1) {
-                (_, OTHER_ID) => names.id(OTHER),
-                (Field::Version, v) => *versions
-                    .entry(v)
-                    .or_insert_with(|| names.id(&version_name(v))),
-                (_, id) => id,
-            };
+        for e in counts.iter_mut().filter(|e| e.1 == OTHER_ID) {
+            e.1 = other;
         }
-        let list = &names.list;
-        counts.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| name_of(list, a.1).cmp(name_of(list, b.1)))
-        });
+        counts.sort_unstable_by_key(|c| (c.0, place(c.1)));
         let len = coalesce(counts);
         self.counts.truncate(len);
-        self.certificates.sort_by(|a, b| {
-            b.1.flows
-                .cmp(&a.1.flows)
-                .then_with(|| name_of(list, a.0).cmp(name_of(list, b.0)))
-        });
+        self.certificates
+            .sort_by_key(|(sha256, c)| (Reverse(c.flows), place(*sha256)));
     }
 }
 
@@ -933,15 +967,6 @@ fn coalesce(counts: &mut [Count]) -> usize {
         }
     }
     kept
-}
-
-/// A version's name in the records.
-fn version_name(v: u32) -> String {
-    if v == UNKNOWN_VERSION {
-        "unknown".to_string()
-    } else {
-        Version(u16::try_from(v).unwrap_or(u16::MAX)).to_string()
-    }
 }
 
 /// The server inventory of one run (or of one worker's share of it).
@@ -1061,11 +1086,7 @@ impl Inventory {
             acc.first = acc.first.min(theirs.first);
             acc.last = acc.last.max(theirs.last);
             for &(field, id, n) in theirs.counts.as_slice() {
-                let id = match field {
-                    Field::Version => id,
-                    _ => self.names.adopt(&other.names, id),
-                };
-                acc.count(field, id, n);
+                acc.count(field, self.names.adopt(&other.names, id), n);
             }
             acc.clients_capped |= theirs.clients_capped;
             for ip in theirs.clients.into_vec() {
@@ -1111,9 +1132,10 @@ impl Inventory {
             .map(|(at, (key, acc))| (Reverse(acc.worst), Reverse(acc.flows), key.sort_key(), at))
             .collect();
         order.sort_unstable();
-        let mut versions = FxHashMap::default();
+        let other = names.id(OTHER);
+        let rank = names.ranks();
         for (_, acc) in &mut servers {
-            acc.settle(&mut names, &mut versions);
+            acc.settle(&rank, other);
         }
         let counts = ServerCounts {
             listed: servers.len() as u64,
