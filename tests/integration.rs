@@ -1179,38 +1179,8 @@ fn cert_mismatches(tsv: &Path, base: &Path) -> (usize, Vec<String>) {
             ));
             return 0;
         };
-        let text = |v: &Value| match v {
-            Value::Null => "-".to_string(),
-            Value::Bool(b) => if *b { "T" } else { "F" }.to_string(),
-            Value::String(s) => s.clone(),
-            Value::Array(a) => {
-                let s: Vec<String> = a
-                    .iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect();
-                if s.is_empty() {
-                    "-".into()
-                } else {
-                    s.join(",")
-                }
-            }
-            other => other.to_string(),
-        };
-        let fields = [
-            ("subject", &cert["subject"]),
-            ("issuer", &cert["issuer"]),
-            ("subject_cn", &cert["subject_cn"]),
-            ("serial", &cert["serial"]),
-            ("not_before", &cert["not_before"]),
-            ("not_after", &cert["not_after"]),
-            ("san", &cert["san"]),
-            ("key_type", &cert["key"]["type"]),
-            ("key_bits", &cert["key"]["bits"]),
-            ("curve", &cert["key"]["curve"]),
-            ("signature_algorithm", &cert["signature_algorithm"]),
-            ("self_signed", &cert["self_signed"]),
-            ("ca", &cert["ca"]),
-        ];
+        let text = crate::kit::report::expect_text;
+        let fields = crate::kit::report::certificate_fields(&cert);
         for (name, got) in fields {
             let want = &row[name];
             // openssl leaves Ed25519/Ed448 sizes unsaid; CNs with escapes are

@@ -180,3 +180,45 @@ fn strip_frames(list: &mut Value) {
         }
     }
 }
+
+/// A JSON value as the expectation files (TSV from tshark and openssl) spell it:
+/// `-` for null or an empty list, `T`/`F`, list items joined with commas.
+pub fn expect_text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_string(),
+        Value::Bool(b) => if *b { "T" } else { "F" }.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => {
+            let s: Vec<String> = a
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect();
+            if s.is_empty() {
+                "-".into()
+            } else {
+                s.join(",")
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The certificate fields the openssl-derived expectation files hold, by their
+/// column names, read from one certificate object of a record.
+pub fn certificate_fields(cert: &Value) -> [(&'static str, &Value); 13] {
+    [
+        ("subject", &cert["subject"]),
+        ("issuer", &cert["issuer"]),
+        ("subject_cn", &cert["subject_cn"]),
+        ("serial", &cert["serial"]),
+        ("not_before", &cert["not_before"]),
+        ("not_after", &cert["not_after"]),
+        ("san", &cert["san"]),
+        ("key_type", &cert["key"]["type"]),
+        ("key_bits", &cert["key"]["bits"]),
+        ("curve", &cert["key"]["curve"]),
+        ("signature_algorithm", &cert["signature_algorithm"]),
+        ("self_signed", &cert["self_signed"]),
+        ("ca", &cert["ca"]),
+    ]
+}
