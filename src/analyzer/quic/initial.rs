@@ -379,6 +379,25 @@ mod tests {
     const DCID: &str = "8394c8f03e515708";
 
     #[test]
+    fn sniffed_keys_go_once_to_the_same_version_and_connection_id() {
+        let suite = Suite::of(V1).unwrap();
+        let cid = hex(DCID);
+        let keys = Keys::initial(&suite, &cid, true).unwrap();
+        // Each side's keys alone are that side's of both (RFC 9001 §A.1).
+        let both = InitialKeys::new(&suite, &cid).unwrap();
+        let sample = [0x5a; SAMPLE_LEN];
+        assert_eq!(keys.mask(&sample), both.client.mask(&sample));
+        let server = Keys::initial(&suite, &cid, false).unwrap();
+        assert_eq!(server.mask(&sample), both.server.mask(&sample));
+        assert_ne!(server.mask(&sample), keys.mask(&sample));
+        remember(V1, &cid, keys);
+        assert!(recall(V2, &cid).is_none(), "another version");
+        assert!(recall(V1, &cid[..4]).is_none(), "another connection ID");
+        assert!(recall(V1, &cid).is_some());
+        assert!(recall(V1, &cid).is_none(), "taken once");
+    }
+
+    #[test]
     fn rfc9001_appendix_a1_keys() {
         let (c, s) = material(&Suite::of(V1).unwrap(), &hex(DCID)).unwrap();
         assert_eq!(
