@@ -99,6 +99,8 @@ pub(super) struct Batch {
     pub(super) tunnels: Vec<TunnelPath>,
     /// Every item up to this position, for this worker, is in this batch or an earlier one.
     pub(super) upto: u64,
+    /// Payload bytes held, copied or not: what the batch keeps alive.
+    pub(super) held: usize,
 }
 
 impl Batch {
@@ -108,6 +110,7 @@ impl Batch {
         if payload.is_empty() {
             return Held::EMPTY;
         }
+        self.held += payload.len();
         if let Some(chunk) = chunk
             && let Some(range) = within(chunk, payload)
         {
@@ -158,5 +161,6 @@ impl Batch {
         self.chunks.clear();
         self.bytes.clear();
         self.tunnels.clear();
+        self.held = 0;
     }
 }

