@@ -27,6 +27,16 @@ use std::io;
 /// the summary once.
 pub trait Sink {
     fn flow(&mut self, rec: &FlowRecord) -> io::Result<()>;
+    /// Whether [`Sink::flow_written`] takes a flow written ahead by
+    /// [`json::flow_ahead`] (what it writes of a flow is that JSON).
+    fn takes_written(&self) -> bool {
+        false
+    }
+    /// A flow whose JSON [`json::flow_ahead`] wrote into `out` with another id:
+    /// written with `rec.id` and `out` from `after_id` on.
+    fn flow_written(&mut self, rec: &FlowRecord, _out: &[u8], _after_id: usize) -> io::Result<()> {
+        self.flow(rec)
+    }
     fn servers(&mut self, list: &[servers::ServerRecord]) -> io::Result<()>;
     /// With `--certificates`: the certificate inventory, after the servers.
     fn certificates(&mut self, _list: &[certificates::CertificateRecord]) -> io::Result<()> {

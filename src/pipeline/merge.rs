@@ -3,7 +3,7 @@
 
 use crate::pipeline::worker::BatchReport;
 use crate::pipeline::worker::EndKey;
-use crate::record::FlowRecord;
+use crate::pipeline::worker::Finished;
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -19,7 +19,7 @@ pub(super) struct Merge {
     pub(super) ids: FxHashMap<u64, u64>,
     pub(super) next_id: u64,
     /// Boxed: the map's nodes move entries on every insert and removal.
-    pub(super) pending: BTreeMap<EndKey, Box<FlowRecord>>,
+    pub(super) pending: BTreeMap<EndKey, Box<Finished>>,
     /// Flows ended silently (see [`BatchReport::silent`]) but not yet numbered:
     /// they take their `id` and nothing else.
     pub(super) silent: rustc_hash::FxHashSet<u64>,
@@ -61,7 +61,7 @@ impl Merge {
 
     /// Emits every record whose end position all workers have passed, with the
     /// worker that made it (which then frees it: see [`super::deliver::Deliver::emit_lent`]).
-    pub(super) fn release(&mut self, emit: &mut dyn FnMut(Box<FlowRecord>, usize)) {
+    pub(super) fn release(&mut self, emit: &mut dyn FnMut(Box<Finished>, usize)) {
         let low = self.upto.iter().copied().min().unwrap_or(u64::MAX);
         while let Some(&Reverse(first)) = self.started.peek() {
             if first.saturating_mul(2) > low {
@@ -77,15 +77,15 @@ impl Merge {
             if entry.key().0 > low {
                 break;
             }
-            let (key, mut rec) = entry.remove_entry();
-            if let Some(id) = self.ids.remove(&rec.id) {
-                rec.id = id;
+            let (key, mut done) = entry.remove_entry();
+            if let Some(id) = self.ids.remove(&done.rec.id) {
+                done.rec.id = id;
             }
-            emit(rec, key.3);
+            emit(done, key.3);
         }
     }
 
-    pub(super) fn release_all(&mut self, emit: &mut dyn FnMut(Box<FlowRecord>, usize)) {
+    pub(super) fn release_all(&mut self, emit: &mut dyn FnMut(Box<Finished>, usize)) {
         self.upto.iter_mut().for_each(|u| *u = u64::MAX);
         self.release(emit);
     }

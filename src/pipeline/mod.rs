@@ -101,6 +101,7 @@ pub fn drive<T: Send>(
         end,
         live,
         all: cfg.all,
+        prepare: col.preparer(),
     };
     let (t, mut totals) = threaded(&plan, col, read);
     // The cap as given, not the sum of the workers' shares (which rounds down).
@@ -138,10 +139,10 @@ fn output_stage(
             }
         }
         col.count_silent(merge.take_silent());
-        merge.release(&mut |mut rec, w| {
-            col.emit_lent(&mut rec);
+        merge.release(&mut |mut done, w| {
+            col.emit_lent(&mut done.rec, done.prepared.as_ref());
             if let Some((_, freed)) = returns.get_mut(w) {
-                freed.push(rec);
+                freed.push(done);
             }
         });
         give_back(returns);
@@ -149,7 +150,7 @@ fn output_stage(
             stop.store(true, Ordering::Relaxed);
         }
     }
-    merge.release_all(&mut |mut rec, _| col.emit_lent(&mut rec));
+    merge.release_all(&mut |mut done, _| col.emit_lent(&mut done.rec, done.prepared.as_ref()));
     totals
 }
 
@@ -197,12 +198,14 @@ fn threaded<T: Send>(
                 engine.count_payloadless();
             }
             let (out, pool, end, all) = (out_tx.clone(), pool_tx.clone(), plan.end, plan.all);
+            let prepare = plan.prepare.clone();
             workers.push(s.spawn(move || {
                 let ch = Channels {
                     batches: &rx,
                     pool: &pool,
                     out: &out,
                     freed: &freed_rx,
+                    prepare: prepare.as_deref(),
                 };
                 work(w, engine, ch, end, all);
             }));

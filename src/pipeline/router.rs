@@ -40,6 +40,8 @@ pub(super) struct Plan<'p> {
     pub(super) live: bool,
     /// `--all`: flows without payload are listed too, so workers send their records.
     pub(super) all: bool,
+    /// What the workers do to each listed record (see [`Prepare`](super::deliver::Prepare)).
+    pub(super) prepare: Option<Arc<dyn super::deliver::Prepare>>,
 }
 
 /// The reader's side: decodes, runs the clock, and batches segments to the workers.
@@ -254,6 +256,7 @@ mod tests {
             end: EndReason::EndOfInput,
             live,
             all: false,
+            prepare: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! A worker: one shard of the flow table, fed batch by batch, reporting what it
 //! finished and how far it got.
 
-use super::deliver::Notice;
+use super::deliver::{Notice, Prepare, Prepared};
 use crate::flow::tcp::Engine;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::batch::Item;
@@ -34,7 +34,7 @@ pub(super) struct BatchReport {
     pub(super) upto: u64,
     /// First-packet ordinals of the flows begun in this batch, in order.
     pub(super) started: Vec<u64>,
-    pub(super) ended: Vec<(EndKey, Box<FlowRecord>)>,
+    pub(super) ended: Vec<(EndKey, Box<Finished>)>,
     /// First-packet ordinals of flows ended without payload and not listed
     /// (without `--all`): only counted, so their records never travel.
     pub(super) silent: Vec<u64>,
@@ -57,10 +57,17 @@ pub(super) enum Out {
     },
 }
 
+/// A record on its way to the output stage, with what the worker prepared of
+/// its output (see [`Prepare`]).
+pub(super) struct Finished {
+    pub(super) rec: FlowRecord,
+    pub(super) prepared: Option<Prepared>,
+}
+
 /// Records the output stage is done with, going back to the worker that made
 /// them to be freed there: freeing on the thread that allocated is what the
 /// allocator does fastest, and a flood's records are many.
-pub(super) type Freed = Vec<Box<FlowRecord>>;
+pub(super) type Freed = Vec<Box<Finished>>;
 
 /// A worker's channels: its batches in, the emptied batches and its reports out,
 /// and the records it made coming back to be freed.
@@ -69,6 +76,8 @@ pub(super) struct Channels<'c> {
     pub(super) pool: &'c Sender<Batch>,
     pub(super) out: &'c Sender<Out>,
     pub(super) freed: &'c Receiver<Freed>,
+    /// What this worker does to each listed record before sending it.
+    pub(super) prepare: Option<&'c dyn Prepare>,
 }
 
 /// A worker: owns one shard of the flow table and runs it over its batches.
@@ -78,6 +87,7 @@ pub(super) fn work(w: usize, mut engine: Engine, ch: Channels<'_>, end: EndReaso
         pool,
         out,
         freed,
+        prepare,
     } = ch;
     let mut tie = 0u64;
     for mut batch in batches.iter() {
@@ -89,7 +99,7 @@ pub(super) fn work(w: usize, mut engine: Engine, ch: Channels<'_>, end: EndReaso
             match item {
                 Item::Sweep { now, pos } => engine.sweep_at(now, &mut |rec| {
                     let key = (pos, sweep_phase(&rec), rec.id, w);
-                    p.end(key, rec, all);
+                    p.end(key, rec, all, prepare);
                 }),
                 Item::Unit(q) => {
                     let tunnel = batch.take_tunnel(q.tunnel);
@@ -98,7 +108,7 @@ pub(super) fn work(w: usize, mut engine: Engine, ch: Channels<'_>, end: EndReaso
                     let pos = q.at.ordinal * 2;
                     feed(q.head, tunnel, payload, &mut engine, q.at, &mut |rec| {
                         tie += 1;
-                        p.end((pos, PHASE_PACKET, tie, w), rec, all);
+                        p.end((pos, PHASE_PACKET, tie, w), rec, all, prepare);
                     });
                     if engine.flows_started() > before {
                         p.started.push(q.at.ordinal);
@@ -118,7 +128,7 @@ pub(super) fn work(w: usize, mut engine: Engine, ch: Channels<'_>, end: EndReaso
     let mut p = BatchReport::new(w, u64::MAX);
     engine.finish(end, &mut |rec| {
         let key = (u64::MAX, PHASE_SWEEP, rec.id, w);
-        p.end(key, rec, all);
+        p.end(key, rec, all, prepare);
     });
     engine.take_unlisted(&mut p.unlisted);
     engine.take_payloadless(&mut p.silent);
@@ -145,9 +155,17 @@ impl BatchReport {
     /// A flow ended at `key`. Unless `all`, a flow without payload is only
     /// counted (by its first-packet ordinal): a flood of them must not pile up
     /// records waiting for the output stage.
-    pub(super) fn end(&mut self, key: EndKey, rec: FlowRecord, all: bool) {
+    /// `prepare`: what the worker does to each listed record before sending it.
+    pub(super) fn end(
+        &mut self,
+        key: EndKey,
+        mut rec: FlowRecord,
+        all: bool,
+        prepare: Option<&dyn Prepare>,
+    ) {
         if all || rec.has_payload() {
-            self.ended.push((key, Box::new(rec)));
+            let prepared = prepare.map(|p| p.prepare(&mut rec));
+            self.ended.push((key, Box::new(Finished { rec, prepared })));
         } else {
             self.silent.push(rec.id);
         }

@@ -8,13 +8,13 @@ use crate::config::{ColorChoice, Config, Format};
 use crate::evidence::chosen::Chosen;
 use crate::evidence::transcript::Transcriber;
 use crate::output::certificates::CertInventory;
-use crate::output::json::{Document, Ndjson};
+use crate::output::json::{Document, Ndjson, flow_ahead};
 use crate::output::select::Sorted;
 use crate::output::servers::Inventory;
 use crate::output::table::{self, Table};
 use crate::output::tsv::{Columns, Tsv};
 use crate::output::{Sink, Summary};
-use crate::pipeline::deliver::{Deliver, Notice};
+use crate::pipeline::deliver::{Deliver, Notice, Prepare, Prepared};
 use crate::record::frames::community_id;
 use crate::record::{Code, FlowRecord, FrameMap, Transport};
 use crate::run::progress::Progress;
@@ -199,13 +199,62 @@ pub struct Collector<'a> {
     chosen: Chosen,
 }
 
+/// Puts the contract's evidence on a finished record: packet numbers within
+/// their input for its frames (`frames`: where each input begins), and its
+/// Community ID.
+fn place(frames: &SharedFrameMap, seed: u16, rec: &mut FlowRecord) {
+    if let Ok(map) = frames.lock() {
+        rec.locate_frames(&map);
+    }
+    let proto = match rec.transport {
+        Transport::Tcp => 6,
+        Transport::Udp => 17,
+    };
+    let (c, s) = (&rec.client, &rec.server);
+    rec.community_id = Some(community_id(seed, proto, (c.ip, c.port), (s.ip, s.port)));
+}
+
+/// What the workers of a threaded run do for the collector (see
+/// [`Deliver::preparer`]): [`place`], and the JSON a JSON sink will write.
+struct Placer {
+    frames: SharedFrameMap,
+    seed: u16,
+    json: bool,
+}
+
+impl Prepare for Placer {
+    fn prepare(&self, rec: &mut FlowRecord) -> Prepared {
+        place(&self.frames, self.seed, rec);
+        let mut out = Vec::new();
+        let mut after_id = 0;
+        if self.json {
+            out.reserve(4096);
+            after_id = flow_ahead(rec, &mut out).unwrap_or(0);
+        }
+        Prepared { out, after_id }
+    }
+}
+
 /// The reader records each input's start here; the output stage reads it to put
 /// packet numbers on records (see [`FrameMap`]).
 pub type SharedFrameMap = Arc<Mutex<FrameMap>>;
 
 impl Deliver for Collector<'_> {
-    fn emit_lent(&mut self, rec: &mut FlowRecord) {
-        Collector::emit(self, rec);
+    fn emit_lent(&mut self, rec: &mut FlowRecord, prepared: Option<&Prepared>) {
+        Collector::emit(self, rec, prepared);
+    }
+    /// Workers place the evidence and, for a JSON sink, write the JSON of
+    /// every record; not when a second reading needs the records' packet
+    /// ordinals (`--write-flows`, `--transcript`).
+    fn preparer(&self) -> Option<Arc<dyn Prepare>> {
+        if self.cfg.write_flows.is_some() || !self.cfg.transcript.is_empty() {
+            return None;
+        }
+        Some(Arc::new(Placer {
+            frames: Arc::clone(&self.frames),
+            seed: self.cfg.community_id_seed,
+            json: self.sink.takes_written() && self.cfg.select.is_none(),
+        }))
     }
     fn count_silent(&mut self, n: u64) {
         Collector::count_silent(self, n);
@@ -244,9 +293,13 @@ impl<'a> Collector<'a> {
         Arc::clone(&self.frames)
     }
 
-    pub fn emit(&mut self, rec: &mut FlowRecord) {
+    /// A finished record; `prepared` when a worker already placed its evidence
+    /// (and maybe wrote its JSON: see [`Placer`]).
+    pub fn emit(&mut self, rec: &mut FlowRecord, prepared: Option<&Prepared>) {
         let span = (rec.frames.first, rec.frames.last);
-        self.place(rec);
+        if prepared.is_none() {
+            place(&self.frames, self.cfg.community_id_seed, rec);
+        }
         let rec = &*rec;
         if !self.summary.count(rec, self.cfg.all) {
             return;
@@ -271,7 +324,11 @@ impl<'a> Collector<'a> {
         if let Some(inv) = &mut self.certificates {
             inv.add(rec);
         }
-        if let Err(e) = self.sink.flow(rec) {
+        let written = match prepared {
+            Some(p) if !p.out.is_empty() => self.sink.flow_written(rec, &p.out, p.after_id),
+            _ => self.sink.flow(rec),
+        };
+        if let Err(e) = written {
             self.write_err = Some(e);
         }
     }
@@ -288,25 +345,6 @@ impl<'a> Collector<'a> {
             self.chosen.found.push(rec.id);
         }
         self.chosen.add(rec, span, write, transcript);
-    }
-
-    /// Puts the contract's evidence on a finished record: packet numbers within
-    /// their input for its frames, and its Community ID.
-    fn place(&self, rec: &mut FlowRecord) {
-        if let Ok(map) = self.frames.lock() {
-            rec.locate_frames(&map);
-        }
-        let proto = match rec.transport {
-            Transport::Tcp => 6,
-            Transport::Udp => 17,
-        };
-        let (c, s) = (&rec.client, &rec.server);
-        rec.community_id = Some(community_id(
-            self.cfg.community_id_seed,
-            proto,
-            (c.ip, c.port),
-            (s.ip, s.port),
-        ));
     }
 
     /// `n` flows ended without payload and are not listed (no `--all`): only counted.
