@@ -536,10 +536,12 @@ fn is_service_port(p: u16) -> bool {
 
 /// Bytes one open flow costs in the table before its first payload byte.
 const FLOW_BYTES: usize = Table::<FlowKey, Flow>::ENTRY_BYTES;
-/// With several workers, what an open flow also costs the output stage: its
-/// first-packet ordinal and `id` in the renumbering map (16 bytes at a load
-/// factor of at least 7/16, and the old table beside the new while it grows).
-pub const NUMBERING_BYTES: usize = 56;
+/// With several workers, what an open flow also costs the output stage at most: its
+/// first-packet ordinal and `id` as an 8-byte entry of a chunk of 256 (2 KiB, and a
+/// 48-byte header kept in a list that may be twice as long as needed), where two
+/// neighbouring chunks hold more than 128 open flows together (about 8 bytes a flow
+/// when few of them have ended).
+pub const NUMBERING_BYTES: usize = 36;
 /// Bytes one tombstone costs.
 const TOMBSTONE_BYTES: usize = Table::<FlowKey, i64>::ENTRY_BYTES;
 
