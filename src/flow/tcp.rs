@@ -647,9 +647,9 @@ fn is_service_port(p: u16) -> bool {
 /// Bytes one open flow costs in the table before its first payload byte.
 const FLOW_BYTES: usize = Table::<FlowKey, Flow>::ENTRY_BYTES;
 /// With several workers, what an open flow also costs the output stage at most: its
-/// first-packet ordinal and `id` as an 8-byte entry of a chunk of 256 (2 KiB, and a
+/// first-packet ordinal and `id` as an 8-byte entry of a chunk of 512 (4 KiB, and a
 /// 48-byte header kept in a list that may be twice as long as needed), where two
-/// neighbouring chunks hold more than 128 open flows together (about 8 bytes a flow
+/// neighbouring chunks hold more than 256 open flows together (about 8 bytes a flow
 /// when few of them have ended).
 pub const NUMBERING_BYTES: usize = 36;
 /// Bytes one tombstone costs.

@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
 /// Entries a chunk holds at most.
-pub(super) const CHUNK: usize = 256;
+pub(super) const CHUNK: usize = 512;
 
 /// The id distance of a removed entry.
 const GONE: u32 = u32::MAX;
@@ -293,7 +293,16 @@ mod tests {
     /// `lag`-th flow after it begins.
     #[test]
     fn memory_follows_open_flows() {
-        for (keep, lag) in [(1, 0), (2, 300), (64, 5), (65, 0), (65, 1000), (129, 17)] {
+        let quarter = CHUNK as u64 / 4;
+        let patterns = [
+            (1, 0),
+            (2, 300),
+            (quarter, 5),
+            (quarter + 1, 0),
+            (quarter + 1, 4 * CHUNK),
+            (2 * quarter + 1, 17),
+        ];
+        for (keep, lag) in patterns {
             let mut n = Numbering::default();
             let (mut open, mut most) = (0usize, 0usize);
             let mut ending = VecDeque::new();
