@@ -1,10 +1,10 @@
 //! The output stage's ordered merge: records of every worker released in the order
 //! one engine would have produced them, renumbered by first packet.
 
+use crate::pipeline::numbering::Numbering;
 use crate::pipeline::worker::BatchReport;
 use crate::pipeline::worker::EndKey;
 use crate::pipeline::worker::Finished;
-use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
@@ -16,7 +16,7 @@ pub(super) struct Merge {
     /// First-packet ordinals of begun flows not yet numbered.
     pub(super) started: BinaryHeap<Reverse<u64>>,
     /// First-packet ordinal to `id`, for flows numbered but not yet released.
-    pub(super) ids: FxHashMap<u64, u64>,
+    pub(super) ids: Numbering,
     pub(super) next_id: u64,
     /// Boxed: the map's nodes move entries on every insert and removal.
     pub(super) pending: BTreeMap<EndKey, Box<Finished>>,
@@ -32,7 +32,7 @@ impl Merge {
         Merge {
             upto: vec![0; workers],
             started: BinaryHeap::new(),
-            ids: FxHashMap::default(),
+            ids: Numbering::default(),
             next_id: 1,
             pending: BTreeMap::new(),
             silent: rustc_hash::FxHashSet::default(),
@@ -48,7 +48,7 @@ impl Merge {
         self.pending.extend(p.ended);
         self.silent_ended += p.silent.len() as u64;
         for first in p.silent.into_iter().chain(p.unlisted) {
-            if self.ids.remove(&first).is_none() {
+            if self.ids.remove(first).is_none() {
                 self.silent.insert(first);
             }
         }
@@ -78,7 +78,7 @@ impl Merge {
                 break;
             }
             let (key, mut done) = entry.remove_entry();
-            if let Some(id) = self.ids.remove(&done.rec.id) {
+            if let Some(id) = self.ids.remove(done.rec.id) {
                 done.rec.id = id;
             }
             emit(done, key.3);

@@ -28,6 +28,7 @@ mod batch;
 pub mod deliver;
 pub mod inline;
 mod merge;
+mod numbering;
 mod router;
 pub mod shard;
 pub mod stage;
