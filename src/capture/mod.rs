@@ -471,7 +471,8 @@ struct Reader<R> {
     consumed: usize,
     exhausted: bool,
     layout: Layout,
-    /// Buffers handed out before, reused once no packet holds them any more.
+    /// Buffers handed out before, in the order they were retired, reused once no
+    /// packet holds them any more.
     spare: Vec<Buffer>,
     /// Why the last read failed.
     error: Option<std::io::Error>,
@@ -628,14 +629,16 @@ impl<R: Read> Reader<R> {
         self.exhausted
     }
 
-    /// A buffer of at least `capacity` bytes no packet holds, with `keep` at its front.
+    /// A buffer of at least `capacity` bytes no packet holds, with `keep` at its front:
+    /// of the spare ones, the one retired last (the likeliest still in a cache:
+    /// the kernel's copy into a buffer and the parsing after it then miss less).
     fn fresh(&mut self, capacity: usize, keep: std::ops::Range<usize>) -> Buffer {
         let reusable = self
             .spare
             .iter()
-            .position(|c| Arc::strong_count(c) == 1 && c.len() >= capacity);
+            .rposition(|c| Arc::strong_count(c) == 1 && c.len() >= capacity);
         let mut next = match reusable {
-            Some(i) => self.spare.swap_remove(i),
+            Some(i) => self.spare.remove(i),
             None => Arc::new(vec![0; capacity]),
         };
         if let (Some(buf), Some(bytes)) = (Arc::get_mut(&mut next), self.chunk.get(keep))

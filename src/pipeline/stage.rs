@@ -24,7 +24,7 @@ pub const BATCH_ITEMS: usize = 1024;
 pub const BATCH_BYTES: usize = 512 * 1024;
 /// Batches queued per worker. File reading waits when a queue is full (back-pressure);
 /// live capture drops the batch and counts it.
-pub const QUEUE_BATCHES: usize = 4;
+pub const QUEUE_BATCHES: usize = 8;
 /// Every this many packets each worker gets its batch, full or not, so no
 /// worker's watermark lags far and the output stage holds few records.
 pub const SYNC_PACKETS: u64 = 8192;

@@ -228,7 +228,7 @@ impl Prepare for Placer {
         let mut out = Vec::new();
         let mut after_id = 0;
         if self.json {
-            out.reserve(4096);
+            out.reserve(1024);
             after_id = flow_ahead(rec, &mut out).unwrap_or(0);
         }
         Prepared { out, after_id }
