@@ -294,7 +294,7 @@ impl<'a> Collector<'a> {
     }
 
     /// A finished record; `prepared` when a worker already placed its evidence
-    /// (and maybe wrote its JSON: see [`Placer`]).
+    /// (and maybe wrote its JSON: see [`Deliver::preparer`]).
     pub fn emit(&mut self, rec: &mut FlowRecord, prepared: Option<&Prepared>) {
         let span = (rec.frames.first, rec.frames.last);
         if prepared.is_none() {
