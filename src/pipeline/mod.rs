@@ -9,6 +9,10 @@
 //! symmetrically and hands the segment, in batches over bounded queues, to the
 //! worker owning that flow's shard of the flow table; one output stage merges
 //! what the workers finish back into the order one engine would have produced.
+//! Whatever of a record's output does not depend on that order (its evidence,
+//! its JSON but for the id) the worker that finished it prepares, as the
+//! receiving end asks ([`deliver::Prepare`]), so the one output stage does little
+//! per record.
 //!
 //! How the answers stay the same for any number of workers:
 //! - **Clock**: the reader runs the one [`Clock`](crate::flow::tcp::Clock) over every packet's time and
