@@ -164,34 +164,49 @@ pub fn material(suite: &Suite, dcid: &[u8]) -> Option<(Material, Material)> {
 
 /// Keys the last sniff derived on this thread, handed to the analyzer the flow
 /// gets next, so that the first Initial's keys are derived once (a flood of
-/// Initials from spoofed sources is mostly key derivation).
+/// Initials from spoofed sources is mostly key derivation), with the packet the
+/// sniff opened, so that it is not decrypted twice.
 struct Sniffed {
     version: u32,
     cid: Vec<u8>,
     keys: Box<Keys>,
+    opened: Opened,
+}
+
+/// A packet a sniff opened: the packet as it came, its packet number (read as
+/// the first of its direction: no packet number seen before), and the opened
+/// packet with where its frames lie in it.
+#[derive(Debug, Default)]
+pub struct Opened {
+    pub packet: Vec<u8>,
+    pub pn: u64,
+    pub plain: Vec<u8>,
+    pub frames: std::ops::Range<usize>,
 }
 
 thread_local! {
     static SNIFFED: std::cell::RefCell<Option<Sniffed>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Keeps the client keys a sniff derived for (`version`, `cid`).
-pub fn remember(version: u32, cid: &[u8], keys: Box<Keys>) {
+/// Keeps the client keys a sniff derived for (`version`, `cid`), and the packet they opened.
+pub fn remember(version: u32, cid: &[u8], keys: Box<Keys>, opened: Opened) {
     SNIFFED.with(|s| {
         *s.borrow_mut() = Some(Sniffed {
             version,
             cid: cid.to_vec(),
             keys,
+            opened,
         });
     });
 }
 
-/// The client keys the last sniff on this thread derived, if for (`version`, `cid`).
-pub fn recall(version: u32, cid: &[u8]) -> Option<Box<Keys>> {
+/// The client keys the last sniff on this thread derived, and the packet they
+/// opened, if for (`version`, `cid`).
+pub fn recall(version: u32, cid: &[u8]) -> Option<(Box<Keys>, Opened)> {
     SNIFFED.with(|s| {
         let mut s = s.borrow_mut();
         match s.as_ref() {
-            Some(k) if k.version == version && k.cid == cid => s.take().map(|k| k.keys),
+            Some(k) if k.version == version && k.cid == cid => s.take().map(|k| (k.keys, k.opened)),
             _ => None,
         }
     })
@@ -390,7 +405,7 @@ mod tests {
         let server = Keys::initial(&suite, &cid, false).unwrap();
         assert_eq!(server.mask(&sample), both.server.mask(&sample));
         assert_ne!(server.mask(&sample), keys.mask(&sample));
-        remember(V1, &cid, keys);
+        remember(V1, &cid, keys, Opened::default());
         assert!(recall(V2, &cid).is_none(), "another version");
         assert!(recall(V1, &cid[..4]).is_none(), "another connection ID");
         assert!(recall(V1, &cid).is_some());

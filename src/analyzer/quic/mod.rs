@@ -145,8 +145,14 @@ pub fn sniff(d: &[u8], port_hint: bool, cut: bool) -> Option<Sender> {
             let pkt = d.get(..l.len)?;
             let mut scratch = Vec::new();
             match packet::open(&keys, pkt, pn_offset, None, &mut scratch) {
-                Some(_) => {
-                    initial::remember(version, l.dcid, keys);
+                Some((pn, frames)) => {
+                    let opened = initial::Opened {
+                        packet: pkt.to_vec(),
+                        pn,
+                        plain: scratch,
+                        frames,
+                    };
+                    initial::remember(version, l.dcid, keys, opened);
                     return Some(Sender::Client);
                 }
                 None => initial_sender(token, d.len(), cut),
@@ -608,6 +614,7 @@ impl QuicAnalyzer {
                 keys: PerDir::default(),
             });
         }
+        let largest = self.side.get(dir).largest_pn;
         let slot = self.keys.as_mut()?.keys.get_mut(dir);
         if slot.is_none() {
             let client = dir == Dir::Client;
@@ -616,10 +623,19 @@ impl QuicAnalyzer {
             } else {
                 None
             };
-            *slot = Some(sniffed.or_else(|| Keys::initial(suite, cid, client))?);
+            if let Some((keys, opened)) = sniffed {
+                *slot = Some(keys);
+                // The packet the sniff opened, as the first of its direction: as opened.
+                if largest.is_none() && opened.packet == pkt {
+                    self.scratch = opened.plain;
+                    return Some((opened.pn, opened.frames));
+                }
+            }
+            if slot.is_none() {
+                *slot = Some(Keys::initial(suite, cid, client)?);
+            }
         }
         let keys = slot.as_ref()?;
-        let largest = self.side.get(dir).largest_pn;
         packet::open(keys, pkt, pn_offset, largest, &mut self.scratch)
     }
 
@@ -959,6 +975,46 @@ mod tests {
         assert_eq!(tls.alerts.len(), 1);
         assert_eq!(tls.alerts[0].description, "handshake_failure");
         assert_eq!(tls.alerts[0].level, "fatal");
+    }
+
+    /// The client Initial a sniff opened reaches the flow's analyzer opened (it
+    /// is not decrypted again): given another Initial's plaintext under this
+    /// packet, the analyzer reads that one. Under another packet, or none, it
+    /// decrypts what it gets.
+    #[test]
+    fn a_sniffed_initial_is_decrypted_once() {
+        let a = initial(V1, Dir::Client, DCID, 0, &crypto_frame(0, &client_hello()));
+        let hello_b = client_hello_with(GREASE_PARAMS);
+        let b = initial(V1, Dir::Client, DCID, 0, &crypto_frame(0, &hello_b));
+        let (rec_a, rec_b) = (
+            run(&[(Dir::Client, a.clone())]),
+            run(&[(Dir::Client, b.clone())]),
+        );
+        assert_ne!(format!("{rec_a:?}"), format!("{rec_b:?}"));
+        let sniffed = |d: &[u8]| {
+            assert_eq!(sniff(d, false, false), Some(Sender::Client));
+            initial::recall(V1, DCID).unwrap()
+        };
+        let (keys_a, opened_a) = sniffed(&a);
+        let (_, opened_b) = sniffed(&b);
+        assert!(initial::recall(V1, DCID).is_none(), "taken");
+        let swapped = initial::Opened {
+            packet: opened_a.packet.clone(),
+            ..opened_b
+        };
+        initial::remember(V1, DCID, keys_a, swapped);
+        assert_eq!(
+            format!("{:?}", run(&[(Dir::Client, a.clone())])),
+            format!("{rec_b:?}")
+        );
+        assert!(initial::recall(V1, DCID).is_none(), "the analyzer took it");
+        // Handed over for another packet: the keys serve, the packet is decrypted.
+        let (keys_b, opened_b) = sniffed(&b);
+        initial::remember(V1, DCID, keys_b, opened_b);
+        assert_eq!(
+            format!("{:?}", run(&[(Dir::Client, a)])),
+            format!("{rec_a:?}")
+        );
     }
 
     #[test]
