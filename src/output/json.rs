@@ -1,6 +1,7 @@
 //! JSON sinks: one document (`--json`) or one line per flow as it ends (`--ndjson`).
 
 use super::certificates::CertificateRecord;
+use super::jsonw;
 use super::servers::ServerRecord;
 use super::{Sink, Summary};
 use crate::record::FlowRecord;
@@ -16,7 +17,7 @@ const FLOW_HEAD: &[u8] = b"{\"type\":\"flow\",\"id\":";
 pub fn flow_ahead(rec: &FlowRecord, out: &mut Vec<u8>) -> Option<usize> {
     out.clear();
     let after_id = FLOW_HEAD.len() + decimal_digits(rec.id);
-    let ok = serde_json::to_writer(&mut *out, rec).is_ok()
+    let ok = jsonw::to_vec_into(out, rec).is_ok()
         && out.starts_with(FLOW_HEAD)
         && out
             .get(FLOW_HEAD.len()..after_id)
@@ -51,7 +52,7 @@ fn write_ahead(
             write!(w, "{}", rec.id)?;
             w.write_all(rest)
         }
-        _ => serde_json::to_writer(w, rec).map_err(io::Error::from),
+        _ => jsonw::to_writer(w, rec),
     }
 }
 
@@ -80,7 +81,7 @@ impl<W: Write> Ndjson<W> {
 
 impl<W: Write> Sink for Ndjson<W> {
     fn flow(&mut self, rec: &FlowRecord) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, rec)?;
+        jsonw::to_writer(&mut self.out, rec)?;
         self.end_line()
     }
 
@@ -103,14 +104,14 @@ impl<W: Write> Sink for Ndjson<W> {
 
     fn certificates(&mut self, list: &[CertificateRecord]) -> io::Result<()> {
         for c in list {
-            serde_json::to_writer(&mut self.out, c)?;
+            jsonw::to_writer(&mut self.out, c)?;
             self.out.write_all(b"\n")?;
         }
         Ok(())
     }
 
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, summary)?;
+        jsonw::to_writer(&mut self.out, summary)?;
         self.out.write_all(b"\n")?;
         self.out.flush()
     }
@@ -141,9 +142,9 @@ impl<W: Write> Document<W> {
 
     fn header(&mut self) -> io::Result<()> {
         write!(self.out, "{{\n  \"tool\": ")?;
-        serde_json::to_writer(&mut self.out, &self.tool)?;
+        jsonw::to_writer(&mut self.out, &self.tool)?;
         write!(self.out, ",\n  \"inputs\": ")?;
-        serde_json::to_writer(&mut self.out, &self.inputs)?;
+        jsonw::to_writer(&mut self.out, &self.inputs)?;
         write!(self.out, ",\n  \"flows\": [")
     }
 }
@@ -178,7 +179,7 @@ impl<W: Write> Document<W> {
 impl<W: Write> Sink for Document<W> {
     fn flow(&mut self, rec: &FlowRecord) -> io::Result<()> {
         self.next_flow()?;
-        serde_json::to_writer(&mut self.out, rec).map_err(io::Error::from)
+        jsonw::to_writer(&mut self.out, rec)
     }
 
     fn takes_written(&self) -> bool {
@@ -207,7 +208,7 @@ impl<W: Write> Sink for Document<W> {
         for (i, c) in list.iter().enumerate() {
             self.out
                 .write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
-            serde_json::to_writer(&mut self.out, c)?;
+            jsonw::to_writer(&mut self.out, c)?;
         }
         write!(self.out, "\n  ]")
     }
@@ -215,7 +216,7 @@ impl<W: Write> Sink for Document<W> {
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
         self.close_flows()?;
         write!(self.out, ",\n  \"summary\": ")?;
-        serde_json::to_writer(&mut self.out, summary)?;
+        jsonw::to_writer(&mut self.out, summary)?;
         self.out.write_all(b"\n}\n")?;
         self.out.flush()
     }

@@ -6,6 +6,7 @@
 
 pub mod certificates;
 pub mod json;
+pub mod jsonw;
 pub mod layout;
 pub mod select;
 pub mod server_table;

@@ -9,6 +9,7 @@
 //! counts from the inventory's own table, sorted there once, so writing them out
 //! copies no name and allocates nothing per server.
 
+use super::jsonw;
 use crate::record::negotiated_version;
 use crate::record::{Endpoint, Finding, FlowRecord, Severity, Transport};
 use crate::time::Timestamp;
@@ -195,7 +196,7 @@ impl Quoted {
         let mut ends = Vec::with_capacity(names.len());
         for name in names {
             // Serializing a string into a vector cannot fail.
-            let _ = serde_json::to_writer(&mut text, &**name);
+            let _ = jsonw::to_writer(&mut text, &**name);
             ends.push(text.len());
         }
         Quoted { text, ends }
@@ -393,11 +394,11 @@ impl ServerRecord {
         let [apps, encryption, versions, suites, findings] = self.fields();
         let mut num = itoa::Buffer::new();
         w.write_all(b"{\"type\":")?;
-        serde_json::to_writer(&mut *w, self.kind)?;
+        jsonw::to_writer(&mut *w, self.kind)?;
         w.write_all(b",\"transport\":")?;
-        serde_json::to_writer(&mut *w, &self.transport)?;
+        jsonw::to_writer(&mut *w, &self.transport)?;
         w.write_all(b",\"server\":")?;
-        serde_json::to_writer(&mut *w, &self.server)?;
+        jsonw::to_writer(&mut *w, &self.server)?;
         w.write_all(b",\"app_protocols\":[")?;
         for (i, (_, id, _)) in apps.iter().enumerate() {
             w.write_all(if i == 0 { b"" } else { b"," })?;
@@ -420,13 +421,13 @@ impl ServerRecord {
         w.write_all(b",\"findings\":")?;
         write_tally(w, q, findings)?;
         w.write_all(b",\"worst_severity\":")?;
-        serde_json::to_writer(&mut *w, &self.worst_severity)?;
+        jsonw::to_writer(&mut *w, &self.worst_severity)?;
         w.write_all(b",\"first\":")?;
-        serde_json::to_writer(&mut *w, &self.first)?;
+        jsonw::to_writer(&mut *w, &self.first)?;
         w.write_all(b",\"last\":")?;
-        serde_json::to_writer(&mut *w, &self.last)?;
+        jsonw::to_writer(&mut *w, &self.last)?;
         w.write_all(b",\"look_at\":")?;
-        serde_json::to_writer(&mut *w, &self.look_at)?;
+        jsonw::to_writer(&mut *w, &self.look_at)?;
         w.write_all(b"}")
     }
 
