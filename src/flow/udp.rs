@@ -528,9 +528,11 @@ impl UdpFlow {
     /// taken for QUIC or DTLS.
     fn into_record(self) -> Option<FlowRecord> {
         match self.proto {
-            Proto::Analyzing(b) => {
-                let (mut rec, mut a) = *b;
-                a.finish(&mut rec);
+            Proto::Analyzing(mut b) => {
+                // Finished in its box: the analyzer (QUIC state is kilobytes) is not moved.
+                let (rec, a) = &mut *b;
+                a.finish(rec);
+                let (rec, _) = *b;
                 Some(rec)
             }
             Proto::Bypass(r) => Some(*r),

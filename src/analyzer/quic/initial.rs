@@ -6,8 +6,9 @@ use aes::Aes128;
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes128Gcm, Nonce, Tag};
-use hkdf::Hkdf;
+use hkdf::{Hkdf, HkdfExtract};
 use sha2::Sha256;
+use std::sync::OnceLock;
 
 /// QUIC version 1 (RFC 9000).
 pub const V1: u32 = 0x0000_0001;
@@ -131,10 +132,25 @@ fn expand_label(prk: &Hkdf<Sha256>, label: &[u8], out: &mut [u8]) -> Option<()> 
     prk.expand(info.get(..n)?, out).ok()
 }
 
+/// HKDF-Extract keyed with a version's salt, ready for a connection ID: the
+/// salt's HMAC pads are hashed once per run, not once per Initial (a flood of
+/// Initials is mostly key derivation).
+fn extractor(salt: &[u8; 20]) -> HkdfExtract<Sha256> {
+    static READY: OnceLock<[([u8; 20], HkdfExtract<Sha256>); 4]> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        [V1_SALT, V2_SALT, DRAFT29_SALT, DRAFT23_SALT].map(|s| (s, HkdfExtract::new(Some(&s))))
+    });
+    match ready.iter().find(|(s, _)| s == salt) {
+        Some((_, e)) => e.clone(),
+        None => HkdfExtract::new(Some(salt)),
+    }
+}
+
 /// The Initial secret of the client's Destination Connection ID `dcid` (RFC 9001 §5.2).
 fn initial_secret(suite: &Suite, dcid: &[u8]) -> Option<Hkdf<Sha256>> {
-    let (initial, _) = Hkdf::<Sha256>::extract(Some(&suite.salt), dcid);
-    Hkdf::<Sha256>::from_prk(&initial).ok()
+    let mut extract = extractor(&suite.salt);
+    extract.input_ikm(dcid);
+    Some(extract.finalize().1)
 }
 
 /// The secrets of one side (`client in` or `server in`) from the Initial secret.
