@@ -823,6 +823,56 @@ mod tests {
         same(&serde_json::json!({"a": [1, {"b": null}, "c\u{2}"], "d": {}, "e": []}));
     }
 
+    /// Random JSON trees (seeded): strings of controls, quotes, backslashes,
+    /// ASCII and multi-byte characters of every length, numbers of every kind.
+    #[test]
+    fn random_trees_match() {
+        struct Rng(u64);
+        impl Rng {
+            fn next(&mut self) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0
+            }
+            fn below(&mut self, n: u64) -> u64 {
+                self.next() % n
+            }
+        }
+        const CHARS: [char; 12] = [
+            'a', 'Z', '0', ' ', '"', '\\', '\n', '\u{1}', '\u{1f}', '\u{7f}', 'é', '😀',
+        ];
+        fn text(r: &mut Rng) -> String {
+            (0..r.below(40))
+                .map(|_| CHARS[r.below(12) as usize])
+                .collect()
+        }
+        fn tree(r: &mut Rng, depth: u32) -> serde_json::Value {
+            use serde_json::Value;
+            match r.below(if depth == 0 { 6 } else { 8 }) {
+                0 => Value::Null,
+                1 => Value::Bool(r.below(2) == 1),
+                2 => Value::from(r.next() as i64),
+                3 => Value::from(r.next()),
+                4 => Value::from(
+                    f64::from_bits(r.next() & 0x7fef_ffff_ffff_ffff)
+                        * if r.below(2) == 0 { 1.0 } else { -1.0 },
+                ),
+                5 => Value::String(text(r)),
+                6 => Value::Array((0..r.below(5)).map(|_| tree(r, depth - 1)).collect()),
+                _ => Value::Object(
+                    (0..r.below(5))
+                        .map(|_| (text(r), tree(r, depth - 1)))
+                        .collect(),
+                ),
+            }
+        }
+        let mut r = Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..3000 {
+            same(&tree(&mut r, 4));
+        }
+    }
+
     #[test]
     fn non_string_keys_are_refused() {
         let v: BTreeMap<Vec<u8>, u8> = [(vec![1], 1)].into();

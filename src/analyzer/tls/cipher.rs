@@ -4,8 +4,10 @@
 //! the fingerprints and the policy all read suites from here and nowhere else.
 
 pub use crate::version::is_grease;
+use rustc_hash::FxHashMap;
 use std::borrow::Cow;
-use tls_parser::{TlsCipherAu, TlsCipherEnc, TlsCipherKx};
+use std::sync::OnceLock;
+use tls_parser::{TlsCipherAu, TlsCipherEnc, TlsCipherKx, TlsCipherSuite};
 
 /// A name from a table, borrowed; or made up (hex of an unknown value), owned.
 pub type Name = Cow<'static, str>;
@@ -109,9 +111,25 @@ pub struct Suite {
     pub weak: Option<&'static str>,
 }
 
+/// tls-parser's suite of a number, from its table indexed once more: the
+/// crate's own map hashes each number with SipHash, and every suite of every
+/// ClientHello is looked up.
+fn by_id(id: u16) -> Option<&'static TlsCipherSuite> {
+    static TABLE: OnceLock<FxHashMap<u16, &'static TlsCipherSuite>> = OnceLock::new();
+    TABLE
+        .get_or_init(|| {
+            tls_parser::CIPHERS
+                .entries()
+                .map(|(&k, v)| (k, v))
+                .collect()
+        })
+        .get(&id)
+        .copied()
+}
+
 /// The table row for a suite number; `None` for unassigned numbers and GREASE.
 pub fn suite(id: u16) -> Option<Suite> {
-    let cs = tls_parser::TlsCipherSuite::from_id(id)?;
+    let cs = by_id(id)?;
     let psk = cs.au == TlsCipherAu::Psk;
     let anon = cs.au == TlsCipherAu::Null;
     let kx = match cs.kx {
@@ -170,7 +188,7 @@ pub fn suite(id: u16) -> Option<Suite> {
 /// Suite name (IANA), or hex for unknown values.
 pub fn name(id: u16) -> Name {
     // The name alone: every suite of every ClientHello is named.
-    match tls_parser::TlsCipherSuite::from_id(id) {
+    match by_id(id) {
         Some(cs) => Cow::Borrowed(cs.name),
         None => Cow::Owned(format!("0x{id:04x}")),
     }
@@ -329,6 +347,18 @@ pub fn is_ffdhe(id: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The index holds exactly tls-parser's table: the same suite for every number.
+    #[test]
+    fn the_index_is_the_crates_table() {
+        let mut named = 0;
+        for id in 0..=u16::MAX {
+            let want = TlsCipherSuite::from_id(id);
+            assert_eq!(by_id(id).map(|c| c.name), want.map(|c| c.name), "{id:#06x}");
+            named += usize::from(want.is_some());
+        }
+        assert!(named > 300, "{named}");
+    }
 
     #[test]
     fn weak_suites_are_named() {
