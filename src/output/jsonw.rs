@@ -105,16 +105,49 @@ fn byte_needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
+/// The same test over four bytes.
+fn quad_needs_escape(x: u32) -> bool {
+    const ONES: u32 = 0x0101_0101;
+    let below_space = x.wrapping_sub(ONES * 0x20) & !x;
+    let q = x ^ (ONES * u32::from(b'"'));
+    let quote = q.wrapping_sub(ONES) & !q;
+    let b = x ^ (ONES * u32::from(b'\\'));
+    let backslash = b.wrapping_sub(ONES) & !b;
+    (below_space | quote | backslash) & 0x8080_8080 != 0
+}
+
+/// Whether the bytes after `at` (fewer than eight) hold one to escape: tested as
+/// words that may overlap bytes already found clean.
+fn tail_needs_escape(bytes: &[u8], at: usize) -> bool {
+    let Some(tail) = bytes.get(at..) else {
+        return false;
+    };
+    if tail.is_empty() {
+        return false;
+    }
+    if let Some(last) = bytes.last_chunk::<8>() {
+        return word_needs_escape(u64::from_le_bytes(*last));
+    }
+    match (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+        (Some(first), Some(last)) => {
+            quad_needs_escape(u32::from_le_bytes(*first))
+                || quad_needs_escape(u32::from_le_bytes(*last))
+        }
+        _ => bytes.iter().any(|&b| byte_needs_escape(b)),
+    }
+}
+
 /// Where the first byte to escape lies in `bytes`, if any.
 fn first_escape(bytes: &[u8]) -> Option<usize> {
-    let mut words = bytes.chunks_exact(8);
     let mut at = 0;
-    for chunk in words.by_ref() {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-        if word_needs_escape(word) {
+    while let Some(&word) = bytes.get(at..).and_then(|b| b.first_chunk::<8>()) {
+        if word_needs_escape(u64::from_le_bytes(word)) {
             break;
         }
         at += 8;
+    }
+    if bytes.len() - at < 8 && !tail_needs_escape(bytes, at) {
+        return None;
     }
     bytes
         .get(at..)?
