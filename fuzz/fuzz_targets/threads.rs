@@ -1,6 +1,7 @@
 //! Threads must not change the answer: a capture read with `--threads 1` and with
 //! `--threads 3` (the reader, its batches and the output stage's merge) gives the
 //! same flow records, apart from the order of flows that end at the same packet.
+//! Each record's JSON from the sinks' writer must also be serde_json's, byte for byte.
 #![no_main]
 
 use clap::Parser;
@@ -15,7 +16,11 @@ struct Lines(Vec<String>);
 
 impl Sink for Lines {
     fn flow(&mut self, rec: &FlowRecord) -> io::Result<()> {
-        self.0.push(serde_json::to_string(rec).map_err(io::Error::other)?);
+        let line = serde_json::to_string(rec).map_err(io::Error::other)?;
+        let mut ours = Vec::new();
+        tlswatch::output::jsonw::to_vec_into(&mut ours, rec)?;
+        assert_eq!(String::from_utf8_lossy(&ours), line, "jsonw and serde_json differ");
+        self.0.push(line);
         Ok(())
     }
     fn servers(&mut self, _: &[ServerRecord]) -> io::Result<()> {
