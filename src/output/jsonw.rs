@@ -229,6 +229,19 @@ fn float<F: Serialize>(w: &mut Vec<u8>, f: F) -> Result<()> {
     serde_json::to_writer(w, &f).map_err(|e| Error::Io(io::Error::from(e)))
 }
 
+/// A serializer's integer methods, each writing its value `v` with `write` (`this` is `self`).
+macro_rules! integers {
+    ($this:ident, $v:ident => $write:expr) => {
+        integers!(@each $this, $v, $write; serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64, serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64, serialize_u128: u128);
+    };
+    (@each $this:ident, $v:ident, $write:expr; $($method:ident: $t:ty),*) => {$(
+        fn $method(self, $v: $t) -> Result<()> {
+            let $this = self;
+            $write
+        }
+    )*};
+}
+
 /// An array, object or variant being written: whether a member was written yet,
 /// and what closes it.
 pub struct Compound<'a> {
@@ -298,36 +311,7 @@ impl<'a> ser::Serializer for &'a mut Writer {
         self.w.extend_from_slice(if v { b"true" } else { b"false" });
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<()> {
-        integer(&mut self.w, v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<()> {
-        integer(&mut self.w, v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<()> {
-        integer(&mut self.w, v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<()> {
-        integer(&mut self.w, v)
-    }
-    fn serialize_i128(self, v: i128) -> Result<()> {
-        integer(&mut self.w, v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<()> {
-        integer(&mut self.w, v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<()> {
-        integer(&mut self.w, v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<()> {
-        integer(&mut self.w, v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<()> {
-        integer(&mut self.w, v)
-    }
-    fn serialize_u128(self, v: u128) -> Result<()> {
-        integer(&mut self.w, v)
-    }
+    integers!(this, v => integer(&mut this.w, v));
     fn serialize_f32(self, v: f32) -> Result<()> {
         float(&mut self.w, v)
     }
@@ -429,48 +413,30 @@ impl<'a> ser::Serializer for &'a mut Writer {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<()> {
-        self.close()
-    }
+/// The serde traits of arrays, tuples and objects, each adding a member through
+/// [`Compound`]'s own methods.
+macro_rules! compound {
+    ($($name:ident :: $method:ident ($($key:ident: $kt:ty)?) => $call:ident;)*) => {$(
+        impl ser::$name for Compound<'_> {
+            type Ok = ();
+            type Error = Error;
+            fn $method<T: ?Sized + Serialize>(&mut self, $($key: $kt,)? value: &T) -> Result<()> {
+                self.$call($($key,)? value)
+            }
+            fn end(self) -> Result<()> {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<()> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<()> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<()> {
-        self.close()
-    }
+compound! {
+    SerializeSeq::serialize_element() => element;
+    SerializeTuple::serialize_element() => element;
+    SerializeTupleStruct::serialize_field() => element;
+    SerializeTupleVariant::serialize_field() => element;
+    SerializeStruct::serialize_field(key: &'static str) => field;
+    SerializeStructVariant::serialize_field(key: &'static str) => field;
 }
 
 impl ser::SerializeMap for Compound<'_> {
@@ -483,36 +449,6 @@ impl ser::SerializeMap for Compound<'_> {
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
         self.ser.w.extend_from_slice(b":");
         value.serialize(&mut *self.ser)
-    }
-    fn end(self) -> Result<()> {
-        self.close()
-    }
-}
-
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<()> {
-        self.field(key, value)
-    }
-    fn end(self) -> Result<()> {
-        self.close()
-    }
-}
-
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<()> {
-        self.field(key, value)
     }
     fn end(self) -> Result<()> {
         self.close()
@@ -564,36 +500,7 @@ impl ser::Serializer for MapKey<'_> {
     fn serialize_bool(self, v: bool) -> Result<()> {
         self.quoted(if v { b"true" } else { b"false" })
     }
-    fn serialize_i8(self, v: i8) -> Result<()> {
-        self.integer(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<()> {
-        self.integer(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<()> {
-        self.integer(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<()> {
-        self.integer(v)
-    }
-    fn serialize_i128(self, v: i128) -> Result<()> {
-        self.integer(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<()> {
-        self.integer(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<()> {
-        self.integer(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<()> {
-        self.integer(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<()> {
-        self.integer(v)
-    }
-    fn serialize_u128(self, v: u128) -> Result<()> {
-        self.integer(v)
-    }
+    integers!(this, v => this.integer(v));
     fn serialize_f32(self, v: f32) -> Result<()> {
         self.float(v)
     }
