@@ -57,9 +57,13 @@ fn printable(b: &[u8]) -> String {
 }
 
 fn u16_list(i: &[u8]) -> Vec<u16> {
-    i.chunks_exact(2)
-        .filter_map(|v| Some(u16::from_be_bytes(v.try_into().ok()?)))
-        .collect()
+    // Sized once: a filtering iterator gives no length, and the vector would grow by doubling.
+    let mut list = Vec::with_capacity(i.len() / 2);
+    list.extend(
+        i.chunks_exact(2)
+            .filter_map(|v| Some(u16::from_be_bytes(v.try_into().ok()?))),
+    );
+    list
 }
 
 /// A list of u16 values behind a 2-byte (or, `short`, 1-byte) length.
