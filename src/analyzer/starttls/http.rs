@@ -28,15 +28,23 @@ pub const METHODS: [&[u8]; 10] = [
     b"CONNECT ",
 ];
 
-/// The header block of a message, when it is complete.
+/// The header block of a message, when it is complete: what comes before the
+/// first empty line (`\r\n\r\n` or `\n\n`). One pass over the line feeds: it
+/// runs on every packet of a request until the verdict.
 fn head(b: &[u8]) -> Option<&[u8]> {
-    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n");
-    let lf = b.windows(2).position(|w| w == b"\n\n");
-    let end = match (crlf, lf) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => a.or(b)?,
-    };
-    b.get(..end)
+    let mut from = 0;
+    loop {
+        let at = from + b.get(from..)?.iter().position(|&c| c == b'\n')?;
+        match b.get(at + 1) {
+            Some(b'\n') => return b.get(..at),
+            Some(b'\r')
+                if b.get(at + 2) == Some(&b'\n') && at > 0 && b.get(at - 1) == Some(&b'\r') =>
+            {
+                return b.get(..at - 1);
+            }
+            _ => from = at + 1,
+        }
+    }
 }
 
 /// An `Upgrade:` header naming TLS in a header block.
@@ -436,6 +444,42 @@ fn end_of_response(st: &mut State, cx: &mut Cx<'_>) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The header block ends at the first empty line of either kind, as a
+    /// search for each of the two endings would put it.
+    #[test]
+    fn head_ends_at_the_first_empty_line() {
+        fn by_search(b: &[u8]) -> Option<&[u8]> {
+            let crlf = b.windows(4).position(|w| w == b"\r\n\r\n");
+            let lf = b.windows(2).position(|w| w == b"\n\n");
+            let end = match (crlf, lf) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b)?,
+            };
+            b.get(..end)
+        }
+        let pieces: [&[u8]; 5] = [b"\r", b"\n", b"a", b"\r\n", b"\n\r"];
+        // Every sequence of up to six pieces.
+        let mut n = 0;
+        for len in 0..=6u32 {
+            for mut code in 0..5usize.pow(len) {
+                let mut b = Vec::new();
+                for _ in 0..len {
+                    b.extend_from_slice(pieces[code % 5]);
+                    code /= 5;
+                }
+                assert_eq!(head(&b), by_search(&b), "{b:?}");
+                n += usize::from(head(&b).is_some());
+            }
+        }
+        assert!(n > 1000, "{n}");
+        assert_eq!(
+            head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody"),
+            Some(&b"GET / HTTP/1.1\r\nHost: a"[..])
+        );
+        assert_eq!(head(b"GET / HTTP/1.0\n\n"), Some(&b"GET / HTTP/1.0"[..]));
+        assert_eq!(head(b"GET / HTTP/1.1\r\nHost: a\r\n"), None);
+    }
     use crate::analyzer::starttls::Proto;
     use crate::analyzer::starttls::tests::{client_hello, run_split_invariant, server_hello};
     use crate::record::Encryption;
