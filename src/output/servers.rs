@@ -195,8 +195,8 @@ impl Quoted {
         let mut text = Vec::new();
         let mut ends = Vec::with_capacity(names.len());
         for name in names {
-            // Serializing a string into a vector cannot fail.
-            let _ = jsonw::to_writer(&mut text, &**name);
+            // Serializing a string cannot fail.
+            let _ = jsonw::to_vec_into(&mut text, &**name);
             ends.push(text.len());
         }
         Quoted { text, ends }
