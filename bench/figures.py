@@ -12,8 +12,11 @@ Then, if not `--no-floods`, the SYN flood (gen_syn_flood.py, 1.5M SYNs, default
 options) and the QUIC Initial flood (gen_quic_flood.py, 1M Initials, `--memcap
 64M`), interleaved with the benchmark capture at default options, and the peak RSS
 of each (`/usr/bin/time`, one run). Prints medians (wall and CPU, user + sys), the
-ratios the targets are stated in, and the load average before and after: CPU time
-counts where the machine is loaded, wall time does not.
+ratios the targets are stated in with the quartiles of their round-by-round values,
+a control (two `--threads 1` runs at once against one alone: what running on both
+cores costs work that shares nothing, on this machine at this moment), and the load
+average before and after: CPU time counts where the machine is loaded, wall time
+does not.
 
 Standard library only (and /usr/bin/time for peak memory).
 """
@@ -62,6 +65,48 @@ def ratio(xs, i, j):
     return statistics.median(a / b for a, b in zip(xs[i], xs[j]))
 
 
+def spread(xs, i, j):
+    """The quartiles of those ratios, as text: how far one round's ratio strays."""
+    r = [a / b for a, b in zip(xs[i], xs[j])]
+    if len(r) < 2:
+        return ""
+    q1, _, q3 = statistics.quantiles(r, n=4)
+    return f" [q1-q3 {q1:.3f}-{q3:.3f}]"
+
+
+def together(argv, n):
+    """Runs `n` copies of `argv` at once: the wall time, and each copy's CPU time."""
+    import time
+    start = time.perf_counter()
+    procs = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(n)]
+    cpus = []
+    for p in procs:
+        _, status, usage = os.wait4(p.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"failed ({status}): {argv}")
+        cpus.append(usage.ru_utime + usage.ru_stime)
+    return time.perf_counter() - start, cpus
+
+
+def control(b, f, n):
+    """What two cores give work that shares nothing: two `--threads 1` runs at once
+    against one alone, in alternating rounds. Their CPU ratio is the machine's own
+    cost of running on both cores (memory bandwidth, caches and host neighbours
+    shared); the thread overhead above cannot be lower than it."""
+    argv = [b, "-r", f, "--threads", "1", "--ndjson"]
+    together(argv, 1)
+    alone, pair = [], []
+    for _ in range(n):
+        alone.append(together(argv, 1))
+        pair.append(together(argv, 2))
+    cpu = statistics.median(sum(c) / len(c) / a[1][0] for a, (_, c) in zip(alone, pair))
+    wall = statistics.median(p[0] / a[0] for a, p in zip(alone, pair))
+    print(f"\ncontrol: two --threads 1 runs at once against one alone ({n} rounds):"
+          f" CPU per run {cpu:.3f}x, wall {wall:.3f}x"
+          f" (1.000 and 1.000: both cores are free; the thread overhead is then all tlswatch's)")
+
+
 def peak_rss_mib(argv):
     out = subprocess.run(["/usr/bin/time", "-f", "%M"] + argv, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True, check=True)
@@ -103,15 +148,17 @@ def main():
     cpu_ratio = ratio(cpus, 1, 0)
     speedup = ratio(walls, 0, 1)
     print(f"\nthread overhead: CPU of 2 threads / 1 thread  {cpu_ratio:.3f}"
-          f"  (target <= 1.15: {verdict(cpu_ratio <= 1.15)})")
+          f"  (target <= 1.15: {verdict(cpu_ratio <= 1.15)}){spread(cpus, 1, 0)}")
     print(f"2-thread speedup, wall of 1 / wall of 2      {speedup:.3f}"
-          f"  (target >= 1.6: {verdict(speedup >= 1.6)})")
+          f"  (target >= 1.6: {verdict(speedup >= 1.6)}){spread(walls, 0, 1)}")
     srv_w, srv_c = ratio(walls, 2, 1), ratio(cpus, 2, 1)
     print(f"--servers over --ndjson: wall {srv_w:.3f}, CPU {srv_c:.3f}"
-          f"  (target <= 1.05: {verdict(max(srv_w, srv_c) <= 1.05)})")
+          f"  (target <= 1.05: {verdict(max(srv_w, srv_c) <= 1.05)}){spread(cpus, 2, 1)}")
     if ndpi:
         x = ratio(walls, 3, 0)
-        print(f"ndpiReader wall / tlswatch --threads 1 wall   {x:.2f}x  (target >= 6: {verdict(x >= 6)})")
+        print(f"ndpiReader wall / tlswatch --threads 1 wall   {x:.2f}x"
+              f"  (target >= 6: {verdict(x >= 6)}){spread(walls, 3, 0)}")
+    control(b, f, max(3, a.rounds // 2))
     if not a.no_floods:
         floods(a, b, f)
     print(f"\nload after: {load()}")
