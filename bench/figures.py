@@ -12,7 +12,8 @@ Then, if not `--no-floods`, the SYN flood (gen_syn_flood.py, 1.5M SYNs, default
 options) and the QUIC Initial flood (gen_quic_flood.py, 1M Initials, `--memcap
 64M`), interleaved with the benchmark capture at default options, and the peak RSS
 of each (`/usr/bin/time`, one run). Prints medians (wall and CPU, user + sys), the
-ratios the targets are stated in with the quartiles of their round-by-round values,
+ratios the targets are stated in with the quartiles of their round-by-round values
+and the ratio of the fastest rounds,
 a control (two `--threads 1` runs at once against one alone: what running on both
 cores costs work that shares nothing, on this machine at this moment), and the load
 average before and after: CPU time counts where the machine is loaded, wall time
@@ -66,12 +67,14 @@ def ratio(xs, i, j):
 
 
 def spread(xs, i, j):
-    """The quartiles of those ratios, as text: how far one round's ratio strays."""
+    """The quartiles of those ratios, and the ratio of the two commands' fastest
+    rounds (interference from the host only ever adds time, so the minimums are
+    each command's least disturbed run), as text."""
     r = [a / b for a, b in zip(xs[i], xs[j])]
     if len(r) < 2:
         return ""
     q1, _, q3 = statistics.quantiles(r, n=4)
-    return f" [q1-q3 {q1:.3f}-{q3:.3f}]"
+    return f" [q1-q3 {q1:.3f}-{q3:.3f}; of the minimums {min(xs[i]) / min(xs[j]):.3f}]"
 
 
 def together(argv, n):
