@@ -126,11 +126,34 @@ fn bash_words(name: &str, words: &[String]) -> String {
     format!("_tlswatch_{name}='{}'\n", words.join(" "))
 }
 
+/// Zsh: adds list words as `_sequence` asks (the separator after each, so the
+/// next word can follow), except the `KEY=` words of `--select`, which take a
+/// value next: no separator after those.
+const ZSH_LIST_WORDS: &str = r#"
+(( $+functions[_tlswatch_list_words] )) ||
+_tlswatch_list_words() {
+    local -a o s keys plain
+    local ret=1
+    zparseopts -D -- J+:=o V+:=o X+:=o x+:=o M+:=o o+:=o 1=o 2=o F:=o P:=o p:=o \
+        i:=o I:=o S:=s q=s r:=s R:=s
+    [[ $1 == - ]] && shift
+    keys=("${(@M)@:#*=}")
+    plain=("${(@)@:#*=}")
+    (( $#plain )) && compadd "${o[@]}" "${s[@]}" - "${plain[@]}" && ret=0
+    (( $#keys )) && compadd "${o[@]}" -S '' - "${keys[@]}" && ret=0
+    return ret
+}
+"#;
+
 /// Zsh: each list option's words through `_sequence` (comma-separated), and the
 /// interfaces for -i.
 fn zsh(script: &str) -> String {
-    let mut out = String::with_capacity(script.len() + 256);
+    let mut out = String::with_capacity(script.len() + 256 + ZSH_LIST_WORDS.len());
     for line in script.lines() {
+        if line.starts_with("if [ \"$funcstack[1]\" = \"_tlswatch\" ]") {
+            out.push_str(ZSH_LIST_WORDS.trim_start());
+            out.push('\n');
+        }
         let list = ["--fail-on=", "--select=", "--fields="]
             .iter()
             .any(|o| line.starts_with(&format!("'*{o}")));
@@ -138,7 +161,7 @@ fn zsh(script: &str) -> String {
             // `:NAME,...:(a b c)' \` becomes `:NAME,...:_sequence compadd - a b c' \`.
             match (line.rfind(":("), line.rfind(")'")) {
                 (Some(open), Some(close)) if open < close => format!(
-                    "{}:_sequence compadd - {}{}",
+                    "{}:_sequence _tlswatch_list_words - {}{}",
                     line.get(..open).unwrap_or(""),
                     line.get(open + 2..close).unwrap_or(""),
                     line.get(close + 1..).unwrap_or("")
@@ -221,13 +244,24 @@ mod tests {
                 .to_string()
         };
         for opt in ["fail-on", "select", "fields"] {
-            assert!(line(opt).contains(":_sequence compadd - "), "{}", line(opt));
+            assert!(
+                line(opt).contains(":_sequence _tlswatch_list_words - "),
+                "{}",
+                line(opt)
+            );
             assert!(line(opt).ends_with("' \\"), "{}", line(opt));
         }
         assert!(line("fail-on").contains(" CERT_EXPIRED "));
         assert!(line("select").contains(" encryption=plaintext "));
         assert!(z.contains(":IFACE:_net_interfaces'"));
         assert!(!z.contains(":IFACE:_default'"));
+        // The helper is defined once, before the script runs or registers `_tlswatch`.
+        let helper = z.find("_tlswatch_list_words() {").unwrap_or(usize::MAX);
+        let tail = z
+            .find("if [ \"$funcstack[1]\" = \"_tlswatch\" ]")
+            .unwrap_or(0);
+        assert!(helper < tail, "{z}");
+        assert_eq!(z.matches("_tlswatch_list_words() {").count(), 1);
     }
 
     #[test]

@@ -412,6 +412,66 @@ fn progress_shows_on_a_terminal_only() {
     let _ = std::fs::remove_file(&big);
 }
 
+/// zsh's own completion system, driven through a pseudo-terminal (`complete.zsh`):
+/// one Tab after each partial command line. Lists complete word by word after a
+/// comma, options and field names complete, and `-i` offers the machine's interfaces.
+#[test]
+fn zsh_completes_list_words_options_and_interfaces_when_zsh_is_there() {
+    let dir = tmp("zsh-functions");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("_tlswatch"), generated("complete-zsh"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let driver = tmp("complete.zsh");
+    std::fs::write(&driver, include_str!("complete.zsh")).unwrap_or_else(|e| panic!("{e}"));
+    // `lo` completes alone only where no other interface name starts with it.
+    let lo_alone = std::fs::read_dir("/sys/class/net").is_ok_and(|d| {
+        let names: Vec<String> = d
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.iter().any(|n| n == "lo") && names.iter().filter(|n| n.starts_with("lo")).count() == 1
+    });
+    let lines = [
+        "tlswatch --fail-on high,CERT_EXPIRE",
+        "tlswatch --select encryption=plai",
+        "tlswatch --select SSLV2,serv",
+        "tlswatch --fail-on SSLV2,SSLV",
+        "tlswatch --fail-",
+        "tlswatch -r x.pcap --fields sn",
+        "tlswatch -i l",
+    ];
+    let Ok(out) = Command::new("zsh")
+        .arg("-f")
+        .arg(&driver)
+        .arg(&dir)
+        .args(lines)
+        .output()
+    else {
+        eprintln!("skipped: zsh is not installed");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<&str> = text.lines().collect();
+    assert_eq!(got.len(), lines.len(), "{text}");
+    // A list word completes, and the list stays open for the next one.
+    assert_eq!(got[0], "tlswatch --fail-on high,CERT_EXPIRED,", "{text}");
+    assert_eq!(got[1], "tlswatch --select encryption=plaintext,", "{text}");
+    // A key that takes a value gets no separator after it: the value follows.
+    assert_eq!(got[2], "tlswatch --select SSLV2,server=", "{text}");
+    // A word already in the list is not offered again.
+    assert_eq!(got[3], "tlswatch --fail-on SSLV2,SSLV3,", "{text}");
+    assert_eq!(got[4], "tlswatch --fail-on=", "{text}");
+    assert_eq!(got[5], "tlswatch -r x.pcap --fields sni,", "{text}");
+    if lo_alone {
+        assert_eq!(got[6], "tlswatch -i lo ", "{text}");
+    }
+}
+
 #[test]
 fn fish_completes_list_words_and_interfaces_when_fish_is_there() {
     let path = tmp("tlswatch.fish");
