@@ -412,6 +412,22 @@ fn progress_shows_on_a_terminal_only() {
     let _ = std::fs::remove_file(&big);
 }
 
+/// What a shell printed, once it exited successfully; `None` (the test skips)
+/// when that shell is not installed (CI installs zsh and fish).
+fn shell_output(mut cmd: Command) -> Option<String> {
+    let shell = cmd.get_program().to_string_lossy().into_owned();
+    let Ok(out) = cmd.output() else {
+        eprintln!("skipped: {shell} is not installed");
+        return None;
+    };
+    assert!(
+        out.status.success(),
+        "{shell}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// zsh's own completion system, driven through a pseudo-terminal (`complete.zsh`):
 /// one Tab after each partial command line. Lists complete word by word after a
 /// comma, options and field names complete, and `-i` offers the machine's interfaces.
@@ -440,22 +456,11 @@ fn zsh_completes_list_words_options_and_interfaces_when_zsh_is_there() {
         "tlswatch -r x.pcap --fields sn",
         "tlswatch -i l",
     ];
-    let Ok(out) = Command::new("zsh")
-        .arg("-f")
-        .arg(&driver)
-        .arg(&dir)
-        .args(lines)
-        .output()
-    else {
-        eprintln!("skipped: zsh is not installed");
+    let mut zsh = Command::new("zsh");
+    zsh.arg("-f").arg(&driver).arg(&dir).args(lines);
+    let Some(text) = shell_output(zsh) else {
         return;
     };
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let got: Vec<&str> = text.lines().collect();
     assert_eq!(got.len(), lines.len(), "{text}");
     // A list word completes, and the list stays open for the next one.
@@ -480,16 +485,11 @@ fn fish_completes_list_words_and_interfaces_when_fish_is_there() {
         "source '{}'; complete -C 'tlswatch --fail-on high,CERT_E'; complete -C 'tlswatch -i '",
         path.display()
     );
-    let Ok(out) = Command::new("fish").args(["-c", &script]).output() else {
-        eprintln!("skipped: fish is not installed");
+    let mut fish = Command::new("fish");
+    fish.args(["-c", &script]);
+    let Some(text) = shell_output(fish) else {
         return;
     };
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.first(), Some(&"high,CERT_EXPIRED"), "{text}");
     assert!(lines.contains(&"any"), "{text}");
