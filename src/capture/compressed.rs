@@ -196,13 +196,13 @@ const AHEAD_CHUNKS: usize = 4;
 /// Runs `stream` in a thread of `scope`, a few chunks ahead of the reader it
 /// returns, so decompressing and parsing the capture share the work between two
 /// cores. The thread ends at the end of the stream, on an error (handed to the
-/// reader), or when the reader is dropped.
+/// reader), or when the reader is dropped; dropping the reader waits for it.
 pub fn read_ahead<'scope, 'env: 'scope>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     mut stream: Decompressed<'env>,
-) -> Ahead {
+) -> Ahead<'scope> {
     let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD_CHUNKS);
-    scope.spawn(move || {
+    let thread = scope.spawn(move || {
         loop {
             let mut chunk = vec![0; AHEAD_CHUNK];
             let mut filled = 0;
@@ -232,23 +232,41 @@ pub fn read_ahead<'scope, 'env: 'scope>(
         }
     });
     Ahead {
-        rx,
+        rx: Some(rx),
+        thread: Some(thread),
         chunk: Vec::new(),
         pos: 0,
     }
 }
 
 /// The reading end of [`read_ahead`].
-pub struct Ahead {
-    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+pub struct Ahead<'scope> {
+    /// `None` once dropped, which stops the thread at its next chunk.
+    rx: Option<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
+    thread: Option<std::thread::ScopedJoinHandle<'scope, ()>>,
     chunk: Vec<u8>,
     pos: usize,
 }
 
-impl Read for Ahead {
+/// Stops the decompressing thread and joins it. The scope would only wait for
+/// its closure to return; joining also waits for the thread to exit, its
+/// thread-local destructors run, so nothing of it outlives the reader.
+impl Drop for Ahead<'_> {
+    fn drop(&mut self) {
+        self.rx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Read for Ahead<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.pos >= self.chunk.len() {
-            match self.rx.recv() {
+            let Some(rx) = &self.rx else {
+                return Ok(0);
+            };
+            match rx.recv() {
                 Ok(Ok(chunk)) => {
                     self.chunk = chunk;
                     self.pos = 0;
@@ -382,6 +400,61 @@ mod tests {
 
     fn zstd(data: &[u8]) -> Vec<u8> {
         ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+
+    /// Dropping the reader of a stream decompressed ahead, mid-stream, returns
+    /// once the decompressing thread has exited: its thread-local destructors
+    /// have run by then (a thread the scope merely counts as finished may still
+    /// be running them, and a leak checker then sees their memory as leaked).
+    #[test]
+    fn dropping_the_reader_ahead_waits_for_its_thread_to_exit() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static EXITED: AtomicUsize = AtomicUsize::new(0);
+        struct OnExit;
+        impl Drop for OnExit {
+            fn drop(&mut self) {
+                // Let the scope see the closure finish well before this runs.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                EXITED.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        thread_local! {
+            static MARK: std::cell::RefCell<Option<OnExit>> = const { std::cell::RefCell::new(None) };
+        }
+        /// Compressed input that marks the thread reading it, 64 bytes a read
+        /// (so that the decompressing thread reads most of it, not only the
+        /// thread that starts the decoder).
+        struct Marking<R>(R);
+        impl<R: Read> Read for Marking<R> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                MARK.with(|m| {
+                    m.borrow_mut().get_or_insert_with(|| OnExit);
+                });
+                let n = buf.len().min(64);
+                self.0.read(buf.get_mut(..n).unwrap_or_default())
+            }
+        }
+        let data = gzip(&sample());
+        for whole in [false, true] {
+            let before = EXITED.load(Ordering::SeqCst);
+            std::thread::scope(|scope| {
+                let mut ahead =
+                    read_ahead(scope, decompress(Compression::Gzip, Marking(&data[..])));
+                let mut first = [0u8; 100];
+                ahead.read_exact(&mut first).unwrap();
+                if whole {
+                    let mut rest = Vec::new();
+                    ahead.read_to_end(&mut rest).unwrap();
+                    assert_eq!(first.len() + rest.len(), sample().len());
+                }
+                drop(ahead);
+                assert_eq!(
+                    EXITED.load(Ordering::SeqCst),
+                    before + 1,
+                    "read to the end: {whole}"
+                );
+            });
+        }
     }
 
     #[test]
