@@ -29,6 +29,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -79,7 +80,6 @@ def spread(xs, i, j):
 
 def together(argv, n):
     """Runs `n` copies of `argv` at once: the wall time, and each copy's CPU time."""
-    import time
     start = time.perf_counter()
     procs = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for _ in range(n)]

@@ -232,7 +232,7 @@ pub fn read_ahead<'scope, 'env: 'scope>(
         }
     });
     Ahead {
-        rx: Some(rx),
+        rx,
         thread: Some(thread),
         chunk: Vec::new(),
         pos: 0,
@@ -241,8 +241,7 @@ pub fn read_ahead<'scope, 'env: 'scope>(
 
 /// The reading end of [`read_ahead`].
 pub struct Ahead<'scope> {
-    /// `None` once dropped, which stops the thread at its next chunk.
-    rx: Option<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
     thread: Option<std::thread::ScopedJoinHandle<'scope, ()>>,
     chunk: Vec<u8>,
     pos: usize,
@@ -253,7 +252,9 @@ pub struct Ahead<'scope> {
 /// thread-local destructors run, so nothing of it outlives the reader.
 impl Drop for Ahead<'_> {
     fn drop(&mut self) {
-        self.rx = None;
+        // The thread's next send fails once its receiver is gone, and it returns.
+        let (_, none) = std::sync::mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.rx, none));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -263,10 +264,7 @@ impl Drop for Ahead<'_> {
 impl Read for Ahead<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.pos >= self.chunk.len() {
-            let Some(rx) = &self.rx else {
-                return Ok(0);
-            };
-            match rx.recv() {
+            match self.rx.recv() {
                 Ok(Ok(chunk)) => {
                     self.chunk = chunk;
                     self.pos = 0;

@@ -145,12 +145,16 @@ _tlswatch_list_words() {
 }
 "#;
 
+/// The line of clap's zsh script that runs or registers `_tlswatch`: the helper
+/// above goes before it.
+const ZSH_TAIL: &str = "if [ \"$funcstack[1]\" = \"_tlswatch\" ]";
+
 /// Zsh: each list option's words through `_sequence` (comma-separated), and the
 /// interfaces for -i.
 fn zsh(script: &str) -> String {
     let mut out = String::with_capacity(script.len() + 256 + ZSH_LIST_WORDS.len());
     for line in script.lines() {
-        if line.starts_with("if [ \"$funcstack[1]\" = \"_tlswatch\" ]") {
+        if line.starts_with(ZSH_TAIL) {
             out.push_str(ZSH_LIST_WORDS.trim_start());
             out.push('\n');
         }
@@ -158,7 +162,7 @@ fn zsh(script: &str) -> String {
             .iter()
             .any(|o| line.starts_with(&format!("'*{o}")));
         let line = if list {
-            // `:NAME,...:(a b c)' \` becomes `:NAME,...:_sequence compadd - a b c' \`.
+            // `:NAME,...:(a b c)' \` becomes `:NAME,...:_sequence _tlswatch_list_words - a b c' \`.
             match (line.rfind(":("), line.rfind(")'")) {
                 (Some(open), Some(close)) if open < close => format!(
                     "{}:_sequence _tlswatch_list_words - {}{}",
@@ -257,9 +261,7 @@ mod tests {
         assert!(!z.contains(":IFACE:_default'"));
         // The helper is defined once, before the script runs or registers `_tlswatch`.
         let helper = z.find("_tlswatch_list_words() {").unwrap_or(usize::MAX);
-        let tail = z
-            .find("if [ \"$funcstack[1]\" = \"_tlswatch\" ]")
-            .unwrap_or(0);
+        let tail = z.find(ZSH_TAIL).unwrap_or(0);
         assert!(helper < tail, "{z}");
         assert_eq!(z.matches("_tlswatch_list_words() {").count(), 1);
     }
