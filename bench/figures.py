@@ -187,6 +187,27 @@ def floods(a, b, f):
           f" {rss[1]:.0f} MiB (target <= 256: {verdict(rss[1] <= 256)})")
     print(f"QUIC flood: {quic_x:.2f}x (target <= 2: {verdict(quic_x <= 2)}),"
           f" {rss[2]:.0f} MiB (target < 128: {verdict(rss[2] < 128)})")
+    quic_floor(2 * statistics.median(walls[0]))
+
+
+def quic_floor(budget):
+    """The least CPU the QUIC flood can take: its Initials' key derivation and
+    decryption alone (benches/quic_floor.rs, on a 100,000-Initial flood), against
+    the target's budget of wall time on this machine's cores."""
+    small = "/tmp/quic-flood-100k.pcap"
+    ensure(small, ["python3", os.path.join(HERE, "gen_quic_flood.py"), "-n", "100000", "-o", small])
+    out = subprocess.run(["cargo", "bench", "--locked", "--bench", "quic_floor", "--", small, "5"],
+                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    ns = {line.split()[0]: float(line.split()[1]) for line in out.splitlines()
+          if line.strip().startswith(("derive", "open", "both", "sha256"))}
+    cpu = ns["both"] * 1e6 * 1e-9
+    cores = os.cpu_count() or 1
+    print(f"QUIC floor: deriving the keys ({ns['derive']:.0f} ns) and opening the packet"
+          f" ({ns['open']:.0f} ns) of each Initial, {ns['both']:.0f} ns together:"
+          f" {cpu:.2f} s of CPU for 1M Initials, at least {cpu / cores:.2f} s of wall on"
+          f" {cores} cores with nothing else done, against a budget of {budget:.2f} s"
+          f" (2x the benchmark's wall); the derivation's SHA-256 compressions alone take"
+          f" {ns['sha256']:.0f} ns")
 
 
 if __name__ == "__main__":
