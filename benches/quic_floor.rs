@@ -4,7 +4,7 @@
 //!
 //!     cargo bench --bench quic_floor -- /tmp/quic-flood-100k.pcap [PASSES]
 //!
-//! For each UDP payload of the capture (Ethernet, IPv4 without options, UDP, as the
+//! For each UDP payload of the capture (a classic pcap of Ethernet frames, as the
 //! generator writes them) it times, in passes whose medians it prints:
 //! - `derive`: the client's Initial keys from the Destination Connection ID
 //!   (RFC 9001 §5.2: HKDF-Extract with the version's salt, then four HKDF-Expand-Label);
@@ -22,31 +22,25 @@
 //! `both` times the number of Initials; `bench/figures.py` prints this floor
 //! beside the flood's measured time.
 
+use etherparse::{SlicedPacket, TransportSlice};
 use std::time::Instant;
 use tlswatch::analyzer::quic::initial::{Keys, Suite};
 use tlswatch::analyzer::quic::packet::{Kind, long_header, open};
 
-/// Ethernet (14), IPv4 without options (20) and UDP (8) headers.
-const UDP_PAYLOAD_AT: usize = 42;
-
+/// The UDP payloads of a classic pcap file of Ethernet frames (as the generator writes).
 fn payloads(file: &[u8]) -> Result<Vec<&[u8]>, String> {
-    let mut at = 24;
-    let mut out = Vec::new();
-    while let Some(head) = file.get(at..at + 16) {
-        let caplen: [u8; 4] = head
-            .get(8..12)
-            .and_then(|c| c.try_into().ok())
-            .unwrap_or_default();
-        let caplen = u32::from_le_bytes(caplen) as usize;
-        let frame = file
-            .get(at + 16..at + 16 + caplen)
-            .ok_or_else(|| format!("record at byte {at} runs past the end of the file"))?;
-        if let Some(p) = frame.get(UDP_PAYLOAD_AT..) {
-            out.push(p);
-        }
-        at += 16 + caplen;
-    }
-    Ok(out)
+    let (_, capture) =
+        pcap_parser::parse_pcap(file).map_err(|e| format!("not a pcap file: {e}"))?;
+    Ok(capture
+        .blocks
+        .iter()
+        .filter_map(
+            |b| match SlicedPacket::from_ethernet(b.data).ok()?.transport? {
+                TransportSlice::Udp(udp) => Some(udp.payload()),
+                _ => None,
+            },
+        )
+        .collect())
 }
 
 /// An Initial's Destination Connection ID and where its packet number lies.
